@@ -1,0 +1,96 @@
+//! Version ordering, one module per scheme. Every comparator is total: it accepts any string
+//! (package databases and advisory feeds are untrusted) and never panics.
+
+pub mod apk;
+pub mod dpkg;
+pub mod rpm;
+pub mod semver;
+
+use std::cmp::Ordering;
+
+/// The ordering rules an ecosystem's versions follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Scheme {
+    Dpkg,
+    Apk,
+    Rpm,
+    Semver,
+}
+
+impl Scheme {
+    /// The scheme of an OSV ecosystem name, with or without its `:release` suffix.
+    /// `None` for ecosystems whose ordering is not implemented yet: their records can only
+    /// match through explicit `versions` lists.
+    pub fn for_ecosystem(ecosystem: &str) -> Option<Scheme> {
+        let base = ecosystem.split(':').next().unwrap_or_default();
+        match base {
+            "Debian" | "Ubuntu" => Some(Scheme::Dpkg),
+            "Alpine" => Some(Scheme::Apk),
+            "AlmaLinux" | "Rocky Linux" | "Red Hat" | "openSUSE" | "SUSE" | "Mageia" => {
+                Some(Scheme::Rpm)
+            }
+            "crates.io" | "npm" | "Go" | "Hex" | "Pub" => Some(Scheme::Semver),
+            _ => None,
+        }
+    }
+
+    /// Compares two versions under this scheme.
+    pub fn compare(self, a: &str, b: &str) -> Ordering {
+        match self {
+            Scheme::Dpkg => dpkg::compare(a, b),
+            Scheme::Apk => apk::compare(a, b),
+            Scheme::Rpm => rpm::compare(a, b),
+            Scheme::Semver => semver::compare(a, b),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod vectors {
+    //! Reads osv-scalibr's version vector files (`A op B` per line).
+    use std::cmp::Ordering;
+
+    pub fn parse(text: &str) -> Vec<(String, Ordering, String)> {
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with("# ") || line.starts_with("// ") || line == "#" {
+                continue;
+            }
+            let parts: Vec<&str> = line.split(' ').collect();
+            if parts.len() != 3 {
+                continue;
+            }
+            let op = match parts[1] {
+                "<" => Ordering::Less,
+                "=" => Ordering::Equal,
+                ">" => Ordering::Greater,
+                _ => continue,
+            };
+            out.push((parts[0].to_string(), op, parts[2].to_string()));
+        }
+        out
+    }
+
+    /// Returns the vectors that fail in either direction.
+    pub fn failures(
+        text: &str,
+        cmp: fn(&str, &str) -> Ordering,
+    ) -> (usize, Vec<(String, Ordering, String)>) {
+        let all = parse(text);
+        let total = all.len();
+        let bad = all
+            .into_iter()
+            .filter(|(a, op, b)| cmp(a, b) != *op || cmp(b, a) != op.reverse())
+            .collect();
+        (total, bad)
+    }
+
+    pub fn shared(name: &str) -> String {
+        let path = format!(
+            "{}/../../../shared/data/version-vectors/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+    }
+}
