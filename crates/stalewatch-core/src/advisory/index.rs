@@ -1,0 +1,409 @@
+//! The compact advisory index: one per top-level OSV ecosystem, keyed by
+//! (full ecosystem with release, package name), serialised with postcard so loading it never
+//! parses JSON again.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Seek};
+
+use super::osv::{self, Record};
+use super::range::{Event, EventKind, RangeKind, VersionRange};
+use super::severity::{self, Severity};
+
+const MAGIC: &[u8; 6] = b"SWIDX\0";
+/// Bumped whenever the serialised layout changes; an older file is rebuilt, not misread.
+pub const FORMAT_VERSION: u16 = 1;
+/// One OSV record larger than this is skipped (real records are a few KiB; the largest a few
+/// hundred KiB).
+pub const MAX_RECORD_BYTES: u64 = 16 << 20;
+/// A summary longer than this is cut (the full text stays at the advisory's source).
+const MAX_SUMMARY_CHARS: usize = 240;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Advisory {
+    pub id: String,
+    /// `aliases` and `upstream` ids, sorted, deduplicated.
+    pub aliases: Vec<String>,
+    pub summary: String,
+    pub published: Option<String>,
+    pub modified: Option<String>,
+    /// RustSec-style informational kind (`unmaintained`, `unsound`, …), if any.
+    pub informational: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AffectedEntry {
+    /// Index into [`EcosystemIndex::advisories`].
+    pub advisory: u32,
+    pub ranges: Vec<VersionRange>,
+    pub versions: Vec<String>,
+    /// Severity from this entry's or its record's CVSS vectors or distribution word.
+    pub severity: Severity,
+    pub cvss_score: Option<f32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BuildStats {
+    pub records: u64,
+    pub withdrawn: u64,
+    /// Skipped records by reason (`malformed_json`, `too_large`, `no_id`, …).
+    pub skipped: BTreeMap<String, u64>,
+    /// Records whose affected entries all belong to other ecosystems.
+    pub foreign: u64,
+    /// Newest `modified` among the records (the source's data time).
+    pub newest_modified: Option<String>,
+}
+
+impl BuildStats {
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.values().sum()
+    }
+    fn skip(&mut self, reason: &str) {
+        *self.skipped.entry(reason.to_string()).or_default() += 1;
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EcosystemIndex {
+    /// Top-level OSV ecosystem, e.g. `Alpine`.
+    pub ecosystem: String,
+    pub advisories: Vec<Advisory>,
+    /// full ecosystem (`Alpine:v3.20`) → package name → entries.
+    pub packages: BTreeMap<String, BTreeMap<String, Vec<AffectedEntry>>>,
+    pub stats: BuildStats,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("advisory archive is not a readable zip: {0}")]
+    Zip(String),
+    #[error("index file is not a stalewatch index (bad magic)")]
+    BadMagic,
+    #[error("index file has format version {found}, this build reads {FORMAT_VERSION}")]
+    Version { found: u16 },
+    #[error("index file is corrupt: {0}")]
+    Corrupt(String),
+}
+
+fn base_ecosystem(e: &str) -> &str {
+    e.split(':').next().unwrap_or(e)
+}
+
+fn summary_of(r: &Record) -> String {
+    let text = r
+        .summary
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+        .or(r.details.as_deref())
+        .unwrap_or("");
+    let line = text.trim().lines().next().unwrap_or("").trim();
+    if line.chars().count() > MAX_SUMMARY_CHARS {
+        let cut: String = line.chars().take(MAX_SUMMARY_CHARS - 1).collect();
+        format!("{cut}…")
+    } else {
+        line.to_string()
+    }
+}
+
+fn convert_range(r: &osv::Range) -> Option<VersionRange> {
+    let kind = match r.kind.as_str() {
+        "ECOSYSTEM" => RangeKind::Ecosystem,
+        "SEMVER" => RangeKind::Semver,
+        _ => return None, // GIT ranges name commits, not installed versions.
+    };
+    let mut events = Vec::new();
+    for e in &r.events {
+        let pairs = [
+            (EventKind::Introduced, &e.introduced),
+            (EventKind::Fixed, &e.fixed),
+            (EventKind::LastAffected, &e.last_affected),
+            (EventKind::Limit, &e.limit),
+        ];
+        for (kind, v) in pairs {
+            if let Some(v) = v {
+                events.push(Event {
+                    kind,
+                    version: v.clone(),
+                });
+            }
+        }
+    }
+    Some(VersionRange { kind, events })
+}
+
+impl EcosystemIndex {
+    pub fn new(ecosystem: &str) -> Self {
+        EcosystemIndex {
+            ecosystem: ecosystem.to_string(),
+            ..Default::default()
+        }
+    }
+
+    /// Adds one OSV record's JSON. Malformed or withdrawn records are counted, never fatal.
+    pub fn add_record_json(&mut self, bytes: &[u8]) {
+        match osv::parse(bytes) {
+            Ok(r) => self.add_record(&r),
+            Err(_) => self.stats.skip("malformed_json"),
+        }
+    }
+
+    pub fn add_record(&mut self, r: &Record) {
+        if r.id.trim().is_empty() {
+            self.stats.skip("no_id");
+            return;
+        }
+        self.stats.records += 1;
+        if let Some(m) = &r.modified {
+            if self.stats.newest_modified.as_deref().is_none_or(|n| m.as_str() > n) {
+                self.stats.newest_modified = Some(m.clone());
+            }
+        }
+        if r.withdrawn.is_some() {
+            self.stats.withdrawn += 1;
+            return;
+        }
+        let record_cvss = severity::best_cvss(&r.severity);
+        let record_word = severity::distro_word(&[r.database_specific.as_ref()], &r.severity);
+        let informational = r
+            .affected
+            .iter()
+            .filter_map(|a| a.database_specific.as_ref()?.get("informational")?.as_str())
+            .next()
+            .map(str::to_string);
+
+        let advisory_idx = self.advisories.len() as u32;
+        let mut used = false;
+        for a in &r.affected {
+            let Some(pkg) = &a.package else { continue };
+            if base_ecosystem(&pkg.ecosystem) != self.ecosystem || pkg.name.is_empty() {
+                continue;
+            }
+            let ranges: Vec<VersionRange> = a.ranges.iter().filter_map(convert_range).collect();
+            if ranges.is_empty() && a.versions.is_empty() {
+                continue;
+            }
+            let cvss = severity::best_cvss(&a.severity).or(record_cvss);
+            let sev = match cvss {
+                Some(s) => Severity::from_score(s),
+                None => severity::distro_word(
+                    &[a.ecosystem_specific.as_ref(), a.database_specific.as_ref()],
+                    &a.severity,
+                )
+                .or(record_word)
+                .unwrap_or_default(),
+            };
+            self.packages
+                .entry(pkg.ecosystem.clone())
+                .or_default()
+                .entry(pkg.name.clone())
+                .or_default()
+                .push(AffectedEntry {
+                    advisory: advisory_idx,
+                    ranges,
+                    versions: a.versions.clone(),
+                    severity: sev,
+                    cvss_score: cvss.map(|s| s as f32),
+                });
+            used = true;
+        }
+        if !used {
+            self.stats.foreign += 1;
+            return;
+        }
+        let mut aliases: Vec<String> = r.aliases.iter().chain(&r.upstream).cloned().collect();
+        aliases.retain(|a| a != &r.id);
+        aliases.sort();
+        aliases.dedup();
+        self.advisories.push(Advisory {
+            id: r.id.clone(),
+            aliases,
+            summary: summary_of(r),
+            published: r.published.clone(),
+            modified: r.modified.clone(),
+            informational,
+        });
+    }
+
+    /// Builds the index of `ecosystem` from an OSV bulk zip (`<Ecosystem>/all.zip`).
+    /// A zip that cannot be read fails the build; a bad entry is counted and skipped.
+    pub fn from_osv_zip<R: Read + Seek>(ecosystem: &str, reader: R) -> Result<Self, IndexError> {
+        let mut zip = zip::ZipArchive::new(reader).map_err(|e| IndexError::Zip(e.to_string()))?;
+        let mut index = EcosystemIndex::new(ecosystem);
+        let mut buf = Vec::new();
+        for i in 0..zip.len() {
+            let mut entry = zip
+                .by_index(i)
+                .map_err(|e| IndexError::Zip(format!("entry {i}: {e}")))?;
+            if entry.is_dir() || !entry.name().ends_with(".json") {
+                continue;
+            }
+            if entry.size() > MAX_RECORD_BYTES {
+                index.stats.skip("too_large");
+                continue;
+            }
+            buf.clear();
+            // The declared size may lie: never read more than the cap.
+            match (&mut entry).take(MAX_RECORD_BYTES + 1).read_to_end(&mut buf) {
+                Ok(n) if n as u64 > MAX_RECORD_BYTES => index.stats.skip("too_large"),
+                Ok(_) => index.add_record_json(&buf),
+                Err(e) => {
+                    return Err(IndexError::Zip(format!("entry {}: {e}", entry.name())));
+                }
+            }
+        }
+        index.sort();
+        Ok(index)
+    }
+
+    /// Sorts entries so output and the serialised file are deterministic.
+    fn sort(&mut self) {
+        for names in self.packages.values_mut() {
+            for entries in names.values_mut() {
+                entries.sort_by(|a, b| {
+                    let (x, y) = (&self.advisories[a.advisory as usize], &self.advisories[b.advisory as usize]);
+                    x.id.cmp(&y.id)
+                });
+            }
+        }
+    }
+
+    pub fn affected_entries(&self) -> usize {
+        self.packages.values().flat_map(|m| m.values()).map(Vec::len).sum()
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        // postcard cannot fail on these plain types; an empty payload would fail to load.
+        out.extend(postcard::to_stdvec(self).unwrap_or_default());
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, IndexError> {
+        if bytes.len() < MAGIC.len() + 2 || &bytes[..MAGIC.len()] != MAGIC {
+            return Err(IndexError::BadMagic);
+        }
+        let found = u16::from_le_bytes([bytes[MAGIC.len()], bytes[MAGIC.len() + 1]]);
+        if found != FORMAT_VERSION {
+            return Err(IndexError::Version { found });
+        }
+        let index: EcosystemIndex = postcard::from_bytes(&bytes[MAGIC.len() + 2..])
+            .map_err(|e| IndexError::Corrupt(e.to_string()))?;
+        let n = index.advisories.len() as u32;
+        let in_bounds = index
+            .packages
+            .values()
+            .flat_map(|m| m.values())
+            .flatten()
+            .all(|e| e.advisory < n);
+        if !in_bounds {
+            return Err(IndexError::Corrupt("entry points past the advisory table".into()));
+        }
+        Ok(index)
+    }
+}
+
+/// The loaded indexes of several ecosystems, as the matcher queries them.
+#[derive(Debug, Default)]
+pub struct IndexSet {
+    indexes: BTreeMap<String, EcosystemIndex>,
+    /// alias or id → best known severity, for records that carry none themselves.
+    alias_severity: HashMap<String, Severity>,
+}
+
+impl IndexSet {
+    pub fn new(indexes: impl IntoIterator<Item = EcosystemIndex>) -> Self {
+        let indexes: BTreeMap<String, EcosystemIndex> =
+            indexes.into_iter().map(|i| (i.ecosystem.clone(), i)).collect();
+        let mut alias_severity: HashMap<String, Severity> = HashMap::new();
+        for idx in indexes.values() {
+            for entries in idx.packages.values().flat_map(|m| m.values()) {
+                for e in entries.iter().filter(|e| e.severity != Severity::Unknown) {
+                    let adv = &idx.advisories[e.advisory as usize];
+                    for key in std::iter::once(&adv.id).chain(&adv.aliases) {
+                        let slot = alias_severity.entry(key.clone()).or_default();
+                        *slot = (*slot).max(e.severity);
+                    }
+                }
+            }
+        }
+        IndexSet {
+            indexes,
+            alias_severity,
+        }
+    }
+
+    pub fn ecosystems(&self) -> impl Iterator<Item = &EcosystemIndex> {
+        self.indexes.values()
+    }
+
+    pub fn get(&self, top_ecosystem: &str) -> Option<&EcosystemIndex> {
+        self.indexes.get(top_ecosystem)
+    }
+
+    /// Full ecosystem names present in the index, e.g. every `Red Hat:…` product stream.
+    pub fn full_ecosystems(&self) -> impl Iterator<Item = &str> {
+        self.indexes.values().flat_map(|i| i.packages.keys().map(String::as_str))
+    }
+
+    /// The entries for a package, with the index that owns them.
+    pub fn lookup(&self, ecosystem: &str, name: &str) -> Option<(&EcosystemIndex, &[AffectedEntry])> {
+        let idx = self.indexes.get(base_ecosystem(ecosystem))?;
+        let entries = idx.packages.get(ecosystem)?.get(name)?;
+        Some((idx, entries.as_slice()))
+    }
+
+    /// The highest severity any loaded record gives one of these ids.
+    pub fn severity_by_alias<'a>(&self, ids: impl IntoIterator<Item = &'a String>) -> Severity {
+        ids.into_iter()
+            .filter_map(|a| self.alias_severity.get(a))
+            .copied()
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALPINE_9143: &str = r#"{"schema_version":"1.7.0","id":"ALPINE-CVE-2024-9143","modified":"2024-12-31T08:23:08Z","upstream":["CVE-2024-9143"],"affected":[{"package":{"ecosystem":"Alpine:v3.20","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"3.3.2-r1"}]}]},{"package":{"ecosystem":"Debian:12","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"}]}]}]}"#;
+
+    #[test]
+    fn builds_and_round_trips() {
+        let mut idx = EcosystemIndex::new("Alpine");
+        idx.add_record_json(ALPINE_9143.as_bytes());
+        idx.add_record_json(b"{not json");
+        idx.add_record_json(br#"{"id":"X-1","withdrawn":"2024-01-01T00:00:00Z","affected":[]}"#);
+        assert_eq!(idx.stats.records, 2);
+        assert_eq!(idx.stats.withdrawn, 1);
+        assert_eq!(idx.stats.skipped.get("malformed_json"), Some(&1));
+        assert_eq!(idx.affected_entries(), 1, "the Debian entry belongs to another index");
+        assert_eq!(idx.advisories[0].aliases, vec!["CVE-2024-9143".to_string()]);
+        let bytes = idx.to_bytes();
+        assert_eq!(EcosystemIndex::from_bytes(&bytes).unwrap(), idx);
+        let set = IndexSet::new([idx]);
+        let (_, entries) = set.lookup("Alpine:v3.20", "openssl").unwrap();
+        assert_eq!(entries.len(), 1);
+        assert!(set.lookup("Alpine:v3.19", "openssl").is_none());
+    }
+
+    #[test]
+    fn rejects_corrupt_files() {
+        let idx = EcosystemIndex::new("Alpine");
+        let mut bytes = idx.to_bytes();
+        assert!(matches!(EcosystemIndex::from_bytes(b"garbage"), Err(IndexError::BadMagic)));
+        bytes[6] = 99;
+        assert!(matches!(EcosystemIndex::from_bytes(&bytes), Err(IndexError::Version { found: 99 })));
+        let mut idx = EcosystemIndex::new("Alpine");
+        idx.add_record_json(ALPINE_9143.as_bytes());
+        let bytes = idx.to_bytes();
+        assert!(EcosystemIndex::from_bytes(&bytes[..bytes.len() - 5]).is_err());
+    }
+
+    #[test]
+    fn truncated_zip_is_an_error() {
+        let data = std::io::Cursor::new(b"PK\x03\x04 truncated".to_vec());
+        assert!(matches!(EcosystemIndex::from_osv_zip("Alpine", data), Err(IndexError::Zip(_))));
+    }
+}
