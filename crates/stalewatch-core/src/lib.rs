@@ -3,3 +3,4 @@
 
 pub mod version;
 pub mod advisory;
+pub mod layer;

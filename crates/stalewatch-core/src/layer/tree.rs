@@ -1,0 +1,391 @@
+//! The merged view of an image's layers, holding only wanted files and every symlink.
+//! Whiteouts and opaque directories apply to lower layers only, as the OCI spec says.
+//! Paths resolve through symlinks inside the tree; `..` and absolute targets never leave it.
+
+use std::collections::BTreeMap;
+
+use super::path::{self, components};
+use super::{Diagnostics, EntryKind, EntrySource, LayerError};
+
+/// Bounds on what one image may cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A wanted file larger than this is skipped (and reported): 256 MiB by default, enough
+    /// for the largest real rpm databases.
+    pub max_file_bytes: u64,
+    /// All kept files of one image together.
+    pub max_kept_bytes: u64,
+    /// Decompressed bytes of one layer (time bound against decompression bombs).
+    pub max_layer_bytes: u64,
+    /// Symlinks kept per image.
+    pub max_symlinks: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: 256 << 20,
+            max_kept_bytes: 1 << 30,
+            max_layer_bytes: 32 << 30,
+            max_symlinks: 500_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    File(Vec<u8>),
+    Symlink(String),
+    /// A wanted file that was not kept, with the reason (so it is never mistaken for absent).
+    Skipped(&'static str),
+}
+
+/// A symlink chain longer than this is a loop (Linux's own limit is 40).
+const MAX_LINK_HOPS: usize = 40;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ResolveError {
+    #[error("too many levels of symbolic links")]
+    Loop,
+    #[error("file was not read: {0}")]
+    Skipped(&'static str),
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct FileTree {
+    nodes: BTreeMap<String, Node>,
+    kept_bytes: u64,
+    symlinks: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LayerStats {
+    pub entries: u64,
+    pub kept_files: u64,
+}
+
+impl FileTree {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Inserts a file directly (tests, and sources that are not layers).
+    pub fn insert_file(&mut self, path: &str, bytes: Vec<u8>) {
+        if let Ok(p) = path::normalize(path) {
+            self.kept_bytes += bytes.len() as u64;
+            self.nodes.insert(p, Node::File(bytes));
+        }
+    }
+
+    fn has_descendants(&self, p: &str) -> bool {
+        let prefix = format!("{p}/");
+        self.nodes.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix))
+    }
+
+    fn remove_descendants(&mut self, p: &str) {
+        let prefix = if p.is_empty() { String::new() } else { format!("{p}/") };
+        let doomed: Vec<String> = self
+            .nodes
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            if let Some(Node::File(b)) = self.nodes.remove(&k) {
+                self.kept_bytes -= b.len() as u64;
+            }
+        }
+    }
+
+    fn remove(&mut self, p: &str) {
+        match self.nodes.remove(p) {
+            Some(Node::File(b)) => self.kept_bytes -= b.len() as u64,
+            Some(Node::Symlink(_)) => self.symlinks -= 1,
+            _ => {}
+        }
+    }
+
+    /// Applies one layer on top of the tree. `wants` says which paths catalogers read.
+    /// Bad entries are skipped and counted in `diag`; a broken stream is an error.
+    pub fn apply_layer(
+        &mut self,
+        src: &mut dyn EntrySource,
+        wants: &dyn Fn(&str) -> bool,
+        limits: &Limits,
+        layer: &str,
+        diag: &mut Diagnostics,
+    ) -> Result<LayerStats, LayerError> {
+        let mut stats = LayerStats::default();
+        let mut upper: BTreeMap<String, Node> = BTreeMap::new();
+        let mut upper_bytes = 0u64;
+        // Lower-layer paths this layer hides: whole subtrees, or just the node itself.
+        let mut hide_subtree: Vec<String> = Vec::new();
+        let mut hide_node: Vec<String> = Vec::new();
+
+        while let Some(entry) = src.next_entry()? {
+            stats.entries += 1;
+            let p = match path::normalize(&entry.path) {
+                Ok(p) => p,
+                Err(path::PathRefusal::Empty) => continue, // the layer's root directory
+                Err(r) => {
+                    diag.skip(r.reason(), format!("{layer}:{}", entry.path), "path escapes the image root");
+                    continue;
+                }
+            };
+            let name = p.rsplit('/').next().unwrap_or(&p);
+            if let Some(hidden) = name.strip_prefix(".wh.") {
+                let dir = path::parent(&p).to_string();
+                if hidden == ".wh..opq" {
+                    hide_subtree.push(dir);
+                } else if !hidden.is_empty() {
+                    let target = path::join(&dir, hidden);
+                    hide_node.push(target.clone());
+                    hide_subtree.push(target);
+                }
+                continue;
+            }
+            if entry.kind == EntryKind::Dir {
+                // A directory hides a lower file or symlink of the same name.
+                if self.nodes.contains_key(&p) {
+                    hide_node.push(p);
+                }
+                continue;
+            }
+            // Anything else hides a lower directory of the same name.
+            if self.has_descendants(&p) {
+                hide_subtree.push(p.clone());
+            }
+            match entry.kind {
+                EntryKind::Symlink => {
+                    if self.symlinks + upper.len() >= limits.max_symlinks {
+                        diag.skip("symlink_cap", format!("{layer}:{p}"), "too many symlinks in image");
+                        continue;
+                    }
+                    upper.insert(p, Node::Symlink(entry.link));
+                }
+                EntryKind::File if wants(&p) => {
+                    let node = if entry.size > limits.max_file_bytes {
+                        diag.skip(
+                            "file_too_large",
+                            format!("{layer}:{p}"),
+                            format!("{} bytes exceeds the {} byte cap", entry.size, limits.max_file_bytes),
+                        );
+                        Node::Skipped("file_too_large")
+                    } else if self.kept_bytes + upper_bytes + entry.size > limits.max_kept_bytes {
+                        diag.skip("kept_bytes_cap", format!("{layer}:{p}"), "image keeps too many bytes");
+                        Node::Skipped("kept_bytes_cap")
+                    } else {
+                        let data = src.read_data(entry.size)?;
+                        upper_bytes += data.len() as u64;
+                        stats.kept_files += 1;
+                        Node::File(data)
+                    };
+                    upper.insert(p, node);
+                }
+                EntryKind::Hardlink if wants(&p) => {
+                    let target = path::normalize(&entry.link).ok();
+                    let found = target
+                        .as_ref()
+                        .and_then(|t| upper.get(t).or_else(|| self.nodes.get(t)))
+                        .cloned();
+                    match found {
+                        Some(node @ Node::File(_)) => {
+                            if let Node::File(b) = &node {
+                                upper_bytes += b.len() as u64;
+                            }
+                            upper.insert(p, node);
+                        }
+                        _ => diag.skip("hardlink_unresolved", format!("{layer}:{p}"), format!("target {:?} not kept", entry.link)),
+                    }
+                }
+                _ => {
+                    // An unwanted file, device or fifo still hides a lower wanted file.
+                    if self.nodes.contains_key(&p) {
+                        hide_node.push(p);
+                    }
+                }
+            }
+        }
+        for p in &hide_subtree {
+            self.remove_descendants(p);
+        }
+        for p in &hide_node {
+            self.remove(p);
+        }
+        for (p, node) in upper {
+            self.remove(&p);
+            match &node {
+                Node::File(b) => self.kept_bytes += b.len() as u64,
+                Node::Symlink(_) => self.symlinks += 1,
+                Node::Skipped(_) => {}
+            }
+            self.nodes.insert(p, node);
+        }
+        Ok(stats)
+    }
+
+    /// Resolves a path to its final, symlink-free form inside the tree.
+    pub fn resolve_path(&self, p: &str) -> Result<String, ResolveError> {
+        let mut pending: Vec<String> = components(p).rev().map(str::to_string).collect();
+        let mut resolved: Vec<String> = Vec::new();
+        let mut hops = 0;
+        while let Some(c) = pending.pop() {
+            match c.as_str() {
+                "." => continue,
+                ".." => {
+                    resolved.pop(); // `..` at the root stays at the root
+                    continue;
+                }
+                _ => {}
+            }
+            resolved.push(c);
+            let candidate = resolved.join("/");
+            if let Some(Node::Symlink(target)) = self.nodes.get(&candidate) {
+                hops += 1;
+                if hops > MAX_LINK_HOPS {
+                    return Err(ResolveError::Loop);
+                }
+                resolved.pop();
+                if target.starts_with('/') {
+                    resolved.clear();
+                }
+                pending.extend(components(target).rev().map(str::to_string));
+            }
+        }
+        Ok(resolved.join("/"))
+    }
+
+    /// The content of a file, following symlinks inside the tree. `Ok(None)` if absent.
+    pub fn read(&self, p: &str) -> Result<Option<&[u8]>, ResolveError> {
+        let real = self.resolve_path(p)?;
+        match self.nodes.get(&real) {
+            Some(Node::File(b)) => Ok(Some(b)),
+            Some(Node::Skipped(r)) => Err(ResolveError::Skipped(r)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Regular files directly inside a directory (resolved), sorted by name.
+    pub fn list_files(&self, dir: &str) -> Result<Vec<(String, &[u8])>, ResolveError> {
+        let real = self.resolve_path(dir)?;
+        let prefix = if real.is_empty() { String::new() } else { format!("{real}/") };
+        let mut out = Vec::new();
+        for (k, node) in self.nodes.range(prefix.clone()..) {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let name = &k[prefix.len()..];
+            if name.contains('/') {
+                continue;
+            }
+            match node {
+                Node::File(b) => out.push((name.to_string(), b.as_slice())),
+                Node::Symlink(_) => {
+                    if let Ok(Some(b)) = self.read(k) {
+                        out.push((name.to_string(), b));
+                    }
+                }
+                Node::Skipped(_) => {}
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn kept_bytes(&self) -> u64 {
+        self.kept_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::Entry;
+
+    /// An in-memory entry source for table tests.
+    struct Entries(std::vec::IntoIter<(Entry, Vec<u8>)>, Vec<u8>);
+    impl EntrySource for Entries {
+        fn next_entry(&mut self) -> Result<Option<Entry>, LayerError> {
+            Ok(self.0.next().map(|(e, d)| {
+                self.1 = d;
+                e
+            }))
+        }
+        fn read_data(&mut self, max: u64) -> Result<Vec<u8>, LayerError> {
+            Ok(self.1.iter().take(max as usize).copied().collect())
+        }
+    }
+
+    fn file(p: &str, data: &str) -> (Entry, Vec<u8>) {
+        (Entry { path: p.into(), kind: EntryKind::File, size: data.len() as u64, link: String::new() }, data.as_bytes().to_vec())
+    }
+    fn link(p: &str, target: &str) -> (Entry, Vec<u8>) {
+        (Entry { path: p.into(), kind: EntryKind::Symlink, size: 0, link: target.into() }, vec![])
+    }
+    fn dir(p: &str) -> (Entry, Vec<u8>) {
+        (Entry { path: p.into(), kind: EntryKind::Dir, size: 0, link: String::new() }, vec![])
+    }
+
+    fn apply(tree: &mut FileTree, entries: Vec<(Entry, Vec<u8>)>, diag: &mut Diagnostics) {
+        let mut src = Entries(entries.into_iter(), vec![]);
+        tree.apply_layer(&mut src, &|_| true, &Limits::default(), "layer", diag).unwrap();
+    }
+
+    #[test]
+    fn whiteouts_and_opaque_dirs() {
+        let mut t = FileTree::new();
+        let mut d = Diagnostics::default();
+        apply(&mut t, vec![file("etc/a", "1"), file("etc/b", "2"), file("var/x/y", "3"), file("var/x/z", "4")], &mut d);
+        apply(&mut t, vec![file(".wh.nothing", ""), file("etc/.wh.a", ""), file("var/x/.wh..wh..opq", ""), file("var/x/new", "5")], &mut d);
+        assert_eq!(t.read("etc/a").unwrap(), None);
+        assert_eq!(t.read("etc/b").unwrap(), Some(&b"2"[..]));
+        assert_eq!(t.read("var/x/y").unwrap(), None);
+        assert_eq!(t.read("var/x/new").unwrap(), Some(&b"5"[..]), "opaque applies to lower layers only");
+        // A whiteout of a directory removes its subtree.
+        apply(&mut t, vec![file("var/.wh.x", "")], &mut d);
+        assert_eq!(t.read("var/x/new").unwrap(), None);
+    }
+
+    #[test]
+    fn replacing_a_dir_with_a_file_and_back() {
+        let mut t = FileTree::new();
+        let mut d = Diagnostics::default();
+        apply(&mut t, vec![file("lib/apk/db/installed", "old")], &mut d);
+        apply(&mut t, vec![link("lib", "usr/lib"), file("usr/lib/apk/db/installed", "new")], &mut d);
+        assert_eq!(t.read("lib/apk/db/installed").unwrap(), Some(&b"new"[..]));
+        apply(&mut t, vec![dir("lib"), file("lib/x", "x")], &mut d);
+        assert_eq!(t.read("lib/apk/db/installed").unwrap(), None);
+    }
+
+    #[test]
+    fn symlinks_stay_inside_the_root() {
+        let mut t = FileTree::new();
+        let mut d = Diagnostics::default();
+        apply(&mut t, vec![
+            file("usr/lib/os-release", "ID=debian"),
+            link("etc/os-release", "../usr/lib/os-release"),
+            link("etc/escape", "../../../../usr/lib/os-release"),
+            link("etc/abs", "/usr/lib/os-release"),
+            link("loop1", "loop2"),
+            link("loop2", "loop1"),
+        ], &mut d);
+        for p in ["etc/os-release", "etc/escape", "etc/abs"] {
+            assert_eq!(t.read(p).unwrap(), Some(&b"ID=debian"[..]), "{p}");
+        }
+        assert_eq!(t.read("loop1"), Err(ResolveError::Loop));
+    }
+
+    #[test]
+    fn hostile_paths_and_sizes_are_counted() {
+        let mut t = FileTree::new();
+        let mut d = Diagnostics::default();
+        let limits = Limits { max_file_bytes: 4, ..Limits::default() };
+        let entries = vec![file("../../etc/passwd", "x"), file("/etc/shadow", "x"), file("big", "12345")];
+        let mut src = Entries(entries.into_iter(), vec![]);
+        t.apply_layer(&mut src, &|_| true, &limits, "l", &mut d).unwrap();
+        assert_eq!(d.count("parent_path_component"), 1);
+        assert_eq!(d.count("absolute_path"), 1);
+        assert_eq!(d.count("file_too_large"), 1);
+        assert_eq!(t.read("big"), Err(ResolveError::Skipped("file_too_large")));
+        assert_eq!(t.read("etc/passwd").unwrap(), None);
+    }
+}
