@@ -1,6 +1,13 @@
 //! stalewatch's pure core: bytes in, values out. No async, no sockets, no file paths opened here.
 #![forbid(unsafe_code)]
 
-pub mod version;
 pub mod advisory;
+pub mod catalog;
+pub mod eol;
 pub mod layer;
+pub mod matcher;
+pub mod os;
+pub mod package;
+pub mod report;
+pub mod version;
+pub mod image;

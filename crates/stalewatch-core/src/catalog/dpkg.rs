@@ -1,0 +1,95 @@
+//! dpkg's status database (`var/lib/dpkg/status`, and distroless `status.d/*`): RFC-822-like
+//! stanzas; only `install ok installed` packages count (syft also lists removed ones).
+
+use super::{ParseOutcome, RawPackage};
+
+/// Parses one status file. `require_status`: distroless `status.d` stanzas carry no
+/// `Status` field and are installed by construction.
+pub fn parse_status(text: &[u8], require_status: bool) -> ParseOutcome {
+    let text = String::from_utf8_lossy(text);
+    let mut out = ParseOutcome::default();
+    for stanza in text.split("\n\n") {
+        if stanza.trim().is_empty() {
+            continue;
+        }
+        let mut name = None;
+        let mut version = None;
+        let mut status = None;
+        let mut source = None;
+        let mut arch = None;
+        for line in stanza.lines() {
+            if line.starts_with([' ', '\t']) {
+                continue; // continuation of a multi-line field (Description, Conffiles)
+            }
+            let Some((k, v)) = line.split_once(':') else { continue };
+            let v = v.trim();
+            match k {
+                "Package" => name = Some(v),
+                "Version" => version = Some(v),
+                "Status" => status = Some(v),
+                "Source" => source = Some(v),
+                "Architecture" => arch = Some(v),
+                _ => {}
+            }
+        }
+        let installed = match status {
+            Some(s) => s.split_whitespace().last() == Some("installed"),
+            None => !require_status,
+        };
+        let (Some(name), Some(version)) = (name, version) else {
+            out.malformed += 1;
+            continue;
+        };
+        if !installed {
+            out.not_installed += 1;
+            continue;
+        }
+        if name.is_empty() || version.is_empty() {
+            out.malformed += 1;
+            continue;
+        }
+        // `Source: name (version)` when the source version differs (binNMUs).
+        let (source_name, source_version) = match source {
+            Some(s) => match s.split_once('(') {
+                Some((n, v)) => (n.trim(), v.trim_end_matches(')').trim()),
+                None => (s.trim(), version),
+            },
+            None => (name, version),
+        };
+        out.packages.push(RawPackage {
+            name: name.to_string(),
+            version: version.to_string(),
+            source_name: source_name.to_string(),
+            source_version: source_version.to_string(),
+            arch: arch.unwrap_or("").to_string(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS: &str = "Package: libssl3\nStatus: install ok installed\nPriority: optional\nArchitecture: amd64\nSource: openssl\nVersion: 3.0.11-1~deb12u2\nDescription: Secure Sockets Layer toolkit\n multi-line continuation: Version: 9\n\nPackage: libgcc-s1\nStatus: install ok installed\nArchitecture: amd64\nSource: gcc-12 (12.2.0-14)\nVersion: 12.2.0-14\n\nPackage: oldpkg\nStatus: deinstall ok config-files\nVersion: 1.0\n\nPackage: broken\nStatus: install ok installed\n";
+
+    #[test]
+    fn installed_only_with_sources() {
+        let out = parse_status(STATUS.as_bytes(), true);
+        assert_eq!(out.packages.len(), 2);
+        assert_eq!(out.packages[0].source_name, "openssl");
+        assert_eq!(out.packages[0].source_version, "3.0.11-1~deb12u2");
+        assert_eq!(out.packages[1].source_name, "gcc-12");
+        assert_eq!(out.packages[1].source_version, "12.2.0-14");
+        assert_eq!(out.not_installed, 1);
+        assert_eq!(out.malformed, 1);
+    }
+
+    #[test]
+    fn distroless_and_garbage() {
+        let out = parse_status(b"Package: base-files\nVersion: 12.4+deb12u5\nArchitecture: amd64\n", false);
+        assert_eq!(out.packages.len(), 1);
+        let out = parse_status(&[0xff, 0xfe, b'\n', b'\n', 0, 1, 2], true);
+        assert!(out.packages.is_empty());
+    }
+}

@@ -1,0 +1,205 @@
+//! OS package catalogers over the merged file tree: which files they want, and the inventory
+//! they produce. Each database format has its own parser module (bytes in, packages out).
+
+pub mod apk;
+pub mod dpkg;
+pub mod rpm;
+
+use serde::Serialize;
+
+use crate::layer::tree::ResolveError;
+use crate::layer::{Diagnostics, FileTree};
+use crate::os::{self, OsInfo};
+use crate::package::{purl_encode, Package};
+
+/// A package as a database lists it, before the OS gives it an ecosystem and purl.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawPackage {
+    pub name: String,
+    pub version: String,
+    pub source_name: String,
+    pub source_version: String,
+    pub arch: String,
+}
+
+/// What one database parse yields.
+#[derive(Debug, Default)]
+pub struct ParseOutcome {
+    pub packages: Vec<RawPackage>,
+    /// Entries that were not installed packages (dpkg `deinstall`, rpm `gpg-pubkey`).
+    pub not_installed: u64,
+    /// Entries too broken to use.
+    pub malformed: u64,
+}
+
+const DPKG_STATUS: &str = "var/lib/dpkg/status";
+const DPKG_STATUS_D: &str = "var/lib/dpkg/status.d";
+const APK_INSTALLED: [&str; 2] = ["lib/apk/db/installed", "usr/lib/apk/db/installed"];
+const RPM_DBS: [&str; 4] = [
+    "var/lib/rpm/rpmdb.sqlite",
+    "usr/lib/sysimage/rpm/rpmdb.sqlite",
+    "var/lib/rpm/Packages",
+    "usr/lib/sysimage/rpm/Packages",
+];
+const RPM_NDB: [&str; 2] = ["var/lib/rpm/Packages.db", "usr/lib/sysimage/rpm/Packages.db"];
+
+/// Whether a (normalised) path is one the catalogers read; everything else in a layer is
+/// streamed past without being kept.
+pub fn wants(path: &str) -> bool {
+    os::FILES.contains(&path)
+        || path == DPKG_STATUS
+        || path.strip_prefix(DPKG_STATUS_D).is_some_and(|rest| rest.starts_with('/') && !rest[1..].contains('/'))
+        || APK_INSTALLED.contains(&path)
+        || RPM_DBS.contains(&path)
+        || RPM_NDB.contains(&path)
+}
+
+/// The packages of one image or filesystem, with its OS.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Inventory {
+    pub os: Option<OsInfo>,
+    pub packages: Vec<Package>,
+    /// Package databases found (paths), so "no package database" is distinguishable from
+    /// "empty database".
+    pub databases: Vec<String>,
+}
+
+fn read_or_note<'t>(tree: &'t FileTree, path: &str, diag: &mut Diagnostics) -> Option<&'t [u8]> {
+    match tree.read(path) {
+        Ok(b) => b,
+        Err(ResolveError::Loop) => {
+            diag.skip("symlink_loop", path, "too many levels of symbolic links");
+            None
+        }
+        // Already noted when the layer was read.
+        Err(ResolveError::Skipped(_)) => None,
+    }
+}
+
+fn purl(os: Option<&OsInfo>, kind: &str, p: &RawPackage) -> String {
+    let (distro_ns, distro) = match os {
+        Some(o) => (o.id.as_str(), format!("{}-{}", o.id, o.version_id)),
+        None => ("unknown", String::new()),
+    };
+    let mut qualifiers = Vec::new();
+    if !p.arch.is_empty() {
+        qualifiers.push(format!("arch={}", purl_encode(&p.arch)));
+    }
+    let mut version = p.version.clone();
+    if kind == "rpm" {
+        if let Some((epoch, rest)) = p.version.split_once(':') {
+            qualifiers.push(format!("epoch={epoch}"));
+            version = rest.to_string();
+        }
+    }
+    if !distro.is_empty() {
+        qualifiers.push(format!("distro={}", purl_encode(&distro)));
+    }
+    let ns = if kind == "apk" { "alpine" } else { distro_ns };
+    let mut s = format!("pkg:{kind}/{}/{}@{}", purl_encode(ns), purl_encode(&p.name), purl_encode(&version));
+    if !qualifiers.is_empty() {
+        s.push('?');
+        s.push_str(&qualifiers.join("&"));
+    }
+    s
+}
+
+/// Catalogs the OS and its packages from a merged tree.
+pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> Inventory {
+    let os = os::detect(&|p| tree.read(p).ok().flatten().map(<[u8]>::to_vec));
+    let ecosystem = os.as_ref().and_then(|o| o.ecosystem.clone()).unwrap_or_default();
+    let mut inv = Inventory { os: os.clone(), ..Default::default() };
+    let add = |inv: &mut Inventory, kind: &str, path: &str, out: ParseOutcome, diag: &mut Diagnostics| {
+        if out.malformed > 0 {
+            diag.skip("malformed_package_entry", path, format!("{} entries could not be parsed", out.malformed));
+        }
+        inv.databases.push(path.to_string());
+        for p in out.packages {
+            inv.packages.push(Package {
+                ecosystem: ecosystem.clone(),
+                purl: purl(os.as_ref(), kind, &p),
+                name: p.name,
+                version: p.version,
+                source_name: p.source_name,
+                source_version: p.source_version,
+                path: path.to_string(),
+                arch: p.arch,
+            });
+        }
+    };
+
+    if let Some(b) = read_or_note(tree, DPKG_STATUS, diag) {
+        add(&mut inv, "deb", DPKG_STATUS, dpkg::parse_status(b, true), diag);
+    }
+    if let Ok(files) = tree.list_files(DPKG_STATUS_D) {
+        for (name, b) in files {
+            if name.ends_with(".md5sums") {
+                continue;
+            }
+            let path = format!("{DPKG_STATUS_D}/{name}");
+            add(&mut inv, "deb", &path, dpkg::parse_status(b, false), diag);
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for path in APK_INSTALLED {
+        let Ok(real) = tree.resolve_path(path) else { continue };
+        if !seen.insert(real) {
+            continue;
+        }
+        if let Some(b) = read_or_note(tree, path, diag) {
+            add(&mut inv, "apk", path, apk::parse_installed(b), diag);
+        }
+    }
+    for path in RPM_DBS {
+        let Ok(real) = tree.resolve_path(path) else { continue };
+        if !seen.insert(real) {
+            continue;
+        }
+        if let Some(b) = read_or_note(tree, path, diag) {
+            match rpm::parse_any(b) {
+                Ok(out) => add(&mut inv, "rpm", path, out, diag),
+                Err(e) => diag.skip("corrupt_package_db", path, e.0),
+            }
+        }
+    }
+    for path in RPM_NDB {
+        if let Some(b) = read_or_note(tree, path, diag) {
+            if !b.is_empty() {
+                diag.skip("unsupported_package_db", path, "rpm ndb format is not supported");
+            }
+        }
+    }
+    inv.packages.sort();
+    inv.packages.dedup();
+    inv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wanted_paths() {
+        assert!(wants("var/lib/dpkg/status"));
+        assert!(wants("var/lib/dpkg/status.d/base-files"));
+        assert!(!wants("var/lib/dpkg/status.d/a/b"));
+        assert!(!wants("var/lib/dpkg/status-old"));
+        assert!(wants("lib/apk/db/installed"));
+        assert!(wants("var/lib/rpm/rpmdb.sqlite"));
+        assert!(!wants("usr/bin/busybox"));
+    }
+
+    #[test]
+    fn catalogs_an_alpine_tree() {
+        let mut t = FileTree::new();
+        t.insert_file("etc/os-release", b"ID=alpine\nVERSION_ID=3.20.3\n".to_vec());
+        t.insert_file("lib/apk/db/installed", b"P:libcrypto3\nV:3.3.2-r0\nA:x86_64\no:openssl\n\nP:bad\n".to_vec());
+        let mut d = Diagnostics::default();
+        let inv = catalog(&t, &mut d);
+        assert_eq!(inv.packages.len(), 1);
+        let p = &inv.packages[0];
+        assert_eq!(p.ecosystem, "Alpine:v3.20");
+        assert_eq!(p.purl, "pkg:apk/alpine/libcrypto3@3.3.2-r0?arch=x86_64&distro=alpine-3.20.3");
+        assert_eq!(d.count("malformed_package_entry"), 1);
+    }
+}

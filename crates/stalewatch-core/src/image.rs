@@ -1,0 +1,146 @@
+//! OCI and Docker image metadata: index → manifest for a platform → config and layers.
+//! JSON in, descriptors out; reading the blobs is the shell's job.
+
+use serde::Deserialize;
+
+pub const MEDIA_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Platform {
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Descriptor {
+    #[serde(rename = "mediaType", default)]
+    pub media_type: String,
+    pub digest: String,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default)]
+    pub platform: Option<Platform>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Index {
+    #[serde(default)]
+    pub manifests: Vec<Descriptor>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    #[serde(rename = "mediaType", default)]
+    pub media_type: String,
+    pub config: Descriptor,
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+    /// An index parsed as a manifest has `manifests` instead of `config`.
+    #[serde(default)]
+    pub manifests: Vec<Descriptor>,
+}
+
+/// `docker save`'s `manifest.json` entry.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DockerArchiveEntry {
+    #[serde(rename = "Config")]
+    pub config: String,
+    #[serde(rename = "RepoTags", default)]
+    pub repo_tags: Option<Vec<String>>,
+    #[serde(rename = "Layers")]
+    pub layers: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("invalid {what}: {detail}")]
+    Json { what: &'static str, detail: String },
+    #[error("no manifest for platform {0} in the image index")]
+    NoPlatform(String),
+    #[error("invalid digest {0:?}")]
+    BadDigest(String),
+}
+
+fn json<'a, T: Deserialize<'a>>(what: &'static str, b: &'a [u8]) -> Result<T, ImageError> {
+    serde_json::from_slice(b).map_err(|e| ImageError::Json { what, detail: e.to_string() })
+}
+
+pub fn parse_index(b: &[u8]) -> Result<Index, ImageError> {
+    json("image index", b)
+}
+pub fn parse_manifest(b: &[u8]) -> Result<Manifest, ImageError> {
+    json("image manifest", b)
+}
+pub fn parse_docker_manifest(b: &[u8]) -> Result<Vec<DockerArchiveEntry>, ImageError> {
+    json("docker manifest.json", b)
+}
+
+/// Whether a descriptor points at another index rather than a manifest.
+pub fn is_index(d: &Descriptor) -> bool {
+    d.media_type == MEDIA_INDEX || d.media_type == MEDIA_DOCKER_LIST
+}
+
+/// The OCI architecture name of the machine this runs on.
+pub fn host_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        "s390x" => "s390x",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// Picks the manifest for `linux/<arch>` from index entries; entries without a platform
+/// (single-image layouts) match anything. Attestation manifests (`unknown/unknown`) never do.
+pub fn select_platform<'a>(entries: &'a [Descriptor], arch: &str) -> Result<&'a Descriptor, ImageError> {
+    let usable: Vec<&Descriptor> = entries
+        .iter()
+        .filter(|d| d.platform.as_ref().is_none_or(|p| p.os != "unknown"))
+        .collect();
+    usable
+        .iter()
+        .find(|d| d.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == arch))
+        .or_else(|| usable.iter().find(|d| d.platform.is_none()))
+        .copied()
+        .ok_or_else(|| ImageError::NoPlatform(format!("linux/{arch}")))
+}
+
+/// Splits `sha256:<hex>` after checking it is safe to use as a file name.
+pub fn split_digest(d: &str) -> Result<(&str, &str), ImageError> {
+    let (alg, hex) = d.split_once(':').ok_or_else(|| ImageError::BadDigest(d.into()))?;
+    let alg_ok = !alg.is_empty() && alg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let hex_ok = hex.len() >= 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+    if !alg_ok || !hex_ok {
+        return Err(ImageError::BadDigest(d.into()));
+    }
+    Ok((alg, hex))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selects_the_host_platform() {
+        let idx = parse_index(br#"{"manifests":[
+            {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:aa","platform":{"os":"linux","architecture":"arm64"}},
+            {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:bb","platform":{"os":"linux","architecture":"amd64"}},
+            {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:cc","platform":{"os":"unknown","architecture":"unknown"}}]}"#).unwrap();
+        assert_eq!(select_platform(&idx.manifests, "amd64").unwrap().digest, "sha256:bb");
+        assert!(select_platform(&idx.manifests, "riscv64").is_err());
+    }
+
+    #[test]
+    fn digests_are_checked() {
+        assert!(split_digest("sha256:../../etc/passwd").is_err());
+        assert!(split_digest("sha256").is_err());
+        assert!(split_digest(&format!("sha256:{}", "a".repeat(64))).is_ok());
+    }
+}

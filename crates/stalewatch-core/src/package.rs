@@ -1,0 +1,34 @@
+//! An installed package as catalogers report it.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Package {
+    /// OSV ecosystem with release, e.g. `Alpine:v3.20`; empty when the OS is unknown.
+    pub ecosystem: String,
+    pub name: String,
+    pub version: String,
+    pub source_name: String,
+    pub source_version: String,
+    pub purl: String,
+    /// The database file the package was found in.
+    pub path: String,
+    #[serde(skip)]
+    pub arch: String,
+}
+
+/// Percent-encodes a purl component (the purl spec's reserved characters).
+pub fn purl_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~') {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
+}
