@@ -126,7 +126,10 @@ fn cycle(id: &str, version_id: &str) -> String {
 /// The end-of-life date (`YYYY-MM-DD`) of a release, if known.
 pub fn eol_date(id: &str, version_id: &str) -> Option<&'static str> {
     let c = cycle(id, version_id);
-    TABLE.iter().find(|(d, r, _)| *d == id && *r == c).map(|(_, _, e)| *e)
+    TABLE
+        .iter()
+        .find(|(d, r, _)| *d == id && *r == c)
+        .map(|(_, _, e)| *e)
 }
 
 /// Days since 1970-01-01 of a `YYYY-MM-DD` date (proleptic Gregorian).
@@ -175,16 +178,26 @@ mod tests {
     #[test]
     fn table_matches_shared_endoflife_data() {
         let dir = format!("{}/../../../shared/data/eol", env!("CARGO_MANIFEST_DIR"));
-        let products = [("alpine", "alpine-linux", "eol"), ("debian", "debian", "eoes"), ("ubuntu", "ubuntu", "eol"), ("almalinux", "almalinux", "eol"), ("rhel", "rhel", "eol")];
+        let products = [
+            ("alpine", "alpine-linux", "eol"),
+            ("debian", "debian", "eoes"),
+            ("ubuntu", "ubuntu", "eol"),
+            ("almalinux", "almalinux", "eol"),
+            ("rhel", "rhel", "eol"),
+        ];
         let mut checked = 0;
         for (id, file, column) in products {
-            let text = std::fs::read_to_string(format!("{dir}/{file}.json")).expect("shared eol data");
+            let text =
+                std::fs::read_to_string(format!("{dir}/{file}.json")).expect("shared eol data");
             let v: serde_json::Value = serde_json::from_str(&text).unwrap();
             for r in v["releases"].as_array().unwrap() {
                 let cycle = r["releaseCycle"].as_str().unwrap();
                 let want = r[column].as_str().or(r["eol"].as_str());
                 let Some(want) = want else { continue };
-                let got = TABLE.iter().find(|(d, c, _)| *d == id && *c == cycle).map(|t| t.2);
+                let got = TABLE
+                    .iter()
+                    .find(|(d, c, _)| *d == id && *c == cycle)
+                    .map(|t| t.2);
                 assert_eq!(got, Some(want), "{id} {cycle}");
                 checked += 1;
             }

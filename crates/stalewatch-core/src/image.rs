@@ -67,7 +67,10 @@ pub enum ImageError {
 }
 
 fn json<'a, T: Deserialize<'a>>(what: &'static str, b: &'a [u8]) -> Result<T, ImageError> {
-    serde_json::from_slice(b).map_err(|e| ImageError::Json { what, detail: e.to_string() })
+    serde_json::from_slice(b).map_err(|e| ImageError::Json {
+        what,
+        detail: e.to_string(),
+    })
 }
 
 pub fn parse_index(b: &[u8]) -> Result<Index, ImageError> {
@@ -99,14 +102,21 @@ pub fn host_architecture() -> &'static str {
 
 /// Picks the manifest for `linux/<arch>` from index entries; entries without a platform
 /// (single-image layouts) match anything. Attestation manifests (`unknown/unknown`) never do.
-pub fn select_platform<'a>(entries: &'a [Descriptor], arch: &str) -> Result<&'a Descriptor, ImageError> {
+pub fn select_platform<'a>(
+    entries: &'a [Descriptor],
+    arch: &str,
+) -> Result<&'a Descriptor, ImageError> {
     let usable: Vec<&Descriptor> = entries
         .iter()
         .filter(|d| d.platform.as_ref().is_none_or(|p| p.os != "unknown"))
         .collect();
     usable
         .iter()
-        .find(|d| d.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == arch))
+        .find(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| p.os == "linux" && p.architecture == arch)
+        })
         .or_else(|| usable.iter().find(|d| d.platform.is_none()))
         .copied()
         .ok_or_else(|| ImageError::NoPlatform(format!("linux/{arch}")))
@@ -114,8 +124,13 @@ pub fn select_platform<'a>(entries: &'a [Descriptor], arch: &str) -> Result<&'a 
 
 /// Splits `sha256:<hex>` after checking it is safe to use as a file name.
 pub fn split_digest(d: &str) -> Result<(&str, &str), ImageError> {
-    let (alg, hex) = d.split_once(':').ok_or_else(|| ImageError::BadDigest(d.into()))?;
-    let alg_ok = !alg.is_empty() && alg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let (alg, hex) = d
+        .split_once(':')
+        .ok_or_else(|| ImageError::BadDigest(d.into()))?;
+    let alg_ok = !alg.is_empty()
+        && alg
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     let hex_ok = hex.len() >= 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
     if !alg_ok || !hex_ok {
         return Err(ImageError::BadDigest(d.into()));
@@ -133,7 +148,10 @@ mod tests {
             {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:aa","platform":{"os":"linux","architecture":"arm64"}},
             {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:bb","platform":{"os":"linux","architecture":"amd64"}},
             {"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:cc","platform":{"os":"unknown","architecture":"unknown"}}]}"#).unwrap();
-        assert_eq!(select_platform(&idx.manifests, "amd64").unwrap().digest, "sha256:bb");
+        assert_eq!(
+            select_platform(&idx.manifests, "amd64").unwrap().digest,
+            "sha256:bb"
+        );
         assert!(select_platform(&idx.manifests, "riscv64").is_err());
     }
 

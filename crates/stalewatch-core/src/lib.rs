@@ -4,10 +4,10 @@
 pub mod advisory;
 pub mod catalog;
 pub mod eol;
+pub mod image;
 pub mod layer;
 pub mod matcher;
 pub mod os;
 pub mod package;
 pub mod report;
 pub mod version;
-pub mod image;

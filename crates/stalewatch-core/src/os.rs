@@ -22,14 +22,19 @@ pub fn parse_os_release(text: &str) -> BTreeMap<String, String> {
         if line.starts_with('#') {
             continue;
         }
-        let Some((k, v)) = line.split_once('=') else { continue };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
         let v = v.trim();
         let v = v
             .strip_prefix('"')
             .and_then(|x| x.strip_suffix('"'))
             .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
             .unwrap_or(v);
-        out.insert(k.trim().to_string(), v.replace("\\\"", "\"").replace("\\$", "$"));
+        out.insert(
+            k.trim().to_string(),
+            v.replace("\\\"", "\"").replace("\\$", "$"),
+        );
     }
     out
 }
@@ -80,7 +85,11 @@ pub fn detect(read: &dyn Fn(&str) -> Option<Vec<u8>>) -> Option<OsInfo> {
     let text = |p: &str| read(p).map(|b| String::from_utf8_lossy(&b).into_owned());
     if let Some(t) = text("etc/os-release").or_else(|| text("usr/lib/os-release")) {
         let kv = parse_os_release(&t);
-        let id = kv.get("ID").cloned().unwrap_or_default().to_ascii_lowercase();
+        let id = kv
+            .get("ID")
+            .cloned()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         if !id.is_empty() {
             let mut version_id = kv.get("VERSION_ID").cloned().unwrap_or_default();
             // Debian testing/sid have no VERSION_ID; debian_version may still say "12.5".
@@ -114,7 +123,11 @@ pub fn detect(read: &dyn Fn(&str) -> Option<Vec<u8>>) -> Option<OsInfo> {
         let v = v.trim().to_string();
         let numeric = v.starts_with(|c: char| c.is_ascii_digit());
         return Some(OsInfo {
-            ecosystem: if numeric { ecosystem_for("debian", &v, "") } else { None },
+            ecosystem: if numeric {
+                ecosystem_for("debian", &v, "")
+            } else {
+                None
+            },
             pretty_name: format!("Debian {v}"),
             id: "debian".into(),
             version_id: if numeric { v } else { String::new() },
@@ -153,8 +166,10 @@ mod tests {
     use super::*;
 
     fn files(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<Vec<u8>> {
-        let map: BTreeMap<String, Vec<u8>> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect();
+        let map: BTreeMap<String, Vec<u8>> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .collect();
         move |p: &str| map.get(p).cloned()
     }
 
@@ -164,24 +179,71 @@ mod tests {
         let os = detect(&files(&[("etc/os-release", alpine)])).unwrap();
         assert_eq!(os.ecosystem.as_deref(), Some("Alpine:v3.20"));
         let ubuntu = "NAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nVERSION=\"22.04.4 LTS (Jammy Jellyfish)\"\nID=ubuntu\n";
-        assert_eq!(detect(&files(&[("usr/lib/os-release", ubuntu)])).unwrap().ecosystem.as_deref(), Some("Ubuntu:22.04:LTS"));
-        let debian = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nVERSION_ID=\"12\"\nID=debian\n";
-        assert_eq!(detect(&files(&[("etc/os-release", debian)])).unwrap().ecosystem.as_deref(), Some("Debian:12"));
+        assert_eq!(
+            detect(&files(&[("usr/lib/os-release", ubuntu)]))
+                .unwrap()
+                .ecosystem
+                .as_deref(),
+            Some("Ubuntu:22.04:LTS")
+        );
+        let debian =
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nVERSION_ID=\"12\"\nID=debian\n";
+        assert_eq!(
+            detect(&files(&[("etc/os-release", debian)]))
+                .unwrap()
+                .ecosystem
+                .as_deref(),
+            Some("Debian:12")
+        );
         let alma = "NAME=\"AlmaLinux\"\nVERSION=\"9.4 (Seafoam Ocelot)\"\nID=\"almalinux\"\nVERSION_ID=\"9.4\"\n";
-        assert_eq!(detect(&files(&[("etc/os-release", alma)])).unwrap().ecosystem.as_deref(), Some("AlmaLinux:9"));
+        assert_eq!(
+            detect(&files(&[("etc/os-release", alma)]))
+                .unwrap()
+                .ecosystem
+                .as_deref(),
+            Some("AlmaLinux:9")
+        );
         let sid = "PRETTY_NAME=\"Debian GNU/Linux trixie/sid\"\nID=debian\n";
-        assert_eq!(detect(&files(&[("etc/os-release", sid), ("etc/debian_version", "trixie/sid\n")])).unwrap().ecosystem, None);
+        assert_eq!(
+            detect(&files(&[
+                ("etc/os-release", sid),
+                ("etc/debian_version", "trixie/sid\n")
+            ]))
+            .unwrap()
+            .ecosystem,
+            None
+        );
     }
 
     #[test]
     fn fallbacks() {
-        assert_eq!(detect(&files(&[("etc/alpine-release", "3.16.9\n")])).unwrap().ecosystem.as_deref(), Some("Alpine:v3.16"));
-        assert_eq!(detect(&files(&[("etc/debian_version", "11.9\n")])).unwrap().ecosystem.as_deref(), Some("Debian:11"));
-        let os = detect(&files(&[("etc/redhat-release", "Rocky Linux release 9.3 (Blue Onyx)\n")])).unwrap();
+        assert_eq!(
+            detect(&files(&[("etc/alpine-release", "3.16.9\n")]))
+                .unwrap()
+                .ecosystem
+                .as_deref(),
+            Some("Alpine:v3.16")
+        );
+        assert_eq!(
+            detect(&files(&[("etc/debian_version", "11.9\n")]))
+                .unwrap()
+                .ecosystem
+                .as_deref(),
+            Some("Debian:11")
+        );
+        let os = detect(&files(&[(
+            "etc/redhat-release",
+            "Rocky Linux release 9.3 (Blue Onyx)\n",
+        )]))
+        .unwrap();
         assert_eq!(os.ecosystem.as_deref(), Some("Rocky Linux:9"));
-        let os = detect(&files(&[("etc/redhat-release", "CentOS Linux release 7.9.2009 (Core)\n")])).unwrap();
+        let os = detect(&files(&[(
+            "etc/redhat-release",
+            "CentOS Linux release 7.9.2009 (Core)\n",
+        )]))
+        .unwrap();
         assert_eq!((os.id.as_str(), os.ecosystem), ("centos", None));
         assert!(detect(&files(&[])).is_none());
-        assert!(detect(&files(&[("etc/os-release", "\u{0}\u{1}garbage")]) ).is_none());
+        assert!(detect(&files(&[("etc/os-release", "\u{0}\u{1}garbage")])).is_none());
     }
 }

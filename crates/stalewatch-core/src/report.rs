@@ -63,7 +63,13 @@ pub struct Report {
 
 impl Report {
     /// Assembles a report; `now_unix` decides end of life (injectable clock).
-    pub fn new(target: &str, inv: Inventory, findings: Vec<Finding>, mut unreadable: Vec<Unreadable>, now_unix: i64) -> Report {
+    pub fn new(
+        target: &str,
+        inv: Inventory,
+        findings: Vec<Finding>,
+        mut unreadable: Vec<Unreadable>,
+        now_unix: i64,
+    ) -> Report {
         let os = inv.os.as_ref().map(|o| {
             let date = eol::eol_date(&o.id, &o.version_id);
             ReportOs {
@@ -84,7 +90,15 @@ impl Report {
             summary.by_severity.add(f.severity);
         }
         unreadable.sort();
-        Report { schema: SCHEMA, target: target.to_string(), os, packages: inv.packages, findings, summary, unreadable }
+        Report {
+            schema: SCHEMA,
+            target: target.to_string(),
+            os,
+            packages: inv.packages,
+            findings,
+            summary,
+            unreadable,
+        }
     }
 
     /// The highest severity among findings, for `--fail-on`.

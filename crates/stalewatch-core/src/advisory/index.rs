@@ -154,7 +154,12 @@ impl EcosystemIndex {
         }
         self.stats.records += 1;
         if let Some(m) = &r.modified {
-            if self.stats.newest_modified.as_deref().is_none_or(|n| m.as_str() > n) {
+            if self
+                .stats
+                .newest_modified
+                .as_deref()
+                .is_none_or(|n| m.as_str() > n)
+            {
                 self.stats.newest_modified = Some(m.clone());
             }
         }
@@ -243,7 +248,10 @@ impl EcosystemIndex {
             }
             buf.clear();
             // The declared size may lie: never read more than the cap.
-            match (&mut entry).take(MAX_RECORD_BYTES + 1).read_to_end(&mut buf) {
+            match (&mut entry)
+                .take(MAX_RECORD_BYTES + 1)
+                .read_to_end(&mut buf)
+            {
                 Ok(n) if n as u64 > MAX_RECORD_BYTES => index.stats.skip("too_large"),
                 Ok(_) => index.add_record_json(&buf),
                 Err(e) => {
@@ -260,7 +268,10 @@ impl EcosystemIndex {
         for names in self.packages.values_mut() {
             for entries in names.values_mut() {
                 entries.sort_by(|a, b| {
-                    let (x, y) = (&self.advisories[a.advisory as usize], &self.advisories[b.advisory as usize]);
+                    let (x, y) = (
+                        &self.advisories[a.advisory as usize],
+                        &self.advisories[b.advisory as usize],
+                    );
                     x.id.cmp(&y.id)
                 });
             }
@@ -268,7 +279,11 @@ impl EcosystemIndex {
     }
 
     pub fn affected_entries(&self) -> usize {
-        self.packages.values().flat_map(|m| m.values()).map(Vec::len).sum()
+        self.packages
+            .values()
+            .flat_map(|m| m.values())
+            .map(Vec::len)
+            .sum()
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -297,7 +312,9 @@ impl EcosystemIndex {
             .flatten()
             .all(|e| e.advisory < n);
         if !in_bounds {
-            return Err(IndexError::Corrupt("entry points past the advisory table".into()));
+            return Err(IndexError::Corrupt(
+                "entry points past the advisory table".into(),
+            ));
         }
         Ok(index)
     }
@@ -313,8 +330,10 @@ pub struct IndexSet {
 
 impl IndexSet {
     pub fn new(indexes: impl IntoIterator<Item = EcosystemIndex>) -> Self {
-        let indexes: BTreeMap<String, EcosystemIndex> =
-            indexes.into_iter().map(|i| (i.ecosystem.clone(), i)).collect();
+        let indexes: BTreeMap<String, EcosystemIndex> = indexes
+            .into_iter()
+            .map(|i| (i.ecosystem.clone(), i))
+            .collect();
         let mut alias_severity: HashMap<String, Severity> = HashMap::new();
         for idx in indexes.values() {
             for entries in idx.packages.values().flat_map(|m| m.values()) {
@@ -343,11 +362,17 @@ impl IndexSet {
 
     /// Full ecosystem names present in the index, e.g. every `Red Hat:…` product stream.
     pub fn full_ecosystems(&self) -> impl Iterator<Item = &str> {
-        self.indexes.values().flat_map(|i| i.packages.keys().map(String::as_str))
+        self.indexes
+            .values()
+            .flat_map(|i| i.packages.keys().map(String::as_str))
     }
 
     /// The entries for a package, with the index that owns them.
-    pub fn lookup(&self, ecosystem: &str, name: &str) -> Option<(&EcosystemIndex, &[AffectedEntry])> {
+    pub fn lookup(
+        &self,
+        ecosystem: &str,
+        name: &str,
+    ) -> Option<(&EcosystemIndex, &[AffectedEntry])> {
         let idx = self.indexes.get(base_ecosystem(ecosystem))?;
         let entries = idx.packages.get(ecosystem)?.get(name)?;
         Some((idx, entries.as_slice()))
@@ -378,7 +403,11 @@ mod tests {
         assert_eq!(idx.stats.records, 2);
         assert_eq!(idx.stats.withdrawn, 1);
         assert_eq!(idx.stats.skipped.get("malformed_json"), Some(&1));
-        assert_eq!(idx.affected_entries(), 1, "the Debian entry belongs to another index");
+        assert_eq!(
+            idx.affected_entries(),
+            1,
+            "the Debian entry belongs to another index"
+        );
         assert_eq!(idx.advisories[0].aliases, vec!["CVE-2024-9143".to_string()]);
         let bytes = idx.to_bytes();
         assert_eq!(EcosystemIndex::from_bytes(&bytes).unwrap(), idx);
@@ -392,9 +421,15 @@ mod tests {
     fn rejects_corrupt_files() {
         let idx = EcosystemIndex::new("Alpine");
         let mut bytes = idx.to_bytes();
-        assert!(matches!(EcosystemIndex::from_bytes(b"garbage"), Err(IndexError::BadMagic)));
+        assert!(matches!(
+            EcosystemIndex::from_bytes(b"garbage"),
+            Err(IndexError::BadMagic)
+        ));
         bytes[6] = 99;
-        assert!(matches!(EcosystemIndex::from_bytes(&bytes), Err(IndexError::Version { found: 99 })));
+        assert!(matches!(
+            EcosystemIndex::from_bytes(&bytes),
+            Err(IndexError::Version { found: 99 })
+        ));
         let mut idx = EcosystemIndex::new("Alpine");
         idx.add_record_json(ALPINE_9143.as_bytes());
         let bytes = idx.to_bytes();
@@ -404,6 +439,9 @@ mod tests {
     #[test]
     fn truncated_zip_is_an_error() {
         let data = std::io::Cursor::new(b"PK\x03\x04 truncated".to_vec());
-        assert!(matches!(EcosystemIndex::from_osv_zip("Alpine", data), Err(IndexError::Zip(_))));
+        assert!(matches!(
+            EcosystemIndex::from_osv_zip("Alpine", data),
+            Err(IndexError::Zip(_))
+        ));
     }
 }

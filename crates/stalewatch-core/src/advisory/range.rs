@@ -37,7 +37,9 @@ pub struct VersionRange {
 pub enum Verdict {
     NotAffected,
     /// Affected; `fixed` is the version that closes the interval holding it, if any.
-    Affected { fixed: Option<String> },
+    Affected {
+        fixed: Option<String>,
+    },
     /// The ecosystem's ordering is not implemented, so the range cannot be evaluated.
     Unknown,
 }
@@ -74,7 +76,8 @@ impl VersionRange {
         };
         let mut events: Vec<&Event> = self.events.iter().collect();
         events.sort_by(|a, b| cmp_events(scheme, a, b));
-        let at_or_above = |e: &Event| is_zero(e) || scheme.compare(version, &e.version) != Ordering::Less;
+        let at_or_above =
+            |e: &Event| is_zero(e) || scheme.compare(version, &e.version) != Ordering::Less;
 
         let limits: Vec<&&Event> = events
             .iter()
@@ -143,7 +146,10 @@ mod tests {
     #[test]
     fn introduced_fixed() {
         // ALPINE-CVE-2024-9143, openssl in Alpine:v3.20: fixed in 3.3.2-r1.
-        let r = range(RangeKind::Ecosystem, &[(Introduced, "0"), (Fixed, "3.3.2-r1")]);
+        let r = range(
+            RangeKind::Ecosystem,
+            &[(Introduced, "0"), (Fixed, "3.3.2-r1")],
+        );
         assert_eq!(r.evaluate("Alpine:v3.20", "3.3.2-r0"), fixed("3.3.2-r1"));
         assert_eq!(r.evaluate("Alpine:v3.20", "3.3.2-r1"), Verdict::NotAffected);
         assert_eq!(r.evaluate("Alpine:v3.20", "3.3.3-r0"), Verdict::NotAffected);
@@ -153,7 +159,12 @@ mod tests {
     fn several_intervals_any_order() {
         let r = range(
             RangeKind::Semver,
-            &[(Introduced, "2.0.0"), (Fixed, "2.3.1"), (Introduced, "1.0.0"), (Fixed, "1.4.2")],
+            &[
+                (Introduced, "2.0.0"),
+                (Fixed, "2.3.1"),
+                (Introduced, "1.0.0"),
+                (Fixed, "1.4.2"),
+            ],
         );
         assert_eq!(r.evaluate("crates.io", "0.9.0"), Verdict::NotAffected);
         assert_eq!(r.evaluate("crates.io", "1.0.0"), fixed("1.4.2"));
@@ -165,25 +176,46 @@ mod tests {
 
     #[test]
     fn last_affected_has_no_fix() {
-        let r = range(RangeKind::Semver, &[(Introduced, "0"), (LastAffected, "1.2.0")]);
-        assert_eq!(r.evaluate("npm", "1.2.0"), Verdict::Affected { fixed: None });
+        let r = range(
+            RangeKind::Semver,
+            &[(Introduced, "0"), (LastAffected, "1.2.0")],
+        );
+        assert_eq!(
+            r.evaluate("npm", "1.2.0"),
+            Verdict::Affected { fixed: None }
+        );
         assert_eq!(r.evaluate("npm", "1.2.1"), Verdict::NotAffected);
     }
 
     #[test]
     fn open_range_and_limit() {
         let open = range(RangeKind::Ecosystem, &[(Introduced, "0")]);
-        assert_eq!(open.evaluate("Debian:12", "1.0-1"), Verdict::Affected { fixed: None });
-        let limited = range(RangeKind::Semver, &[(Introduced, "1.0.0"), (Limit, "2.0.0")]);
-        assert_eq!(limited.evaluate("Go", "v1.5.0"), Verdict::Affected { fixed: None });
+        assert_eq!(
+            open.evaluate("Debian:12", "1.0-1"),
+            Verdict::Affected { fixed: None }
+        );
+        let limited = range(
+            RangeKind::Semver,
+            &[(Introduced, "1.0.0"), (Limit, "2.0.0")],
+        );
+        assert_eq!(
+            limited.evaluate("Go", "v1.5.0"),
+            Verdict::Affected { fixed: None }
+        );
         assert_eq!(limited.evaluate("Go", "v2.0.0"), Verdict::NotAffected);
         let star = range(RangeKind::Semver, &[(Introduced, "1.0.0"), (Limit, "*")]);
-        assert_eq!(star.evaluate("Go", "v9.0.0"), Verdict::Affected { fixed: None });
+        assert_eq!(
+            star.evaluate("Go", "v9.0.0"),
+            Verdict::Affected { fixed: None }
+        );
     }
 
     #[test]
     fn introduced_equals_fixed_is_empty() {
-        let r = range(RangeKind::Semver, &[(Introduced, "1.0.0"), (Fixed, "1.0.0")]);
+        let r = range(
+            RangeKind::Semver,
+            &[(Introduced, "1.0.0"), (Fixed, "1.0.0")],
+        );
         assert_eq!(r.evaluate("npm", "1.0.0"), Verdict::NotAffected);
     }
 

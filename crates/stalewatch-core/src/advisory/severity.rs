@@ -122,7 +122,13 @@ pub fn distro_word(objects: &[Option<&Value>], entries: &[SeverityEntry]) -> Opt
             }
         }
     }
-    const KEYS: [&str; 5] = ["severity", "urgency", "priority", "ubuntu_priority", "impact"];
+    const KEYS: [&str; 5] = [
+        "severity",
+        "urgency",
+        "priority",
+        "ubuntu_priority",
+        "impact",
+    ];
     for obj in objects.iter().flatten() {
         for key in KEYS {
             if let Some(Value::String(s)) = obj.get(key) {
@@ -175,7 +181,10 @@ mod tests {
     fn v4_preferred_over_v3() {
         let entries = [
             entry("CVSS_V3", "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"),
-            entry("CVSS_V4", "CVSS:4.0/AV:L/AC:H/AT:P/PR:H/UI:A/VC:L/VI:N/VA:N/SC:N/SI:N/SA:N"),
+            entry(
+                "CVSS_V4",
+                "CVSS:4.0/AV:L/AC:H/AT:P/PR:H/UI:A/VC:L/VI:N/VA:N/SC:N/SI:N/SA:N",
+            ),
         ];
         let s = best_cvss(&entries).unwrap();
         assert!(s < 4.0, "v4 score {s} should win over the v3 9.8");
@@ -188,12 +197,24 @@ mod tests {
         assert_eq!(Severity::from_score(4.0), Severity::Medium);
         assert_eq!(Severity::from_score(0.1), Severity::Low);
         assert_eq!(Severity::from_score(0.0), Severity::Unknown);
-        assert_eq!(Severity::from_distro_word("Important"), Some(Severity::High));
-        assert_eq!(Severity::from_distro_word("Moderate"), Some(Severity::Medium));
-        assert_eq!(Severity::from_distro_word("unimportant"), Some(Severity::Low));
+        assert_eq!(
+            Severity::from_distro_word("Important"),
+            Some(Severity::High)
+        );
+        assert_eq!(
+            Severity::from_distro_word("Moderate"),
+            Some(Severity::Medium)
+        );
+        assert_eq!(
+            Severity::from_distro_word("unimportant"),
+            Some(Severity::Low)
+        );
         assert_eq!(Severity::from_distro_word("not yet assigned"), None);
         let v: Value = serde_json::json!({"urgency": "high"});
         assert_eq!(distro_word(&[Some(&v)], &[]), Some(Severity::High));
-        assert_eq!(distro_word(&[None], &[entry("Ubuntu", "medium")]), Some(Severity::Medium));
+        assert_eq!(
+            distro_word(&[None], &[entry("Ubuntu", "medium")]),
+            Some(Severity::Medium)
+        );
     }
 }

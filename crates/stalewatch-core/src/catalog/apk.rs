@@ -12,7 +12,9 @@ pub fn parse_installed(text: &[u8]) -> ParseOutcome {
         }
         let (mut name, mut version, mut origin, mut arch) = (None, None, None, None);
         for line in record.lines() {
-            let Some((k, v)) = line.split_once(':') else { continue };
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
             match k {
                 "P" => name = Some(v.trim()),
                 "V" => version = Some(v.trim()),

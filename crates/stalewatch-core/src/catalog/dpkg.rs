@@ -21,7 +21,9 @@ pub fn parse_status(text: &[u8], require_status: bool) -> ParseOutcome {
             if line.starts_with([' ', '\t']) {
                 continue; // continuation of a multi-line field (Description, Conffiles)
             }
-            let Some((k, v)) = line.split_once(':') else { continue };
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
             let v = v.trim();
             match k {
                 "Package" => name = Some(v),
@@ -87,7 +89,10 @@ mod tests {
 
     #[test]
     fn distroless_and_garbage() {
-        let out = parse_status(b"Package: base-files\nVersion: 12.4+deb12u5\nArchitecture: amd64\n", false);
+        let out = parse_status(
+            b"Package: base-files\nVersion: 12.4+deb12u5\nArchitecture: amd64\n",
+            false,
+        );
         assert_eq!(out.packages.len(), 1);
         let out = parse_status(&[0xff, 0xfe, b'\n', b'\n', 0, 1, 2], true);
         assert!(out.packages.is_empty());

@@ -41,14 +41,19 @@ const RPM_DBS: [&str; 4] = [
     "var/lib/rpm/Packages",
     "usr/lib/sysimage/rpm/Packages",
 ];
-const RPM_NDB: [&str; 2] = ["var/lib/rpm/Packages.db", "usr/lib/sysimage/rpm/Packages.db"];
+const RPM_NDB: [&str; 2] = [
+    "var/lib/rpm/Packages.db",
+    "usr/lib/sysimage/rpm/Packages.db",
+];
 
 /// Whether a (normalised) path is one the catalogers read; everything else in a layer is
 /// streamed past without being kept.
 pub fn wants(path: &str) -> bool {
     os::FILES.contains(&path)
         || path == DPKG_STATUS
-        || path.strip_prefix(DPKG_STATUS_D).is_some_and(|rest| rest.starts_with('/') && !rest[1..].contains('/'))
+        || path
+            .strip_prefix(DPKG_STATUS_D)
+            .is_some_and(|rest| rest.starts_with('/') && !rest[1..].contains('/'))
         || APK_INSTALLED.contains(&path)
         || RPM_DBS.contains(&path)
         || RPM_NDB.contains(&path)
@@ -96,7 +101,12 @@ fn purl(os: Option<&OsInfo>, kind: &str, p: &RawPackage) -> String {
         qualifiers.push(format!("distro={}", purl_encode(&distro)));
     }
     let ns = if kind == "apk" { "alpine" } else { distro_ns };
-    let mut s = format!("pkg:{kind}/{}/{}@{}", purl_encode(ns), purl_encode(&p.name), purl_encode(&version));
+    let mut s = format!(
+        "pkg:{kind}/{}/{}@{}",
+        purl_encode(ns),
+        purl_encode(&p.name),
+        purl_encode(&version)
+    );
     if !qualifiers.is_empty() {
         s.push('?');
         s.push_str(&qualifiers.join("&"));
@@ -107,29 +117,46 @@ fn purl(os: Option<&OsInfo>, kind: &str, p: &RawPackage) -> String {
 /// Catalogs the OS and its packages from a merged tree.
 pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> Inventory {
     let os = os::detect(&|p| tree.read(p).ok().flatten().map(<[u8]>::to_vec));
-    let ecosystem = os.as_ref().and_then(|o| o.ecosystem.clone()).unwrap_or_default();
-    let mut inv = Inventory { os: os.clone(), ..Default::default() };
-    let add = |inv: &mut Inventory, kind: &str, path: &str, out: ParseOutcome, diag: &mut Diagnostics| {
-        if out.malformed > 0 {
-            diag.skip("malformed_package_entry", path, format!("{} entries could not be parsed", out.malformed));
-        }
-        inv.databases.push(path.to_string());
-        for p in out.packages {
-            inv.packages.push(Package {
-                ecosystem: ecosystem.clone(),
-                purl: purl(os.as_ref(), kind, &p),
-                name: p.name,
-                version: p.version,
-                source_name: p.source_name,
-                source_version: p.source_version,
-                path: path.to_string(),
-                arch: p.arch,
-            });
-        }
+    let ecosystem = os
+        .as_ref()
+        .and_then(|o| o.ecosystem.clone())
+        .unwrap_or_default();
+    let mut inv = Inventory {
+        os: os.clone(),
+        ..Default::default()
     };
+    let add =
+        |inv: &mut Inventory, kind: &str, path: &str, out: ParseOutcome, diag: &mut Diagnostics| {
+            if out.malformed > 0 {
+                diag.skip(
+                    "malformed_package_entry",
+                    path,
+                    format!("{} entries could not be parsed", out.malformed),
+                );
+            }
+            inv.databases.push(path.to_string());
+            for p in out.packages {
+                inv.packages.push(Package {
+                    ecosystem: ecosystem.clone(),
+                    purl: purl(os.as_ref(), kind, &p),
+                    name: p.name,
+                    version: p.version,
+                    source_name: p.source_name,
+                    source_version: p.source_version,
+                    path: path.to_string(),
+                    arch: p.arch,
+                });
+            }
+        };
 
     if let Some(b) = read_or_note(tree, DPKG_STATUS, diag) {
-        add(&mut inv, "deb", DPKG_STATUS, dpkg::parse_status(b, true), diag);
+        add(
+            &mut inv,
+            "deb",
+            DPKG_STATUS,
+            dpkg::parse_status(b, true),
+            diag,
+        );
     }
     if let Ok(files) = tree.list_files(DPKG_STATUS_D) {
         for (name, b) in files {
@@ -142,7 +169,9 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> Inventory {
     }
     let mut seen = std::collections::BTreeSet::new();
     for path in APK_INSTALLED {
-        let Ok(real) = tree.resolve_path(path) else { continue };
+        let Ok(real) = tree.resolve_path(path) else {
+            continue;
+        };
         if !seen.insert(real) {
             continue;
         }
@@ -151,7 +180,9 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> Inventory {
         }
     }
     for path in RPM_DBS {
-        let Ok(real) = tree.resolve_path(path) else { continue };
+        let Ok(real) = tree.resolve_path(path) else {
+            continue;
+        };
         if !seen.insert(real) {
             continue;
         }
@@ -165,7 +196,11 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> Inventory {
     for path in RPM_NDB {
         if let Some(b) = read_or_note(tree, path, diag) {
             if !b.is_empty() {
-                diag.skip("unsupported_package_db", path, "rpm ndb format is not supported");
+                diag.skip(
+                    "unsupported_package_db",
+                    path,
+                    "rpm ndb format is not supported",
+                );
             }
         }
     }
@@ -193,13 +228,19 @@ mod tests {
     fn catalogs_an_alpine_tree() {
         let mut t = FileTree::new();
         t.insert_file("etc/os-release", b"ID=alpine\nVERSION_ID=3.20.3\n".to_vec());
-        t.insert_file("lib/apk/db/installed", b"P:libcrypto3\nV:3.3.2-r0\nA:x86_64\no:openssl\n\nP:bad\n".to_vec());
+        t.insert_file(
+            "lib/apk/db/installed",
+            b"P:libcrypto3\nV:3.3.2-r0\nA:x86_64\no:openssl\n\nP:bad\n".to_vec(),
+        );
         let mut d = Diagnostics::default();
         let inv = catalog(&t, &mut d);
         assert_eq!(inv.packages.len(), 1);
         let p = &inv.packages[0];
         assert_eq!(p.ecosystem, "Alpine:v3.20");
-        assert_eq!(p.purl, "pkg:apk/alpine/libcrypto3@3.3.2-r0?arch=x86_64&distro=alpine-3.20.3");
+        assert_eq!(
+            p.purl,
+            "pkg:apk/alpine/libcrypto3@3.3.2-r0?arch=x86_64&distro=alpine-3.20.3"
+        );
         assert_eq!(d.count("malformed_package_entry"), 1);
     }
 }

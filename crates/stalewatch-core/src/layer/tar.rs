@@ -58,8 +58,12 @@ fn pax_records(data: &[u8]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut rest = data;
     while !rest.is_empty() {
-        let Some(sp) = rest.iter().position(|b| *b == b' ') else { break };
-        let Some(len) = std::str::from_utf8(&rest[..sp]).ok().and_then(|s| s.parse::<usize>().ok())
+        let Some(sp) = rest.iter().position(|b| *b == b' ') else {
+            break;
+        };
+        let Some(len) = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok())
         else {
             break;
         };
@@ -90,8 +94,14 @@ impl<R: Read> TarReader<R> {
         }
     }
 
+    /// Byte offset of the current entry's data (valid right after `next_entry`).
+    pub fn data_offset(&self) -> u64 {
+        self.offset
+    }
+
     fn skip(&mut self, n: u64) -> Result<(), LayerError> {
-        let copied = io::copy(&mut (&mut self.inner).take(n), &mut io::sink()).map_err(LayerError::from_io)?;
+        let copied = io::copy(&mut (&mut self.inner).take(n), &mut io::sink())
+            .map_err(LayerError::from_io)?;
         self.offset += copied;
         if copied < n {
             return Err(LayerError::Truncated);
@@ -171,7 +181,13 @@ impl<R: Read> EntrySource for TarReader<R> {
             let computed: u64 = h
                 .iter()
                 .enumerate()
-                .map(|(i, b)| if (148..156).contains(&i) { b' ' as u64 } else { *b as u64 })
+                .map(|(i, b)| {
+                    if (148..156).contains(&i) {
+                        b' ' as u64
+                    } else {
+                        *b as u64
+                    }
+                })
                 .sum();
             if stored != computed {
                 return Err(corrupt("checksum mismatch"));
@@ -296,7 +312,10 @@ mod tests {
         assert_eq!(e.size, 10);
         assert_eq!(r.read_data(100).unwrap(), b"ID=alpine\n");
         let e = r.next_entry().unwrap().unwrap();
-        assert_eq!((e.kind, e.link.as_str()), (EntryKind::Symlink, "os-release"));
+        assert_eq!(
+            (e.kind, e.link.as_str()),
+            (EntryKind::Symlink, "os-release")
+        );
         assert!(r.next_entry().unwrap().is_none());
     }
 
@@ -327,7 +346,10 @@ mod tests {
         let mut r = TarReader::new(&bytes[..700]);
         r.next_entry().unwrap();
         assert!(matches!(r.read_data(5000), Err(LayerError::Truncated)));
-        assert!(matches!(TarReader::new(&bytes[..300]).next_entry(), Err(LayerError::Truncated)));
+        assert!(matches!(
+            TarReader::new(&bytes[..300]).next_entry(),
+            Err(LayerError::Truncated)
+        ));
     }
 
     #[test]
@@ -338,6 +360,9 @@ mod tests {
         let sum: u64 = h.iter().map(|b| *b as u64).sum();
         h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
         let mut r = TarReader::new(&h[..]);
-        assert!(matches!(r.next_entry(), Err(LayerError::CorruptHeader { .. })));
+        assert!(matches!(
+            r.next_entry(),
+            Err(LayerError::CorruptHeader { .. })
+        ));
     }
 }

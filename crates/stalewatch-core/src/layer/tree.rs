@@ -79,11 +79,18 @@ impl FileTree {
 
     fn has_descendants(&self, p: &str) -> bool {
         let prefix = format!("{p}/");
-        self.nodes.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix))
+        self.nodes
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(&prefix))
     }
 
     fn remove_descendants(&mut self, p: &str) {
-        let prefix = if p.is_empty() { String::new() } else { format!("{p}/") };
+        let prefix = if p.is_empty() {
+            String::new()
+        } else {
+            format!("{p}/")
+        };
         let doomed: Vec<String> = self
             .nodes
             .range(prefix.clone()..)
@@ -128,7 +135,11 @@ impl FileTree {
                 Ok(p) => p,
                 Err(path::PathRefusal::Empty) => continue, // the layer's root directory
                 Err(r) => {
-                    diag.skip(r.reason(), format!("{layer}:{}", entry.path), "path escapes the image root");
+                    diag.skip(
+                        r.reason(),
+                        format!("{layer}:{}", entry.path),
+                        "path escapes the image root",
+                    );
                     continue;
                 }
             };
@@ -158,7 +169,11 @@ impl FileTree {
             match entry.kind {
                 EntryKind::Symlink => {
                     if self.symlinks + upper.len() >= limits.max_symlinks {
-                        diag.skip("symlink_cap", format!("{layer}:{p}"), "too many symlinks in image");
+                        diag.skip(
+                            "symlink_cap",
+                            format!("{layer}:{p}"),
+                            "too many symlinks in image",
+                        );
                         continue;
                     }
                     upper.insert(p, Node::Symlink(entry.link));
@@ -168,11 +183,18 @@ impl FileTree {
                         diag.skip(
                             "file_too_large",
                             format!("{layer}:{p}"),
-                            format!("{} bytes exceeds the {} byte cap", entry.size, limits.max_file_bytes),
+                            format!(
+                                "{} bytes exceeds the {} byte cap",
+                                entry.size, limits.max_file_bytes
+                            ),
                         );
                         Node::Skipped("file_too_large")
                     } else if self.kept_bytes + upper_bytes + entry.size > limits.max_kept_bytes {
-                        diag.skip("kept_bytes_cap", format!("{layer}:{p}"), "image keeps too many bytes");
+                        diag.skip(
+                            "kept_bytes_cap",
+                            format!("{layer}:{p}"),
+                            "image keeps too many bytes",
+                        );
                         Node::Skipped("kept_bytes_cap")
                     } else {
                         let data = src.read_data(entry.size)?;
@@ -195,7 +217,11 @@ impl FileTree {
                             }
                             upper.insert(p, node);
                         }
-                        _ => diag.skip("hardlink_unresolved", format!("{layer}:{p}"), format!("target {:?} not kept", entry.link)),
+                        _ => diag.skip(
+                            "hardlink_unresolved",
+                            format!("{layer}:{p}"),
+                            format!("target {:?} not kept", entry.link),
+                        ),
                     }
                 }
                 _ => {
@@ -268,7 +294,11 @@ impl FileTree {
     /// Regular files directly inside a directory (resolved), sorted by name.
     pub fn list_files(&self, dir: &str) -> Result<Vec<(String, &[u8])>, ResolveError> {
         let real = self.resolve_path(dir)?;
-        let prefix = if real.is_empty() { String::new() } else { format!("{real}/") };
+        let prefix = if real.is_empty() {
+            String::new()
+        } else {
+            format!("{real}/")
+        };
         let mut out = Vec::new();
         for (k, node) in self.nodes.range(prefix.clone()..) {
             if !k.starts_with(&prefix) {
@@ -316,30 +346,77 @@ mod tests {
     }
 
     fn file(p: &str, data: &str) -> (Entry, Vec<u8>) {
-        (Entry { path: p.into(), kind: EntryKind::File, size: data.len() as u64, link: String::new() }, data.as_bytes().to_vec())
+        (
+            Entry {
+                path: p.into(),
+                kind: EntryKind::File,
+                size: data.len() as u64,
+                link: String::new(),
+            },
+            data.as_bytes().to_vec(),
+        )
     }
     fn link(p: &str, target: &str) -> (Entry, Vec<u8>) {
-        (Entry { path: p.into(), kind: EntryKind::Symlink, size: 0, link: target.into() }, vec![])
+        (
+            Entry {
+                path: p.into(),
+                kind: EntryKind::Symlink,
+                size: 0,
+                link: target.into(),
+            },
+            vec![],
+        )
     }
     fn dir(p: &str) -> (Entry, Vec<u8>) {
-        (Entry { path: p.into(), kind: EntryKind::Dir, size: 0, link: String::new() }, vec![])
+        (
+            Entry {
+                path: p.into(),
+                kind: EntryKind::Dir,
+                size: 0,
+                link: String::new(),
+            },
+            vec![],
+        )
     }
 
     fn apply(tree: &mut FileTree, entries: Vec<(Entry, Vec<u8>)>, diag: &mut Diagnostics) {
         let mut src = Entries(entries.into_iter(), vec![]);
-        tree.apply_layer(&mut src, &|_| true, &Limits::default(), "layer", diag).unwrap();
+        tree.apply_layer(&mut src, &|_| true, &Limits::default(), "layer", diag)
+            .unwrap();
     }
 
     #[test]
     fn whiteouts_and_opaque_dirs() {
         let mut t = FileTree::new();
         let mut d = Diagnostics::default();
-        apply(&mut t, vec![file("etc/a", "1"), file("etc/b", "2"), file("var/x/y", "3"), file("var/x/z", "4")], &mut d);
-        apply(&mut t, vec![file(".wh.nothing", ""), file("etc/.wh.a", ""), file("var/x/.wh..wh..opq", ""), file("var/x/new", "5")], &mut d);
+        apply(
+            &mut t,
+            vec![
+                file("etc/a", "1"),
+                file("etc/b", "2"),
+                file("var/x/y", "3"),
+                file("var/x/z", "4"),
+            ],
+            &mut d,
+        );
+        apply(
+            &mut t,
+            vec![
+                file(".wh.nothing", ""),
+                file("etc/.wh.a", ""),
+                file("var/x/.wh..wh..opq", ""),
+                file("var/x/new", "5"),
+            ],
+            &mut d,
+        );
         assert_eq!(t.read("etc/a").unwrap(), None);
         assert_eq!(t.read("etc/b").unwrap(), Some(&b"2"[..]));
         assert_eq!(t.read("var/x/y").unwrap(), None);
-        assert_eq!(t.read("var/x/new").unwrap(), Some(&b"5"[..]), "opaque applies to lower layers only");
+        assert_eq!(
+            t.read("var/x/new").unwrap(),
+            Some(&b"5"[..]),
+            "opaque applies to lower layers only"
+        );
         // A whiteout of a directory removes its subtree.
         apply(&mut t, vec![file("var/.wh.x", "")], &mut d);
         assert_eq!(t.read("var/x/new").unwrap(), None);
@@ -350,7 +427,14 @@ mod tests {
         let mut t = FileTree::new();
         let mut d = Diagnostics::default();
         apply(&mut t, vec![file("lib/apk/db/installed", "old")], &mut d);
-        apply(&mut t, vec![link("lib", "usr/lib"), file("usr/lib/apk/db/installed", "new")], &mut d);
+        apply(
+            &mut t,
+            vec![
+                link("lib", "usr/lib"),
+                file("usr/lib/apk/db/installed", "new"),
+            ],
+            &mut d,
+        );
         assert_eq!(t.read("lib/apk/db/installed").unwrap(), Some(&b"new"[..]));
         apply(&mut t, vec![dir("lib"), file("lib/x", "x")], &mut d);
         assert_eq!(t.read("lib/apk/db/installed").unwrap(), None);
@@ -360,14 +444,18 @@ mod tests {
     fn symlinks_stay_inside_the_root() {
         let mut t = FileTree::new();
         let mut d = Diagnostics::default();
-        apply(&mut t, vec![
-            file("usr/lib/os-release", "ID=debian"),
-            link("etc/os-release", "../usr/lib/os-release"),
-            link("etc/escape", "../../../../usr/lib/os-release"),
-            link("etc/abs", "/usr/lib/os-release"),
-            link("loop1", "loop2"),
-            link("loop2", "loop1"),
-        ], &mut d);
+        apply(
+            &mut t,
+            vec![
+                file("usr/lib/os-release", "ID=debian"),
+                link("etc/os-release", "../usr/lib/os-release"),
+                link("etc/escape", "../../../../usr/lib/os-release"),
+                link("etc/abs", "/usr/lib/os-release"),
+                link("loop1", "loop2"),
+                link("loop2", "loop1"),
+            ],
+            &mut d,
+        );
         for p in ["etc/os-release", "etc/escape", "etc/abs"] {
             assert_eq!(t.read(p).unwrap(), Some(&b"ID=debian"[..]), "{p}");
         }
@@ -378,10 +466,18 @@ mod tests {
     fn hostile_paths_and_sizes_are_counted() {
         let mut t = FileTree::new();
         let mut d = Diagnostics::default();
-        let limits = Limits { max_file_bytes: 4, ..Limits::default() };
-        let entries = vec![file("../../etc/passwd", "x"), file("/etc/shadow", "x"), file("big", "12345")];
+        let limits = Limits {
+            max_file_bytes: 4,
+            ..Limits::default()
+        };
+        let entries = vec![
+            file("../../etc/passwd", "x"),
+            file("/etc/shadow", "x"),
+            file("big", "12345"),
+        ];
         let mut src = Entries(entries.into_iter(), vec![]);
-        t.apply_layer(&mut src, &|_| true, &limits, "l", &mut d).unwrap();
+        t.apply_layer(&mut src, &|_| true, &limits, "l", &mut d)
+            .unwrap();
         assert_eq!(d.count("parent_path_component"), 1);
         assert_eq!(d.count("absolute_path"), 1);
         assert_eq!(d.count("file_too_large"), 1);

@@ -29,7 +29,9 @@ impl Cursor<'_> {
         let mut n = Token::Invalid;
         match self.s.first().copied() {
             None | Some(0) => n = Token::End,
-            Some(c) if matches!(kind, Token::Digit | Token::DigitOrZero) && c.is_ascii_lowercase() => {
+            Some(c)
+                if matches!(kind, Token::Digit | Token::DigitOrZero) && c.is_ascii_lowercase() =>
+            {
                 n = Token::Letter
             }
             Some(c) if *kind == Token::Letter && c.is_ascii_digit() => n = Token::Digit,
@@ -38,11 +40,9 @@ impl Cursor<'_> {
                 match c {
                     b'.' => n = Token::DigitOrZero,
                     b'_' => n = Token::Suffix,
-                    b'-' => {
-                        if self.s.get(1) == Some(&b'r') {
-                            n = Token::RevisionNo;
-                            self.s = &self.s[1..];
-                        }
+                    b'-' if self.s.get(1) == Some(&b'r') => {
+                        n = Token::RevisionNo;
+                        self.s = &self.s[1..];
                     }
                     _ => {}
                 }
@@ -91,10 +91,16 @@ impl Cursor<'_> {
                 i = 1;
             }
             Token::Suffix => {
-                if let Some(k) = PRE_SUFFIXES.iter().position(|p| self.s.starts_with(p.as_bytes())) {
+                if let Some(k) = PRE_SUFFIXES
+                    .iter()
+                    .position(|p| self.s.starts_with(p.as_bytes()))
+                {
                     i = PRE_SUFFIXES[k].len();
                     v = k as i128 - PRE_SUFFIXES.len() as i128;
-                } else if let Some(k) = POST_SUFFIXES.iter().position(|p| self.s.starts_with(p.as_bytes())) {
+                } else if let Some(k) = POST_SUFFIXES
+                    .iter()
+                    .position(|p| self.s.starts_with(p.as_bytes()))
+                {
                     i = POST_SUFFIXES[k].len();
                     v = k as i128;
                 } else {
@@ -121,8 +127,12 @@ impl Cursor<'_> {
 
 /// Compares two Alpine package versions.
 pub fn compare(a: &str, b: &str) -> Ordering {
-    let mut ca = Cursor { s: a.trim().as_bytes() };
-    let mut cb = Cursor { s: b.trim().as_bytes() };
+    let mut ca = Cursor {
+        s: a.trim().as_bytes(),
+    };
+    let mut cb = Cursor {
+        s: b.trim().as_bytes(),
+    };
     let (mut at, mut bt) = (Token::Digit, Token::Digit);
     let (mut av, mut bv) = (0i128, 0i128);
     while at == bt && at != Token::End && at != Token::Invalid && av == bv {
@@ -187,18 +197,31 @@ mod tests {
     #[test]
     fn shared_vectors() {
         let (total, bad) = vectors::failures(&vectors::shared("alpine-versions.txt"), compare);
-        let mut bad: Vec<String> = bad.iter().map(|(a, o, b)| {
-            let op = match o { Ordering::Less => "<", Ordering::Equal => "=", Ordering::Greater => ">" };
-            format!("{a} {op} {b}")
-        }).collect();
+        let mut bad: Vec<String> = bad
+            .iter()
+            .map(|(a, o, b)| {
+                let op = match o {
+                    Ordering::Less => "<",
+                    Ordering::Equal => "=",
+                    Ordering::Greater => ">",
+                };
+                format!("{a} {op} {b}")
+            })
+            .collect();
         bad.sort();
         let mut known: Vec<String> = APK3_ONLY.iter().map(|s| s.to_string()).collect();
         known.sort();
         assert!(total > 700);
         assert_eq!(bad, known, "only the apk-tools-3 vectors may differ");
 
-        let (total, bad) = vectors::failures(&vectors::shared("alpine-versions-generated.txt"), compare);
+        let (total, bad) =
+            vectors::failures(&vectors::shared("alpine-versions-generated.txt"), compare);
         assert!(total > 13000);
-        assert!(bad.is_empty(), "{} of {total} fail: {:?}", bad.len(), &bad[..bad.len().min(10)]);
+        assert!(
+            bad.is_empty(),
+            "{} of {total} fail: {:?}",
+            bad.len(),
+            &bad[..bad.len().min(10)]
+        );
     }
 }

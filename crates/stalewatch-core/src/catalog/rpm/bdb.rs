@@ -24,14 +24,23 @@ struct Db<'a> {
 impl<'a> Db<'a> {
     fn u32(&self, b: &[u8], at: usize) -> Option<u32> {
         let s: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
-        Some(if self.big_endian { u32::from_be_bytes(s) } else { u32::from_le_bytes(s) })
+        Some(if self.big_endian {
+            u32::from_be_bytes(s)
+        } else {
+            u32::from_le_bytes(s)
+        })
     }
     fn u16(&self, b: &[u8], at: usize) -> Option<usize> {
         let s: [u8; 2] = b.get(at..at + 2)?.try_into().ok()?;
-        Some(if self.big_endian { u16::from_be_bytes(s) } else { u16::from_le_bytes(s) } as usize)
+        Some(if self.big_endian {
+            u16::from_be_bytes(s)
+        } else {
+            u16::from_le_bytes(s)
+        } as usize)
     }
     fn page(&self, n: usize) -> Option<&'a [u8]> {
-        self.bytes.get(n.checked_mul(self.page_size)?..(n + 1).checked_mul(self.page_size)?)
+        self.bytes
+            .get(n.checked_mul(self.page_size)?..(n + 1).checked_mul(self.page_size)?)
     }
 
     fn overflow(&self, mut pgno: usize, total: usize) -> Result<Vec<u8>, DbError> {
@@ -42,12 +51,16 @@ impl<'a> Db<'a> {
         let mut hops = 0;
         while out.len() < total {
             hops += 1;
-            let page = self.page(pgno).ok_or_else(|| err(format!("overflow page {pgno} out of range")))?;
+            let page = self
+                .page(pgno)
+                .ok_or_else(|| err(format!("overflow page {pgno} out of range")))?;
             if page[25] != P_OVERFLOW || hops > self.bytes.len() / self.page_size {
                 return Err(err("broken overflow chain"));
             }
             let len = self.u16(page, 22).ok_or_else(|| err("short page"))?;
-            let chunk = page.get(PAGE_HEADER..PAGE_HEADER + len).ok_or_else(|| err("overflow length out of page"))?;
+            let chunk = page
+                .get(PAGE_HEADER..PAGE_HEADER + len)
+                .ok_or_else(|| err("overflow length out of page"))?;
             out.extend_from_slice(chunk);
             pgno = self.u32(page, 16).ok_or_else(|| err("short page"))? as usize;
             if pgno == 0 && out.len() < total {
@@ -60,14 +73,22 @@ impl<'a> Db<'a> {
 }
 
 pub fn package_blobs(bytes: &[u8]) -> Result<Vec<Vec<u8>>, DbError> {
-    let magic_le = bytes.get(12..16).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
-    let magic_be = bytes.get(12..16).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
+    let magic_le = bytes
+        .get(12..16)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
+    let magic_be = bytes
+        .get(12..16)
+        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
     let big_endian = match (magic_le, magic_be) {
         (Some(HASH_MAGIC), _) => false,
         (_, Some(HASH_MAGIC)) => true,
         _ => return Err(err("not a Berkeley DB hash file")),
     };
-    let mut db = Db { bytes, page_size: 0, big_endian };
+    let mut db = Db {
+        bytes,
+        page_size: 0,
+        big_endian,
+    };
     let page_size = db.u32(bytes, 20).unwrap_or(0) as usize;
     if !(512..=65536).contains(&page_size) || !page_size.is_power_of_two() {
         return Err(err(format!("bad page size {page_size}")));
@@ -84,7 +105,9 @@ pub fn package_blobs(bytes: &[u8]) -> Result<Vec<Vec<u8>>, DbError> {
         let entries = db.u16(page, 20).unwrap_or(0);
         // Items alternate key, data; data items of rpm headers live off-page.
         for i in (1..entries).step_by(2) {
-            let Some(off) = db.u16(page, PAGE_HEADER + 2 * i) else { break };
+            let Some(off) = db.u16(page, PAGE_HEADER + 2 * i) else {
+                break;
+            };
             if page.get(off) != Some(&H_OFFPAGE) {
                 continue;
             }

@@ -26,7 +26,8 @@ pub struct Header<'a> {
 }
 
 fn be32(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..at + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(at..at + 4)
+        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 impl<'a> Header<'a> {
@@ -44,9 +45,12 @@ impl<'a> Header<'a> {
         let mut entries = Vec::with_capacity(il);
         for i in 0..il {
             let at = 8 + i * 16;
-            let (Some(tag), Some(ty), Some(off), Some(count)) =
-                (be32(blob, at), be32(blob, at + 4), be32(blob, at + 8), be32(blob, at + 12))
-            else {
+            let (Some(tag), Some(ty), Some(off), Some(count)) = (
+                be32(blob, at),
+                be32(blob, at + 4),
+                be32(blob, at + 8),
+                be32(blob, at + 12),
+            ) else {
                 return Err(err("truncated index"));
             };
             entries.push((tag, ty, off as usize, count));
@@ -138,19 +142,29 @@ pub(crate) mod tests {
         if let Some(e) = epoch {
             f.push((TAG_EPOCH, TYPE_INT32, e.to_be_bytes().to_vec()));
         }
-        let refs: Vec<(u32, u32, &[u8])> = f.iter().map(|(a, b, c)| (*a, *b, c.as_slice())).collect();
+        let refs: Vec<(u32, u32, &[u8])> =
+            f.iter().map(|(a, b, c)| (*a, *b, c.as_slice())).collect();
         blob(&refs)
     }
 
     #[test]
     fn parses_and_bounds_checks() {
-        let b = package_blob("openssl-libs", Some(1), "3.0.7", "27.el9", "openssl-3.0.7-27.el9.src.rpm");
+        let b = package_blob(
+            "openssl-libs",
+            Some(1),
+            "3.0.7",
+            "27.el9",
+            "openssl-3.0.7-27.el9.src.rpm",
+        );
         let p = Header::parse(&b).unwrap().package().unwrap();
         assert_eq!(p.version, "1:3.0.7-27.el9");
         assert_eq!(p.source_name, "openssl");
         assert_eq!(p.source_version, "1:3.0.7-27.el9");
         for cut in [0, 4, 9, b.len() - 1] {
-            assert!(Header::parse(&b[..cut]).is_err() || Header::parse(&b[..cut]).unwrap().package().is_none());
+            assert!(
+                Header::parse(&b[..cut]).is_err()
+                    || Header::parse(&b[..cut]).unwrap().package().is_none()
+            );
         }
         let mut bad = b.clone();
         bad[0..4].copy_from_slice(&0xffff_ffffu32.to_be_bytes());

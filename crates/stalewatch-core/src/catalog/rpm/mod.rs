@@ -39,14 +39,24 @@ pub fn parse_any(bytes: &[u8]) -> Result<ParseOutcome, DbError> {
 }
 
 impl RawPackage {
-    pub(crate) fn from_rpm(name: &str, epoch: Option<u32>, version: &str, release: &str, arch: &str, sourcerpm: Option<&str>) -> RawPackage {
+    pub(crate) fn from_rpm(
+        name: &str,
+        epoch: Option<u32>,
+        version: &str,
+        release: &str,
+        arch: &str,
+        sourcerpm: Option<&str>,
+    ) -> RawPackage {
         let evr = match epoch {
             Some(e) if e > 0 => format!("{e}:{version}-{release}"),
             _ => format!("{version}-{release}"),
         };
         // SOURCERPM is `name-version-release.src.rpm`; the epoch is the binary's.
         let (source_name, source_version) = sourcerpm
-            .and_then(|s| s.strip_suffix(".src.rpm").or_else(|| s.strip_suffix(".nosrc.rpm")))
+            .and_then(|s| {
+                s.strip_suffix(".src.rpm")
+                    .or_else(|| s.strip_suffix(".nosrc.rpm"))
+            })
             .and_then(|s| {
                 let (rest, rel) = s.rsplit_once('-')?;
                 let (n, v) = rest.rsplit_once('-')?;

@@ -36,10 +36,12 @@ fn varint(b: &[u8], mut at: usize) -> Option<(u64, usize)> {
 }
 
 fn be16(b: &[u8], at: usize) -> Option<usize> {
-    b.get(at..at + 2).map(|s| u16::from_be_bytes([s[0], s[1]]) as usize)
+    b.get(at..at + 2)
+        .map(|s| u16::from_be_bytes([s[0], s[1]]) as usize)
 }
 fn be32(b: &[u8], at: usize) -> Option<usize> {
-    b.get(at..at + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as usize)
+    b.get(at..at + 4)
+        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]) as usize)
 }
 
 /// A column value we care about.
@@ -67,7 +69,14 @@ fn record(payload: &[u8]) -> Option<Vec<Value<'_>>> {
     let mut out = Vec::new();
     for t in types {
         let (len, value) = match t {
-            0 | 8 | 9 => (0, match t { 8 => Value::Int(0), 9 => Value::Int(1), _ => Value::Other }),
+            0 | 8 | 9 => (
+                0,
+                match t {
+                    8 => Value::Int(0),
+                    9 => Value::Int(1),
+                    _ => Value::Other,
+                },
+            ),
             1..=6 => {
                 let n = [0, 1, 2, 3, 4, 6, 8][t as usize];
                 let bytes = payload.get(body..body + n)?;
@@ -105,8 +114,16 @@ impl<'a> Db<'a> {
             return Err(err(format!("bad page size {page_size}")));
         }
         let reserved = bytes[20] as usize;
-        let usable = page_size.checked_sub(reserved).filter(|u| *u >= 480).ok_or_else(|| err("bad reserved size"))?;
-        Ok(Db { bytes, page_size, usable, pages: bytes.len() / page_size })
+        let usable = page_size
+            .checked_sub(reserved)
+            .filter(|u| *u >= 480)
+            .ok_or_else(|| err("bad reserved size"))?;
+        Ok(Db {
+            bytes,
+            page_size,
+            usable,
+            pages: bytes.len() / page_size,
+        })
     }
 
     fn page(&self, n: usize) -> Result<&'a [u8], DbError> {
@@ -124,7 +141,13 @@ impl<'a> Db<'a> {
         Ok(rows)
     }
 
-    fn walk(&self, n: usize, depth: usize, visited: &mut HashSet<usize>, rows: &mut Vec<Vec<u8>>) -> Result<(), DbError> {
+    fn walk(
+        &self,
+        n: usize,
+        depth: usize,
+        visited: &mut HashSet<usize>,
+        rows: &mut Vec<Vec<u8>>,
+    ) -> Result<(), DbError> {
         if depth > MAX_DEPTH || !visited.insert(n) {
             return Err(err("b-tree cycle or too deep"));
         }
@@ -135,7 +158,11 @@ impl<'a> Db<'a> {
         let header_len = match kind {
             0x05 => 12,
             0x0d => 8,
-            k => return Err(err(format!("page {n}: not a table b-tree page (type {k:#x})"))),
+            k => {
+                return Err(err(format!(
+                    "page {n}: not a table b-tree page (type {k:#x})"
+                )))
+            }
         };
         for i in 0..cells {
             let ptr = be16(page, h + header_len + 2 * i).ok_or_else(|| err("bad cell pointer"))?;
@@ -170,10 +197,21 @@ impl<'a> Db<'a> {
         } else {
             let m = ((u - 12) * 32 / 255) - 23;
             let k = m + ((p - m) % (u - 4));
-            if k <= x { k } else { m }
+            if k <= x {
+                k
+            } else {
+                m
+            }
         };
-        let mut out = page.get(at..at + local).ok_or_else(|| err("cell overruns page"))?.to_vec();
-        let mut next = if local < p { be32(page, at + local).ok_or_else(|| err("bad overflow pointer"))? } else { 0 };
+        let mut out = page
+            .get(at..at + local)
+            .ok_or_else(|| err("cell overruns page"))?
+            .to_vec();
+        let mut next = if local < p {
+            be32(page, at + local).ok_or_else(|| err("bad overflow pointer"))?
+        } else {
+            0
+        };
         let mut hops = 0;
         while out.len() < p {
             hops += 1;
@@ -183,7 +221,10 @@ impl<'a> Db<'a> {
             let ov = self.page(next)?;
             next = be32(ov, 0).ok_or_else(|| err("bad overflow page"))?;
             let take = (p - out.len()).min(u - 4);
-            out.extend_from_slice(ov.get(4..4 + take).ok_or_else(|| err("bad overflow page"))?);
+            out.extend_from_slice(
+                ov.get(4..4 + take)
+                    .ok_or_else(|| err("bad overflow page"))?,
+            );
         }
         Ok(out)
     }
@@ -195,7 +236,9 @@ pub fn package_blobs(bytes: &[u8]) -> Result<Vec<Vec<u8>>, DbError> {
     let mut root = None;
     for row in db.table_rows(1)? {
         let Some(cols) = record(&row) else { continue };
-        if let [Value::Text(b"table"), Value::Text(b"Packages"), _, Value::Int(r), ..] = cols.as_slice() {
+        if let [Value::Text(b"table"), Value::Text(b"Packages"), _, Value::Int(r), ..] =
+            cols.as_slice()
+        {
             root = Some(*r as usize);
         }
     }

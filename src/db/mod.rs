@@ -1,0 +1,134 @@
+//! The on-disk advisory database: one index file per ecosystem plus `state.json`, written
+//! atomically under a lock so readers (CLI or agent) never see a half-written index.
+
+pub mod update;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use stalewatch_core::advisory::{EcosystemIndex, IndexSet};
+
+/// Ecosystems `db update` fetches by default (top-level OSV names).
+pub const SUPPORTED_ECOSYSTEMS: [&str; 11] = [
+    "AlmaLinux",
+    "Alpine",
+    "Debian",
+    "Go",
+    "Maven",
+    "PyPI",
+    "Red Hat",
+    "Rocky Linux",
+    "Ubuntu",
+    "crates.io",
+    "npm",
+];
+
+/// What the database knows of one ecosystem.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct EcosystemState {
+    pub source: String,
+    pub records: u64,
+    pub withdrawn: u64,
+    pub skipped: u64,
+    /// Newest `modified` among the records.
+    pub source_modified: Option<String>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    /// Last refresh that succeeded (an unchanged answer counts).
+    pub last_success: Option<String>,
+    pub last_attempt: Option<String>,
+    /// Reason of the last failed refresh, cleared by a success.
+    pub last_error: Option<String>,
+    /// The mirror does not have this ecosystem.
+    #[serde(default)]
+    pub missing: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct State {
+    pub ecosystems: BTreeMap<String, EcosystemState>,
+}
+
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().context("path has no parent")?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("create temp file in {}", dir.display()))?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("rename into {}", path.display()))?;
+    Ok(())
+}
+
+impl Store {
+    pub fn new(dir: &Path) -> Self {
+        Store {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn index_path(&self, ecosystem: &str) -> PathBuf {
+        self.dir
+            .join(format!("{}.idx", ecosystem.replace([' ', '/'], "_")))
+    }
+
+    pub fn state(&self) -> anyhow::Result<State> {
+        let p = self.dir.join("state.json");
+        match fs::read(&p) {
+            Ok(b) => {
+                serde_json::from_slice(&b).with_context(|| format!("{} is corrupt", p.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(e).with_context(|| format!("read {}", p.display())),
+        }
+    }
+
+    pub fn save_state(&self, state: &State) -> anyhow::Result<()> {
+        write_atomic(
+            &self.dir.join("state.json"),
+            &serde_json::to_vec_pretty(state)?,
+        )
+    }
+
+    /// Takes the writers' lock (released when the file is dropped).
+    pub fn lock(&self) -> anyhow::Result<fs::File> {
+        fs::create_dir_all(&self.dir).with_context(|| format!("create {}", self.dir.display()))?;
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(".lock"))?;
+        f.lock().context("lock the advisory database")?;
+        Ok(f)
+    }
+
+    pub fn has_index(&self, ecosystem: &str) -> bool {
+        self.index_path(ecosystem).is_file()
+    }
+
+    pub fn load_one(&self, ecosystem: &str) -> anyhow::Result<EcosystemIndex> {
+        let p = self.index_path(ecosystem);
+        let bytes = fs::read(&p).with_context(|| format!("read {}", p.display()))?;
+        EcosystemIndex::from_bytes(&bytes).with_context(|| format!("load {}", p.display()))
+    }
+
+    /// Loads the given ecosystems' indexes (those present).
+    pub fn load(&self, ecosystems: &[String]) -> anyhow::Result<IndexSet> {
+        let mut out = Vec::new();
+        for e in ecosystems {
+            if self.has_index(e) {
+                out.push(self.load_one(e)?);
+            }
+        }
+        Ok(IndexSet::new(out))
+    }
+}

@@ -1,0 +1,297 @@
+//! `db update`: fetch `<base>/<Ecosystem>/all.zip` with conditional requests, build the index,
+//! swap it in. A failure leaves the previous index in place and is recorded with its reason.
+
+use anyhow::{bail, Context};
+use futures_util::StreamExt;
+use std::fs;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use stalewatch_core::advisory::EcosystemIndex;
+
+use super::{write_atomic, EcosystemState, Store};
+use crate::clock;
+
+#[derive(Debug, Clone)]
+pub enum Source {
+    Http(String),
+    Dir(PathBuf),
+}
+
+impl Source {
+    pub fn parse(s: &str) -> anyhow::Result<Source> {
+        let s = s.trim();
+        if s.starts_with("http://") || s.starts_with("https://") {
+            Ok(Source::Http(s.trim_end_matches('/').to_string()))
+        } else if let Some(p) = s.strip_prefix("file://") {
+            if !p.starts_with('/') {
+                bail!("--advisory-source {s:?}: file URLs must be absolute (file:///path)");
+            }
+            Ok(Source::Dir(PathBuf::from(p)))
+        } else if s.contains("://") {
+            bail!("--advisory-source {s:?}: unsupported scheme (use https://, http://, file:/// or a directory)");
+        } else if s.is_empty() {
+            bail!("--advisory-source is empty");
+        } else {
+            Ok(Source::Dir(PathBuf::from(s)))
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Source::Http(u) => u.clone(),
+            Source::Dir(p) => p.display().to_string(),
+        }
+    }
+}
+
+/// How one ecosystem's refresh ended.
+#[derive(Debug)]
+enum Outcome {
+    /// A new index, with the validators to send next time.
+    Updated {
+        index: EcosystemIndex,
+        etag: Option<String>,
+        last_modified: Option<String>,
+    },
+    Unchanged,
+    Missing,
+}
+
+/// Failure with a bounded reason (for `stalewatch_advisory_update_errors_total{reason}`).
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}: {detail}")]
+pub struct UpdateError {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+fn fail(reason: &'static str, detail: impl Into<String>) -> UpdateError {
+    UpdateError {
+        reason,
+        detail: detail.into(),
+    }
+}
+
+fn url_segment(e: &str) -> String {
+    e.replace(' ', "%20")
+}
+
+struct Progress {
+    label: String,
+    total: Option<u64>,
+    done: u64,
+    shown: u64,
+    tty: bool,
+}
+
+impl Progress {
+    fn advance(&mut self, n: u64) {
+        self.done += n;
+        if self.tty && self.done - self.shown >= 1 << 20 {
+            self.shown = self.done;
+            let mib = |b: u64| b as f64 / (1 << 20) as f64;
+            let total = self
+                .total
+                .map(|t| format!(" / {:.1}", mib(t)))
+                .unwrap_or_default();
+            eprint!("\r  {}: {:.1}{} MiB", self.label, mib(self.done), total);
+            let _ = std::io::stderr().flush();
+        }
+    }
+    fn finish(&self) {
+        if self.tty && self.shown > 0 {
+            eprintln!();
+        }
+    }
+}
+
+async fn fetch_http(
+    client: &reqwest::Client,
+    base: &str,
+    eco: &str,
+    prev: &EcosystemState,
+    have_index: bool,
+    tmp_dir: &Path,
+) -> Result<Outcome, UpdateError> {
+    let url = format!("{base}/{}/all.zip", url_segment(eco));
+    let mut req = client.get(&url);
+    if have_index {
+        if let Some(e) = &prev.etag {
+            req = req.header(reqwest::header::IF_NONE_MATCH, e);
+        }
+        if let Some(m) = &prev.last_modified {
+            req = req.header(reqwest::header::IF_MODIFIED_SINCE, m);
+        }
+    }
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| fail("network", format!("{url}: {e}")))?;
+    match resp.status().as_u16() {
+        304 => return Ok(Outcome::Unchanged),
+        404 => return Ok(Outcome::Missing),
+        200 => {}
+        s => return Err(fail("http_status", format!("{url}: HTTP {s}"))),
+    }
+    let header = |h: reqwest::header::HeaderName| {
+        resp.headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let etag = header(reqwest::header::ETAG);
+    let last_modified = header(reqwest::header::LAST_MODIFIED);
+    let mut progress = Progress {
+        label: eco.to_string(),
+        total: resp.content_length(),
+        done: 0,
+        shown: 0,
+        tty: std::io::stderr().is_terminal(),
+    };
+    let mut tmp = tempfile::tempfile_in(tmp_dir).map_err(|e| fail("io", e.to_string()))?;
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| fail("network", format!("{url}: {e}")))?;
+        tmp.write_all(&chunk)
+            .map_err(|e| fail("io", e.to_string()))?;
+        progress.advance(chunk.len() as u64);
+    }
+    progress.finish();
+    if let Some(total) = progress.total {
+        if progress.done != total {
+            return Err(fail(
+                "network",
+                format!("{url}: body ended after {} of {total} bytes", progress.done),
+            ));
+        }
+    }
+    let eco = eco.to_string();
+    let built = tokio::task::spawn_blocking(move || {
+        use std::io::Seek;
+        tmp.rewind()?;
+        Ok::<_, anyhow::Error>(EcosystemIndex::from_osv_zip(
+            &eco,
+            std::io::BufReader::new(tmp),
+        )?)
+    })
+    .await
+    .map_err(|e| fail("build", e.to_string()))?
+    .map_err(|e| fail("bad_archive", e.to_string()))?;
+    Ok(Outcome::Updated {
+        index: built,
+        etag,
+        last_modified,
+    })
+}
+
+fn fetch_dir(
+    dir: &Path,
+    eco: &str,
+    prev: &EcosystemState,
+    have_index: bool,
+) -> Result<Outcome, UpdateError> {
+    let path = dir.join(eco).join("all.zip");
+    let meta = match fs::metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Missing),
+        Err(e) => return Err(fail("io", format!("{}: {e}", path.display()))),
+    };
+    // A local file's size and mtime play the role of an ETag.
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let tag = format!("{}-{}", meta.len(), mtime);
+    if have_index && prev.etag.as_deref() == Some(tag.as_str()) {
+        return Ok(Outcome::Unchanged);
+    }
+    let f = fs::File::open(&path).map_err(|e| fail("io", format!("{}: {e}", path.display())))?;
+    let index = EcosystemIndex::from_osv_zip(eco, std::io::BufReader::new(f))
+        .map_err(|e| fail("bad_archive", e.to_string()))?;
+    Ok(Outcome::Updated {
+        index,
+        etag: Some(tag),
+        last_modified: None,
+    })
+}
+
+/// Updates the given ecosystems. Returns `Ok(false)` if any ecosystem failed (the others are
+/// still updated; failed ones keep their previous index).
+pub fn run(source: &Source, dir: &Path, ecosystems: &[String]) -> anyhow::Result<bool> {
+    let store = Store::new(dir);
+    let _lock = store.lock()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("stalewatch/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(std::time::Duration::from_secs(20))
+        .read_timeout(std::time::Duration::from_secs(60))
+        .build()
+        .context("build HTTP client")?;
+    let mut state = store.state()?;
+    let mut all_ok = true;
+    for eco in ecosystems {
+        let now = clock::rfc3339(clock::now_unix()?);
+        let prev = state.ecosystems.get(eco).cloned().unwrap_or_default();
+        let have_index = store.has_index(eco) && store.load_one(eco).is_ok();
+        let result = match source {
+            Source::Http(base) => {
+                rt.block_on(fetch_http(&client, base, eco, &prev, have_index, dir))
+            }
+            Source::Dir(d) => fetch_dir(d, eco, &prev, have_index),
+        };
+        let entry = state.ecosystems.entry(eco.clone()).or_default();
+        entry.source = source.describe();
+        entry.last_attempt = Some(now.clone());
+        let result = result.and_then(|o| {
+            if let Outcome::Updated { index, .. } = &o {
+                write_atomic(&store.index_path(eco), &index.to_bytes())
+                    .map_err(|e| fail("io", format!("{e:#}")))?;
+            }
+            Ok(o)
+        });
+        match result {
+            Ok(Outcome::Updated {
+                index,
+                etag,
+                last_modified,
+            }) => {
+                let s = &index.stats;
+                eprintln!(
+                    "{eco}: updated, {} records ({} withdrawn, {} skipped as malformed), {} package entries",
+                    s.records, s.withdrawn, s.skipped_total(), index.affected_entries()
+                );
+                entry.records = s.records;
+                entry.withdrawn = s.withdrawn;
+                entry.skipped = s.skipped_total();
+                entry.source_modified = s.newest_modified.clone();
+                entry.etag = etag;
+                entry.last_modified = last_modified;
+                entry.last_success = Some(now);
+                entry.last_error = None;
+                entry.missing = false;
+            }
+            Ok(Outcome::Unchanged) => {
+                eprintln!("{eco}: unchanged");
+                entry.last_success = Some(now);
+                entry.last_error = None;
+            }
+            Ok(Outcome::Missing) => {
+                eprintln!("{eco}: not on this mirror, skipped");
+                entry.missing = true;
+            }
+            Err(e) => {
+                eprintln!("{eco}: update failed ({e}); the previous index stays in use");
+                tracing::warn!(ecosystem = %eco, reason = e.reason, "advisory update failed: {}", e.detail);
+                entry.last_error = Some(e.to_string());
+                all_ok = false;
+            }
+        }
+        store.save_state(&state)?;
+    }
+    Ok(all_ok)
+}

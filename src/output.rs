@@ -1,0 +1,132 @@
+//! Rendering: the report as a table for people or JSON for machines; `db status`.
+
+use std::io::Write;
+use std::path::Path;
+
+use stalewatch_core::report::Report;
+
+use crate::cli::{Format, StatusFormat};
+use crate::db::State;
+
+fn cut(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n - 1).collect::<String>())
+    }
+}
+
+pub fn print_report(r: &Report, format: Format) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, r)?;
+            writeln!(out)?;
+        }
+        Format::Table => {
+            let mut rows: Vec<&_> = r.findings.iter().collect();
+            // Most severe first, then by id: what a person should read first.
+            rows.sort_by(|a, b| {
+                b.severity
+                    .cmp(&a.severity)
+                    .then(a.id.cmp(&b.id))
+                    .then(a.package.cmp(&b.package))
+            });
+            if !rows.is_empty() {
+                writeln!(
+                    out,
+                    "{:<9} {:<24} {:<22} {:<34} SUMMARY",
+                    "SEVERITY", "ID", "PACKAGE", "INSTALLED -> FIXED"
+                )?;
+            }
+            for f in rows {
+                let fix = f.fixed_version.as_deref().unwrap_or("(no fix)");
+                writeln!(
+                    out,
+                    "{:<9} {:<24} {:<22} {:<34} {}",
+                    f.severity.as_str(),
+                    cut(&f.id, 24),
+                    cut(&f.package, 22),
+                    cut(&format!("{} -> {}", f.installed_version, fix), 34),
+                    cut(&f.summary, 60)
+                )?;
+            }
+            let s = &r.summary;
+            let b = &s.by_severity;
+            writeln!(out)?;
+            writeln!(
+                out,
+                "{}: {} packages, {} findings ({} fixable): {} critical, {} high, {} medium, {} low, {} unknown",
+                r.target, s.packages, s.findings, s.fixable, b.critical, b.high, b.medium, b.low, b.unknown
+            )?;
+            match &r.os {
+                Some(os) => {
+                    let eol = match (&os.eol_date, os.eol) {
+                        (Some(d), true) => format!("END OF LIFE since {d}"),
+                        (Some(d), false) => format!("supported until {d}"),
+                        (None, _) => "end of life unknown".to_string(),
+                    };
+                    writeln!(
+                        out,
+                        "OS: {} {} ({}), {eol}",
+                        os.id,
+                        os.version_id,
+                        os.ecosystem.as_deref().unwrap_or("no advisory feed")
+                    )?;
+                }
+                None => writeln!(out, "OS: not recognised")?,
+            }
+            if !r.unreadable.is_empty() {
+                writeln!(
+                    out,
+                    "INCOMPLETE: {} item(s) could not be read:",
+                    r.unreadable.len()
+                )?;
+                for u in &r.unreadable {
+                    writeln!(out, "  {} [{}] {}", u.what, u.reason, u.detail)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn print_status(state: &State, dir: &Path, format: StatusFormat) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        StatusFormat::Json => {
+            let v = serde_json::json!({ "db_dir": dir, "ecosystems": state.ecosystems });
+            serde_json::to_writer_pretty(&mut out, &v)?;
+            writeln!(out)?;
+        }
+        StatusFormat::Table => {
+            writeln!(out, "database: {}", dir.display())?;
+            if state.ecosystems.is_empty() {
+                writeln!(out, "empty: run `stalewatch db update`")?;
+                return Ok(());
+            }
+            writeln!(
+                out,
+                "{:<12} {:>8} {:<22} {:<22} STATUS",
+                "ECOSYSTEM", "RECORDS", "SOURCE MODIFIED", "LAST SUCCESS"
+            )?;
+            for (eco, s) in &state.ecosystems {
+                let status = match (&s.last_error, s.missing) {
+                    (Some(e), _) => format!("last update failed: {e}"),
+                    (None, true) => "not on mirror".to_string(),
+                    (None, false) => "ok".to_string(),
+                };
+                writeln!(
+                    out,
+                    "{:<12} {:>8} {:<22} {:<22} {}",
+                    eco,
+                    s.records,
+                    s.source_modified.as_deref().unwrap_or("-"),
+                    s.last_success.as_deref().unwrap_or("never"),
+                    status
+                )?;
+            }
+        }
+    }
+    Ok(())
+}

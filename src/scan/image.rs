@@ -1,0 +1,232 @@
+//! Image layouts on disk: an OCI layout directory or archive, and `docker save` archives.
+//! Blobs are streamed, digests verified, and only wanted files are kept.
+
+use anyhow::{bail, Context};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use stalewatch_core::catalog;
+use stalewatch_core::image::{self as meta, Descriptor};
+use stalewatch_core::layer::tar::TarReader;
+use stalewatch_core::layer::{decompress, Diagnostics, EntryKind, EntrySource, FileTree, Limits};
+
+/// Manifests, indexes and configs larger than this are refused (real ones are a few KiB).
+const MAX_METADATA_BYTES: u64 = 4 << 20;
+
+/// Where blobs come from: a directory, or members of an uncompressed tar archive.
+pub enum Blobs {
+    Dir(PathBuf),
+    Archive {
+        path: PathBuf,
+        members: HashMap<String, (u64, u64)>,
+    },
+}
+
+impl Blobs {
+    fn archive(path: &Path) -> anyhow::Result<Blobs> {
+        let f = File::open(path).with_context(|| format!("open {}", path.display()))?;
+        let mut head = [0u8; 4];
+        let n = (&f).read(&mut head)?;
+        if decompress::detect(&head[..n]) != decompress::Compression::None {
+            bail!(
+                "{}: compressed archives are not supported; decompress it first",
+                path.display()
+            );
+        }
+        let mut reader = TarReader::new(BufReader::new(File::open(path)?));
+        let mut members = HashMap::new();
+        while let Some(e) = reader
+            .next_entry()
+            .with_context(|| format!("read archive {}", path.display()))?
+        {
+            if e.kind == EntryKind::File {
+                if let Ok(name) = stalewatch_core::layer::path::normalize(&e.path) {
+                    members.insert(name, (reader.data_offset(), e.size));
+                }
+            }
+        }
+        Ok(Blobs::Archive {
+            path: path.to_path_buf(),
+            members,
+        })
+    }
+
+    /// Opens a file of the layout by its relative path.
+    fn open(&self, rel: &str) -> anyhow::Result<Box<dyn Read>> {
+        match self {
+            Blobs::Dir(d) => {
+                let p = d.join(rel);
+                Ok(Box::new(
+                    File::open(&p).with_context(|| format!("open {}", p.display()))?,
+                ))
+            }
+            Blobs::Archive { path, members } => {
+                let key = stalewatch_core::layer::path::normalize(rel)
+                    .map_err(|_| anyhow::anyhow!("bad member name {rel:?}"))?;
+                let (offset, size) = *members
+                    .get(&key)
+                    .with_context(|| format!("{} has no member {rel}", path.display()))?;
+                let mut f = File::open(path)?;
+                f.seek(SeekFrom::Start(offset))?;
+                Ok(Box::new(f.take(size)))
+            }
+        }
+    }
+
+    fn read_small(&self, rel: &str) -> anyhow::Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.open(rel)?
+            .take(MAX_METADATA_BYTES + 1)
+            .read_to_end(&mut buf)?;
+        if buf.len() as u64 > MAX_METADATA_BYTES {
+            bail!("{rel} is larger than {MAX_METADATA_BYTES} bytes");
+        }
+        Ok(buf)
+    }
+}
+
+pub struct OciLayout {
+    blobs: Blobs,
+}
+
+impl OciLayout {
+    pub fn dir(p: &Path) -> anyhow::Result<Self> {
+        if !p.join("index.json").is_file() {
+            bail!("{} is not an OCI layout (no index.json)", p.display());
+        }
+        Ok(OciLayout {
+            blobs: Blobs::Dir(p.to_path_buf()),
+        })
+    }
+
+    pub fn archive(p: &Path) -> anyhow::Result<Self> {
+        Ok(OciLayout {
+            blobs: Blobs::archive(p)?,
+        })
+    }
+
+    fn blob_path(digest: &str) -> anyhow::Result<String> {
+        let (alg, hex) = meta::split_digest(digest)?;
+        Ok(format!("blobs/{alg}/{hex}"))
+    }
+
+    /// Reads a small blob and checks its digest.
+    fn read_blob(&self, d: &Descriptor) -> anyhow::Result<Vec<u8>> {
+        let bytes = self.blobs.read_small(&Self::blob_path(&d.digest)?)?;
+        verify(&d.digest, &Sha256::digest(&bytes))?;
+        Ok(bytes)
+    }
+}
+
+fn verify(digest: &str, got: &[u8]) -> anyhow::Result<()> {
+    let (alg, hex) = meta::split_digest(digest)?;
+    if alg == "sha256" && !hex.eq_ignore_ascii_case(&hex::encode(got)) {
+        bail!(
+            "blob {digest} does not match its digest (sha256:{})",
+            hex::encode(got)
+        );
+    }
+    Ok(())
+}
+
+/// Hashes what passes through, so a layer's digest is checked without a second read.
+struct Hashing<R> {
+    inner: R,
+    hasher: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Applies one layer blob to the tree. `digest` is checked when given.
+fn apply_layer(
+    raw: Box<dyn Read>,
+    digest: Option<&str>,
+    label: &str,
+    limits: &Limits,
+    tree: &mut FileTree,
+    diag: &mut Diagnostics,
+) -> anyhow::Result<()> {
+    let mut hashing = Hashing {
+        inner: raw,
+        hasher: Sha256::new(),
+    };
+    {
+        let decompressed = decompress::open(&mut hashing, limits.max_layer_bytes)
+            .with_context(|| format!("layer {label}"))?;
+        let mut tar = TarReader::new(decompressed);
+        tree.apply_layer(&mut tar, &|p| catalog::wants(p), limits, label, diag)
+            .with_context(|| format!("layer {label}"))?;
+        // Finish the stream so the digest covers the whole blob.
+        while tar
+            .next_entry()
+            .with_context(|| format!("layer {label}"))?
+            .is_some()
+        {}
+    }
+    io::copy(&mut hashing, &mut io::sink()).with_context(|| format!("layer {label}"))?;
+    if let Some(d) = digest {
+        verify(d, &hashing.hasher.finalize())?;
+    }
+    Ok(())
+}
+
+pub fn read(
+    layout: &OciLayout,
+    limits: &Limits,
+    tree: &mut FileTree,
+    diag: &mut Diagnostics,
+) -> anyhow::Result<()> {
+    let index = meta::parse_index(&layout.blobs.read_small("index.json")?)?;
+    let arch = meta::host_architecture();
+    let mut desc = meta::select_platform(&index.manifests, arch)?.clone();
+    for _ in 0..4 {
+        if !meta::is_index(&desc) {
+            break;
+        }
+        let inner = meta::parse_index(&layout.read_blob(&desc)?)?;
+        desc = meta::select_platform(&inner.manifests, arch)?.clone();
+    }
+    let manifest = meta::parse_manifest(&layout.read_blob(&desc)?)?;
+    for layer in &manifest.layers {
+        let raw = layout.blobs.open(&OciLayout::blob_path(&layer.digest)?)?;
+        apply_layer(raw, Some(&layer.digest), &layer.digest, limits, tree, diag)?;
+    }
+    Ok(())
+}
+
+pub fn read_docker_archive(
+    path: &Path,
+    limits: &Limits,
+    tree: &mut FileTree,
+    diag: &mut Diagnostics,
+) -> anyhow::Result<()> {
+    let blobs = Blobs::archive(path)?;
+    let entries = meta::parse_docker_manifest(&blobs.read_small("manifest.json")?)?;
+    let Some(entry) = entries.first() else {
+        bail!("{}: manifest.json lists no image", path.display())
+    };
+    for layer in &entry.layers {
+        // Newer docker writes layers as `blobs/sha256/<hex>`: the name is the digest.
+        let digest = layer
+            .strip_prefix("blobs/sha256/")
+            .map(|h| format!("sha256:{h}"));
+        apply_layer(
+            blobs.open(layer)?,
+            digest.as_deref(),
+            layer,
+            limits,
+            tree,
+            diag,
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! `stalewatch scan TARGET`: read a filesystem or image into the core's file tree, catalog,
+//! match against the local advisory database, report.
+
+mod image;
+mod rootfs;
+
+use anyhow::{bail, Context};
+use std::path::{Path, PathBuf};
+
+use stalewatch_core::catalog::{self, Inventory};
+use stalewatch_core::layer::diagnostics::Unreadable;
+use stalewatch_core::layer::{Diagnostics, FileTree, Limits};
+use stalewatch_core::matcher;
+use stalewatch_core::report::Report;
+
+use crate::db::Store;
+
+#[derive(Debug, Clone)]
+pub enum Target {
+    Rootfs(PathBuf),
+    OciDir(PathBuf),
+    OciArchive(PathBuf),
+    DockerArchive(PathBuf),
+}
+
+impl Target {
+    pub fn parse(s: &str) -> anyhow::Result<Target> {
+        let (kind, rest) = s.split_once(':').with_context(|| {
+            format!("target {s:?} has no type (rootfs:DIR, oci:DIR, oci-archive:FILE, docker-archive:FILE)")
+        })?;
+        if rest.is_empty() {
+            bail!("target {s:?} names no path");
+        }
+        let p = PathBuf::from(rest);
+        Ok(match kind {
+            "rootfs" => Target::Rootfs(p),
+            "oci" => Target::OciDir(p),
+            "oci-archive" => Target::OciArchive(p),
+            "docker-archive" => Target::DockerArchive(p),
+            "containerd" => bail!("containerd: targets need the agent build (not available yet)"),
+            other => {
+                bail!("unknown target type {other:?} (rootfs, oci, oci-archive, docker-archive)")
+            }
+        })
+    }
+}
+
+/// Reads a target into a merged file tree of the files catalogers want.
+pub fn read_tree(
+    target: &Target,
+    limits: &Limits,
+    diag: &mut Diagnostics,
+) -> anyhow::Result<FileTree> {
+    let mut tree = FileTree::new();
+    let wants = |p: &str| catalog::wants(p);
+    match target {
+        Target::Rootfs(dir) => {
+            let mut walker = rootfs::Walker::new(dir)?;
+            tree.apply_layer(&mut walker, &wants, limits, "rootfs", diag)
+                .with_context(|| format!("read {}", dir.display()))?;
+        }
+        Target::OciDir(p) => image::read(&image::OciLayout::dir(p)?, limits, &mut tree, diag)?,
+        Target::OciArchive(p) => {
+            image::read(&image::OciLayout::archive(p)?, limits, &mut tree, diag)?
+        }
+        Target::DockerArchive(p) => image::read_docker_archive(p, limits, &mut tree, diag)?,
+    }
+    Ok(tree)
+}
+
+/// Scans a target to an inventory plus what could not be read.
+pub fn inventory(target: &Target) -> anyhow::Result<(Inventory, Vec<Unreadable>)> {
+    let limits = Limits::default();
+    let mut diag = Diagnostics::default();
+    let tree = read_tree(target, &limits, &mut diag)?;
+    let inv = catalog::catalog(&tree, &mut diag);
+    let mut unreadable = diag.notes;
+    match &inv.os {
+        None if !inv.packages.is_empty() => {
+            unreadable.push(note("unsupported_os", "no os-release or release file"))
+        }
+        Some(os) if os.ecosystem.is_none() => unreadable.push(note(
+            "unsupported_os",
+            &format!(
+                "{} {:?} has no advisory feed stalewatch knows",
+                os.id, os.version_id
+            ),
+        )),
+        _ => {}
+    }
+    if inv.databases.is_empty() {
+        unreadable.push(note("no_package_db", "no dpkg, apk or rpm database found"));
+    }
+    Ok((inv, unreadable))
+}
+
+fn note(reason: &str, detail: &str) -> Unreadable {
+    Unreadable {
+        what: "image".into(),
+        reason: reason.into(),
+        detail: detail.into(),
+    }
+}
+
+/// The top-level OSV ecosystems an inventory needs.
+fn needed_ecosystems(inv: &Inventory) -> Vec<String> {
+    let mut v: Vec<String> = inv
+        .packages
+        .iter()
+        .filter(|p| !p.ecosystem.is_empty())
+        .map(|p| {
+            p.ecosystem
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+pub fn run(target: &Target, target_text: &str, db_dir: &Path, now: i64) -> anyhow::Result<Report> {
+    let (inv, unreadable) = inventory(target)?;
+    let store = Store::new(db_dir);
+    let needed = needed_ecosystems(&inv);
+    let missing: Vec<&String> = needed.iter().filter(|e| !store.has_index(e)).collect();
+    if !missing.is_empty() {
+        bail!(
+            "no advisory data for {} in {}: run `stalewatch db update` first",
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            db_dir.display()
+        );
+    }
+    let db = store.load(&needed)?;
+    let findings = matcher::match_inventory(&inv, &db);
+    Ok(Report::new(target_text, inv, findings, unreadable, now))
+}
