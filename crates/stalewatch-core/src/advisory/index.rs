@@ -168,7 +168,8 @@ impl EcosystemIndex {
             return;
         }
         let record_cvss = severity::best_cvss(&r.severity);
-        let record_word = severity::distro_word(&[r.database_specific.as_ref()], &r.severity);
+        let record_word = severity::distro_word(&[r.database_specific.as_ref()], &r.severity)
+            .or_else(|| self.summary_word(r));
         let informational = r
             .affected
             .iter()
@@ -227,6 +228,16 @@ impl EcosystemIndex {
             modified: r.modified.clone(),
             informational,
         });
+    }
+
+    /// Red Hat and its rebuilds put their impact rating in the summary
+    /// (`Important: openssl security update`) and nowhere else.
+    fn summary_word(&self, r: &Record) -> Option<Severity> {
+        if !matches!(self.ecosystem.as_str(), "AlmaLinux" | "Rocky Linux" | "Red Hat") {
+            return None;
+        }
+        let (word, _) = r.summary.as_deref()?.split_once(':')?;
+        Severity::from_distro_word(word)
     }
 
     /// Builds the index of `ecosystem` from an OSV bulk zip (`<Ecosystem>/all.zip`).
@@ -415,6 +426,19 @@ mod tests {
         let (_, entries) = set.lookup("Alpine:v3.20", "openssl").unwrap();
         assert_eq!(entries.len(), 1);
         assert!(set.lookup("Alpine:v3.19", "openssl").is_none());
+    }
+
+    #[test]
+    fn red_hat_impact_from_summary() {
+        // ALSA-2024:6783 as AlmaLinux publishes it: the rating lives in the summary.
+        let rec = br#"{"id":"ALSA-2024:6783","summary":"Moderate: openssl security update","affected":[{"package":{"ecosystem":"AlmaLinux:9","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1:3.0.7-28.el9_4"}]}]}]}"#;
+        let mut alma = EcosystemIndex::new("AlmaLinux");
+        alma.add_record_json(rec);
+        assert_eq!(alma.packages["AlmaLinux:9"]["openssl"][0].severity, Severity::Medium);
+        // The same words mean nothing special in other ecosystems' summaries.
+        let mut other = EcosystemIndex::new("PyPI");
+        other.add_record_json(br#"{"id":"PYSEC-X","summary":"Important: x","affected":[{"package":{"ecosystem":"PyPI","name":"x"},"versions":["1.0"]}]}"#);
+        assert_eq!(other.packages["PyPI"]["x"][0].severity, Severity::Unknown);
     }
 
     #[test]

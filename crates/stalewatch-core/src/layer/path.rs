@@ -25,9 +25,7 @@ pub fn normalize(raw: &str) -> Result<String, PathRefusal> {
     while let Some(rest) = s.strip_prefix("./") {
         s = rest;
     }
-    if s.starts_with('/') {
-        return Err(PathRefusal::Absolute);
-    }
+    let absolute = s.starts_with('/');
     let mut parts = Vec::new();
     for c in s.split('/') {
         match c {
@@ -37,7 +35,11 @@ pub fn normalize(raw: &str) -> Result<String, PathRefusal> {
         }
     }
     if parts.is_empty() {
+        // `/` or `./`: the layer's root directory entry, harmless.
         return Err(PathRefusal::Empty);
+    }
+    if absolute {
+        return Err(PathRefusal::Absolute);
     }
     Ok(parts.join("/"))
 }
@@ -75,6 +77,7 @@ mod tests {
             Err(PathRefusal::ParentComponent)
         );
         assert_eq!(normalize("./"), Err(PathRefusal::Empty));
+        assert_eq!(normalize("/"), Err(PathRefusal::Empty));
         assert_eq!(parent("a/b/c"), "a/b");
         assert_eq!(parent("a"), "");
     }
