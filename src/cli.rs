@@ -97,8 +97,7 @@ fn default_db_dir() -> anyhow::Result<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(x).join("stalewatch/db"));
     }
-    let home =
-        std::env::var_os("HOME").context("neither --db-dir, XDG_CACHE_HOME nor HOME is set")?;
+    let home = std::env::var_os("HOME").context("neither --db-dir, XDG_CACHE_HOME nor HOME is set")?;
     Ok(PathBuf::from(home).join(".cache/stalewatch/db"))
 }
 
@@ -127,9 +126,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(Ok(s)) => Some(s),
                 None => None,
             };
-            let now = clock::now_unix()
-                .map_err(|e| errors.push(e.to_string()))
-                .ok();
+            let now = clock::now_unix().map_err(|e| errors.push(e.to_string())).ok();
             let db_dir = a.db.resolve().map_err(|e| errors.push(e.to_string())).ok();
             if !errors.is_empty() {
                 bail!("{}", errors.join("; "));
@@ -152,20 +149,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Db(DbCommand::Update(a)) => {
             let source = db::update::Source::parse(&a.advisory_source)?;
             let ecosystems = if a.ecosystems.is_empty() {
-                db::SUPPORTED_ECOSYSTEMS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect()
+                db::SUPPORTED_ECOSYSTEMS.iter().map(|s| s.to_string()).collect()
             } else {
                 a.ecosystems.clone()
             };
             let dir = a.db.resolve()?;
             let ok = db::update::run(&source, &dir, &ecosystems)?;
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Db(DbCommand::Status(a)) => {
             let dir = a.db.resolve()?;

@@ -18,9 +18,8 @@ fn parse(v: &str) -> anyhow::Result<i64> {
     if let Ok(secs) = v.parse::<i64>() {
         return Ok(secs);
     }
-    let t = humantime::parse_rfc3339_weak(v).map_err(|e| {
-        anyhow::anyhow!("STALEWATCH_NOW={v:?} is neither RFC 3339 nor epoch seconds: {e}")
-    })?;
+    let t = humantime::parse_rfc3339_weak(v)
+        .map_err(|e| anyhow::anyhow!("STALEWATCH_NOW={v:?} is neither RFC 3339 nor epoch seconds: {e}"))?;
     Ok(t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0))
@@ -28,10 +27,8 @@ fn parse(v: &str) -> anyhow::Result<i64> {
 
 /// RFC 3339 (UTC, seconds) of an epoch time.
 pub fn rfc3339(secs: i64) -> String {
-    humantime::format_rfc3339_seconds(
-        UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64),
-    )
-    .to_string()
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64))
+        .to_string()
 }
 
 #[cfg(test)]

@@ -43,6 +43,18 @@ pub struct EcosystemState {
     pub last_attempt: Option<String>,
     /// Reason of the last failed refresh, cleared by a success.
     pub last_error: Option<String>,
+    /// sha256 of the archive the current index was built from.
+    #[serde(default)]
+    pub archive_sha256: Option<String>,
+    /// Affected-package entries per ecosystem release (`Alpine:v3.20` → n).
+    #[serde(default)]
+    pub entries: BTreeMap<String, u64>,
+    /// sha256 of the archive the current index was built from.
+    #[serde(default)]
+    pub archive_sha256: Option<String>,
+    /// Affected-package entries per ecosystem release (`Alpine:v3.20` → n).
+    #[serde(default)]
+    pub entries: BTreeMap<String, u64>,
     /// The mirror does not have this ecosystem.
     #[serde(default)]
     pub missing: bool,
@@ -84,19 +96,14 @@ impl Store {
     pub fn state(&self) -> anyhow::Result<State> {
         let p = self.dir.join("state.json");
         match fs::read(&p) {
-            Ok(b) => {
-                serde_json::from_slice(&b).with_context(|| format!("{} is corrupt", p.display()))
-            }
+            Ok(b) => serde_json::from_slice(&b).with_context(|| format!("{} is corrupt", p.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
             Err(e) => Err(e).with_context(|| format!("read {}", p.display())),
         }
     }
 
     pub fn save_state(&self, state: &State) -> anyhow::Result<()> {
-        write_atomic(
-            &self.dir.join("state.json"),
-            &serde_json::to_vec_pretty(state)?,
-        )
+        write_atomic(&self.dir.join("state.json"), &serde_json::to_vec_pretty(state)?)
     }
 
     /// Takes the writers' lock (released when the file is dropped).

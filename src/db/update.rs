@@ -7,6 +7,7 @@ use std::fs;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
 use stalewatch_core::advisory::EcosystemIndex;
 
 use super::{write_atomic, EcosystemState, Store};
@@ -53,6 +54,7 @@ enum Outcome {
         index: EcosystemIndex,
         etag: Option<String>,
         last_modified: Option<String>,
+        sha256: String,
     },
     Unchanged,
     Missing,
@@ -150,11 +152,12 @@ async fn fetch_http(
         tty: std::io::stderr().is_terminal(),
     };
     let mut tmp = tempfile::tempfile_in(tmp_dir).map_err(|e| fail("io", e.to_string()))?;
+    let mut hasher = Sha256::new();
     let mut body = resp.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| fail("network", format!("{url}: {e}")))?;
-        tmp.write_all(&chunk)
-            .map_err(|e| fail("io", e.to_string()))?;
+        tmp.write_all(&chunk).map_err(|e| fail("io", e.to_string()))?;
+        hasher.update(&chunk);
         progress.advance(chunk.len() as u64);
     }
     progress.finish();
@@ -170,10 +173,7 @@ async fn fetch_http(
     let built = tokio::task::spawn_blocking(move || {
         use std::io::Seek;
         tmp.rewind()?;
-        Ok::<_, anyhow::Error>(EcosystemIndex::from_osv_zip(
-            &eco,
-            std::io::BufReader::new(tmp),
-        )?)
+        Ok::<_, anyhow::Error>(EcosystemIndex::from_osv_zip(&eco, std::io::BufReader::new(tmp))?)
     })
     .await
     .map_err(|e| fail("build", e.to_string()))?
@@ -182,15 +182,11 @@ async fn fetch_http(
         index: built,
         etag,
         last_modified,
+        sha256: hex::encode(hasher.finalize()),
     })
 }
 
-fn fetch_dir(
-    dir: &Path,
-    eco: &str,
-    prev: &EcosystemState,
-    have_index: bool,
-) -> Result<Outcome, UpdateError> {
+fn fetch_dir(dir: &Path, eco: &str, prev: &EcosystemState, have_index: bool) -> Result<Outcome, UpdateError> {
     let path = dir.join(eco).join("all.zip");
     let meta = match fs::metadata(&path) {
         Ok(m) => m,
@@ -208,13 +204,15 @@ fn fetch_dir(
     if have_index && prev.etag.as_deref() == Some(tag.as_str()) {
         return Ok(Outcome::Unchanged);
     }
-    let f = fs::File::open(&path).map_err(|e| fail("io", format!("{}: {e}", path.display())))?;
-    let index = EcosystemIndex::from_osv_zip(eco, std::io::BufReader::new(f))
+    let bytes = fs::read(&path).map_err(|e| fail("io", format!("{}: {e}", path.display())))?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    let index = EcosystemIndex::from_osv_zip(eco, std::io::Cursor::new(bytes))
         .map_err(|e| fail("bad_archive", e.to_string()))?;
     Ok(Outcome::Updated {
         index,
         etag: Some(tag),
         last_modified: None,
+        sha256,
     })
 }
 
@@ -239,9 +237,7 @@ pub fn run(source: &Source, dir: &Path, ecosystems: &[String]) -> anyhow::Result
         let prev = state.ecosystems.get(eco).cloned().unwrap_or_default();
         let have_index = store.has_index(eco) && store.load_one(eco).is_ok();
         let result = match source {
-            Source::Http(base) => {
-                rt.block_on(fetch_http(&client, base, eco, &prev, have_index, dir))
-            }
+            Source::Http(base) => rt.block_on(fetch_http(&client, base, eco, &prev, have_index, dir)),
             Source::Dir(d) => fetch_dir(d, eco, &prev, have_index),
         };
         let entry = state.ecosystems.entry(eco.clone()).or_default();
@@ -259,16 +255,26 @@ pub fn run(source: &Source, dir: &Path, ecosystems: &[String]) -> anyhow::Result
                 index,
                 etag,
                 last_modified,
+                sha256,
             }) => {
                 let s = &index.stats;
                 eprintln!(
                     "{eco}: updated, {} records ({} withdrawn, {} skipped as malformed), {} package entries",
-                    s.records, s.withdrawn, s.skipped_total(), index.affected_entries()
+                    s.records,
+                    s.withdrawn,
+                    s.skipped_total(),
+                    index.affected_entries()
                 );
                 entry.records = s.records;
                 entry.withdrawn = s.withdrawn;
                 entry.skipped = s.skipped_total();
                 entry.source_modified = s.newest_modified.clone();
+                entry.archive_sha256 = Some(sha256);
+                entry.entries = index
+                    .packages
+                    .iter()
+                    .map(|(e, names)| (e.clone(), names.values().map(|v| v.len() as u64).sum()))
+                    .collect();
                 entry.etag = etag;
                 entry.last_modified = last_modified;
                 entry.last_success = Some(now);

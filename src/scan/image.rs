@@ -216,17 +216,8 @@ pub fn read_docker_archive(
     };
     for layer in &entry.layers {
         // Newer docker writes layers as `blobs/sha256/<hex>`: the name is the digest.
-        let digest = layer
-            .strip_prefix("blobs/sha256/")
-            .map(|h| format!("sha256:{h}"));
-        apply_layer(
-            blobs.open(layer)?,
-            digest.as_deref(),
-            layer,
-            limits,
-            tree,
-            diag,
-        )?;
+        let digest = layer.strip_prefix("blobs/sha256/").map(|h| format!("sha256:{h}"));
+        apply_layer(blobs.open(layer)?, digest.as_deref(), layer, limits, tree, diag)?;
     }
     Ok(())
 }

@@ -46,11 +46,7 @@ impl Target {
 }
 
 /// Reads a target into a merged file tree of the files catalogers want.
-pub fn read_tree(
-    target: &Target,
-    limits: &Limits,
-    diag: &mut Diagnostics,
-) -> anyhow::Result<FileTree> {
+pub fn read_tree(target: &Target, limits: &Limits, diag: &mut Diagnostics) -> anyhow::Result<FileTree> {
     let mut tree = FileTree::new();
     let wants = |p: &str| catalog::wants(p);
     match target {
@@ -60,9 +56,7 @@ pub fn read_tree(
                 .with_context(|| format!("read {}", dir.display()))?;
         }
         Target::OciDir(p) => image::read(&image::OciLayout::dir(p)?, limits, &mut tree, diag)?,
-        Target::OciArchive(p) => {
-            image::read(&image::OciLayout::archive(p)?, limits, &mut tree, diag)?
-        }
+        Target::OciArchive(p) => image::read(&image::OciLayout::archive(p)?, limits, &mut tree, diag)?,
         Target::DockerArchive(p) => image::read_docker_archive(p, limits, &mut tree, diag)?,
     }
     Ok(tree)
@@ -108,13 +102,7 @@ fn needed_ecosystems(inv: &Inventory) -> Vec<String> {
         .packages
         .iter()
         .filter(|p| !p.ecosystem.is_empty())
-        .map(|p| {
-            p.ecosystem
-                .split(':')
-                .next()
-                .unwrap_or_default()
-                .to_string()
-        })
+        .map(|p| p.ecosystem.split(':').next().unwrap_or_default().to_string())
         .collect();
     v.sort();
     v.dedup();
@@ -129,11 +117,7 @@ pub fn run(target: &Target, target_text: &str, db_dir: &Path, now: i64) -> anyho
     if !missing.is_empty() {
         bail!(
             "no advisory data for {} in {}: run `stalewatch db update` first",
-            missing
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
             db_dir.display()
         );
     }

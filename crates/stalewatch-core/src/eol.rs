@@ -187,8 +187,7 @@ mod tests {
         ];
         let mut checked = 0;
         for (id, file, column) in products {
-            let text =
-                std::fs::read_to_string(format!("{dir}/{file}.json")).expect("shared eol data");
+            let text = std::fs::read_to_string(format!("{dir}/{file}.json")).expect("shared eol data");
             let v: serde_json::Value = serde_json::from_str(&text).unwrap();
             for r in v["releases"].as_array().unwrap() {
                 let cycle = r["releaseCycle"].as_str().unwrap();

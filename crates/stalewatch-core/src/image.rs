@@ -102,10 +102,7 @@ pub fn host_architecture() -> &'static str {
 
 /// Picks the manifest for `linux/<arch>` from index entries; entries without a platform
 /// (single-image layouts) match anything. Attestation manifests (`unknown/unknown`) never do.
-pub fn select_platform<'a>(
-    entries: &'a [Descriptor],
-    arch: &str,
-) -> Result<&'a Descriptor, ImageError> {
+pub fn select_platform<'a>(entries: &'a [Descriptor], arch: &str) -> Result<&'a Descriptor, ImageError> {
     let usable: Vec<&Descriptor> = entries
         .iter()
         .filter(|d| d.platform.as_ref().is_none_or(|p| p.os != "unknown"))
@@ -124,13 +121,8 @@ pub fn select_platform<'a>(
 
 /// Splits `sha256:<hex>` after checking it is safe to use as a file name.
 pub fn split_digest(d: &str) -> Result<(&str, &str), ImageError> {
-    let (alg, hex) = d
-        .split_once(':')
-        .ok_or_else(|| ImageError::BadDigest(d.into()))?;
-    let alg_ok = !alg.is_empty()
-        && alg
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let (alg, hex) = d.split_once(':').ok_or_else(|| ImageError::BadDigest(d.into()))?;
+    let alg_ok = !alg.is_empty() && alg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
     let hex_ok = hex.len() >= 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
     if !alg_ok || !hex_ok {
         return Err(ImageError::BadDigest(d.into()));

@@ -40,10 +40,7 @@ fn query_key(p: &Package) -> (&str, &str) {
 /// under a `Red Hat:enterprise_linux:N::` prefix.
 fn ecosystems_for<'a>(eco: &'a str, db: &'a IndexSet) -> Vec<&'a str> {
     if eco.ends_with("::") {
-        let mut v: Vec<&str> = db
-            .full_ecosystems()
-            .filter(|e| e.starts_with(eco))
-            .collect();
+        let mut v: Vec<&str> = db.full_ecosystems().filter(|e| e.starts_with(eco)).collect();
         v.sort();
         v.dedup();
         v
@@ -62,15 +59,8 @@ pub fn match_inventory(inv: &Inventory, db: &IndexSet) -> Vec<Finding> {
         let (name, version) = query_key(p);
         let scheme = Scheme::for_ecosystem(&p.ecosystem);
         // advisory id → (advisory, best severity entry, fixed versions seen)
-        let mut hits: BTreeMap<
-            String,
-            (
-                crate::advisory::Advisory,
-                Severity,
-                Option<f32>,
-                Vec<String>,
-            ),
-        > = BTreeMap::new();
+        let mut hits: BTreeMap<String, (crate::advisory::Advisory, Severity, Option<f32>, Vec<String>)> =
+            BTreeMap::new();
         for eco in ecosystems_for(&p.ecosystem, db) {
             let Some((idx, entries)) = db.lookup(eco, name) else {
                 continue;

@@ -31,10 +31,7 @@ pub fn parse_os_release(text: &str) -> BTreeMap<String, String> {
             .and_then(|x| x.strip_suffix('"'))
             .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
             .unwrap_or(v);
-        out.insert(
-            k.trim().to_string(),
-            v.replace("\\\"", "\"").replace("\\$", "$"),
-        );
+        out.insert(k.trim().to_string(), v.replace("\\\"", "\"").replace("\\$", "$"));
     }
     out
 }
@@ -85,11 +82,7 @@ pub fn detect(read: &dyn Fn(&str) -> Option<Vec<u8>>) -> Option<OsInfo> {
     let text = |p: &str| read(p).map(|b| String::from_utf8_lossy(&b).into_owned());
     if let Some(t) = text("etc/os-release").or_else(|| text("usr/lib/os-release")) {
         let kv = parse_os_release(&t);
-        let id = kv
-            .get("ID")
-            .cloned()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let id = kv.get("ID").cloned().unwrap_or_default().to_ascii_lowercase();
         if !id.is_empty() {
             let mut version_id = kv.get("VERSION_ID").cloned().unwrap_or_default();
             // Debian testing/sid have no VERSION_ID; debian_version may still say "12.5".
@@ -175,10 +168,12 @@ mod tests {
 
     #[test]
     fn real_os_release_files() {
-        let alpine = "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.20.3\nPRETTY_NAME=\"Alpine Linux v3.20\"\n";
+        let alpine =
+            "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.20.3\nPRETTY_NAME=\"Alpine Linux v3.20\"\n";
         let os = detect(&files(&[("etc/os-release", alpine)])).unwrap();
         assert_eq!(os.ecosystem.as_deref(), Some("Alpine:v3.20"));
-        let ubuntu = "NAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nVERSION=\"22.04.4 LTS (Jammy Jellyfish)\"\nID=ubuntu\n";
+        let ubuntu =
+            "NAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nVERSION=\"22.04.4 LTS (Jammy Jellyfish)\"\nID=ubuntu\n";
         assert_eq!(
             detect(&files(&[("usr/lib/os-release", ubuntu)]))
                 .unwrap()
@@ -186,8 +181,7 @@ mod tests {
                 .as_deref(),
             Some("Ubuntu:22.04:LTS")
         );
-        let debian =
-            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nVERSION_ID=\"12\"\nID=debian\n";
+        let debian = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nVERSION_ID=\"12\"\nID=debian\n";
         assert_eq!(
             detect(&files(&[("etc/os-release", debian)]))
                 .unwrap()
@@ -195,7 +189,8 @@ mod tests {
                 .as_deref(),
             Some("Debian:12")
         );
-        let alma = "NAME=\"AlmaLinux\"\nVERSION=\"9.4 (Seafoam Ocelot)\"\nID=\"almalinux\"\nVERSION_ID=\"9.4\"\n";
+        let alma =
+            "NAME=\"AlmaLinux\"\nVERSION=\"9.4 (Seafoam Ocelot)\"\nID=\"almalinux\"\nVERSION_ID=\"9.4\"\n";
         assert_eq!(
             detect(&files(&[("etc/os-release", alma)]))
                 .unwrap()

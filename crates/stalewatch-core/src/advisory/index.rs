@@ -259,10 +259,7 @@ impl EcosystemIndex {
             }
             buf.clear();
             // The declared size may lie: never read more than the cap.
-            match (&mut entry)
-                .take(MAX_RECORD_BYTES + 1)
-                .read_to_end(&mut buf)
-            {
+            match (&mut entry).take(MAX_RECORD_BYTES + 1).read_to_end(&mut buf) {
                 Ok(n) if n as u64 > MAX_RECORD_BYTES => index.stats.skip("too_large"),
                 Ok(_) => index.add_record_json(&buf),
                 Err(e) => {
@@ -323,9 +320,7 @@ impl EcosystemIndex {
             .flatten()
             .all(|e| e.advisory < n);
         if !in_bounds {
-            return Err(IndexError::Corrupt(
-                "entry points past the advisory table".into(),
-            ));
+            return Err(IndexError::Corrupt("entry points past the advisory table".into()));
         }
         Ok(index)
     }
@@ -341,10 +336,8 @@ pub struct IndexSet {
 
 impl IndexSet {
     pub fn new(indexes: impl IntoIterator<Item = EcosystemIndex>) -> Self {
-        let indexes: BTreeMap<String, EcosystemIndex> = indexes
-            .into_iter()
-            .map(|i| (i.ecosystem.clone(), i))
-            .collect();
+        let indexes: BTreeMap<String, EcosystemIndex> =
+            indexes.into_iter().map(|i| (i.ecosystem.clone(), i)).collect();
         let mut alias_severity: HashMap<String, Severity> = HashMap::new();
         for idx in indexes.values() {
             for entries in idx.packages.values().flat_map(|m| m.values()) {
@@ -379,11 +372,7 @@ impl IndexSet {
     }
 
     /// The entries for a package, with the index that owns them.
-    pub fn lookup(
-        &self,
-        ecosystem: &str,
-        name: &str,
-    ) -> Option<(&EcosystemIndex, &[AffectedEntry])> {
+    pub fn lookup(&self, ecosystem: &str, name: &str) -> Option<(&EcosystemIndex, &[AffectedEntry])> {
         let idx = self.indexes.get(base_ecosystem(ecosystem))?;
         let entries = idx.packages.get(ecosystem)?.get(name)?;
         Some((idx, entries.as_slice()))
@@ -434,7 +423,10 @@ mod tests {
         let rec = br#"{"id":"ALSA-2024:6783","summary":"Moderate: openssl security update","affected":[{"package":{"ecosystem":"AlmaLinux:9","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1:3.0.7-28.el9_4"}]}]}]}"#;
         let mut alma = EcosystemIndex::new("AlmaLinux");
         alma.add_record_json(rec);
-        assert_eq!(alma.packages["AlmaLinux:9"]["openssl"][0].severity, Severity::Medium);
+        assert_eq!(
+            alma.packages["AlmaLinux:9"]["openssl"][0].severity,
+            Severity::Medium
+        );
         // The same words mean nothing special in other ecosystems' summaries.
         let mut other = EcosystemIndex::new("PyPI");
         other.add_record_json(br#"{"id":"PYSEC-X","summary":"Important: x","affected":[{"package":{"ecosystem":"PyPI","name":"x"},"versions":["1.0"]}]}"#);

@@ -54,9 +54,7 @@ fn cmp_events(scheme: Scheme, a: &Event, b: &Event) -> Ordering {
         (true, true) => Ordering::Equal,
         (true, false) => Ordering::Less,
         (false, true) => Ordering::Greater,
-        (false, false) => scheme
-            .compare(&a.version, &b.version)
-            .then(a.kind.cmp(&b.kind)),
+        (false, false) => scheme.compare(&a.version, &b.version).then(a.kind.cmp(&b.kind)),
     }
 }
 
@@ -76,8 +74,7 @@ impl VersionRange {
         };
         let mut events: Vec<&Event> = self.events.iter().collect();
         events.sort_by(|a, b| cmp_events(scheme, a, b));
-        let at_or_above =
-            |e: &Event| is_zero(e) || scheme.compare(version, &e.version) != Ordering::Less;
+        let at_or_above = |e: &Event| is_zero(e) || scheme.compare(version, &e.version) != Ordering::Less;
 
         let limits: Vec<&&Event> = events
             .iter()
@@ -146,10 +143,7 @@ mod tests {
     #[test]
     fn introduced_fixed() {
         // ALPINE-CVE-2024-9143, openssl in Alpine:v3.20: fixed in 3.3.2-r1.
-        let r = range(
-            RangeKind::Ecosystem,
-            &[(Introduced, "0"), (Fixed, "3.3.2-r1")],
-        );
+        let r = range(RangeKind::Ecosystem, &[(Introduced, "0"), (Fixed, "3.3.2-r1")]);
         assert_eq!(r.evaluate("Alpine:v3.20", "3.3.2-r0"), fixed("3.3.2-r1"));
         assert_eq!(r.evaluate("Alpine:v3.20", "3.3.2-r1"), Verdict::NotAffected);
         assert_eq!(r.evaluate("Alpine:v3.20", "3.3.3-r0"), Verdict::NotAffected);
@@ -176,14 +170,8 @@ mod tests {
 
     #[test]
     fn last_affected_has_no_fix() {
-        let r = range(
-            RangeKind::Semver,
-            &[(Introduced, "0"), (LastAffected, "1.2.0")],
-        );
-        assert_eq!(
-            r.evaluate("npm", "1.2.0"),
-            Verdict::Affected { fixed: None }
-        );
+        let r = range(RangeKind::Semver, &[(Introduced, "0"), (LastAffected, "1.2.0")]);
+        assert_eq!(r.evaluate("npm", "1.2.0"), Verdict::Affected { fixed: None });
         assert_eq!(r.evaluate("npm", "1.2.1"), Verdict::NotAffected);
     }
 
@@ -194,28 +182,19 @@ mod tests {
             open.evaluate("Debian:12", "1.0-1"),
             Verdict::Affected { fixed: None }
         );
-        let limited = range(
-            RangeKind::Semver,
-            &[(Introduced, "1.0.0"), (Limit, "2.0.0")],
-        );
+        let limited = range(RangeKind::Semver, &[(Introduced, "1.0.0"), (Limit, "2.0.0")]);
         assert_eq!(
             limited.evaluate("Go", "v1.5.0"),
             Verdict::Affected { fixed: None }
         );
         assert_eq!(limited.evaluate("Go", "v2.0.0"), Verdict::NotAffected);
         let star = range(RangeKind::Semver, &[(Introduced, "1.0.0"), (Limit, "*")]);
-        assert_eq!(
-            star.evaluate("Go", "v9.0.0"),
-            Verdict::Affected { fixed: None }
-        );
+        assert_eq!(star.evaluate("Go", "v9.0.0"), Verdict::Affected { fixed: None });
     }
 
     #[test]
     fn introduced_equals_fixed_is_empty() {
-        let r = range(
-            RangeKind::Semver,
-            &[(Introduced, "1.0.0"), (Fixed, "1.0.0")],
-        );
+        let r = range(RangeKind::Semver, &[(Introduced, "1.0.0"), (Fixed, "1.0.0")]);
         assert_eq!(r.evaluate("npm", "1.0.0"), Verdict::NotAffected);
     }
 

@@ -7,9 +7,7 @@ use std::str::FromStr;
 
 use super::osv::SeverityEntry;
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     #[default]
@@ -122,13 +120,7 @@ pub fn distro_word(objects: &[Option<&Value>], entries: &[SeverityEntry]) -> Opt
             }
         }
     }
-    const KEYS: [&str; 5] = [
-        "severity",
-        "urgency",
-        "priority",
-        "ubuntu_priority",
-        "impact",
-    ];
+    const KEYS: [&str; 5] = ["severity", "urgency", "priority", "ubuntu_priority", "impact"];
     for obj in objects.iter().flatten() {
         for key in KEYS {
             if let Some(Value::String(s)) = obj.get(key) {
@@ -197,18 +189,9 @@ mod tests {
         assert_eq!(Severity::from_score(4.0), Severity::Medium);
         assert_eq!(Severity::from_score(0.1), Severity::Low);
         assert_eq!(Severity::from_score(0.0), Severity::Unknown);
-        assert_eq!(
-            Severity::from_distro_word("Important"),
-            Some(Severity::High)
-        );
-        assert_eq!(
-            Severity::from_distro_word("Moderate"),
-            Some(Severity::Medium)
-        );
-        assert_eq!(
-            Severity::from_distro_word("unimportant"),
-            Some(Severity::Low)
-        );
+        assert_eq!(Severity::from_distro_word("Important"), Some(Severity::High));
+        assert_eq!(Severity::from_distro_word("Moderate"), Some(Severity::Medium));
+        assert_eq!(Severity::from_distro_word("unimportant"), Some(Severity::Low));
         assert_eq!(Severity::from_distro_word("not yet assigned"), None);
         let v: Value = serde_json::json!({"urgency": "high"});
         assert_eq!(distro_word(&[Some(&v)], &[]), Some(Severity::High));

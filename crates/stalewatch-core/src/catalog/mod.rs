@@ -41,10 +41,7 @@ const RPM_DBS: [&str; 4] = [
     "var/lib/rpm/Packages",
     "usr/lib/sysimage/rpm/Packages",
 ];
-const RPM_NDB: [&str; 2] = [
-    "var/lib/rpm/Packages.db",
-    "usr/lib/sysimage/rpm/Packages.db",
-];
+const RPM_NDB: [&str; 2] = ["var/lib/rpm/Packages.db", "usr/lib/sysimage/rpm/Packages.db"];
 
 /// Whether a (normalised) path is one the catalogers read; everything else in a layer is
 /// streamed past without being kept.
@@ -117,46 +114,36 @@ fn purl(os: Option<&OsInfo>, kind: &str, p: &RawPackage) -> String {
 /// Catalogs the OS and its packages from a merged tree.
 pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> Inventory {
     let os = os::detect(&|p| tree.read(p).ok().flatten().map(<[u8]>::to_vec));
-    let ecosystem = os
-        .as_ref()
-        .and_then(|o| o.ecosystem.clone())
-        .unwrap_or_default();
+    let ecosystem = os.as_ref().and_then(|o| o.ecosystem.clone()).unwrap_or_default();
     let mut inv = Inventory {
         os: os.clone(),
         ..Default::default()
     };
-    let add =
-        |inv: &mut Inventory, kind: &str, path: &str, out: ParseOutcome, diag: &mut Diagnostics| {
-            if out.malformed > 0 {
-                diag.skip(
-                    "malformed_package_entry",
-                    path,
-                    format!("{} entries could not be parsed", out.malformed),
-                );
-            }
-            inv.databases.push(path.to_string());
-            for p in out.packages {
-                inv.packages.push(Package {
-                    ecosystem: ecosystem.clone(),
-                    purl: purl(os.as_ref(), kind, &p),
-                    name: p.name,
-                    version: p.version,
-                    source_name: p.source_name,
-                    source_version: p.source_version,
-                    path: path.to_string(),
-                    arch: p.arch,
-                });
-            }
-        };
+    let add = |inv: &mut Inventory, kind: &str, path: &str, out: ParseOutcome, diag: &mut Diagnostics| {
+        if out.malformed > 0 {
+            diag.skip(
+                "malformed_package_entry",
+                path,
+                format!("{} entries could not be parsed", out.malformed),
+            );
+        }
+        inv.databases.push(path.to_string());
+        for p in out.packages {
+            inv.packages.push(Package {
+                ecosystem: ecosystem.clone(),
+                purl: purl(os.as_ref(), kind, &p),
+                name: p.name,
+                version: p.version,
+                source_name: p.source_name,
+                source_version: p.source_version,
+                path: path.to_string(),
+                arch: p.arch,
+            });
+        }
+    };
 
     if let Some(b) = read_or_note(tree, DPKG_STATUS, diag) {
-        add(
-            &mut inv,
-            "deb",
-            DPKG_STATUS,
-            dpkg::parse_status(b, true),
-            diag,
-        );
+        add(&mut inv, "deb", DPKG_STATUS, dpkg::parse_status(b, true), diag);
     }
     if let Ok(files) = tree.list_files(DPKG_STATUS_D) {
         for (name, b) in files {
@@ -196,11 +183,7 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> Inventory {
     for path in RPM_NDB {
         if let Some(b) = read_or_note(tree, path, diag) {
             if !b.is_empty() {
-                diag.skip(
-                    "unsupported_package_db",
-                    path,
-                    "rpm ndb format is not supported",
-                );
+                diag.skip("unsupported_package_db", path, "rpm ndb format is not supported");
             }
         }
     }

@@ -23,11 +23,7 @@ pub struct Capped<R> {
 
 impl<R: Read> Capped<R> {
     pub fn new(inner: R, cap: u64) -> Self {
-        Capped {
-            inner,
-            read: 0,
-            cap,
-        }
+        Capped { inner, read: 0, cap }
     }
 }
 

@@ -23,12 +23,7 @@ pub struct Diagnostics {
 
 impl Diagnostics {
     /// Counts one skip; keeps the note while under the cap.
-    pub fn skip(
-        &mut self,
-        reason: &'static str,
-        what: impl Into<String>,
-        detail: impl Into<String>,
-    ) {
+    pub fn skip(&mut self, reason: &'static str, what: impl Into<String>, detail: impl Into<String>) {
         *self.counts.entry(reason).or_default() += 1;
         if self.notes.len() < MAX_NOTES {
             self.notes.push(Unreadable {

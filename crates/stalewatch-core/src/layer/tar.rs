@@ -100,8 +100,8 @@ impl<R: Read> TarReader<R> {
     }
 
     fn skip(&mut self, n: u64) -> Result<(), LayerError> {
-        let copied = io::copy(&mut (&mut self.inner).take(n), &mut io::sink())
-            .map_err(LayerError::from_io)?;
+        let copied =
+            io::copy(&mut (&mut self.inner).take(n), &mut io::sink()).map_err(LayerError::from_io)?;
         self.offset += copied;
         if copied < n {
             return Err(LayerError::Truncated);
@@ -312,10 +312,7 @@ mod tests {
         assert_eq!(e.size, 10);
         assert_eq!(r.read_data(100).unwrap(), b"ID=alpine\n");
         let e = r.next_entry().unwrap().unwrap();
-        assert_eq!(
-            (e.kind, e.link.as_str()),
-            (EntryKind::Symlink, "os-release")
-        );
+        assert_eq!((e.kind, e.link.as_str()), (EntryKind::Symlink, "os-release"));
         assert!(r.next_entry().unwrap().is_none());
     }
 
@@ -360,9 +357,6 @@ mod tests {
         let sum: u64 = h.iter().map(|b| *b as u64).sum();
         h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
         let mut r = TarReader::new(&h[..]);
-        assert!(matches!(
-            r.next_entry(),
-            Err(LayerError::CorruptHeader { .. })
-        ));
+        assert!(matches!(r.next_entry(), Err(LayerError::CorruptHeader { .. })));
     }
 }

@@ -429,10 +429,7 @@ mod tests {
         apply(&mut t, vec![file("lib/apk/db/installed", "old")], &mut d);
         apply(
             &mut t,
-            vec![
-                link("lib", "usr/lib"),
-                file("usr/lib/apk/db/installed", "new"),
-            ],
+            vec![link("lib", "usr/lib"), file("usr/lib/apk/db/installed", "new")],
             &mut d,
         );
         assert_eq!(t.read("lib/apk/db/installed").unwrap(), Some(&b"new"[..]));
@@ -476,8 +473,7 @@ mod tests {
             file("big", "12345"),
         ];
         let mut src = Entries(entries.into_iter(), vec![]);
-        t.apply_layer(&mut src, &|_| true, &limits, "l", &mut d)
-            .unwrap();
+        t.apply_layer(&mut src, &|_| true, &limits, "l", &mut d).unwrap();
         assert_eq!(d.count("parent_path_component"), 1);
         assert_eq!(d.count("absolute_path"), 1);
         assert_eq!(d.count("file_too_large"), 1);

@@ -29,9 +29,7 @@ impl Cursor<'_> {
         let mut n = Token::Invalid;
         match self.s.first().copied() {
             None | Some(0) => n = Token::End,
-            Some(c)
-                if matches!(kind, Token::Digit | Token::DigitOrZero) && c.is_ascii_lowercase() =>
-            {
+            Some(c) if matches!(kind, Token::Digit | Token::DigitOrZero) && c.is_ascii_lowercase() => {
                 n = Token::Letter
             }
             Some(c) if *kind == Token::Letter && c.is_ascii_digit() => n = Token::Digit,
@@ -91,10 +89,7 @@ impl Cursor<'_> {
                 i = 1;
             }
             Token::Suffix => {
-                if let Some(k) = PRE_SUFFIXES
-                    .iter()
-                    .position(|p| self.s.starts_with(p.as_bytes()))
-                {
+                if let Some(k) = PRE_SUFFIXES.iter().position(|p| self.s.starts_with(p.as_bytes())) {
                     i = PRE_SUFFIXES[k].len();
                     v = k as i128 - PRE_SUFFIXES.len() as i128;
                 } else if let Some(k) = POST_SUFFIXES
@@ -214,8 +209,7 @@ mod tests {
         assert!(total > 700);
         assert_eq!(bad, known, "only the apk-tools-3 vectors may differ");
 
-        let (total, bad) =
-            vectors::failures(&vectors::shared("alpine-versions-generated.txt"), compare);
+        let (total, bad) = vectors::failures(&vectors::shared("alpine-versions-generated.txt"), compare);
         assert!(total > 13000);
         assert!(
             bad.is_empty(),

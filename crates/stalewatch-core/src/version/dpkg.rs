@@ -100,18 +100,12 @@ mod tests {
         assert_eq!(compare("1.0~rc1", "1.0"), Ordering::Less);
         assert_eq!(compare("1.0", "1.0+deb12u1"), Ordering::Less);
         assert_eq!(compare("1:0.9", "2.0"), Ordering::Greater);
-        assert_eq!(
-            compare("3.0.11-1~deb12u2", "3.0.11-1~deb12u1"),
-            Ordering::Greater
-        );
+        assert_eq!(compare("3.0.11-1~deb12u2", "3.0.11-1~deb12u1"), Ordering::Greater);
         assert_eq!(compare("1.2.3-1", "1.2.3-1.1"), Ordering::Less);
         assert_eq!(compare("2.36-9+deb12u4", "2.36-9+deb12u10"), Ordering::Less);
         assert_eq!(compare("1.0-0", "1.0"), Ordering::Equal);
         assert_eq!(compare("", "0"), Ordering::Equal);
-        assert_eq!(
-            compare("99999999999999999999999:1", "1:1"),
-            Ordering::Greater
-        );
+        assert_eq!(compare("99999999999999999999999:1", "1:1"), Ordering::Greater);
     }
 
     #[test]

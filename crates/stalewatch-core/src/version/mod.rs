@@ -26,9 +26,7 @@ impl Scheme {
         match base {
             "Debian" | "Ubuntu" => Some(Scheme::Dpkg),
             "Alpine" => Some(Scheme::Apk),
-            "AlmaLinux" | "Rocky Linux" | "Red Hat" | "openSUSE" | "SUSE" | "Mageia" => {
-                Some(Scheme::Rpm)
-            }
+            "AlmaLinux" | "Rocky Linux" | "Red Hat" | "openSUSE" | "SUSE" | "Mageia" => Some(Scheme::Rpm),
             "crates.io" | "npm" | "Go" | "Hex" | "Pub" => Some(Scheme::Semver),
             _ => None,
         }
@@ -73,10 +71,7 @@ pub(crate) mod vectors {
     }
 
     /// Returns the vectors that fail in either direction.
-    pub fn failures(
-        text: &str,
-        cmp: fn(&str, &str) -> Ordering,
-    ) -> (usize, Vec<(String, Ordering, String)>) {
+    pub fn failures(text: &str, cmp: fn(&str, &str) -> Ordering) -> (usize, Vec<(String, Ordering, String)>) {
         let all = parse(text);
         let total = all.len();
         let bad = all

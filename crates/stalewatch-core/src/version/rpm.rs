@@ -8,10 +8,9 @@ use std::cmp::Ordering;
 fn split_evr(evr: &str) -> (u64, &str, Option<&str>) {
     let evr = evr.trim();
     let (epoch, rest) = match evr.split_once(':') {
-        Some((e, rest)) if e.bytes().all(|b| b.is_ascii_digit()) => (
-            e.parse().unwrap_or(if e.is_empty() { 0 } else { u64::MAX }),
-            rest,
-        ),
+        Some((e, rest)) if e.bytes().all(|b| b.is_ascii_digit()) => {
+            (e.parse().unwrap_or(if e.is_empty() { 0 } else { u64::MAX }), rest)
+        }
         _ => (0, evr),
     };
     match rest.rfind('-') {

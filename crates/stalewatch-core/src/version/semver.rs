@@ -65,10 +65,7 @@ mod tests {
         assert_eq!(compare("v1.2.3", "1.2.3"), Ordering::Equal);
         assert_eq!(compare("1.2", "1.2.0"), Ordering::Equal);
         assert_eq!(compare("1.0.0+build", "1.0.0"), Ordering::Equal);
-        assert_eq!(
-            compare("0.0.0-20210101000000-abcdef", "0.0.1"),
-            Ordering::Less
-        );
+        assert_eq!(compare("0.0.0-20210101000000-abcdef", "0.0.1"), Ordering::Less);
     }
 
     #[test]

@@ -59,10 +59,7 @@ impl<'a> Header<'a> {
     }
 
     fn entry(&self, tag: u32) -> Option<(u32, usize, u32)> {
-        self.entries
-            .iter()
-            .find(|e| e.0 == tag)
-            .map(|e| (e.1, e.2, e.3))
+        self.entries.iter().find(|e| e.0 == tag).map(|e| (e.1, e.2, e.3))
     }
 
     pub fn string(&self, tag: u32) -> Option<&'a str> {
@@ -142,8 +139,7 @@ pub(crate) mod tests {
         if let Some(e) = epoch {
             f.push((TAG_EPOCH, TYPE_INT32, e.to_be_bytes().to_vec()));
         }
-        let refs: Vec<(u32, u32, &[u8])> =
-            f.iter().map(|(a, b, c)| (*a, *b, c.as_slice())).collect();
+        let refs: Vec<(u32, u32, &[u8])> = f.iter().map(|(a, b, c)| (*a, *b, c.as_slice())).collect();
         blob(&refs)
     }
 
@@ -162,8 +158,7 @@ pub(crate) mod tests {
         assert_eq!(p.source_version, "1:3.0.7-27.el9");
         for cut in [0, 4, 9, b.len() - 1] {
             assert!(
-                Header::parse(&b[..cut]).is_err()
-                    || Header::parse(&b[..cut]).unwrap().package().is_none()
+                Header::parse(&b[..cut]).is_err() || Header::parse(&b[..cut]).unwrap().package().is_none()
             );
         }
         let mut bad = b.clone();

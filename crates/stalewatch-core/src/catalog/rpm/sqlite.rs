@@ -158,11 +158,7 @@ impl<'a> Db<'a> {
         let header_len = match kind {
             0x05 => 12,
             0x0d => 8,
-            k => {
-                return Err(err(format!(
-                    "page {n}: not a table b-tree page (type {k:#x})"
-                )))
-            }
+            k => return Err(err(format!("page {n}: not a table b-tree page (type {k:#x})"))),
         };
         for i in 0..cells {
             let ptr = be16(page, h + header_len + 2 * i).ok_or_else(|| err("bad cell pointer"))?;
@@ -221,10 +217,7 @@ impl<'a> Db<'a> {
             let ov = self.page(next)?;
             next = be32(ov, 0).ok_or_else(|| err("bad overflow page"))?;
             let take = (p - out.len()).min(u - 4);
-            out.extend_from_slice(
-                ov.get(4..4 + take)
-                    .ok_or_else(|| err("bad overflow page"))?,
-            );
+            out.extend_from_slice(ov.get(4..4 + take).ok_or_else(|| err("bad overflow page"))?);
         }
         Ok(out)
     }
@@ -236,9 +229,7 @@ pub fn package_blobs(bytes: &[u8]) -> Result<Vec<Vec<u8>>, DbError> {
     let mut root = None;
     for row in db.table_rows(1)? {
         let Some(cols) = record(&row) else { continue };
-        if let [Value::Text(b"table"), Value::Text(b"Packages"), _, Value::Int(r), ..] =
-            cols.as_slice()
-        {
+        if let [Value::Text(b"table"), Value::Text(b"Packages"), _, Value::Int(r), ..] = cols.as_slice() {
             root = Some(*r as usize);
         }
     }

@@ -1,0 +1,84 @@
+//! Shared helpers for integration tests: the binary, shared data, required tools, a loopback
+//! OSV mirror with fault injection, and a hand-made OCI layout writer for hostile layers.
+#![allow(dead_code)]
+
+pub mod mirror;
+pub mod oci;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_stalewatch")
+}
+
+pub fn project() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/data`, which CI and developers have beside the project.
+pub fn shared_data() -> PathBuf {
+    project().join("../shared/data")
+}
+
+/// Whether an external tool is present. Missing under `CI=true` is a failure, never a skip;
+/// elsewhere the test says loudly that it did not run.
+pub fn require(tool: &str, test: &str) -> bool {
+    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{test}: required tool {tool:?} is missing (CI=true)");
+        }
+        eprintln!("!!! {test}: NOT RUN, {tool:?} is missing (install it, see .ci/run)");
+    }
+    found
+}
+
+/// Runs stalewatch with a fixed clock and returns its output.
+pub fn stalewatch(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("STALEWATCH_NOW", "2026-11-29T00:00:00Z")
+        .env_remove("STALEWATCH_DB_DIR")
+        .output()
+        .expect("run stalewatch")
+}
+
+pub fn ok_json(args: &[&str]) -> serde_json::Value {
+    let out = stalewatch(args);
+    assert!(out.status.success(), "stalewatch {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+pub fn run_script(script: &str, args: &[&str]) {
+    let out = Command::new(project().join("tests/fixtures").join(script)).args(args).output().expect("run fixture script");
+    assert!(out.status.success(), "{script} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+pub fn unpack_alpine(version: &str, into: &Path) -> PathBuf {
+    let dir = into.join(format!("alpine-{version}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tarball = shared_data().join(format!("rootfs/alpine/alpine-minirootfs-{version}-x86_64.tar.gz"));
+    let st = Command::new("tar").arg("-xzf").arg(&tarball).arg("-C").arg(&dir).status().unwrap();
+    assert!(st.success(), "unpack {}", tarball.display());
+    dir
+}
+
+/// (id, package, installed, fixed) of every finding, sorted.
+pub fn finding_keys(report: &serde_json::Value) -> Vec<(String, String, String, String)> {
+    let mut v: Vec<_> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap().to_string(),
+                f["package"].as_str().unwrap().to_string(),
+                f["installed_version"].as_str().unwrap().to_string(),
+                f["fixed_version"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
