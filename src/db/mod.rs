@@ -49,12 +49,6 @@ pub struct EcosystemState {
     /// Affected-package entries per ecosystem release (`Alpine:v3.20` → n).
     #[serde(default)]
     pub entries: BTreeMap<String, u64>,
-    /// sha256 of the archive the current index was built from.
-    #[serde(default)]
-    pub archive_sha256: Option<String>,
-    /// Affected-package entries per ecosystem release (`Alpine:v3.20` → n).
-    #[serde(default)]
-    pub entries: BTreeMap<String, u64>,
     /// The mirror does not have this ecosystem.
     #[serde(default)]
     pub missing: bool,
