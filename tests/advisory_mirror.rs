@@ -1,0 +1,188 @@
+//! The advisory database against a real OSV mirror (../shared/data/osv served on loopback),
+//! conditional updates, and the three real Alpine minirootfs scanned unpacked and as OCI
+//! archives built by umoci.
+
+mod common;
+
+use common::mirror::{Fault, Mirror};
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+fn db_status(db: &Path) -> serde_json::Value {
+    ok_json(&["db", "status", "--db-dir", db.to_str().unwrap(), "--format", "json"])
+}
+
+/// Builds an OCI archive of a rootfs with umoci (one layer), as `ctr images export` writes.
+fn umoci_archive(rootfs: &Path, work: &Path) -> std::path::PathBuf {
+    let layout = work.join(format!("{}-layout", rootfs.file_name().unwrap().to_str().unwrap()));
+    let run = |args: &[&str]| {
+        let out = Command::new("umoci").args(args).output().unwrap();
+        assert!(out.status.success(), "umoci {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let image = format!("{}:latest", layout.display());
+    run(&["init", "--layout", layout.to_str().unwrap()]);
+    run(&["new", "--image", &image]);
+    run(&["insert", "--image", &image, rootfs.to_str().unwrap(), "/"]);
+    let archive = work.join(format!("{}.oci.tar", rootfs.file_name().unwrap().to_str().unwrap()));
+    let st = Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&archive).arg(".").status().unwrap();
+    assert!(st.success());
+    archive
+}
+
+#[test]
+fn mirror_update_is_conditional_and_alpine_images_match_unpacked_roots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let mirror = Mirror::start(shared_data().join("osv"));
+    let url = mirror.url();
+    let update = |ecos: &[&str]| {
+        let mut args = vec!["db", "update", "--advisory-source", &url, "--db-dir", db.to_str().unwrap()];
+        for e in ecos {
+            args.extend(["--ecosystem", e]);
+        }
+        let out = stalewatch(&args);
+        assert!(out.status.success(), "db update: {}", String::from_utf8_lossy(&out.stderr));
+    };
+
+    // First update: Alpine downloaded; Ubuntu is not on this mirror (reported, not fatal).
+    update(&["Alpine", "Ubuntu"]);
+    let log = mirror.log.lock().unwrap().clone();
+    assert!(log.contains(&("/Alpine/all.zip".to_string(), 200)), "{log:?}");
+    assert!(log.contains(&("/Ubuntu/all.zip".to_string(), 404)), "{log:?}");
+
+    // What was downloaded is exactly the mirror's archive, every record counted.
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(shared_data().join("osv/index.json")).unwrap()).unwrap();
+    let want = &index["ecosystems"]["Alpine"];
+    let status = db_status(&db);
+    let alpine = &status["ecosystems"]["Alpine"];
+    assert_eq!(alpine["records"], want["records"]);
+    assert_eq!(alpine["archive_sha256"], want["sha256"]);
+    assert_eq!(alpine["source_modified"], want["modified"]);
+    assert_eq!(alpine["entries"], want["affected_entries_per_ecosystem"], "per-release entries");
+    assert_eq!(status["ecosystems"]["Ubuntu"]["missing"], true);
+
+    // Second update: one round trip answered 304, index kept, success recorded.
+    mirror.log.lock().unwrap().clear();
+    update(&["Alpine"]);
+    assert_eq!(mirror.statuses(), vec![304], "conditional request");
+    let again = db_status(&db);
+    assert_eq!(again["ecosystems"]["Alpine"]["records"], want["records"]);
+    assert!(again["ecosystems"]["Alpine"]["last_success"].is_string());
+
+    // Hand-checked against the OSV records (secfixes of each release) and the apk databases:
+    // 3.12.12 zlib 1.2.12-r0 < fixed 1.2.12-r2; 3.16.9 busybox 1.35.0-r17 < 1.35.0-r18 (origin of
+    // busybox and ssl_client); 3.20.3 openssl 3.3.2-r0 < 3.3.2-r1 (libcrypto3, libssl3).
+    // Not findings: ALPINE-CVE-2024-6119 on 3.20 (fixed in the installed 3.3.2-r0) and
+    // ALPINE-CVE-2022-28391 on 3.12 (fixed in the installed busybox 1.31.1-r22).
+    let expected: [(&str, &[(&str, &str, &str, &str)]); 3] = [
+        ("3.12.12", &[("ALPINE-CVE-2022-37434", "zlib", "1.2.12-r0", "1.2.12-r2")]),
+        (
+            "3.16.9",
+            &[
+                ("ALPINE-CVE-2023-42366", "busybox", "1.35.0-r17", "1.35.0-r18"),
+                ("ALPINE-CVE-2023-42366", "ssl_client", "1.35.0-r17", "1.35.0-r18"),
+            ],
+        ),
+        (
+            "3.20.3",
+            &[
+                ("ALPINE-CVE-2024-9143", "libcrypto3", "3.3.2-r0", "3.3.2-r1"),
+                ("ALPINE-CVE-2024-9143", "libssl3", "3.3.2-r0", "3.3.2-r1"),
+            ],
+        ),
+    ];
+    let have_umoci = require("umoci", "alpine oci-archive scans");
+    for (version, findings) in expected {
+        let root = unpack_alpine(version, tmp.path());
+        let rootfs = ok_json(&["scan", &format!("rootfs:{}", root.display()), "--db-dir", db.to_str().unwrap(), "--format", "json"]);
+        let want: Vec<(String, String, String, String)> =
+            findings.iter().map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d.to_string())).collect();
+        assert_eq!(finding_keys(&rootfs), want, "alpine {version}");
+        assert_eq!(rootfs["packages"].as_array().unwrap().len(), 14, "alpine {version} minirootfs has 14 packages");
+        assert!(rootfs["unreadable"].as_array().unwrap().is_empty(), "{}", rootfs["unreadable"]);
+        // Both Alpine EOL dates are long past on the fixed clock (2026-11-29).
+        assert_eq!(rootfs["os"]["eol"], true);
+        if have_umoci {
+            let archive = umoci_archive(&root, tmp.path());
+            let image = ok_json(&["scan", &format!("oci-archive:{}", archive.display()), "--db-dir", db.to_str().unwrap(), "--format", "json"]);
+            assert_eq!(image["findings"], rootfs["findings"], "alpine {version}: image and rootfs differ");
+            assert_eq!(image["packages"], rootfs["packages"]);
+            assert_eq!(image["os"], rootfs["os"]);
+        }
+    }
+}
+
+/// A small mirror of real records for the failure cases.
+fn write_mirror(dir: &Path, entries: &[(&str, &[u8])]) {
+    use std::io::Write;
+    std::fs::create_dir_all(dir.join("Alpine")).unwrap();
+    let f = std::fs::File::create(dir.join("Alpine/all.zip")).unwrap();
+    let mut z = zip::ZipWriter::new(f);
+    for (name, body) in entries {
+        z.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+        z.write_all(body).unwrap();
+    }
+    z.finish().unwrap();
+}
+
+const ALPINE_9143: &[u8] = include_bytes!("fixtures/osv/ALPINE-CVE-2024-9143.json");
+const ALPINE_42366: &[u8] = include_bytes!("fixtures/osv/ALPINE-CVE-2023-42366.json");
+
+#[test]
+fn a_corrupted_mirror_leaves_the_previous_index_in_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, site) = (tmp.path().join("db"), tmp.path().join("site"));
+    write_mirror(&site, &[("ALPINE-CVE-2024-9143.json", ALPINE_9143)]);
+    let mirror = Mirror::start(site.clone());
+    let url = mirror.url();
+    let db_s = db.to_str().unwrap();
+    let update = || stalewatch(&["db", "update", "--advisory-source", &url, "--db-dir", db_s, "--ecosystem", "Alpine"]);
+    assert!(update().status.success());
+
+    let mut root = tempfile::tempdir().unwrap().keep();
+    root.push("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("lib/apk/db")).unwrap();
+    std::fs::write(root.join("etc/os-release"), "ID=alpine\nVERSION_ID=3.20.3\n").unwrap();
+    std::fs::write(root.join("lib/apk/db/installed"), "P:libssl3\nV:3.3.2-r0\nA:x86_64\no:openssl\n\n").unwrap();
+    let target = format!("rootfs:{}", root.display());
+    let scan = || finding_keys(&ok_json(&["scan", &target, "--db-dir", db_s, "--format", "json"]));
+    let baseline = scan();
+    assert_eq!(baseline.len(), 1);
+
+    let path = "/Alpine/all.zip";
+    let full = std::fs::read(site.join("Alpine/all.zip")).unwrap();
+    let cases: Vec<(Fault, &str)> = vec![
+        (Fault::Status(500), "HTTP 500"),
+        (Fault::CutBody(full.len() / 2), "network"),
+        (Fault::Body(full[..full.len() / 2].to_vec()), "bad_archive"),
+        (Fault::Body(b"<html>not a zip</html>".to_vec()), "bad_archive"),
+    ];
+    for (fault, reason) in cases {
+        mirror.set_fault(path, Some(fault.clone()));
+        let out = update();
+        assert_eq!(out.status.code(), Some(1), "{fault:?} must fail the update");
+        let status = db_status(&db);
+        let err = status["ecosystems"]["Alpine"]["last_error"].as_str().unwrap_or_default().to_string();
+        assert!(err.contains(reason), "{fault:?}: last_error {err:?}");
+        assert_eq!(scan(), baseline, "{fault:?}: previous index must stay in use");
+        let table = stalewatch(&["db", "status", "--db-dir", db_s]);
+        assert!(String::from_utf8_lossy(&table.stdout).contains("last update failed"));
+    }
+
+    // An invalid JSON entry is skipped and counted; the good records still land.
+    mirror.set_fault(path, None);
+    write_mirror(
+        &site,
+        &[("ALPINE-CVE-2023-42366.json", ALPINE_42366), ("BROKEN.json", b"{\"id\": \"BROKEN\", \"affected\": ["), ("ALPINE-CVE-2024-9143.json", ALPINE_9143)],
+    );
+    let out = update();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = db_status(&db);
+    assert_eq!(status["ecosystems"]["Alpine"]["records"], 2);
+    assert_eq!(status["ecosystems"]["Alpine"]["skipped"], 1);
+    assert!(status["ecosystems"]["Alpine"]["last_error"].is_null());
+    assert_eq!(scan(), baseline);
+}
