@@ -1,0 +1,113 @@
+//! OS package catalogers on databases written by the real tools (dpkg, rpm, db5.3_load), and
+//! the same databases read back by those tools as the reference.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+fn packages(root: &Path) -> (serde_json::Value, Vec<(String, String, String, String)>) {
+    let db = root.with_extension("db");
+    std::fs::create_dir_all(&db).unwrap();
+    for eco in ["Debian", "AlmaLinux"] {
+        let idx = stalewatch_core::advisory::EcosystemIndex::new(eco);
+        std::fs::write(db.join(format!("{eco}.idx")), idx.to_bytes()).unwrap();
+    }
+    let r = ok_json(&["scan", &format!("rootfs:{}", root.display()), "--db-dir", db.to_str().unwrap(), "--format", "json"]);
+    let mut v: Vec<_> = r["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let s = |k: &str| p[k].as_str().unwrap().to_string();
+            (s("name"), s("version"), s("source_name"), s("source_version"))
+        })
+        .collect();
+    v.sort();
+    (r, v)
+}
+
+fn lines(cmd: &mut Command) -> Vec<String> {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn dpkg_status_written_by_dpkg() {
+    if !require("dpkg-deb", "dpkg cataloger") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    run_script("make-dpkg-root.sh", &[root.to_str().unwrap()]);
+    let (report, pkgs) = packages(&root);
+    assert_eq!(report["os"]["ecosystem"], "Debian:12");
+    // dpkg-query is the reference for what is installed (the removed package left only
+    // its conffiles: "deinstall ok config-files", which is not installed software).
+    let reference = lines(Command::new("dpkg-query").arg(format!("--admindir={}/var/lib/dpkg", root.display())).args([
+        "-W",
+        "-f",
+        "${db:Status-Status} ${Package} ${Version}\n",
+    ]));
+    let installed: Vec<String> = reference.iter().filter_map(|l| l.strip_prefix("installed ")).map(str::to_string).collect();
+    let ours: Vec<String> = pkgs.iter().map(|p| format!("{} {}", p.0, p.1)).collect();
+    assert_eq!(ours, installed);
+    assert!(reference.iter().any(|l| l.starts_with("config-files oldconf")), "{reference:?}");
+    // Source names and the binNMU's source version.
+    let zlib = pkgs.iter().find(|p| p.0 == "zlib1g").unwrap();
+    assert_eq!((zlib.2.as_str(), zlib.3.as_str()), ("zlib", "1:1.2.13.dfsg-1"));
+    let ssl = pkgs.iter().find(|p| p.0 == "libssl3").unwrap();
+    assert_eq!((ssl.2.as_str(), ssl.3.as_str()), ("openssl", "3.0.11-1~deb12u2"));
+}
+
+fn rpm_reference(root: &Path) -> Vec<String> {
+    // rpm reads the same database (sqlite backend) as the reference.
+    lines(Command::new("rpm").arg("--dbpath").arg(root.join("var/lib/rpm")).args([
+        "-qa",
+        "--qf",
+        "%{NAME} %|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE} %{SOURCERPM}\n",
+    ]))
+}
+
+#[test]
+fn rpm_sqlite_and_berkeley_db_written_by_rpm() {
+    if !require("rpmbuild", "rpm cataloger") || !require("db5.3_load", "rpm BDB cataloger") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sqlite_root = tmp.path().join("sqlite");
+    run_script("make-rpm-root.sh", &[sqlite_root.to_str().unwrap(), "sqlite"]);
+    let reference = rpm_reference(&sqlite_root);
+    assert_eq!(reference.len(), 2, "{reference:?}");
+    let (report, pkgs) = packages(&sqlite_root);
+    assert_eq!(report["os"]["ecosystem"], "AlmaLinux:9");
+    let ours: Vec<String> = pkgs.iter().map(|p| format!("{} {} {}-{}.src.rpm", p.0, p.1, p.2, p.3.split_once(':').map_or(p.3.as_str(), |x| x.1))).collect();
+    assert_eq!(ours, reference);
+    let purl = report["packages"][1]["purl"].as_str().unwrap();
+    assert_eq!(purl, "pkg:rpm/almalinux/openssl-libs@3.0.7-27.el9?arch=x86_64&epoch=1&distro=almalinux-9.4");
+
+    let bdb_root = tmp.path().join("bdb");
+    run_script("make-rpm-root.sh", &[bdb_root.to_str().unwrap(), "bdb"]);
+    let (_, bdb_pkgs) = packages(&bdb_root);
+    assert_eq!(bdb_pkgs, pkgs, "Berkeley DB and sqlite hold the same headers");
+}
+
+#[test]
+fn corrupt_package_databases_are_reported_not_clean() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("var/lib/rpm")).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/os-release"), "ID=almalinux\nVERSION_ID=9.4\n").unwrap();
+    let mut fake = b"SQLite format 3\0".to_vec();
+    fake.extend(std::iter::repeat_n(0xAB, 8192));
+    std::fs::write(root.join("var/lib/rpm/rpmdb.sqlite"), &fake).unwrap();
+    let (report, pkgs) = packages(&root);
+    assert!(pkgs.is_empty());
+    let reasons: Vec<&str> = report["unreadable"].as_array().unwrap().iter().map(|u| u["reason"].as_str().unwrap()).collect();
+    assert!(reasons.contains(&"corrupt_package_db"), "{reasons:?}");
+}
