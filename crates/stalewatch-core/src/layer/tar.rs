@@ -110,10 +110,16 @@ impl<R: Read> TarReader<R> {
     }
 
     fn finish_entry(&mut self) -> Result<(), LayerError> {
-        let n = self.remaining + self.padding;
+        let (data, padding) = (self.remaining, self.padding);
         self.remaining = 0;
         self.padding = 0;
-        self.skip(n)
+        self.skip(data)?;
+        // Some writers (umoci 0.4) end the stream right after the last entry's data, with
+        // neither padding nor end blocks: a clean end there, as Go's archive/tar reads it.
+        if let Err(LayerError::Truncated) = self.skip(padding) {
+            self.done = true;
+        }
+        Ok(())
     }
 
     /// Reads one 512-byte block; `None` at a clean end of stream.
@@ -157,6 +163,9 @@ impl<R: Read> EntrySource for TarReader<R> {
             return Ok(None);
         }
         self.finish_entry()?;
+        if self.done {
+            return Ok(None);
+        }
         let mut long_name: Option<String> = None;
         let mut long_link: Option<String> = None;
         let mut pax_path: Option<String> = None;
@@ -347,6 +356,19 @@ mod tests {
             TarReader::new(&bytes[..300]).next_entry(),
             Err(LayerError::Truncated)
         ));
+    }
+
+    #[test]
+    fn stream_ending_without_padding_or_end_blocks() {
+        let bytes = archive(&[("a", b'0', b"12345", "")]);
+        let cut = &bytes[..512 + 5];
+        let mut r = TarReader::new(cut);
+        r.next_entry().unwrap().unwrap();
+        assert!(r.next_entry().unwrap().is_none());
+        // Missing data (not just padding) is still truncation.
+        let mut r = TarReader::new(&bytes[..512 + 3]);
+        r.next_entry().unwrap().unwrap();
+        assert!(matches!(r.next_entry(), Err(LayerError::Truncated)));
     }
 
     #[test]

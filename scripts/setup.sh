@@ -1,0 +1,18 @@
+#!/bin/sh
+# Installs what a fresh Debian 12 machine lacks for building, testing and the demo.
+# Idempotent: installs only what is missing.
+set -eu
+need=""
+for pair in protoc:protobuf-compiler umoci:umoci skopeo:skopeo rpmbuild:rpm db5.3_load:db5.3-util \
+            sqlite3:sqlite3 dpkg-deb:dpkg python3:python3; do
+    cmd=${pair%%:*}; pkg=${pair#*:}
+    command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
+done
+if [ -n "$need" ]; then
+    echo "setup: installing$need" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $need >/dev/null
+fi
+command -v cargo >/dev/null 2>&1 || { echo "setup: cargo (Rust toolchain) is required" >&2; exit 1; }
