@@ -48,7 +48,15 @@ pub fn print_report(r: &Report, format: Format) -> anyhow::Result<()> {
                     cut(&f.id, 24),
                     cut(&f.package, 22),
                     cut(&format!("{} -> {}", f.installed_version, fix), 34),
-                    cut(if f.summary.is_empty() { f.aliases.join(" ") } else { f.summary.clone() }.as_str(), 60)
+                    cut(
+                        if f.summary.is_empty() {
+                            f.aliases.join(" ")
+                        } else {
+                            f.summary.clone()
+                        }
+                        .as_str(),
+                        60
+                    )
                 )?;
             }
             let s = &r.summary;

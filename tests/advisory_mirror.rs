@@ -10,22 +10,49 @@ use std::path::Path;
 use std::process::Command;
 
 fn db_status(db: &Path) -> serde_json::Value {
-    ok_json(&["db", "status", "--db-dir", db.to_str().unwrap(), "--format", "json"])
+    ok_json(&[
+        "db",
+        "status",
+        "--db-dir",
+        db.to_str().unwrap(),
+        "--format",
+        "json",
+    ])
 }
+
+/// (advisory id, package, installed version, fixed version).
+type Expected = (&'static str, &'static str, &'static str, &'static str);
 
 /// Builds an OCI archive of a rootfs with umoci (one layer), as `ctr images export` writes.
 fn umoci_archive(rootfs: &Path, work: &Path) -> std::path::PathBuf {
-    let layout = work.join(format!("{}-layout", rootfs.file_name().unwrap().to_str().unwrap()));
+    let layout = work.join(format!(
+        "{}-layout",
+        rootfs.file_name().unwrap().to_str().unwrap()
+    ));
     let run = |args: &[&str]| {
         let out = Command::new("umoci").args(args).output().unwrap();
-        assert!(out.status.success(), "umoci {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "umoci {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     let image = format!("{}:latest", layout.display());
     run(&["init", "--layout", layout.to_str().unwrap()]);
     run(&["new", "--image", &image]);
     run(&["insert", "--image", &image, rootfs.to_str().unwrap(), "/"]);
-    let archive = work.join(format!("{}.oci.tar", rootfs.file_name().unwrap().to_str().unwrap()));
-    let st = Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&archive).arg(".").status().unwrap();
+    let archive = work.join(format!(
+        "{}.oci.tar",
+        rootfs.file_name().unwrap().to_str().unwrap()
+    ));
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&archive)
+        .arg(".")
+        .status()
+        .unwrap();
     assert!(st.success());
     archive
 }
@@ -37,12 +64,23 @@ fn mirror_update_is_conditional_and_alpine_images_match_unpacked_roots() {
     let mirror = Mirror::start(shared_data().join("osv"));
     let url = mirror.url();
     let update = |ecos: &[&str]| {
-        let mut args = vec!["db", "update", "--advisory-source", &url, "--db-dir", db.to_str().unwrap()];
+        let mut args = vec![
+            "db",
+            "update",
+            "--advisory-source",
+            &url,
+            "--db-dir",
+            db.to_str().unwrap(),
+        ];
         for e in ecos {
             args.extend(["--ecosystem", e]);
         }
         let out = stalewatch(&args);
-        assert!(out.status.success(), "db update: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "db update: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
 
     // First update: Alpine downloaded; Ubuntu is not on this mirror (reported, not fatal).
@@ -60,7 +98,10 @@ fn mirror_update_is_conditional_and_alpine_images_match_unpacked_roots() {
     assert_eq!(alpine["records"], want["records"]);
     assert_eq!(alpine["archive_sha256"], want["sha256"]);
     assert_eq!(alpine["source_modified"], want["modified"]);
-    assert_eq!(alpine["entries"], want["affected_entries_per_ecosystem"], "per-release entries");
+    assert_eq!(
+        alpine["entries"], want["affected_entries_per_ecosystem"],
+        "per-release entries"
+    );
     assert_eq!(status["ecosystems"]["Ubuntu"]["missing"], true);
 
     // Second update: one round trip answered 304, index kept, success recorded.
@@ -76,8 +117,11 @@ fn mirror_update_is_conditional_and_alpine_images_match_unpacked_roots() {
     // busybox and ssl_client); 3.20.3 openssl 3.3.2-r0 < 3.3.2-r1 (libcrypto3, libssl3).
     // Not findings: ALPINE-CVE-2024-6119 on 3.20 (fixed in the installed 3.3.2-r0) and
     // ALPINE-CVE-2022-28391 on 3.12 (fixed in the installed busybox 1.31.1-r22).
-    let expected: [(&str, &[(&str, &str, &str, &str)]); 3] = [
-        ("3.12.12", &[("ALPINE-CVE-2022-37434", "zlib", "1.2.12-r0", "1.2.12-r2")]),
+    let expected: [(&str, &[Expected]); 3] = [
+        (
+            "3.12.12",
+            &[("ALPINE-CVE-2022-37434", "zlib", "1.2.12-r0", "1.2.12-r2")],
+        ),
         (
             "3.16.9",
             &[
@@ -96,18 +140,45 @@ fn mirror_update_is_conditional_and_alpine_images_match_unpacked_roots() {
     let have_umoci = require("umoci", "alpine oci-archive scans");
     for (version, findings) in expected {
         let root = unpack_alpine(version, tmp.path());
-        let rootfs = ok_json(&["scan", &format!("rootfs:{}", root.display()), "--db-dir", db.to_str().unwrap(), "--format", "json"]);
-        let want: Vec<(String, String, String, String)> =
-            findings.iter().map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d.to_string())).collect();
+        let rootfs = ok_json(&[
+            "scan",
+            &format!("rootfs:{}", root.display()),
+            "--db-dir",
+            db.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        let want: Vec<(String, String, String, String)> = findings
+            .iter()
+            .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d.to_string()))
+            .collect();
         assert_eq!(finding_keys(&rootfs), want, "alpine {version}");
-        assert_eq!(rootfs["packages"].as_array().unwrap().len(), 14, "alpine {version} minirootfs has 14 packages");
-        assert!(rootfs["unreadable"].as_array().unwrap().is_empty(), "{}", rootfs["unreadable"]);
+        assert_eq!(
+            rootfs["packages"].as_array().unwrap().len(),
+            14,
+            "alpine {version} minirootfs has 14 packages"
+        );
+        assert!(
+            rootfs["unreadable"].as_array().unwrap().is_empty(),
+            "{}",
+            rootfs["unreadable"]
+        );
         // Both Alpine EOL dates are long past on the fixed clock (2026-11-29).
         assert_eq!(rootfs["os"]["eol"], true);
         if have_umoci {
             let archive = umoci_archive(&root, tmp.path());
-            let image = ok_json(&["scan", &format!("oci-archive:{}", archive.display()), "--db-dir", db.to_str().unwrap(), "--format", "json"]);
-            assert_eq!(image["findings"], rootfs["findings"], "alpine {version}: image and rootfs differ");
+            let image = ok_json(&[
+                "scan",
+                &format!("oci-archive:{}", archive.display()),
+                "--db-dir",
+                db.to_str().unwrap(),
+                "--format",
+                "json",
+            ]);
+            assert_eq!(
+                image["findings"], rootfs["findings"],
+                "alpine {version}: image and rootfs differ"
+            );
             assert_eq!(image["packages"], rootfs["packages"]);
             assert_eq!(image["os"], rootfs["os"]);
         }
@@ -121,7 +192,8 @@ fn write_mirror(dir: &Path, entries: &[(&str, &[u8])]) {
     let f = std::fs::File::create(dir.join("Alpine/all.zip")).unwrap();
     let mut z = zip::ZipWriter::new(f);
     for (name, body) in entries {
-        z.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+        z.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
         z.write_all(body).unwrap();
     }
     z.finish().unwrap();
@@ -138,7 +210,18 @@ fn a_corrupted_mirror_leaves_the_previous_index_in_use() {
     let mirror = Mirror::start(site.clone());
     let url = mirror.url();
     let db_s = db.to_str().unwrap();
-    let update = || stalewatch(&["db", "update", "--advisory-source", &url, "--db-dir", db_s, "--ecosystem", "Alpine"]);
+    let update = || {
+        stalewatch(&[
+            "db",
+            "update",
+            "--advisory-source",
+            &url,
+            "--db-dir",
+            db_s,
+            "--ecosystem",
+            "Alpine",
+        ])
+    };
     assert!(update().status.success());
 
     let mut root = tempfile::tempdir().unwrap().keep();
@@ -146,7 +229,11 @@ fn a_corrupted_mirror_leaves_the_previous_index_in_use() {
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::create_dir_all(root.join("lib/apk/db")).unwrap();
     std::fs::write(root.join("etc/os-release"), "ID=alpine\nVERSION_ID=3.20.3\n").unwrap();
-    std::fs::write(root.join("lib/apk/db/installed"), "P:libssl3\nV:3.3.2-r0\nA:x86_64\no:openssl\n\n").unwrap();
+    std::fs::write(
+        root.join("lib/apk/db/installed"),
+        "P:libssl3\nV:3.3.2-r0\nA:x86_64\no:openssl\n\n",
+    )
+    .unwrap();
     let target = format!("rootfs:{}", root.display());
     let scan = || finding_keys(&ok_json(&["scan", &target, "--db-dir", db_s, "--format", "json"]));
     let baseline = scan();
@@ -165,7 +252,10 @@ fn a_corrupted_mirror_leaves_the_previous_index_in_use() {
         let out = update();
         assert_eq!(out.status.code(), Some(1), "{fault:?} must fail the update");
         let status = db_status(&db);
-        let err = status["ecosystems"]["Alpine"]["last_error"].as_str().unwrap_or_default().to_string();
+        let err = status["ecosystems"]["Alpine"]["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         assert!(err.contains(reason), "{fault:?}: last_error {err:?}");
         assert_eq!(scan(), baseline, "{fault:?}: previous index must stay in use");
         let table = stalewatch(&["db", "status", "--db-dir", db_s]);
@@ -176,7 +266,11 @@ fn a_corrupted_mirror_leaves_the_previous_index_in_use() {
     mirror.set_fault(path, None);
     write_mirror(
         &site,
-        &[("ALPINE-CVE-2023-42366.json", ALPINE_42366), ("BROKEN.json", b"{\"id\": \"BROKEN\", \"affected\": ["), ("ALPINE-CVE-2024-9143.json", ALPINE_9143)],
+        &[
+            ("ALPINE-CVE-2023-42366.json", ALPINE_42366),
+            ("BROKEN.json", b"{\"id\": \"BROKEN\", \"affected\": ["),
+            ("ALPINE-CVE-2024-9143.json", ALPINE_9143),
+        ],
     );
     let out = update();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -17,7 +17,14 @@ fn scan_layout(dir: &Path) -> std::process::Output {
     // An empty Alpine index: these tests are about reading, not matching.
     let idx = stalewatch_core::advisory::EcosystemIndex::new("Alpine");
     std::fs::write(db.join("Alpine.idx"), idx.to_bytes()).unwrap();
-    stalewatch(&["scan", &format!("oci:{}", dir.display()), "--db-dir", db.to_str().unwrap(), "--format", "json"])
+    stalewatch(&[
+        "scan",
+        &format!("oci:{}", dir.display()),
+        "--db-dir",
+        db.to_str().unwrap(),
+        "--format",
+        "json",
+    ])
 }
 
 fn report(dir: &Path) -> serde_json::Value {
@@ -27,7 +34,12 @@ fn report(dir: &Path) -> serde_json::Value {
 }
 
 fn reasons(r: &serde_json::Value) -> Vec<String> {
-    r["unreadable"].as_array().unwrap().iter().map(|u| u["reason"].as_str().unwrap().to_string()).collect()
+    r["unreadable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["reason"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn base_layer() -> Vec<u8> {
@@ -44,15 +56,29 @@ fn path_escapes_are_refused_and_counted() {
     let mut evil = Vec::new();
     tar_entry(&mut evil, "../../../../tmp/stalewatch-escape", b'0', b"pwned", "");
     tar_entry(&mut evil, "/etc/alpine-release", b'0', b"9.9.9", "");
-    tar_entry(&mut evil, "lib/apk/../../../lib/apk/db/installed", b'0', b"P:evil\nV:1\n", "");
+    tar_entry(
+        &mut evil,
+        "lib/apk/../../../lib/apk/db/installed",
+        b'0',
+        b"P:evil\nV:1\n",
+        "",
+    );
     tar_end(&mut evil);
     let dir = tmp.path().join("img");
     write_layout(&dir, &[base_layer(), gzip(&evil)]);
     let r = report(&dir);
     let rs = reasons(&r);
-    assert_eq!(rs.iter().filter(|x| *x == "parent_path_component").count(), 2, "{rs:?}");
+    assert_eq!(
+        rs.iter().filter(|x| *x == "parent_path_component").count(),
+        2,
+        "{rs:?}"
+    );
     assert_eq!(rs.iter().filter(|x| *x == "absolute_path").count(), 1, "{rs:?}");
-    assert_eq!(r["packages"].as_array().unwrap().len(), 1, "the evil apk db must not replace the real one");
+    assert_eq!(
+        r["packages"].as_array().unwrap().len(),
+        1,
+        "the evil apk db must not replace the real one"
+    );
     assert!(!Path::new("/tmp/stalewatch-escape").exists());
 }
 
@@ -62,7 +88,13 @@ fn symlinks_never_leave_the_image_root() {
     // os-release links far above the root; the apk database links to an absolute path.
     let mut t = Vec::new();
     tar_entry(&mut t, "usr/lib/os-release", b'0', OS_RELEASE, "");
-    tar_entry(&mut t, "etc/os-release", b'2', b"", "../../../../../../usr/lib/os-release");
+    tar_entry(
+        &mut t,
+        "etc/os-release",
+        b'2',
+        b"",
+        "../../../../../../usr/lib/os-release",
+    );
     tar_entry(&mut t, "real/installed", b'0', APK_DB, "");
     tar_entry(&mut t, "lib/apk/db/installed", b'2', b"", "/real/installed");
     tar_entry(&mut t, "etc/alpine-release", b'2', b"", "/etc/alpine-release");
@@ -72,21 +104,43 @@ fn symlinks_never_leave_the_image_root() {
     // real/installed is not a wanted path, so the link resolves to nothing kept: no packages,
     // and the report says no package database was read rather than looking clean.
     let r = report(&dir);
-    assert_eq!(r["os"]["ecosystem"], "Alpine:v3.20", "os-release resolved inside the root");
-    assert!(reasons(&r).contains(&"no_package_db".to_string()), "{}", r["unreadable"]);
+    assert_eq!(
+        r["os"]["ecosystem"], "Alpine:v3.20",
+        "os-release resolved inside the root"
+    );
+    assert!(
+        reasons(&r).contains(&"no_package_db".to_string()),
+        "{}",
+        r["unreadable"]
+    );
 
     // Links to a host file that exists outside the image resolve inside the image instead.
     let rootfs = tmp.path().join("rootfs");
     std::fs::create_dir_all(rootfs.join("etc")).unwrap();
     std::fs::create_dir_all(rootfs.join("lib/apk/db")).unwrap();
     std::os::unix::fs::symlink("/etc/os-release", rootfs.join("etc/os-release")).unwrap();
-    std::os::unix::fs::symlink("../../../../../../var/lib/dpkg/status", rootfs.join("lib/apk/db/installed")).unwrap();
+    std::os::unix::fs::symlink(
+        "../../../../../../var/lib/dpkg/status",
+        rootfs.join("lib/apk/db/installed"),
+    )
+    .unwrap();
     let db = tmp.path().join("db");
     std::fs::create_dir_all(&db).unwrap();
-    let out = stalewatch(&["scan", &format!("rootfs:{}", rootfs.display()), "--db-dir", db.to_str().unwrap(), "--format", "json"]);
+    let out = stalewatch(&[
+        "scan",
+        &format!("rootfs:{}", rootfs.display()),
+        "--db-dir",
+        db.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(r["os"].is_null(), "the host's /etc/os-release must not be read: {}", r["os"]);
+    assert!(
+        r["os"].is_null(),
+        "the host's /etc/os-release must not be read: {}",
+        r["os"]
+    );
     assert!(r["packages"].as_array().unwrap().is_empty());
 }
 
@@ -103,12 +157,23 @@ fn whiteouts_hide_lower_layers() {
     assert!(reasons(&r).contains(&"no_package_db".to_string()));
     let mut opaque = Vec::new();
     tar_entry(&mut opaque, "lib/apk/db/.wh..wh..opq", b'0', b"", "");
-    tar_entry(&mut opaque, "lib/apk/db/installed", b'0', b"P:musl\nV:1.2.5-r0\n\n", "");
+    tar_entry(
+        &mut opaque,
+        "lib/apk/db/installed",
+        b'0',
+        b"P:musl\nV:1.2.5-r0\n\n",
+        "",
+    );
     tar_end(&mut opaque);
     let dir = tmp.path().join("img2");
     write_layout(&dir, &[base_layer(), gzip(&opaque)]);
     let r = report(&dir);
-    let names: Vec<&str> = r["packages"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = r["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["musl"]);
 }
 
@@ -126,7 +191,11 @@ fn a_huge_wanted_file_is_skipped_without_being_read() {
     let dir = tmp.path().join("img");
     write_layout(&dir, &[layer]);
     let r = report(&dir);
-    assert!(reasons(&r).contains(&"file_too_large".to_string()), "{}", r["unreadable"]);
+    assert!(
+        reasons(&r).contains(&"file_too_large".to_string()),
+        "{}",
+        r["unreadable"]
+    );
     assert!(r["packages"].as_array().unwrap().is_empty());
 }
 
@@ -136,13 +205,21 @@ fn broken_layers_fail_with_a_clear_error() {
     let good = base_layer();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("truncated gzip", good[..good.len() / 2].to_vec(), "layer"),
-        ("garbage", b"this is not a tar archive at all, just text padding it out..".repeat(20), "corrupt tar header"),
-        ("truncated tar", {
-            let mut t = Vec::new();
-            tar_entry(&mut t, "lib/apk/db/installed", b'0', &[b'x'; 4000], "");
-            t.truncate(1500);
-            gzip(&t)
-        }, "truncated"),
+        (
+            "garbage",
+            b"this is not a tar archive at all, just text padding it out..".repeat(20),
+            "corrupt tar header",
+        ),
+        (
+            "truncated tar",
+            {
+                let mut t = Vec::new();
+                tar_entry(&mut t, "lib/apk/db/installed", b'0', &[b'x'; 4000], "");
+                t.truncate(1500);
+                gzip(&t)
+            },
+            "truncated",
+        ),
     ];
     for (name, layer, needle) in cases {
         let dir = tmp.path().join(name.replace(' ', "-"));
@@ -167,7 +244,13 @@ fn a_tampered_layer_fails_its_digest_check() {
         let p = e.unwrap().path();
         if std::fs::read(&p).unwrap().starts_with(&[0x1f, 0x8b]) {
             let mut t = Vec::new();
-            tar_entry(&mut t, "etc/os-release", b'0', b"ID=alpine\nVERSION_ID=3.19.0\n", "");
+            tar_entry(
+                &mut t,
+                "etc/os-release",
+                b'0',
+                b"ID=alpine\nVERSION_ID=3.19.0\n",
+                "",
+            );
             tar_end(&mut t);
             std::fs::write(&p, gzip(&t)).unwrap();
         }

@@ -14,7 +14,14 @@ fn packages(root: &Path) -> (serde_json::Value, Vec<(String, String, String, Str
         let idx = stalewatch_core::advisory::EcosystemIndex::new(eco);
         std::fs::write(db.join(format!("{eco}.idx")), idx.to_bytes()).unwrap();
     }
-    let r = ok_json(&["scan", &format!("rootfs:{}", root.display()), "--db-dir", db.to_str().unwrap(), "--format", "json"]);
+    let r = ok_json(&[
+        "scan",
+        &format!("rootfs:{}", root.display()),
+        "--db-dir",
+        db.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     let mut v: Vec<_> = r["packages"]
         .as_array()
         .unwrap()
@@ -30,8 +37,15 @@ fn packages(root: &Path) -> (serde_json::Value, Vec<(String, String, String, Str
 
 fn lines(cmd: &mut Command) -> Vec<String> {
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
     v.sort();
     v
 }
@@ -48,15 +62,22 @@ fn dpkg_status_written_by_dpkg() {
     assert_eq!(report["os"]["ecosystem"], "Debian:12");
     // dpkg-query is the reference for what is installed (the removed package left only
     // its conffiles: "deinstall ok config-files", which is not installed software).
-    let reference = lines(Command::new("dpkg-query").arg(format!("--admindir={}/var/lib/dpkg", root.display())).args([
-        "-W",
-        "-f",
-        "${db:Status-Status} ${Package} ${Version}\n",
-    ]));
-    let installed: Vec<String> = reference.iter().filter_map(|l| l.strip_prefix("installed ")).map(str::to_string).collect();
+    let reference = lines(
+        Command::new("dpkg-query")
+            .arg(format!("--admindir={}/var/lib/dpkg", root.display()))
+            .args(["-W", "-f", "${db:Status-Status} ${Package} ${Version}\n"]),
+    );
+    let installed: Vec<String> = reference
+        .iter()
+        .filter_map(|l| l.strip_prefix("installed "))
+        .map(str::to_string)
+        .collect();
     let ours: Vec<String> = pkgs.iter().map(|p| format!("{} {}", p.0, p.1)).collect();
     assert_eq!(ours, installed);
-    assert!(reference.iter().any(|l| l.starts_with("config-files oldconf")), "{reference:?}");
+    assert!(
+        reference.iter().any(|l| l.starts_with("config-files oldconf")),
+        "{reference:?}"
+    );
     // Source names and the binNMU's source version.
     let zlib = pkgs.iter().find(|p| p.0 == "zlib1g").unwrap();
     assert_eq!((zlib.2.as_str(), zlib.3.as_str()), ("zlib", "1:1.2.13.dfsg-1"));
@@ -66,11 +87,16 @@ fn dpkg_status_written_by_dpkg() {
 
 fn rpm_reference(root: &Path) -> Vec<String> {
     // rpm reads the same database (sqlite backend) as the reference.
-    lines(Command::new("rpm").arg("--dbpath").arg(root.join("var/lib/rpm")).args([
-        "-qa",
-        "--qf",
-        "%{NAME} %|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE} %{SOURCERPM}\n",
-    ]))
+    lines(
+        Command::new("rpm")
+            .arg("--dbpath")
+            .arg(root.join("var/lib/rpm"))
+            .args([
+                "-qa",
+                "--qf",
+                "%{NAME} %|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE} %{SOURCERPM}\n",
+            ]),
+    )
 }
 
 #[test]
@@ -85,10 +111,24 @@ fn rpm_sqlite_and_berkeley_db_written_by_rpm() {
     assert_eq!(reference.len(), 2, "{reference:?}");
     let (report, pkgs) = packages(&sqlite_root);
     assert_eq!(report["os"]["ecosystem"], "AlmaLinux:9");
-    let ours: Vec<String> = pkgs.iter().map(|p| format!("{} {} {}-{}.src.rpm", p.0, p.1, p.2, p.3.split_once(':').map_or(p.3.as_str(), |x| x.1))).collect();
+    let ours: Vec<String> = pkgs
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {} {}-{}.src.rpm",
+                p.0,
+                p.1,
+                p.2,
+                p.3.split_once(':').map_or(p.3.as_str(), |x| x.1)
+            )
+        })
+        .collect();
     assert_eq!(ours, reference);
     let purl = report["packages"][1]["purl"].as_str().unwrap();
-    assert_eq!(purl, "pkg:rpm/almalinux/openssl-libs@3.0.7-27.el9?arch=x86_64&epoch=1&distro=almalinux-9.4");
+    assert_eq!(
+        purl,
+        "pkg:rpm/almalinux/openssl-libs@3.0.7-27.el9?arch=x86_64&epoch=1&distro=almalinux-9.4"
+    );
 
     let bdb_root = tmp.path().join("bdb");
     run_script("make-rpm-root.sh", &[bdb_root.to_str().unwrap(), "bdb"]);
@@ -108,6 +148,11 @@ fn corrupt_package_databases_are_reported_not_clean() {
     std::fs::write(root.join("var/lib/rpm/rpmdb.sqlite"), &fake).unwrap();
     let (report, pkgs) = packages(&root);
     assert!(pkgs.is_empty());
-    let reasons: Vec<&str> = report["unreadable"].as_array().unwrap().iter().map(|u| u["reason"].as_str().unwrap()).collect();
+    let reasons: Vec<&str> = report["unreadable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["reason"].as_str().unwrap())
+        .collect();
     assert!(reasons.contains(&"corrupt_package_db"), "{reasons:?}");
 }

@@ -51,7 +51,7 @@ impl Source {
 enum Outcome {
     /// A new index, with the validators to send next time.
     Updated {
-        index: EcosystemIndex,
+        index: Box<EcosystemIndex>,
         etag: Option<String>,
         last_modified: Option<String>,
         sha256: String,
@@ -179,7 +179,7 @@ async fn fetch_http(
     .map_err(|e| fail("build", e.to_string()))?
     .map_err(|e| fail("bad_archive", e.to_string()))?;
     Ok(Outcome::Updated {
-        index: built,
+        index: Box::new(built),
         etag,
         last_modified,
         sha256: hex::encode(hasher.finalize()),
@@ -209,7 +209,7 @@ fn fetch_dir(dir: &Path, eco: &str, prev: &EcosystemState, have_index: bool) -> 
     let index = EcosystemIndex::from_osv_zip(eco, std::io::Cursor::new(bytes))
         .map_err(|e| fail("bad_archive", e.to_string()))?;
     Ok(Outcome::Updated {
-        index,
+        index: Box::new(index),
         etag: Some(tag),
         last_modified: None,
         sha256,

@@ -28,7 +28,11 @@ pub struct Mirror {
 impl Mirror {
     pub fn start(root: PathBuf) -> Mirror {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let m = Mirror { port: listener.local_addr().unwrap().port(), root, ..Default::default() };
+        let m = Mirror {
+            port: listener.local_addr().unwrap().port(),
+            root,
+            ..Default::default()
+        };
         let server = m.clone();
         std::thread::spawn(move || {
             for s in listener.incoming().flatten() {
@@ -81,7 +85,10 @@ impl Mirror {
             Some(Fault::Body(b)) => (200, b, None),
             Some(Fault::CutBody(n)) => {
                 let body = std::fs::read(&file).unwrap_or_default();
-                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
                 let _ = s.write_all(head.as_bytes());
                 let _ = s.write_all(&body[..n.min(body.len())]);
                 self.log.lock().unwrap().push((path, 200));
@@ -90,7 +97,12 @@ impl Mirror {
             None => match std::fs::read(&file) {
                 Ok(b) => {
                     let meta = std::fs::metadata(&file).unwrap();
-                    let mtime = meta.modified().unwrap().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+                    let mtime = meta
+                        .modified()
+                        .unwrap()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_nanos();
                     (200, b, Some(format!("\"{}-{mtime}\"", meta.len())))
                 }
                 Err(_) => (404, b"not found".to_vec(), None),
@@ -100,7 +112,10 @@ impl Mirror {
             (Some(e), Some(inm)) if e == inm => (304, Vec::new()),
             _ => (status, body),
         };
-        let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+        let mut head = format!(
+            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+            body.len()
+        );
         if let Some(e) = etag {
             head.push_str(&format!("ETag: {e}\r\n"));
         }

