@@ -10,7 +10,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use stalewatch_core::advisory::{EcosystemIndex, IndexSet};
+use stalewatch_core::advisory::{ByteSource, IndexReader, IndexSet};
 
 /// Ecosystems `db update` fetches by default (top-level OSV names).
 pub const SUPPORTED_ECOSYSTEMS: [&str; 11] = [
@@ -116,20 +116,50 @@ impl Store {
         self.index_path(ecosystem).is_file()
     }
 
-    pub fn load_one(&self, ecosystem: &str) -> anyhow::Result<EcosystemIndex> {
+    /// Opens one index (header and meta only; the rest is read on demand).
+    pub fn open(&self, ecosystem: &str) -> anyhow::Result<IndexReader> {
         let p = self.index_path(ecosystem);
-        let bytes = fs::read(&p).with_context(|| format!("read {}", p.display()))?;
-        EcosystemIndex::from_bytes(&bytes).with_context(|| format!("load {}", p.display()))
+        let f = fs::File::open(&p).with_context(|| format!("open {}", p.display()))?;
+        let size = f.metadata()?.len();
+        IndexReader::open(Box::new(FileSource { file: f, size }))
+            .with_context(|| format!("load {}", p.display()))
     }
 
-    /// Loads the given ecosystems' indexes (those present).
-    pub fn load(&self, ecosystems: &[String]) -> anyhow::Result<IndexSet> {
-        let mut out = Vec::new();
-        for e in ecosystems {
-            if self.has_index(e) {
-                out.push(self.load_one(e)?);
+    /// Opens the indexes a scan needs, and every other index present (other ecosystems'
+    /// records lend their severity to aliases). A broken index of an ecosystem the scan does
+    /// not need is skipped with a warning.
+    pub fn load(&self, needed: &[String]) -> anyhow::Result<IndexSet> {
+        let mut readers = Vec::new();
+        for e in needed {
+            readers.push(self.open(e)?);
+        }
+        for e in SUPPORTED_ECOSYSTEMS {
+            if needed.iter().any(|n| n == e) || !self.has_index(e) {
+                continue;
+            }
+            match self.open(e) {
+                Ok(r) => readers.push(r),
+                Err(err) => tracing::warn!("skipping advisory index {e}: {err:#}"),
             }
         }
-        Ok(IndexSet::new(out))
+        Ok(IndexSet::new(readers))
+    }
+}
+
+/// An index file read with positioned reads (no mmap: the crate forbids unsafe code).
+struct FileSource {
+    file: fs::File,
+    size: u64,
+}
+
+impl ByteSource for FileSource {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; len];
+        self.file.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
     }
 }

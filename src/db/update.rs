@@ -235,7 +235,7 @@ pub fn run(source: &Source, dir: &Path, ecosystems: &[String]) -> anyhow::Result
     for eco in ecosystems {
         let now = clock::rfc3339(clock::now_unix()?);
         let prev = state.ecosystems.get(eco).cloned().unwrap_or_default();
-        let have_index = store.has_index(eco) && store.load_one(eco).is_ok();
+        let have_index = store.has_index(eco) && store.open(eco).is_ok();
         let result = match source {
             Source::Http(base) => rt.block_on(fetch_http(&client, base, eco, &prev, have_index, dir)),
             Source::Dir(d) => fetch_dir(d, eco, &prev, have_index),

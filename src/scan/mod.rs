@@ -122,6 +122,6 @@ pub fn run(target: &Target, target_text: &str, db_dir: &Path, now: i64) -> anyho
         );
     }
     let db = store.load(&needed)?;
-    let findings = matcher::match_inventory(&inv, &db);
+    let findings = matcher::match_inventory(&inv, &db)?;
     Ok(Report::new(target_text, inv, findings, unreadable, now))
 }

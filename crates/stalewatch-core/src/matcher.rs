@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use crate::advisory::range::Verdict;
-use crate::advisory::{IndexSet, Severity};
+use crate::advisory::{Advisory, IndexError, IndexSet, Severity};
 use crate::catalog::Inventory;
 use crate::package::Package;
 use crate::version::Scheme;
@@ -49,8 +49,12 @@ fn ecosystems_for<'a>(eco: &'a str, db: &'a IndexSet) -> Vec<&'a str> {
     }
 }
 
+/// What one advisory says about one package: the record, its best severity, the fixes seen.
+type Hit = (Advisory, Severity, Option<f32>, Vec<String>);
+
 /// Matches every package against the index. One finding per (advisory id, package).
-pub fn match_inventory(inv: &Inventory, db: &IndexSet) -> Vec<Finding> {
+/// Fails only when an index file is unreadable.
+pub fn match_inventory(inv: &Inventory, db: &IndexSet) -> Result<Vec<Finding>, IndexError> {
     let mut findings = Vec::new();
     for p in &inv.packages {
         if p.ecosystem.is_empty() {
@@ -58,14 +62,12 @@ pub fn match_inventory(inv: &Inventory, db: &IndexSet) -> Vec<Finding> {
         }
         let (name, version) = query_key(p);
         let scheme = Scheme::for_ecosystem(&p.ecosystem);
-        // advisory id → (advisory, best severity entry, fixed versions seen)
-        let mut hits: BTreeMap<String, (crate::advisory::Advisory, Severity, Option<f32>, Vec<String>)> =
-            BTreeMap::new();
+        let mut hits: BTreeMap<String, Hit> = BTreeMap::new();
         for eco in ecosystems_for(&p.ecosystem, db) {
-            let Some((idx, entries)) = db.lookup(eco, name) else {
+            let Some((reader, entries)) = db.lookup(eco, name)? else {
                 continue;
             };
-            for entry in entries {
+            for entry in &entries {
                 let mut affected = entry.versions.iter().any(|v| v == version);
                 let mut fixes = Vec::new();
                 for r in &entry.ranges {
@@ -77,10 +79,10 @@ pub fn match_inventory(inv: &Inventory, db: &IndexSet) -> Vec<Finding> {
                 if !affected {
                     continue;
                 }
-                let adv = &idx.advisories[entry.advisory as usize];
+                let adv = reader.advisory(entry.advisory)?;
                 let slot = hits
                     .entry(adv.id.clone())
-                    .or_insert_with(|| (adv.clone(), entry.severity, entry.cvss_score, Vec::new()));
+                    .or_insert_with(|| (adv, entry.severity, entry.cvss_score, Vec::new()));
                 if entry.severity > slot.1 {
                     slot.1 = entry.severity;
                     slot.2 = entry.cvss_score;
@@ -90,7 +92,7 @@ pub fn match_inventory(inv: &Inventory, db: &IndexSet) -> Vec<Finding> {
         }
         for (id, (adv, mut severity, cvss, mut fixes)) in hits {
             if severity == Severity::Unknown {
-                severity = db.severity_by_alias(std::iter::once(&adv.id).chain(&adv.aliases));
+                severity = db.severity_by_alias(std::iter::once(&adv.id).chain(&adv.aliases))?;
             }
             // Several affecting ranges (module streams): the lowest fix above the installed one.
             fixes.sort_by(|a, b| scheme.map_or(a.cmp(b), |s| s.compare(a, b)));
@@ -122,5 +124,5 @@ pub fn match_inventory(inv: &Inventory, db: &IndexSet) -> Vec<Finding> {
             &b.path,
         ))
     });
-    findings
+    Ok(findings)
 }

@@ -53,7 +53,7 @@ fn db() -> IndexSet {
             .or_insert_with(|| EcosystemIndex::new(eco))
             .add_record_json(json.as_bytes());
     }
-    IndexSet::new(by_eco.into_values())
+    IndexSet::from_indexes(by_eco.into_values().collect()).unwrap()
 }
 
 fn pkg(eco: &str, name: &str, version: &str, source: Option<(&str, &str)>) -> Package {
@@ -79,6 +79,7 @@ fn run(packages: Vec<Package>) -> Vec<Finding> {
         },
         &db(),
     )
+    .unwrap()
 }
 
 fn brief(f: &Finding) -> (String, String, Option<String>, Severity) {

@@ -3,16 +3,13 @@
 //! parses JSON again.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::{Read, Seek};
 
 use super::osv::{self, Record};
 use super::range::{Event, EventKind, RangeKind, VersionRange};
 use super::severity::{self, Severity};
 
-const MAGIC: &[u8; 6] = b"SWIDX\0";
-/// Bumped whenever the serialised layout changes; an older file is rebuilt, not misread.
-pub const FORMAT_VERSION: u16 = 1;
 /// One OSV record larger than this is skipped (real records are a few KiB; the largest a few
 /// hundred KiB).
 pub const MAX_RECORD_BYTES: u64 = 16 << 20;
@@ -79,7 +76,10 @@ pub enum IndexError {
     Zip(String),
     #[error("index file is not a stalewatch index (bad magic)")]
     BadMagic,
-    #[error("index file has format version {found}, this build reads {FORMAT_VERSION}")]
+    #[error(
+        "index file has format version {found}, this build reads {}",
+        super::file::FORMAT_VERSION
+    )]
     Version { found: u16 },
     #[error("index file is corrupt: {0}")]
     Corrupt(String),
@@ -294,103 +294,16 @@ impl EcosystemIndex {
             .sum()
     }
 
+    /// Serialises into the on-disk format (see [`super::file`]).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        // postcard cannot fail on these plain types; an empty payload would fail to load.
-        out.extend(postcard::to_stdvec(self).unwrap_or_default());
-        out
-    }
-
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, IndexError> {
-        if bytes.len() < MAGIC.len() + 2 || &bytes[..MAGIC.len()] != MAGIC {
-            return Err(IndexError::BadMagic);
-        }
-        let found = u16::from_le_bytes([bytes[MAGIC.len()], bytes[MAGIC.len() + 1]]);
-        if found != FORMAT_VERSION {
-            return Err(IndexError::Version { found });
-        }
-        let index: EcosystemIndex = postcard::from_bytes(&bytes[MAGIC.len() + 2..])
-            .map_err(|e| IndexError::Corrupt(e.to_string()))?;
-        let n = index.advisories.len() as u32;
-        let in_bounds = index
-            .packages
-            .values()
-            .flat_map(|m| m.values())
-            .flatten()
-            .all(|e| e.advisory < n);
-        if !in_bounds {
-            return Err(IndexError::Corrupt("entry points past the advisory table".into()));
-        }
-        Ok(index)
-    }
-}
-
-/// The loaded indexes of several ecosystems, as the matcher queries them.
-#[derive(Debug, Default)]
-pub struct IndexSet {
-    indexes: BTreeMap<String, EcosystemIndex>,
-    /// alias or id → best known severity, for records that carry none themselves.
-    alias_severity: HashMap<String, Severity>,
-}
-
-impl IndexSet {
-    pub fn new(indexes: impl IntoIterator<Item = EcosystemIndex>) -> Self {
-        let indexes: BTreeMap<String, EcosystemIndex> =
-            indexes.into_iter().map(|i| (i.ecosystem.clone(), i)).collect();
-        let mut alias_severity: HashMap<String, Severity> = HashMap::new();
-        for idx in indexes.values() {
-            for entries in idx.packages.values().flat_map(|m| m.values()) {
-                for e in entries.iter().filter(|e| e.severity != Severity::Unknown) {
-                    let adv = &idx.advisories[e.advisory as usize];
-                    for key in std::iter::once(&adv.id).chain(&adv.aliases) {
-                        let slot = alias_severity.entry(key.clone()).or_default();
-                        *slot = (*slot).max(e.severity);
-                    }
-                }
-            }
-        }
-        IndexSet {
-            indexes,
-            alias_severity,
-        }
-    }
-
-    pub fn ecosystems(&self) -> impl Iterator<Item = &EcosystemIndex> {
-        self.indexes.values()
-    }
-
-    pub fn get(&self, top_ecosystem: &str) -> Option<&EcosystemIndex> {
-        self.indexes.get(top_ecosystem)
-    }
-
-    /// Full ecosystem names present in the index, e.g. every `Red Hat:…` product stream.
-    pub fn full_ecosystems(&self) -> impl Iterator<Item = &str> {
-        self.indexes
-            .values()
-            .flat_map(|i| i.packages.keys().map(String::as_str))
-    }
-
-    /// The entries for a package, with the index that owns them.
-    pub fn lookup(&self, ecosystem: &str, name: &str) -> Option<(&EcosystemIndex, &[AffectedEntry])> {
-        let idx = self.indexes.get(base_ecosystem(ecosystem))?;
-        let entries = idx.packages.get(ecosystem)?.get(name)?;
-        Some((idx, entries.as_slice()))
-    }
-
-    /// The highest severity any loaded record gives one of these ids.
-    pub fn severity_by_alias<'a>(&self, ids: impl IntoIterator<Item = &'a String>) -> Severity {
-        ids.into_iter()
-            .filter_map(|a| self.alias_severity.get(a))
-            .copied()
-            .max()
-            .unwrap_or_default()
+        super::file::write(self)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::advisory::IndexSet;
 
     const ALPINE_9143: &str = r#"{"schema_version":"1.7.0","id":"ALPINE-CVE-2024-9143","modified":"2024-12-31T08:23:08Z","upstream":["CVE-2024-9143"],"affected":[{"package":{"ecosystem":"Alpine:v3.20","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"3.3.2-r1"}]}]},{"package":{"ecosystem":"Debian:12","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"}]}]}]}"#;
 
@@ -409,12 +322,13 @@ mod tests {
             "the Debian entry belongs to another index"
         );
         assert_eq!(idx.advisories[0].aliases, vec!["CVE-2024-9143".to_string()]);
-        let bytes = idx.to_bytes();
-        assert_eq!(EcosystemIndex::from_bytes(&bytes).unwrap(), idx);
-        let set = IndexSet::new([idx]);
-        let (_, entries) = set.lookup("Alpine:v3.20", "openssl").unwrap();
-        assert_eq!(entries.len(), 1);
-        assert!(set.lookup("Alpine:v3.19", "openssl").is_none());
+        let set = IndexSet::from_indexes(vec![idx.clone()]).unwrap();
+        let (reader, entries) = set.lookup("Alpine:v3.20", "openssl").unwrap().unwrap();
+        assert_eq!(entries, idx.packages["Alpine:v3.20"]["openssl"]);
+        assert_eq!(reader.advisory(0).unwrap(), idx.advisories[0]);
+        assert_eq!(reader.meta().stats, idx.stats);
+        assert!(set.lookup("Alpine:v3.19", "openssl").unwrap().is_none());
+        assert!(set.lookup("Alpine:v3.20", "zlib").unwrap().is_none());
     }
 
     #[test]
@@ -435,21 +349,22 @@ mod tests {
 
     #[test]
     fn rejects_corrupt_files() {
+        use crate::advisory::file::IndexReader;
         let idx = EcosystemIndex::new("Alpine");
         let mut bytes = idx.to_bytes();
         assert!(matches!(
-            EcosystemIndex::from_bytes(b"garbage"),
+            IndexReader::open(Box::new(b"garbage".to_vec())),
             Err(IndexError::BadMagic)
         ));
         bytes[6] = 99;
         assert!(matches!(
-            EcosystemIndex::from_bytes(&bytes),
+            IndexReader::open(Box::new(bytes)),
             Err(IndexError::Version { found: 99 })
         ));
         let mut idx = EcosystemIndex::new("Alpine");
         idx.add_record_json(ALPINE_9143.as_bytes());
         let bytes = idx.to_bytes();
-        assert!(EcosystemIndex::from_bytes(&bytes[..bytes.len() - 5]).is_err());
+        assert!(IndexReader::open(Box::new(bytes[..bytes.len() - 5].to_vec())).is_err());
     }
 
     #[test]

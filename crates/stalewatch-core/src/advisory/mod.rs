@@ -1,10 +1,14 @@
-//! Advisories: OSV records as read from a feed, their severity, range evaluation, and the
-//! compact per-ecosystem index the matcher queries.
+//! Advisories: OSV records as read from a feed, their severity, range evaluation, the compact
+//! per-ecosystem index, its file format, and the set of indexes the matcher queries.
 
+pub mod file;
 pub mod index;
 pub mod osv;
 pub mod range;
+pub mod set;
 pub mod severity;
 
-pub use index::{Advisory, AffectedEntry, EcosystemIndex, IndexSet};
+pub use file::{ByteSource, IndexReader};
+pub use index::{Advisory, AffectedEntry, EcosystemIndex, IndexError};
+pub use set::IndexSet;
 pub use severity::Severity;
