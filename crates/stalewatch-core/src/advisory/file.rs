@@ -259,7 +259,7 @@ impl IndexReader {
             self.decode(self.meta.alias_severity, "alias table")
                 .map_err(|e| e.to_string())
         });
-        let table = table.as_ref().map_err(|e| corrupt(e))?;
+        let table = table.as_ref().map_err(corrupt)?;
         Ok(table
             .binary_search_by(|(a, _)| a.as_str().cmp(id))
             .ok()
