@@ -156,3 +156,42 @@ fn corrupt_package_databases_are_reported_not_clean() {
         .collect();
     assert!(reasons.contains(&"corrupt_package_db"), "{reasons:?}");
 }
+
+#[test]
+fn rootfs_symlinked_directories_are_followed_inside_the_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let mk = |p: &str, body: &str| {
+        let f = root.join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, body).unwrap();
+    };
+    mk("opt/release/os-release", "ID=debian\nVERSION_ID=12\n");
+    mk(
+        "srv/dpkg/status",
+        "Package: base-files\nStatus: install ok installed\nVersion: 12.4+deb12u5\n\n",
+    );
+    mk(
+        "data/distroless/tzdata",
+        "Package: tzdata\nVersion: 2024a-0+deb12u1\n\n",
+    );
+    let link = |target: &str, at: &str| {
+        std::fs::create_dir_all(root.join(at).parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, root.join(at)).unwrap();
+    };
+    // A chain: etc/os-release → ../opt/release/os-release; var/lib → ../srv (a directory
+    // link above the package database); status.d → an absolute in-root path.
+    link("../opt/release/os-release", "etc/os-release");
+    std::fs::create_dir_all(root.join("var")).unwrap();
+    link("../srv", "var/lib/dpkg-real");
+    std::fs::create_dir_all(root.join("var/lib")).unwrap();
+    std::fs::remove_file(root.join("var/lib/dpkg-real")).unwrap();
+    std::fs::remove_dir(root.join("var/lib")).unwrap();
+    link("../srv", "var/lib");
+    std::fs::create_dir_all(root.join("srv/dpkg")).unwrap();
+    link("/data/distroless", "srv/dpkg/status.d");
+    let (report, pkgs) = packages(&root);
+    assert_eq!(report["os"]["ecosystem"], "Debian:12");
+    let names: Vec<&str> = pkgs.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(names, ["base-files", "tzdata"], "{}", report["unreadable"]);
+}

@@ -122,7 +122,7 @@ impl Store {
         let f = fs::File::open(&p).with_context(|| format!("open {}", p.display()))?;
         let size = f.metadata()?.len();
         IndexReader::open(Box::new(FileSource { file: f, size }))
-            .with_context(|| format!("load {}", p.display()))
+            .with_context(|| format!("load {} (run `stalewatch db update` to rebuild it)", p.display()))
     }
 
     /// Opens the indexes a scan needs, and every other index present (other ecosystems'

@@ -48,13 +48,9 @@ impl Target {
 /// Reads a target into a merged file tree of the files catalogers want.
 pub fn read_tree(target: &Target, limits: &Limits, diag: &mut Diagnostics) -> anyhow::Result<FileTree> {
     let mut tree = FileTree::new();
-    let wants = |p: &str| catalog::wants(p);
     match target {
-        Target::Rootfs(dir) => {
-            let mut walker = rootfs::Walker::new(dir)?;
-            tree.apply_layer(&mut walker, &wants, limits, "rootfs", diag)
-                .with_context(|| format!("read {}", dir.display()))?;
-        }
+        Target::Rootfs(dir) => rootfs::read_into(dir, &mut tree, limits, diag)
+            .with_context(|| format!("read {}", dir.display()))?,
         Target::OciDir(p) => image::read(&image::OciLayout::dir(p)?, limits, &mut tree, diag)?,
         Target::OciArchive(p) => image::read(&image::OciLayout::archive(p)?, limits, &mut tree, diag)?,
         Target::DockerArchive(p) => image::read_docker_archive(p, limits, &mut tree, diag)?,

@@ -1,39 +1,47 @@
-//! An unpacked filesystem as an entry source: a depth-first walk that never follows symlinks
-//! (they become symlink entries, resolved later inside the tree) and never leaves the root.
+//! An unpacked filesystem as an entry source. The walk never follows symlinks (they become
+//! symlink entries, resolved later inside the tree), never leaves the root's filesystem, and
+//! descends only into directories that can hold a wanted file; [`read_into`] then follows
+//! symlinked directories (merged /usr, /var/lib/rpm → /usr/lib/sysimage/rpm) inside the root.
 
 use anyhow::Context;
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use stalewatch_core::layer::{Entry, EntryKind, EntrySource, LayerError};
+use stalewatch_core::catalog;
+use stalewatch_core::layer::{
+    path, Diagnostics, Entry, EntryKind, EntrySource, FileTree, LayerError, Limits,
+};
 
-pub struct Walker {
-    root: PathBuf,
-    /// Directories still to list, relative to the root.
+pub struct Walker<'a> {
+    /// Directories being listed, relative to the root.
     stack: Vec<(String, fs::ReadDir)>,
     current: Option<PathBuf>,
     root_dev: u64,
+    descend: &'a dyn Fn(&str) -> bool,
 }
 
-impl Walker {
-    pub fn new(root: &Path) -> anyhow::Result<Self> {
+impl<'a> Walker<'a> {
+    /// Walks `root/start` (`start` relative, already checked to be a real directory).
+    fn new(root: &Path, start: &str, descend: &'a dyn Fn(&str) -> bool) -> anyhow::Result<Self> {
         use std::os::unix::fs::MetadataExt;
         let meta = fs::metadata(root).with_context(|| format!("rootfs {}", root.display()))?;
         if !meta.is_dir() {
             anyhow::bail!("rootfs {} is not a directory", root.display());
         }
-        let rd = fs::read_dir(root).with_context(|| format!("list {}", root.display()))?;
+        let dir = root.join(start);
+        let rd = fs::read_dir(&dir).with_context(|| format!("list {}", dir.display()))?;
         Ok(Walker {
-            root: root.to_path_buf(),
-            stack: vec![(String::new(), rd)],
+            stack: vec![(start.to_string(), rd)],
             current: None,
             root_dev: meta.dev(),
+            descend,
         })
     }
 }
 
-impl EntrySource for Walker {
+impl EntrySource for Walker<'_> {
     fn next_entry(&mut self) -> Result<Option<Entry>, LayerError> {
         use std::os::unix::fs::MetadataExt;
         self.current = None;
@@ -47,57 +55,40 @@ impl EntrySource for Walker {
             };
             let rel_dir = rel_dir.clone();
             let Ok(item) = item else { continue };
-            let name = item.file_name().to_string_lossy().into_owned();
-            let rel = if rel_dir.is_empty() {
-                name
-            } else {
-                format!("{rel_dir}/{name}")
-            };
+            let rel = path::join(&rel_dir, &item.file_name().to_string_lossy());
             let full = item.path();
             let Ok(meta) = fs::symlink_metadata(&full) else {
                 continue;
             };
             let ft = meta.file_type();
+            let entry = |kind, size, link| {
+                Ok(Some(Entry {
+                    path: rel.clone(),
+                    kind,
+                    size,
+                    link,
+                }))
+            };
             if ft.is_dir() {
-                // Stay on the root's filesystem (do not wander into /proc of a live root).
-                if meta.dev() == self.root_dev {
+                // Stay on the root's filesystem (never wander into /proc of a live root).
+                if meta.dev() == self.root_dev && (self.descend)(&rel) {
                     if let Ok(sub) = fs::read_dir(&full) {
                         self.stack.push((rel.clone(), sub));
                     }
                 }
-                return Ok(Some(Entry {
-                    path: rel,
-                    kind: EntryKind::Dir,
-                    size: 0,
-                    link: String::new(),
-                }));
+                return entry(EntryKind::Dir, 0, String::new());
             }
             if ft.is_symlink() {
                 let target = fs::read_link(&full)
                     .map(|t| t.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                return Ok(Some(Entry {
-                    path: rel,
-                    kind: EntryKind::Symlink,
-                    size: 0,
-                    link: target,
-                }));
+                return entry(EntryKind::Symlink, 0, target);
             }
             if ft.is_file() {
                 self.current = Some(full);
-                return Ok(Some(Entry {
-                    path: rel,
-                    kind: EntryKind::File,
-                    size: meta.len(),
-                    link: String::new(),
-                }));
+                return entry(EntryKind::File, meta.len(), String::new());
             }
-            return Ok(Some(Entry {
-                path: rel,
-                kind: EntryKind::Other,
-                size: 0,
-                link: String::new(),
-            }));
+            return entry(EntryKind::Other, 0, String::new());
         }
     }
 
@@ -114,8 +105,68 @@ impl EntrySource for Walker {
     }
 }
 
-impl std::fmt::Debug for Walker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Walker({})", self.root.display())
+/// The first component of `rel` (from the root) that is not a real directory on disk, as the
+/// directory holding it; `None` when every component is a directory.
+fn first_non_dir(root: &Path, rel: &str) -> Option<String> {
+    let mut at = String::new();
+    for c in path::components(rel) {
+        let next = path::join(&at, c);
+        match fs::symlink_metadata(root.join(&next)) {
+            Ok(m) if m.file_type().is_dir() => at = next,
+            _ => return Some(at),
+        }
     }
+    None
+}
+
+/// Reads the wanted files of an unpacked root into `tree`.
+pub fn read_into(
+    root: &Path,
+    tree: &mut FileTree,
+    limits: &Limits,
+    diag: &mut Diagnostics,
+) -> anyhow::Result<()> {
+    let mut walker = Walker::new(root, "", &catalog::wants_dir)?;
+    tree.apply_layer(&mut walker, &|p| catalog::wants(p), limits, "rootfs", diag)?;
+    // Wanted paths that resolve through symlinks into directories not walked yet: list those
+    // directories too (one level), until nothing new appears. Each step only lists a real
+    // directory reached from the root through real directories.
+    let mut listed: BTreeSet<String> = BTreeSet::new();
+    let no_descent = |_: &str| false;
+    for _ in 0..8 {
+        // Where the wanted files and directories really are, once symlinks are resolved.
+        let files: BTreeSet<String> = catalog::wanted_paths()
+            .filter_map(|p| tree.resolve_path(p).ok())
+            .collect();
+        let dirs: BTreeSet<String> = catalog::WANTED_DIRS
+            .iter()
+            .filter_map(|d| tree.resolve_path(d).ok())
+            .collect();
+        let mut todo = BTreeSet::new();
+        for dir in files
+            .iter()
+            .map(|f| path::parent(f).to_string())
+            .chain(dirs.iter().cloned())
+        {
+            if catalog::wants_dir(&dir) || listed.contains(&dir) {
+                continue;
+            }
+            // A symlink on the way that the tree does not know yet: list where it lives first.
+            todo.insert(first_non_dir(root, &dir).unwrap_or(dir));
+        }
+        todo.retain(|d| !listed.contains(d));
+        if todo.is_empty() {
+            break;
+        }
+        let keep = |p: &str| catalog::wants(p) || files.contains(p) || dirs.contains(path::parent(p));
+        for dir in todo {
+            listed.insert(dir.clone());
+            if first_non_dir(root, &dir).is_some() {
+                continue;
+            }
+            let mut w = Walker::new(root, &dir, &no_descent)?;
+            tree.apply_layer(&mut w, &keep, limits, "rootfs", diag)?;
+        }
+    }
+    Ok(())
 }

@@ -43,6 +43,27 @@ const RPM_DBS: [&str; 4] = [
 ];
 const RPM_NDB: [&str; 2] = ["var/lib/rpm/Packages.db", "usr/lib/sysimage/rpm/Packages.db"];
 
+/// Every fixed path the catalogers read (the `status.d` directory's files come on top).
+pub fn wanted_paths() -> impl Iterator<Item = &'static str> {
+    os::FILES
+        .iter()
+        .chain(std::iter::once(&DPKG_STATUS))
+        .chain(APK_INSTALLED.iter())
+        .chain(RPM_DBS.iter())
+        .chain(RPM_NDB.iter())
+        .copied()
+}
+
+/// Directories whose contents catalogers read directly.
+pub const WANTED_DIRS: [&str; 1] = [DPKG_STATUS_D];
+
+/// Whether a directory can hold a wanted file: an unpacked tree is walked only through these
+/// (symlinks found on the way are followed up by the caller).
+pub fn wants_dir(dir: &str) -> bool {
+    let under = |w: &str| w.len() > dir.len() && w.starts_with(dir) && w.as_bytes()[dir.len()] == b'/';
+    dir.is_empty() || WANTED_DIRS.contains(&dir) || wanted_paths().chain(WANTED_DIRS).any(under)
+}
+
 /// Whether a (normalised) path is one the catalogers read; everything else in a layer is
 /// streamed past without being kept.
 pub fn wants(path: &str) -> bool {
@@ -68,6 +89,19 @@ pub struct Inventory {
 
 fn read_or_note<'t>(tree: &'t FileTree, path: &str, diag: &mut Diagnostics) -> Option<&'t [u8]> {
     match tree.read(path) {
+        Ok(None) => {
+            // A link to a path no cataloger asked for: its target was streamed past unread.
+            if let Ok(real) = tree.resolve_path(path) {
+                if real != path && tree.is_symlink_chain(path) {
+                    diag.skip(
+                        "link_target_not_read",
+                        path,
+                        format!("links to {real}, which was not kept"),
+                    );
+                }
+            }
+            None
+        }
         Ok(b) => b,
         Err(ResolveError::Loop) => {
             diag.skip("symlink_loop", path, "too many levels of symbolic links");
@@ -205,6 +239,10 @@ mod tests {
         assert!(wants("lib/apk/db/installed"));
         assert!(wants("var/lib/rpm/rpmdb.sqlite"));
         assert!(!wants("usr/bin/busybox"));
+        assert!(
+            wants_dir("") && wants_dir("var") && wants_dir("var/lib/dpkg/status.d") && wants_dir("usr/lib")
+        );
+        assert!(!wants_dir("usr/bin") && !wants_dir("var/lib/dpkg/status.d/x") && !wants_dir("et"));
     }
 
     #[test]

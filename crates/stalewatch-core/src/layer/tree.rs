@@ -321,6 +321,18 @@ impl FileTree {
         Ok(out)
     }
 
+    /// Whether the path itself, or one of its parents, is a symlink in the tree.
+    pub fn is_symlink_chain(&self, p: &str) -> bool {
+        let mut at = String::new();
+        for c in components(p) {
+            at = path::join(&at, c);
+            if matches!(self.nodes.get(&at), Some(Node::Symlink(_))) {
+                return true;
+            }
+        }
+        false
+    }
+
     pub fn kept_bytes(&self) -> u64 {
         self.kept_bytes
     }
