@@ -23,8 +23,9 @@ fn db_status(db: &Path) -> serde_json::Value {
 /// (advisory id, package, installed version, fixed version).
 type Expected = (&'static str, &'static str, &'static str, &'static str);
 
-/// Builds an OCI archive of a rootfs with umoci (one layer), as `ctr images export` writes.
-fn umoci_archive(rootfs: &Path, work: &Path) -> std::path::PathBuf {
+/// Builds an OCI layout of a rootfs with umoci (one layer) and its archive, as
+/// `ctr images export` writes it. Returns (layout, archive).
+fn umoci_archive(rootfs: &Path, work: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let layout = work.join(format!(
         "{}-layout",
         rootfs.file_name().unwrap().to_str().unwrap()
@@ -54,7 +55,24 @@ fn umoci_archive(rootfs: &Path, work: &Path) -> std::path::PathBuf {
         .status()
         .unwrap();
     assert!(st.success());
-    archive
+    (layout, archive)
+}
+
+/// Converts an OCI layout with skopeo (a real image tool) to another transport.
+fn skopeo_copy(layout: &Path, dest: &str, extra: &[&str]) {
+    let src = format!("oci:{}:latest", layout.display());
+    let out = Command::new("skopeo")
+        .arg("copy")
+        .args(extra)
+        .arg(&src)
+        .arg(dest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo copy {dest}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -166,22 +184,63 @@ fn mirror_update_is_conditional_and_alpine_images_match_unpacked_roots() {
         // Both Alpine EOL dates are long past on the fixed clock (2026-11-29).
         assert_eq!(rootfs["os"]["eol"], true);
         if have_umoci {
-            let archive = umoci_archive(&root, tmp.path());
-            let image = ok_json(&[
+            let (layout, archive) = umoci_archive(&root, tmp.path());
+            let mut targets = vec![format!("oci-archive:{}", archive.display())];
+            // The same image as docker saves it, and with zstd layers, written by skopeo.
+            if version == "3.20.3" && require("skopeo", "docker-archive and zstd scans") {
+                let docker = tmp.path().join("docker.tar");
+                skopeo_copy(
+                    &layout,
+                    &format!("docker-archive:{}:alpine:3.20", docker.display()),
+                    &[],
+                );
+                let zstd = tmp.path().join("zstd-layout");
+                skopeo_copy(
+                    &layout,
+                    &format!("oci:{}:latest", zstd.display()),
+                    &["--dest-compress-format", "zstd"],
+                );
+                targets.push(format!("docker-archive:{}", docker.display()));
+                targets.push(format!("oci:{}", zstd.display()));
+            }
+            for target in targets {
+                let image = ok_json(&[
+                    "scan",
+                    &target,
+                    "--db-dir",
+                    db.to_str().unwrap(),
+                    "--format",
+                    "json",
+                ]);
+                assert_eq!(
+                    image["findings"], rootfs["findings"],
+                    "{target}: image and rootfs differ"
+                );
+                assert_eq!(image["packages"], rootfs["packages"], "{target}");
+                assert_eq!(image["os"], rootfs["os"], "{target}");
+            }
+        }
+        // Exit codes: findings of unknown severity fail `--fail-on unknown` only.
+        let target = format!("rootfs:{}", root.display());
+        let code = |fail_on: &str| {
+            stalewatch(&[
                 "scan",
-                &format!("oci-archive:{}", archive.display()),
+                &target,
                 "--db-dir",
                 db.to_str().unwrap(),
-                "--format",
-                "json",
-            ]);
-            assert_eq!(
-                image["findings"], rootfs["findings"],
-                "alpine {version}: image and rootfs differ"
-            );
-            assert_eq!(image["packages"], rootfs["packages"]);
-            assert_eq!(image["os"], rootfs["os"]);
-        }
+                "--fail-on",
+                fail_on,
+            ])
+            .status
+            .code()
+        };
+        assert_eq!(code("unknown"), Some(1), "alpine {version}");
+        assert_eq!(code("low"), Some(0), "alpine {version}");
+        let table = stalewatch(&["scan", &target, "--db-dir", db.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&table.stdout);
+        assert!(text.contains(&format!("{} findings", findings.len())), "{text}");
+        assert!(text.contains("END OF LIFE since"), "{text}");
+        assert!(text.contains(findings[0].0), "{text}");
     }
 }
 

@@ -68,6 +68,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().context("path has no parent")?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("create temp file in {}", dir.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Readable by every reader of a shared database (tempfile creates 0600).
+        tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644))?;
+    }
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path)
