@@ -158,14 +158,8 @@ fn mirror_update_is_conditional_and_alpine_images_match_unpacked_roots() {
     let have_umoci = require("umoci", "alpine oci-archive scans");
     for (version, findings) in expected {
         let root = unpack_alpine(version, tmp.path());
-        let rootfs = ok_json(&[
-            "scan",
-            &format!("rootfs:{}", root.display()),
-            "--db-dir",
-            db.to_str().unwrap(),
-            "--format",
-            "json",
-        ]);
+        let rootfs: serde_json::Value =
+            serde_json::from_slice(&scan_json(&format!("rootfs:{}", root.display()), &db).stdout).unwrap();
         let want: Vec<(String, String, String, String)> = findings
             .iter()
             .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c.to_string(), d.to_string()))

@@ -13,18 +13,8 @@ const APK_DB: &[u8] = b"P:libssl3\nV:3.3.2-r0\nA:x86_64\no:openssl\n\n";
 
 fn scan_layout(dir: &Path) -> std::process::Output {
     let db = dir.with_extension("db");
-    std::fs::create_dir_all(&db).unwrap();
-    // An empty Alpine index: these tests are about reading, not matching.
-    let idx = stalewatch_core::advisory::EcosystemIndex::new("Alpine");
-    std::fs::write(db.join("Alpine.idx"), idx.to_bytes()).unwrap();
-    stalewatch(&[
-        "scan",
-        &format!("oci:{}", dir.display()),
-        "--db-dir",
-        db.to_str().unwrap(),
-        "--format",
-        "json",
-    ])
+    empty_db(&db, &["Alpine"]);
+    scan_json(&format!("oci:{}", dir.display()), &db)
 }
 
 fn report(dir: &Path) -> serde_json::Value {

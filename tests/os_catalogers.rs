@@ -9,19 +9,10 @@ use std::process::Command;
 
 fn packages(root: &Path) -> (serde_json::Value, Vec<(String, String, String, String)>) {
     let db = root.with_extension("db");
-    std::fs::create_dir_all(&db).unwrap();
-    for eco in ["Debian", "AlmaLinux"] {
-        let idx = stalewatch_core::advisory::EcosystemIndex::new(eco);
-        std::fs::write(db.join(format!("{eco}.idx")), idx.to_bytes()).unwrap();
-    }
-    let r = ok_json(&[
-        "scan",
-        &format!("rootfs:{}", root.display()),
-        "--db-dir",
-        db.to_str().unwrap(),
-        "--format",
-        "json",
-    ]);
+    empty_db(&db, &["Debian", "AlmaLinux"]);
+    let out = scan_json(&format!("rootfs:{}", root.display()), &db);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut v: Vec<_> = r["packages"]
         .as_array()
         .unwrap()

@@ -48,6 +48,27 @@ pub fn stalewatch(args: &[&str]) -> Output {
         .expect("run stalewatch")
 }
 
+/// `stalewatch scan TARGET --db-dir DB --format json`.
+pub fn scan_json(target: &str, db: &Path) -> Output {
+    stalewatch(&[
+        "scan",
+        target,
+        "--db-dir",
+        db.to_str().unwrap(),
+        "--format",
+        "json",
+    ])
+}
+
+/// A database directory holding empty indexes: for tests about reading, not matching.
+pub fn empty_db(dir: &Path, ecosystems: &[&str]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for eco in ecosystems {
+        let idx = stalewatch_core::advisory::EcosystemIndex::new(eco);
+        std::fs::write(dir.join(format!("{eco}.idx")), idx.to_bytes()).unwrap();
+    }
+}
+
 pub fn ok_json(args: &[&str]) -> serde_json::Value {
     let out = stalewatch(args);
     assert!(
