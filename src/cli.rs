@@ -153,6 +153,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 a.ecosystems.clone()
             };
+            let bad: Vec<&String> = ecosystems
+                .iter()
+                .filter(|e| !db::valid_ecosystem_name(e))
+                .collect();
+            if !bad.is_empty() {
+                bail!("--ecosystem: invalid name(s) {bad:?} (OSV ecosystem names such as Alpine, Debian, \"Rocky Linux\")");
+            }
             let dir = a.db.resolve()?;
             let ok = db::update::run(&source, &dir, &ecosystems)?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })

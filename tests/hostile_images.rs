@@ -256,6 +256,22 @@ fn bad_targets_and_flags_are_usage_errors() {
         vec!["scan", "nonsense"],
         vec!["scan", "rootfs:/definitely/not/here"],
         vec!["scan", "oci:/tmp", "--fail-on", "severe"],
+        vec![
+            "db",
+            "update",
+            "--ecosystem",
+            "../../etc",
+            "--db-dir",
+            "/tmp/stalewatch-never",
+        ],
+        vec![
+            "db",
+            "update",
+            "--advisory-source",
+            "ftp://mirror",
+            "--db-dir",
+            "/tmp/stalewatch-never",
+        ],
     ] {
         let out = stalewatch(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");

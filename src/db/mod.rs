@@ -27,6 +27,15 @@ pub const SUPPORTED_ECOSYSTEMS: [&str; 11] = [
     "npm",
 ];
 
+/// OSV top-level ecosystem names are letters, digits, spaces, dots and dashes; anything else
+/// (a `/`, `..`) would leave the mirror's layout or the database directory.
+pub fn valid_ecosystem_name(e: &str) -> bool {
+    !e.is_empty()
+        && !e.contains("..")
+        && e.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '.' | '-' | '_'))
+}
+
 /// What the database knows of one ecosystem.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct EcosystemState {

@@ -114,6 +114,19 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("rocky", "8", "2029-05-31"),
 ];
 
+/// Paid extended security maintenance after end of life (Ubuntu Pro ESM), reported beside
+/// the end-of-life date, never instead of it.
+const EXTENDED: &[(&str, &str, &str)] = &[
+    ("ubuntu", "26.04", "2036-04-30"),
+    ("ubuntu", "24.04", "2036-05-31"),
+    ("ubuntu", "22.04", "2032-04-09"),
+    ("ubuntu", "20.04", "2030-04-02"),
+    ("ubuntu", "18.04", "2028-04-01"),
+    ("ubuntu", "16.04", "2026-04-02"),
+    ("ubuntu", "14.04", "2024-04-02"),
+    ("ubuntu", "12.04", "2019-04-26"),
+];
+
 /// The release cycle an os-release VERSION_ID belongs to.
 fn cycle(id: &str, version_id: &str) -> String {
     let parts: Vec<&str> = version_id.split('.').collect();
@@ -127,6 +140,15 @@ fn cycle(id: &str, version_id: &str) -> String {
 pub fn eol_date(id: &str, version_id: &str) -> Option<&'static str> {
     let c = cycle(id, version_id);
     TABLE
+        .iter()
+        .find(|(d, r, _)| *d == id && *r == c)
+        .map(|(_, _, e)| *e)
+}
+
+/// The end of paid extended support (Ubuntu ESM), if the distribution offers one.
+pub fn extended_support_date(id: &str, version_id: &str) -> Option<&'static str> {
+    let c = cycle(id, version_id);
+    EXTENDED
         .iter()
         .find(|(d, r, _)| *d == id && *r == c)
         .map(|(_, _, e)| *e)
@@ -166,6 +188,8 @@ mod tests {
         assert_eq!(eol_date("debian", "12"), Some("2028-06-30"));
         assert_eq!(eol_date("ubuntu", "22.04"), Some("2027-04-01"));
         assert_eq!(eol_date("nonesuch", "1"), None);
+        assert_eq!(extended_support_date("ubuntu", "22.04"), Some("2032-04-09"));
+        assert_eq!(extended_support_date("debian", "12"), None);
         assert_eq!(days_from_date("1970-01-01"), Some(0));
         assert_eq!(days_from_date("2000-03-01"), Some(11017));
         let day = 86400;

@@ -18,6 +18,9 @@ pub struct ReportOs {
     pub ecosystem: Option<String>,
     pub eol_date: Option<String>,
     pub eol: bool,
+    /// End of paid extended support (Ubuntu ESM), where one exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extended_support_date: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -78,6 +81,7 @@ impl Report {
                 ecosystem: o.ecosystem.clone(),
                 eol_date: date.map(str::to_string),
                 eol: date.is_some_and(|d| eol::is_past(d, now_unix)),
+                extended_support_date: eol::extended_support_date(&o.id, &o.version_id).map(str::to_string),
             }
         });
         let mut summary = Summary {
