@@ -333,3 +333,52 @@ fn a_corrupted_mirror_leaves_the_previous_index_in_use() {
     assert!(status["ecosystems"]["Alpine"]["last_error"].is_null());
     assert_eq!(scan(), baseline);
 }
+
+#[test]
+fn file_urls_and_directories_are_mirrors_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = tmp.path().join("site");
+    write_mirror(&site, &[("ALPINE-CVE-2024-9143.json", ALPINE_9143)]);
+    let db = tmp.path().join("db");
+    let db_s = db.to_str().unwrap();
+    for source in [format!("file://{}", site.display()), site.display().to_string()] {
+        let out = stalewatch(&[
+            "db",
+            "update",
+            "--advisory-source",
+            &source,
+            "--db-dir",
+            db_s,
+            "--ecosystem",
+            "Alpine",
+        ]);
+        assert!(
+            out.status.success(),
+            "{source}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(db_status(&db)["ecosystems"]["Alpine"]["records"], 1);
+    }
+    // Unchanged archive (same size and mtime): no rebuild.
+    let out = stalewatch(&[
+        "db",
+        "update",
+        "--advisory-source",
+        site.to_str().unwrap(),
+        "--db-dir",
+        db_s,
+        "--ecosystem",
+        "Alpine",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Alpine: unchanged"));
+    // A relative file URL is refused before anything is read.
+    let out = stalewatch(&[
+        "db",
+        "update",
+        "--advisory-source",
+        "file://relative/path",
+        "--db-dir",
+        db_s,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -368,6 +368,30 @@ mod tests {
     }
 
     #[test]
+    fn oversized_records_in_a_zip_are_skipped() {
+        use std::io::Write;
+        let mut buf = std::io::Cursor::new(Vec::new());
+        {
+            let mut z = zip::ZipWriter::new(&mut buf);
+            let opts = zip::write::SimpleFileOptions::default();
+            z.start_file("ALPINE-CVE-2024-9143.json", opts).unwrap();
+            z.write_all(ALPINE_9143.as_bytes()).unwrap();
+            // A 17 MiB "record" of spaces deflates to a few KiB: a bomb, skipped unread.
+            z.start_file("BOMB.json", opts).unwrap();
+            z.write_all(&vec![b' '; (MAX_RECORD_BYTES + (1 << 20)) as usize])
+                .unwrap();
+            z.start_file("README.txt", opts).unwrap();
+            z.write_all(b"not a record").unwrap();
+            z.finish().unwrap();
+        }
+        assert!(buf.get_ref().len() < 1 << 20);
+        buf.set_position(0);
+        let idx = EcosystemIndex::from_osv_zip("Alpine", buf).unwrap();
+        assert_eq!(idx.stats.records, 1);
+        assert_eq!(idx.stats.skipped.get("too_large"), Some(&1));
+    }
+
+    #[test]
     fn truncated_zip_is_an_error() {
         let data = std::io::Cursor::new(b"PK\x03\x04 truncated".to_vec());
         assert!(matches!(
