@@ -55,7 +55,7 @@ impl Blobs {
     }
 
     /// Opens a file of the layout by its relative path.
-    fn open(&self, rel: &str) -> anyhow::Result<Box<dyn Read>> {
+    fn open(&self, rel: &str) -> anyhow::Result<Box<dyn Read + Send>> {
         match self {
             Blobs::Dir(d) => {
                 let p = d.join(rel);
@@ -88,6 +88,26 @@ impl Blobs {
     }
 }
 
+/// Where an image's blobs come from, by digest: an OCI layout, or containerd's content store.
+pub trait BlobStore {
+    /// Streams a blob (callers verify the digest as they read).
+    fn open_blob(&self, digest: &str) -> anyhow::Result<Box<dyn Read + Send>>;
+}
+
+/// Reads a small blob (index, manifest, config) and checks its digest.
+pub fn read_blob(store: &dyn BlobStore, d: &Descriptor) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    store
+        .open_blob(&d.digest)?
+        .take(MAX_METADATA_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_METADATA_BYTES {
+        bail!("blob {} is larger than {MAX_METADATA_BYTES} bytes", d.digest);
+    }
+    verify(&d.digest, &Sha256::digest(&bytes))?;
+    Ok(bytes)
+}
+
 pub struct OciLayout {
     blobs: Blobs,
 }
@@ -112,12 +132,11 @@ impl OciLayout {
         let (alg, hex) = meta::split_digest(digest)?;
         Ok(format!("blobs/{alg}/{hex}"))
     }
+}
 
-    /// Reads a small blob and checks its digest.
-    fn read_blob(&self, d: &Descriptor) -> anyhow::Result<Vec<u8>> {
-        let bytes = self.blobs.read_small(&Self::blob_path(&d.digest)?)?;
-        verify(&d.digest, &Sha256::digest(&bytes))?;
-        Ok(bytes)
+impl BlobStore for OciLayout {
+    fn open_blob(&self, digest: &str) -> anyhow::Result<Box<dyn Read + Send>> {
+        self.blobs.open(&Self::blob_path(digest)?)
     }
 }
 
@@ -148,7 +167,7 @@ impl<R: Read> Read for Hashing<R> {
 
 /// Applies one layer blob to the tree. `digest` is checked when given.
 fn apply_layer(
-    raw: Box<dyn Read>,
+    raw: Box<dyn Read + Send>,
     digest: Option<&str>,
     label: &str,
     limits: &Limits,
@@ -179,6 +198,7 @@ fn apply_layer(
     Ok(())
 }
 
+/// Reads the image an OCI layout's index names (the host platform's manifest).
 pub fn read(
     layout: &OciLayout,
     limits: &Limits,
@@ -186,21 +206,37 @@ pub fn read(
     diag: &mut Diagnostics,
 ) -> anyhow::Result<()> {
     let index = meta::parse_index(&layout.blobs.read_small("index.json")?)?;
+    let desc = meta::select_platform(&index.manifests, meta::host_architecture())?.clone();
+    read_image(layout, &desc, limits, tree, diag).map(|_| ())
+}
+
+/// Reads the image a descriptor (index or manifest) points at into `tree`: through nested
+/// indexes to the host platform's manifest, then every layer in order. Returns the manifest.
+pub fn read_image(
+    store: &dyn BlobStore,
+    root: &Descriptor,
+    limits: &Limits,
+    tree: &mut FileTree,
+    diag: &mut Diagnostics,
+) -> anyhow::Result<meta::Manifest> {
     let arch = meta::host_architecture();
-    let mut desc = meta::select_platform(&index.manifests, arch)?.clone();
-    for _ in 0..4 {
-        if !meta::is_index(&desc) {
-            break;
+    let mut desc = root.clone();
+    let mut hops = 0;
+    let manifest = loop {
+        match meta::parse_document(&read_blob(store, &desc)?)? {
+            meta::Document::Manifest(m) => break m,
+            meta::Document::Index(i) if hops < 4 => {
+                hops += 1;
+                desc = meta::select_platform(&i.manifests, arch)?.clone();
+            }
+            meta::Document::Index(_) => bail!("image indexes nested more than 4 deep"),
         }
-        let inner = meta::parse_index(&layout.read_blob(&desc)?)?;
-        desc = meta::select_platform(&inner.manifests, arch)?.clone();
-    }
-    let manifest = meta::parse_manifest(&layout.read_blob(&desc)?)?;
+    };
     for layer in &manifest.layers {
-        let raw = layout.blobs.open(&OciLayout::blob_path(&layer.digest)?)?;
+        let raw = store.open_blob(&layer.digest)?;
         apply_layer(raw, Some(&layer.digest), &layer.digest, limits, tree, diag)?;
     }
-    Ok(())
+    Ok(manifest)
 }
 
 pub fn read_docker_archive(

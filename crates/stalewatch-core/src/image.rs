@@ -40,9 +40,29 @@ pub struct Manifest {
     pub config: Descriptor,
     #[serde(default)]
     pub layers: Vec<Descriptor>,
-    /// An index parsed as a manifest has `manifests` instead of `config`.
-    #[serde(default)]
-    pub manifests: Vec<Descriptor>,
+}
+
+/// An image document: an index (or Docker manifest list) or a manifest.
+#[derive(Debug, Clone)]
+pub enum Document {
+    Index(Index),
+    Manifest(Manifest),
+}
+
+/// Parses an index or a manifest, told apart by content (descriptors' media types are
+/// optional in OCI).
+pub fn parse_document(b: &[u8]) -> Result<Document, ImageError> {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        manifests: Option<serde_json::Value>,
+    }
+    let probe: Probe = json("image document", b)?;
+    if probe.manifests.is_some() {
+        Ok(Document::Index(parse_index(b)?))
+    } else {
+        Ok(Document::Manifest(parse_manifest(b)?))
+    }
 }
 
 /// `docker save`'s `manifest.json` entry.
