@@ -59,6 +59,16 @@ pub struct ScanArgs {
     /// Exit with status 1 when a finding has at least this severity (critical, high, medium, low, unknown).
     #[arg(long, env = "STALEWATCH_FAIL_ON")]
     pub fail_on: Option<String>,
+    /// containerd socket, for `containerd:REF` targets.
+    #[arg(
+        long,
+        env = "STALEWATCH_CONTAINERD_ADDRESS",
+        default_value = "/run/containerd/containerd.sock"
+    )]
+    pub containerd_address: PathBuf,
+    /// containerd namespace, for `containerd:REF` targets.
+    #[arg(long, env = "STALEWATCH_CONTAINERD_NAMESPACE", default_value = "k8s.io")]
+    pub containerd_namespace: String,
 }
 
 #[derive(Args, Debug)]
@@ -134,7 +144,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (Some(target), Some(now), Some(db_dir)) = (target, now, db_dir) else {
                 unreachable!()
             };
-            let report = scan::run(&target, &a.target, &db_dir, now)?;
+            let ctrd = scan::ContainerdOptions {
+                address: a.containerd_address.clone(),
+                namespace: a.containerd_namespace.clone(),
+            };
+            let report = scan::run(&target, &a.target, &ctrd, &db_dir, now)?;
             output::print_report(&report, a.format)?;
             let failed = match (fail_on, report.max_severity()) {
                 (Some(threshold), Some(max)) => max >= threshold,

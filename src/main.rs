@@ -4,6 +4,7 @@
 
 mod cli;
 mod clock;
+mod containerd;
 mod db;
 mod output;
 mod scan;

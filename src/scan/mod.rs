@@ -1,7 +1,7 @@
 //! `stalewatch scan TARGET`: read a filesystem or image into the core's file tree, catalog,
 //! match against the local advisory database, report.
 
-mod image;
+pub mod image;
 mod rootfs;
 
 use anyhow::{bail, Context};
@@ -21,6 +21,15 @@ pub enum Target {
     OciDir(PathBuf),
     OciArchive(PathBuf),
     DockerArchive(PathBuf),
+    /// An image in containerd's content store, by name.
+    Containerd(String),
+}
+
+/// Where `containerd:` targets are read from.
+#[derive(Debug, Clone)]
+pub struct ContainerdOptions {
+    pub address: PathBuf,
+    pub namespace: String,
 }
 
 impl Target {
@@ -37,7 +46,7 @@ impl Target {
             "oci" => Target::OciDir(p),
             "oci-archive" => Target::OciArchive(p),
             "docker-archive" => Target::DockerArchive(p),
-            "containerd" => bail!("containerd: targets need the agent build (not available yet)"),
+            "containerd" => Target::Containerd(rest.to_string()),
             other => {
                 bail!("unknown target type {other:?} (rootfs, oci, oci-archive, docker-archive)")
             }
@@ -46,7 +55,12 @@ impl Target {
 }
 
 /// Reads a target into a merged file tree of the files catalogers want.
-pub fn read_tree(target: &Target, limits: &Limits, diag: &mut Diagnostics) -> anyhow::Result<FileTree> {
+pub fn read_tree(
+    target: &Target,
+    ctrd: &ContainerdOptions,
+    limits: &Limits,
+    diag: &mut Diagnostics,
+) -> anyhow::Result<FileTree> {
     let mut tree = FileTree::new();
     match target {
         Target::Rootfs(dir) => rootfs::read_into(dir, &mut tree, limits, diag)
@@ -54,15 +68,18 @@ pub fn read_tree(target: &Target, limits: &Limits, diag: &mut Diagnostics) -> an
         Target::OciDir(p) => image::read(&image::OciLayout::dir(p)?, limits, &mut tree, diag)?,
         Target::OciArchive(p) => image::read(&image::OciLayout::archive(p)?, limits, &mut tree, diag)?,
         Target::DockerArchive(p) => image::read_docker_archive(p, limits, &mut tree, diag)?,
+        Target::Containerd(name) => {
+            crate::containerd::read_image(&ctrd.address, &ctrd.namespace, name, limits, &mut tree, diag)?
+        }
     }
     Ok(tree)
 }
 
 /// Scans a target to an inventory plus what could not be read.
-pub fn inventory(target: &Target) -> anyhow::Result<(Inventory, Vec<Unreadable>)> {
+pub fn inventory(target: &Target, ctrd: &ContainerdOptions) -> anyhow::Result<(Inventory, Vec<Unreadable>)> {
     let limits = Limits::default();
     let mut diag = Diagnostics::default();
-    let tree = read_tree(target, &limits, &mut diag)?;
+    let tree = read_tree(target, ctrd, &limits, &mut diag)?;
     let inv = catalog::catalog(&tree, &mut diag);
     let mut unreadable = diag.notes;
     match &inv.os {
@@ -105,8 +122,14 @@ fn needed_ecosystems(inv: &Inventory) -> Vec<String> {
     v
 }
 
-pub fn run(target: &Target, target_text: &str, db_dir: &Path, now: i64) -> anyhow::Result<Report> {
-    let (inv, unreadable) = inventory(target)?;
+pub fn run(
+    target: &Target,
+    target_text: &str,
+    ctrd: &ContainerdOptions,
+    db_dir: &Path,
+    now: i64,
+) -> anyhow::Result<Report> {
+    let (inv, unreadable) = inventory(target, ctrd)?;
     let store = Store::new(db_dir);
     let needed = needed_ecosystems(&inv);
     let missing: Vec<&String> = needed.iter().filter(|e| !store.has_index(e)).collect();

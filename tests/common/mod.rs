@@ -2,6 +2,7 @@
 //! OSV mirror with fault injection, and a hand-made OCI layout writer for hostile layers.
 #![allow(dead_code)]
 
+pub mod containerd;
 pub mod mirror;
 pub mod oci;
 
