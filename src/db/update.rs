@@ -216,41 +216,70 @@ fn fetch_dir(dir: &Path, eco: &str, prev: &EcosystemState, have_index: bool) -> 
     })
 }
 
-/// Updates the given ecosystems. Returns `Ok(false)` if any ecosystem failed (the others are
-/// still updated; failed ones keep their previous index).
-pub fn run(source: &Source, dir: &Path, ecosystems: &[String]) -> anyhow::Result<bool> {
-    let store = Store::new(dir);
-    let _lock = store.lock()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let client = reqwest::Client::builder()
+/// What one refresh did to one ecosystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A new index is in place; the text says what it holds.
+    Updated(String),
+    Unchanged,
+    Missing,
+}
+
+#[derive(Debug)]
+pub struct EcosystemResult {
+    pub ecosystem: String,
+    pub result: Result<Change, UpdateError>,
+}
+
+/// The HTTP client refreshes use (honours `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`).
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
         .user_agent(concat!("stalewatch/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(std::time::Duration::from_secs(20))
         .read_timeout(std::time::Duration::from_secs(60))
         .build()
-        .context("build HTTP client")?;
+        .context("build HTTP client")
+}
+
+/// Refreshes the given ecosystems under the database lock. Each ecosystem succeeds or fails
+/// on its own; a failed one keeps its previous index. Errors only when the database
+/// directory itself is unusable.
+pub async fn refresh(
+    source: &Source,
+    dir: &Path,
+    ecosystems: &[String],
+    client: &reqwest::Client,
+) -> anyhow::Result<Vec<EcosystemResult>> {
+    let store = Store::new(dir);
+    let lock_dir = dir.to_path_buf();
+    let _lock = tokio::task::spawn_blocking(move || Store::new(&lock_dir).lock()).await??;
     let mut state = store.state()?;
-    let mut all_ok = true;
+    let mut results = Vec::new();
     for eco in ecosystems {
         let now = clock::rfc3339(clock::now_unix()?);
         let prev = state.ecosystems.get(eco).cloned().unwrap_or_default();
         let have_index = store.has_index(eco) && store.open(eco).is_ok();
-        let result = match source {
-            Source::Http(base) => rt.block_on(fetch_http(&client, base, eco, &prev, have_index, dir)),
-            Source::Dir(d) => fetch_dir(d, eco, &prev, have_index),
+        let fetched = match source {
+            Source::Http(base) => fetch_http(client, base, eco, &prev, have_index, dir).await,
+            Source::Dir(d) => {
+                let (d, eco, prev) = (d.clone(), eco.clone(), prev.clone());
+                tokio::task::spawn_blocking(move || fetch_dir(&d, &eco, &prev, have_index))
+                    .await
+                    .map_err(|e| fail("build", e.to_string()))
+                    .and_then(|r| r)
+            }
         };
         let entry = state.ecosystems.entry(eco.clone()).or_default();
         entry.source = source.describe();
         entry.last_attempt = Some(now.clone());
-        let result = result.and_then(|o| {
+        let written = fetched.and_then(|o| {
             if let Outcome::Updated { index, .. } = &o {
                 write_atomic(&store.index_path(eco), &index.to_bytes())
                     .map_err(|e| fail("io", format!("{e:#}")))?;
             }
             Ok(o)
         });
-        match result {
+        let result = match written {
             Ok(Outcome::Updated {
                 index,
                 etag,
@@ -258,13 +287,6 @@ pub fn run(source: &Source, dir: &Path, ecosystems: &[String]) -> anyhow::Result
                 sha256,
             }) => {
                 let s = &index.stats;
-                eprintln!(
-                    "{eco}: updated, {} records ({} withdrawn, {} skipped as malformed), {} package entries",
-                    s.records,
-                    s.withdrawn,
-                    s.skipped_total(),
-                    index.affected_entries()
-                );
                 entry.records = s.records;
                 entry.withdrawn = s.withdrawn;
                 entry.skipped = s.skipped_total();
@@ -280,24 +302,57 @@ pub fn run(source: &Source, dir: &Path, ecosystems: &[String]) -> anyhow::Result
                 entry.last_success = Some(now);
                 entry.last_error = None;
                 entry.missing = false;
+                Ok(Change::Updated(format!(
+                    "{} records ({} withdrawn, {} skipped as malformed), {} package entries",
+                    s.records,
+                    s.withdrawn,
+                    s.skipped_total(),
+                    index.affected_entries()
+                )))
             }
             Ok(Outcome::Unchanged) => {
-                eprintln!("{eco}: unchanged");
                 entry.last_success = Some(now);
                 entry.last_error = None;
+                Ok(Change::Unchanged)
             }
             Ok(Outcome::Missing) => {
-                eprintln!("{eco}: not on this mirror, skipped");
                 entry.missing = true;
+                Ok(Change::Missing)
             }
             Err(e) => {
-                eprintln!("{eco}: update failed ({e}); the previous index stays in use");
                 tracing::warn!(ecosystem = %eco, reason = e.reason, "advisory update failed: {}", e.detail);
                 entry.last_error = Some(e.to_string());
+                Err(e)
+            }
+        };
+        store.save_state(&state)?;
+        results.push(EcosystemResult {
+            ecosystem: eco.clone(),
+            result,
+        });
+    }
+    Ok(results)
+}
+
+/// `db update`: refreshes and says what happened per ecosystem. `Ok(false)` if any failed.
+pub fn run(source: &Source, dir: &Path, ecosystems: &[String]) -> anyhow::Result<bool> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = http_client()?;
+    let results = rt.block_on(refresh(source, dir, ecosystems, &client))?;
+    let mut all_ok = true;
+    for r in results {
+        let eco = r.ecosystem;
+        match r.result {
+            Ok(Change::Updated(what)) => eprintln!("{eco}: updated, {what}"),
+            Ok(Change::Unchanged) => eprintln!("{eco}: unchanged"),
+            Ok(Change::Missing) => eprintln!("{eco}: not on this mirror, skipped"),
+            Err(e) => {
+                eprintln!("{eco}: update failed ({e}); the previous index stays in use");
                 all_ok = false;
             }
         }
-        store.save_state(&state)?;
     }
     Ok(all_ok)
 }
