@@ -30,6 +30,144 @@ pub enum Command {
     /// Manage the local advisory database.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Run the node agent: inventory running containers, match, export metrics.
+    Agent(AgentArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// containerd socket.
+    #[arg(
+        long,
+        env = "STALEWATCH_CONTAINERD_ADDRESS",
+        default_value = "/run/containerd/containerd.sock"
+    )]
+    pub containerd_address: PathBuf,
+    /// containerd namespace.
+    #[arg(long, env = "STALEWATCH_CONTAINERD_NAMESPACE", default_value = "k8s.io")]
+    pub containerd_namespace: String,
+    /// Advisory database directory.
+    #[arg(long, env = "STALEWATCH_DB_DIR", default_value = "/var/lib/stalewatch/db")]
+    pub db_dir: PathBuf,
+    /// State directory (image inventory cache, first-seen fix times).
+    #[arg(long, env = "STALEWATCH_STATE_DIR", default_value = "/var/lib/stalewatch")]
+    pub state_dir: PathBuf,
+    /// OSV bulk mirror base (https://, http://, file:/// or a directory).
+    #[arg(long, env = "STALEWATCH_ADVISORY_SOURCE", default_value = DEFAULT_ADVISORY_SOURCE)]
+    pub advisory_source: String,
+    /// How often advisories are refreshed (humantime: 90s, 5m, 1h), with ±10 % jitter.
+    #[arg(long, env = "STALEWATCH_ADVISORY_REFRESH", default_value = "1h")]
+    pub advisory_refresh: String,
+    /// Ecosystems to keep (repeatable) [default: all supported].
+    #[arg(long = "ecosystem", value_name = "NAME")]
+    pub ecosystems: Vec<String>,
+    /// Address for /metrics, /healthz, /readyz, /v1/findings.
+    #[arg(long, env = "STALEWATCH_LISTEN", default_value = "0.0.0.0:9477")]
+    pub listen: String,
+    /// This node's name (the DaemonSet fills it from the downward API) [default: hostname].
+    #[arg(long, env = "STALEWATCH_NODE_NAME")]
+    pub node_name: Option<String>,
+    /// Where the host's /proc is mounted.
+    #[arg(long, env = "STALEWATCH_PROC_ROOT", default_value = "/proc")]
+    pub proc_root: PathBuf,
+    /// Images inventoried at once.
+    #[arg(long, env = "STALEWATCH_SCAN_CONCURRENCY", default_value_t = 1)]
+    pub scan_concurrency: usize,
+    /// Longest time one image's inventory may take.
+    #[arg(long, env = "STALEWATCH_SCAN_TIMEOUT", default_value = "10m")]
+    pub scan_timeout: String,
+    /// Full reconcile with containerd at least this often (events trigger one at once).
+    #[arg(long, env = "STALEWATCH_RECONCILE_INTERVAL", default_value = "60s")]
+    pub reconcile_interval: String,
+    /// Log level (error, warn, info, debug, trace) or a tracing filter.
+    #[arg(long, env = "STALEWATCH_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Log format.
+    #[arg(long, env = "STALEWATCH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn duration(flag: &str, v: &str, errors: &mut Vec<String>) -> std::time::Duration {
+    match humantime::parse_duration(v) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            errors.push(format!("{flag}: must be more than zero"));
+            std::time::Duration::from_secs(1)
+        }
+        Err(e) => {
+            errors.push(format!("{flag} {v:?}: {e}"));
+            std::time::Duration::from_secs(1)
+        }
+    }
+}
+
+impl AgentArgs {
+    /// Validates the whole configuration, reporting every error at once.
+    pub fn config(&self) -> anyhow::Result<crate::agent::Config> {
+        let mut errors = Vec::new();
+        let source = db::update::Source::parse(&self.advisory_source)
+            .map_err(|e| errors.push(format!("{e}")))
+            .ok();
+        let advisory_refresh = duration("--advisory-refresh", &self.advisory_refresh, &mut errors);
+        let scan_timeout = duration("--scan-timeout", &self.scan_timeout, &mut errors);
+        let reconcile_interval = duration("--reconcile-interval", &self.reconcile_interval, &mut errors);
+        let listen = self
+            .listen
+            .parse()
+            .map_err(|e| errors.push(format!("--listen {:?}: {e}", self.listen)))
+            .ok();
+        if self.scan_concurrency == 0 {
+            errors.push("--scan-concurrency: must be at least 1".into());
+        }
+        let ecosystems: Vec<String> = if self.ecosystems.is_empty() {
+            db::SUPPORTED_ECOSYSTEMS.iter().map(|s| s.to_string()).collect()
+        } else {
+            self.ecosystems.clone()
+        };
+        for e in ecosystems.iter().filter(|e| !db::valid_ecosystem_name(e)) {
+            errors.push(format!("--ecosystem {e:?}: not an OSV ecosystem name"));
+        }
+        if self.containerd_namespace.is_empty() {
+            errors.push("--containerd-namespace: empty".into());
+        }
+        let node_name = self
+            .node_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+            })
+            .unwrap_or_default();
+        if !errors.is_empty() {
+            bail!("invalid configuration: {}", errors.join("; "));
+        }
+        let (Some(advisory_source), Some(listen)) = (source, listen) else {
+            unreachable!()
+        };
+        Ok(crate::agent::Config {
+            containerd_address: self.containerd_address.clone(),
+            containerd_namespace: self.containerd_namespace.clone(),
+            db_dir: self.db_dir.clone(),
+            state_dir: self.state_dir.clone(),
+            advisory_source,
+            advisory_refresh,
+            ecosystems,
+            listen,
+            node_name,
+            proc_root: self.proc_root.clone(),
+            scan_concurrency: self.scan_concurrency,
+            scan_timeout,
+            reconcile_interval,
+        })
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -177,6 +315,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let dir = a.db.resolve()?;
             let ok = db::update::run(&source, &dir, &ecosystems)?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Agent(a) => {
+            let cfg = a.config()?;
+            crate::agent::run(cfg)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Db(DbCommand::Status(a)) => {
             let dir = a.db.resolve()?;

@@ -2,9 +2,17 @@
 //! metadata, and the content store as a [`BlobStore`] for the (synchronous) image reader.
 
 use anyhow::{bail, Context};
+use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::content_client::ContentClient;
+use containerd_client::services::v1::events_client::EventsClient;
 use containerd_client::services::v1::images_client::ImagesClient;
-use containerd_client::services::v1::{GetImageRequest, Image, ReadContentRequest};
+use containerd_client::services::v1::tasks_client::TasksClient;
+use containerd_client::services::v1::{
+    Container, GetImageRequest, Image, ListContainersRequest, ListTasksRequest, ReadContentRequest,
+    SubscribeRequest,
+};
+use containerd_client::types::v1::{Process, Status};
+use containerd_client::types::Envelope;
 use std::io::{self, Read};
 use std::path::Path;
 use tokio_stream::StreamExt;
@@ -53,6 +61,77 @@ impl Containerd {
 
     pub fn content(&self) -> ContentClient<Channel> {
         ContentClient::new(self.channel.clone()).max_decoding_message_size(16 << 20)
+    }
+
+    pub fn containers(&self) -> ContainersClient<Channel> {
+        ContainersClient::new(self.channel.clone())
+    }
+
+    pub fn tasks(&self) -> TasksClient<Channel> {
+        TasksClient::new(self.channel.clone())
+    }
+
+    pub fn events(&self) -> EventsClient<Channel> {
+        EventsClient::new(self.channel.clone())
+    }
+
+    /// containerd's version (also a cheap liveness check).
+    pub async fn version(&self) -> anyhow::Result<String> {
+        let resp = containerd_client::services::v1::version_client::VersionClient::new(self.channel.clone())
+            .version(())
+            .await
+            .map_err(|s| anyhow::anyhow!("containerd version: {}", s.message()))?;
+        Ok(resp.into_inner().version)
+    }
+
+    /// The digests every image record of the namespace points at.
+    pub async fn list_image_targets(&self) -> anyhow::Result<Vec<String>> {
+        let resp = self
+            .images()
+            .list(self.request(containerd_client::services::v1::ListImagesRequest { filters: vec![] }))
+            .await
+            .map_err(|s| anyhow::anyhow!("list images: {}", s.message()))?;
+        Ok(resp
+            .into_inner()
+            .images
+            .into_iter()
+            .filter_map(|i| i.target.map(|t| t.digest))
+            .collect())
+    }
+
+    /// Every container record of the namespace.
+    pub async fn list_containers(&self) -> anyhow::Result<Vec<Container>> {
+        let resp = self
+            .containers()
+            .list(self.request(ListContainersRequest { filters: vec![] }))
+            .await
+            .map_err(|s| anyhow::anyhow!("list containers: {}", s.message()))?;
+        Ok(resp.into_inner().containers)
+    }
+
+    /// Every task of the namespace.
+    pub async fn list_tasks(&self) -> anyhow::Result<Vec<Process>> {
+        let resp = self
+            .tasks()
+            .list(self.request(ListTasksRequest {
+                filter: String::new(),
+            }))
+            .await
+            .map_err(|s| anyhow::anyhow!("list tasks: {}", s.message()))?;
+        Ok(resp.into_inner().tasks)
+    }
+
+    /// The event stream of this namespace.
+    pub async fn subscribe(&self) -> anyhow::Result<tonic::Streaming<Envelope>> {
+        let filter = format!("namespace=={}", self.namespace);
+        let resp = self
+            .events()
+            .subscribe(SubscribeRequest {
+                filters: vec![filter],
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("subscribe to events: {}", s.message()))?;
+        Ok(resp.into_inner())
     }
 
     /// The image record a name resolves to.
@@ -198,4 +277,12 @@ pub fn read_image(
     };
     crate::scan::image::read_image(&store, &target, limits, tree, diag)?;
     Ok(())
+}
+
+/// Whether a task counts as running (DESIGN.md: RUNNING or PAUSED).
+pub fn task_is_running(p: &Process) -> bool {
+    matches!(
+        Status::try_from(p.status),
+        Ok(Status::Running | Status::Paused | Status::Pausing)
+    )
 }

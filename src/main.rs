@@ -2,6 +2,7 @@
 //! This binary is the I/O shell around `stalewatch-core`.
 #![forbid(unsafe_code)]
 
+mod agent;
 mod cli;
 mod clock;
 mod containerd;
@@ -14,13 +15,24 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STALEWATCH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // The agent logs at info by default (text or JSON); the CLI stays quiet unless asked.
+    let (filter, json) = match &args.command {
+        cli::Command::Agent(a) => (a.log_level.clone(), a.log_format == cli::LogFormat::Json),
+        _ => (
+            std::env::var("STALEWATCH_LOG").unwrap_or_else(|_| "warn".into()),
+            false,
+        ),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {

@@ -173,11 +173,12 @@ fn apply_layer(
     limits: &Limits,
     tree: &mut FileTree,
     diag: &mut Diagnostics,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<u64> {
     let mut hashing = Hashing {
         inner: raw,
         hasher: Sha256::new(),
     };
+    let decompressed_bytes;
     {
         let decompressed = decompress::open(&mut hashing, limits.max_layer_bytes)
             .with_context(|| format!("layer {label}"))?;
@@ -190,12 +191,13 @@ fn apply_layer(
             .with_context(|| format!("layer {label}"))?
             .is_some()
         {}
+        decompressed_bytes = tar.into_inner().read;
     }
     io::copy(&mut hashing, &mut io::sink()).with_context(|| format!("layer {label}"))?;
     if let Some(d) = digest {
         verify(d, &hashing.hasher.finalize())?;
     }
-    Ok(())
+    Ok(decompressed_bytes)
 }
 
 /// Reads the image an OCI layout's index names (the host platform's manifest).
@@ -210,15 +212,24 @@ pub fn read(
     read_image(layout, &desc, limits, tree, diag).map(|_| ())
 }
 
+/// What reading one image cost and found.
+#[derive(Debug, Clone)]
+pub struct ImageRead {
+    pub manifest_digest: String,
+    pub manifest: meta::Manifest,
+    pub layers_read: u64,
+    pub bytes_decompressed: u64,
+}
+
 /// Reads the image a descriptor (index or manifest) points at into `tree`: through nested
-/// indexes to the host platform's manifest, then every layer in order. Returns the manifest.
+/// indexes to the host platform's manifest, then every layer in order.
 pub fn read_image(
     store: &dyn BlobStore,
     root: &Descriptor,
     limits: &Limits,
     tree: &mut FileTree,
     diag: &mut Diagnostics,
-) -> anyhow::Result<meta::Manifest> {
+) -> anyhow::Result<ImageRead> {
     let arch = meta::host_architecture();
     let mut desc = root.clone();
     let mut hops = 0;
@@ -232,11 +243,18 @@ pub fn read_image(
             meta::Document::Index(_) => bail!("image indexes nested more than 4 deep"),
         }
     };
-    for layer in &manifest.layers {
+    let mut read = ImageRead {
+        manifest_digest: desc.digest.clone(),
+        manifest,
+        layers_read: 0,
+        bytes_decompressed: 0,
+    };
+    for layer in &read.manifest.layers {
         let raw = store.open_blob(&layer.digest)?;
-        apply_layer(raw, Some(&layer.digest), &layer.digest, limits, tree, diag)?;
+        read.bytes_decompressed += apply_layer(raw, Some(&layer.digest), &layer.digest, limits, tree, diag)?;
+        read.layers_read += 1;
     }
-    Ok(manifest)
+    Ok(read)
 }
 
 pub fn read_docker_archive(

@@ -11,3 +11,4 @@ pub mod os;
 pub mod package;
 pub mod report;
 pub mod version;
+pub mod vulnerability;

@@ -1,9 +1,9 @@
 //! Operating-system detection from release files, mapped to the OSV ecosystem release.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OsInfo {
     /// os-release `ID` (`alpine`, `debian`, `ubuntu`, `almalinux`, `rocky`, `rhel`, …).
     pub id: String,

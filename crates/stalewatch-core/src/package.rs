@@ -1,8 +1,8 @@
 //! An installed package as catalogers report it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Package {
     /// OSV ecosystem with release, e.g. `Alpine:v3.20`; empty when the OS is unknown.
     pub ecosystem: String,

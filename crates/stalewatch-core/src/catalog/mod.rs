@@ -5,7 +5,7 @@ pub mod apk;
 pub mod dpkg;
 pub mod rpm;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::layer::tree::ResolveError;
 use crate::layer::{Diagnostics, FileTree};
@@ -78,7 +78,7 @@ pub fn wants(path: &str) -> bool {
 }
 
 /// The packages of one image or filesystem, with its OS.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Inventory {
     pub os: Option<OsInfo>,
     pub packages: Vec<Package>,

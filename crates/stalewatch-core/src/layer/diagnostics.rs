@@ -1,12 +1,12 @@
 //! What could not be read and why: exact counts per bounded reason, and the first notes in
 //! full so a report can say which file, without unbounded growth on hostile input.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 const MAX_NOTES: usize = 200;
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Unreadable {
     /// The path, layer or database concerned.
     pub what: String,

@@ -94,6 +94,11 @@ impl<R: Read> TarReader<R> {
         }
     }
 
+    /// The underlying reader.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
     /// Byte offset of the current entry's data (valid right after `next_entry`).
     pub fn data_offset(&self) -> u64 {
         self.offset

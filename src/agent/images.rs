@@ -1,0 +1,165 @@
+//! Image inventories, read once per image from containerd's content store and kept in the
+//! state directory (versioned, written atomically) so a restart reads no layer again.
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use stalewatch_core::catalog::{self, Inventory};
+use stalewatch_core::image::Descriptor;
+use stalewatch_core::layer::diagnostics::Unreadable;
+use stalewatch_core::layer::{Diagnostics, FileTree, Limits};
+
+use crate::containerd::{Containerd, ContentStore};
+use crate::db::write_atomic;
+use crate::scan::image::{read_blob, read_image, BlobStore};
+
+const CACHE_FILE: &str = "images-v1.json";
+const CACHE_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageRecord {
+    pub image_digest: String,
+    pub manifest_digest: String,
+    pub config_digest: String,
+    /// The image config's `created`, seconds since the epoch.
+    pub created: Option<i64>,
+    pub layers: Vec<String>,
+    pub inventory: Inventory,
+    pub unreadable: Vec<Unreadable>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CacheFile {
+    version: u32,
+    images: BTreeMap<String, ImageRecord>,
+}
+
+/// What reading an image cost.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReadCost {
+    pub layers_read: u64,
+    pub bytes_decompressed: u64,
+}
+
+pub struct ImageCache {
+    path: PathBuf,
+    pub images: BTreeMap<String, ImageRecord>,
+}
+
+impl ImageCache {
+    /// Loads the cache; a corrupt or old-version file is discarded (and rebuilt), not fatal.
+    pub fn load(state_dir: &Path) -> ImageCache {
+        let path = state_dir.join(CACHE_FILE);
+        let images = match std::fs::read(&path) {
+            Ok(b) => match serde_json::from_slice::<CacheFile>(&b) {
+                Ok(f) if f.version == CACHE_VERSION => f.images,
+                Ok(f) => {
+                    tracing::warn!(
+                        "image cache {} has version {}, rebuilding",
+                        path.display(),
+                        f.version
+                    );
+                    BTreeMap::new()
+                }
+                Err(e) => {
+                    tracing::warn!("image cache {} is corrupt ({e}), rebuilding", path.display());
+                    BTreeMap::new()
+                }
+            },
+            Err(_) => BTreeMap::new(),
+        };
+        ImageCache { path, images }
+    }
+
+    pub fn save(&self) -> anyhow::Result<()> {
+        let file = CacheFile {
+            version: CACHE_VERSION,
+            images: self.images.clone(),
+        };
+        write_atomic(&self.path, &serde_json::to_vec(&file)?)
+    }
+
+    /// Drops images no longer present on the node.
+    pub fn retain(&mut self, present: &dyn Fn(&str) -> bool) -> usize {
+        let before = self.images.len();
+        self.images.retain(|k, _| present(k));
+        before - self.images.len()
+    }
+}
+
+fn parse_created(config: &[u8]) -> Option<i64> {
+    #[derive(Deserialize)]
+    struct Config {
+        created: Option<String>,
+    }
+    let c: Config = serde_json::from_slice(config).ok()?;
+    let t = humantime::parse_rfc3339_weak(c.created?.trim_end_matches('Z').split('.').next()?).ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
+}
+
+/// Reads and catalogs one image from containerd (blocking; run it on a blocking thread).
+pub fn scan(
+    client: &Containerd,
+    runtime: tokio::runtime::Handle,
+    image_digest: &str,
+    limits: &Limits,
+) -> anyhow::Result<(ImageRecord, ReadCost)> {
+    let store = ContentStore {
+        client: client.clone(),
+        runtime,
+    };
+    let root = Descriptor {
+        media_type: String::new(),
+        digest: image_digest.to_string(),
+        size: 0,
+        platform: None,
+    };
+    let mut tree = FileTree::new();
+    let mut diag = Diagnostics::default();
+    let read = read_image(&store, &root, limits, &mut tree, &mut diag)?;
+    let config = &read.manifest.config;
+    let created = read_blob(&store as &dyn BlobStore, config)
+        .ok()
+        .and_then(|b| parse_created(&b));
+    let inventory = catalog::catalog(&tree, &mut diag);
+    let record = ImageRecord {
+        image_digest: image_digest.to_string(),
+        manifest_digest: read.manifest_digest.clone(),
+        config_digest: config.digest.clone(),
+        created,
+        layers: read.manifest.layers.iter().map(|l| l.digest.clone()).collect(),
+        inventory,
+        unreadable: diag.notes,
+    };
+    Ok((
+        record,
+        ReadCost {
+            layers_read: read.layers_read,
+            bytes_decompressed: read.bytes_decompressed,
+        },
+    ))
+}
+
+/// Ensures the state directory exists and is writable before the agent starts.
+pub fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create state directory {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn created_times() {
+        assert_eq!(
+            super::parse_created(br#"{"created":"1970-01-02T00:00:00Z"}"#),
+            Some(86400)
+        );
+        assert_eq!(
+            super::parse_created(br#"{"created":"1970-01-02T00:00:00.123456789Z"}"#),
+            Some(86400)
+        );
+        assert_eq!(super::parse_created(br#"{}"#), None);
+        assert_eq!(super::parse_created(b"garbage"), None);
+    }
+}

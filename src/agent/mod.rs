@@ -1,0 +1,625 @@
+//! `stalewatch agent`: the node agent. One loop owns the state; tasks around it keep the
+//! containerd connection (with its event stream) and refresh advisories, and tell the loop
+//! what changed. Data flows one way: runtime inventory → image inventory (cached) → matcher
+//! (current index) → snapshot → exporters.
+
+pub mod http;
+pub mod images;
+pub mod metrics;
+pub mod runtime;
+pub mod snapshot;
+
+use anyhow::Context;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_stream::StreamExt;
+
+use stalewatch_core::advisory::IndexSet;
+use stalewatch_core::layer::Limits;
+use stalewatch_core::matcher::{self, Finding};
+use stalewatch_core::report::Report;
+
+use crate::clock;
+use crate::containerd::Containerd;
+use crate::db::update::{self, Change, EcosystemResult, Source};
+use crate::db::{write_atomic, Store};
+use images::{ImageCache, ImageRecord};
+use metrics::Metrics;
+use runtime::RunningContainer;
+use snapshot::{ImageView, ScanStatus, Snapshot};
+
+/// Validated agent configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub containerd_address: PathBuf,
+    pub containerd_namespace: String,
+    pub db_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub advisory_source: Source,
+    pub advisory_refresh: Duration,
+    pub ecosystems: Vec<String>,
+    pub listen: SocketAddr,
+    pub node_name: String,
+    pub proc_root: PathBuf,
+    pub scan_concurrency: usize,
+    pub scan_timeout: Duration,
+    pub reconcile_interval: Duration,
+}
+
+/// What the HTTP side reads.
+pub struct Shared {
+    pub metrics: Metrics,
+    snapshot: RwLock<Arc<Snapshot>>,
+    pub ready: AtomicBool,
+}
+
+impl Shared {
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_snapshot(&self, snap: Snapshot) {
+        self.metrics.publish(&snap);
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(snap);
+    }
+}
+
+/// The loop's state.
+struct Engine {
+    cfg: Config,
+    shared: Arc<Shared>,
+    cache: ImageCache,
+    /// Images whose inventory came from the persisted cache and were counted as hits.
+    counted_hits: BTreeSet<String>,
+    db: Option<Arc<IndexSet>>,
+    /// Findings per image digest against the current index.
+    findings: BTreeMap<String, Vec<Finding>>,
+    failures: BTreeMap<String, String>,
+    running: Vec<RunningContainer>,
+    first_seen: BTreeMap<String, i64>,
+    inventoried_once: bool,
+}
+
+const FIRST_SEEN_FILE: &str = "fixes-first-seen.json";
+
+impl Engine {
+    fn load_db(&mut self) {
+        let store = Store::new(&self.cfg.db_dir);
+        let present: Vec<String> = self
+            .cfg
+            .ecosystems
+            .iter()
+            .filter(|e| store.has_index(e))
+            .cloned()
+            .collect();
+        if present.is_empty() {
+            return;
+        }
+        match store.load(&present) {
+            Ok(set) => {
+                self.db = Some(Arc::new(set));
+                self.findings.clear();
+            }
+            Err(e) => tracing::error!("advisory index unusable, keeping the previous one: {e:#}"),
+        }
+    }
+
+    fn db_view(&self) -> snapshot::DbView {
+        let state = Store::new(&self.cfg.db_dir).state().unwrap_or_default();
+        let last = state
+            .ecosystems
+            .values()
+            .filter_map(|e| e.last_success.clone())
+            .max();
+        let updated_unix = last
+            .as_deref()
+            .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64);
+        snapshot::DbView {
+            updated_at: last,
+            records: state
+                .ecosystems
+                .iter()
+                .filter(|(_, e)| !e.missing)
+                .map(|(k, e)| (k.clone(), e.records))
+                .collect(),
+            updated_unix,
+        }
+    }
+
+    /// Matches every cached image that has no findings for the current index yet.
+    fn rematch(&mut self) {
+        let Some(db) = self.db.clone() else { return };
+        let started = Instant::now();
+        let mut n = 0;
+        for (digest, rec) in &self.cache.images {
+            if self.findings.contains_key(digest) {
+                continue;
+            }
+            match matcher::match_inventory(&rec.inventory, &db) {
+                Ok(f) => {
+                    self.findings.insert(digest.clone(), f);
+                    n += 1;
+                }
+                Err(e) => tracing::error!("matching {digest}: {e}"),
+            }
+        }
+        if n > 0 {
+            self.shared
+                .metrics
+                .rematch_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+    }
+
+    fn needed_index_missing(&self, rec: &ImageRecord) -> bool {
+        let Some(db) = &self.db else { return true };
+        rec.inventory
+            .packages
+            .iter()
+            .filter(|p| !p.ecosystem.is_empty())
+            .any(|p| {
+                db.get(p.ecosystem.split(':').next().unwrap_or_default())
+                    .is_none()
+            })
+    }
+
+    fn build_snapshot(&mut self) -> Snapshot {
+        let now = clock::now_unix().unwrap_or(0);
+        let mut first_seen_changed = false;
+        let mut containers = Vec::new();
+        let mut images: BTreeMap<(String, String), ImageView> = BTreeMap::new();
+        for rc in &self.running {
+            let mut view = snapshot::container_view(rc);
+            let Some(digest) = &rc.image_digest else {
+                view.scan_status = ScanStatus::Failed;
+                view.error = Some(format!("image {} is not in containerd's image store", rc.image));
+                containers.push(view);
+                continue;
+            };
+            if let Some(err) = self.failures.get(digest) {
+                view.scan_status = ScanStatus::Failed;
+                view.error = Some(err.clone());
+                containers.push(view);
+                continue;
+            }
+            let Some(rec) = self.cache.images.get(digest) else {
+                containers.push(view);
+                continue;
+            };
+            view.manifest_digest = Some(rec.manifest_digest.clone());
+            view.config_digest = Some(rec.config_digest.clone());
+            let inv = &rec.inventory;
+            let report_findings = self.findings.get(digest).cloned();
+            view.scan_status = if inv.databases.is_empty() {
+                ScanStatus::NoPackageDb
+            } else if inv.os.as_ref().and_then(|o| o.ecosystem.as_ref()).is_none() {
+                ScanStatus::UnsupportedOs
+            } else if report_findings.is_none() || self.needed_index_missing(rec) {
+                ScanStatus::Pending
+            } else {
+                ScanStatus::Ok
+            };
+            let findings = report_findings.unwrap_or_default();
+            for f in findings.iter().filter(|f| f.fixable) {
+                let key = snapshot::fix_key(f);
+                if let std::collections::btree_map::Entry::Vacant(e) = self.first_seen.entry(key) {
+                    e.insert(now);
+                    first_seen_changed = true;
+                }
+            }
+            view.vulnerabilities = snapshot::count_vulnerabilities(&findings);
+            view.oldest_fix_age = snapshot::oldest_fix_age(&findings, &self.first_seen, now);
+            let report = Report::new(
+                &format!("containerd:{}", rc.image),
+                inv.clone(),
+                findings,
+                rec.unreadable.clone(),
+                now,
+            );
+            if let Some(os) = &report.os {
+                images.insert(
+                    (rc.image.clone(), digest.clone()),
+                    ImageView {
+                        image: rc.image.clone(),
+                        image_digest: digest.clone(),
+                        os_id: os.id.clone(),
+                        os_version: os.version_id.clone(),
+                        os_eol: os.eol,
+                        created: rec.created,
+                    },
+                );
+            }
+            view.report = Some(report);
+            containers.push(view);
+        }
+        if first_seen_changed {
+            let path = self.cfg.state_dir.join(FIRST_SEEN_FILE);
+            if let Err(e) = serde_json::to_vec(&self.first_seen)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| write_atomic(&path, &b))
+            {
+                tracing::warn!("saving {}: {e:#}", path.display());
+            }
+        }
+        containers.sort_by(|a, b| {
+            (&a.namespace, &a.pod, &a.container, &a.id).cmp(&(&b.namespace, &b.pod, &b.container, &b.id))
+        });
+        Snapshot {
+            schema: "stalewatch/findings/v1",
+            node: self.cfg.node_name.clone(),
+            generated_at: clock::rfc3339(now),
+            advisory_db: self.db_view(),
+            containers,
+            images: images.into_values().collect(),
+        }
+    }
+
+    fn publish(&mut self) {
+        self.rematch();
+        let snap = self.build_snapshot();
+        self.shared.set_snapshot(snap);
+        if self.db.is_some() && self.inventoried_once {
+            self.shared.ready.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Lists what runs, inventories new images (bounded concurrency, per-image timeout).
+    async fn reconcile(&mut self, client: Option<Containerd>) {
+        let Some(client) = client else {
+            // containerd is down: keep serving the last known state.
+            self.inventoried_once = true;
+            self.publish();
+            return;
+        };
+        match runtime::list_running(&client, &self.cfg.proc_root).await {
+            Ok(running) => self.running = running,
+            Err(e) => {
+                tracing::warn!("listing containers: {e:#}");
+                self.inventoried_once = true;
+                self.publish();
+                return;
+            }
+        }
+        tracing::debug!("{} running containers", self.running.len());
+        let wanted: BTreeSet<String> = self
+            .running
+            .iter()
+            .filter_map(|r| r.image_digest.clone())
+            .collect();
+        // Forget images no longer on the node (running ones are on it by definition).
+        if let Ok(on_node) = client.list_image_targets().await {
+            let on_node: BTreeSet<String> = on_node.into_iter().chain(wanted.iter().cloned()).collect();
+            let evicted = self.cache.retain(&|d| on_node.contains(d));
+            if evicted > 0 {
+                self.findings.retain(|d, _| on_node.contains(d));
+                if let Err(e) = self.cache.save() {
+                    tracing::warn!("saving the image cache: {e:#}");
+                }
+            }
+        }
+        for d in &wanted {
+            if self.cache.images.contains_key(d) && self.counted_hits.insert(d.clone()) {
+                let layers = self.cache.images[d].layers.len() as u64;
+                self.shared.metrics.layer_cache_hits.inc_by(layers);
+            }
+        }
+        let todo: Vec<String> = wanted
+            .iter()
+            .filter(|d| !self.cache.images.contains_key(*d) && !self.failures.contains_key(*d))
+            .cloned()
+            .collect();
+        if !todo.is_empty() {
+            // Publish `pending` first: new containers appear at once, findings follow.
+            self.publish();
+            self.scan_images(&client, todo).await;
+        }
+        self.inventoried_once = true;
+        self.publish();
+    }
+
+    async fn scan_images(&mut self, client: &Containerd, todo: Vec<String>) {
+        let sem = Arc::new(tokio::sync::Semaphore::new(self.cfg.scan_concurrency.max(1)));
+        let mut set = tokio::task::JoinSet::new();
+        for digest in todo {
+            let (client, sem, timeout) = (client.clone(), sem.clone(), self.cfg.scan_timeout);
+            let handle = tokio::runtime::Handle::current();
+            set.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                let started = Instant::now();
+                let d = digest.clone();
+                let job = tokio::task::spawn_blocking(move || {
+                    images::scan(&client, handle, &d, &Limits::default())
+                });
+                let result = match tokio::time::timeout(timeout, job).await {
+                    Ok(Ok(r)) => r.map_err(|e| (reason_of(&e), format!("{e:#}"))),
+                    Ok(Err(e)) => Err(("panic", e.to_string())),
+                    Err(_) => Err(("timeout", format!("scan took longer than {timeout:?}"))),
+                };
+                (digest, result, started.elapsed())
+            });
+        }
+        let mut changed = false;
+        while let Some(joined) = set.join_next().await {
+            let Ok((digest, result, took)) = joined else {
+                continue;
+            };
+            match result {
+                Ok((record, cost)) => {
+                    let m = &self.shared.metrics;
+                    m.scan_duration.observe(took.as_secs_f64());
+                    m.layers_read.inc_by(cost.layers_read);
+                    m.layer_bytes_decompressed.inc_by(cost.bytes_decompressed);
+                    tracing::info!(image = %digest, packages = record.inventory.packages.len(), "image inventoried in {took:?}");
+                    self.counted_hits.insert(digest.clone());
+                    self.findings.remove(&digest);
+                    self.cache.images.insert(digest, record);
+                    changed = true;
+                }
+                Err((reason, msg)) => {
+                    tracing::warn!(image = %digest, reason, "image scan failed: {msg}");
+                    self.shared.metrics.scan_errors.with_label_values(&[reason]).inc();
+                    self.failures.insert(digest, msg);
+                }
+            }
+        }
+        if changed {
+            if let Err(e) = self.cache.save() {
+                tracing::warn!("saving the image cache: {e:#}");
+            }
+        }
+    }
+
+    fn apply_refresh(&mut self, results: Vec<EcosystemResult>) {
+        let mut changed = self.db.is_none();
+        for r in results {
+            match r.result {
+                Ok(Change::Updated(what)) => {
+                    tracing::info!(ecosystem = %r.ecosystem, "advisories updated: {what}");
+                    changed = true;
+                }
+                Ok(_) => {}
+                Err(e) => self
+                    .shared
+                    .metrics
+                    .advisory_update_errors
+                    .with_label_values(&[e.reason])
+                    .inc(),
+            }
+        }
+        if changed {
+            self.load_db();
+            // A failed scan may succeed with more data only after a rescan; retry failures.
+            self.failures.clear();
+        }
+        self.publish();
+    }
+}
+
+/// A bounded reason for `stalewatch_scan_errors_total`.
+fn reason_of(e: &anyhow::Error) -> &'static str {
+    for cause in e.chain() {
+        if let Some(l) = cause.downcast_ref::<stalewatch_core::layer::LayerError>() {
+            return l.reason();
+        }
+    }
+    let text = format!("{e:#}");
+    if text.contains("does not match its digest") {
+        "digest_mismatch"
+    } else if text.contains("read blob") {
+        "content_read"
+    } else if text.contains("no manifest for platform") {
+        "no_platform"
+    } else {
+        "other"
+    }
+}
+
+/// Keeps a connection to containerd, forwarding its events as wake-ups.
+async fn connection_task(
+    cfg: Config,
+    shared: Arc<Shared>,
+    client_tx: watch::Sender<Option<Containerd>>,
+    wake: Arc<Notify>,
+) {
+    let mut backoff = Duration::from_millis(250);
+    let mut was_up: Option<bool> = None;
+    let mut connected_before = false;
+    loop {
+        let attempt = async {
+            let c = Containerd::connect(&cfg.containerd_address, &cfg.containerd_namespace).await?;
+            let version = c.version().await?;
+            Ok::<_, anyhow::Error>((c, version))
+        };
+        match attempt.await {
+            Ok((client, version)) => {
+                if connected_before {
+                    shared.metrics.containerd_reconnects.inc();
+                }
+                connected_before = true;
+                if was_up != Some(true) {
+                    tracing::info!(
+                        "connected to containerd {version} at {}",
+                        cfg.containerd_address.display()
+                    );
+                }
+                was_up = Some(true);
+                backoff = Duration::from_millis(250);
+                shared.metrics.containerd_up.set(1.0);
+                let _ = client_tx.send(Some(client.clone()));
+                wake.notify_one();
+                // containerd sends the stream's headers with its first event: subscribing only
+                // after publishing the client keeps a quiet node from looking disconnected.
+                match client.subscribe().await {
+                    Ok(mut stream) => {
+                        while let Some(ev) = stream.next().await {
+                            match ev {
+                                Ok(env) => {
+                                    tracing::debug!(topic = %env.topic, "containerd event");
+                                    wake.notify_one();
+                                }
+                                Err(e) => {
+                                    tracing::warn!("containerd event stream broke: {}", e.message());
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!("{e:#}"),
+                }
+                shared.metrics.containerd_up.set(0.0);
+                let _ = client_tx.send(None);
+                wake.notify_one();
+                tokio::time::sleep(backoff).await;
+            }
+            Err(e) => {
+                shared.metrics.containerd_up.set(0.0);
+                if was_up != Some(false) {
+                    tracing::warn!("containerd unavailable, retrying with backoff: {e:#}");
+                }
+                was_up = Some(false);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+/// Refreshes advisories now, then every interval with ±10 % jitter; backs off on failure.
+async fn refresh_task(cfg: Config, tx: mpsc::Sender<Vec<EcosystemResult>>) {
+    let client = match update::http_client() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("advisory refresh disabled: {e:#}");
+            return;
+        }
+    };
+    let mut failures = 0u32;
+    loop {
+        let results = match update::refresh(&cfg.advisory_source, &cfg.db_dir, &cfg.ecosystems, &client).await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("advisory refresh: {e:#}");
+                Vec::new()
+            }
+        };
+        let failed = results.is_empty() || results.iter().any(|r| r.result.is_err());
+        if tx.send(results).await.is_err() {
+            return;
+        }
+        failures = if failed { failures + 1 } else { 0 };
+        let base = if failed {
+            // Retry sooner after a failure, backing off up to the normal interval.
+            (Duration::from_secs(30) * 2u32.saturating_pow(failures.min(10))).min(cfg.advisory_refresh)
+        } else {
+            cfg.advisory_refresh
+        };
+        let jitter = rand::random_range(0.9..1.1);
+        tokio::time::sleep(base.mul_f64(jitter)).await;
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+}
+
+pub fn run(cfg: Config) -> anyhow::Result<()> {
+    images::prepare_state_dir(&cfg.state_dir)?;
+    std::fs::create_dir_all(&cfg.db_dir).with_context(|| format!("create {}", cfg.db_dir.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run_async(cfg))
+}
+
+async fn run_async(cfg: Config) -> anyhow::Result<()> {
+    let shared = Arc::new(Shared {
+        metrics: Metrics::register().context("register metrics")?,
+        snapshot: RwLock::new(Arc::new(Snapshot::default())),
+        ready: AtomicBool::new(false),
+    });
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listen on {}", cfg.listen))?;
+    tracing::info!(
+        "serving /metrics, /healthz, /readyz, /v1/findings on {}",
+        listener.local_addr()?
+    );
+    let server =
+        axum::serve(listener, http::router(shared.clone())).with_graceful_shutdown(shutdown_signal());
+    let server = tokio::spawn(async move { server.await });
+
+    let first_seen = std::fs::read(cfg.state_dir.join(FIRST_SEEN_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let mut engine = Engine {
+        cache: ImageCache::load(&cfg.state_dir),
+        cfg: cfg.clone(),
+        shared: shared.clone(),
+        counted_hits: BTreeSet::new(),
+        db: None,
+        findings: BTreeMap::new(),
+        failures: BTreeMap::new(),
+        running: Vec::new(),
+        first_seen,
+        inventoried_once: false,
+    };
+    engine.load_db();
+
+    let (client_tx, mut client_rx) = watch::channel(None);
+    let wake = Arc::new(Notify::new());
+    let (refresh_tx, mut refresh_rx) = mpsc::channel(4);
+    tokio::spawn(connection_task(
+        cfg.clone(),
+        shared.clone(),
+        client_tx,
+        wake.clone(),
+    ));
+    tokio::spawn(refresh_task(cfg.clone(), refresh_tx));
+
+    let mut tick = tokio::time::interval(cfg.reconcile_interval);
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = wake.notified() => {
+                // Events come in bursts (create, start, …): settle briefly, then look once.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let client = client_rx.borrow_and_update().clone();
+                engine.reconcile(client).await;
+            }
+            _ = tick.tick() => {
+                let client = client_rx.borrow_and_update().clone();
+                engine.reconcile(client).await;
+            }
+            Some(results) = refresh_rx.recv() => engine.apply_refresh(results),
+        }
+    }
+    tracing::info!("shutting down");
+    if let Err(e) = engine.cache.save() {
+        tracing::warn!("saving the image cache: {e:#}");
+    }
+    let _ = server.await;
+    Ok(())
+}

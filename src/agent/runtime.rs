@@ -1,0 +1,107 @@
+//! What runs on the node: containerd's containers with a running task, their pods (CRI
+//! labels) and the digest their image name resolves to.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::containerd::{task_is_running, Containerd};
+
+const LABEL_KIND: &str = "io.cri-containerd.kind";
+const LABEL_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+const LABEL_POD: &str = "io.kubernetes.pod.name";
+const LABEL_CONTAINER: &str = "io.kubernetes.container.name";
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RunningContainer {
+    pub id: String,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    /// The image name the container was created from.
+    pub image: String,
+    /// What that name resolves to in containerd now (index or manifest digest).
+    pub image_digest: Option<String>,
+    pub pid: u32,
+    /// Task start (seconds since the epoch), from procfs.
+    pub started_at: Option<i64>,
+    /// containerd's creation time of the container record, to pick the newest of duplicates.
+    #[serde(skip)]
+    pub created_at: i64,
+}
+
+/// Seconds since the epoch at which a process started, from `<proc_root>/<pid>/stat` and
+/// `<proc_root>/stat` (boot time), so a host `/proc` mounted elsewhere works.
+pub fn process_start(proc_root: &Path, pid: u32) -> Option<i64> {
+    let stat = procfs::process::Process::new_with_root(proc_root.join(pid.to_string()))
+        .ok()?
+        .stat()
+        .ok()?;
+    let kstat = std::fs::read_to_string(proc_root.join("stat")).ok()?;
+    let btime: i64 = kstat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let ticks = procfs::ticks_per_second() as i64;
+    Some(btime + stat.starttime as i64 / ticks.max(1))
+}
+
+/// Lists running containers (sandboxes skipped, CRI names where labelled, the newest of
+/// several with the same pod/container name).
+pub async fn list_running(client: &Containerd, proc_root: &Path) -> anyhow::Result<Vec<RunningContainer>> {
+    let tasks = client.list_tasks().await?;
+    // containerd 1.6 fills `id` (the container's) and leaves `container_id` empty here.
+    let running: BTreeMap<String, u32> = tasks
+        .iter()
+        .filter(|t| task_is_running(t))
+        .map(|t| {
+            (
+                if t.container_id.is_empty() {
+                    t.id.clone()
+                } else {
+                    t.container_id.clone()
+                },
+                t.pid,
+            )
+        })
+        .collect();
+    let mut image_digests: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut by_name: BTreeMap<(String, String, String), RunningContainer> = BTreeMap::new();
+    for c in client.list_containers().await? {
+        let Some(&pid) = running.get(&c.id) else { continue };
+        if c.labels.get(LABEL_KIND).map(String::as_str) == Some("sandbox") {
+            continue;
+        }
+        if !image_digests.contains_key(&c.image) {
+            let d = match client.image(&c.image).await {
+                Ok(img) => img.target.map(|t| t.digest),
+                Err(e) => {
+                    tracing::debug!("image {} of container {}: {e:#}", c.image, c.id);
+                    None
+                }
+            };
+            image_digests.insert(c.image.clone(), d);
+        }
+        let label = |k: &str| c.labels.get(k).cloned().filter(|v| !v.is_empty());
+        let rc = RunningContainer {
+            namespace: label(LABEL_NAMESPACE).unwrap_or_default(),
+            pod: label(LABEL_POD).unwrap_or_else(|| c.id.clone()),
+            container: label(LABEL_CONTAINER).unwrap_or_else(|| c.id.clone()),
+            image: c.image.clone(),
+            image_digest: image_digests.get(&c.image).cloned().flatten(),
+            pid,
+            started_at: process_start(proc_root, pid),
+            created_at: c.created_at.as_ref().map(|t| t.seconds).unwrap_or(0),
+            id: c.id,
+        };
+        let key = (rc.namespace.clone(), rc.pod.clone(), rc.container.clone());
+        match by_name.get(&key) {
+            Some(old) if (old.created_at, &old.id) >= (rc.created_at, &rc.id) => {}
+            _ => {
+                by_name.insert(key, rc);
+            }
+        }
+    }
+    Ok(by_name.into_values().collect())
+}

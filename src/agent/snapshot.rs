@@ -1,0 +1,159 @@
+//! The agent's published state: plain data, built from runtime inventory, image inventories
+//! and the current advisory index, swapped whole so readers never see half of an update.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+use stalewatch_core::advisory::Severity;
+use stalewatch_core::matcher::Finding;
+use stalewatch_core::report::Report;
+use stalewatch_core::vulnerability;
+
+use super::runtime::RunningContainer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanStatus {
+    Ok,
+    Pending,
+    Failed,
+    UnsupportedOs,
+    NoPackageDb,
+}
+
+impl ScanStatus {
+    pub const ALL: [ScanStatus; 5] = [
+        ScanStatus::Ok,
+        ScanStatus::Pending,
+        ScanStatus::Failed,
+        ScanStatus::UnsupportedOs,
+        ScanStatus::NoPackageDb,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanStatus::Ok => "ok",
+            ScanStatus::Pending => "pending",
+            ScanStatus::Failed => "failed",
+            ScanStatus::UnsupportedOs => "unsupported_os",
+            ScanStatus::NoPackageDb => "no_package_db",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ContainerView {
+    pub id: String,
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    pub image: String,
+    pub image_digest: Option<String>,
+    pub manifest_digest: Option<String>,
+    pub config_digest: Option<String>,
+    pub started_at: Option<String>,
+    pub scan_status: ScanStatus,
+    /// Why the scan failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub stale_digest: Option<serde_json::Value>,
+    pub report: Option<Report>,
+    pub drift: Option<serde_json::Value>,
+    #[serde(skip)]
+    pub started_unix: Option<i64>,
+    /// (severity, fixable) → distinct vulnerabilities.
+    #[serde(skip)]
+    pub vulnerabilities: BTreeMap<(Severity, bool), u64>,
+    #[serde(skip)]
+    pub oldest_fix_age: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageView {
+    pub image: String,
+    pub image_digest: String,
+    pub os_id: String,
+    pub os_version: String,
+    pub os_eol: bool,
+    pub created: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DbView {
+    pub updated_at: Option<String>,
+    pub records: BTreeMap<String, u64>,
+    #[serde(skip)]
+    pub updated_unix: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Snapshot {
+    pub schema: &'static str,
+    pub node: String,
+    pub generated_at: String,
+    pub advisory_db: DbView,
+    pub containers: Vec<ContainerView>,
+    #[serde(skip)]
+    pub images: Vec<ImageView>,
+}
+
+/// Counts distinct vulnerabilities by (severity, fixable).
+pub fn count_vulnerabilities(findings: &[Finding]) -> BTreeMap<(Severity, bool), u64> {
+    let mut out = BTreeMap::new();
+    for v in vulnerability::group(findings) {
+        *out.entry((v.severity, v.fixable)).or_default() += 1;
+    }
+    out
+}
+
+/// Fix age of the oldest fix not deployed: `now` minus when the fix became known (the
+/// finding's `published`, else when this agent first saw that fixed version).
+pub fn oldest_fix_age(findings: &[Finding], first_seen: &BTreeMap<String, i64>, now: i64) -> i64 {
+    findings
+        .iter()
+        .filter(|f| f.fixable)
+        .filter_map(|f| {
+            let published = f
+                .published
+                .as_deref()
+                .and_then(|p| humantime::parse_rfc3339_weak(p.trim_end_matches('Z').split('.').next()?).ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs() as i64);
+            published.or_else(|| first_seen.get(&fix_key(f)).copied())
+        })
+        .min()
+        .map(|known| (now - known).max(0))
+        .unwrap_or(0)
+}
+
+/// The key under which the first sighting of a fix is remembered.
+pub fn fix_key(f: &Finding) -> String {
+    format!(
+        "{} {} {}",
+        f.id,
+        f.package,
+        f.fixed_version.as_deref().unwrap_or("")
+    )
+}
+
+/// Builds the view of one running container.
+pub fn container_view(rc: &RunningContainer) -> ContainerView {
+    ContainerView {
+        id: rc.id.clone(),
+        namespace: rc.namespace.clone(),
+        pod: rc.pod.clone(),
+        container: rc.container.clone(),
+        image: rc.image.clone(),
+        image_digest: rc.image_digest.clone(),
+        manifest_digest: None,
+        config_digest: None,
+        started_at: rc.started_at.map(crate::clock::rfc3339),
+        scan_status: ScanStatus::Pending,
+        error: None,
+        stale_digest: None,
+        report: None,
+        drift: None,
+        started_unix: rc.started_at,
+        vulnerabilities: BTreeMap::new(),
+        oldest_fix_age: 0,
+    }
+}
