@@ -23,41 +23,6 @@ fn db_status(db: &Path) -> serde_json::Value {
 /// (advisory id, package, installed version, fixed version).
 type Expected = (&'static str, &'static str, &'static str, &'static str);
 
-/// Builds an OCI layout of a rootfs with umoci (one layer) and its archive, as
-/// `ctr images export` writes it. Returns (layout, archive).
-fn umoci_archive(rootfs: &Path, work: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let layout = work.join(format!(
-        "{}-layout",
-        rootfs.file_name().unwrap().to_str().unwrap()
-    ));
-    let run = |args: &[&str]| {
-        let out = Command::new("umoci").args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "umoci {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let image = format!("{}:latest", layout.display());
-    run(&["init", "--layout", layout.to_str().unwrap()]);
-    run(&["new", "--image", &image]);
-    run(&["insert", "--image", &image, rootfs.to_str().unwrap(), "/"]);
-    let archive = work.join(format!(
-        "{}.oci.tar",
-        rootfs.file_name().unwrap().to_str().unwrap()
-    ));
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(&layout)
-        .arg("-cf")
-        .arg(&archive)
-        .arg(".")
-        .status()
-        .unwrap();
-    assert!(st.success());
-    (layout, archive)
-}
-
 /// Converts an OCI layout with skopeo (a real image tool) to another transport.
 fn skopeo_copy(layout: &Path, dest: &str, extra: &[&str]) {
     let src = format!("oci:{}:latest", layout.display());

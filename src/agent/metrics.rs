@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use stalewatch_core::advisory::Severity;
 
-use super::snapshot::{ScanStatus, Snapshot};
+use super::snapshot::Snapshot;
 
 pub struct Metrics {
     registry: Registry,
@@ -219,7 +219,6 @@ impl Metrics {
         for (eco, n) in &snap.advisory_db.records {
             self.advisory_records.with_label_values(&[eco]).set(*n as f64);
         }
-        let _ = ScanStatus::ALL;
     }
 
     /// The text exposition.

@@ -1,24 +1,29 @@
 //! A private containerd for tests: its own root, state, socket and mount namespace (a private
 //! /run, so shim sockets never touch the host's), stopped and removed on drop. Only the
-//! processes it started are ever signalled.
+//! processes and containers it started are ever signalled or deleted.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+pub const NAMESPACE: &str = "k8s.io";
 
 pub struct Lab {
     pub dir: tempfile::TempDir,
     pub sock: PathBuf,
-    pid: u32,
-    child: std::process::Child,
+    child: Option<Child>,
+    /// Containers this lab started (removed on drop).
+    containers: RefCell<Vec<String>>,
 }
-
-pub const NAMESPACE: &str = "k8s.io";
 
 impl Lab {
     /// Starts containerd, or returns `None` (loudly) where it is not installed and CI is not set.
     pub fn start(test: &str) -> Option<Lab> {
-        if !super::require("containerd", test) || !super::require("ctr", test) {
+        if !super::require("containerd", test)
+            || !super::require("ctr", test)
+            || !super::require("runc", test)
+        {
             return None;
         }
         let dir = tempfile::Builder::new()
@@ -26,7 +31,6 @@ impl Lab {
             .tempdir()
             .unwrap();
         let base = dir.path().to_path_buf();
-        let base = base.as_path();
         for d in ["root", "state", "run", "opt"] {
             std::fs::create_dir_all(base.join(d)).unwrap();
         }
@@ -49,12 +53,37 @@ state = "{b}/state"
             s = sock.display()
         );
         std::fs::write(base.join("config.toml"), config).unwrap();
-        let log = std::fs::File::create(base.join("containerd.log")).unwrap();
+        let mut lab = Lab {
+            dir,
+            sock,
+            child: None,
+            containers: RefCell::new(Vec::new()),
+        };
+        lab.start_again();
+        Some(lab)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .expect("containerd is not running")
+    }
+
+    /// Starts containerd (again) on the lab's state and waits until it answers.
+    pub fn start_again(&mut self) {
+        let base = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(base.join("containerd.log"))
+            .unwrap();
         let script = format!(
             "mount -n --bind '{}' /run && exec containerd --config '{}'",
             base.join("run").display(),
             base.join("config.toml").display()
         );
+        // setsid, unshare and sh exec into containerd: the child's pid is containerd's.
         let child = Command::new("setsid")
             .args([
                 "unshare",
@@ -71,22 +100,17 @@ state = "{b}/state"
             .stderr(log)
             .spawn()
             .expect("start containerd");
-        let lab = Lab {
-            dir,
-            sock,
-            pid: child.id(),
-            child,
-        };
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if Command::new("ctr")
                 .arg("-a")
-                .arg(&lab.sock)
+                .arg(&self.sock)
                 .arg("version")
                 .output()
                 .is_ok_and(|o| o.status.success())
             {
-                return Some(lab);
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -96,15 +120,27 @@ state = "{b}/state"
         );
     }
 
-    /// `ctr` in containerd's mount namespace (so its FIFOs stay private), namespace k8s.io.
-    pub fn ctr(&self, args: &[&str]) -> Output {
-        let out = Command::new("nsenter")
-            .args(["-t", &self.pid.to_string(), "-m", "ctr", "-a"])
+    /// Kills containerd (SIGKILL, as a crash); its shims and tasks live on.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn ctr_unchecked(&self, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .args(["-t", &self.pid().to_string(), "-m", "ctr", "-a"])
             .arg(&self.sock)
             .args(["-n", NAMESPACE])
             .args(args)
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// `ctr` in containerd's mount namespace (so its FIFOs stay private), namespace k8s.io.
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        let out = self.ctr_unchecked(args);
         assert!(
             out.status.success(),
             "ctr {args:?}: {}",
@@ -123,20 +159,59 @@ state = "{b}/state"
             archive.to_str().unwrap(),
         ]);
     }
+
+    /// Runs `/bin/sleep` in a new container of `image`, with the given labels.
+    pub fn run_container(&self, id: &str, image: &str, labels: &[(&str, &str)]) {
+        let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--null-io".into()];
+        for (k, v) in labels {
+            args.push("--label".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.extend([
+            image.to_string(),
+            id.to_string(),
+            "/bin/sleep".into(),
+            "3600".into(),
+        ]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.ctr(&refs);
+        self.containers.borrow_mut().push(id.to_string());
+    }
+
+    /// Kills and deletes a container this lab started.
+    pub fn stop_container(&self, id: &str) {
+        let _ = self.ctr_unchecked(&["tasks", "kill", "-s", "SIGKILL", id]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.ctr_unchecked(&["tasks", "delete", id]).status.success() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.ctr_unchecked(&["containers", "delete", id]);
+        self.containers.borrow_mut().retain(|c| c != id);
+    }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        // setsid, unshare and sh exec into containerd: the child's pid is containerd's.
-        let _ = Command::new("kill").arg(self.pid.to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+        if self.child.is_some() {
+            let ids: Vec<String> = self.containers.borrow().clone();
+            for id in ids {
+                self.stop_container(&id);
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

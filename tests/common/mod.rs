@@ -2,6 +2,7 @@
 //! OSV mirror with fault injection, and a hand-made OCI layout writer for hostile layers.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod containerd;
 pub mod mirror;
 pub mod oci;
@@ -124,4 +125,34 @@ pub fn finding_keys(report: &serde_json::Value) -> Vec<(String, String, String, 
         .collect();
     v.sort();
     v
+}
+
+/// Builds an OCI layout of a rootfs with umoci (one layer, tagged `latest`) and its archive,
+/// as `ctr images export` writes it. Returns (layout, archive).
+pub fn umoci_archive(rootfs: &Path, work: &Path) -> (PathBuf, PathBuf) {
+    let name = rootfs.file_name().unwrap().to_str().unwrap().to_string();
+    let layout = work.join(format!("{name}-layout"));
+    let run = |args: &[&str]| {
+        let out = Command::new("umoci").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "umoci {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let image = format!("{}:latest", layout.display());
+    run(&["init", "--layout", layout.to_str().unwrap()]);
+    run(&["new", "--image", &image]);
+    run(&["insert", "--image", &image, rootfs.to_str().unwrap(), "/"]);
+    let archive = work.join(format!("{name}.oci.tar"));
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&archive)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    (layout, archive)
 }

@@ -1,0 +1,236 @@
+//! The node agent against a real private containerd: containers appear in the metrics within
+//! seconds and disappear when stopped; fresh advisories re-match cached inventories without
+//! reading a layer; a restarted agent reads no layer; a containerd crash is recovered from.
+
+mod common;
+
+use common::agent::{count, value, Agent};
+use common::containerd::Lab;
+use common::mirror::Mirror;
+use common::*;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+const ALPINE_9143: &[u8] = include_bytes!("fixtures/osv/ALPINE-CVE-2024-9143.json");
+const ALPINE_42366: &[u8] = include_bytes!("fixtures/osv/ALPINE-CVE-2023-42366.json");
+
+fn write_mirror(dir: &Path, records: &[(&str, &[u8])]) {
+    std::fs::create_dir_all(dir.join("Alpine")).unwrap();
+    let tmp = dir.join("Alpine/all.zip.tmp");
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&tmp).unwrap());
+    for (name, body) in records {
+        z.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.write_all(body).unwrap();
+    }
+    z.finish().unwrap();
+    std::fs::rename(tmp, dir.join("Alpine/all.zip")).unwrap();
+}
+
+const FIVE_S: Duration = Duration::from_secs(5);
+
+fn vulns(m: &str, pod: &str) -> f64 {
+    value(
+        m,
+        "stalewatch_container_vulnerabilities",
+        &[("pod", pod), ("severity", "unknown"), ("fixable", "true")],
+    )
+    .unwrap_or(-1.0)
+}
+
+#[test]
+fn agent_follows_containers_advisories_restarts_and_containerd_crashes() {
+    let Some(mut lab) = Lab::start("agent") else {
+        return;
+    };
+    if !require("umoci", "agent") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for (version, name) in [
+        ("3.20.3", "example.org/alpine-320"),
+        ("3.16.9", "example.org/alpine-316"),
+    ] {
+        let root = unpack_alpine(version, tmp.path());
+        let (_, archive) = umoci_archive(&root, tmp.path());
+        lab.import(&archive, name);
+    }
+    // The mirror starts with the 3.16 busybox advisory only.
+    let site = tmp.path().join("site");
+    write_mirror(&site, &[("ALPINE-CVE-2023-42366.json", ALPINE_42366)]);
+    let mirror = Mirror::start(site.clone());
+    let state = tmp.path().join("state");
+    let refresh = ["--advisory-refresh", "1s", "--reconcile-interval", "30s"];
+    let agent = Agent::start(&lab.sock, &state, &mirror.url(), &refresh);
+
+    // Containers appear within 5 s, with CRI names; a sandbox never does.
+    let cri = |ns: &'static str, pod: &'static str, c: &'static str| {
+        [
+            ("io.kubernetes.pod.namespace", ns),
+            ("io.kubernetes.pod.name", pod),
+            ("io.kubernetes.container.name", c),
+        ]
+    };
+    lab.run_container(
+        "web",
+        "example.org/alpine-320:latest",
+        &cri("shop", "web-1", "app"),
+    );
+    lab.run_container("db", "example.org/alpine-316:latest", &cri("shop", "db-0", "db"));
+    lab.run_container(
+        "sandbox",
+        "example.org/alpine-320:latest",
+        &[
+            ("io.cri-containerd.kind", "sandbox"),
+            ("io.kubernetes.pod.name", "web-1"),
+        ],
+    );
+    lab.run_container("plain", "example.org/alpine-316:latest", &[]);
+    agent.wait_for("both pods scanned", FIVE_S, |a| {
+        let m = a.metrics();
+        value(
+            &m,
+            "stalewatch_container_scan_status",
+            &[("pod", "web-1"), ("container", "app"), ("status", "ok")],
+        ) == Some(1.0)
+            && value(
+                &m,
+                "stalewatch_container_scan_status",
+                &[("pod", "db-0"), ("status", "ok")],
+            ) == Some(1.0)
+    });
+    let m = agent.metrics();
+    assert_eq!(
+        vulns(&m, "db-0"),
+        1.0,
+        "ALPINE-CVE-2023-42366 on busybox/ssl_client is one vulnerability"
+    );
+    assert_eq!(vulns(&m, "web-1"), 0.0);
+    // Every severity × fixable pair is exported, zeros included.
+    assert_eq!(
+        count(&m, "stalewatch_container_vulnerabilities", &[("pod", "web-1")]),
+        10
+    );
+    assert_eq!(
+        count(&m, "stalewatch_container_scan_status", &[]),
+        3,
+        "web, db and the unlabelled container; no sandbox:\n{m}"
+    );
+    assert_eq!(
+        value(
+            &m,
+            "stalewatch_container_scan_status",
+            &[("pod", "plain"), ("container", "plain")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "stalewatch_image_info",
+            &[
+                ("image", "example.org/alpine-316:latest"),
+                ("os_version", "3.16.9"),
+                ("os_eol", "true")
+            ]
+        ),
+        Some(1.0)
+    );
+    let layers = value(&m, "stalewatch_layers_read_total", &[]).unwrap();
+    assert_eq!(
+        layers, 2.0,
+        "two distinct images of one layer each (the sandbox shares web's image)"
+    );
+
+    // /v1/findings carries the report of what each container runs.
+    let (code, body) = agent.get("/v1/findings");
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["schema"], "stalewatch/findings/v1");
+    assert_eq!(doc["node"], "test-node");
+    let db = doc["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["pod"] == "db-0")
+        .unwrap();
+    assert_eq!(db["report"]["findings"][0]["id"], "ALPINE-CVE-2023-42366");
+    assert!(db["manifest_digest"].as_str().unwrap().starts_with("sha256:"));
+
+    // The exposition is valid for Prometheus' own checker.
+    if require("promtool", "agent metrics exposition") {
+        let mut p = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        p.stdin.take().unwrap().write_all(m.as_bytes()).unwrap();
+        let out = p.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "promtool: {text}");
+    }
+
+    // A new advisory for the 3.20 openssl: re-matched after the next refresh, no layer read.
+    write_mirror(
+        &site,
+        &[
+            ("ALPINE-CVE-2023-42366.json", ALPINE_42366),
+            ("ALPINE-CVE-2024-9143.json", ALPINE_9143),
+        ],
+    );
+    agent.wait_for("new advisory flagged on web-1", Duration::from_secs(15), |a| {
+        vulns(&a.metrics(), "web-1") == 1.0
+    });
+    assert_eq!(
+        value(&agent.metrics(), "stalewatch_layers_read_total", &[]),
+        Some(layers)
+    );
+
+    // A stopped container disappears.
+    lab.stop_container("db");
+    agent.wait_for("db-0 gone", FIVE_S, |a| {
+        count(
+            &a.metrics(),
+            "stalewatch_container_scan_status",
+            &[("pod", "db-0")],
+        ) == 0
+    });
+
+    // A restarted agent serves the same metrics without reading a layer.
+    assert!(agent.stop().success(), "graceful shutdown");
+    let agent = Agent::start(&lab.sock, &state, &mirror.url(), &refresh);
+    agent.wait_for("web-1 back from the cache", FIVE_S, |a| {
+        vulns(&a.metrics(), "web-1") == 1.0
+    });
+    let m = agent.metrics();
+    assert_eq!(value(&m, "stalewatch_layers_read_total", &[]), Some(0.0), "{m}");
+    assert!(value(&m, "stalewatch_layer_cache_hits_total", &[]).unwrap() >= 1.0);
+
+    // containerd crashes: the last known state stays served, the outage shows in metrics,
+    // and the agent reconnects by itself.
+    lab.kill();
+    agent.wait_for("containerd down", FIVE_S, |a| {
+        value(&a.metrics(), "stalewatch_containerd_up", &[]) == Some(0.0)
+    });
+    assert_eq!(vulns(&agent.metrics(), "web-1"), 1.0, "last known state kept");
+    assert_eq!(agent.get("/readyz").0, 200, "outages do not flip readiness");
+    lab.start_again();
+    agent.wait_for("reconnected", Duration::from_secs(40), |a| {
+        let m = a.metrics();
+        value(&m, "stalewatch_containerd_up", &[]) == Some(1.0)
+            && value(&m, "stalewatch_containerd_reconnects_total", &[]) >= Some(1.0)
+    });
+    lab.run_container("db2", "example.org/alpine-316:latest", &cri("shop", "db-1", "db"));
+    agent.wait_for("new container after the crash", FIVE_S, |a| {
+        vulns(&a.metrics(), "db-1") == 1.0
+    });
+    let m = agent.metrics();
+    assert_eq!(
+        value(&m, "stalewatch_layers_read_total", &[]),
+        Some(0.0),
+        "the 3.16 inventory comes from the cache:\n{m}"
+    );
+}

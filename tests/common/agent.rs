@@ -1,0 +1,140 @@
+//! Runs `stalewatch agent` for a test and reads its HTTP endpoints.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Agent {
+    child: Child,
+    pub port: u16,
+    pub log: std::path::PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Agent {
+    pub fn start(sock: &Path, state: &Path, source: &str, extra: &[&str]) -> Agent {
+        let port = free_port();
+        std::fs::create_dir_all(state).unwrap();
+        let log = state.join(format!("agent-{port}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(super::bin())
+            .arg("agent")
+            .arg("--containerd-address")
+            .arg(sock)
+            .arg("--state-dir")
+            .arg(state)
+            .arg("--db-dir")
+            .arg(state.join("db"))
+            .args([
+                "--advisory-source",
+                source,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--node-name",
+                "test-node",
+            ])
+            .args(["--ecosystem", "Alpine", "--log-level", "debug"])
+            .args(extra)
+            .env("STALEWATCH_NOW", "2026-11-29T00:00:00Z")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("start the agent");
+        let agent = Agent { child, port, log };
+        agent.wait_for("ready", Duration::from_secs(30), |a| a.get("/readyz").0 == 200);
+        agent
+    }
+
+    /// (status, body) of a GET.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return (0, String::new());
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        let status = resp
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = resp
+            .split_once("\r\n\r\n")
+            .map(|x| x.1.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    pub fn metrics(&self) -> String {
+        self.get("/metrics").1
+    }
+
+    /// Polls until `cond` holds; panics with the last metrics and the log otherwise.
+    pub fn wait_for(&self, what: &str, timeout: Duration, cond: impl Fn(&Agent) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if cond(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "agent: {what} not reached within {timeout:?}\n--- metrics ---\n{}\n--- log ---\n{}",
+            self.metrics(),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// Stops the agent with SIGTERM and waits for it.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let st = self.child.wait().unwrap();
+        std::mem::forget(self);
+        st
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of one series: `name{labels…}` where every given label matches.
+pub fn value(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    metrics.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, v) = l.rsplit_once(' ')?;
+        let (n, rest) = match series.split_once('{') {
+            Some((n, r)) => (n, r.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if n != name {
+            return None;
+        }
+        let ok = labels
+            .iter()
+            .all(|(k, val)| rest.split(',').any(|kv| kv == format!("{k}=\"{val}\"")));
+        ok.then(|| v.parse().ok()).flatten()
+    })
+}
+
+/// Every series of a metric whose labels include the given ones.
+pub fn count(metrics: &str, name: &str, labels: &[(&str, &str)]) -> usize {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .count()
+}
