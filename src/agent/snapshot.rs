@@ -22,13 +22,6 @@ pub enum ScanStatus {
 }
 
 impl ScanStatus {
-    pub const ALL: [ScanStatus; 5] = [
-        ScanStatus::Ok,
-        ScanStatus::Pending,
-        ScanStatus::Failed,
-        ScanStatus::UnsupportedOs,
-        ScanStatus::NoPackageDb,
-    ];
     pub fn as_str(self) -> &'static str {
         match self {
             ScanStatus::Ok => "ok",
