@@ -1,24 +1,114 @@
-#!/bin/sh
-# The built-in default: builds stalewatch, builds the bundled sample image (an Alpine 3.20
-# base behind on updates) and a mirror of real Alpine advisories for it, updates the
-# advisory database from that mirror, and scans the image.
-set -eu
+#!/bin/bash
+# The built-in default: a private containerd with sample images and running containers, the
+# stalewatch agent watching it against a local advisory mirror, and a readable summary of what
+# it finds. Everything it starts is stopped and removed on exit or Ctrl-C.
+set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# A static busybox gives the sample image something to run.
+if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
+fi
 cargo build --release --locked --quiet
-out=${DEMO_DIR:-target/demo}
-mkdir -p "$out"
-samples/make-image.sh "$out" >/dev/null
-bin=target/release/stalewatch
-echo "== stalewatch db update (sample mirror: $out/mirror)"
-"$bin" db update --advisory-source "$out/mirror" --db-dir "$out/db" --ecosystem Alpine
-"$bin" db status --db-dir "$out/db"
+bin=$PWD/target/release/stalewatch
+shared=$(cd .. && pwd)/shared/data
+
+base=$(mktemp -d /tmp/stalewatch-demo.XXXXXX)
+sock=$base/containerd.sock
+ctrd_pid=""
+agent_pid=""
+ctrx() { nsenter -t "$ctrd_pid" -m ctr -a "$sock" -n k8s.io "$@"; }
+cleanup() {
+    set +e
+    [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
+    if [ -n "$ctrd_pid" ]; then
+        for c in $(ctrx containers ls -q 2>/dev/null); do
+            ctrx tasks kill -s SIGKILL "$c" >/dev/null 2>&1
+            for _ in 1 2 3 4 5 6 7 8 9 10; do ctrx tasks delete "$c" >/dev/null 2>&1 && break; sleep 0.2; done
+            ctrx containers delete "$c" >/dev/null 2>&1
+        done
+        kill "$ctrd_pid" 2>/dev/null
+        wait "$ctrd_pid" 2>/dev/null
+    fi
+    rm -rf "$base"
+}
+trap cleanup EXIT INT TERM
+
+echo "== starting a private containerd in $base"
+mkdir -p "$base"/{root,state,run,opt}
+cat > "$base/config.toml" <<TOML
+version = 2
+root = "$base/root"
+state = "$base/state"
+[grpc]
+  address = "$sock"
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "$base/opt"
+  [plugins."io.containerd.grpc.v1.cri"]
+    restrict_oom_score_adj = true
+TOML
+setsid unshare --mount --propagation private -- \
+    sh -c "mount -n --bind '$base/run' /run && exec containerd --config '$base/config.toml'" \
+    >"$base/containerd.log" 2>&1 </dev/null &
+ctrd_pid=$!
+for _ in $(seq 200); do ctr -a "$sock" version >/dev/null 2>&1 && break; sleep 0.05; done
+
+echo "== building and importing sample images"
+image() { # NAME TAG LAYER-DIRS...
+    local name=$1 tag=$2 layout=$base/img-$RANDOM; shift 2
+    umoci init --layout "$layout"
+    umoci new --image "$layout:$tag"
+    for dir in "$@"; do umoci insert --image "$layout:$tag" "$dir" /; done
+    tar -C "$layout" -cf "$layout.tar" .
+    ctrx images import --base-name "$name" "$layout.tar" >/dev/null
+    echo "   $name:$tag ($# layers)"
+}
+mkdir -p "$base/busybox/bin" && cp /bin/busybox "$base/busybox/bin/" && ln -s busybox "$base/busybox/bin/sleep"
+image example.org/shop/checkout 1.4.2 "$base/busybox" samples/rootfs
+if [ -d "$shared/rootfs/alpine" ]; then
+    for v in 3.16.9 3.20.3; do
+        mkdir -p "$base/alpine-$v" && tar -xzf "$shared/rootfs/alpine/alpine-minirootfs-$v-x86_64.tar.gz" -C "$base/alpine-$v"
+    done
+    # Two layers: an Alpine 3.16 base, then an application layer.
+    mkdir -p "$base/app/srv" && echo "hello" > "$base/app/srv/index.html"
+    image example.org/shop/legacy-api 2.0.0 "$base/alpine-3.16.9" "$base/app"
+    image example.org/shop/frontend 3.1.0 "$base/alpine-3.20.3"
+fi
+
+echo "== starting containers (CRI labels as the kubelet sets them)"
+run() { # ID IMAGE NAMESPACE POD CONTAINER
+    ctrx run -d --null-io --label io.kubernetes.pod.namespace="$3" --label io.kubernetes.pod.name="$4" \
+        --label io.kubernetes.container.name="$5" "$2" "$1" /bin/sleep 3600 >/dev/null
+    echo "   $3/$4/$5 ← $2"
+}
+run checkout example.org/shop/checkout:1.4.2 shop checkout-7d9f checkout
+if [ -d "$shared/rootfs/alpine" ]; then
+    run legacy example.org/shop/legacy-api:2.0.0 shop legacy-api-0 api
+    run frontend example.org/shop/frontend:3.1.0 web frontend-5c4b nginx
+fi
+
+# Advisories: the full OSV mirror beside the project when present, else the bundled sample.
+mirror=$shared/osv
+if [ ! -f "$mirror/Alpine/all.zip" ]; then
+    samples/make-image.sh "$base/sample" >/dev/null
+    mirror=$base/sample/mirror
+fi
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+echo "== starting the agent (advisories from $mirror, metrics on 127.0.0.1:$port)"
+"$bin" agent --containerd-address "$sock" --state-dir "$base/agent" --db-dir "$base/agent/db" \
+    --advisory-source "$mirror" --ecosystem Alpine --listen "127.0.0.1:$port" --node-name demo-node \
+    >"$base/agent.log" 2>&1 &
+agent_pid=$!
+for _ in $(seq 300); do
+    curl -sf "127.0.0.1:$port/readyz" >/dev/null 2>&1 && \
+    ! curl -s "127.0.0.1:$port/metrics" | grep -q 'status="pending"' && break
+    sleep 0.1
+done
+
 echo
-echo "== stalewatch scan oci:$out/image"
-set +e
-"$bin" scan "oci:$out/image" --db-dir "$out/db" --fail-on unknown
-code=$?
-set -e
+curl -s "127.0.0.1:$port/v1/findings" | python3 scripts/summary.py
 echo
-echo "exit status $code (1 = findings at or above --fail-on)"
-[ "$code" -le 1 ]
+echo "== a few of the Prometheus series (curl 127.0.0.1:$port/metrics)"
+curl -s "127.0.0.1:$port/metrics" | grep -E '^stalewatch_container_vulnerabilities\{.*fixable="true".*severity="unknown"' | head -5
+curl -s "127.0.0.1:$port/metrics" | grep -E '^stalewatch_(container_oldest_fix_age_seconds|image_info)' | head -6

@@ -1,0 +1,29 @@
+#!/usr/bin/env python3
+"""Prints a readable summary of the agent's /v1/findings document (read from stdin)."""
+import json
+import sys
+
+doc = json.load(sys.stdin)
+db = doc["advisory_db"]
+print(f"node {doc['node']}: advisory data refreshed {db['updated_at']} ({sum(db['records'].values())} records)")
+for c in doc["containers"]:
+    r = c.get("report") or {}
+    os_ = r.get("os") or {}
+    if os_.get("eol"):
+        eol = f"END OF LIFE since {os_['eol_date']}"
+    else:
+        eol = f"supported until {os_.get('eol_date')}"
+    s = r.get("summary", {})
+    by = s.get("by_severity", {})
+    print(f"\n{c['namespace']}/{c['pod']}/{c['container']}  image {c['image']}  scan {c['scan_status']}")
+    if c.get("error"):
+        print(f"  error: {c['error']}")
+    print(f"  OS {os_.get('id')} {os_.get('version_id')}, {eol}")
+    counts = ", ".join(f"{by.get(k, 0)} {k}" for k in ("critical", "high", "medium", "low", "unknown"))
+    print(f"  {s.get('findings', 0)} findings ({s.get('fixable', 0)} fixable): {counts}")
+    findings = r.get("findings", [])
+    for f in findings[:5]:
+        fix = f["fixed_version"] or "(no fix)"
+        print(f"    {f['severity']:8} {f['id']:24} {f['package']:14} {f['installed_version']} -> {fix}")
+    if len(findings) > 5:
+        print(f"    ... {len(findings) - 5} more")
