@@ -234,3 +234,66 @@ fn agent_follows_containers_advisories_restarts_and_containerd_crashes() {
         "the 3.16 inventory comes from the cache:\n{m}"
     );
 }
+
+/// The first layer digest of a one-image OCI layout.
+fn first_layer(layout: &Path) -> String {
+    let read = |p: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let index = read(layout.join("index.json"));
+    let manifest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .replace(':', "/");
+    let manifest = read(layout.join("blobs").join(manifest));
+    manifest["layers"][0]["digest"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn missing_blobs_fall_back_to_the_running_filesystem() {
+    let Some(lab) = Lab::start("agent blob fallback") else {
+        return;
+    };
+    if !require("umoci", "agent blob fallback") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = unpack_alpine("3.20.3", tmp.path());
+    let (layout, archive) = umoci_archive(&root, tmp.path());
+    lab.import(&archive, "example.org/alpine-320");
+    lab.run_container(
+        "web",
+        "example.org/alpine-320:latest",
+        &[("io.kubernetes.pod.name", "web-1")],
+    );
+    // As with containerd's discard_unpacked_layers: the layer blob is gone, the snapshot stays.
+    lab.ctr(&["content", "rm", &first_layer(&layout)]);
+
+    let site = tmp.path().join("site");
+    write_mirror(&site, &[("ALPINE-CVE-2024-9143.json", ALPINE_9143)]);
+    let mirror = Mirror::start(site);
+    let agent = Agent::start(&lab.sock, &tmp.path().join("state"), &mirror.url(), &[]);
+    agent.wait_for("web-1 inventoried from /proc/<pid>/root", FIVE_S, |a| {
+        vulns(&a.metrics(), "web-1") == 1.0
+    });
+    let m = agent.metrics();
+    assert_eq!(
+        value(
+            &m,
+            "stalewatch_container_scan_status",
+            &[("pod", "web-1"), ("status", "ok")]
+        ),
+        Some(1.0)
+    );
+    let doc: serde_json::Value = serde_json::from_str(&agent.get("/v1/findings").1).unwrap();
+    let report = &doc["containers"][0]["report"];
+    assert_eq!(report["packages"].as_array().unwrap().len(), 14);
+    assert!(
+        report["unreadable"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u["reason"] == "blobs_missing"),
+        "{report}"
+    );
+}

@@ -142,6 +142,44 @@ pub fn scan(
     ))
 }
 
+/// Catalogs an image from a running container's root filesystem (`<proc-root>/<pid>/root`):
+/// the fallback when the node has dropped the image's blobs after unpacking them. What runs
+/// may differ from the image (drift), which the record says.
+pub fn scan_unpacked(
+    root: &Path,
+    image_digest: &str,
+    limits: &Limits,
+) -> anyhow::Result<(ImageRecord, ReadCost)> {
+    let mut tree = FileTree::new();
+    let mut diag = Diagnostics::default();
+    crate::scan::rootfs::read_into(root, &mut tree, limits, &mut diag)
+        .with_context(|| format!("read {}", root.display()))?;
+    let inventory = catalog::catalog(&tree, &mut diag);
+    let mut unreadable = diag.notes;
+    unreadable.push(Unreadable {
+        what: "image".into(),
+        reason: "blobs_missing".into(),
+        detail: "layer blobs are not in the content store; inventoried from a running container's filesystem"
+            .into(),
+    });
+    let record = ImageRecord {
+        image_digest: image_digest.to_string(),
+        manifest_digest: String::new(),
+        config_digest: String::new(),
+        created: None,
+        layers: Vec::new(),
+        inventory,
+        unreadable,
+    };
+    Ok((
+        record,
+        ReadCost {
+            layers_read: 1,
+            bytes_decompressed: 0,
+        },
+    ))
+}
+
 /// Ensures the state directory exists and is writable before the agent starts.
 pub fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("create state directory {}", dir.display()))

@@ -330,12 +330,25 @@ impl Engine {
         for digest in todo {
             let (client, sem, timeout) = (client.clone(), sem.clone(), self.cfg.scan_timeout);
             let handle = tokio::runtime::Handle::current();
+            // A running container of this image, for the unpacked-filesystem fallback.
+            let live_root = self
+                .running
+                .iter()
+                .find(|r| r.image_digest.as_deref() == Some(digest.as_str()))
+                .map(|r| self.cfg.proc_root.join(r.pid.to_string()).join("root"));
             set.spawn(async move {
                 let _permit = sem.acquire_owned().await;
                 let started = Instant::now();
                 let d = digest.clone();
                 let job = tokio::task::spawn_blocking(move || {
-                    images::scan(&client, handle, &d, &Limits::default())
+                    let limits = Limits::default();
+                    match (images::scan(&client, handle, &d, &limits), live_root) {
+                        (Err(e), Some(root)) if blob_missing(&e) => {
+                            tracing::info!(image = %d, "blobs missing from the content store, reading {}", root.display());
+                            images::scan_unpacked(&root, &d, &limits)
+                        }
+                        (other, _) => other,
+                    }
                 });
                 let result = match tokio::time::timeout(timeout, job).await {
                     Ok(Ok(r)) => r.map_err(|e| (reason_of(&e), format!("{e:#}"))),
@@ -400,6 +413,13 @@ impl Engine {
         }
         self.publish();
     }
+}
+
+/// Whether a scan failed because a blob is not in the content store (containerd's
+/// `discard_unpacked_layers`, or a blob removed by hand).
+fn blob_missing(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    text.contains("read blob") && text.contains("not found")
 }
 
 /// A bounded reason for `stalewatch_scan_errors_total`.

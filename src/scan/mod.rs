@@ -2,7 +2,7 @@
 //! match against the local advisory database, report.
 
 pub mod image;
-mod rootfs;
+pub mod rootfs;
 
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
