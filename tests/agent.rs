@@ -173,6 +173,19 @@ fn agent_follows_containers_advisories_restarts_and_containerd_crashes() {
         assert!(out.status.success(), "promtool: {text}");
     }
 
+    // A real Prometheus scraping the agent sees the series, with the scanned pod's own labels
+    // (honor_labels) and the node from the target.
+    if require("prometheus", "real Prometheus scrape") {
+        let prom = common::prometheus::Prometheus::start(&format!("127.0.0.1:{}", agent.port));
+        let series = prom.wait_series(
+            r#"stalewatch_container_vulnerabilities{pod="db-0",severity="unknown",fixable="true"}"#,
+            Duration::from_secs(30),
+        );
+        assert_eq!(series[0]["value"][1], "1");
+        assert_eq!(series[0]["metric"]["node"], "test-node");
+        assert_eq!(series[0]["metric"]["namespace"], "shop");
+    }
+
     // A new advisory for the 3.20 openssl: re-matched after the next refresh, no layer read.
     write_mirror(
         &site,

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod containerd;
 pub mod mirror;
 pub mod oci;
+pub mod prometheus;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
