@@ -31,7 +31,7 @@ pub enum Command {
     #[command(subcommand)]
     Db(DbCommand),
     /// Run the node agent: inventory running containers, match, export metrics.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -55,6 +55,18 @@ pub struct AgentArgs {
     /// OSV bulk mirror base (https://, http://, file:/// or a directory).
     #[arg(long, env = "STALEWATCH_ADVISORY_SOURCE", default_value = DEFAULT_ADVISORY_SOURCE)]
     pub advisory_source: String,
+    /// Extra CA certificates (PEM) to trust for an https mirror.
+    #[arg(long, env = "STALEWATCH_ADVISORY_CA_FILE")]
+    pub advisory_ca_file: Option<PathBuf>,
+    /// Publish one `stalewatch_container_vulnerability_info` series per finding (opt-in: advisory ids as labels).
+    #[arg(long, env = "STALEWATCH_VULNERABILITY_INFO_METRIC")]
+    pub vulnerability_info_metric: bool,
+    /// At most this many `stalewatch_container_vulnerability_info` series (most severe first).
+    #[arg(long, env = "STALEWATCH_VULNERABILITY_INFO_LIMIT", default_value_t = 1000)]
+    pub vulnerability_info_limit: usize,
+    /// Bound on the image cache in the state directory (bytes); beyond it, images no container runs are dropped first.
+    #[arg(long, env = "STALEWATCH_STATE_MAX_BYTES", default_value_t = 256 << 20)]
+    pub state_max_bytes: u64,
     /// How often advisories are refreshed (humantime: 90s, 5m, 1h), with ±10 % jitter.
     #[arg(long, env = "STALEWATCH_ADVISORY_REFRESH", default_value = "1h")]
     pub advisory_refresh: String,
@@ -146,6 +158,11 @@ impl AgentArgs {
                     .map(|h| h.trim().to_string())
             })
             .unwrap_or_default();
+        if let Some(p) = &self.advisory_ca_file {
+            if !p.is_file() {
+                errors.push(format!("--advisory-ca-file {}: not a readable file", p.display()));
+            }
+        }
         if !errors.is_empty() {
             bail!("invalid configuration: {}", errors.join("; "));
         }
@@ -166,6 +183,11 @@ impl AgentArgs {
             scan_concurrency: self.scan_concurrency,
             scan_timeout,
             reconcile_interval,
+            advisory_ca_file: self.advisory_ca_file.clone(),
+            vulnerability_info: self
+                .vulnerability_info_metric
+                .then_some(self.vulnerability_info_limit),
+            state_max_bytes: self.state_max_bytes,
         })
     }
 }
@@ -214,6 +236,9 @@ pub struct UpdateArgs {
     /// OSV bulk mirror base (`<base>/<Ecosystem>/all.zip`): https://, http://, file:/// or a directory.
     #[arg(long, env = "STALEWATCH_ADVISORY_SOURCE", default_value = DEFAULT_ADVISORY_SOURCE)]
     pub advisory_source: String,
+    /// Extra CA certificates (PEM) to trust for an https mirror.
+    #[arg(long, env = "STALEWATCH_ADVISORY_CA_FILE")]
+    pub advisory_ca_file: Option<PathBuf>,
     #[command(flatten)]
     pub db: DbDirArg,
     /// Ecosystems to update (repeatable) [default: all supported].
@@ -313,7 +338,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bail!("--ecosystem: invalid name(s) {bad:?} (OSV ecosystem names such as Alpine, Debian, \"Rocky Linux\")");
             }
             let dir = a.db.resolve()?;
-            let ok = db::update::run(&source, &dir, &ecosystems)?;
+            let ok = db::update::run(&source, &dir, &ecosystems, a.advisory_ca_file.as_deref())?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Agent(a) => {

@@ -285,7 +285,8 @@ fn missing_blobs_fall_back_to_the_running_filesystem() {
     let site = tmp.path().join("site");
     write_mirror(&site, &[("ALPINE-CVE-2024-9143.json", ALPINE_9143)]);
     let mirror = Mirror::start(site);
-    let agent = Agent::start(&lab.sock, &tmp.path().join("state"), &mirror.url(), &[]);
+    let info = ["--vulnerability-info-metric", "--vulnerability-info-limit", "1"];
+    let agent = Agent::start(&lab.sock, &tmp.path().join("state"), &mirror.url(), &info);
     agent.wait_for("web-1 inventoried from /proc/<pid>/root", FIVE_S, |a| {
         vulns(&a.metrics(), "web-1") == 1.0
     });
@@ -296,6 +297,20 @@ fn missing_blobs_fall_back_to_the_running_filesystem() {
             "stalewatch_container_scan_status",
             &[("pod", "web-1"), ("status", "ok")]
         ),
+        Some(1.0)
+    );
+    // The opt-in per-finding series, capped at one: libcrypto3 and libssl3 both have the finding.
+    assert_eq!(
+        count(
+            &m,
+            "stalewatch_container_vulnerability_info",
+            &[("id", "ALPINE-CVE-2024-9143")]
+        ),
+        1,
+        "{m}"
+    );
+    assert_eq!(
+        value(&m, "stalewatch_container_vulnerability_info_dropped", &[]),
         Some(1.0)
     );
     let doc: serde_json::Value = serde_json::from_str(&agent.get("/v1/findings").1).unwrap();

@@ -73,12 +73,43 @@ impl ImageCache {
         ImageCache { path, images }
     }
 
-    pub fn save(&self) -> anyhow::Result<()> {
-        let file = CacheFile {
-            version: CACHE_VERSION,
-            images: self.images.clone(),
+    /// Writes the cache, keeping it under `max_bytes` by dropping images no running container
+    /// uses (largest first). Inventories of running images are never dropped to fit.
+    pub fn save(
+        &mut self,
+        max_bytes: u64,
+        running: &std::collections::BTreeSet<String>,
+    ) -> anyhow::Result<()> {
+        let encode = |images: &BTreeMap<String, ImageRecord>| {
+            serde_json::to_vec(&CacheFile {
+                version: CACHE_VERSION,
+                images: images.clone(),
+            })
         };
-        write_atomic(&self.path, &serde_json::to_vec(&file)?)
+        let mut bytes = encode(&self.images)?;
+        if bytes.len() as u64 > max_bytes {
+            let mut idle: Vec<(usize, String)> = self
+                .images
+                .iter()
+                .filter(|(d, _)| !running.contains(*d))
+                .map(|(d, r)| (serde_json::to_vec(r).map(|v| v.len()).unwrap_or(0), d.clone()))
+                .collect();
+            idle.sort();
+            let mut size = bytes.len() as u64;
+            while size > max_bytes {
+                let Some((n, d)) = idle.pop() else { break };
+                self.images.remove(&d);
+                size = size.saturating_sub(n as u64);
+            }
+            bytes = encode(&self.images)?;
+            if bytes.len() as u64 > max_bytes {
+                tracing::warn!(
+                    "image cache is {} bytes with running images only, above the {max_bytes} byte bound",
+                    bytes.len()
+                );
+            }
+        }
+        write_atomic(&self.path, &bytes)
     }
 
     /// Drops images no longer present on the node.

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub layers_read: IntCounter,
     pub layer_bytes_decompressed: IntCounter,
     pub layer_cache_hits: IntCounter,
+    /// The opt-in per-finding series and its cap.
+    vulnerability_info: Option<(GaugeVec, Gauge, usize)>,
 }
 
 const CONTAINER: [&str; 4] = ["namespace", "pod", "container", "image"];
@@ -44,7 +46,9 @@ fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheu
 }
 
 impl Metrics {
-    pub fn register() -> prometheus::Result<Metrics> {
+    /// Registers every metric; `vulnerability_info` is the cap of the opt-in per-finding
+    /// series (`None`: not exported).
+    pub fn register(vulnerability_info: Option<usize>) -> prometheus::Result<Metrics> {
         let r = Registry::new();
         let with = |extra: &[&'static str]| -> Vec<&'static str> {
             CONTAINER.iter().chain(extra).copied().collect()
@@ -149,6 +153,26 @@ impl Metrics {
                 r.register(Box::new(c.clone()))?;
                 c
             },
+            vulnerability_info: match vulnerability_info {
+                Some(limit) => Some((
+                    gauge_vec(
+                        &r,
+                        "stalewatch_container_vulnerability_info",
+                        "One series per finding (opt-in, capped): the advisory and package affecting a container.",
+                        &with(&["id", "package", "installed_version", "fixed_version", "severity"]),
+                    )?,
+                    {
+                        let g = Gauge::new(
+                            "stalewatch_container_vulnerability_info_dropped",
+                            "Findings not exported as stalewatch_container_vulnerability_info because of the cap.",
+                        )?;
+                        r.register(Box::new(g.clone()))?;
+                        g
+                    },
+                    limit,
+                )),
+                None => None,
+            },
             registry: r,
             publish: Mutex::new(()),
         };
@@ -211,6 +235,35 @@ impl Metrics {
                 self.image_created
                     .with_label_values(&[&i.image, &i.image_digest])
                     .set(t as f64);
+            }
+        }
+        if let Some((info, dropped, limit)) = &self.vulnerability_info {
+            info.reset();
+            let mut rows: Vec<(Severity, [&str; 8])> = Vec::new();
+            for c in &snap.containers {
+                for f in c.report.iter().flat_map(|r| &r.findings) {
+                    let fixed = f.fixed_version.as_deref().unwrap_or("");
+                    rows.push((
+                        f.severity,
+                        [
+                            &c.namespace,
+                            &c.pod,
+                            &c.container,
+                            &c.image,
+                            &f.id,
+                            &f.package,
+                            &f.installed_version,
+                            fixed,
+                        ],
+                    ));
+                }
+            }
+            // Most severe first; ties in a stable order.
+            rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            dropped.set(rows.len().saturating_sub(*limit) as f64);
+            for (sev, l) in rows.into_iter().take(*limit) {
+                let labels: Vec<&str> = l.iter().copied().chain([sev.as_str()]).collect();
+                info.with_label_values(&labels).set(1.0);
             }
         }
         if let Some(t) = snap.advisory_db.updated_unix {

@@ -49,6 +49,10 @@ pub struct Config {
     pub scan_concurrency: usize,
     pub scan_timeout: Duration,
     pub reconcile_interval: Duration,
+    pub advisory_ca_file: Option<PathBuf>,
+    /// `Some(limit)` when the per-finding info metric is on.
+    pub vulnerability_info: Option<usize>,
+    pub state_max_bytes: u64,
 }
 
 /// What the HTTP side reads.
@@ -299,7 +303,7 @@ impl Engine {
             let evicted = self.cache.retain(&|d| on_node.contains(d));
             if evicted > 0 {
                 self.findings.retain(|d, _| on_node.contains(d));
-                if let Err(e) = self.cache.save() {
+                if let Err(e) = self.save_cache() {
                     tracing::warn!("saving the image cache: {e:#}");
                 }
             }
@@ -341,6 +345,7 @@ impl Engine {
                 let started = Instant::now();
                 let d = digest.clone();
                 let job = tokio::task::spawn_blocking(move || {
+                    lower_priority();
                     let limits = Limits::default();
                     match (images::scan(&client, handle, &d, &limits), live_root) {
                         (Err(e), Some(root)) if blob_missing(&e) => {
@@ -383,10 +388,19 @@ impl Engine {
             }
         }
         if changed {
-            if let Err(e) = self.cache.save() {
+            if let Err(e) = self.save_cache() {
                 tracing::warn!("saving the image cache: {e:#}");
             }
         }
+    }
+
+    fn save_cache(&mut self) -> anyhow::Result<()> {
+        let running: BTreeSet<String> = self
+            .running
+            .iter()
+            .filter_map(|r| r.image_digest.clone())
+            .collect();
+        self.cache.save(self.cfg.state_max_bytes, &running)
     }
 
     fn apply_refresh(&mut self, results: Vec<EcosystemResult>) {
@@ -412,6 +426,15 @@ impl Engine {
             self.failures.clear();
         }
         self.publish();
+    }
+}
+
+/// Scans yield to the node's workloads: this (blocking-pool) thread runs at nice 10.
+/// Linux applies `setpriority` with a thread id to that thread only.
+fn lower_priority() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), 10) {
+        tracing::debug!("cannot lower scan priority: {e}");
     }
 }
 
@@ -513,7 +536,7 @@ async fn connection_task(
 
 /// Refreshes advisories now, then every interval with ±10 % jitter; backs off on failure.
 async fn refresh_task(cfg: Config, tx: mpsc::Sender<Vec<EcosystemResult>>) {
-    let client = match update::http_client() {
+    let client = match update::http_client(cfg.advisory_ca_file.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("advisory refresh disabled: {e:#}");
@@ -573,7 +596,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 
 async fn run_async(cfg: Config) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
-        metrics: Metrics::register().context("register metrics")?,
+        metrics: Metrics::register(cfg.vulnerability_info).context("register metrics")?,
         snapshot: RwLock::new(Arc::new(Snapshot::default())),
         ready: AtomicBool::new(false),
     });
@@ -637,7 +660,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         }
     }
     tracing::info!("shutting down");
-    if let Err(e) = engine.cache.save() {
+    if let Err(e) = engine.save_cache() {
         tracing::warn!("saving the image cache: {e:#}");
     }
     let _ = server.await;

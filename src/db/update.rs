@@ -151,6 +151,12 @@ async fn fetch_http(
         shown: 0,
         tty: std::io::stderr().is_terminal(),
     };
+    if progress.total.is_some_and(|t| t > MAX_ARCHIVE_BYTES) {
+        return Err(fail(
+            "too_large",
+            format!("{url}: {} bytes announced", progress.total.unwrap_or(0)),
+        ));
+    }
     let mut tmp = tempfile::tempfile_in(tmp_dir).map_err(|e| fail("io", e.to_string()))?;
     let mut hasher = Sha256::new();
     let mut body = resp.bytes_stream();
@@ -158,6 +164,12 @@ async fn fetch_http(
         let chunk = chunk.map_err(|e| fail("network", format!("{url}: {e}")))?;
         tmp.write_all(&chunk).map_err(|e| fail("io", e.to_string()))?;
         hasher.update(&chunk);
+        if progress.done + chunk.len() as u64 > MAX_ARCHIVE_BYTES {
+            return Err(fail(
+                "too_large",
+                format!("{url}: more than {MAX_ARCHIVE_BYTES} bytes"),
+            ));
+        }
         progress.advance(chunk.len() as u64);
     }
     progress.finish();
@@ -231,15 +243,29 @@ pub struct EcosystemResult {
     pub result: Result<Change, UpdateError>,
 }
 
-/// The HTTP client refreshes use (honours `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`).
-pub fn http_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// The HTTP client refreshes use (honours `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`), trusting
+/// the extra CA certificates of `ca_file` (PEM) besides the built-in roots, for private mirrors.
+pub fn http_client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
         .user_agent(concat!("stalewatch/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(std::time::Duration::from_secs(20))
-        .read_timeout(std::time::Duration::from_secs(60))
-        .build()
-        .context("build HTTP client")
+        .read_timeout(std::time::Duration::from_secs(60));
+    if let Some(p) = ca_file {
+        let pem = fs::read(p).with_context(|| format!("read CA bundle {}", p.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} holds no PEM certificates", p.display()))?;
+        if certs.is_empty() {
+            bail!("{} holds no PEM certificates", p.display());
+        }
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    b.build().context("build HTTP client")
 }
+
+/// An archive larger than this is refused (the largest public OSV zip is a few hundred MiB).
+pub const MAX_ARCHIVE_BYTES: u64 = 4 << 30;
 
 /// Refreshes the given ecosystems under the database lock. Each ecosystem succeeds or fails
 /// on its own; a failed one keeps its previous index. Errors only when the database
@@ -335,11 +361,16 @@ pub async fn refresh(
 }
 
 /// `db update`: refreshes and says what happened per ecosystem. `Ok(false)` if any failed.
-pub fn run(source: &Source, dir: &Path, ecosystems: &[String]) -> anyhow::Result<bool> {
+pub fn run(
+    source: &Source,
+    dir: &Path,
+    ecosystems: &[String],
+    ca_file: Option<&Path>,
+) -> anyhow::Result<bool> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let client = http_client()?;
+    let client = http_client(ca_file)?;
     let results = rt.block_on(refresh(source, dir, ecosystems, &client))?;
     let mut all_ok = true;
     for r in results {
