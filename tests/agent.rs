@@ -325,3 +325,113 @@ fn missing_blobs_fall_back_to_the_running_filesystem() {
         "{report}"
     );
 }
+
+#[test]
+fn a_layer_shared_by_two_images_is_read_once() {
+    let Some(lab) = Lab::start("agent layer cache") else {
+        return;
+    };
+    if !require("umoci", "agent layer cache") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let old = unpack_alpine("3.16.9", tmp.path());
+    let new = unpack_alpine("3.20.3", tmp.path());
+    // Image "base": Alpine 3.16. Image "upgraded": the same layer, then 3.20's apk database
+    // (opaque directory) and os-release.
+    let layout = tmp.path().join("layout");
+    let umoci = |args: &[&str]| {
+        let out = std::process::Command::new("umoci").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "umoci {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let l = layout.to_str().unwrap();
+    umoci(&["init", "--layout", l]);
+    umoci(&["new", "--image", &format!("{l}:base")]);
+    umoci(&[
+        "insert",
+        "--image",
+        &format!("{l}:base"),
+        old.to_str().unwrap(),
+        "/",
+    ]);
+    umoci(&["tag", "--image", &format!("{l}:base"), "upgraded"]);
+    let db = tmp.path().join("apkdb");
+    std::fs::create_dir_all(&db).unwrap();
+    std::fs::copy(new.join("lib/apk/db/installed"), db.join("installed")).unwrap();
+    umoci(&[
+        "insert",
+        "--image",
+        &format!("{l}:upgraded"),
+        "--opaque",
+        db.to_str().unwrap(),
+        "/lib/apk/db",
+    ]);
+    umoci(&[
+        "insert",
+        "--image",
+        &format!("{l}:upgraded"),
+        new.join("etc/os-release").to_str().unwrap(),
+        "/etc/os-release",
+    ]);
+    let archive = tmp.path().join("images.tar");
+    assert!(std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&archive)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    lab.import(&archive, "example.org/alpine");
+
+    let site = tmp.path().join("site");
+    write_mirror(
+        &site,
+        &[
+            ("ALPINE-CVE-2023-42366.json", ALPINE_42366),
+            ("ALPINE-CVE-2024-9143.json", ALPINE_9143),
+        ],
+    );
+    let mirror = Mirror::start(site);
+    let agent = Agent::start(&lab.sock, &tmp.path().join("state"), &mirror.url(), &[]);
+    lab.run_container(
+        "old",
+        "example.org/alpine:base",
+        &[("io.kubernetes.pod.name", "old")],
+    );
+    agent.wait_for("old scanned", FIVE_S, |a| vulns(&a.metrics(), "old") == 1.0);
+    assert_eq!(
+        value(&agent.metrics(), "stalewatch_layers_read_total", &[]),
+        Some(1.0)
+    );
+
+    lab.run_container(
+        "new",
+        "example.org/alpine:upgraded",
+        &[("io.kubernetes.pod.name", "new")],
+    );
+    agent.wait_for("new scanned", FIVE_S, |a| vulns(&a.metrics(), "new") == 1.0);
+    let m = agent.metrics();
+    assert_eq!(
+        value(&m, "stalewatch_layers_read_total", &[]),
+        Some(3.0),
+        "the shared base layer is not read again:\n{m}"
+    );
+    assert_eq!(value(&m, "stalewatch_layer_cache_hits_total", &[]), Some(1.0));
+    // The upgraded image's inventory is 3.20's: its findings are 3.20's, not the base's.
+    let doc: serde_json::Value = serde_json::from_str(&agent.get("/v1/findings").1).unwrap();
+    let new_c = doc["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["pod"] == "new")
+        .unwrap();
+    assert_eq!(new_c["report"]["os"]["version_id"], "3.20.3");
+    assert_eq!(new_c["report"]["findings"][0]["id"], "ALPINE-CVE-2024-9143");
+    assert_eq!(new_c["report"]["packages"].as_array().unwrap().len(), 14);
+}

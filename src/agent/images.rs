@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use stalewatch_core::catalog::{self, Inventory};
 use stalewatch_core::image::Descriptor;
 use stalewatch_core::layer::diagnostics::Unreadable;
+use stalewatch_core::layer::tree::LayerDelta;
 use stalewatch_core::layer::{Diagnostics, FileTree, Limits};
 
 use crate::containerd::{Containerd, ContentStore};
 use crate::db::write_atomic;
-use crate::scan::image::{read_blob, read_image, BlobStore};
+use crate::scan::image::{read_blob, read_layer_delta, resolve_manifest, BlobStore};
 
 const CACHE_FILE: &str = "images-v1.json";
 const CACHE_VERSION: u32 = 1;
@@ -41,6 +42,7 @@ struct CacheFile {
 pub struct ReadCost {
     pub layers_read: u64,
     pub bytes_decompressed: u64,
+    pub layer_cache_hits: u64,
 }
 
 pub struct ImageCache {
@@ -130,12 +132,71 @@ fn parse_created(config: &[u8]) -> Option<i64> {
     Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
 }
 
+/// Layer deltas by layer digest, one versioned postcard file each under `<state>/layers/`.
+/// Layers are immutable: a delta read once is good forever. A corrupt or old-version file
+/// is ignored (and rewritten when the layer is read again).
+pub struct LayerCache {
+    dir: PathBuf,
+}
+
+const LAYER_MAGIC: &[u8; 6] = b"SWLD\0\0";
+const LAYER_VERSION: u16 = 1;
+
+impl LayerCache {
+    pub fn new(state_dir: &Path) -> LayerCache {
+        LayerCache {
+            dir: state_dir.join("layers"),
+        }
+    }
+
+    fn path(&self, digest: &str) -> Option<PathBuf> {
+        let (alg, hex) = stalewatch_core::image::split_digest(digest).ok()?;
+        Some(self.dir.join(format!("{alg}-{hex}")))
+    }
+
+    pub fn get(&self, digest: &str) -> Option<LayerDelta> {
+        let bytes = std::fs::read(self.path(digest)?).ok()?;
+        let body = bytes.strip_prefix(LAYER_MAGIC.as_slice())?;
+        let (version, body) = body.split_at_checked(2)?;
+        if u16::from_le_bytes([version[0], version[1]]) != LAYER_VERSION {
+            return None;
+        }
+        postcard::from_bytes(body).ok()
+    }
+
+    pub fn put(&self, digest: &str, delta: &LayerDelta) -> anyhow::Result<()> {
+        let Some(path) = self.path(digest) else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(&self.dir)?;
+        let mut bytes = LAYER_MAGIC.to_vec();
+        bytes.extend_from_slice(&LAYER_VERSION.to_le_bytes());
+        bytes.extend(postcard::to_stdvec(delta)?);
+        write_atomic(&path, &bytes)
+    }
+
+    /// Removes deltas of layers no cached image uses.
+    pub fn retain(&self, used: &std::collections::BTreeSet<String>) {
+        let keep: std::collections::BTreeSet<PathBuf> = used.iter().filter_map(|d| self.path(d)).collect();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if !keep.contains(&e.path()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
 /// Reads and catalogs one image from containerd (blocking; run it on a blocking thread).
+/// Layers already in `layers` are not read again.
 pub fn scan(
     client: &Containerd,
     runtime: tokio::runtime::Handle,
     image_digest: &str,
     limits: &Limits,
+    layers: &LayerCache,
 ) -> anyhow::Result<(ImageRecord, ReadCost)> {
     let store = ContentStore {
         client: client.clone(),
@@ -147,30 +208,43 @@ pub fn scan(
         size: 0,
         platform: None,
     };
+    let (manifest_digest, manifest) = resolve_manifest(&store, &root)?;
     let mut tree = FileTree::new();
     let mut diag = Diagnostics::default();
-    let read = read_image(&store, &root, limits, &mut tree, &mut diag)?;
-    let config = &read.manifest.config;
+    let mut cost = ReadCost::default();
+    for layer in &manifest.layers {
+        let delta = match layers.get(&layer.digest) {
+            Some(d) => {
+                cost.layer_cache_hits += 1;
+                d
+            }
+            None => {
+                let (d, bytes) = read_layer_delta(&store, layer, limits, &mut diag)?;
+                cost.layers_read += 1;
+                cost.bytes_decompressed += bytes;
+                if let Err(e) = layers.put(&layer.digest, &d) {
+                    tracing::warn!("caching layer {}: {e:#}", layer.digest);
+                }
+                d
+            }
+        };
+        tree.apply(&delta, limits, &layer.digest, &mut diag);
+    }
+    let config = &manifest.config;
     let created = read_blob(&store as &dyn BlobStore, config)
         .ok()
         .and_then(|b| parse_created(&b));
     let inventory = catalog::catalog(&tree, &mut diag);
     let record = ImageRecord {
         image_digest: image_digest.to_string(),
-        manifest_digest: read.manifest_digest.clone(),
+        manifest_digest,
         config_digest: config.digest.clone(),
         created,
-        layers: read.manifest.layers.iter().map(|l| l.digest.clone()).collect(),
+        layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
         inventory,
         unreadable: diag.notes,
     };
-    Ok((
-        record,
-        ReadCost {
-            layers_read: read.layers_read,
-            bytes_decompressed: read.bytes_decompressed,
-        },
-    ))
+    Ok((record, cost))
 }
 
 /// Catalogs an image from a running container's root filesystem (`<proc-root>/<pid>/root`):
@@ -206,7 +280,7 @@ pub fn scan_unpacked(
         record,
         ReadCost {
             layers_read: 1,
-            bytes_decompressed: 0,
+            ..Default::default()
         },
     ))
 }

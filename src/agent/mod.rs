@@ -303,6 +303,13 @@ impl Engine {
             let evicted = self.cache.retain(&|d| on_node.contains(d));
             if evicted > 0 {
                 self.findings.retain(|d, _| on_node.contains(d));
+                let used: BTreeSet<String> = self
+                    .cache
+                    .images
+                    .values()
+                    .flat_map(|r| r.layers.iter().cloned())
+                    .collect();
+                images::LayerCache::new(&self.cfg.state_dir).retain(&used);
                 if let Err(e) = self.save_cache() {
                     tracing::warn!("saving the image cache: {e:#}");
                 }
@@ -333,6 +340,7 @@ impl Engine {
         let mut set = tokio::task::JoinSet::new();
         for digest in todo {
             let (client, sem, timeout) = (client.clone(), sem.clone(), self.cfg.scan_timeout);
+            let layers = images::LayerCache::new(&self.cfg.state_dir);
             let handle = tokio::runtime::Handle::current();
             // A running container of this image, for the unpacked-filesystem fallback.
             let live_root = self
@@ -347,7 +355,7 @@ impl Engine {
                 let job = tokio::task::spawn_blocking(move || {
                     lower_priority();
                     let limits = Limits::default();
-                    match (images::scan(&client, handle, &d, &limits), live_root) {
+                    match (images::scan(&client, handle, &d, &limits, &layers), live_root) {
                         (Err(e), Some(root)) if blob_missing(&e) => {
                             tracing::info!(image = %d, "blobs missing from the content store, reading {}", root.display());
                             images::scan_unpacked(&root, &d, &limits)
@@ -374,6 +382,7 @@ impl Engine {
                     m.scan_duration.observe(took.as_secs_f64());
                     m.layers_read.inc_by(cost.layers_read);
                     m.layer_bytes_decompressed.inc_by(cost.bytes_decompressed);
+                    m.layer_cache_hits.inc_by(cost.layer_cache_hits);
                     tracing::info!(image = %digest, packages = record.inventory.packages.len(), "image inventoried in {took:?}");
                     self.counted_hits.insert(digest.clone());
                     self.findings.remove(&digest);

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use stalewatch_core::catalog;
 use stalewatch_core::image::{self as meta, Descriptor};
 use stalewatch_core::layer::tar::TarReader;
+use stalewatch_core::layer::tree::LayerDelta;
 use stalewatch_core::layer::{decompress, Diagnostics, EntryKind, EntrySource, FileTree, Limits};
 
 /// Manifests, indexes and configs larger than this are refused (real ones are a few KiB).
@@ -209,16 +210,24 @@ pub fn read(
 ) -> anyhow::Result<()> {
     let index = meta::parse_index(&layout.blobs.read_small("index.json")?)?;
     let desc = meta::select_platform(&index.manifests, meta::host_architecture())?.clone();
-    read_image(layout, &desc, limits, tree, diag).map(|_| ())
+    read_image(layout, &desc, limits, tree, diag)
 }
 
-/// What reading one image cost and found.
-#[derive(Debug, Clone)]
-pub struct ImageRead {
-    pub manifest_digest: String,
-    pub manifest: meta::Manifest,
-    pub layers_read: u64,
-    pub bytes_decompressed: u64,
+/// Follows a descriptor (index or manifest) through nested indexes to the host platform's
+/// manifest. Returns (manifest digest, manifest).
+pub fn resolve_manifest(
+    store: &dyn BlobStore,
+    root: &Descriptor,
+) -> anyhow::Result<(String, meta::Manifest)> {
+    let arch = meta::host_architecture();
+    let mut desc = root.clone();
+    for _ in 0..5 {
+        match meta::parse_document(&read_blob(store, &desc)?)? {
+            meta::Document::Manifest(m) => return Ok((desc.digest, m)),
+            meta::Document::Index(i) => desc = meta::select_platform(&i.manifests, arch)?.clone(),
+        }
+    }
+    bail!("image indexes nested more than 4 deep")
 }
 
 /// Reads the image a descriptor (index or manifest) points at into `tree`: through nested
@@ -229,32 +238,45 @@ pub fn read_image(
     limits: &Limits,
     tree: &mut FileTree,
     diag: &mut Diagnostics,
-) -> anyhow::Result<ImageRead> {
-    let arch = meta::host_architecture();
-    let mut desc = root.clone();
-    let mut hops = 0;
-    let manifest = loop {
-        match meta::parse_document(&read_blob(store, &desc)?)? {
-            meta::Document::Manifest(m) => break m,
-            meta::Document::Index(i) if hops < 4 => {
-                hops += 1;
-                desc = meta::select_platform(&i.manifests, arch)?.clone();
-            }
-            meta::Document::Index(_) => bail!("image indexes nested more than 4 deep"),
-        }
-    };
-    let mut read = ImageRead {
-        manifest_digest: desc.digest.clone(),
-        manifest,
-        layers_read: 0,
-        bytes_decompressed: 0,
-    };
-    for layer in &read.manifest.layers {
+) -> anyhow::Result<()> {
+    let (_, manifest) = resolve_manifest(store, root)?;
+    for layer in &manifest.layers {
         let raw = store.open_blob(&layer.digest)?;
-        read.bytes_decompressed += apply_layer(raw, Some(&layer.digest), &layer.digest, limits, tree, diag)?;
-        read.layers_read += 1;
+        apply_layer(raw, Some(&layer.digest), &layer.digest, limits, tree, diag)?;
     }
-    Ok(read)
+    Ok(())
+}
+
+/// Reads one layer blob into a delta that can be cached: only wanted files, and shadowing
+/// recorded for paths that can lead to one. Returns the delta and the bytes decompressed.
+pub fn read_layer_delta(
+    store: &dyn BlobStore,
+    layer: &Descriptor,
+    limits: &Limits,
+    diag: &mut Diagnostics,
+) -> anyhow::Result<(LayerDelta, u64)> {
+    let label = layer.digest.as_str();
+    let mut hashing = Hashing {
+        inner: store.open_blob(&layer.digest)?,
+        hasher: Sha256::new(),
+    };
+    let (delta, decompressed_bytes) = {
+        let decompressed = decompress::open(&mut hashing, limits.max_layer_bytes)
+            .with_context(|| format!("layer {label}"))?;
+        let mut tar = TarReader::new(decompressed);
+        let relevant = |p: &str| catalog::wants(p) || catalog::wants_dir(p);
+        let delta = LayerDelta::read(&mut tar, &|p| catalog::wants(p), &relevant, limits, label, diag)
+            .with_context(|| format!("layer {label}"))?;
+        while tar
+            .next_entry()
+            .with_context(|| format!("layer {label}"))?
+            .is_some()
+        {}
+        (delta, tar.into_inner().read)
+    };
+    io::copy(&mut hashing, &mut io::sink()).with_context(|| format!("layer {label}"))?;
+    verify(&layer.digest, &hashing.hasher.finalize())?;
+    Ok((delta, decompressed_bytes))
 }
 
 pub fn read_docker_archive(

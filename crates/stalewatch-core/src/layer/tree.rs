@@ -2,6 +2,7 @@
 //! Whiteouts and opaque directories apply to lower layers only, as the OCI spec says.
 //! Paths resolve through symlinks inside the tree; `..` and absolute targets never leave it.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::path::{self, components};
@@ -32,12 +33,12 @@ impl Default for Limits {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Node {
     File(Vec<u8>),
     Symlink(String),
     /// A wanted file that was not kept, with the reason (so it is never mistaken for absent).
-    Skipped(&'static str),
+    Skipped(String),
 }
 
 /// A symlink chain longer than this is a loop (Linux's own limit is 40).
@@ -48,7 +49,7 @@ pub enum ResolveError {
     #[error("too many levels of symbolic links")]
     Loop,
     #[error("file was not read: {0}")]
-    Skipped(&'static str),
+    Skipped(String),
 }
 
 #[derive(Debug, Default, Clone)]
@@ -58,10 +59,136 @@ pub struct FileTree {
     symlinks: usize,
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerStats {
     pub entries: u64,
     pub kept_files: u64,
+}
+
+/// What one layer contributes, independent of the layers below it: its kept files and
+/// symlinks, its hardlinks to kept files, and what it hides of lower layers. Read once per
+/// layer digest, it can be cached and applied again without the blob.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerDelta {
+    pub nodes: BTreeMap<String, Node>,
+    /// (path, target) of hardlinks to wanted files.
+    pub hardlinks: Vec<(String, String)>,
+    /// Lower subtrees hidden: whiteouts, opaque directories, non-directories over directories.
+    pub hide_subtrees: Vec<String>,
+    /// Lower nodes hidden: whiteout targets, directories or unwanted files over kept paths.
+    pub hide_nodes: Vec<String>,
+    pub stats: LayerStats,
+}
+
+impl LayerDelta {
+    /// Reads a layer stream. `wants` picks the files to keep; `relevant` the paths whose
+    /// shadowing of lower layers matters (a cache keeps it small: ancestors of wanted paths;
+    /// a direct application says every path). Bad entries are counted in `diag`.
+    pub fn read(
+        src: &mut dyn EntrySource,
+        wants: &dyn Fn(&str) -> bool,
+        relevant: &dyn Fn(&str) -> bool,
+        limits: &Limits,
+        layer: &str,
+        diag: &mut Diagnostics,
+    ) -> Result<LayerDelta, LayerError> {
+        let mut d = LayerDelta::default();
+        let mut kept_bytes = 0u64;
+        while let Some(entry) = src.next_entry()? {
+            d.stats.entries += 1;
+            let p = match path::normalize(&entry.path) {
+                Ok(p) => p,
+                Err(path::PathRefusal::Empty) => continue, // the layer's root directory
+                Err(r) => {
+                    diag.skip(
+                        r.reason(),
+                        format!("{layer}:{}", entry.path),
+                        "path escapes the image root",
+                    );
+                    continue;
+                }
+            };
+            let name = p.rsplit('/').next().unwrap_or(&p);
+            if let Some(hidden) = name.strip_prefix(".wh.") {
+                let dir = path::parent(&p).to_string();
+                if hidden == ".wh..opq" {
+                    d.hide_subtrees.push(dir);
+                } else if !hidden.is_empty() {
+                    let target = path::join(&dir, hidden);
+                    d.hide_nodes.push(target.clone());
+                    d.hide_subtrees.push(target);
+                }
+                continue;
+            }
+            match entry.kind {
+                EntryKind::Dir => {
+                    // A directory hides a lower file or symlink of the same name.
+                    if relevant(&p) {
+                        d.hide_nodes.push(p);
+                    }
+                }
+                EntryKind::Symlink => {
+                    // Symlinks are always kept (path resolution needs them) and hide lower trees.
+                    d.hide_subtrees.push(p.clone());
+                    if d.nodes.len() >= limits.max_symlinks {
+                        diag.skip(
+                            "symlink_cap",
+                            format!("{layer}:{p}"),
+                            "too many symlinks in image",
+                        );
+                        continue;
+                    }
+                    d.nodes.insert(p, Node::Symlink(entry.link));
+                }
+                EntryKind::File if wants(&p) => {
+                    d.hide_subtrees.push(p.clone());
+                    let node = if entry.size > limits.max_file_bytes {
+                        diag.skip(
+                            "file_too_large",
+                            format!("{layer}:{p}"),
+                            format!(
+                                "{} bytes exceeds the {} byte cap",
+                                entry.size, limits.max_file_bytes
+                            ),
+                        );
+                        Node::Skipped("file_too_large".into())
+                    } else if kept_bytes + entry.size > limits.max_kept_bytes {
+                        diag.skip(
+                            "kept_bytes_cap",
+                            format!("{layer}:{p}"),
+                            "image keeps too many bytes",
+                        );
+                        Node::Skipped("kept_bytes_cap".into())
+                    } else {
+                        let data = src.read_data(entry.size)?;
+                        kept_bytes += data.len() as u64;
+                        d.stats.kept_files += 1;
+                        Node::File(data)
+                    };
+                    d.nodes.insert(p, node);
+                }
+                EntryKind::Hardlink if wants(&p) => match path::normalize(&entry.link) {
+                    Ok(t) => {
+                        d.hide_subtrees.push(p.clone());
+                        d.hardlinks.push((p, t));
+                    }
+                    Err(_) => diag.skip(
+                        "hardlink_unresolved",
+                        format!("{layer}:{p}"),
+                        format!("target {:?} not kept", entry.link),
+                    ),
+                },
+                _ => {
+                    // An unwanted file, device or fifo hides what lay below at its path.
+                    if relevant(&p) {
+                        d.hide_nodes.push(p.clone());
+                        d.hide_subtrees.push(p);
+                    }
+                }
+            }
+        }
+        Ok(d)
+    }
 }
 
 impl FileTree {
@@ -122,132 +249,70 @@ impl FileTree {
         layer: &str,
         diag: &mut Diagnostics,
     ) -> Result<LayerStats, LayerError> {
-        let mut stats = LayerStats::default();
-        let mut upper: BTreeMap<String, Node> = BTreeMap::new();
-        let mut upper_bytes = 0u64;
-        // Lower-layer paths this layer hides: whole subtrees, or just the node itself.
-        let mut hide_subtree: Vec<String> = Vec::new();
-        let mut hide_node: Vec<String> = Vec::new();
+        // Applied directly, only paths where a lower layer has something can be shadowed.
+        let lower = &*self;
+        let shadows = |p: &str| lower.nodes.contains_key(p) || lower.has_descendants(p);
+        let delta = LayerDelta::read(src, wants, &shadows, limits, layer, diag)?;
+        self.apply(&delta, limits, layer, diag);
+        Ok(delta.stats)
+    }
 
-        while let Some(entry) = src.next_entry()? {
-            stats.entries += 1;
-            let p = match path::normalize(&entry.path) {
-                Ok(p) => p,
-                Err(path::PathRefusal::Empty) => continue, // the layer's root directory
-                Err(r) => {
-                    diag.skip(
-                        r.reason(),
-                        format!("{layer}:{}", entry.path),
-                        "path escapes the image root",
-                    );
-                    continue;
-                }
-            };
-            let name = p.rsplit('/').next().unwrap_or(&p);
-            if let Some(hidden) = name.strip_prefix(".wh.") {
-                let dir = path::parent(&p).to_string();
-                if hidden == ".wh..opq" {
-                    hide_subtree.push(dir);
-                } else if !hidden.is_empty() {
-                    let target = path::join(&dir, hidden);
-                    hide_node.push(target.clone());
-                    hide_subtree.push(target);
-                }
-                continue;
-            }
-            if entry.kind == EntryKind::Dir {
-                // A directory hides a lower file or symlink of the same name.
-                if self.nodes.contains_key(&p) {
-                    hide_node.push(p);
-                }
-                continue;
-            }
-            // Anything else hides a lower directory of the same name.
-            if self.has_descendants(&p) {
-                hide_subtree.push(p.clone());
-            }
-            match entry.kind {
-                EntryKind::Symlink => {
-                    if self.symlinks + upper.len() >= limits.max_symlinks {
-                        diag.skip(
-                            "symlink_cap",
-                            format!("{layer}:{p}"),
-                            "too many symlinks in image",
-                        );
-                        continue;
-                    }
-                    upper.insert(p, Node::Symlink(entry.link));
-                }
-                EntryKind::File if wants(&p) => {
-                    let node = if entry.size > limits.max_file_bytes {
-                        diag.skip(
-                            "file_too_large",
-                            format!("{layer}:{p}"),
-                            format!(
-                                "{} bytes exceeds the {} byte cap",
-                                entry.size, limits.max_file_bytes
-                            ),
-                        );
-                        Node::Skipped("file_too_large")
-                    } else if self.kept_bytes + upper_bytes + entry.size > limits.max_kept_bytes {
-                        diag.skip(
-                            "kept_bytes_cap",
-                            format!("{layer}:{p}"),
-                            "image keeps too many bytes",
-                        );
-                        Node::Skipped("kept_bytes_cap")
-                    } else {
-                        let data = src.read_data(entry.size)?;
-                        upper_bytes += data.len() as u64;
-                        stats.kept_files += 1;
-                        Node::File(data)
-                    };
-                    upper.insert(p, node);
-                }
-                EntryKind::Hardlink if wants(&p) => {
-                    let target = path::normalize(&entry.link).ok();
-                    let found = target
-                        .as_ref()
-                        .and_then(|t| upper.get(t).or_else(|| self.nodes.get(t)))
-                        .cloned();
-                    match found {
-                        Some(node @ Node::File(_)) => {
-                            if let Node::File(b) = &node {
-                                upper_bytes += b.len() as u64;
-                            }
-                            upper.insert(p, node);
-                        }
-                        _ => diag.skip(
-                            "hardlink_unresolved",
-                            format!("{layer}:{p}"),
-                            format!("target {:?} not kept", entry.link),
-                        ),
-                    }
-                }
-                _ => {
-                    // An unwanted file, device or fifo still hides a lower wanted file.
-                    if self.nodes.contains_key(&p) {
-                        hide_node.push(p);
-                    }
-                }
-            }
-        }
-        for p in &hide_subtree {
+    /// Applies a layer's delta (read now or from a cache) on top of the tree.
+    pub fn apply(&mut self, delta: &LayerDelta, limits: &Limits, layer: &str, diag: &mut Diagnostics) {
+        // What this layer hides of the lower ones, before its own nodes land.
+        for p in &delta.hide_subtrees {
             self.remove_descendants(p);
         }
-        for p in &hide_node {
+        for p in &delta.hide_nodes {
             self.remove(p);
         }
-        for (p, node) in upper {
-            self.remove(&p);
-            match &node {
-                Node::File(b) => self.kept_bytes += b.len() as u64,
-                Node::Symlink(_) => self.symlinks += 1,
-                Node::Skipped(_) => {}
+        for (p, target) in &delta.hardlinks {
+            // A hardlink's target is in this layer or below.
+            let node = delta.nodes.get(target).or_else(|| self.nodes.get(target));
+            match node {
+                Some(Node::File(b)) => {
+                    let b = b.clone();
+                    self.insert(p, Node::File(b), limits, layer, diag);
+                }
+                _ => diag.skip(
+                    "hardlink_unresolved",
+                    format!("{layer}:{p}"),
+                    format!("target {target:?} not kept"),
+                ),
             }
-            self.nodes.insert(p, node);
         }
-        Ok(stats)
+        for (p, node) in &delta.nodes {
+            self.insert(p, node.clone(), limits, layer, diag);
+        }
+    }
+
+    fn insert(&mut self, p: &str, node: Node, limits: &Limits, layer: &str, diag: &mut Diagnostics) {
+        self.remove(p);
+        let node = match node {
+            Node::File(b) if self.kept_bytes + b.len() as u64 > limits.max_kept_bytes => {
+                diag.skip(
+                    "kept_bytes_cap",
+                    format!("{layer}:{p}"),
+                    "image keeps too many bytes",
+                );
+                Node::Skipped("kept_bytes_cap".into())
+            }
+            Node::Symlink(_) if self.symlinks >= limits.max_symlinks => {
+                diag.skip(
+                    "symlink_cap",
+                    format!("{layer}:{p}"),
+                    "too many symlinks in image",
+                );
+                return;
+            }
+            other => other,
+        };
+        match &node {
+            Node::File(b) => self.kept_bytes += b.len() as u64,
+            Node::Symlink(_) => self.symlinks += 1,
+            Node::Skipped(_) => {}
+        }
+        self.nodes.insert(p.to_string(), node);
     }
 
     /// Resolves a path to its final, symlink-free form inside the tree.
@@ -286,7 +351,7 @@ impl FileTree {
         let real = self.resolve_path(p)?;
         match self.nodes.get(&real) {
             Some(Node::File(b)) => Ok(Some(b)),
-            Some(Node::Skipped(r)) => Err(ResolveError::Skipped(r)),
+            Some(Node::Skipped(r)) => Err(ResolveError::Skipped(r.clone())),
             _ => Ok(None),
         }
     }
@@ -489,7 +554,7 @@ mod tests {
         assert_eq!(d.count("parent_path_component"), 1);
         assert_eq!(d.count("absolute_path"), 1);
         assert_eq!(d.count("file_too_large"), 1);
-        assert_eq!(t.read("big"), Err(ResolveError::Skipped("file_too_large")));
+        assert_eq!(t.read("big"), Err(ResolveError::Skipped("file_too_large".into())));
         assert_eq!(t.read("etc/passwd").unwrap(), None);
     }
 }
