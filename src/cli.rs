@@ -244,6 +244,9 @@ pub struct UpdateArgs {
     /// Ecosystems to update (repeatable) [default: all supported].
     #[arg(long = "ecosystem", value_name = "NAME")]
     pub ecosystems: Vec<String>,
+    /// Report format: text on stderr, or one JSON object per ecosystem on stdout.
+    #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
+    pub format: StatusFormat,
 }
 
 #[derive(Args, Debug)]
@@ -338,7 +341,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 bail!("--ecosystem: invalid name(s) {bad:?} (OSV ecosystem names such as Alpine, Debian, \"Rocky Linux\")");
             }
             let dir = a.db.resolve()?;
-            let ok = db::update::run(&source, &dir, &ecosystems, a.advisory_ca_file.as_deref())?;
+            let json = a.format == StatusFormat::Json;
+            let ok = db::update::run(&source, &dir, &ecosystems, a.advisory_ca_file.as_deref(), json)?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Agent(a) => {

@@ -543,26 +543,65 @@ async fn connection_task(
     }
 }
 
+/// Runs one refresh in a child process (`stalewatch db update --format json`): building an
+/// index from a large feed takes memory the agent should not keep, and a hostile feed that
+/// broke the builder would take down only the child.
+async fn refresh_once(cfg: &Config) -> anyhow::Result<Vec<EcosystemResult>> {
+    let exe = std::env::current_exe().context("locate the stalewatch binary")?;
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.args([
+        "db",
+        "update",
+        "--format",
+        "json",
+        "--advisory-source",
+        &cfg.advisory_source.to_arg(),
+    ])
+    .arg("--db-dir")
+    .arg(&cfg.db_dir)
+    .stdin(std::process::Stdio::null())
+    .kill_on_drop(true);
+    for e in &cfg.ecosystems {
+        cmd.args(["--ecosystem", e]);
+    }
+    if let Some(ca) = &cfg.advisory_ca_file {
+        cmd.arg("--advisory-ca-file").arg(ca);
+    }
+    let out = cmd.output().await.context("run the refresh")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let results: Vec<EcosystemResult> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<update::ResultLine>(l).ok())
+        .map(update::ResultLine::into_result)
+        .collect();
+    if results.is_empty() {
+        anyhow::bail!(
+            "refresh produced no result ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(results)
+}
+
 /// Refreshes advisories now, then every interval with ±10 % jitter; backs off on failure.
 async fn refresh_task(cfg: Config, tx: mpsc::Sender<Vec<EcosystemResult>>) {
-    let client = match update::http_client(cfg.advisory_ca_file.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!("advisory refresh disabled: {e:#}");
-            return;
-        }
-    };
     let mut failures = 0u32;
     loop {
-        let results = match update::refresh(&cfg.advisory_source, &cfg.db_dir, &cfg.ecosystems, &client).await
-        {
+        let results = match refresh_once(&cfg).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("advisory refresh: {e:#}");
-                Vec::new()
+                vec![EcosystemResult {
+                    ecosystem: String::new(),
+                    result: Err(update::UpdateError {
+                        reason: "build",
+                        detail: format!("{e:#}"),
+                    }),
+                }]
             }
         };
-        let failed = results.is_empty() || results.iter().any(|r| r.result.is_err());
+        let failed = results.iter().any(|r| r.result.is_err());
         if tx.send(results).await.is_err() {
             return;
         }

@@ -38,6 +38,11 @@ impl Source {
         }
     }
 
+    /// The source as a command-line argument again.
+    pub fn to_arg(&self) -> String {
+        self.describe()
+    }
+
     fn describe(&self) -> String {
         match self {
             Source::Http(u) => u.clone(),
@@ -361,11 +366,75 @@ pub async fn refresh(
 }
 
 /// `db update`: refreshes and says what happened per ecosystem. `Ok(false)` if any failed.
+/// One ecosystem's outcome as `db update --format json` prints it (one JSON object a line);
+/// the agent reads these from the refresh child process.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct ResultLine {
+    pub ecosystem: String,
+    /// `updated`, `unchanged`, `missing` or `failed`.
+    pub result: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub detail: String,
+}
+
+impl From<&EcosystemResult> for ResultLine {
+    fn from(r: &EcosystemResult) -> Self {
+        let (result, reason, detail) = match &r.result {
+            Ok(Change::Updated(what)) => ("updated", None, what.clone()),
+            Ok(Change::Unchanged) => ("unchanged", None, String::new()),
+            Ok(Change::Missing) => ("missing", None, String::new()),
+            Err(e) => ("failed", Some(e.reason.to_string()), e.detail.clone()),
+        };
+        ResultLine {
+            ecosystem: r.ecosystem.clone(),
+            result: result.into(),
+            reason,
+            detail,
+        }
+    }
+}
+
+impl ResultLine {
+    /// Back to a result (reasons outside the known set become `other`).
+    pub fn into_result(self) -> EcosystemResult {
+        const REASONS: [&str; 6] = [
+            "network",
+            "http_status",
+            "too_large",
+            "bad_archive",
+            "io",
+            "build",
+        ];
+        let result = match self.result.as_str() {
+            "updated" => Ok(Change::Updated(self.detail)),
+            "unchanged" => Ok(Change::Unchanged),
+            "missing" => Ok(Change::Missing),
+            _ => {
+                let reason = REASONS
+                    .iter()
+                    .find(|r| Some(**r) == self.reason.as_deref())
+                    .copied()
+                    .unwrap_or("other");
+                Err(fail(reason, self.detail))
+            }
+        };
+        EcosystemResult {
+            ecosystem: self.ecosystem,
+            result,
+        }
+    }
+}
+
+/// `db update`: refreshes and says what happened per ecosystem (text on stderr, or JSON
+/// lines on stdout). `Ok(false)` if any failed.
 pub fn run(
     source: &Source,
     dir: &Path,
     ecosystems: &[String],
     ca_file: Option<&Path>,
+    json: bool,
 ) -> anyhow::Result<bool> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -373,16 +442,18 @@ pub fn run(
     let client = http_client(ca_file)?;
     let results = rt.block_on(refresh(source, dir, ecosystems, &client))?;
     let mut all_ok = true;
-    for r in results {
-        let eco = r.ecosystem;
-        match r.result {
+    for r in &results {
+        all_ok &= r.result.is_ok();
+        if json {
+            println!("{}", serde_json::to_string(&ResultLine::from(r))?);
+            continue;
+        }
+        let eco = &r.ecosystem;
+        match &r.result {
             Ok(Change::Updated(what)) => eprintln!("{eco}: updated, {what}"),
             Ok(Change::Unchanged) => eprintln!("{eco}: unchanged"),
             Ok(Change::Missing) => eprintln!("{eco}: not on this mirror, skipped"),
-            Err(e) => {
-                eprintln!("{eco}: update failed ({e}); the previous index stays in use");
-                all_ok = false;
-            }
+            Err(e) => eprintln!("{eco}: update failed ({e}); the previous index stays in use"),
         }
     }
     Ok(all_ok)
