@@ -435,3 +435,99 @@ fn a_layer_shared_by_two_images_is_read_once() {
     assert_eq!(new_c["report"]["findings"][0]["id"], "ALPINE-CVE-2024-9143");
     assert_eq!(new_c["report"]["packages"].as_array().unwrap().len(), 14);
 }
+
+/// Removes a CRI pod even when the test fails half-way.
+struct PodGuard<'a>(&'a common::cri::Cri, String, String);
+impl Drop for PodGuard<'_> {
+    fn drop(&mut self) {
+        self.0.remove_pod(&self.1, &self.2);
+    }
+}
+
+#[test]
+fn cri_pods_carry_kubelet_names_and_their_sandboxes_never_appear() {
+    let Some(lab) = Lab::start("agent CRI pods") else {
+        return;
+    };
+    if !require("umoci", "agent CRI pods") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // The pause image CRI starts for each sandbox: any image whose command keeps running.
+    let pause_root = unpack_alpine("3.20.3", tmp.path());
+    let layout = tmp.path().join("pause");
+    let l = layout.to_str().unwrap();
+    for args in [
+        vec!["init", "--layout", l],
+        vec!["new", "--image", &format!("{l}:1")],
+        vec![
+            "insert",
+            "--image",
+            &format!("{l}:1"),
+            pause_root.to_str().unwrap(),
+            "/",
+        ],
+        vec![
+            "config",
+            "--image",
+            &format!("{l}:1"),
+            "--config.cmd",
+            "/bin/sleep",
+            "--config.cmd",
+            "3600",
+        ],
+    ] {
+        let out = std::process::Command::new("umoci").args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "umoci {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let pause_tar = tmp.path().join("pause.tar");
+    assert!(std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&pause_tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    lab.import(&pause_tar, "example.org/pause");
+    let app_root = unpack_alpine("3.16.9", tmp.path());
+    let (_, app) = umoci_archive(&app_root, tmp.path());
+    lab.import(&app, "example.org/app");
+
+    let site = tmp.path().join("site");
+    write_mirror(&site, &[("ALPINE-CVE-2023-42366.json", ALPINE_42366)]);
+    let mirror = Mirror::start(site);
+    let agent = Agent::start(&lab.sock, &tmp.path().join("state"), &mirror.url(), &[]);
+
+    let cri = common::cri::Cri::connect(&lab.sock);
+    let (sandbox, container) = cri.run_pod("shop", "api-7f9c", "api", "example.org/app:latest");
+    let guard = PodGuard(&cri, sandbox, container);
+    agent.wait_for("the CRI container under its kubelet names", FIVE_S, |a| {
+        value(
+            &a.metrics(),
+            "stalewatch_container_scan_status",
+            &[
+                ("namespace", "shop"),
+                ("pod", "api-7f9c"),
+                ("container", "api"),
+                ("status", "ok"),
+            ],
+        ) == Some(1.0)
+    });
+    let m = agent.metrics();
+    assert_eq!(
+        count(&m, "stalewatch_container_scan_status", &[]),
+        1,
+        "the sandbox (pause) container is not exported:\n{m}"
+    );
+    assert_eq!(vulns(&m, "api-7f9c"), 1.0);
+    drop(guard);
+    agent.wait_for("the pod gone", FIVE_S, |a| {
+        count(&a.metrics(), "stalewatch_container_scan_status", &[]) == 0
+    });
+}

@@ -8,6 +8,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const NAMESPACE: &str = "k8s.io";
+/// The pod sandbox ("pause") image CRI uses; tests that create pods import it first.
+pub const SANDBOX_IMAGE: &str = "example.org/pause:1";
 
 pub struct Lab {
     pub dir: tempfile::TempDir,
@@ -46,11 +48,13 @@ state = "{b}/state"
     path = "{b}/opt"
   [plugins."io.containerd.grpc.v1.cri"]
     restrict_oom_score_adj = true
+    sandbox_image = "{sandbox}"
     [plugins."io.containerd.grpc.v1.cri".registry.mirrors."*"]
       endpoint = ["http://127.0.0.1:1"]
 "#,
             b = base.display(),
-            s = sock.display()
+            s = sock.display(),
+            sandbox = SANDBOX_IMAGE
         );
         std::fs::write(base.join("config.toml"), config).unwrap();
         let mut lab = Lab {

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod containerd;
+pub mod cri;
 pub mod mirror;
 pub mod oci;
 pub mod prometheus;
