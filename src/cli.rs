@@ -64,6 +64,15 @@ pub struct AgentArgs {
     /// At most this many `stalewatch_container_vulnerability_info` series (most severe first).
     #[arg(long, env = "STALEWATCH_VULNERABILITY_INFO_LIMIT", default_value_t = 1000)]
     pub vulnerability_info_limit: usize,
+    /// When an image's blobs are gone, read its unpacked files from: `snapshot` (overlay lower
+    /// dirs), `proc` (a running container's root), in the order given; `none` to never.
+    #[arg(
+        long,
+        env = "STALEWATCH_UNPACKED_FALLBACK",
+        default_value = "snapshot,proc",
+        value_delimiter = ','
+    )]
+    pub unpacked_fallback: Vec<String>,
     /// Bound on the image cache in the state directory (bytes); beyond it, images no container runs are dropped first.
     #[arg(long, env = "STALEWATCH_STATE_MAX_BYTES", default_value_t = 256 << 20)]
     pub state_max_bytes: u64,
@@ -158,6 +167,17 @@ impl AgentArgs {
                     .map(|h| h.trim().to_string())
             })
             .unwrap_or_default();
+        let mut unpacked_fallback = Vec::new();
+        for f in &self.unpacked_fallback {
+            match f.trim() {
+                "snapshot" => unpacked_fallback.push(crate::agent::Fallback::Snapshot),
+                "proc" => unpacked_fallback.push(crate::agent::Fallback::Proc),
+                "none" | "" => {}
+                other => errors.push(format!(
+                    "--unpacked-fallback {other:?}: expected snapshot, proc or none"
+                )),
+            }
+        }
         if let Some(p) = &self.advisory_ca_file {
             if !p.is_file() {
                 errors.push(format!("--advisory-ca-file {}: not a readable file", p.display()));
@@ -188,6 +208,7 @@ impl AgentArgs {
                 .vulnerability_info_metric
                 .then_some(self.vulnerability_info_limit),
             state_max_bytes: self.state_max_bytes,
+            unpacked_fallback,
         })
     }
 }

@@ -75,6 +75,25 @@ impl Containerd {
         EventsClient::new(self.channel.clone())
     }
 
+    /// The mounts of a snapshot (what containerd would mount as the container's root).
+    pub async fn snapshot_mounts(
+        &self,
+        snapshotter: &str,
+        key: &str,
+    ) -> anyhow::Result<Vec<containerd_client::types::Mount>> {
+        let req = containerd_client::services::v1::snapshots::MountsRequest {
+            snapshotter: snapshotter.to_string(),
+            key: key.to_string(),
+        };
+        let resp = containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient::new(
+            self.channel.clone(),
+        )
+        .mounts(self.request(req))
+        .await
+        .map_err(|s| anyhow::anyhow!("snapshot {key} mounts: {}", s.message()))?;
+        Ok(resp.into_inner().mounts)
+    }
+
     /// containerd's version (also a cheap liveness check).
     pub async fn version(&self) -> anyhow::Result<String> {
         let resp = containerd_client::services::v1::version_client::VersionClient::new(self.channel.clone())

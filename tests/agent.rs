@@ -285,45 +285,67 @@ fn missing_blobs_fall_back_to_the_running_filesystem() {
     let site = tmp.path().join("site");
     write_mirror(&site, &[("ALPINE-CVE-2024-9143.json", ALPINE_9143)]);
     let mirror = Mirror::start(site);
-    let info = ["--vulnerability-info-metric", "--vulnerability-info-limit", "1"];
-    let agent = Agent::start(&lab.sock, &tmp.path().join("state"), &mirror.url(), &info);
-    agent.wait_for("web-1 inventoried from /proc/<pid>/root", FIVE_S, |a| {
-        vulns(&a.metrics(), "web-1") == 1.0
-    });
-    let m = agent.metrics();
-    assert_eq!(
-        value(
-            &m,
-            "stalewatch_container_scan_status",
-            &[("pod", "web-1"), ("status", "ok")]
-        ),
-        Some(1.0)
-    );
-    // The opt-in per-finding series, capped at one: libcrypto3 and libssl3 both have the finding.
-    assert_eq!(
-        count(
-            &m,
-            "stalewatch_container_vulnerability_info",
-            &[("id", "ALPINE-CVE-2024-9143")]
-        ),
-        1,
-        "{m}"
-    );
-    assert_eq!(
-        value(&m, "stalewatch_container_vulnerability_info_dropped", &[]),
-        Some(1.0)
-    );
-    let doc: serde_json::Value = serde_json::from_str(&agent.get("/v1/findings").1).unwrap();
-    let report = &doc["containers"][0]["report"];
-    assert_eq!(report["packages"].as_array().unwrap().len(), 14);
-    assert!(
-        report["unreadable"]
+    // Both fallbacks, each from a fresh state: the snapshot's overlay layers (the default,
+    // first), and a running container's /proc/<pid>/root.
+    for (mode, how) in [
+        ("snapshot,proc", "snapshot's unpacked layers"),
+        ("proc", "running container's filesystem"),
+    ] {
+        let args = [
+            "--vulnerability-info-metric",
+            "--vulnerability-info-limit",
+            "1",
+            "--unpacked-fallback",
+            mode,
+        ];
+        let agent = Agent::start(
+            &lab.sock,
+            &tmp.path().join(format!("state-{mode}")),
+            &mirror.url(),
+            &args,
+        );
+        agent.wait_for("web-1 inventoried from its unpacked files", FIVE_S, |a| {
+            vulns(&a.metrics(), "web-1") == 1.0
+        });
+        let m = agent.metrics();
+        assert_eq!(
+            value(
+                &m,
+                "stalewatch_container_scan_status",
+                &[("pod", "web-1"), ("status", "ok")]
+            ),
+            Some(1.0)
+        );
+        // The opt-in per-finding series, capped at one: libcrypto3 and libssl3 both have the finding.
+        assert_eq!(
+            count(
+                &m,
+                "stalewatch_container_vulnerability_info",
+                &[("id", "ALPINE-CVE-2024-9143")]
+            ),
+            1,
+            "{m}"
+        );
+        assert_eq!(
+            value(&m, "stalewatch_container_vulnerability_info_dropped", &[]),
+            Some(1.0)
+        );
+        let doc: serde_json::Value = serde_json::from_str(&agent.get("/v1/findings").1).unwrap();
+        let report = &doc["containers"][0]["report"];
+        assert_eq!(report["packages"].as_array().unwrap().len(), 14, "{mode}");
+        let note = report["unreadable"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|u| u["reason"] == "blobs_missing"),
-        "{report}"
-    );
+            .find(|u| u["reason"] == "blobs_missing")
+            .cloned();
+        assert!(
+            note.as_ref()
+                .is_some_and(|n| n["detail"].as_str().unwrap().contains(how)),
+            "{mode}: {note:?}"
+        );
+        agent.stop();
+    }
 }
 
 #[test]

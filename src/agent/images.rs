@@ -247,25 +247,44 @@ pub fn scan(
     Ok((record, cost))
 }
 
-/// Catalogs an image from a running container's root filesystem (`<proc-root>/<pid>/root`):
-/// the fallback when the node has dropped the image's blobs after unpacking them. What runs
-/// may differ from the image (drift), which the record says.
+/// Where an image's unpacked files are read from when its blobs are gone.
+#[derive(Debug, Clone)]
+pub enum Unpacked {
+    /// The snapshot's overlay lower directories, bottom first: the image as shipped.
+    Layers(Vec<PathBuf>),
+    /// A running container's root (`<proc-root>/<pid>/root`): what runs, drift included.
+    LiveRoot(PathBuf),
+}
+
+/// Catalogs an image from its unpacked files: the fallback when the node has dropped the
+/// image's blobs after unpacking them (containerd's `discard_unpacked_layers`).
 pub fn scan_unpacked(
-    root: &Path,
+    from: &Unpacked,
     image_digest: &str,
     limits: &Limits,
 ) -> anyhow::Result<(ImageRecord, ReadCost)> {
     let mut tree = FileTree::new();
     let mut diag = Diagnostics::default();
-    crate::scan::rootfs::read_into(root, &mut tree, limits, &mut diag)
-        .with_context(|| format!("read {}", root.display()))?;
+    let (layers_read, how) = match from {
+        Unpacked::Layers(dirs) => (
+            crate::scan::overlay::read_layers(dirs, &mut tree, limits, &mut diag)?,
+            "inventoried from the container snapshot's unpacked layers",
+        ),
+        Unpacked::LiveRoot(root) => {
+            crate::scan::rootfs::read_into(root, &mut tree, limits, &mut diag)
+                .with_context(|| format!("read {}", root.display()))?;
+            (
+                1,
+                "inventoried from a running container's filesystem (runtime changes included)",
+            )
+        }
+    };
     let inventory = catalog::catalog(&tree, &mut diag);
     let mut unreadable = diag.notes;
     unreadable.push(Unreadable {
         what: "image".into(),
         reason: "blobs_missing".into(),
-        detail: "layer blobs are not in the content store; inventoried from a running container's filesystem"
-            .into(),
+        detail: format!("layer blobs are not in the content store; {how}"),
     });
     let record = ImageRecord {
         image_digest: image_digest.to_string(),
@@ -279,7 +298,7 @@ pub fn scan_unpacked(
     Ok((
         record,
         ReadCost {
-            layers_read: 1,
+            layers_read,
             ..Default::default()
         },
     ))

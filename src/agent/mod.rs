@@ -53,6 +53,17 @@ pub struct Config {
     /// `Some(limit)` when the per-finding info metric is on.
     pub vulnerability_info: Option<usize>,
     pub state_max_bytes: u64,
+    /// Where to read images whose blobs are gone, in order.
+    pub unpacked_fallback: Vec<Fallback>,
+}
+
+/// Sources of unpacked image files when blobs are missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// The container snapshot's overlay lower directories (needs the host's containerd root).
+    Snapshot,
+    /// `<proc-root>/<pid>/root` of a running container.
+    Proc,
 }
 
 /// What the HTTP side reads.
@@ -341,31 +352,78 @@ impl Engine {
         for digest in todo {
             let (client, sem, timeout) = (client.clone(), sem.clone(), self.cfg.scan_timeout);
             let layers = images::LayerCache::new(&self.cfg.state_dir);
-            let handle = tokio::runtime::Handle::current();
-            // A running container of this image, for the unpacked-filesystem fallback.
-            let live_root = self
+            // A running container of this image, for the unpacked fallbacks.
+            let holder = self
                 .running
                 .iter()
                 .find(|r| r.image_digest.as_deref() == Some(digest.as_str()))
-                .map(|r| self.cfg.proc_root.join(r.pid.to_string()).join("root"));
+                .cloned();
+            let proc_root = self.cfg.proc_root.clone();
+            let fallbacks = self.cfg.unpacked_fallback.clone();
             set.spawn(async move {
                 let _permit = sem.acquire_owned().await;
                 let started = Instant::now();
                 let d = digest.clone();
-                let job = tokio::task::spawn_blocking(move || {
-                    lower_priority();
-                    let limits = Limits::default();
-                    match (images::scan(&client, handle, &d, &limits, &layers), live_root) {
-                        (Err(e), Some(root)) if blob_missing(&e) => {
-                            tracing::info!(image = %d, "blobs missing from the content store, reading {}", root.display());
-                            images::scan_unpacked(&root, &d, &limits)
+                let c = client.clone();
+                let handle = tokio::runtime::Handle::current();
+                let job = async move {
+                    let d2 = d.clone();
+                    let read = tokio::task::spawn_blocking(move || {
+                        lower_priority();
+                        images::scan(&c, handle, &d2, &Limits::default(), &layers)
+                    })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("scan task: {e}"))?;
+                    let err = match read {
+                        Ok(r) => return Ok(r),
+                        Err(e) if blob_missing(&e) => e,
+                        Err(e) => return Err(e),
+                    };
+                    let Some(holder) = holder else { return Err(err) };
+                    for fb in fallbacks {
+                        let from = match fb {
+                            Fallback::Snapshot => {
+                                let Some((snapshotter, key)) = &holder.snapshot else {
+                                    continue;
+                                };
+                                match client.snapshot_mounts(snapshotter, key).await {
+                                    Ok(m) => {
+                                        let dirs: Vec<_> = m
+                                            .iter()
+                                            .flat_map(|m| crate::scan::overlay::lower_dirs(&m.options))
+                                            .collect();
+                                        if dirs.is_empty() {
+                                            continue;
+                                        }
+                                        images::Unpacked::Layers(dirs)
+                                    }
+                                    Err(e) => {
+                                        tracing::debug!("snapshot fallback for {d}: {e:#}");
+                                        continue;
+                                    }
+                                }
+                            }
+                            Fallback::Proc => images::Unpacked::LiveRoot(
+                                proc_root.join(holder.pid.to_string()).join("root"),
+                            ),
+                        };
+                        tracing::info!(image = %d, "blobs missing from the content store, reading {from:?}");
+                        let d3 = d.clone();
+                        let read = tokio::task::spawn_blocking(move || {
+                            lower_priority();
+                            images::scan_unpacked(&from, &d3, &Limits::default())
+                        })
+                        .await
+                        .map_err(|e| anyhow::anyhow!("scan task: {e}"))?;
+                        match read {
+                            Ok(r) => return Ok(r),
+                            Err(e) => tracing::warn!(image = %d, "unpacked fallback failed: {e:#}"),
                         }
-                        (other, _) => other,
                     }
-                });
+                    Err(err)
+                };
                 let result = match tokio::time::timeout(timeout, job).await {
-                    Ok(Ok(r)) => r.map_err(|e| (reason_of(&e), format!("{e:#}"))),
-                    Ok(Err(e)) => Err(("panic", e.to_string())),
+                    Ok(r) => r.map_err(|e| (reason_of(&e), format!("{e:#}"))),
                     Err(_) => Err(("timeout", format!("scan took longer than {timeout:?}"))),
                 };
                 (digest, result, started.elapsed())

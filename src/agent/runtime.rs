@@ -27,6 +27,9 @@ pub struct RunningContainer {
     /// containerd's creation time of the container record, to pick the newest of duplicates.
     #[serde(skip)]
     pub created_at: i64,
+    /// The container's snapshot (snapshotter, key), for the unpacked-layers fallback.
+    #[serde(skip)]
+    pub snapshot: Option<(String, String)>,
 }
 
 /// Seconds since the epoch at which a process started, from `<proc_root>/<pid>/stat` and
@@ -93,6 +96,7 @@ pub async fn list_running(client: &Containerd, proc_root: &Path) -> anyhow::Resu
             pid,
             started_at: process_start(proc_root, pid),
             created_at: c.created_at.as_ref().map(|t| t.seconds).unwrap_or(0),
+            snapshot: (!c.snapshot_key.is_empty()).then(|| (c.snapshotter.clone(), c.snapshot_key.clone())),
             id: c.id,
         };
         let key = (rc.namespace.clone(), rc.pod.clone(), rc.container.clone());

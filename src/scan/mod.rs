@@ -2,6 +2,7 @@
 //! match against the local advisory database, report.
 
 pub mod image;
+pub mod overlay;
 pub mod rootfs;
 
 use anyhow::{bail, Context};
