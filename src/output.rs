@@ -52,7 +52,7 @@ pub fn print_report(r: &Report, format: Format) -> anyhow::Result<()> {
                         if f.summary.is_empty() {
                             f.aliases.join(" ")
                         } else {
-                            f.summary.clone()
+                            f.summary.to_string()
                         }
                         .as_str(),
                         60

@@ -21,7 +21,7 @@ use tokio_stream::StreamExt;
 
 use stalewatch_core::advisory::IndexSet;
 use stalewatch_core::layer::Limits;
-use stalewatch_core::matcher::{self, Finding};
+use stalewatch_core::matcher;
 use stalewatch_core::report::Report;
 
 use crate::clock;
@@ -92,8 +92,10 @@ struct Engine {
     /// Images whose inventory came from the persisted cache and were counted as hits.
     counted_hits: BTreeSet<String>,
     db: Option<Arc<IndexSet>>,
-    /// Findings per image digest against the current index.
-    findings: BTreeMap<String, Vec<Finding>>,
+    /// The report of each image against the current index (shared by its containers).
+    findings: BTreeMap<String, Arc<Report>>,
+    /// The day (since the epoch) the reports were built: end of life moves with the date.
+    report_day: i64,
     failures: BTreeMap<String, String>,
     running: Vec<RunningContainer>,
     first_seen: BTreeMap<String, i64>,
@@ -148,9 +150,14 @@ impl Engine {
         }
     }
 
-    /// Matches every cached image that has no findings for the current index yet.
+    /// Matches every cached image that has no report for the current index (and day) yet.
     fn rematch(&mut self) {
         let Some(db) = self.db.clone() else { return };
+        let now = clock::now_unix().unwrap_or(0);
+        if now.div_euclid(86400) != self.report_day {
+            self.report_day = now.div_euclid(86400);
+            self.findings.clear();
+        }
         let started = Instant::now();
         let mut n = 0;
         for (digest, rec) in &self.cache.images {
@@ -159,7 +166,9 @@ impl Engine {
             }
             match matcher::match_inventory(&rec.inventory, &db) {
                 Ok(f) => {
-                    self.findings.insert(digest.clone(), f);
+                    let target = format!("containerd:{digest}");
+                    let report = Report::new(&target, rec.inventory.clone(), f, rec.unreadable.clone(), now);
+                    self.findings.insert(digest.clone(), Arc::new(report));
                     n += 1;
                 }
                 Err(e) => tracing::error!("matching {digest}: {e}"),
@@ -211,33 +220,29 @@ impl Engine {
             view.manifest_digest = Some(rec.manifest_digest.clone());
             view.config_digest = Some(rec.config_digest.clone());
             let inv = &rec.inventory;
-            let report_findings = self.findings.get(digest).cloned();
+            let report = self.findings.get(digest).cloned();
             view.scan_status = if inv.databases.is_empty() {
                 ScanStatus::NoPackageDb
             } else if inv.os.as_ref().and_then(|o| o.ecosystem.as_ref()).is_none() {
                 ScanStatus::UnsupportedOs
-            } else if report_findings.is_none() || self.needed_index_missing(rec) {
+            } else if report.is_none() || self.needed_index_missing(rec) {
                 ScanStatus::Pending
             } else {
                 ScanStatus::Ok
             };
-            let findings = report_findings.unwrap_or_default();
-            for f in findings.iter().filter(|f| f.fixable) {
+            let Some(report) = report else {
+                containers.push(view);
+                continue;
+            };
+            for f in report.findings.iter().filter(|f| f.fixable) {
                 let key = snapshot::fix_key(f);
                 if let std::collections::btree_map::Entry::Vacant(e) = self.first_seen.entry(key) {
                     e.insert(now);
                     first_seen_changed = true;
                 }
             }
-            view.vulnerabilities = snapshot::count_vulnerabilities(&findings);
-            view.oldest_fix_age = snapshot::oldest_fix_age(&findings, &self.first_seen, now);
-            let report = Report::new(
-                &format!("containerd:{}", rc.image),
-                inv.clone(),
-                findings,
-                rec.unreadable.clone(),
-                now,
-            );
+            view.vulnerabilities = snapshot::count_vulnerabilities(&report.findings);
+            view.oldest_fix_age = snapshot::oldest_fix_age(&report.findings, &self.first_seen, now);
             if let Some(os) = &report.os {
                 images.insert(
                     (rc.image.clone(), digest.clone()),
@@ -728,6 +733,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         counted_hits: BTreeSet::new(),
         db: None,
         findings: BTreeMap::new(),
+        report_day: 0,
         failures: BTreeMap::new(),
         running: Vec::new(),
         first_seen,

@@ -49,7 +49,7 @@ pub struct ContainerView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub stale_digest: Option<serde_json::Value>,
-    pub report: Option<Report>,
+    pub report: Option<std::sync::Arc<Report>>,
     pub drift: Option<serde_json::Value>,
     #[serde(skip)]
     pub started_unix: Option<i64>,

@@ -3,6 +3,7 @@
 use serde::Serialize;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::advisory::range::Verdict;
 use crate::advisory::{Advisory, IndexError, IndexSet, Severity};
@@ -13,7 +14,7 @@ use crate::version::Scheme;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
     pub id: String,
-    pub aliases: Vec<String>,
+    pub aliases: Arc<[String]>,
     pub ecosystem: String,
     pub package: String,
     pub source_name: String,
@@ -23,7 +24,7 @@ pub struct Finding {
     pub severity: Severity,
     pub cvss_score: Option<f32>,
     pub published: Option<String>,
-    pub summary: String,
+    pub summary: Arc<str>,
     /// Where the package was found (its database path).
     pub path: String,
 }
@@ -50,7 +51,7 @@ fn ecosystems_for<'a>(eco: &'a str, db: &'a IndexSet) -> Vec<&'a str> {
 }
 
 /// What one advisory says about one package: the record, its best severity, the fixes seen.
-type Hit = (Advisory, Severity, Option<f32>, Vec<String>);
+type Hit = (Arc<Advisory>, Severity, Option<f32>, Vec<String>);
 
 /// Matches every package against the index. One finding per (advisory id, package).
 /// Fails only when an index file is unreadable.
@@ -67,7 +68,7 @@ pub fn match_inventory(inv: &Inventory, db: &IndexSet) -> Result<Vec<Finding>, I
             let Some((reader, entries)) = db.lookup(eco, name)? else {
                 continue;
             };
-            for entry in &entries {
+            for entry in entries.iter() {
                 let mut affected = entry.versions.iter().any(|v| v == version);
                 let mut fixes = Vec::new();
                 for r in &entry.ranges {
@@ -92,7 +93,7 @@ pub fn match_inventory(inv: &Inventory, db: &IndexSet) -> Result<Vec<Finding>, I
         }
         for (id, (adv, mut severity, cvss, mut fixes)) in hits {
             if severity == Severity::Unknown {
-                severity = db.severity_by_alias(std::iter::once(&adv.id).chain(&adv.aliases))?;
+                severity = db.severity_by_alias(std::iter::once(&adv.id).chain(adv.aliases.iter()))?;
             }
             // Several affecting ranges (module streams): the lowest fix above the installed one.
             fixes.sort_by(|a, b| scheme.map_or(a.cmp(b), |s| s.compare(a, b)));
@@ -101,7 +102,7 @@ pub fn match_inventory(inv: &Inventory, db: &IndexSet) -> Result<Vec<Finding>, I
                 .find(|f| scheme.is_none_or(|s| s.compare(f, version) == Ordering::Greater));
             findings.push(Finding {
                 id,
-                aliases: adv.aliases,
+                aliases: adv.aliases.clone(),
                 ecosystem: p.ecosystem.clone(),
                 package: p.name.clone(),
                 source_name: p.source_name.clone(),
@@ -110,8 +111,8 @@ pub fn match_inventory(inv: &Inventory, db: &IndexSet) -> Result<Vec<Finding>, I
                 fixed_version: fixed,
                 severity,
                 cvss_score: cvss,
-                published: adv.published,
-                summary: adv.summary,
+                published: adv.published.clone(),
+                summary: adv.summary.clone(),
                 path: p.path.clone(),
             });
         }

@@ -127,7 +127,7 @@ fn distro_records_match_source_packages_of_their_own_release_only() {
             ),
         ]
     );
-    assert_eq!(found[0].aliases, vec!["CVE-2023-0286".to_string()]);
+    assert_eq!(*found[0].aliases, ["CVE-2023-0286".to_string()]);
     assert!(found.iter().all(|f| f.fixable));
 }
 

@@ -104,7 +104,7 @@ pub fn write(index: &EcosystemIndex) -> Vec<u8> {
     for entries in index.packages.values().flat_map(|m| m.values()) {
         for e in entries.iter().filter(|e| e.severity != Severity::Unknown) {
             let adv = &index.advisories[e.advisory as usize];
-            for key in std::iter::once(&adv.id).chain(&adv.aliases) {
+            for key in std::iter::once(&adv.id).chain(adv.aliases.iter()) {
                 let slot = best.entry(key).or_default();
                 *slot = (*slot).max(e.severity);
             }
@@ -135,6 +135,11 @@ pub struct IndexReader {
     meta: IndexMeta,
     tables: Mutex<HashMap<String, NameTable>>,
     aliases: OnceLock<Result<Vec<(String, Severity)>, String>>,
+    /// Advisories already decoded, shared by every finding that names them.
+    advisories: Mutex<HashMap<u32, Arc<Advisory>>>,
+    /// Entries already decoded, by (release ecosystem, package): a node's images share most
+    /// of their packages, so a re-match decodes each once.
+    entries: Mutex<HashMap<(String, String), Arc<Vec<AffectedEntry>>>>,
 }
 
 impl std::fmt::Debug for IndexReader {
@@ -169,6 +174,8 @@ impl IndexReader {
             meta: IndexMeta::default(),
             tables: Mutex::new(HashMap::new()),
             aliases: OnceLock::new(),
+            advisories: Mutex::new(HashMap::new()),
+            entries: Mutex::new(HashMap::new()),
         };
         reader.meta = reader.decode(meta_ref, "meta")?;
         let t = reader.meta.advisory_table;
@@ -226,23 +233,35 @@ impl IndexReader {
     }
 
     /// The affected entries of one package of one release ecosystem.
-    pub fn entries(&self, ecosystem: &str, name: &str) -> Result<Vec<AffectedEntry>, IndexError> {
-        let Some(table) = self.table(ecosystem)? else {
-            return Ok(Vec::new());
+    pub fn entries(&self, ecosystem: &str, name: &str) -> Result<Arc<Vec<AffectedEntry>>, IndexError> {
+        let key = (ecosystem.to_string(), name.to_string());
+        if let Some(e) = self.entries.lock().map_err(|_| corrupt("poisoned"))?.get(&key) {
+            return Ok(e.clone());
+        }
+        let entries: Vec<AffectedEntry> = match self.table(ecosystem)? {
+            Some(table) => match table.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+                Ok(i) => self.decode(table[i].1, "entries")?,
+                Err(_) => Vec::new(),
+            },
+            None => Vec::new(),
         };
-        let Ok(i) = table.binary_search_by(|(n, _)| n.as_str().cmp(name)) else {
-            return Ok(Vec::new());
-        };
-        let entries: Vec<AffectedEntry> = self.decode(table[i].1, "entries")?;
         if entries.iter().any(|e| e.advisory >= self.meta.advisory_count) {
             return Err(corrupt("entry points past the advisory table"));
         }
+        let entries = Arc::new(entries);
+        self.entries
+            .lock()
+            .map_err(|_| corrupt("poisoned"))?
+            .insert(key, entries.clone());
         Ok(entries)
     }
 
-    pub fn advisory(&self, idx: u32) -> Result<Advisory, IndexError> {
+    pub fn advisory(&self, idx: u32) -> Result<Arc<Advisory>, IndexError> {
         if idx >= self.meta.advisory_count {
             return Err(corrupt("advisory index out of range"));
+        }
+        if let Some(a) = self.advisories.lock().map_err(|_| corrupt("poisoned"))?.get(&idx) {
+            return Ok(a.clone());
         }
         let slot = self.bytes(BlobRef {
             offset: self.meta.advisory_table.offset + idx as u64 * ADVISORY_SLOT,
@@ -250,7 +269,12 @@ impl IndexReader {
         })?;
         let offset = u64::from_le_bytes(slot[0..8].try_into().unwrap_or([0; 8]));
         let len = u32::from_le_bytes(slot[8..12].try_into().unwrap_or([0; 4])) as u64;
-        self.decode(BlobRef { offset, len }, "advisory")
+        let adv: Arc<Advisory> = Arc::new(self.decode(BlobRef { offset, len }, "advisory")?);
+        self.advisories
+            .lock()
+            .map_err(|_| corrupt("poisoned"))?
+            .insert(idx, adv.clone());
+        Ok(adv)
     }
 
     /// The best severity this index gives an advisory id or alias.

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{Read, Seek};
+use std::sync::Arc;
 
 use super::osv::{self, Record};
 use super::range::{Event, EventKind, RangeKind, VersionRange};
@@ -19,9 +20,10 @@ const MAX_SUMMARY_CHARS: usize = 240;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Advisory {
     pub id: String,
-    /// `aliases` and `upstream` ids, sorted, deduplicated.
-    pub aliases: Vec<String>,
-    pub summary: String,
+    /// `aliases` and `upstream` ids, sorted, deduplicated. Shared (`Arc`) so the findings of
+    /// many images that point at one advisory hold one copy.
+    pub aliases: Arc<[String]>,
+    pub summary: Arc<str>,
     pub published: Option<String>,
     pub modified: Option<String>,
     /// RustSec-style informational kind (`unmaintained`, `unsound`, …), if any.
@@ -222,8 +224,8 @@ impl EcosystemIndex {
         aliases.dedup();
         self.advisories.push(Advisory {
             id: r.id.clone(),
-            aliases,
-            summary: summary_of(r),
+            aliases: aliases.into(),
+            summary: summary_of(r).into(),
             published: r.published.clone(),
             modified: r.modified.clone(),
             informational,
@@ -321,11 +323,11 @@ mod tests {
             1,
             "the Debian entry belongs to another index"
         );
-        assert_eq!(idx.advisories[0].aliases, vec!["CVE-2024-9143".to_string()]);
+        assert_eq!(*idx.advisories[0].aliases, ["CVE-2024-9143".to_string()]);
         let set = IndexSet::from_indexes(vec![idx.clone()]).unwrap();
         let (reader, entries) = set.lookup("Alpine:v3.20", "openssl").unwrap().unwrap();
-        assert_eq!(entries, idx.packages["Alpine:v3.20"]["openssl"]);
-        assert_eq!(reader.advisory(0).unwrap(), idx.advisories[0]);
+        assert_eq!(*entries, idx.packages["Alpine:v3.20"]["openssl"]);
+        assert_eq!(*reader.advisory(0).unwrap(), idx.advisories[0]);
         assert_eq!(reader.meta().stats, idx.stats);
         assert!(set.lookup("Alpine:v3.19", "openssl").unwrap().is_none());
         assert!(set.lookup("Alpine:v3.20", "zlib").unwrap().is_none());

@@ -54,7 +54,7 @@ impl IndexSet {
         &self,
         ecosystem: &str,
         name: &str,
-    ) -> Result<Option<(&IndexReader, Vec<AffectedEntry>)>, IndexError> {
+    ) -> Result<Option<(&IndexReader, std::sync::Arc<Vec<AffectedEntry>>)>, IndexError> {
         let Some(reader) = self.readers.get(base_ecosystem(ecosystem)) else {
             return Ok(None);
         };
