@@ -128,6 +128,8 @@ pub fn write(index: &EcosystemIndex) -> Vec<u8> {
 }
 
 type NameTable = Arc<Vec<(String, BlobRef)>>;
+/// One package's decoded entries, shared by every lookup that asks for them.
+pub type PackageEntries = Arc<Vec<AffectedEntry>>;
 
 /// Lazy reader of one index file.
 pub struct IndexReader {
@@ -139,7 +141,7 @@ pub struct IndexReader {
     advisories: Mutex<HashMap<u32, Arc<Advisory>>>,
     /// Entries already decoded, by (release ecosystem, package): a node's images share most
     /// of their packages, so a re-match decodes each once.
-    entries: Mutex<HashMap<(String, String), Arc<Vec<AffectedEntry>>>>,
+    entries: Mutex<HashMap<(String, String), PackageEntries>>,
 }
 
 impl std::fmt::Debug for IndexReader {
@@ -233,7 +235,7 @@ impl IndexReader {
     }
 
     /// The affected entries of one package of one release ecosystem.
-    pub fn entries(&self, ecosystem: &str, name: &str) -> Result<Arc<Vec<AffectedEntry>>, IndexError> {
+    pub fn entries(&self, ecosystem: &str, name: &str) -> Result<PackageEntries, IndexError> {
         let key = (ecosystem.to_string(), name.to_string());
         if let Some(e) = self.entries.lock().map_err(|_| corrupt("poisoned"))?.get(&key) {
             return Ok(e.clone());

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use super::file::{ByteSource, IndexReader};
-use super::index::{AffectedEntry, EcosystemIndex, IndexError};
+use super::file::{ByteSource, IndexReader, PackageEntries};
+use super::index::{EcosystemIndex, IndexError};
 use super::severity::Severity;
 
 #[derive(Debug, Default)]
@@ -54,7 +54,7 @@ impl IndexSet {
         &self,
         ecosystem: &str,
         name: &str,
-    ) -> Result<Option<(&IndexReader, std::sync::Arc<Vec<AffectedEntry>>)>, IndexError> {
+    ) -> Result<Option<(&IndexReader, PackageEntries)>, IndexError> {
         let Some(reader) = self.readers.get(base_ecosystem(ecosystem)) else {
             return Ok(None);
         };
