@@ -115,13 +115,14 @@ class Agent:
 
 
 def synthetic_mirror(dst, records, names):
-    """A Debian mirror of `records` generated OSV records over the rootfs' source packages and
-    invented ones, shaped like the real converter's output."""
+    """A Debian mirror of `records` generated OSV records, shaped like the real converter's
+    output, spread over 100,000 package names as densely as the real Debian data (about eight
+    records per package): the rootfs' own packages get their share, the rest are invented."""
     os.makedirs(os.path.join(dst, "Debian"), exist_ok=True)
     rnd = random.Random(42)
     with zipfile.ZipFile(os.path.join(dst, "Debian", "all.zip"), "w", zipfile.ZIP_DEFLATED) as z:
         for i in range(records):
-            pkg = rnd.choice(names) if rnd.random() < 0.05 else f"synthetic-pkg-{rnd.randrange(60000)}"
+            pkg = rnd.choice(names) if rnd.random() < 8 * len(names) / records else f"synthetic-pkg-{rnd.randrange(100000)}"
             rec = {"id": f"DEBIAN-SYN-{i:07d}", "modified": "2026-01-01T00:00:00Z", "upstream": [f"CVE-2099-{i}"],
                    "details": "synthetic record for the scale benchmark",
                    "affected": [{"package": {"ecosystem": f"Debian:{rel}", "name": pkg},
@@ -180,6 +181,8 @@ def main():
         unit = re.search(r"image inventoried in ([0-9.]+)(ms|s)", log).group(2)
         first_scan = first_scan / 1000 if unit == "ms" else first_scan
         scan_sum = value(m, "stalewatch_scan_duration_seconds_sum")
+        records = value(m, "stalewatch_advisory_records")
+        n_ecos = sum(1 for l in m.splitlines() if l.startswith("stalewatch_advisory_records{"))
         time.sleep(5)
         peak, steady = proc_mem(agent.proc.pid)
 
@@ -215,7 +218,7 @@ def main():
 
         print(f"\n## Agent benchmark ({a.images} distinct images, {npkgs} packages each, one running container each)\n")
         print(f"- all containers inventoried and matched in {t_all:.1f} s from agent start (index build included)")
-        print(f"- agent memory with the full shared OSV index (7 ecosystems, 47,288 records): peak {peak:.1f} MiB, steady {steady:.1f} MiB")
+        print(f"- agent memory with the full shared OSV index ({n_ecos} ecosystems, {records:,.0f} records): peak {peak:.1f} MiB, steady {steady:.1f} MiB")
         print(f"- memory with a synthetic Debian index of {a.synthetic_records:,} records ({idx / 2**20:.0f} MiB on disk): "
               f"peak {syn_peak:.1f} MiB, steady {syn_steady:.1f} MiB (the index is built by the refresh child process, not the agent)")
         print(f"- cold inventory of the {os.path.getsize(blob) / 2**20:.0f} MiB gzip base layer through containerd: {first_scan:.3f} s; "

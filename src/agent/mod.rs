@@ -160,11 +160,13 @@ impl Engine {
         }
         let started = Instant::now();
         let mut n = 0;
+        // One matcher for the pass: images sharing a base judge each package once.
+        let mut matcher = matcher::Matcher::new(&db);
         for (digest, rec) in &self.cache.images {
             if self.findings.contains_key(digest) {
                 continue;
             }
-            match matcher::match_inventory(&rec.inventory, &db) {
+            match matcher.match_inventory(&rec.inventory) {
                 Ok(f) => {
                     let target = format!("containerd:{digest}");
                     let report = Report::new(&target, rec.inventory.clone(), f, rec.unreadable.clone(), now);

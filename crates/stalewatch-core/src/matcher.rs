@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::advisory::range::Verdict;
@@ -13,20 +13,20 @@ use crate::version::Scheme;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
-    pub id: String,
+    pub id: Arc<str>,
     pub aliases: Arc<[String]>,
-    pub ecosystem: String,
-    pub package: String,
-    pub source_name: String,
-    pub installed_version: String,
-    pub fixed_version: Option<String>,
+    pub ecosystem: Arc<str>,
+    pub package: Arc<str>,
+    pub source_name: Arc<str>,
+    pub installed_version: Arc<str>,
+    pub fixed_version: Option<Arc<str>>,
     pub fixable: bool,
     pub severity: Severity,
     pub cvss_score: Option<f32>,
-    pub published: Option<String>,
+    pub published: Option<Arc<str>>,
     pub summary: Arc<str>,
     /// Where the package was found (its database path).
-    pub path: String,
+    pub path: Arc<str>,
 }
 
 /// Distribution feeds name source packages for dpkg and apk, binary packages for rpm.
@@ -52,71 +52,169 @@ fn ecosystems_for<'a>(eco: &'a str, db: &'a IndexSet) -> Vec<&'a str> {
 
 /// What one advisory says about one package: the record, its best severity, the fixes seen.
 type Hit = (Arc<Advisory>, Severity, Option<f32>, Vec<String>);
+/// A hit once judged: the record, its severity, CVSS score and the lowest fix above the
+/// installed version.
+type Judged = (Arc<Advisory>, Severity, Option<f32>, Option<String>);
 
-/// Matches every package against the index. One finding per (advisory id, package).
-/// Fails only when an index file is unreadable.
-pub fn match_inventory(inv: &Inventory, db: &IndexSet) -> Result<Vec<Finding>, IndexError> {
-    let mut findings = Vec::new();
-    for p in &inv.packages {
-        if p.ecosystem.is_empty() {
-            continue;
-        }
-        let (name, version) = query_key(p);
-        let scheme = Scheme::for_ecosystem(&p.ecosystem);
-        let mut hits: BTreeMap<String, Hit> = BTreeMap::new();
-        for eco in ecosystems_for(&p.ecosystem, db) {
-            let Some((reader, entries)) = db.lookup(eco, name)? else {
-                continue;
-            };
-            for entry in entries.iter() {
-                let mut affected = entry.versions.iter().any(|v| v == version);
-                let mut fixes = Vec::new();
-                for r in &entry.ranges {
-                    if let Verdict::Affected { fixed } = r.evaluate(eco, version) {
-                        affected = true;
-                        fixes.extend(fixed);
-                    }
-                }
-                if !affected {
-                    continue;
-                }
-                let adv = reader.advisory(entry.advisory)?;
-                let slot = hits
-                    .entry(adv.id.clone())
-                    .or_insert_with(|| (adv, entry.severity, entry.cvss_score, Vec::new()));
-                if entry.severity > slot.1 {
-                    slot.1 = entry.severity;
-                    slot.2 = entry.cvss_score;
-                }
-                slot.3.extend(fixes);
-            }
-        }
-        for (id, (adv, mut severity, cvss, mut fixes)) in hits {
-            if severity == Severity::Unknown {
-                severity = db.severity_by_alias(std::iter::once(&adv.id).chain(adv.aliases.iter()))?;
-            }
-            // Several affecting ranges (module streams): the lowest fix above the installed one.
-            fixes.sort_by(|a, b| scheme.map_or(a.cmp(b), |s| s.compare(a, b)));
-            let fixed = fixes
-                .into_iter()
-                .find(|f| scheme.is_none_or(|s| s.compare(f, version) == Ordering::Greater));
-            findings.push(Finding {
-                id,
-                aliases: adv.aliases.clone(),
-                ecosystem: p.ecosystem.clone(),
-                package: p.name.clone(),
-                source_name: p.source_name.clone(),
-                installed_version: p.version.clone(),
-                fixable: fixed.is_some(),
-                fixed_version: fixed,
-                severity,
-                cvss_score: cvss,
-                published: adv.published.clone(),
-                summary: adv.summary.clone(),
-                path: p.path.clone(),
-            });
+/// One advisory's verdict on one (ecosystem, queried name, queried version): what a finding
+/// needs beyond the installed package itself.
+#[derive(Debug, Clone)]
+struct Verdicts {
+    id: Arc<str>,
+    advisory: Arc<Advisory>,
+    severity: Severity,
+    cvss_score: Option<f32>,
+    fixed: Option<Arc<str>>,
+    published: Option<Arc<str>>,
+}
+
+/// A matcher over one index that remembers each (ecosystem, name, version) it has judged:
+/// binary packages of one source, and the images of a node that share a base, are judged
+/// once per index. Findings it makes share their strings (a node's reports repeat the same
+/// packages and ids many times). Create one per index (a new index needs a new matcher).
+pub struct Matcher<'a> {
+    db: &'a IndexSet,
+    memo: HashMap<(String, String, String), Arc<[Verdicts]>>,
+    strings: HashSet<Arc<str>>,
+}
+
+impl<'a> Matcher<'a> {
+    pub fn new(db: &'a IndexSet) -> Self {
+        Matcher {
+            db,
+            memo: HashMap::new(),
+            strings: HashSet::new(),
         }
     }
+
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.strings.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.strings.insert(a.clone());
+        a
+    }
+
+    /// Matches every package against the index. One finding per (advisory id, package).
+    /// Fails only when an index file is unreadable.
+    pub fn match_inventory(&mut self, inv: &Inventory) -> Result<Vec<Finding>, IndexError> {
+        let mut findings = Vec::new();
+        for p in &inv.packages {
+            if p.ecosystem.is_empty() {
+                continue;
+            }
+            let (name, version) = query_key(p);
+            let key = (p.ecosystem.clone(), name.to_string(), version.to_string());
+            let verdicts = match self.memo.get(&key) {
+                Some(v) => v.clone(),
+                None => {
+                    let judged = judge(self.db, &p.ecosystem, name, version)?;
+                    let v: Arc<[Verdicts]> = judged
+                        .into_iter()
+                        .map(|(advisory, severity, cvss_score, fixed)| Verdicts {
+                            id: self.intern(&advisory.id),
+                            fixed: fixed.map(|f| self.intern(&f)),
+                            published: advisory.published.as_deref().map(|p| self.intern(p)),
+                            advisory,
+                            severity,
+                            cvss_score,
+                        })
+                        .collect();
+                    self.memo.insert(key, v.clone());
+                    v
+                }
+            };
+            if verdicts.is_empty() {
+                continue;
+            }
+            let (ecosystem, package, source_name, installed_version, path) = (
+                self.intern(&p.ecosystem),
+                self.intern(&p.name),
+                self.intern(&p.source_name),
+                self.intern(&p.version),
+                self.intern(&p.path),
+            );
+            for v in verdicts.iter() {
+                findings.push(Finding {
+                    id: v.id.clone(),
+                    aliases: v.advisory.aliases.clone(),
+                    ecosystem: ecosystem.clone(),
+                    package: package.clone(),
+                    source_name: source_name.clone(),
+                    installed_version: installed_version.clone(),
+                    fixable: v.fixed.is_some(),
+                    fixed_version: v.fixed.clone(),
+                    severity: v.severity,
+                    cvss_score: v.cvss_score,
+                    published: v.published.clone(),
+                    summary: v.advisory.summary.clone(),
+                    path: path.clone(),
+                });
+            }
+        }
+        sort_findings(&mut findings);
+        Ok(findings)
+    }
+}
+
+/// Matches one inventory against the index (a fresh [`Matcher`]).
+pub fn match_inventory(inv: &Inventory, db: &IndexSet) -> Result<Vec<Finding>, IndexError> {
+    Matcher::new(db).match_inventory(inv)
+}
+
+/// Every advisory affecting `name` at `version` in `ecosystem`, sorted by id.
+fn judge(
+    db: &IndexSet,
+    ecosystem: &str,
+    name: &str,
+    version: &str,
+) -> Result<Vec<Judged>, IndexError> {
+    let scheme = Scheme::for_ecosystem(ecosystem);
+    let mut hits: BTreeMap<String, Hit> = BTreeMap::new();
+    for eco in ecosystems_for(ecosystem, db) {
+        let Some((reader, entries)) = db.lookup(eco, name)? else {
+            continue;
+        };
+        for entry in entries.iter() {
+            let mut affected = entry.versions.iter().any(|v| v == version);
+            let mut fixes = Vec::new();
+            for r in &entry.ranges {
+                if let Verdict::Affected { fixed } = r.evaluate(eco, version) {
+                    affected = true;
+                    fixes.extend(fixed);
+                }
+            }
+            if !affected {
+                continue;
+            }
+            let adv = reader.advisory(entry.advisory)?;
+            let slot = hits
+                .entry(adv.id.clone())
+                .or_insert_with(|| (adv, entry.severity, entry.cvss_score, Vec::new()));
+            if entry.severity > slot.1 {
+                slot.1 = entry.severity;
+                slot.2 = entry.cvss_score;
+            }
+            slot.3.extend(fixes);
+        }
+    }
+    let mut out = Vec::with_capacity(hits.len());
+    for (_, (adv, mut severity, cvss_score, mut fixes)) in hits {
+        if severity == Severity::Unknown {
+            severity = db.severity_by_alias(std::iter::once(&adv.id).chain(adv.aliases.iter()))?;
+        }
+        // Several affecting ranges (module streams): the lowest fix above the installed one.
+        fixes.sort_by(|a, b| scheme.map_or(a.cmp(b), |s| s.compare(a, b)));
+        let fixed = fixes
+            .into_iter()
+            .find(|f| scheme.is_none_or(|s| s.compare(f, version) == Ordering::Greater));
+        out.push((adv, severity, cvss_score, fixed));
+    }
+    Ok(out)
+}
+
+fn sort_findings(findings: &mut [Finding]) {
     findings.sort_by(|a, b| {
         (&a.id, &a.package, &a.installed_version, &a.path).cmp(&(
             &b.id,
@@ -125,5 +223,4 @@ pub fn match_inventory(inv: &Inventory, db: &IndexSet) -> Result<Vec<Finding>, I
             &b.path,
         ))
     });
-    Ok(findings)
 }

@@ -84,9 +84,9 @@ fn run(packages: Vec<Package>) -> Vec<Finding> {
 
 fn brief(f: &Finding) -> (String, String, Option<String>, Severity) {
     (
-        f.id.clone(),
-        f.package.clone(),
-        f.fixed_version.clone(),
+        f.id.to_string(),
+        f.package.to_string(),
+        f.fixed_version.as_deref().map(str::to_string),
         f.severity,
     )
 }
