@@ -94,10 +94,13 @@ if [ ! -f "$mirror/Alpine/all.zip" ]; then
     samples/make-image.sh "$base/sample" >/dev/null
     mirror=$base/sample/mirror
 fi
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-echo "== starting the agent (advisories from $mirror, metrics on 127.0.0.1:$port)"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+fport=$(free_port)
+echo "== starting the agent (advisories from $mirror, metrics on 127.0.0.1:$port, findings on 127.0.0.1:$fport)"
 "$bin" agent --containerd-address "$sock" --state-dir "$base/agent" --db-dir "$base/agent/db" \
     --advisory-source "$mirror" --ecosystem Alpine --listen "127.0.0.1:$port" --node-name demo-node \
+    --findings-listen "127.0.0.1:$fport" --kube-events off \
     >"$base/agent.log" 2>&1 &
 agent_pid=$!
 for _ in $(seq 300); do
@@ -107,7 +110,7 @@ for _ in $(seq 300); do
 done
 
 echo
-curl -s "127.0.0.1:$port/v1/findings" | python3 scripts/summary.py
+curl -s "127.0.0.1:$fport/v1/findings" | python3 scripts/summary.py
 echo
 echo "== a few of the Prometheus series (curl 127.0.0.1:$port/metrics)"
 curl -s "127.0.0.1:$port/metrics" | grep -E '^stalewatch_container_vulnerabilities\{.*fixable="true".*severity="unknown"' | head -5

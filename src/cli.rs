@@ -82,9 +82,28 @@ pub struct AgentArgs {
     /// Ecosystems to keep (repeatable) [default: all supported].
     #[arg(long = "ecosystem", value_name = "NAME")]
     pub ecosystems: Vec<String>,
-    /// Address for /metrics, /healthz, /readyz, /v1/findings.
+    /// Address for /metrics, /healthz, /readyz.
     #[arg(long, env = "STALEWATCH_LISTEN", default_value = "0.0.0.0:9477")]
     pub listen: String,
+    /// Address for /v1/findings (what is exploitable on the node: keep it on loopback), or
+    /// `off`; the same address as --listen serves it there.
+    #[arg(long, env = "STALEWATCH_FINDINGS_LISTEN", default_value = "127.0.0.1:9478")]
+    pub findings_listen: String,
+    /// A fixable vulnerability whose fix is older than this makes the container a stale runtime.
+    #[arg(long, env = "STALEWATCH_STALE_AFTER", default_value = "7d")]
+    pub stale_after: String,
+    /// Kubernetes Events on pods: `auto` (on in a cluster or with --kubeconfig), `on`, `off`.
+    #[arg(long, env = "STALEWATCH_KUBE_EVENTS", default_value = "auto")]
+    pub kube_events: String,
+    /// kubeconfig for the Kubernetes API [default: the pod's service account].
+    #[arg(long, env = "STALEWATCH_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// At most this many Events per minute from this node (burst of the same size).
+    #[arg(long, env = "STALEWATCH_KUBE_EVENTS_PER_MINUTE", default_value_t = 30)]
+    pub kube_events_per_minute: u32,
+    /// Events waiting to be published beyond this are dropped and counted.
+    #[arg(long, env = "STALEWATCH_KUBE_EVENTS_QUEUE", default_value_t = 256)]
+    pub kube_events_queue: usize,
     /// This node's name (the DaemonSet fills it from the downward API) [default: hostname].
     #[arg(long, env = "STALEWATCH_NODE_NAME")]
     pub node_name: Option<String>,
@@ -143,6 +162,38 @@ impl AgentArgs {
             .parse()
             .map_err(|e| errors.push(format!("--listen {:?}: {e}", self.listen)))
             .ok();
+        let findings_listen = match self.findings_listen.trim() {
+            "off" | "" => None,
+            a => a
+                .parse()
+                .map_err(|e| errors.push(format!("--findings-listen {a:?}: {e}")))
+                .ok(),
+        };
+        let stale_after = match humantime::parse_duration(&self.stale_after) {
+            Ok(d) => d,
+            Err(e) => {
+                errors.push(format!("--stale-after {:?}: {e}", self.stale_after));
+                std::time::Duration::ZERO
+            }
+        };
+        if self.kube_events_per_minute == 0 {
+            errors.push("--kube-events-per-minute: must be at least 1".into());
+        }
+        if let Some(k) = &self.kubeconfig {
+            if !k.is_file() {
+                errors.push(format!("--kubeconfig {}: not a readable file", k.display()));
+            }
+        }
+        let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+        let events_on = match self.kube_events.as_str() {
+            "on" | "true" => true,
+            "off" | "false" => false,
+            "auto" => self.kubeconfig.is_some() || in_cluster,
+            other => {
+                errors.push(format!("--kube-events {other:?}: expected auto, on or off"));
+                false
+            }
+        };
         if self.scan_concurrency == 0 {
             errors.push("--scan-concurrency: must be at least 1".into());
         }
@@ -183,12 +234,24 @@ impl AgentArgs {
                 errors.push(format!("--advisory-ca-file {}: not a readable file", p.display()));
             }
         }
+        if events_on && node_name.is_empty() {
+            errors.push("--kube-events: needs --node-name (STALEWATCH_NODE_NAME)".into());
+        }
         if !errors.is_empty() {
             bail!("invalid configuration: {}", errors.join("; "));
         }
         let (Some(advisory_source), Some(listen)) = (source, listen) else {
             unreachable!()
         };
+        let events = events_on.then(|| crate::kube::EventsConfig {
+            access: match &self.kubeconfig {
+                Some(k) => crate::kube::KubeAccess::Kubeconfig(k.clone()),
+                None => crate::kube::KubeAccess::InCluster,
+            },
+            node_name: node_name.clone(),
+            per_minute: self.kube_events_per_minute,
+            queue: self.kube_events_queue,
+        });
         Ok(crate::agent::Config {
             containerd_address: self.containerd_address.clone(),
             containerd_namespace: self.containerd_namespace.clone(),
@@ -198,6 +261,9 @@ impl AgentArgs {
             advisory_refresh,
             ecosystems,
             listen,
+            findings_listen,
+            stale_after,
+            events,
             node_name,
             proc_root: self.proc_root.clone(),
             scan_concurrency: self.scan_concurrency,

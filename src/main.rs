@@ -7,6 +7,7 @@ mod cli;
 mod clock;
 mod containerd;
 mod db;
+mod kube;
 mod output;
 mod scan;
 

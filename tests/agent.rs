@@ -143,8 +143,10 @@ fn agent_follows_containers_advisories_restarts_and_containerd_crashes() {
         "two distinct images of one layer each (the sandbox shares web's image)"
     );
 
-    // /v1/findings carries the report of what each container runs.
-    let (code, body) = agent.get("/v1/findings");
+    // /v1/findings carries the report of what each container runs, on its own loopback
+    // listener only: the open metrics port does not serve it.
+    assert_eq!(agent.get("/v1/findings").0, 404);
+    let (code, body) = agent.findings();
     assert_eq!(code, 200);
     let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(doc["schema"], "stalewatch/findings/v1");
@@ -330,7 +332,7 @@ fn missing_blobs_fall_back_to_the_running_filesystem() {
             value(&m, "stalewatch_container_vulnerability_info_dropped", &[]),
             Some(1.0)
         );
-        let doc: serde_json::Value = serde_json::from_str(&agent.get("/v1/findings").1).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
         let report = &doc["containers"][0]["report"];
         assert_eq!(report["packages"].as_array().unwrap().len(), 14, "{mode}");
         let note = report["unreadable"]
@@ -446,7 +448,7 @@ fn a_layer_shared_by_two_images_is_read_once() {
     );
     assert_eq!(value(&m, "stalewatch_layer_cache_hits_total", &[]), Some(1.0));
     // The upgraded image's inventory is 3.20's: its findings are 3.20's, not the base's.
-    let doc: serde_json::Value = serde_json::from_str(&agent.get("/v1/findings").1).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
     let new_c = doc["containers"]
         .as_array()
         .unwrap()

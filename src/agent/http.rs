@@ -1,4 +1,5 @@
-//! The agent's HTTP endpoints: `/metrics`, `/healthz`, `/readyz`, `/v1/findings`.
+//! The agent's HTTP endpoints: `/metrics`, `/healthz`, `/readyz` on the open port, and
+//! `/v1/findings` (a map of what is exploitable on the node) on its own, loopback listener.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -10,11 +11,23 @@ use std::sync::Arc;
 
 use super::Shared;
 
-pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+/// `/metrics`, `/healthz`, `/readyz`, and `/v1/findings` too when `with_findings`.
+pub fn router(shared: Arc<Shared>, with_findings: bool) -> Router {
+    let r = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz));
+    let r = if with_findings {
+        r.route("/v1/findings", get(findings))
+    } else {
+        r
+    };
+    r.with_state(shared)
+}
+
+/// `/v1/findings` alone.
+pub fn findings_router(shared: Arc<Shared>) -> Router {
+    Router::new()
         .route("/v1/findings", get(findings))
         .with_state(shared)
 }

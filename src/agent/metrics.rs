@@ -33,6 +33,7 @@ pub struct Metrics {
     pub layers_read: IntCounter,
     pub layer_bytes_decompressed: IntCounter,
     pub layer_cache_hits: IntCounter,
+    pub kube_events: IntCounterVec,
     /// The opt-in per-finding series and its cap.
     vulnerability_info: Option<(GaugeVec, Gauge, usize)>,
 }
@@ -151,6 +152,23 @@ impl Metrics {
                     "Layers whose inventory came from the cache instead of a read.",
                 )?;
                 r.register(Box::new(c.clone()))?;
+                c
+            },
+            kube_events: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "stalewatch_kube_events_total",
+                        "Kubernetes Events by reason and result (published, series, suppressed, dropped, forbidden, failed).",
+                    ),
+                    &["reason", "result"],
+                )?;
+                r.register(Box::new(c.clone()))?;
+                // Every pair from the start, so increase() sees the first failure.
+                for reason in super::events::Reason::ALL {
+                    for result in crate::kube::RESULTS {
+                        c.with_label_values(&[reason.as_str(), result]);
+                    }
+                }
                 c
             },
             vulnerability_info: match vulnerability_info {

@@ -3,6 +3,7 @@
 //! what changed. Data flows one way: runtime inventory → image inventory (cached) → matcher
 //! (current index) → snapshot → exporters.
 
+pub mod events;
 pub mod http;
 pub mod images;
 pub mod metrics;
@@ -44,6 +45,12 @@ pub struct Config {
     pub advisory_refresh: Duration,
     pub ecosystems: Vec<String>,
     pub listen: SocketAddr,
+    /// Where `/v1/findings` is served (`None`: nowhere).
+    pub findings_listen: Option<SocketAddr>,
+    /// Fix age beyond which a container is a stale runtime.
+    pub stale_after: Duration,
+    /// Kubernetes Events (`None`: off).
+    pub events: Option<crate::kube::EventsConfig>,
     pub node_name: String,
     pub proc_root: PathBuf,
     pub scan_concurrency: usize,
@@ -100,9 +107,16 @@ struct Engine {
     running: Vec<RunningContainer>,
     first_seen: BTreeMap<String, i64>,
     inventoried_once: bool,
+    /// Whether containerd has listed what runs at least once (before that, an empty list
+    /// means "unknown", not "nothing runs").
+    listed_once: bool,
+    /// Kubernetes Events: the queue, what was announced, and the announced pods restored from
+    /// an earlier run that this run has not seen yet.
+    events: Option<(crate::kube::EventQueue, events::Announced, BTreeSet<String>)>,
 }
 
 const FIRST_SEEN_FILE: &str = "fixes-first-seen.json";
+const ANNOUNCED_FILE: &str = "events-announced.json";
 
 impl Engine {
     fn load_db(&mut self) {
@@ -184,6 +198,37 @@ impl Engine {
         }
     }
 
+    /// Offers the Events this snapshot calls for; never waits for the API server.
+    fn announce(&mut self, snap: &Snapshot) {
+        if !self.listed_once {
+            return;
+        }
+        let Some((queue, announced, restored)) = &mut self.events else {
+            return;
+        };
+        let days = (self.cfg.stale_after.as_secs() / 86400) as i64;
+        let obs = announced.observe(snap, days, restored);
+        for r in obs.suppressed {
+            self.shared
+                .metrics
+                .kube_events
+                .with_label_values(&[r.as_str(), "suppressed"])
+                .inc();
+        }
+        for n in obs.notices {
+            queue.offer(n);
+        }
+        if obs.changed {
+            let path = self.cfg.state_dir.join(ANNOUNCED_FILE);
+            if let Err(e) = serde_json::to_vec(&*announced)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| write_atomic(&path, &b))
+            {
+                tracing::warn!("saving {}: {e:#}", path.display());
+            }
+        }
+    }
+
     fn needed_index_missing(&self, rec: &ImageRecord) -> bool {
         let Some(db) = &self.db else { return true };
         rec.inventory
@@ -245,6 +290,12 @@ impl Engine {
             }
             view.vulnerabilities = snapshot::count_vulnerabilities(&report.findings);
             view.oldest_fix_age = snapshot::oldest_fix_age(&report.findings, &self.first_seen, now);
+            view.notable = snapshot::notable(
+                &report.findings,
+                &self.first_seen,
+                now,
+                self.cfg.stale_after.as_secs() as i64,
+            );
             if let Some(os) = &report.os {
                 images.insert(
                     (rc.image.clone(), digest.clone()),
@@ -286,6 +337,7 @@ impl Engine {
     fn publish(&mut self) {
         self.rematch();
         let snap = self.build_snapshot();
+        self.announce(&snap);
         self.shared.set_snapshot(snap);
         if self.db.is_some() && self.inventoried_once {
             self.shared.ready.store(true, Ordering::SeqCst);
@@ -301,7 +353,10 @@ impl Engine {
             return;
         };
         match runtime::list_running(&client, &self.cfg.proc_root).await {
-            Ok(running) => self.running = running,
+            Ok(running) => {
+                self.running = running;
+                self.listed_once = true;
+            }
             Err(e) => {
                 tracing::warn!("listing containers: {e:#}");
                 self.inventoried_once = true;
@@ -720,9 +775,36 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         "serving /metrics, /healthz, /readyz, /v1/findings on {}",
         listener.local_addr()?
     );
-    let server =
-        axum::serve(listener, http::router(shared.clone())).with_graceful_shutdown(shutdown_signal());
+    let findings_on_main = cfg.findings_listen == Some(cfg.listen);
+    let server = axum::serve(listener, http::router(shared.clone(), findings_on_main))
+        .with_graceful_shutdown(shutdown_signal());
     let server = tokio::spawn(async move { server.await });
+    if let Some(addr) = cfg.findings_listen.filter(|_| !findings_on_main) {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listen on {addr} (--findings-listen)"))?;
+        tracing::info!("serving /v1/findings on {}", l.local_addr()?);
+        let s =
+            axum::serve(l, http::findings_router(shared.clone())).with_graceful_shutdown(shutdown_signal());
+        tokio::spawn(async move { s.await });
+    }
+    let events = cfg.events.clone().map(|ec| {
+        let announced: events::Announced = std::fs::read(cfg.state_dir.join(ANNOUNCED_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let restored: BTreeSet<String> = announced.pods.keys().cloned().collect();
+        tracing::info!(
+            node = %ec.node_name,
+            announced_pods = restored.len(),
+            "publishing Kubernetes Events on this node's pods"
+        );
+        (
+            crate::kube::start_publisher(ec, shared.metrics.kube_events.clone()),
+            announced,
+            restored,
+        )
+    });
 
     let first_seen = std::fs::read(cfg.state_dir.join(FIRST_SEEN_FILE))
         .ok()
@@ -740,6 +822,8 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         running: Vec::new(),
         first_seen,
         inventoried_once: false,
+        listed_once: false,
+        events,
     };
     engine.load_db();
 

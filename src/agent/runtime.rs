@@ -10,6 +10,7 @@ const LABEL_KIND: &str = "io.cri-containerd.kind";
 const LABEL_NAMESPACE: &str = "io.kubernetes.pod.namespace";
 const LABEL_POD: &str = "io.kubernetes.pod.name";
 const LABEL_CONTAINER: &str = "io.kubernetes.container.name";
+const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RunningContainer {
@@ -17,6 +18,9 @@ pub struct RunningContainer {
     pub namespace: String,
     pub pod: String,
     pub container: String,
+    /// The pod's UID (CRI label), for Events about it.
+    #[serde(skip)]
+    pub pod_uid: Option<String>,
     /// The image name the container was created from.
     pub image: String,
     /// What that name resolves to in containerd now (index or manifest digest).
@@ -91,6 +95,7 @@ pub async fn list_running(client: &Containerd, proc_root: &Path) -> anyhow::Resu
             namespace: label(LABEL_NAMESPACE).unwrap_or_default(),
             pod: label(LABEL_POD).unwrap_or_else(|| c.id.clone()),
             container: label(LABEL_CONTAINER).unwrap_or_else(|| c.id.clone()),
+            pod_uid: label(LABEL_POD_UID),
             image: c.image.clone(),
             image_digest: image_digests.get(&c.image).cloned().flatten(),
             pid,

@@ -58,6 +58,10 @@ pub struct ContainerView {
     pub vulnerabilities: BTreeMap<(Severity, bool), u64>,
     #[serde(skip)]
     pub oldest_fix_age: i64,
+    #[serde(skip)]
+    pub pod_uid: Option<String>,
+    #[serde(skip)]
+    pub notable: Notable,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,24 +102,66 @@ pub fn count_vulnerabilities(findings: &[Finding]) -> BTreeMap<(Severity, bool),
     out
 }
 
+/// When a finding's fix became known: its record's `published`, else when this agent first
+/// saw that fixed version; `None` for a finding without a fix.
+fn fix_known_at(f: &Finding, first_seen: &BTreeMap<String, i64>) -> Option<i64> {
+    if !f.fixable {
+        return None;
+    }
+    let published = f
+        .published
+        .as_deref()
+        .and_then(|p| humantime::parse_rfc3339_weak(p.trim_end_matches('Z').split('.').next()?).ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64);
+    published.or_else(|| first_seen.get(&fix_key(f)).copied())
+}
+
 /// Fix age of the oldest fix not deployed: `now` minus when the fix became known (the
 /// finding's `published`, else when this agent first saw that fixed version).
 pub fn oldest_fix_age(findings: &[Finding], first_seen: &BTreeMap<String, i64>, now: i64) -> i64 {
     findings
         .iter()
-        .filter(|f| f.fixable)
-        .filter_map(|f| {
-            let published = f
-                .published
-                .as_deref()
-                .and_then(|p| humantime::parse_rfc3339_weak(p.trim_end_matches('Z').split('.').next()?).ok())
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_secs() as i64);
-            published.or_else(|| first_seen.get(&fix_key(f)).copied())
-        })
+        .filter_map(|f| fix_known_at(f, first_seen))
         .min()
         .map(|known| (now - known).max(0))
         .unwrap_or(0)
+}
+
+/// The vulnerabilities an operator must hear about, each named by its first id: `stale`
+/// (a fix known for longer than `stale_after` seconds, any severity) and `severe` (fixable,
+/// critical or high).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Notable {
+    pub stale: Vec<String>,
+    pub severe: Vec<(String, Severity)>,
+}
+
+pub fn notable(
+    findings: &[Finding],
+    first_seen: &BTreeMap<String, i64>,
+    now: i64,
+    stale_after: i64,
+) -> Notable {
+    let mut out = Notable::default();
+    for v in vulnerability::group(findings) {
+        let Some(id) = v.ids.first() else { continue };
+        if !v.fixable {
+            continue;
+        }
+        let oldest = v
+            .findings
+            .iter()
+            .filter_map(|&i| fix_known_at(&findings[i], first_seen))
+            .min();
+        if oldest.is_some_and(|known| now - known > stale_after) {
+            out.stale.push(id.clone());
+        }
+        if v.severity >= Severity::High {
+            out.severe.push((id.clone(), v.severity));
+        }
+    }
+    out
 }
 
 /// The key under which the first sighting of a fix is remembered.
@@ -148,5 +194,7 @@ pub fn container_view(rc: &RunningContainer) -> ContainerView {
         started_unix: rc.started_at,
         vulnerabilities: BTreeMap::new(),
         oldest_fix_age: 0,
+        pod_uid: rc.pod_uid.clone(),
+        notable: Notable::default(),
     }
 }

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 pub struct Agent {
     child: Child,
     pub port: u16,
+    /// The loopback port of `/v1/findings` (not served on `port`).
+    pub findings_port: u16,
     pub log: std::path::PathBuf,
 }
 
@@ -23,6 +25,7 @@ fn free_port() -> u16 {
 impl Agent {
     pub fn start(sock: &Path, state: &Path, source: &str, extra: &[&str]) -> Agent {
         let port = free_port();
+        let findings_port = free_port();
         std::fs::create_dir_all(state).unwrap();
         let log = state.join(format!("agent-{port}.log"));
         let file = std::fs::File::create(&log).unwrap();
@@ -39,6 +42,8 @@ impl Agent {
                 source,
                 "--listen",
                 &format!("127.0.0.1:{port}"),
+                "--findings-listen",
+                &format!("127.0.0.1:{findings_port}"),
                 "--node-name",
                 "test-node",
             ])
@@ -50,30 +55,24 @@ impl Agent {
             .stderr(file)
             .spawn()
             .expect("start the agent");
-        let agent = Agent { child, port, log };
+        let agent = Agent {
+            child,
+            port,
+            findings_port,
+            log,
+        };
         agent.wait_for("ready", Duration::from_secs(30), |a| a.get("/readyz").0 == 200);
         agent
     }
 
-    /// (status, body) of a GET.
+    /// (status, body) of a GET on the metrics port.
     pub fn get(&self, path: &str) -> (u16, String) {
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return (0, String::new());
-        };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-        let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
-        let mut resp = String::new();
-        let _ = s.read_to_string(&mut resp);
-        let status = resp
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = resp
-            .split_once("\r\n\r\n")
-            .map(|x| x.1.to_string())
-            .unwrap_or_default();
-        (status, body)
+        get(self.port, path)
+    }
+
+    /// (status, body) of `/v1/findings` on its own port.
+    pub fn findings(&self) -> (u16, String) {
+        get(self.findings_port, "/v1/findings")
     }
 
     pub fn metrics(&self) -> String {
@@ -137,4 +136,25 @@ pub fn count(metrics: &str, name: &str, labels: &[(&str, &str)]) -> usize {
         .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
         .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
         .count()
+}
+
+/// (status, body) of a GET on a loopback port; (0, "") when nothing listens.
+pub fn get(port: u16, path: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (status, body)
 }

@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod containerd;
 pub mod cri;
+pub mod kube;
 pub mod mirror;
 pub mod oci;
 pub mod prometheus;

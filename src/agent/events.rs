@@ -1,0 +1,370 @@
+//! Which Kubernetes Events a snapshot calls for. Plain data in, notices out: what each pod
+//! runs that an operator must hear about, compared with what was already announced, so an
+//! unchanged state is never announced twice and each change gives at most one Event per pod.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+use stalewatch_core::advisory::Severity;
+
+use super::snapshot::{ScanStatus, Snapshot};
+
+/// Event reasons, most important first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reason {
+    /// New fixable critical or high vulnerabilities.
+    VulnerableImage,
+    /// A fix older than `--stale-after` is not deployed.
+    StaleRuntime,
+    /// The base OS is past its end of life.
+    EndOfLifeBase,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 3] = [
+        Reason::VulnerableImage,
+        Reason::StaleRuntime,
+        Reason::EndOfLifeBase,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::VulnerableImage => "VulnerableImage",
+            Reason::StaleRuntime => "StaleRuntime",
+            Reason::EndOfLifeBase => "EndOfLifeBase",
+        }
+    }
+}
+
+/// What one pod runs that is worth an Event (over all its scanned containers).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodState {
+    /// First ids of fixable vulnerabilities whose fix is older than `--stale-after`.
+    pub stale: BTreeSet<String>,
+    /// First ids of fixable critical or high vulnerabilities.
+    pub severe: BTreeSet<String>,
+    /// `os_id os_version` of an end-of-life base, one per distinct base.
+    pub eol: BTreeSet<String>,
+}
+
+impl PodState {
+    fn is_empty(&self) -> bool {
+        self.stale.is_empty() && self.severe.is_empty() && self.eol.is_empty()
+    }
+
+    /// The reason to announce `self` after `before`, if it holds anything new.
+    fn news_since(&self, before: &PodState) -> Option<Reason> {
+        let grew = |now: &BTreeSet<String>, then: &BTreeSet<String>| now.difference(then).next().is_some();
+        if grew(&self.severe, &before.severe) {
+            Some(Reason::VulnerableImage)
+        } else if grew(&self.stale, &before.stale) {
+            Some(Reason::StaleRuntime)
+        } else if grew(&self.eol, &before.eol) {
+            Some(Reason::EndOfLifeBase)
+        } else {
+            None
+        }
+    }
+}
+
+/// (namespace, pod).
+pub type PodKey = (String, String);
+
+/// One Event to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub namespace: String,
+    pub pod: String,
+    pub pod_uid: Option<String>,
+    /// The first container the news is about (the Event's field path).
+    pub container: String,
+    pub reason: Reason,
+    /// At most [`NOTE_LIMIT`] bytes.
+    pub note: String,
+    /// Stable over identical states: the Event's name derives from it, so a state that
+    /// recurs becomes a series of one Event.
+    pub fingerprint: String,
+}
+
+/// Kubernetes caps an Event's note at 1 KiB.
+pub const NOTE_LIMIT: usize = 1024;
+
+/// Most severe ids named in a note.
+const NOTE_IDS: usize = 5;
+
+#[derive(Default)]
+struct PodFacts {
+    state: PodState,
+    uid: Option<String>,
+    containers: BTreeSet<String>,
+    images: BTreeSet<String>,
+    severe: Vec<(Severity, String)>,
+    eol_dates: BTreeSet<String>,
+}
+
+/// The states of every pod with a scanned container, from a snapshot.
+fn pod_facts(snap: &Snapshot) -> BTreeMap<PodKey, PodFacts> {
+    let mut out: BTreeMap<PodKey, PodFacts> = BTreeMap::new();
+    for c in &snap.containers {
+        // Only Kubernetes pods (CRI labels) get Events; only scanned containers have facts.
+        if c.namespace.is_empty() || c.scan_status != ScanStatus::Ok {
+            continue;
+        }
+        let Some(report) = &c.report else { continue };
+        let key = (c.namespace.clone(), c.pod.clone());
+        let facts = out.entry(key).or_default();
+        if facts.uid.is_none() {
+            facts.uid = c.pod_uid.clone();
+        }
+        let before = facts.state.clone();
+        facts.state.stale.extend(c.notable.stale.iter().cloned());
+        for (id, sev) in &c.notable.severe {
+            if facts.state.severe.insert(id.clone()) {
+                facts.severe.push((*sev, id.clone()));
+            }
+        }
+        if let Some(os) = report.os.as_ref().filter(|o| o.eol) {
+            facts.state.eol.insert(format!("{} {}", os.id, os.version_id));
+            if let Some(d) = &os.eol_date {
+                facts.eol_dates.insert(d.clone());
+            }
+        }
+        if facts.state != before {
+            facts.containers.insert(c.container.clone());
+            facts.images.insert(c.image.clone());
+        }
+    }
+    out
+}
+
+/// Truncates at a character boundary to at most `limit` bytes.
+fn truncate(mut s: String, limit: usize) -> String {
+    if s.len() > limit {
+        let mut end = limit.saturating_sub(1);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+        while s.len() > limit {
+            s.pop();
+        }
+    }
+    s
+}
+
+fn note(f: &PodFacts, stale_after_days: i64) -> String {
+    let mut severe = f.severe.clone();
+    severe.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let critical = severe.iter().filter(|(s, _)| *s == Severity::Critical).count();
+    let mut parts = Vec::new();
+    if !severe.is_empty() {
+        parts.push(format!(
+            "{} fixable critical/high vulnerabilities ({critical} critical, {} high)",
+            severe.len(),
+            severe.len() - critical
+        ));
+    }
+    if !f.state.stale.is_empty() {
+        parts.push(format!(
+            "{} with a fix available for more than {stale_after_days}d",
+            f.state.stale.len()
+        ));
+    }
+    if !f.state.eol.is_empty() {
+        let bases: Vec<&str> = f.state.eol.iter().map(String::as_str).collect();
+        let dates: Vec<&str> = f.eol_dates.iter().map(String::as_str).collect();
+        parts.push(format!(
+            "end-of-life base {} (since {})",
+            bases.join(", "),
+            dates.join(", ")
+        ));
+    }
+    let mut ids: Vec<&str> = severe.iter().map(|(_, id)| id.as_str()).collect();
+    ids.extend(
+        f.state
+            .stale
+            .iter()
+            .map(String::as_str)
+            .filter(|i| !f.state.severe.contains(*i)),
+    );
+    ids.truncate(NOTE_IDS);
+    let mut text = parts.join("; ");
+    if !ids.is_empty() {
+        text.push_str(&format!(". Most severe: {}", ids.join(", ")));
+    }
+    let containers: Vec<&str> = f.containers.iter().map(String::as_str).collect();
+    let images: Vec<&str> = f.images.iter().map(String::as_str).collect();
+    text.push_str(&format!(
+        ". Containers: {} (image {}).",
+        containers.join(", "),
+        images.join(", ")
+    ));
+    truncate(text, NOTE_LIMIT)
+}
+
+fn fingerprint(reason: Reason, state: &PodState) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(reason.as_str());
+    for set in [&state.severe, &state.stale, &state.eol] {
+        h.update([0u8]);
+        for id in set {
+            h.update(id.as_bytes());
+            h.update([1u8]);
+        }
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+/// What has been announced, per pod, and the comparison that yields new notices.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Announced {
+    pub pods: BTreeMap<String, PodState>,
+}
+
+fn key_string(k: &PodKey) -> String {
+    format!("{}/{}", k.0, k.1)
+}
+
+/// The outcome of comparing a snapshot with what was announced.
+#[derive(Debug, Default)]
+pub struct Observation {
+    pub notices: Vec<Notice>,
+    /// Pods whose state had been announced by an earlier run of the agent (not re-announced).
+    pub suppressed: Vec<Reason>,
+    /// Whether `Announced` changed (and should be saved).
+    pub changed: bool,
+}
+
+impl Announced {
+    /// Compares the snapshot with what was announced, records the new states, and returns
+    /// at most one notice per pod whose state holds something new. `restored` names the pods
+    /// loaded from an earlier run that this run has not looked at yet.
+    pub fn observe(
+        &mut self,
+        snap: &Snapshot,
+        stale_after_days: i64,
+        restored: &mut BTreeSet<String>,
+    ) -> Observation {
+        let mut obs = Observation::default();
+        let facts = pod_facts(snap);
+        // Pods still running, scanned or not: a pod whose new container is still pending
+        // keeps what was announced about it.
+        let present: BTreeSet<String> = snap
+            .containers
+            .iter()
+            .filter(|c| !c.namespace.is_empty())
+            .map(|c| format!("{}/{}", c.namespace, c.pod))
+            .collect();
+        for (key, f) in &facts {
+            let k = key_string(key);
+            let before = self.pods.get(&k).cloned().unwrap_or_default();
+            if restored.remove(&k) && f.state.news_since(&before).is_none() {
+                // Announced by an earlier run: counted under its main reason, not re-sent.
+                obs.suppressed.extend(f.state.news_since(&PodState::default()));
+            }
+            if let Some(reason) = f.state.news_since(&before) {
+                tracing::debug!(pod = %k, ?before, now = ?f.state, "news");
+                obs.notices.push(Notice {
+                    namespace: key.0.clone(),
+                    pod: key.1.clone(),
+                    pod_uid: f.uid.clone(),
+                    container: f.containers.iter().next().cloned().unwrap_or_default(),
+                    reason,
+                    note: note(f, stale_after_days),
+                    fingerprint: fingerprint(reason, &f.state),
+                });
+            }
+            if before != f.state {
+                // Nothing left to say (fixes deployed): forgotten, so a relapse is news.
+                if f.state.is_empty() {
+                    self.pods.remove(&k);
+                } else {
+                    self.pods.insert(k, f.state.clone());
+                }
+                obs.changed = true;
+            }
+        }
+        // Pods that are gone are forgotten: one that comes back vulnerable is news again.
+        let before = self.pods.len();
+        self.pods.retain(|k, _| present.contains(k));
+        obs.changed |= self.pods.len() != before;
+        obs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(stale: &[&str], severe: &[&str], eol: &[&str]) -> PodState {
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        PodState {
+            stale: set(stale),
+            severe: set(severe),
+            eol: set(eol),
+        }
+    }
+
+    #[test]
+    fn only_growth_is_news_and_severe_news_wins() {
+        let none = PodState::default();
+        let a = state(&["CVE-1"], &[], &[]);
+        assert_eq!(a.news_since(&none), Some(Reason::StaleRuntime));
+        assert_eq!(a.news_since(&a), None);
+        // A fix deployed (the set shrinks): nothing to announce.
+        assert_eq!(none.news_since(&a), None);
+        let b = state(&["CVE-1", "CVE-2"], &["CVE-2"], &["alpine 3.16.9"]);
+        assert_eq!(b.news_since(&a), Some(Reason::VulnerableImage));
+        let c = state(&["CVE-1"], &[], &["alpine 3.16.9"]);
+        assert_eq!(c.news_since(&a), Some(Reason::EndOfLifeBase));
+    }
+
+    #[test]
+    fn fingerprints_are_stable_and_distinct() {
+        let a = state(&["CVE-1"], &[], &[]);
+        assert_eq!(
+            fingerprint(Reason::StaleRuntime, &a),
+            fingerprint(Reason::StaleRuntime, &a.clone())
+        );
+        assert_ne!(
+            fingerprint(Reason::StaleRuntime, &a),
+            fingerprint(Reason::VulnerableImage, &a)
+        );
+        assert_ne!(
+            fingerprint(Reason::StaleRuntime, &a),
+            fingerprint(Reason::StaleRuntime, &state(&["CVE-1", "CVE-2"], &[], &[]))
+        );
+    }
+
+    #[test]
+    fn notes_fit_in_a_kibibyte_and_name_the_most_severe_first() {
+        let mut f = PodFacts::default();
+        for i in 0..400 {
+            let id = format!("CVE-2024-{i:05}-ÄÖÜ");
+            f.state.stale.insert(id.clone());
+            f.state.severe.insert(id.clone());
+            f.severe.push((
+                if i == 399 {
+                    Severity::Critical
+                } else {
+                    Severity::High
+                },
+                id,
+            ));
+        }
+        f.containers.insert("app".into());
+        f.images.insert("x".repeat(3000));
+        let n = note(&f, 7);
+        assert!(n.len() <= NOTE_LIMIT, "{} bytes", n.len());
+        assert!(
+            n.starts_with("400 fixable critical/high vulnerabilities (1 critical, 399 high)"),
+            "{n}"
+        );
+        assert!(
+            n.contains("Most severe: CVE-2024-00399-ÄÖÜ, CVE-2024-00000-ÄÖÜ"),
+            "{n}"
+        );
+    }
+}

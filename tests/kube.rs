@@ -1,0 +1,316 @@
+//! The agent against a real kube-apiserver (and a real containerd): the ServiceAccount and RBAC
+//! of `deploy/` applied as they are, the agent authenticated with the token the controller-
+//! manager issued to that ServiceAccount; Events on the pods of its node, no repeat for an
+//! unchanged state, a series for a recurring one, Forbidden counted without the binding, and
+//! an API server that is down does not stop the metrics. Also: every manifest of `deploy/`
+//! renders and passes a server-side dry run.
+
+mod common;
+
+use common::agent::{count, value, Agent};
+use common::containerd::Lab;
+use common::kube::KubeLab;
+use common::mirror::Mirror;
+use common::*;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+const ALPINE_42366: &[u8] = include_bytes!("fixtures/osv/ALPINE-CVE-2023-42366.json");
+/// `STALEWATCH_NOW` of the agent harness, 2026-11-29T00:00:00Z.
+const NOW: i64 = 1_795_910_400;
+
+fn write_mirror(dir: &Path) {
+    std::fs::create_dir_all(dir.join("Alpine")).unwrap();
+    let mut z = zip::ZipWriter::new(std::fs::File::create(dir.join("Alpine/all.zip")).unwrap());
+    z.start_file(
+        "ALPINE-CVE-2023-42366.json",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
+    z.write_all(ALPINE_42366).unwrap();
+    z.finish().unwrap();
+}
+
+/// A state directory whose agent first saw the busybox fix 30 days ago (the Alpine record has
+/// no `published`): the fix age passes `--stale-after 7d`.
+fn seeded_state(dir: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let seen = NOW - 30 * 86400;
+    std::fs::write(
+        dir.join("fixes-first-seen.json"),
+        format!(
+            r#"{{"ALPINE-CVE-2023-42366 busybox 1.35.0-r18":{seen},"ALPINE-CVE-2023-42366 ssl_client 1.35.0-r18":{seen}}}"#
+        ),
+    )
+    .unwrap();
+    dir.to_path_buf()
+}
+
+fn events(kube: &KubeLab, namespace: &str) -> Vec<serde_json::Value> {
+    let out = kube.kubectl(&["-n", namespace, "get", "events.v1.events.k8s.io", "-o", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    doc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reportingController"] == "stalewatch")
+        .cloned()
+        .collect()
+}
+
+fn kube_events(m: &str, reason: &str, result: &str) -> f64 {
+    value(
+        m,
+        "stalewatch_kube_events_total",
+        &[("reason", reason), ("result", result)],
+    )
+    .unwrap_or(-1.0)
+}
+
+const PODS: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: test-node}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: legacy-0, namespace: shop, labels: {app: legacy}}
+spec:
+  nodeName: test-node
+  automountServiceAccountToken: false
+  containers: [{name: api, image: example.org/legacy:latest}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: legacy-1, namespace: shop, labels: {app: legacy}}
+spec:
+  nodeName: test-node
+  automountServiceAccountToken: false
+  containers: [{name: api, image: example.org/legacy:latest}]
+"#;
+
+#[test]
+fn events_on_this_nodes_pods_with_the_shipped_rbac() {
+    let Some(mut kube) = KubeLab::start("kube events") else {
+        return;
+    };
+    let Some(lab) = Lab::start("kube events") else {
+        return;
+    };
+    if !require("umoci", "kube events") {
+        return;
+    }
+    let base = project().join("deploy/base");
+    let f = |n: &str| base.join(n).display().to_string();
+    kube.kubectl(&[
+        "apply",
+        "-f",
+        &f("namespace.yaml"),
+        "-f",
+        &f("serviceaccount.yaml"),
+        "-f",
+        &f("rbac.yaml"),
+    ]);
+    let sa = kube.service_account_kubeconfig("stalewatch", "stalewatch");
+    kube.apply(PODS);
+    let uid = kube.kubectl(&[
+        "-n",
+        "shop",
+        "get",
+        "pod",
+        "legacy-0",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = unpack_alpine("3.16.9", tmp.path());
+    let (_, archive) = umoci_archive(&root, tmp.path());
+    lab.import(&archive, "example.org/legacy");
+    let site = tmp.path().join("site");
+    write_mirror(&site);
+    let mirror = Mirror::start(site);
+    let labels = |pod: &'static str, uid: Option<&'static str>| {
+        let mut l = vec![
+            ("io.kubernetes.pod.namespace", "shop"),
+            ("io.kubernetes.pod.name", pod),
+            ("io.kubernetes.container.name", "api"),
+        ];
+        if let Some(u) = uid {
+            l.push(("io.kubernetes.pod.uid", u));
+        }
+        l
+    };
+    let uid: &'static str = Box::leak(uid.into_boxed_str());
+    lab.run_container(
+        "legacy-0-api",
+        "example.org/legacy:latest",
+        &labels("legacy-0", Some(uid)),
+    );
+
+    let args = [
+        "--kube-events",
+        "on",
+        "--kubeconfig",
+        sa.to_str().unwrap(),
+        "--stale-after",
+        "7d",
+    ];
+    let state = seeded_state(&tmp.path().join("state"));
+    let agent = Agent::start(&lab.sock, &state, &mirror.url(), &args);
+    agent.wait_for("a StaleRuntime Event published", Duration::from_secs(30), |a| {
+        kube_events(&a.metrics(), "StaleRuntime", "published") == 1.0
+    });
+    let evs = events(&kube, "shop");
+    assert_eq!(evs.len(), 1, "{evs:#?}");
+    let e = &evs[0];
+    assert_eq!(e["type"], "Warning");
+    assert_eq!(e["reason"], "StaleRuntime");
+    assert_eq!(e["reportingInstance"], "test-node");
+    assert_eq!(e["regarding"]["kind"], "Pod");
+    assert_eq!(e["regarding"]["name"], "legacy-0");
+    assert_eq!(e["regarding"]["uid"], uid);
+    assert_eq!(e["regarding"]["fieldPath"], "spec.containers{api}");
+    let note = e["note"].as_str().unwrap();
+    assert!(note.len() <= 1024);
+    assert!(
+        note.contains("1 with a fix available for more than 7d")
+            && note.contains("end-of-life base alpine 3.16.9")
+            && note.contains("ALPINE-CVE-2023-42366"),
+        "{note}"
+    );
+    assert!(e["series"].is_null(), "a first Event has no series: {e:#}");
+    let first_name = e["metadata"]["name"].as_str().unwrap().to_string();
+    agent.stop();
+
+    // Restarted on its state: the announced state is not repeated (counted as suppressed).
+    let agent = Agent::start(&lab.sock, &state, &mirror.url(), &args);
+    agent.wait_for("the repeat suppressed", Duration::from_secs(30), |a| {
+        kube_events(&a.metrics(), "StaleRuntime", "suppressed") == 1.0
+    });
+    let m = agent.metrics();
+    assert_eq!(kube_events(&m, "StaleRuntime", "published"), 0.0);
+    agent.stop();
+    let evs = events(&kube, "shop");
+    assert_eq!(evs.len(), 1);
+    assert!(evs[0]["series"].is_null());
+
+    // An agent that lost its state sees the same state again: one Event with a series.
+    let state2 = seeded_state(&tmp.path().join("state2"));
+    let agent = Agent::start(&lab.sock, &state2, &mirror.url(), &args);
+    agent.wait_for("the same state as a series", Duration::from_secs(30), |a| {
+        kube_events(&a.metrics(), "StaleRuntime", "series") == 1.0
+    });
+    let evs = events(&kube, "shop");
+    assert_eq!(evs.len(), 1, "one Event, not two: {evs:#?}");
+    assert_eq!(evs[0]["metadata"]["name"], first_name.as_str());
+    assert_eq!(evs[0]["series"]["count"], 2);
+
+    // Without the binding the API answers Forbidden: counted, metrics unaffected. The pod's
+    // UID comes from the node's pod list here (no UID label), which is forbidden too.
+    kube.kubectl(&["delete", "clusterrolebinding", "stalewatch"]);
+    lab.run_container(
+        "legacy-1-api",
+        "example.org/legacy:latest",
+        &labels("legacy-1", None),
+    );
+    agent.wait_for("Forbidden counted", Duration::from_secs(30), |a| {
+        kube_events(&a.metrics(), "StaleRuntime", "forbidden") >= 1.0
+    });
+    assert_eq!(events(&kube, "shop").len(), 1);
+    assert!(agent.get("/metrics").0 == 200);
+
+    // The API server down: a new container is still exported within seconds, and the Event
+    // that cannot be sent is counted as failed.
+    kube.stop_apiserver();
+    lab.run_container(
+        "web-0-app",
+        "example.org/legacy:latest",
+        &[
+            ("io.kubernetes.pod.namespace", "web"),
+            ("io.kubernetes.pod.name", "web-0"),
+            ("io.kubernetes.container.name", "app"),
+        ],
+    );
+    agent.wait_for(
+        "web-0 in the metrics with the API down",
+        Duration::from_secs(5),
+        |a| {
+            value(
+                &a.metrics(),
+                "stalewatch_container_scan_status",
+                &[("pod", "web-0"), ("status", "ok")],
+            ) == Some(1.0)
+        },
+    );
+    agent.wait_for("the Event counted as failed", Duration::from_secs(60), |a| {
+        kube_events(&a.metrics(), "StaleRuntime", "failed") >= 1.0
+    });
+    assert_eq!(
+        count(&agent.metrics(), "stalewatch_container_scan_status", &[]),
+        3
+    );
+}
+
+/// Splits a multi-document YAML stream, keeping the documents whose kind the lab's API
+/// server has (it has no Prometheus Operator CRDs: those two are checked by content).
+fn without_operator_kinds(rendered: &str) -> (String, Vec<String>) {
+    let mut kept = Vec::new();
+    let mut left = Vec::new();
+    for doc in rendered.split("\n---\n") {
+        let kind = doc
+            .lines()
+            .find_map(|l| l.strip_prefix("kind: "))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        if kind == "PodMonitor" || kind == "PrometheusRule" {
+            left.push(kind);
+        } else {
+            kept.push(doc.to_string());
+        }
+    }
+    (kept.join("\n---\n"), left)
+}
+
+#[test]
+fn every_deploy_manifest_renders_and_passes_a_server_side_dry_run() {
+    let Some(kube) = KubeLab::start("deploy dry run") else {
+        return;
+    };
+    kube.kubectl(&[
+        "apply",
+        "-f",
+        &project().join("deploy/base/namespace.yaml").display().to_string(),
+    ]);
+    for dir in ["deploy/base", "deploy/with-mirror"] {
+        let rendered = kube.kubectl(&["kustomize", &project().join(dir).display().to_string()]);
+        let (manifest, left) = without_operator_kinds(&rendered);
+        // The lab's API server is v1.20, which serves CronJob as batch/v1beta1 only (the same
+        // schema); current clusters serve batch/v1, which the manifest uses.
+        let manifest = manifest.replace(
+            "apiVersion: batch/v1\nkind: CronJob",
+            "apiVersion: batch/v1beta1\nkind: CronJob",
+        );
+        assert_eq!(left, vec!["PodMonitor", "PrometheusRule"], "{dir}");
+        let path = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(path.path(), &manifest).unwrap();
+        let out = kube.kubectl(&["apply", "--dry-run=server", "-f", path.path().to_str().unwrap()]);
+        for kind in [
+            "daemonset.apps/stalewatch",
+            "clusterrole.rbac.authorization.k8s.io/stalewatch",
+            "service/stalewatch",
+        ] {
+            assert!(
+                out.contains(kind),
+                "{dir}: {kind} missing from the dry run:\n{out}"
+            );
+        }
+        assert!(!out.contains("error"), "{out}");
+    }
+}
