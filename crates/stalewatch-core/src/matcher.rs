@@ -164,12 +164,7 @@ pub fn match_inventory(inv: &Inventory, db: &IndexSet) -> Result<Vec<Finding>, I
 }
 
 /// Every advisory affecting `name` at `version` in `ecosystem`, sorted by id.
-fn judge(
-    db: &IndexSet,
-    ecosystem: &str,
-    name: &str,
-    version: &str,
-) -> Result<Vec<Judged>, IndexError> {
+fn judge(db: &IndexSet, ecosystem: &str, name: &str, version: &str) -> Result<Vec<Judged>, IndexError> {
     let scheme = Scheme::for_ecosystem(ecosystem);
     let mut hits: BTreeMap<String, Hit> = BTreeMap::new();
     for eco in ecosystems_for(ecosystem, db) {

@@ -254,3 +254,40 @@ fn output_is_deterministic() {
     reversed.reverse();
     assert_eq!(run(pkgs), run(reversed));
 }
+
+/// A matcher shared by several inventories (the agent's re-match pass) remembers verdicts;
+/// each inventory still gets exactly the findings a fresh matcher gives it.
+#[test]
+fn a_shared_matcher_gives_each_inventory_its_own_findings() {
+    let db = db();
+    let inventories = [
+        vec![
+            pkg("Debian:12", "libssl3", "3.0.7-1", Some(("openssl", "3.0.7-1"))),
+            pkg("Debian:12", "openssl", "3.0.7-1", None),
+        ],
+        vec![pkg(
+            "Debian:12",
+            "libssl3",
+            "3.0.8-1",
+            Some(("openssl", "3.0.8-1")),
+        )],
+        vec![
+            pkg("Debian:12", "libssl3", "3.0.7-1", Some(("openssl", "3.0.7-1"))),
+            pkg("crates.io", "hyper", "0.14.9", None),
+        ],
+    ];
+    let inv = |packages: &Vec<Package>| Inventory {
+        os: None,
+        packages: packages.clone(),
+        databases: vec![],
+    };
+    let mut shared = stalewatch_core::matcher::Matcher::new(&db);
+    let mut counts = Vec::new();
+    for packages in &inventories {
+        let from_shared = shared.match_inventory(&inv(packages)).unwrap();
+        assert_eq!(from_shared, match_inventory(&inv(packages), &db).unwrap());
+        counts.push(from_shared.len());
+    }
+    // 3.0.7-1 is affected through both binary packages, 3.0.8-1 is the fix, hyper is affected.
+    assert_eq!(counts, vec![2, 0, 2]);
+}
