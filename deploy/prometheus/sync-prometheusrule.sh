@@ -1,7 +1,8 @@
 #!/bin/sh
-# Writes deploy/base/prometheusrule.yaml from the plain rules file (one source of truth;
-# tests/deploy.rs fails when the two differ).
+# Writes deploy/base/prometheusrule.yaml (or the file given) from the plain rules file: one
+# source of truth; tests/deploy.rs fails when the two differ.
 set -eu
+out=$(realpath -m "${1:-$(dirname "$0")/../base/prometheusrule.yaml}")
 cd "$(dirname "$0")"
 {
     cat <<'HEAD'
@@ -14,4 +15,4 @@ metadata:
 spec:
 HEAD
     grep -v '^#' stalewatch-rules.yaml | sed 's/^/  /'
-} > ../base/prometheusrule.yaml
+} > "$out"

@@ -1,0 +1,267 @@
+//! What `deploy/` ships, checked by real tools: the rules with promtool (`check rules`, and
+//! `test rules` firing and not firing for every alert), the PrometheusRule equal to the plain
+//! rules file, the PodMonitor and PrometheusRule against the Prometheus Operator's published
+//! models, the dashboard built only from documented metrics, a runbook for every alert.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeSet;
+use std::process::Command;
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(project().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn promtool(args: &[&str]) -> String {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(project())
+        .output()
+        .expect("run promtool");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool {args:?}:\n{text}");
+    text
+}
+
+/// The alert names of the rules file.
+fn alerts() -> Vec<String> {
+    read("deploy/prometheus/stalewatch-rules.yaml")
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .map(|s| s.trim().to_string())
+        .collect()
+}
+
+/// `stalewatch_*` metric names documented in docs/metrics.md (its table's first column).
+fn documented_metrics() -> BTreeSet<String> {
+    read("docs/metrics.md")
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Metric names in a PromQL text: `stalewatch_…` and recorded `…:…:…` series.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let bytes: Vec<char> = expr.chars().collect();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c.is_ascii_alphabetic() || c == '_' || c == ':' {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == '_' || bytes[i] == ':')
+            {
+                i += 1;
+            }
+            let word: String = bytes[start..i].iter().collect();
+            if word.starts_with("stalewatch_") || word.matches(':').count() == 2 {
+                out.insert(word);
+            }
+        } else if c == '"' {
+            // Skip label values.
+            i += 1;
+            while i < bytes.len() && bytes[i] != '"' {
+                i += 1;
+            }
+            i += 1;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The base name of a histogram's or counter's series.
+fn base_metric(name: &str) -> &str {
+    for suffix in ["_bucket", "_sum", "_count"] {
+        if let Some(b) = name.strip_suffix(suffix) {
+            return b;
+        }
+    }
+    name
+}
+
+#[test]
+fn rules_pass_promtool_check_and_unit_tests() {
+    if !require("promtool", "alerting rules") {
+        return;
+    }
+    let out = promtool(&["check", "rules", "deploy/prometheus/stalewatch-rules.yaml"]);
+    assert!(out.contains("SUCCESS"), "{out}");
+    let out = promtool(&["test", "rules", "deploy/prometheus/stalewatch-rules.test.yaml"]);
+    assert!(out.contains("SUCCESS"), "{out}");
+    // Every alert is exercised by the unit tests, and each must be able to fail: a test file
+    // naming no alert would pass vacuously.
+    let tests = read("deploy/prometheus/stalewatch-rules.test.yaml");
+    let names = alerts();
+    assert!(names.len() >= 12, "{names:?}");
+    for a in &names {
+        let evals = tests.matches(&format!("alertname: {a}\n")).count();
+        assert!(
+            evals >= 2,
+            "{a}: needs a firing and a not-firing evaluation ({evals} found)"
+        );
+    }
+}
+
+#[test]
+fn the_prometheusrule_is_the_rules_file() {
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    let st = Command::new(project().join("deploy/prometheus/sync-prometheusrule.sh"))
+        .arg(tmp.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(
+        std::fs::read_to_string(tmp.path()).unwrap(),
+        read("deploy/base/prometheusrule.yaml"),
+        "deploy/base/prometheusrule.yaml is stale: run deploy/prometheus/sync-prometheusrule.sh"
+    );
+}
+
+#[test]
+fn podmonitor_and_prometheusrule_match_the_operator_models() {
+    if !require("npm", "operator models") || !require("node", "operator models") {
+        return;
+    }
+    // The models are installed once into target/ (npm registry), from the pinned lock file.
+    let dir = project().join("target/operator-models");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["package.json", "package-lock.json", "validate-operator-kinds.mjs"] {
+        std::fs::copy(project().join("tests/support").join(f), dir.join(f)).unwrap();
+    }
+    if !dir
+        .join("node_modules/@kubernetes-models/prometheus-operator")
+        .is_dir()
+    {
+        let out = Command::new("npm")
+            .args(["ci", "--silent", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "npm ci: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let run = |files: &[std::path::PathBuf]| {
+        Command::new("node")
+            .arg("validate-operator-kinds.mjs")
+            .args(files)
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let ours = [
+        project().join("deploy/base/podmonitor.yaml"),
+        project().join("deploy/base/prometheusrule.yaml"),
+    ];
+    let out = run(&ours);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("PodMonitor stalewatch valid") && text.contains("PrometheusRule stalewatch valid"),
+        "{text}"
+    );
+    // The validator can fail: a PodMonitor whose honorLabels is not a boolean.
+    let bad = dir.join("bad-podmonitor.yaml");
+    std::fs::write(
+        &bad,
+        read("deploy/base/podmonitor.yaml").replace("honorLabels: true", "honorLabels: \"yes\""),
+    )
+    .unwrap();
+    assert!(!run(&[bad]).status.success());
+}
+
+#[test]
+fn the_dashboard_uses_only_documented_metrics() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/stalewatch-dashboard.json")).unwrap();
+    let documented = documented_metrics();
+    assert!(
+        documented.contains("stalewatch_container_vulnerabilities"),
+        "{documented:?}"
+    );
+    let rules = read("deploy/prometheus/stalewatch-rules.yaml");
+    let recorded: BTreeSet<String> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- record: "))
+        .map(|s| s.trim().to_string())
+        .collect();
+    let panels = doc["panels"].as_array().unwrap();
+    let mut exprs = 0;
+    let mut titles = BTreeSet::new();
+    for p in panels {
+        titles.insert(p["title"].as_str().unwrap_or_default().to_string());
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap();
+            exprs += 1;
+            for m in metric_names(expr) {
+                assert!(
+                    documented.contains(base_metric(&m)) || recorded.contains(&m),
+                    "panel {:?}: {m} is neither a documented metric nor a shipped recording rule",
+                    p["title"]
+                );
+            }
+        }
+    }
+    assert!(exprs >= 20, "{exprs} queries");
+    for row in [
+        "Fleet overview",
+        "Per namespace",
+        "Per image",
+        "Stale runtimes",
+        "Agent health",
+    ] {
+        assert!(titles.contains(row), "{row} missing: {titles:?}");
+    }
+    // The rules themselves use only documented metrics too.
+    for m in metric_names(&rules) {
+        assert!(
+            documented.contains(base_metric(&m)) || recorded.contains(&m),
+            "rules: {m} is not documented"
+        );
+    }
+}
+
+#[test]
+fn every_alert_has_a_runbook() {
+    let runbooks = read("docs/alerts.md");
+    for a in alerts() {
+        assert!(
+            runbooks.contains(&format!("\n## {a}\n")),
+            "docs/alerts.md has no section for {a}"
+        );
+        let anchor = a.to_lowercase();
+        assert!(
+            read("deploy/prometheus/stalewatch-rules.yaml").contains(&format!("docs/alerts.md#{anchor}")),
+            "{a}: runbook_url does not point at its section"
+        );
+    }
+}
+
+#[test]
+fn metric_names_are_found_in_promql() {
+    let names = metric_names(
+        r#"sum by (le) (rate(stalewatch_scan_duration_seconds_bucket{reason="x_y"}[5m])) / image:stalewatch_containers:count"#,
+    );
+    assert_eq!(
+        names.into_iter().collect::<Vec<_>>(),
+        vec![
+            "image:stalewatch_containers:count",
+            "stalewatch_scan_duration_seconds_bucket"
+        ]
+    );
+}
