@@ -1,18 +1,23 @@
 # syntax=docker/dockerfile:1
-# Multi-stage build of the stalewatch binary into a minimal runtime image.
-# The agent (containerd inventory, metrics) lands with issue 3; today the image runs
-# `stalewatch scan` and `stalewatch db`.
-FROM rust:1.89-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends protobuf-compiler && rm -rf /var/lib/apt/lists/*
+# The stalewatch image: the agent (a DaemonSet, deploy/base) and the CLI (scan, db).
+# Multi-stage: a Debian build stage with protoc, then a distroless runtime with only the binary
+# (glibc, CA certificates for https mirrors; no shell, no package manager).
+FROM rust:1.95-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends protobuf-compiler \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY crates ./crates
 COPY src ./src
 COPY proto ./proto
-RUN cargo build --release --locked && strip target/release/stalewatch
+RUN cargo build --release --locked --bin stalewatch \
+ && strip target/release/stalewatch
 
-FROM gcr.io/distroless/cc-debian12:nonroot
+# The agent runs as uid 0 with every capability dropped but SYS_PTRACE and DAC_READ_SEARCH
+# (deploy/base/daemonset.yaml, docs/security.md): uid 0 owns the containerd socket and the
+# hostPath state directory. The CLI may run as any user.
+FROM gcr.io/distroless/cc-debian12
 COPY --from=build /src/target/release/stalewatch /usr/local/bin/stalewatch
-USER nonroot
 ENTRYPOINT ["/usr/local/bin/stalewatch"]
-CMD ["--help"]
+CMD ["agent"]

@@ -250,20 +250,6 @@ fn agent_follows_containers_advisories_restarts_and_containerd_crashes() {
     );
 }
 
-/// The first layer digest of a one-image OCI layout.
-fn first_layer(layout: &Path) -> String {
-    let read = |p: std::path::PathBuf| -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
-    };
-    let index = read(layout.join("index.json"));
-    let manifest = index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .replace(':', "/");
-    let manifest = read(layout.join("blobs").join(manifest));
-    manifest["layers"][0]["digest"].as_str().unwrap().to_string()
-}
-
 #[test]
 fn missing_blobs_fall_back_to_the_running_filesystem() {
     let Some(lab) = Lab::start("agent blob fallback") else {

@@ -313,4 +313,10 @@ fn every_deploy_manifest_renders_and_passes_a_server_side_dry_run() {
         }
         assert!(!out.contains("error"), "{out}");
     }
+    let example = project().join("deploy/examples/networkpolicy.yaml");
+    let out = kube.kubectl(&["apply", "--dry-run=server", "-f", example.to_str().unwrap()]);
+    assert!(
+        out.contains("networkpolicy.networking.k8s.io/stalewatch-metrics"),
+        "{out}"
+    );
 }

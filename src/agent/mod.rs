@@ -103,7 +103,8 @@ struct Engine {
     findings: BTreeMap<String, Arc<Report>>,
     /// The day (since the epoch) the reports were built: end of life moves with the date.
     report_day: i64,
-    failures: BTreeMap<String, String>,
+    /// Images whose scan failed: why, and when to try again.
+    failures: BTreeMap<String, ScanFailure>,
     running: Vec<RunningContainer>,
     first_seen: BTreeMap<String, i64>,
     inventoried_once: bool,
@@ -254,9 +255,9 @@ impl Engine {
                 containers.push(view);
                 continue;
             };
-            if let Some(err) = self.failures.get(digest) {
+            if let Some(f) = self.failures.get(digest) {
                 view.scan_status = ScanStatus::Failed;
-                view.error = Some(err.clone());
+                view.error = Some(f.message.clone());
                 containers.push(view);
                 continue;
             }
@@ -394,9 +395,14 @@ impl Engine {
                 self.shared.metrics.layer_cache_hits.inc_by(layers);
             }
         }
+        // Failures of images nothing runs any more are forgotten.
+        self.failures.retain(|d, _| wanted.contains(d));
         let todo: Vec<String> = wanted
             .iter()
-            .filter(|d| !self.cache.images.contains_key(*d) && !self.failures.contains_key(*d))
+            .filter(|d| {
+                !self.cache.images.contains_key(*d)
+                    && self.failures.get(*d).is_none_or(|f| f.retry_at <= Instant::now())
+            })
             .cloned()
             .collect();
         if !todo.is_empty() {
@@ -506,13 +512,22 @@ impl Engine {
                     tracing::info!(image = %digest, packages = record.inventory.packages.len(), "image inventoried in {took:?}");
                     self.counted_hits.insert(digest.clone());
                     self.findings.remove(&digest);
+                    self.failures.remove(&digest);
                     self.cache.images.insert(digest, record);
                     changed = true;
                 }
                 Err((reason, msg)) => {
                     tracing::warn!(image = %digest, reason, "image scan failed: {msg}");
                     self.shared.metrics.scan_errors.with_label_values(&[reason]).inc();
-                    self.failures.insert(digest, msg);
+                    let attempts = self.failures.get(&digest).map_or(1, |f| f.attempts + 1);
+                    self.failures.insert(
+                        digest,
+                        ScanFailure {
+                            message: msg,
+                            attempts,
+                            retry_at: Instant::now() + retry_delay(attempts),
+                        },
+                    );
                 }
             }
         }
@@ -551,11 +566,23 @@ impl Engine {
         }
         if changed {
             self.load_db();
-            // A failed scan may succeed with more data only after a rescan; retry failures.
-            self.failures.clear();
         }
         self.publish();
     }
+}
+
+/// A failed image scan, kept (and shown as `failed`) until a retry succeeds.
+#[derive(Debug, Clone)]
+struct ScanFailure {
+    message: String,
+    attempts: u32,
+    retry_at: Instant,
+}
+
+/// Retries of a failed scan back off: 1, 2, 4 … minutes, at most an hour.
+fn retry_delay(attempts: u32) -> Duration {
+    (Duration::from_secs(60) * 2u32.saturating_pow(attempts.saturating_sub(1).min(6)))
+        .min(Duration::from_secs(3600))
 }
 
 /// Scans yield to the node's workloads: this (blocking-pool) thread runs at nice 10.
@@ -863,4 +890,15 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     }
     let _ = server.await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_scans_are_retried_with_backoff_up_to_an_hour() {
+        let minutes: Vec<u64> = (1..=9).map(|a| retry_delay(a).as_secs() / 60).collect();
+        assert_eq!(minutes, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
 }

@@ -24,12 +24,25 @@ fn free_port() -> u16 {
 
 impl Agent {
     pub fn start(sock: &Path, state: &Path, source: &str, extra: &[&str]) -> Agent {
+        Agent::start_under(&[], sock, state, source, extra)
+    }
+
+    /// Starts the agent through `wrapper` (e.g. `setpriv …`), which execs it.
+    pub fn start_under(wrapper: &[&str], sock: &Path, state: &Path, source: &str, extra: &[&str]) -> Agent {
         let port = free_port();
         let findings_port = free_port();
         std::fs::create_dir_all(state).unwrap();
         let log = state.join(format!("agent-{port}.log"));
         let file = std::fs::File::create(&log).unwrap();
-        let child = Command::new(super::bin())
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(super::bin());
+                c
+            }
+            None => Command::new(super::bin()),
+        };
+        let child = cmd
             .arg("agent")
             .arg("--containerd-address")
             .arg(sock)
@@ -93,6 +106,11 @@ impl Agent {
             self.metrics(),
             std::fs::read_to_string(&self.log).unwrap_or_default()
         );
+    }
+
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Stops the agent with SIGTERM and waits for it.

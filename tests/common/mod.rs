@@ -159,3 +159,17 @@ pub fn umoci_archive(rootfs: &Path, work: &Path) -> (PathBuf, PathBuf) {
     assert!(st.success());
     (layout, archive)
 }
+
+/// The first layer digest of a one-image OCI layout.
+pub fn first_layer(layout: &Path) -> String {
+    let read = |p: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let index = read(layout.join("index.json"));
+    let manifest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .replace(':', "/");
+    let manifest = read(layout.join("blobs").join(manifest));
+    manifest["layers"][0]["digest"].as_str().unwrap().to_string()
+}

@@ -1,0 +1,170 @@
+//! The DaemonSet's capabilities, proven: the agent runs under exactly the set the manifest
+//! grants (uid 0, every capability dropped but those in `deploy/base/daemonset.yaml`, no new
+//! privileges) and does all its work on a real containerd; with SYS_PTRACE taken away too,
+//! reading a running container's root (`/proc/<pid>/root`) is refused and the agent degrades
+//! cleanly: that image is `failed` with a counted reason, everything else keeps working.
+
+mod common;
+
+use common::agent::{value, Agent};
+use common::containerd::Lab;
+use common::mirror::Mirror;
+use common::*;
+use std::io::Write;
+use std::time::Duration;
+
+const ALPINE_9143: &[u8] = include_bytes!("fixtures/osv/ALPINE-CVE-2024-9143.json");
+
+/// The capabilities `deploy/base/daemonset.yaml` adds after dropping ALL, lower-case.
+fn granted() -> Vec<String> {
+    let ds = std::fs::read_to_string(project().join("deploy/base/daemonset.yaml")).unwrap();
+    let line = ds
+        .lines()
+        .find(|l| l.trim_start().starts_with("add: ["))
+        .expect("capabilities.add in the DaemonSet");
+    assert!(ds.contains("drop: [\"ALL\"]"), "the DaemonSet drops ALL first");
+    line.split('[')
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(']')
+        .split(',')
+        .map(|c| c.trim().trim_matches('"').to_lowercase())
+        .collect()
+}
+
+/// `setpriv` arguments that keep only `caps` (as root, permitted = effective = the bounding set).
+fn setpriv(caps: &[String]) -> Vec<String> {
+    let set: String = std::iter::once("-all".to_string())
+        .chain(caps.iter().map(|c| format!("+{c}")))
+        .collect::<Vec<_>>()
+        .join(",");
+    vec![
+        "setpriv".into(),
+        format!("--bounding-set={set}"),
+        "--inh-caps=-all".into(),
+        "--no-new-privs".into(),
+        "--".into(),
+    ]
+}
+
+/// The effective capability mask of a process.
+fn cap_eff(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap()
+        .trim();
+    u64::from_str_radix(hex, 16).unwrap()
+}
+
+/// Bit numbers from linux/capability.h.
+fn cap_bit(name: &str) -> u64 {
+    match name {
+        "dac_read_search" => 1 << 2,
+        "sys_ptrace" => 1 << 19,
+        other => panic!("unexpected capability {other}"),
+    }
+}
+
+#[test]
+fn the_agent_works_with_the_granted_capabilities_and_degrades_without_ptrace() {
+    let Some(lab) = Lab::start("capabilities") else {
+        return;
+    };
+    if !require("umoci", "capabilities") || !require("setpriv", "capabilities") {
+        return;
+    }
+    let caps = granted();
+    assert_eq!(caps, vec!["sys_ptrace", "dac_read_search"]);
+    let tmp = tempfile::tempdir().unwrap();
+    // Two images: one whose blobs stay (read from the content store), one whose layer blob is
+    // removed (only the running container's root can tell what it holds).
+    let root = unpack_alpine("3.20.3", tmp.path());
+    let (_, kept) = umoci_archive(&root, tmp.path());
+    lab.import(&kept, "example.org/kept");
+    let old = unpack_alpine("3.16.9", tmp.path());
+    let (layout, gone) = umoci_archive(&old, tmp.path());
+    lab.import(&gone, "example.org/gone");
+    lab.run_container(
+        "kept",
+        "example.org/kept:latest",
+        &[("io.kubernetes.pod.name", "kept-0")],
+    );
+    lab.run_container(
+        "gone",
+        "example.org/gone:latest",
+        &[("io.kubernetes.pod.name", "gone-0")],
+    );
+    lab.ctr(&["content", "rm", &first_layer(&layout)]);
+
+    let site = tmp.path().join("site");
+    std::fs::create_dir_all(site.join("Alpine")).unwrap();
+    let mut z = zip::ZipWriter::new(std::fs::File::create(site.join("Alpine/all.zip")).unwrap());
+    z.start_file(
+        "ALPINE-CVE-2024-9143.json",
+        zip::write::SimpleFileOptions::default(),
+    )
+    .unwrap();
+    z.write_all(ALPINE_9143).unwrap();
+    z.finish().unwrap();
+    let mirror = Mirror::start(site);
+    let ok = |a: &Agent, pod: &str| {
+        value(
+            &a.metrics(),
+            "stalewatch_container_scan_status",
+            &[("pod", pod), ("status", "ok")],
+        ) == Some(1.0)
+    };
+
+    // Exactly the manifest's set: both images inventoried, the second from /proc/<pid>/root.
+    let wrapper = setpriv(&caps);
+    let w: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let args = ["--unpacked-fallback", "proc"];
+    let agent = Agent::start_under(&w, &lab.sock, &tmp.path().join("granted"), &mirror.url(), &args);
+    let want: u64 = caps.iter().map(|c| cap_bit(c)).sum();
+    assert_eq!(
+        cap_eff(agent.pid()),
+        want,
+        "the agent runs with exactly the granted set"
+    );
+    agent.wait_for("both images inventoried", Duration::from_secs(10), |a| {
+        ok(a, "kept-0") && ok(a, "gone-0")
+    });
+    agent.stop();
+
+    // Without SYS_PTRACE: the container's root is refused; that image fails with a reason,
+    // the other is still scanned, metrics and readiness keep working.
+    let fewer: Vec<String> = caps.iter().filter(|c| *c != "sys_ptrace").cloned().collect();
+    let wrapper = setpriv(&fewer);
+    let w: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let agent = Agent::start_under(&w, &lab.sock, &tmp.path().join("fewer"), &mirror.url(), &args);
+    assert_eq!(cap_eff(agent.pid()), cap_bit("dac_read_search"));
+    agent.wait_for("gone-0 failed, kept-0 ok", Duration::from_secs(10), |a| {
+        ok(a, "kept-0")
+            && value(
+                &a.metrics(),
+                "stalewatch_container_scan_status",
+                &[("pod", "gone-0"), ("status", "failed")],
+            ) == Some(1.0)
+    });
+    let m = agent.metrics();
+    let errors: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("stalewatch_scan_errors_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert!(errors >= 1.0, "the failure is counted:\n{m}");
+    assert_eq!(agent.get("/readyz").0, 200);
+    let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
+    let gone = doc["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["pod"] == "gone-0")
+        .unwrap()
+        .clone();
+    assert_eq!(gone["scan_status"], "failed");
+    assert!(gone["error"].as_str().is_some_and(|e| !e.is_empty()), "{gone:#}");
+    agent.stop();
+}
