@@ -9,8 +9,14 @@ cd "$(dirname "$0")/.."
 if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
 fi
-cargo build --release --locked --quiet
-bin=$PWD/target/release/stalewatch
+# STALEWATCH_DEMO_PROFILE=debug reuses the test build (CI does, to save a release build).
+profile=${STALEWATCH_DEMO_PROFILE:-release}
+if [ "$profile" = release ]; then
+    cargo build --release --locked --quiet
+else
+    cargo build --locked --quiet
+fi
+bin=$PWD/target/$profile/stalewatch
 shared=$(cd .. && pwd)/shared/data
 
 base=$(mktemp -d /tmp/stalewatch-demo.XXXXXX)

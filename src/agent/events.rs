@@ -338,6 +338,126 @@ mod tests {
         );
     }
 
+    /// A snapshot of scanned containers: (pod, stale ids, severe ids, end-of-life base).
+    fn snapshot(pods: &[(&str, &[&str], &[(&str, Severity)], Option<&str>)]) -> Snapshot {
+        use crate::agent::runtime::RunningContainer;
+        use crate::agent::snapshot::{container_view, Notable};
+        use stalewatch_core::catalog::Inventory;
+        use stalewatch_core::os::OsInfo;
+        use stalewatch_core::report::Report;
+        let containers = pods
+            .iter()
+            .map(|(pod, stale, severe, eol)| {
+                let rc = RunningContainer {
+                    id: format!("{pod}-app"),
+                    namespace: "shop".into(),
+                    pod: pod.to_string(),
+                    container: "app".into(),
+                    pod_uid: None,
+                    image: "example.org/app:1".into(),
+                    image_digest: Some("sha256:1".into()),
+                    pid: 1,
+                    started_at: None,
+                    created_at: 0,
+                    snapshot: None,
+                };
+                let mut v = container_view(&rc);
+                v.scan_status = ScanStatus::Ok;
+                // Alpine 3.16's end of life (2024-05-23) is past at this clock; 3.22's is not.
+                let version = eol.unwrap_or("3.22.0");
+                let inv = Inventory {
+                    os: Some(OsInfo {
+                        id: "alpine".into(),
+                        version_id: version.into(),
+                        pretty_name: String::new(),
+                        ecosystem: Some("Alpine:v3.16".into()),
+                    }),
+                    packages: vec![],
+                    databases: vec!["lib/apk/db/installed".into()],
+                };
+                v.report = Some(std::sync::Arc::new(Report::new(
+                    "t",
+                    inv,
+                    vec![],
+                    vec![],
+                    1_795_910_400,
+                )));
+                v.notable = Notable {
+                    stale: stale.iter().map(|s| s.to_string()).collect(),
+                    severe: severe.iter().map(|(i, s)| (i.to_string(), *s)).collect(),
+                };
+                v
+            })
+            .collect();
+        Snapshot {
+            containers,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_refresh_that_adds_a_critical_vulnerability_is_one_vulnerable_image_event() {
+        let mut announced = Announced::default();
+        let mut restored = BTreeSet::new();
+        let before = snapshot(&[("a", &["CVE-1"], &[], None), ("b", &[], &[], None)]);
+        let obs = announced.observe(&before, 7, &mut restored);
+        assert_eq!(obs.notices.len(), 1);
+        assert_eq!(
+            (obs.notices[0].pod.as_str(), obs.notices[0].reason),
+            ("a", Reason::StaleRuntime)
+        );
+        // The same snapshot again: nothing.
+        assert!(announced.observe(&before, 7, &mut restored).notices.is_empty());
+        // An advisory refresh: a new critical on both pods, and pod b's base is now end of life.
+        let after = snapshot(&[
+            ("a", &["CVE-1"], &[("CVE-2", Severity::Critical)], None),
+            ("b", &[], &[("CVE-2", Severity::Critical)], Some("3.16.9")),
+        ]);
+        let obs = announced.observe(&after, 7, &mut restored);
+        let got: Vec<(&str, Reason)> = obs.notices.iter().map(|n| (n.pod.as_str(), n.reason)).collect();
+        assert_eq!(
+            got,
+            vec![("a", Reason::VulnerableImage), ("b", Reason::VulnerableImage)]
+        );
+        assert!(
+            obs.notices[1].note.contains("end-of-life base alpine 3.16.9"),
+            "{}",
+            obs.notices[1].note
+        );
+        assert!(
+            obs.notices[1].note.contains("Most severe: CVE-2"),
+            "{}",
+            obs.notices[1].note
+        );
+        // Pod a goes away: forgotten; it comes back with the same state: news again.
+        let obs = announced.observe(
+            &snapshot(&[("b", &[], &[("CVE-2", Severity::Critical)], Some("3.16.9"))]),
+            7,
+            &mut restored,
+        );
+        assert!(obs.notices.is_empty() && obs.changed);
+        let obs = announced.observe(&after, 7, &mut restored);
+        assert_eq!(obs.notices.len(), 1);
+        assert_eq!(obs.notices[0].pod, "a");
+    }
+
+    #[test]
+    fn pending_containers_keep_what_was_announced_and_restored_pods_are_suppressed() {
+        let mut announced = Announced::default();
+        let snap = snapshot(&[("a", &["CVE-1"], &[], None)]);
+        announced.observe(&snap, 7, &mut BTreeSet::new());
+        // A restart: the pod's container is pending first (not scanned yet), then ok.
+        let mut restored: BTreeSet<String> = announced.pods.keys().cloned().collect();
+        let mut pending = snap.clone();
+        pending.containers[0].scan_status = ScanStatus::Pending;
+        let obs = announced.observe(&pending, 7, &mut restored);
+        assert!(obs.notices.is_empty() && !obs.changed);
+        let obs = announced.observe(&snap, 7, &mut restored);
+        assert!(obs.notices.is_empty());
+        assert_eq!(obs.suppressed, vec![Reason::StaleRuntime]);
+        assert!(restored.is_empty());
+    }
+
     #[test]
     fn notes_fit_in_a_kibibyte_and_name_the_most_severe_first() {
         let mut f = PodFacts::default();
