@@ -338,8 +338,10 @@ mod tests {
         );
     }
 
-    /// A snapshot of scanned containers: (pod, stale ids, severe ids, end-of-life base).
-    fn snapshot(pods: &[(&str, &[&str], &[(&str, Severity)], Option<&str>)]) -> Snapshot {
+    /// One scanned container: (pod, stale ids, severe ids, end-of-life Alpine version).
+    type PodSpec<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, Severity)], Option<&'a str>);
+
+    fn snapshot(pods: &[PodSpec]) -> Snapshot {
         use crate::agent::runtime::RunningContainer;
         use crate::agent::snapshot::{container_view, Notable};
         use stalewatch_core::catalog::Inventory;
