@@ -5,7 +5,7 @@ set -eu
 need=""
 for pair in protoc:protobuf-compiler umoci:umoci skopeo:skopeo rpmbuild:rpm db5.3_load:db5.3-util \
             sqlite3:sqlite3 dpkg-deb:dpkg python3:python3 containerd:containerd runc:runc promtool:prometheus \
-            openssl:openssl setpriv:util-linux kubectl:kubernetes-client; do
+            openssl:openssl setpriv:util-linux kubectl:kubernetes-client debootstrap:debootstrap; do
     cmd=${pair%%:*}; pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
 done
