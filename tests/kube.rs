@@ -92,6 +92,14 @@ spec:
   nodeName: test-node
   automountServiceAccountToken: false
   containers: [{name: api, image: example.org/legacy:latest}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: legacy-2, namespace: shop, labels: {app: legacy}}
+spec:
+  nodeName: test-node
+  automountServiceAccountToken: false
+  containers: [{name: api, image: example.org/legacy:latest}]
 "#;
 
 #[test]
