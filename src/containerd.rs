@@ -94,6 +94,22 @@ impl Containerd {
         Ok(resp.into_inner().mounts)
     }
 
+    /// The parent of a snapshot: for a container's snapshot, the chain ID of the image's top
+    /// layer it was created from.
+    pub async fn snapshot_parent(&self, snapshotter: &str, key: &str) -> anyhow::Result<Option<String>> {
+        let req = containerd_client::services::v1::snapshots::StatSnapshotRequest {
+            snapshotter: snapshotter.to_string(),
+            key: key.to_string(),
+        };
+        let resp = containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient::new(
+            self.channel.clone(),
+        )
+        .stat(self.request(req))
+        .await
+        .map_err(|s| anyhow::anyhow!("snapshot {key}: {}", s.message()))?;
+        Ok(resp.into_inner().info.map(|i| i.parent).filter(|p| !p.is_empty()))
+    }
+
     /// containerd's version (also a cheap liveness check).
     pub async fn version(&self) -> anyhow::Result<String> {
         let resp = containerd_client::services::v1::version_client::VersionClient::new(self.channel.clone())

@@ -463,47 +463,7 @@ fn cri_pods_carry_kubelet_names_and_their_sandboxes_never_appear() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    // The pause image CRI starts for each sandbox: any image whose command keeps running.
-    let pause_root = unpack_alpine("3.20.3", tmp.path());
-    let layout = tmp.path().join("pause");
-    let l = layout.to_str().unwrap();
-    for args in [
-        vec!["init", "--layout", l],
-        vec!["new", "--image", &format!("{l}:1")],
-        vec![
-            "insert",
-            "--image",
-            &format!("{l}:1"),
-            pause_root.to_str().unwrap(),
-            "/",
-        ],
-        vec![
-            "config",
-            "--image",
-            &format!("{l}:1"),
-            "--config.cmd",
-            "/bin/sleep",
-            "--config.cmd",
-            "3600",
-        ],
-    ] {
-        let out = std::process::Command::new("umoci").args(&args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "umoci {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let pause_tar = tmp.path().join("pause.tar");
-    assert!(std::process::Command::new("tar")
-        .arg("-C")
-        .arg(&layout)
-        .arg("-cf")
-        .arg(&pause_tar)
-        .arg(".")
-        .status()
-        .unwrap()
-        .success());
+    let pause_tar = pause_archive(tmp.path());
     lab.import(&pause_tar, "example.org/pause");
     let app_root = unpack_alpine("3.16.9", tmp.path());
     let (_, app) = umoci_archive(&app_root, tmp.path());

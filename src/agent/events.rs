@@ -14,6 +14,8 @@ use super::snapshot::{ScanStatus, Snapshot};
 pub enum Reason {
     /// New fixable critical or high vulnerabilities.
     VulnerableImage,
+    /// The container's image name now resolves to a newer image than the one it runs.
+    StaleImage,
     /// A fix older than `--stale-after` is not deployed.
     StaleRuntime,
     /// The base OS is past its end of life.
@@ -30,6 +32,7 @@ impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::VulnerableImage => "VulnerableImage",
+            Reason::StaleImage => "StaleImage",
             Reason::StaleRuntime => "StaleRuntime",
             Reason::EndOfLifeBase => "EndOfLifeBase",
         }
@@ -45,11 +48,15 @@ pub struct PodState {
     pub severe: BTreeSet<String>,
     /// `os_id os_version` of an end-of-life base, one per distinct base.
     pub eol: BTreeSet<String>,
+    /// `container current-digest` of containers running an older build than their image
+    /// name now resolves to.
+    #[serde(default)]
+    pub stale_image: BTreeSet<String>,
 }
 
 impl PodState {
     fn is_empty(&self) -> bool {
-        self.stale.is_empty() && self.severe.is_empty() && self.eol.is_empty()
+        self.stale.is_empty() && self.severe.is_empty() && self.eol.is_empty() && self.stale_image.is_empty()
     }
 
     /// The reason to announce `self` after `before`, if it holds anything new.
@@ -57,6 +64,8 @@ impl PodState {
         let grew = |now: &BTreeSet<String>, then: &BTreeSet<String>| now.difference(then).next().is_some();
         if grew(&self.severe, &before.severe) {
             Some(Reason::VulnerableImage)
+        } else if grew(&self.stale_image, &before.stale_image) {
+            Some(Reason::StaleImage)
         } else if grew(&self.stale, &before.stale) {
             Some(Reason::StaleRuntime)
         } else if grew(&self.eol, &before.eol) {
@@ -122,6 +131,12 @@ fn pod_facts(snap: &Snapshot) -> BTreeMap<PodKey, PodFacts> {
             if facts.state.severe.insert(id.clone()) {
                 facts.severe.push((*sev, id.clone()));
             }
+        }
+        if let Some(st) = &c.stale_digest {
+            facts
+                .state
+                .stale_image
+                .insert(format!("{} {}", c.container, st.current_digest));
         }
         if let Some(os) = report.os.as_ref().filter(|o| o.eol) {
             facts.state.eol.insert(format!("{} {}", os.id, os.version_id));
@@ -189,6 +204,21 @@ fn note(f: &PodFacts, stale_after_days: i64) -> String {
             .filter(|i| !f.state.severe.contains(*i)),
     );
     ids.truncate(NOTE_IDS);
+    if !f.state.stale_image.is_empty() {
+        let containers: Vec<&str> = f
+            .state
+            .stale_image
+            .iter()
+            .filter_map(|e| e.split_once(' ').map(|(c, _)| c))
+            .collect();
+        parts.insert(
+            0,
+            format!(
+                "container {} runs an older build than its image name resolves to on this node",
+                containers.join(", ")
+            ),
+        );
+    }
     let mut text = parts.join("; ");
     if !ids.is_empty() {
         text.push_str(&format!(". Most severe: {}", ids.join(", ")));
@@ -207,7 +237,7 @@ fn fingerprint(reason: Reason, state: &PodState) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(reason.as_str());
-    for set in [&state.severe, &state.stale, &state.eol] {
+    for set in [&state.severe, &state.stale, &state.eol, &state.stale_image] {
         h.update([0u8]);
         for id in set {
             h.update(id.as_bytes());
@@ -304,6 +334,7 @@ mod tests {
             stale: set(stale),
             severe: set(severe),
             eol: set(eol),
+            stale_image: BTreeSet::new(),
         }
     }
 
@@ -362,6 +393,8 @@ mod tests {
                     started_at: None,
                     created_at: 0,
                     snapshot: None,
+                    snapshot_parent: None,
+                    stale: None,
                 };
                 let mut v = container_view(&rc);
                 v.scan_status = ScanStatus::Ok;

@@ -27,6 +27,10 @@ pub struct ImageRecord {
     /// The image config's `created`, seconds since the epoch.
     pub created: Option<i64>,
     pub layers: Vec<String>,
+    /// The chain ID of the image's layers (the parent of its containers' snapshots); absent
+    /// in records of older agents and for images read from unpacked files.
+    #[serde(default)]
+    pub chain_id: Option<String>,
     pub inventory: Inventory,
     pub unreadable: Vec<Unreadable>,
 }
@@ -231,9 +235,12 @@ pub fn scan(
         tree.apply(&delta, limits, &layer.digest, &mut diag);
     }
     let config = &manifest.config;
-    let created = read_blob(&store as &dyn BlobStore, config)
-        .ok()
-        .and_then(|b| parse_created(&b));
+    let config_bytes = read_blob(&store as &dyn BlobStore, config).ok();
+    let created = config_bytes.as_deref().and_then(parse_created);
+    let chain_id = config_bytes
+        .as_deref()
+        .and_then(stalewatch_core::image::config_diff_ids)
+        .and_then(|d| stalewatch_core::image::chain_id(&d));
     let inventory = catalog::catalog(&tree, &mut diag);
     let record = ImageRecord {
         image_digest: image_digest.to_string(),
@@ -241,10 +248,33 @@ pub fn scan(
         config_digest: config.digest.clone(),
         created,
         layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
+        chain_id,
         inventory,
         unreadable: diag.notes,
     };
     Ok((record, cost))
+}
+
+/// The chain ID of the image a descriptor digest points at (host platform), from its
+/// manifest and config: two small reads (blocking).
+pub fn chain_of(
+    client: &Containerd,
+    runtime: tokio::runtime::Handle,
+    image_digest: &str,
+) -> anyhow::Result<Option<String>> {
+    let store = ContentStore {
+        client: client.clone(),
+        runtime,
+    };
+    let root = Descriptor {
+        media_type: String::new(),
+        digest: image_digest.to_string(),
+        size: 0,
+        platform: None,
+    };
+    let (_, manifest) = resolve_manifest(&store, &root)?;
+    let config = read_blob(&store as &dyn BlobStore, &manifest.config)?;
+    Ok(stalewatch_core::image::config_diff_ids(&config).and_then(|d| stalewatch_core::image::chain_id(&d)))
 }
 
 /// Where an image's unpacked files are read from when its blobs are gone.
@@ -292,6 +322,7 @@ pub fn scan_unpacked(
         config_digest: String::new(),
         created: None,
         layers: Vec::new(),
+        chain_id: None,
         inventory,
         unreadable,
     };

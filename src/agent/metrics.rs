@@ -20,6 +20,7 @@ pub struct Metrics {
     container_scan_status: GaugeVec,
     container_oldest_fix_age: GaugeVec,
     container_started: GaugeVec,
+    container_stale_digest: GaugeVec,
     image_info: GaugeVec,
     image_created: GaugeVec,
     advisory_updated: Gauge,
@@ -78,6 +79,12 @@ impl Metrics {
                 "stalewatch_container_started_timestamp_seconds",
                 "When the container's task started.",
                 &CONTAINER,
+            )?,
+            container_stale_digest: gauge_vec(
+                &r,
+                "stalewatch_container_stale_digest",
+                "Present (1) while the container's image name resolves to another image than the one it runs.",
+                &with(&["running_digest", "current_digest"]),
             )?,
             image_info: gauge_vec(
                 &r,
@@ -212,6 +219,7 @@ impl Metrics {
             &self.container_scan_status,
             &self.container_oldest_fix_age,
             &self.container_started,
+            &self.container_stale_digest,
             &self.image_info,
             &self.image_created,
             &self.advisory_records,
@@ -242,6 +250,14 @@ impl Metrics {
                 .set(c.oldest_fix_age as f64);
             if let Some(t) = c.started_unix {
                 self.container_started.with_label_values(&base).set(t as f64);
+            }
+            if let Some(st) = &c.stale_digest {
+                let labels: Vec<&str> = base
+                    .iter()
+                    .copied()
+                    .chain([st.running_digest.as_str(), st.current_digest.as_str()])
+                    .collect();
+                self.container_stale_digest.with_label_values(&labels).set(1.0);
             }
         }
         for i in &snap.images {

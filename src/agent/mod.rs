@@ -103,6 +103,8 @@ struct Engine {
     findings: BTreeMap<String, Arc<Report>>,
     /// The day (since the epoch) the reports were built: end of life moves with the date.
     report_day: i64,
+    /// Chain IDs of the image digests on the node (`None`: not computable).
+    chains: BTreeMap<String, Option<String>>,
     /// Images whose scan failed: why, and when to try again.
     failures: BTreeMap<String, ScanFailure>,
     running: Vec<RunningContainer>,
@@ -366,13 +368,17 @@ impl Engine {
             }
         }
         tracing::debug!("{} running containers", self.running.len());
+        let on_node = client.list_image_targets().await;
+        if let Ok(targets) = &on_node {
+            self.resolve_running(&client, targets).await;
+        }
         let wanted: BTreeSet<String> = self
             .running
             .iter()
             .filter_map(|r| r.image_digest.clone())
             .collect();
         // Forget images no longer on the node (running ones are on it by definition).
-        if let Ok(on_node) = client.list_image_targets().await {
+        if let Ok(on_node) = on_node {
             let on_node: BTreeSet<String> = on_node.into_iter().chain(wanted.iter().cloned()).collect();
             let evicted = self.cache.retain(&|d| on_node.contains(d));
             if evicted > 0 {
@@ -412,6 +418,47 @@ impl Engine {
         }
         self.inventoried_once = true;
         self.publish();
+    }
+
+    /// Learns the chain ID of every image on the node (once per digest: two small reads),
+    /// then which image each running container really runs (`runtime::resolve_running`).
+    async fn resolve_running(&mut self, client: &Containerd, targets: &[String]) {
+        let on_node: BTreeSet<&String> = targets.iter().collect();
+        self.chains.retain(|d, _| on_node.contains(d));
+        for d in targets {
+            if self.chains.contains_key(d) {
+                continue;
+            }
+            let chain = match self.cache.images.get(d).and_then(|r| r.chain_id.clone()) {
+                Some(c) => Some(c),
+                None => {
+                    let (c, h, d2) = (client.clone(), tokio::runtime::Handle::current(), d.clone());
+                    match tokio::task::spawn_blocking(move || images::chain_of(&c, h, &d2)).await {
+                        Ok(Ok(c)) => c,
+                        Ok(Err(e)) => {
+                            tracing::debug!(image = %d, "chain ID: {e:#}");
+                            None
+                        }
+                        Err(_) => None,
+                    }
+                }
+            };
+            self.chains.insert(d.clone(), chain);
+        }
+        // Images the node still lists first, then inventories this agent kept.
+        let mut known: Vec<String> = targets.to_vec();
+        known.sort();
+        known.dedup();
+        known.extend(self.cache.images.keys().filter(|d| !on_node.contains(d)).cloned());
+        let (chains, cache) = (&self.chains, &self.cache);
+        let chain_of = |d: &str| -> Option<String> {
+            chains
+                .get(d)
+                .cloned()
+                .flatten()
+                .or_else(|| cache.images.get(d).and_then(|r| r.chain_id.clone()))
+        };
+        runtime::resolve_running(&mut self.running, &known, &chain_of);
     }
 
     async fn scan_images(&mut self, client: &Containerd, todo: Vec<String>) {
@@ -846,6 +893,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         findings: BTreeMap::new(),
         report_day: 0,
         failures: BTreeMap::new(),
+        chains: BTreeMap::new(),
         running: Vec::new(),
         first_seen,
         inventoried_once: false,

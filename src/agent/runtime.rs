@@ -34,6 +34,53 @@ pub struct RunningContainer {
     /// The container's snapshot (snapshotter, key), for the unpacked-layers fallback.
     #[serde(skip)]
     pub snapshot: Option<(String, String)>,
+    /// The parent of the container's snapshot: the chain ID of the image it was created from.
+    #[serde(skip)]
+    pub snapshot_parent: Option<String>,
+    /// Set when the image name now resolves to another image than the one this runs.
+    #[serde(skip)]
+    pub stale: Option<StaleDigest>,
+}
+
+/// A container whose image name moved on: what it runs, and what the name resolves to now.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StaleDigest {
+    /// The image (record target digest) the container was created from; when the node no
+    /// longer holds that image, the chain ID of its layers.
+    pub running_digest: String,
+    /// Whether `running_digest` is a chain ID (the image itself is gone from the node).
+    pub running_image_gone: bool,
+    pub current_digest: String,
+}
+
+/// Which image each container really runs: a container whose snapshot's parent is not the
+/// chain of the image its name resolves to now runs an older build. `chain_of` gives the
+/// chain ID of an image digest the node knows; `known` lists those digests. Such a container's
+/// `image_digest` becomes the image it runs (or, when the node no longer holds it, its chain
+/// ID, which the scan then reads from the unpacked snapshot).
+pub fn resolve_running(
+    running: &mut [RunningContainer],
+    known: &[String],
+    chain_of: &dyn Fn(&str) -> Option<String>,
+) {
+    for rc in running {
+        let (Some(parent), Some(current)) = (rc.snapshot_parent.clone(), rc.image_digest.clone()) else {
+            continue;
+        };
+        match chain_of(&current) {
+            Some(c) if c != parent => {}
+            _ => continue,
+        }
+        let found = known
+            .iter()
+            .find(|d| chain_of(d).as_deref() == Some(parent.as_str()));
+        rc.stale = Some(StaleDigest {
+            running_digest: found.cloned().unwrap_or_else(|| parent.clone()),
+            running_image_gone: found.is_none(),
+            current_digest: current,
+        });
+        rc.image_digest = Some(found.cloned().unwrap_or(parent));
+    }
 }
 
 /// Seconds since the epoch at which a process started, from `<proc_root>/<pid>/stat` and
@@ -101,7 +148,18 @@ pub async fn list_running(client: &Containerd, proc_root: &Path) -> anyhow::Resu
             pid,
             started_at: process_start(proc_root, pid),
             created_at: c.created_at.as_ref().map(|t| t.seconds).unwrap_or(0),
+            snapshot_parent: match c.snapshot_key.as_str() {
+                "" => None,
+                key => client
+                    .snapshot_parent(&c.snapshotter, key)
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::debug!("{e:#}");
+                        None
+                    }),
+            },
             snapshot: (!c.snapshot_key.is_empty()).then(|| (c.snapshotter.clone(), c.snapshot_key.clone())),
+            stale: None,
             id: c.id,
         };
         let key = (rc.namespace.clone(), rc.pod.clone(), rc.container.clone());

@@ -48,7 +48,7 @@ pub struct ContainerView {
     /// Why the scan failed, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    pub stale_digest: Option<serde_json::Value>,
+    pub stale_digest: Option<super::runtime::StaleDigest>,
     pub report: Option<std::sync::Arc<Report>>,
     pub drift: Option<serde_json::Value>,
     #[serde(skip)]
@@ -188,7 +188,7 @@ pub fn container_view(rc: &RunningContainer) -> ContainerView {
         started_at: rc.started_at.map(crate::clock::rfc3339),
         scan_status: ScanStatus::Pending,
         error: None,
-        stale_digest: None,
+        stale_digest: rc.stale.clone(),
         report: None,
         drift: None,
         started_unix: rc.started_at,

@@ -173,3 +173,50 @@ pub fn first_layer(layout: &Path) -> String {
     let manifest = read(layout.join("blobs").join(manifest));
     manifest["layers"][0]["digest"].as_str().unwrap().to_string()
 }
+
+/// The pause image CRI starts for each sandbox (any image whose command keeps running): the
+/// Alpine 3.20.3 minirootfs running `sleep`, as an OCI archive to import under
+/// `containerd::SANDBOX_IMAGE`'s name.
+pub fn pause_archive(work: &Path) -> PathBuf {
+    let pause_root = unpack_alpine("3.20.3", work);
+    let layout = work.join("pause");
+    let l = layout.to_str().unwrap();
+    for args in [
+        vec!["init", "--layout", l],
+        vec!["new", "--image", &format!("{l}:1")],
+        vec![
+            "insert",
+            "--image",
+            &format!("{l}:1"),
+            pause_root.to_str().unwrap(),
+            "/",
+        ],
+        vec![
+            "config",
+            "--image",
+            &format!("{l}:1"),
+            "--config.cmd",
+            "/bin/sleep",
+            "--config.cmd",
+            "3600",
+        ],
+    ] {
+        let out = std::process::Command::new("umoci").args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "umoci {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let pause_tar = work.join("pause.tar");
+    assert!(std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&pause_tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    pause_tar
+}

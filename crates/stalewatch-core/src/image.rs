@@ -150,8 +150,56 @@ pub fn split_digest(d: &str) -> Result<(&str, &str), ImageError> {
     Ok((alg, hex))
 }
 
+/// The uncompressed layer digests (`rootfs.diff_ids`) of an image config.
+pub fn config_diff_ids(config: &[u8]) -> Option<Vec<String>> {
+    #[derive(Deserialize)]
+    struct RootFs {
+        #[serde(default)]
+        diff_ids: Vec<String>,
+    }
+    #[derive(Deserialize)]
+    struct Config {
+        rootfs: RootFs,
+    }
+    let c: Config = serde_json::from_slice(config).ok()?;
+    Some(c.rootfs.diff_ids)
+}
+
+/// The OCI chain ID of a layer stack (what containerd names the committed snapshot of an
+/// image's top layer, so the parent of a container's snapshot): `chain(L0) = diff(L0)`,
+/// `chain(Ln) = sha256(chain(Ln-1) + " " + diff(Ln))`. `None` for an empty stack.
+pub fn chain_id(diff_ids: &[String]) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let mut chain = diff_ids.first()?.clone();
+    for d in &diff_ids[1..] {
+        chain = format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(format!("{chain} {d}").as_bytes()))
+        );
+    }
+    Some(chain)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn chain_ids_follow_the_oci_rule() {
+        let a = "sha256:aaaa".to_string();
+        let b = "sha256:bbbb".to_string();
+        assert_eq!(chain_id(&[]), None);
+        assert_eq!(chain_id(std::slice::from_ref(&a)).as_deref(), Some("sha256:aaaa"));
+        // sha256("sha256:aaaa sha256:bbbb"), computed with sha256sum.
+        assert_eq!(
+            chain_id(&[a, b]).as_deref(),
+            Some("sha256:2c4d8760379f05d0ad1ed610712309f0114e7345e6e6a351494cff030ffdf197")
+        );
+        assert_eq!(
+            config_diff_ids(br#"{"rootfs":{"type":"layers","diff_ids":["sha256:aaaa"]}}"#),
+            Some(vec!["sha256:aaaa".to_string()])
+        );
+        assert_eq!(config_diff_ids(b"not json"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -1,0 +1,163 @@
+//! Stale digests on a real containerd: containers started from `name:tag` (with `ctr run` and
+//! through CRI) keep running v1 when v2 is imported under the same name; within seconds they
+//! are exported as stale (running v1, the name now v2), their findings stay those of what they
+//! run, and a container started from v2 is not stale.
+
+mod common;
+
+use common::agent::{count, value, Agent};
+use common::containerd::{Lab, SANDBOX_IMAGE};
+use common::mirror::Mirror;
+use common::*;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+const ALPINE_9143: &[u8] = include_bytes!("fixtures/osv/ALPINE-CVE-2024-9143.json");
+const ALPINE_42366: &[u8] = include_bytes!("fixtures/osv/ALPINE-CVE-2023-42366.json");
+
+/// The manifest digest a one-image OCI layout's index names (what its import points the
+/// image record at).
+fn manifest_digest(layout: &Path) -> String {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    index["manifests"][0]["digest"].as_str().unwrap().to_string()
+}
+
+fn ids(agent: &Agent, pod: &str) -> Vec<String> {
+    let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
+    let c = doc["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["pod"] == pod)
+        .unwrap_or_else(|| panic!("{pod} not in {doc:#}"))
+        .clone();
+    let mut v: Vec<String> = c["report"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn a_tag_moved_to_a_new_build_flags_the_containers_still_running_the_old_one() {
+    let Some(lab) = Lab::start("stale digest") else {
+        return;
+    };
+    if !require("umoci", "stale digest") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let pause = pause_archive(tmp.path());
+    lab.import(&pause, SANDBOX_IMAGE.split(':').next().unwrap());
+    // v1: Alpine 3.16.9 (the busybox advisory applies); v2: Alpine 3.20.3 (the openssl one).
+    let v1_dir = tmp.path().join("v1");
+    let v2_dir = tmp.path().join("v2");
+    std::fs::create_dir_all(&v1_dir).unwrap();
+    std::fs::create_dir_all(&v2_dir).unwrap();
+    let (v1_layout, v1) = umoci_archive(&unpack_alpine("3.16.9", &v1_dir), &v1_dir);
+    let (v2_layout, v2) = umoci_archive(&unpack_alpine("3.20.3", &v2_dir), &v2_dir);
+    let (v1_digest, v2_digest) = (manifest_digest(&v1_layout), manifest_digest(&v2_layout));
+    lab.import(&v1, "example.org/app");
+
+    let site = tmp.path().join("site");
+    std::fs::create_dir_all(site.join("Alpine")).unwrap();
+    let mut z = zip::ZipWriter::new(std::fs::File::create(site.join("Alpine/all.zip")).unwrap());
+    for (name, body) in [
+        ("ALPINE-CVE-2023-42366.json", ALPINE_42366),
+        ("ALPINE-CVE-2024-9143.json", ALPINE_9143),
+    ] {
+        z.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.write_all(body).unwrap();
+    }
+    z.finish().unwrap();
+    let mirror = Mirror::start(site);
+
+    lab.run_container(
+        "old",
+        "example.org/app:latest",
+        &[("io.kubernetes.pod.name", "old-0")],
+    );
+    let cri = common::cri::Cri::connect(&lab.sock);
+    let (sandbox, api) = cri.run_pod("shop", "api-0", "api", "example.org/app:latest");
+    let agent = Agent::start(&lab.sock, &tmp.path().join("state"), &mirror.url(), &[]);
+    let ok = |a: &Agent, pod: &str| {
+        value(
+            &a.metrics(),
+            "stalewatch_container_scan_status",
+            &[("pod", pod), ("status", "ok")],
+        ) == Some(1.0)
+    };
+    agent.wait_for("both v1 containers scanned", Duration::from_secs(10), |a| {
+        ok(a, "old-0") && ok(a, "api-0")
+    });
+    assert_eq!(
+        count(&agent.metrics(), "stalewatch_container_stale_digest", &[]),
+        0
+    );
+    assert_eq!(ids(&agent, "old-0"), vec!["ALPINE-CVE-2023-42366"]);
+
+    // v2 under the same name: both running containers are stale within 5 s.
+    lab.import(&v2, "example.org/app");
+    let stale = |a: &Agent, pod: &str| {
+        value(
+            &a.metrics(),
+            "stalewatch_container_stale_digest",
+            &[
+                ("pod", pod),
+                ("running_digest", v1_digest.as_str()),
+                ("current_digest", v2_digest.as_str()),
+            ],
+        ) == Some(1.0)
+    };
+    agent.wait_for("the v1 containers flagged stale", Duration::from_secs(5), |a| {
+        stale(a, "old-0") && stale(a, "api-0")
+    });
+    // What they run is still v1: its findings, not v2's.
+    assert_eq!(ids(&agent, "old-0"), vec!["ALPINE-CVE-2023-42366"]);
+    assert_eq!(ids(&agent, "api-0"), vec!["ALPINE-CVE-2023-42366"]);
+    let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
+    let old = doc["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["pod"] == "old-0")
+        .unwrap()
+        .clone();
+    assert_eq!(old["stale_digest"]["current_digest"], v2_digest.as_str());
+    assert_eq!(old["stale_digest"]["running_digest"], v1_digest.as_str());
+    assert_eq!(old["image_digest"], v1_digest.as_str());
+
+    // A container started from v2 is not stale, and has v2's findings.
+    lab.run_container(
+        "new",
+        "example.org/app:latest",
+        &[("io.kubernetes.pod.name", "new-0")],
+    );
+    agent.wait_for("the v2 container scanned", Duration::from_secs(5), |a| {
+        ok(a, "new-0")
+    });
+    let m = agent.metrics();
+    assert_eq!(
+        count(&m, "stalewatch_container_stale_digest", &[("pod", "new-0")]),
+        0,
+        "{m}"
+    );
+    assert_eq!(count(&m, "stalewatch_container_stale_digest", &[]), 2, "{m}");
+    assert_eq!(ids(&agent, "new-0"), vec!["ALPINE-CVE-2024-9143"]);
+
+    // Replaced: the stale container goes, and with it its series.
+    lab.stop_container("old");
+    cri.remove_pod(&sandbox, &api);
+    agent.wait_for(
+        "stale series gone with their containers",
+        Duration::from_secs(5),
+        |a| count(&a.metrics(), "stalewatch_container_stale_digest", &[]) == 0,
+    );
+}
