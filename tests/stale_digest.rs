@@ -134,6 +134,45 @@ fn a_tag_moved_to_a_new_build_flags_the_containers_still_running_the_old_one() {
     assert_eq!(old["stale_digest"]["running_digest"], v1_digest.as_str());
     assert_eq!(old["image_digest"], v1_digest.as_str());
 
+    // The node forgets v1 (its remaining image record removed, its blobs collected): an agent
+    // that never saw v1 still flags the container, names what it runs by its layers' chain
+    // ID, and inventories it from its unpacked snapshot.
+    let listing = String::from_utf8_lossy(&lab.ctr(&["images", "ls", "-q"]).stdout).into_owned();
+    for name in listing.lines().filter(|n| n.starts_with("sha256:")) {
+        let info = String::from_utf8_lossy(&lab.ctr(&["images", "ls", &format!("name=={name}")]).stdout)
+            .into_owned();
+        if info.contains(&v1_digest) {
+            lab.ctr(&["images", "rm", "--sync", name]);
+        }
+    }
+    let fresh = Agent::start(&lab.sock, &tmp.path().join("fresh"), &mirror.url(), &[]);
+    fresh.wait_for(
+        "old-0 inventoried from its snapshot",
+        Duration::from_secs(10),
+        |a| ok(a, "old-0"),
+    );
+    let doc: serde_json::Value = serde_json::from_str(&fresh.findings().1).unwrap();
+    let old = doc["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["pod"] == "old-0")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        old["stale_digest"]["current_digest"],
+        v2_digest.as_str(),
+        "{old:#}"
+    );
+    assert_eq!(old["stale_digest"]["running_image_gone"], true, "{old:#}");
+    assert!(old["stale_digest"]["running_digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert_ne!(old["stale_digest"]["running_digest"], v1_digest.as_str());
+    assert_eq!(ids(&fresh, "old-0"), vec!["ALPINE-CVE-2023-42366"]);
+    fresh.stop();
+
     // A container started from v2 is not stale, and has v2's findings.
     lab.run_container(
         "new",
