@@ -89,6 +89,10 @@ pub struct AgentArgs {
     /// `off`; the same address as --listen serves it there.
     #[arg(long, env = "STALEWATCH_FINDINGS_LISTEN", default_value = "127.0.0.1:9478")]
     pub findings_listen: String,
+    /// How often each running container's live package databases are compared with its
+    /// image (drift; findings then follow what runs), or `off`.
+    #[arg(long, env = "STALEWATCH_DRIFT_INTERVAL", default_value = "5m")]
+    pub drift_interval: String,
     /// A fixable vulnerability whose fix is older than this makes the container a stale runtime.
     #[arg(long, env = "STALEWATCH_STALE_AFTER", default_value = "7d")]
     pub stale_after: String,
@@ -168,6 +172,10 @@ impl AgentArgs {
                 .parse()
                 .map_err(|e| errors.push(format!("--findings-listen {a:?}: {e}")))
                 .ok(),
+        };
+        let drift_interval = match self.drift_interval.trim() {
+            "off" => None,
+            v => Some(duration("--drift-interval", v, &mut errors)),
         };
         let stale_after = match humantime::parse_duration(&self.stale_after) {
             Ok(d) => d,
@@ -275,6 +283,7 @@ impl AgentArgs {
                 .then_some(self.vulnerability_info_limit),
             state_max_bytes: self.state_max_bytes,
             unpacked_fallback,
+            drift_interval,
         })
     }
 }

@@ -21,6 +21,7 @@ pub struct Metrics {
     container_oldest_fix_age: GaugeVec,
     container_started: GaugeVec,
     container_stale_digest: GaugeVec,
+    container_drift: GaugeVec,
     image_info: GaugeVec,
     image_created: GaugeVec,
     advisory_updated: Gauge,
@@ -85,6 +86,12 @@ impl Metrics {
                 "stalewatch_container_stale_digest",
                 "Present (1) while the container's image name resolves to another image than the one it runs.",
                 &with(&["running_digest", "current_digest"]),
+            )?,
+            container_drift: gauge_vec(
+                &r,
+                "stalewatch_container_drift_packages",
+                "Packages added, removed or changed in the container's live root filesystem relative to its image.",
+                &with(&["change"]),
             )?,
             image_info: gauge_vec(
                 &r,
@@ -220,6 +227,7 @@ impl Metrics {
             &self.container_oldest_fix_age,
             &self.container_started,
             &self.container_stale_digest,
+            &self.container_drift,
             &self.image_info,
             &self.image_created,
             &self.advisory_records,
@@ -250,6 +258,16 @@ impl Metrics {
                 .set(c.oldest_fix_age as f64);
             if let Some(t) = c.started_unix {
                 self.container_started.with_label_values(&base).set(t as f64);
+            }
+            if let Some(d) = &c.drift {
+                for (change, n) in [
+                    ("added", d.added.len()),
+                    ("removed", d.removed.len()),
+                    ("changed", d.changed.len()),
+                ] {
+                    let labels: Vec<&str> = base.iter().copied().chain([change]).collect();
+                    self.container_drift.with_label_values(&labels).set(n as f64);
+                }
             }
             if let Some(st) = &c.stale_digest {
                 let labels: Vec<&str> = base

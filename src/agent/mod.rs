@@ -3,6 +3,7 @@
 //! what changed. Data flows one way: runtime inventory → image inventory (cached) → matcher
 //! (current index) → snapshot → exporters.
 
+pub mod drift;
 pub mod events;
 pub mod http;
 pub mod images;
@@ -62,6 +63,9 @@ pub struct Config {
     pub state_max_bytes: u64,
     /// Where to read images whose blobs are gone, in order.
     pub unpacked_fallback: Vec<Fallback>,
+    /// How often each running container's live package databases are compared with its
+    /// image (`None`: drift is off).
+    pub drift_interval: Option<Duration>,
 }
 
 /// Sources of unpacked image files when blobs are missing.
@@ -103,6 +107,8 @@ struct Engine {
     findings: BTreeMap<String, Arc<Report>>,
     /// The day (since the epoch) the reports were built: end of life moves with the date.
     report_day: i64,
+    /// Per running container id: its last drift check.
+    live: BTreeMap<String, LiveState>,
     /// Chain IDs of the image digests on the node (`None`: not computable).
     chains: BTreeMap<String, Option<String>>,
     /// Images whose scan failed: why, and when to try again.
@@ -138,6 +144,7 @@ impl Engine {
             Ok(set) => {
                 self.db = Some(Arc::new(set));
                 self.findings.clear();
+                self.live.values_mut().for_each(|l| l.report = None);
             }
             Err(e) => tracing::error!("advisory index unusable, keeping the previous one: {e:#}"),
         }
@@ -174,6 +181,7 @@ impl Engine {
         if now.div_euclid(86400) != self.report_day {
             self.report_day = now.div_euclid(86400);
             self.findings.clear();
+            self.live.values_mut().for_each(|l| l.report = None);
         }
         let started = Instant::now();
         let mut n = 0;
@@ -191,6 +199,21 @@ impl Engine {
                     n += 1;
                 }
                 Err(e) => tracing::error!("matching {digest}: {e}"),
+            }
+        }
+        // Containers whose live packages differ from their image: matched on what runs.
+        for (id, l) in self.live.iter_mut().filter(|(_, l)| l.report.is_none()) {
+            let Some(inv) = &l.inventory else { continue };
+            match matcher.match_inventory(inv) {
+                Ok(mut f) => {
+                    for x in &mut f {
+                        x.drift = l.drift.kind_of(&x.package);
+                    }
+                    let target = format!("container:{id}");
+                    l.report = Some(Arc::new(Report::new(&target, inv.clone(), f, Vec::new(), now)));
+                    n += 1;
+                }
+                Err(e) => tracing::error!("matching container {id}: {e}"),
             }
         }
         if n > 0 {
@@ -270,7 +293,13 @@ impl Engine {
             view.manifest_digest = Some(rec.manifest_digest.clone());
             view.config_digest = Some(rec.config_digest.clone());
             let inv = &rec.inventory;
-            let report = self.findings.get(digest).cloned();
+            let live = self.live.get(&rc.id);
+            view.drift = live.map(|l| l.drift.clone());
+            // Where the live packages differ from the image, the findings are those of what runs.
+            let report = match live.filter(|l| l.inventory.is_some()) {
+                Some(l) => l.report.clone(),
+                None => self.findings.get(digest).cloned(),
+            };
             view.scan_status = if inv.databases.is_empty() {
                 ScanStatus::NoPackageDb
             } else if inv.os.as_ref().and_then(|o| o.ecosystem.as_ref()).is_none() {
@@ -416,8 +445,84 @@ impl Engine {
             self.publish();
             self.scan_images(&client, todo).await;
         }
+        self.refresh_drift().await;
         self.inventoried_once = true;
         self.publish();
+    }
+
+    /// Compares the live package databases of every container due for it with its image's
+    /// inventory (bounded: one container at a time, at low priority, each at most once per
+    /// `--drift-interval`).
+    async fn refresh_drift(&mut self) {
+        let ids: BTreeSet<&String> = self.running.iter().map(|r| &r.id).collect();
+        self.live.retain(|id, _| ids.contains(id));
+        let Some(interval) = self.cfg.drift_interval else {
+            return;
+        };
+        let due: Vec<(String, u32, String)> = self
+            .running
+            .iter()
+            .filter(|r| {
+                self.live
+                    .get(&r.id)
+                    .is_none_or(|l| l.read_at.elapsed() >= interval)
+            })
+            .filter_map(|r| {
+                let d = r.image_digest.as_ref()?;
+                self.cache
+                    .images
+                    .contains_key(d)
+                    .then(|| (r.id.clone(), r.pid, d.clone()))
+            })
+            .collect();
+        for (id, pid, digest) in due {
+            let proc_root = self.cfg.proc_root.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                lower_priority();
+                drift::read_live(&proc_root, pid, &Limits::default())
+            })
+            .await;
+            let live = match read {
+                Ok(Ok(Some(inv))) => inv,
+                Ok(Ok(None)) => continue,
+                Ok(Err(e)) => {
+                    tracing::debug!(container = %id, "drift: {e:#}");
+                    self.shared
+                        .metrics
+                        .scan_errors
+                        .with_label_values(&["drift_read"])
+                        .inc();
+                    // Retried at the next interval; the image's findings stand meanwhile.
+                    self.live.remove(&id);
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            let Some(rec) = self.cache.images.get(&digest) else {
+                continue;
+            };
+            let d = drift::compare(&rec.inventory, &live);
+            // The same differences against the same image inventory: the same findings.
+            let unchanged = self.live.get(&id).is_some_and(|l| l.drift == d);
+            if unchanged {
+                if let Some(l) = self.live.get_mut(&id) {
+                    l.read_at = Instant::now();
+                }
+                continue;
+            }
+            if !d.is_empty() {
+                tracing::info!(container = %id, added = d.added.len(), removed = d.removed.len(), changed = d.changed.len(), "packages drifted from the image");
+            }
+            self.live.insert(
+                id,
+                LiveState {
+                    read_at: Instant::now(),
+                    inventory: (!d.is_empty()).then_some(live),
+                    drift: d,
+                    report: None,
+                },
+            );
+        }
     }
 
     /// Learns the chain ID of every image on the node (once per digest: two small reads),
@@ -616,6 +721,16 @@ impl Engine {
         }
         self.publish();
     }
+}
+
+/// A container's last drift check.
+struct LiveState {
+    read_at: Instant,
+    drift: drift::Drift,
+    /// The live inventory, kept only while it differs from the image's.
+    inventory: Option<stalewatch_core::catalog::Inventory>,
+    /// Its report against the current index (`None`: to be matched).
+    report: Option<Arc<Report>>,
 }
 
 /// A failed image scan, kept (and shown as `failed`) until a retry succeeds.
@@ -894,6 +1009,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         report_day: 0,
         failures: BTreeMap::new(),
         chains: BTreeMap::new(),
+        live: BTreeMap::new(),
         running: Vec::new(),
         first_seen,
         inventoried_once: false,

@@ -50,7 +50,7 @@ pub struct ContainerView {
     pub error: Option<String>,
     pub stale_digest: Option<super::runtime::StaleDigest>,
     pub report: Option<std::sync::Arc<Report>>,
-    pub drift: Option<serde_json::Value>,
+    pub drift: Option<super::drift::Drift>,
     #[serde(skip)]
     pub started_unix: Option<i64>,
     /// (severity, fixable) → distinct vulnerabilities.

@@ -182,6 +182,17 @@ state = "{b}/state"
         self.containers.borrow_mut().push(id.to_string());
     }
 
+    /// The host pid of a container's task (`ctr tasks ls`).
+    pub fn task_pid(&self, id: &str) -> u32 {
+        let out = String::from_utf8_lossy(&self.ctr(&["tasks", "ls"]).stdout).into_owned();
+        out.lines()
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some(id)).then(|| f.next()?.parse().ok()).flatten()
+            })
+            .unwrap_or_else(|| panic!("no task {id} in {out}"))
+    }
+
     /// Kills and deletes a container this lab started.
     pub fn stop_container(&self, id: &str) {
         let _ = self.ctr_unchecked(&["tasks", "kill", "-s", "SIGKILL", id]);

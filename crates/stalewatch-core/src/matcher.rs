@@ -27,6 +27,10 @@ pub struct Finding {
     pub summary: Arc<str>,
     /// Where the package was found (its database path).
     pub path: Arc<str>,
+    /// `added` or `changed` when the package differs at run time from the image (set by the
+    /// agent's drift check; absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<&'static str>,
 }
 
 /// Distribution feeds name source packages for dpkg and apk, binary packages for rpm.
@@ -150,6 +154,7 @@ impl<'a> Matcher<'a> {
                     published: v.published.clone(),
                     summary: v.advisory.summary.clone(),
                     path: path.clone(),
+                    drift: None,
                 });
             }
         }

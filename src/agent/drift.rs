@@ -1,0 +1,184 @@
+//! Drift of a running container from its image: the package databases (and only those) of its
+//! live root, `<proc-root>/<pid>/root`, compared with the image's inventory. Paths inside that
+//! root are resolved without ever following a link out of it (the rootfs walker), files are
+//! size-capped, and a container that exits mid-read is a normal outcome.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use stalewatch_core::catalog::{self, Inventory};
+use stalewatch_core::layer::{Diagnostics, FileTree, Limits};
+use stalewatch_core::package::Package;
+
+/// A package as drift reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DriftPackage {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangedPackage {
+    pub name: String,
+    pub image_version: String,
+    pub live_version: String,
+}
+
+/// Packages added, removed or changed at run time, each sorted by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    pub added: Vec<DriftPackage>,
+    pub removed: Vec<DriftPackage>,
+    pub changed: Vec<ChangedPackage>,
+}
+
+impl Drift {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+
+    /// How a package of the live inventory drifted (`added`, `changed`), if it did.
+    pub fn kind_of(&self, name: &str) -> Option<&'static str> {
+        if self.added.iter().any(|p| p.name == name) {
+            Some("added")
+        } else if self.changed.iter().any(|p| p.name == name) {
+            Some("changed")
+        } else {
+            None
+        }
+    }
+}
+
+fn key(p: &Package) -> (String, String, String) {
+    (p.path.clone(), p.name.clone(), p.arch.clone())
+}
+
+/// Compares the image's inventory with the live one (pure).
+pub fn compare(image: &Inventory, live: &Inventory) -> Drift {
+    let before: BTreeMap<_, &Package> = image.packages.iter().map(|p| (key(p), p)).collect();
+    let after: BTreeMap<_, &Package> = live.packages.iter().map(|p| (key(p), p)).collect();
+    let mut d = Drift::default();
+    for (k, p) in &after {
+        match before.get(k) {
+            None => d.added.push(DriftPackage {
+                name: p.name.clone(),
+                version: p.version.clone(),
+            }),
+            Some(old) if old.version != p.version => d.changed.push(ChangedPackage {
+                name: p.name.clone(),
+                image_version: old.version.clone(),
+                live_version: p.version.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+    for (k, p) in &before {
+        if !after.contains_key(k) {
+            d.removed.push(DriftPackage {
+                name: p.name.clone(),
+                version: p.version.clone(),
+            });
+        }
+    }
+    d.added
+        .sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+    d.removed
+        .sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+    d.changed.sort_by(|a, b| a.name.cmp(&b.name));
+    d
+}
+
+/// Catalogs the package databases of a running container's root (blocking). `Ok(None)` when
+/// the container is gone (its `/proc` entry vanished): a normal case, not an error.
+pub fn read_live(proc_root: &Path, pid: u32, limits: &Limits) -> anyhow::Result<Option<Inventory>> {
+    let root = proc_root.join(pid.to_string()).join("root");
+    let mut tree = FileTree::new();
+    let mut diag = Diagnostics::default();
+    match crate::scan::rootfs::read_into(&root, &mut tree, limits, &mut diag) {
+        Ok(()) => {}
+        Err(_) if !proc_root.join(pid.to_string()).exists() => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let inv = catalog::catalog(&tree, &mut diag);
+    // A root read while the process exited may come back empty: not drift.
+    if !proc_root.join(pid.to_string()).exists() {
+        return Ok(None);
+    }
+    Ok(Some(inv))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkg(name: &str, version: &str) -> Package {
+        Package {
+            ecosystem: "Alpine:v3.20".into(),
+            name: name.into(),
+            version: version.into(),
+            source_name: name.into(),
+            source_version: version.into(),
+            purl: String::new(),
+            path: "lib/apk/db/installed".into(),
+            arch: "x86_64".into(),
+        }
+    }
+
+    fn inv(p: Vec<Package>) -> Inventory {
+        Inventory {
+            os: None,
+            packages: p,
+            databases: vec!["lib/apk/db/installed".into()],
+        }
+    }
+
+    #[test]
+    fn added_removed_and_changed_packages() {
+        let image = inv(vec![
+            pkg("musl", "1.2.5-r0"),
+            pkg("zlib", "1.3.1-r1"),
+            pkg("curl", "8.9.0-r0"),
+        ]);
+        let live = inv(vec![
+            pkg("musl", "1.2.5-r0"),
+            pkg("zlib", "1.2.12-r0"),
+            pkg("nmap", "7.95-r0"),
+        ]);
+        let d = compare(&image, &live);
+        assert_eq!(
+            d.added,
+            vec![DriftPackage {
+                name: "nmap".into(),
+                version: "7.95-r0".into()
+            }]
+        );
+        assert_eq!(
+            d.removed,
+            vec![DriftPackage {
+                name: "curl".into(),
+                version: "8.9.0-r0".into()
+            }]
+        );
+        assert_eq!(
+            d.changed,
+            vec![ChangedPackage {
+                name: "zlib".into(),
+                image_version: "1.3.1-r1".into(),
+                live_version: "1.2.12-r0".into()
+            }]
+        );
+        assert_eq!(d.kind_of("nmap"), Some("added"));
+        assert_eq!(d.kind_of("zlib"), Some("changed"));
+        assert_eq!(d.kind_of("musl"), None);
+        assert!(compare(&image, &image).is_empty());
+    }
+
+    #[test]
+    fn a_vanished_process_is_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_live(dir.path(), 4_000_000, &Limits::default())
+            .unwrap()
+            .is_none());
+    }
+}
