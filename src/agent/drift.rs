@@ -130,6 +130,7 @@ mod tests {
             os: None,
             packages: p,
             databases: vec!["lib/apk/db/installed".into()],
+            ..Default::default()
         }
     }
 

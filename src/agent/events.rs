@@ -409,6 +409,7 @@ mod tests {
                     }),
                     packages: vec![],
                     databases: vec!["lib/apk/db/installed".into()],
+                    ..Default::default()
                 };
                 v.report = Some(std::sync::Arc::new(Report::new(
                     "t",

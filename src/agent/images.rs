@@ -17,7 +17,8 @@ use crate::db::write_atomic;
 use crate::scan::image::{read_blob, read_layer_delta, resolve_manifest, BlobStore};
 
 const CACHE_FILE: &str = "images-v1.json";
-const CACHE_VERSION: u32 = 1;
+/// 2: inventories carry the owners of mappable files (packages in use).
+const CACHE_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageRecord {

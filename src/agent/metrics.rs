@@ -22,6 +22,7 @@ pub struct Metrics {
     container_started: GaugeVec,
     container_stale_digest: GaugeVec,
     container_drift: GaugeVec,
+    container_in_use: GaugeVec,
     image_info: GaugeVec,
     image_created: GaugeVec,
     advisory_updated: Gauge,
@@ -92,6 +93,12 @@ impl Metrics {
                 "stalewatch_container_drift_packages",
                 "Packages added, removed or changed in the container's live root filesystem relative to its image.",
                 &with(&["change"]),
+            )?,
+            container_in_use: gauge_vec(
+                &r,
+                "stalewatch_container_vulnerabilities_in_use",
+                "Distinct vulnerabilities whose package has a file mapped by a process of the container.",
+                &with(&["severity"]),
             )?,
             image_info: gauge_vec(
                 &r,
@@ -228,6 +235,7 @@ impl Metrics {
             &self.container_started,
             &self.container_stale_digest,
             &self.container_drift,
+            &self.container_in_use,
             &self.image_info,
             &self.image_created,
             &self.advisory_records,
@@ -258,6 +266,13 @@ impl Metrics {
                 .set(c.oldest_fix_age as f64);
             if let Some(t) = c.started_unix {
                 self.container_started.with_label_values(&base).set(t as f64);
+            }
+            if let Some(u) = &c.vulnerabilities_in_use {
+                for sev in Severity::ALL {
+                    let labels: Vec<&str> = base.iter().copied().chain([sev.as_str()]).collect();
+                    let n = u.get(&sev).copied().unwrap_or(0);
+                    self.container_in_use.with_label_values(&labels).set(n as f64);
+                }
             }
             if let Some(d) = &c.drift {
                 for (change, n) in [

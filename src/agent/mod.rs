@@ -7,6 +7,7 @@ pub mod drift;
 pub mod events;
 pub mod http;
 pub mod images;
+pub mod in_use;
 pub mod metrics;
 pub mod runtime;
 pub mod snapshot;
@@ -309,10 +310,17 @@ impl Engine {
             } else {
                 ScanStatus::Ok
             };
-            let Some(report) = report else {
+            let Some(mut report) = report else {
                 containers.push(view);
                 continue;
             };
+            if let Some((l, mapped)) = live.and_then(|l| l.mapped.as_ref().map(|m| (l, m))) {
+                let inv = l.inventory.as_ref().unwrap_or(inv);
+                let (marked, in_use) = snapshot::mark_in_use(&report, inv, mapped);
+                report = Arc::new(marked);
+                view.vulnerabilities_in_use = Some(in_use);
+                view.deleted_files_in_use = mapped.deleted.iter().cloned().collect();
+            }
             for f in report.findings.iter().filter(|f| f.fixable) {
                 let key = snapshot::fix_key(f);
                 if let std::collections::btree_map::Entry::Vacant(e) = self.first_seen.entry(key) {
@@ -475,15 +483,25 @@ impl Engine {
                     .then(|| (r.id.clone(), r.pid, d.clone()))
             })
             .collect();
+        if due.is_empty() {
+            return;
+        }
+        let proc_root = self.cfg.proc_root.clone();
+        let namespaces = Arc::new(
+            tokio::task::spawn_blocking(move || in_use::pid_namespaces(&proc_root))
+                .await
+                .unwrap_or_default(),
+        );
         for (id, pid, digest) in due {
-            let proc_root = self.cfg.proc_root.clone();
+            let (proc_root, ns) = (self.cfg.proc_root.clone(), namespaces.clone());
             let read = tokio::task::spawn_blocking(move || {
                 lower_priority();
-                drift::read_live(&proc_root, pid, &Limits::default())
+                let mapped = in_use::container_maps(&proc_root, pid, &ns);
+                drift::read_live(&proc_root, pid, &Limits::default()).map(|live| live.map(|l| (l, mapped)))
             })
             .await;
-            let live = match read {
-                Ok(Ok(Some(inv))) => inv,
+            let (live, mapped) = match read {
+                Ok(Ok(Some(x))) => x,
                 Ok(Ok(None)) => continue,
                 Ok(Err(e)) => {
                     tracing::debug!(container = %id, "drift: {e:#}");
@@ -507,6 +525,7 @@ impl Engine {
             if unchanged {
                 if let Some(l) = self.live.get_mut(&id) {
                     l.read_at = Instant::now();
+                    l.mapped = mapped;
                 }
                 continue;
             }
@@ -520,6 +539,7 @@ impl Engine {
                     inventory: (!d.is_empty()).then_some(live),
                     drift: d,
                     report: None,
+                    mapped,
                 },
             );
         }
@@ -731,6 +751,8 @@ struct LiveState {
     inventory: Option<stalewatch_core::catalog::Inventory>,
     /// Its report against the current index (`None`: to be matched).
     report: Option<Arc<Report>>,
+    /// What its processes map (`None`: unknown).
+    mapped: Option<in_use::Mapped>,
 }
 
 /// A failed image scan, kept (and shown as `failed`) until a retry succeeds.

@@ -62,6 +62,13 @@ pub struct ContainerView {
     pub pod_uid: Option<String>,
     #[serde(skip)]
     pub notable: Notable,
+    /// Distinct vulnerabilities by severity whose package a process of the container maps
+    /// (`None`: unknown — no map read).
+    #[serde(skip)]
+    pub vulnerabilities_in_use: Option<BTreeMap<Severity, u64>>,
+    /// Files its processes map that were replaced or removed on disk: old copies still run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub deleted_files_in_use: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -174,6 +181,38 @@ pub fn fix_key(f: &Finding) -> String {
     )
 }
 
+/// A copy of `report` whose findings say whether their package is in use (`in_use`: true or
+/// false where the package's database lists its files, absent otherwise), and the distinct
+/// vulnerabilities in use by severity.
+pub fn mark_in_use(
+    report: &Report,
+    inv: &stalewatch_core::catalog::Inventory,
+    mapped: &super::in_use::Mapped,
+) -> (Report, BTreeMap<Severity, u64>) {
+    let used: std::collections::BTreeSet<&str> = mapped
+        .files
+        .iter()
+        .filter_map(|f| inv.mapped_files.get(f).map(String::as_str))
+        .collect();
+    let mut marked = report.clone();
+    for f in &mut marked.findings {
+        f.in_use = inv
+            .with_file_lists
+            .contains(&*f.package)
+            .then(|| used.contains(&*f.package));
+    }
+    let mut counts = BTreeMap::new();
+    for v in vulnerability::group(&marked.findings) {
+        if v.findings
+            .iter()
+            .any(|&i| marked.findings[i].in_use == Some(true))
+        {
+            *counts.entry(v.severity).or_default() += 1;
+        }
+    }
+    (marked, counts)
+}
+
 /// Builds the view of one running container.
 pub fn container_view(rc: &RunningContainer) -> ContainerView {
     ContainerView {
@@ -196,5 +235,7 @@ pub fn container_view(rc: &RunningContainer) -> ContainerView {
         oldest_fix_age: 0,
         pod_uid: rc.pod_uid.clone(),
         notable: Notable::default(),
+        vulnerabilities_in_use: None,
+        deleted_files_in_use: Vec::new(),
     }
 }

@@ -31,6 +31,10 @@ pub struct Finding {
     /// agent's drift check; absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drift: Option<&'static str>,
+    /// Whether a process of the container maps a file of the package (set by the agent;
+    /// absent where that is unknown: no file list, or no process map read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_use: Option<bool>,
 }
 
 /// Distribution feeds name source packages for dpkg and apk, binary packages for rpm.
@@ -155,6 +159,7 @@ impl<'a> Matcher<'a> {
                     summary: v.advisory.summary.clone(),
                     path: path.clone(),
                     drift: None,
+                    in_use: None,
                 });
             }
         }

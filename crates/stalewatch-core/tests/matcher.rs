@@ -76,6 +76,7 @@ fn run(packages: Vec<Package>) -> Vec<Finding> {
             os: None,
             packages,
             databases: vec![],
+            ..Default::default()
         },
         &db(),
     )
@@ -280,6 +281,7 @@ fn a_shared_matcher_gives_each_inventory_its_own_findings() {
         os: None,
         packages: packages.clone(),
         databases: vec![],
+        ..Default::default()
     };
     let mut shared = stalewatch_core::matcher::Matcher::new(&db);
     let mut counts = Vec::new();

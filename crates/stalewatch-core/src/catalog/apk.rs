@@ -11,6 +11,8 @@ pub fn parse_installed(text: &[u8]) -> ParseOutcome {
             continue;
         }
         let (mut name, mut version, mut origin, mut arch) = (None, None, None, None);
+        // `F:` names a directory, the `R:` lines after it its files.
+        let (mut dir, mut files) = ("", Vec::new());
         for line in record.lines() {
             let Some((k, v)) = line.split_once(':') else {
                 continue;
@@ -20,6 +22,12 @@ pub fn parse_installed(text: &[u8]) -> ParseOutcome {
                 "V" => version = Some(v.trim()),
                 "o" => origin = Some(v.trim()),
                 "A" => arch = Some(v.trim()),
+                "F" => dir = v.trim().trim_matches('/'),
+                "R" if !v.trim().is_empty() => files.push(if dir.is_empty() {
+                    v.trim().to_string()
+                } else {
+                    format!("{dir}/{}", v.trim())
+                }),
                 _ => {}
             }
         }
@@ -30,6 +38,7 @@ pub fn parse_installed(text: &[u8]) -> ParseOutcome {
                 source_name: origin.filter(|o| !o.is_empty()).unwrap_or(n).to_string(),
                 source_version: v.to_string(),
                 arch: arch.unwrap_or("").to_string(),
+                files: Some(files),
             }),
             _ => out.malformed += 1,
         }
@@ -49,5 +58,23 @@ mod tests {
         assert_eq!(out.packages[0].source_name, "openssl");
         assert_eq!(out.packages[1].source_name, "musl");
         assert_eq!(out.malformed, 1);
+    }
+
+    #[test]
+    fn file_lists_come_from_f_and_r_lines() {
+        let db = "P:libcrypto3\nV:3.3.2-r0\nF:usr/lib\nR:libcrypto.so.3\nZ:Q1x=\nF:etc/ssl\nR:openssl.cnf\nR:ct_log_list.cnf\n\nP:musl\nV:1.2.5-r0\nF:lib\nR:ld-musl-x86_64.so.1\n";
+        let out = parse_installed(db.as_bytes());
+        assert_eq!(
+            out.packages[0].files.as_deref().unwrap(),
+            [
+                "usr/lib/libcrypto.so.3",
+                "etc/ssl/openssl.cnf",
+                "etc/ssl/ct_log_list.cnf"
+            ]
+        );
+        assert_eq!(
+            out.packages[1].files.as_deref().unwrap(),
+            ["lib/ld-musl-x86_64.so.1"]
+        );
     }
 }

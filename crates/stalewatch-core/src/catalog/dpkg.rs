@@ -64,6 +64,7 @@ pub fn parse_status(text: &[u8], require_status: bool) -> ParseOutcome {
             source_name: source_name.to_string(),
             source_version: source_version.to_string(),
             arch: arch.unwrap_or("").to_string(),
+            files: None,
         });
     }
     out

@@ -6,6 +6,7 @@ pub mod dpkg;
 pub mod rpm;
 
 use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::layer::tree::ResolveError;
 use crate::layer::{Diagnostics, FileTree};
@@ -20,6 +21,8 @@ pub struct RawPackage {
     pub source_name: String,
     pub source_version: String,
     pub arch: String,
+    /// Files the package installed (relative to the root), where its database lists them.
+    pub files: Option<Vec<String>>,
 }
 
 /// What one database parse yields.
@@ -85,6 +88,26 @@ pub struct Inventory {
     /// Package databases found (paths), so "no package database" is distinguishable from
     /// "empty database".
     pub databases: Vec<String>,
+    /// Files a process can map (executables and shared libraries), by [`mapped_key`], to the
+    /// package that owns them; only from databases that list files (apk today).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mapped_files: BTreeMap<String, String>,
+    /// Packages whose database lists their files: for the others, "in use" is unknown.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub with_file_lists: BTreeSet<String>,
+}
+
+/// Whether a path is one a process maps: a shared library or an executable.
+pub fn mappable(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.contains(".so") || path.split('/').any(|c| matches!(c, "bin" | "sbin" | "libexec"))
+}
+
+/// The key under which a file is looked up when a process maps it: no leading `/`, and no
+/// leading `usr/`, so a merged-/usr root's `/usr/lib/x.so` and a database's `lib/x.so` meet.
+pub fn mapped_key(path: &str) -> &str {
+    let p = path.trim_start_matches('/');
+    p.strip_prefix("usr/").unwrap_or(p)
 }
 
 fn read_or_note<'t>(tree: &'t FileTree, path: &str, diag: &mut Diagnostics) -> Option<&'t [u8]> {
@@ -163,6 +186,12 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> Inventory {
         }
         inv.databases.push(path.to_string());
         for p in out.packages {
+            if let Some(files) = &p.files {
+                inv.with_file_lists.insert(p.name.clone());
+                for f in files.iter().filter(|f| mappable(f)) {
+                    inv.mapped_files.insert(mapped_key(f).to_string(), p.name.clone());
+                }
+            }
             inv.packages.push(Package {
                 ecosystem: ecosystem.clone(),
                 purl: purl(os.as_ref(), kind, &p),

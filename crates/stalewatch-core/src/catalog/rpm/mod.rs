@@ -73,6 +73,7 @@ impl RawPackage {
             source_name,
             source_version,
             arch: arch.to_string(),
+            files: None,
         }
     }
 }
