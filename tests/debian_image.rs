@@ -89,7 +89,14 @@ fn a_debootstrapped_debian_runs_and_is_matched_like_its_root() {
         &lab.sock,
         &tmp.path().join("state"),
         &mirror.url(),
-        &["--ecosystem", "Debian"],
+        &[
+            "--ecosystem",
+            "Debian",
+            "--drift-interval",
+            "1s",
+            "--reconcile-interval",
+            "1s",
+        ],
     );
     agent.wait_for("the Debian container scanned", Duration::from_secs(60), |a| {
         value(
@@ -98,8 +105,35 @@ fn a_debootstrapped_debian_runs_and_is_matched_like_its_root() {
             &[("pod", "toolbox-0"), ("status", "ok")],
         ) == Some(1.0)
     });
+    // The processes' maps read (packages in use): sleep is coreutils, linked against libc6.
+    agent.wait_for("packages in use known", Duration::from_secs(10), |a| {
+        a.metrics()
+            .contains("stalewatch_container_vulnerabilities_in_use{")
+    });
     let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
     let report = doc["containers"][0]["report"].clone();
+    let in_use = |pkg: &str| -> Vec<serde_json::Value> {
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["package"] == pkg)
+            .map(|f| f["in_use"].clone())
+            .collect()
+    };
+    for (pkg, used) in [
+        ("libc6", true),
+        ("coreutils", true),
+        ("tar", false),
+        ("login", false),
+    ] {
+        let marks = in_use(pkg);
+        assert!(
+            !marks.is_empty(),
+            "bookworm's {pkg} has findings in the real data"
+        );
+        assert!(marks.iter().all(|m| *m == used), "{pkg}: {marks:?}");
+    }
     assert_eq!(report["os"]["ecosystem"], "Debian:12");
     let packages = report["packages"].as_array().unwrap().len();
     assert_eq!(
@@ -118,6 +152,12 @@ fn a_debootstrapped_debian_runs_and_is_matched_like_its_root() {
         "--format",
         "json",
     ]);
+    // dpkg lists every package's files: no finding is left unknown.
+    assert!(report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["in_use"].is_boolean()));
     let from_agent = finding_keys(&report);
     assert!(
         !from_agent.is_empty(),

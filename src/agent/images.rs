@@ -145,7 +145,8 @@ pub struct LayerCache {
 }
 
 const LAYER_MAGIC: &[u8; 6] = b"SWLD\0\0";
-const LAYER_VERSION: u16 = 1;
+/// 2: deltas keep dpkg's `info/*.list` (packages in use).
+const LAYER_VERSION: u16 = 2;
 
 impl LayerCache {
     pub fn new(state_dir: &Path) -> LayerCache {

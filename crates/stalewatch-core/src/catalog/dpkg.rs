@@ -70,9 +70,28 @@ pub fn parse_status(text: &[u8], require_status: bool) -> ParseOutcome {
     out
 }
 
+/// A dpkg `info/<package>.list`: one absolute path per line (directories included).
+pub fn parse_list(text: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(text)
+        .lines()
+        .map(|l| l.trim().trim_start_matches('/'))
+        .filter(|l| !l.is_empty() && *l != ".")
+        .map(str::to_string)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_files_are_root_relative_paths() {
+        let l = b"/.\n/usr\n/usr/bin\n/usr/bin/dpkg\n/lib/x86_64-linux-gnu/libc.so.6\n\n";
+        assert_eq!(
+            parse_list(l),
+            ["usr", "usr/bin", "usr/bin/dpkg", "lib/x86_64-linux-gnu/libc.so.6"]
+        );
+    }
 
     const STATUS: &str = "Package: libssl3\nStatus: install ok installed\nPriority: optional\nArchitecture: amd64\nSource: openssl\nVersion: 3.0.11-1~deb12u2\nDescription: Secure Sockets Layer toolkit\n multi-line continuation: Version: 9\n\nPackage: libgcc-s1\nStatus: install ok installed\nArchitecture: amd64\nSource: gcc-12 (12.2.0-14)\nVersion: 12.2.0-14\n\nPackage: oldpkg\nStatus: deinstall ok config-files\nVersion: 1.0\n\nPackage: broken\nStatus: install ok installed\n";
 

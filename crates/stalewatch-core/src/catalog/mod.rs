@@ -37,6 +37,8 @@ pub struct ParseOutcome {
 
 const DPKG_STATUS: &str = "var/lib/dpkg/status";
 const DPKG_STATUS_D: &str = "var/lib/dpkg/status.d";
+/// `<package>.list` / `<package>:<arch>.list`: the files dpkg installed for each package.
+const DPKG_INFO: &str = "var/lib/dpkg/info";
 const APK_INSTALLED: [&str; 2] = ["lib/apk/db/installed", "usr/lib/apk/db/installed"];
 const RPM_DBS: [&str; 4] = [
     "var/lib/rpm/rpmdb.sqlite",
@@ -58,7 +60,7 @@ pub fn wanted_paths() -> impl Iterator<Item = &'static str> {
 }
 
 /// Directories whose contents catalogers read directly.
-pub const WANTED_DIRS: [&str; 1] = [DPKG_STATUS_D];
+pub const WANTED_DIRS: [&str; 2] = [DPKG_STATUS_D, DPKG_INFO];
 
 /// Whether a directory can hold a wanted file: an unpacked tree is walked only through these
 /// (symlinks found on the way are followed up by the caller).
@@ -75,6 +77,10 @@ pub fn wants(path: &str) -> bool {
         || path
             .strip_prefix(DPKG_STATUS_D)
             .is_some_and(|rest| rest.starts_with('/') && !rest[1..].contains('/'))
+        || path
+            .strip_prefix(DPKG_INFO)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(|name| !name.contains('/') && name.ends_with(".list"))
         || APK_INSTALLED.contains(&path)
         || RPM_DBS.contains(&path)
         || RPM_NDB.contains(&path)
@@ -206,7 +212,17 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> Inventory {
     };
 
     if let Some(b) = read_or_note(tree, DPKG_STATUS, diag) {
-        add(&mut inv, "deb", DPKG_STATUS, dpkg::parse_status(b, true), diag);
+        let mut out = dpkg::parse_status(b, true);
+        // File lists from info/<name>[:<arch>].list, where the image kept them.
+        for p in &mut out.packages {
+            let with_arch = format!("{DPKG_INFO}/{}:{}.list", p.name, p.arch);
+            let plain = format!("{DPKG_INFO}/{}.list", p.name);
+            let list = [with_arch, plain]
+                .iter()
+                .find_map(|f| tree.read(f).ok().flatten().map(<[u8]>::to_vec));
+            p.files = list.map(|b| dpkg::parse_list(&b));
+        }
+        add(&mut inv, "deb", DPKG_STATUS, out, diag);
     }
     if let Ok(files) = tree.list_files(DPKG_STATUS_D) {
         for (name, b) in files {
