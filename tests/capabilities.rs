@@ -120,7 +120,14 @@ fn the_agent_works_with_the_granted_capabilities_and_degrades_without_ptrace() {
     // Exactly the manifest's set: both images inventoried, the second from /proc/<pid>/root.
     let wrapper = setpriv(&caps);
     let w: Vec<&str> = wrapper.iter().map(String::as_str).collect();
-    let args = ["--unpacked-fallback", "proc"];
+    let args = [
+        "--unpacked-fallback",
+        "proc",
+        "--drift-interval",
+        "1s",
+        "--reconcile-interval",
+        "1s",
+    ];
     let agent = Agent::start_under(&w, &lab.sock, &tmp.path().join("granted"), &mirror.url(), &args);
     let want: u64 = caps.iter().map(|c| cap_bit(c)).sum();
     assert_eq!(
@@ -130,6 +137,16 @@ fn the_agent_works_with_the_granted_capabilities_and_degrades_without_ptrace() {
     );
     agent.wait_for("both images inventoried", Duration::from_secs(10), |a| {
         ok(a, "kept-0") && ok(a, "gone-0")
+    });
+    // The runtime checks work with this set too: drift and packages in use.
+    agent.wait_for("drift and in-use known", Duration::from_secs(10), |a| {
+        let m = a.metrics();
+        value(
+            &m,
+            "stalewatch_container_drift_packages",
+            &[("pod", "kept-0"), ("change", "added")],
+        ) == Some(0.0)
+            && m.contains("stalewatch_container_vulnerabilities_in_use{")
     });
     agent.stop();
 
@@ -155,6 +172,17 @@ fn the_agent_works_with_the_granted_capabilities_and_degrades_without_ptrace() {
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum();
     assert!(errors >= 1.0, "the failure is counted:\n{m}");
+    // No drift or in-use without it: counted as drift_read, never guessed.
+    assert!(!m.contains("stalewatch_container_drift_packages{"), "{m}");
+    assert!(!m.contains("stalewatch_container_vulnerabilities_in_use{"), "{m}");
+    agent.wait_for("drift reads refused and counted", Duration::from_secs(10), |a| {
+        value(
+            &a.metrics(),
+            "stalewatch_scan_errors_total",
+            &[("reason", "drift_read")],
+        )
+        .is_some_and(|v| v >= 1.0)
+    });
     assert_eq!(agent.get("/readyz").0, 200);
     let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
     let gone = doc["containers"]
