@@ -121,6 +121,26 @@ fn rpm_sqlite_and_berkeley_db_written_by_rpm() {
         "pkg:rpm/almalinux/openssl-libs@3.0.7-27.el9?arch=x86_64&epoch=1&distro=almalinux-9.4"
     );
 
+    // File lists (packages in use) as rpm itself lists them.
+    let raw = stalewatch_core::catalog::rpm::parse_any(
+        &std::fs::read(sqlite_root.join("var/lib/rpm/rpmdb.sqlite")).unwrap(),
+    )
+    .unwrap();
+    for p in &raw.packages {
+        let reference = lines(
+            Command::new("rpm")
+                .arg("--dbpath")
+                .arg(sqlite_root.join("var/lib/rpm"))
+                .args(["-ql", &p.name]),
+        );
+        let reference: Vec<String> = reference
+            .iter()
+            .map(|l| l.trim_start_matches('/').to_string())
+            .collect();
+        assert_eq!(p.files.as_deref(), Some(reference.as_slice()), "{}", p.name);
+        assert_eq!(reference.len(), 1, "{reference:?}");
+    }
+
     let bdb_root = tmp.path().join("bdb");
     run_script("make-rpm-root.sh", &[bdb_root.to_str().unwrap(), "bdb"]);
     let (_, bdb_pkgs) = packages(&bdb_root);

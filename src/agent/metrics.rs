@@ -32,6 +32,8 @@ pub struct Metrics {
     pub containerd_reconnects: IntCounter,
     pub scan_duration: Histogram,
     pub rematch_duration: Histogram,
+    pub runtime_check_duration: Histogram,
+    pub runtime_refresh_duration: Histogram,
     pub scan_errors: IntCounterVec,
     pub layers_read: IntCounter,
     pub layer_bytes_decompressed: IntCounter,
@@ -148,6 +150,28 @@ impl Metrics {
                 let h = Histogram::with_opts(
                     HistogramOpts::new("stalewatch_rematch_duration_seconds", "Time to re-match all cached inventories.")
                         .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+                )?;
+                r.register(Box::new(h.clone()))?;
+                h
+            },
+            runtime_check_duration: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "stalewatch_runtime_check_duration_seconds",
+                        "Time of one container's runtime check (its processes' maps and its live package databases).",
+                    )
+                    .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5]),
+                )?;
+                r.register(Box::new(h.clone()))?;
+                h
+            },
+            runtime_refresh_duration: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "stalewatch_runtime_refresh_duration_seconds",
+                        "Time of one pass of runtime checks over every container due (the host's PID namespaces listed once).",
+                    )
+                    .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
                 )?;
                 r.register(Box::new(h.clone()))?;
                 h

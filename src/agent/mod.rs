@@ -486,6 +486,7 @@ impl Engine {
         if due.is_empty() {
             return;
         }
+        let pass = Instant::now();
         let proc_root = self.cfg.proc_root.clone();
         let namespaces = Arc::new(
             tokio::task::spawn_blocking(move || in_use::pid_namespaces(&proc_root))
@@ -496,10 +497,19 @@ impl Engine {
             let (proc_root, ns) = (self.cfg.proc_root.clone(), namespaces.clone());
             let read = tokio::task::spawn_blocking(move || {
                 lower_priority();
+                let started = Instant::now();
                 let mapped = in_use::container_maps(&proc_root, pid, &ns);
-                drift::read_live(&proc_root, pid, &Limits::default()).map(|live| live.map(|l| (l, mapped)))
+                let live = drift::read_live(&proc_root, pid, &Limits::default());
+                (live.map(|live| live.map(|l| (l, mapped))), started.elapsed())
             })
-            .await;
+            .await
+            .map(|(r, took)| {
+                self.shared
+                    .metrics
+                    .runtime_check_duration
+                    .observe(took.as_secs_f64());
+                r
+            });
             let (live, mapped) = match read {
                 Ok(Ok(Some(x))) => x,
                 Ok(Ok(None)) => continue,
@@ -543,6 +553,10 @@ impl Engine {
                 },
             );
         }
+        self.shared
+            .metrics
+            .runtime_refresh_duration
+            .observe(pass.elapsed().as_secs_f64());
     }
 
     /// Learns the chain ID of every image on the node (once per digest: two small reads),

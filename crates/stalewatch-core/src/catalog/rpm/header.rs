@@ -10,6 +10,9 @@ const TAG_RELEASE: u32 = 1002;
 const TAG_EPOCH: u32 = 1003;
 const TAG_ARCH: u32 = 1022;
 const TAG_SOURCERPM: u32 = 1044;
+const TAG_DIRINDEXES: u32 = 1116;
+const TAG_BASENAMES: u32 = 1117;
+const TAG_DIRNAMES: u32 = 1118;
 
 const TYPE_INT32: u32 = 4;
 const TYPE_STRING: u32 = 6;
@@ -72,6 +75,56 @@ impl<'a> Header<'a> {
         std::str::from_utf8(&rest[..end]).ok()
     }
 
+    /// A string array; `None` when absent, of another type, or running past the data.
+    pub fn strings(&self, tag: u32) -> Option<Vec<&'a str>> {
+        let (ty, off, count) = self.entry(tag)?;
+        if ty != TYPE_STRING_ARRAY || count as usize > self.data.len() {
+            return None;
+        }
+        let mut rest = self.data.get(off..)?;
+        let mut out = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            let end = rest.iter().position(|b| *b == 0)?;
+            out.push(std::str::from_utf8(&rest[..end]).ok()?);
+            rest = &rest[end + 1..];
+        }
+        Some(out)
+    }
+
+    /// An int32 array; `None` when absent, of another type, or running past the data.
+    pub fn int32s(&self, tag: u32) -> Option<Vec<u32>> {
+        let (ty, off, count) = self.entry(tag)?;
+        if ty != TYPE_INT32 || (count as usize).checked_mul(4)? > self.data.len() {
+            return None;
+        }
+        (0..count as usize)
+            .map(|i| be32(self.data, off + 4 * i))
+            .collect()
+    }
+
+    /// The package's files (`DIRNAMES[DIRINDEXES[i]] + BASENAMES[i]`, root-relative): empty
+    /// for a package without files (rpm omits the tags), `None` when the tags disagree.
+    pub fn files(&self) -> Option<Vec<String>> {
+        let Some(base) = self.strings(TAG_BASENAMES) else {
+            return self.entry(TAG_BASENAMES).is_none().then(Vec::new);
+        };
+        let dirs = self.strings(TAG_DIRNAMES)?;
+        let idx = self.int32s(TAG_DIRINDEXES)?;
+        if idx.len() != base.len() {
+            return None;
+        }
+        base.iter()
+            .zip(idx)
+            .map(|(b, i)| {
+                Some(
+                    format!("{}{b}", dirs.get(i as usize)?)
+                        .trim_start_matches('/')
+                        .to_string(),
+                )
+            })
+            .collect()
+    }
+
     pub fn int32(&self, tag: u32) -> Option<u32> {
         let (ty, off, count) = self.entry(tag)?;
         if ty != TYPE_INT32 || count == 0 {
@@ -89,14 +142,16 @@ impl<'a> Header<'a> {
         if name == "gpg-pubkey" || name.is_empty() || version.is_empty() {
             return None;
         }
-        Some(RawPackage::from_rpm(
+        let mut p = RawPackage::from_rpm(
             name,
             self.int32(TAG_EPOCH),
             version,
             release,
             self.string(TAG_ARCH).unwrap_or(""),
             self.string(TAG_SOURCERPM),
-        ))
+        );
+        p.files = self.files();
+        Some(p)
     }
 }
 
