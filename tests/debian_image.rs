@@ -152,6 +152,11 @@ fn a_debootstrapped_debian_runs_and_is_matched_like_its_root() {
         "--format",
         "json",
     ]);
+    assert_eq!(
+        doc["containers"][0]["drift"],
+        serde_json::json!({"added": [], "removed": [], "changed": []}),
+        "the live root is the image"
+    );
     // dpkg lists every package's files: no finding is left unknown.
     assert!(report["findings"]
         .as_array()

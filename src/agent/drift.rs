@@ -89,6 +89,54 @@ pub fn compare(image: &Inventory, live: &Inventory) -> Drift {
     d
 }
 
+/// Where package databases live (and dpkg's file lists): what a change of them looks like.
+const DB_PATHS: [&str; 8] = [
+    "var/lib/dpkg/status",
+    "var/lib/dpkg/status.d",
+    "var/lib/dpkg/info",
+    "lib/apk/db/installed",
+    "usr/lib/apk/db/installed",
+    "var/lib/rpm/rpmdb.sqlite",
+    "var/lib/rpm/Packages",
+    "usr/lib/sysimage/rpm/rpmdb.sqlite",
+];
+
+/// (inode, size, mtime s, mtime ns) of each database path; `None` where it is absent.
+pub type DbSignature = Vec<Option<(u64, u64, i64, i64)>>;
+
+/// The identity of each package database of a running container, resolved
+/// inside its root (`openat2` with `RESOLVE_IN_ROOT`: no link leads out of it). Equal
+/// signatures mean unchanged databases: no need to read them again. `None` when the root
+/// cannot be opened.
+pub fn db_signature(proc_root: &Path, pid: u32) -> Option<DbSignature> {
+    use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
+    let root = openat2(
+        CWD,
+        proc_root.join(pid.to_string()).join("root"),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::empty(),
+    )
+    .ok()?;
+    Some(
+        DB_PATHS
+            .iter()
+            .map(|p| {
+                let fd = openat2(
+                    &root,
+                    *p,
+                    OFlags::PATH | OFlags::CLOEXEC,
+                    Mode::empty(),
+                    ResolveFlags::IN_ROOT,
+                )
+                .ok()?;
+                let st = rustix::fs::fstat(&fd).ok()?;
+                Some((st.st_ino, st.st_size as u64, st.st_mtime, st.st_mtime_nsec as i64))
+            })
+            .collect(),
+    )
+}
+
 /// Catalogs the package databases of a running container's root (blocking). `Ok(None)` when
 /// the container is gone (its `/proc` entry vanished): a normal case, not an error.
 pub fn read_live(proc_root: &Path, pid: u32, limits: &Limits) -> anyhow::Result<Option<Inventory>> {
@@ -173,6 +221,16 @@ mod tests {
         assert_eq!(d.kind_of("zlib"), Some("changed"));
         assert_eq!(d.kind_of("musl"), None);
         assert!(compare(&image, &image).is_empty());
+    }
+
+    #[test]
+    fn signatures_change_with_the_database() {
+        // This process's own root stands in for a container's.
+        let me = std::process::id();
+        let a = db_signature(Path::new("/proc"), me).expect("own root");
+        assert_eq!(a.len(), DB_PATHS.len());
+        assert_eq!(db_signature(Path::new("/proc"), me), Some(a));
+        assert_eq!(db_signature(Path::new("/nonexistent"), me), None);
     }
 
     #[test]

@@ -77,7 +77,29 @@ impl ImageCache {
             },
             Err(_) => BTreeMap::new(),
         };
-        ImageCache { path, images }
+        let mut cache = ImageCache { path, images };
+        cache.share_file_owners();
+        cache
+    }
+
+    /// Makes images whose tables of mapped-file owners are equal (images of one base) share
+    /// one copy.
+    pub fn share_file_owners(&mut self) {
+        type Owners = std::sync::Arc<BTreeMap<String, String>>;
+        let mut distinct: Vec<Owners> = Vec::new();
+        for rec in self.images.values_mut() {
+            let t = &mut rec.inventory.mapped_files;
+            if t.is_empty() {
+                continue;
+            }
+            match distinct
+                .iter()
+                .find(|d| std::sync::Arc::ptr_eq(d, t) || **d == *t)
+            {
+                Some(d) => *t = d.clone(),
+                None => distinct.push(t.clone()),
+            }
+        }
     }
 
     /// Writes the cache, keeping it under `max_bytes` by dropping images no running container

@@ -195,7 +195,13 @@ impl Engine {
             match matcher.match_inventory(&rec.inventory) {
                 Ok(f) => {
                     let target = format!("containerd:{digest}");
-                    let report = Report::new(&target, rec.inventory.clone(), f, rec.unreadable.clone(), now);
+                    let report = Report::new(
+                        &target,
+                        rec.inventory.without_file_owners(),
+                        f,
+                        rec.unreadable.clone(),
+                        now,
+                    );
                     self.findings.insert(digest.clone(), Arc::new(report));
                     n += 1;
                 }
@@ -211,7 +217,13 @@ impl Engine {
                         x.drift = l.drift.kind_of(&x.package);
                     }
                     let target = format!("container:{id}");
-                    l.report = Some(Arc::new(Report::new(&target, inv.clone(), f, Vec::new(), now)));
+                    l.report = Some(Arc::new(Report::new(
+                        &target,
+                        inv.without_file_owners(),
+                        f,
+                        Vec::new(),
+                        now,
+                    )));
                     n += 1;
                 }
                 Err(e) => tracing::error!("matching container {id}: {e}"),
@@ -495,25 +507,40 @@ impl Engine {
         );
         for (id, pid, digest) in due {
             let (proc_root, ns) = (self.cfg.proc_root.clone(), namespaces.clone());
-            let read = tokio::task::spawn_blocking(move || {
+            let known = self.live.get(&id).and_then(|l| l.signature.clone());
+            let joined = tokio::task::spawn_blocking(move || {
                 lower_priority();
                 let started = Instant::now();
                 let mapped = in_use::container_maps(&proc_root, pid, &ns);
-                let live = drift::read_live(&proc_root, pid, &Limits::default());
-                (live.map(|live| live.map(|l| (l, mapped))), started.elapsed())
+                let signature = drift::db_signature(&proc_root, pid);
+                // Unchanged databases are not read again: only the maps are.
+                let unchanged = signature.is_some() && signature == known;
+                let live = if unchanged {
+                    Ok(None)
+                } else {
+                    drift::read_live(&proc_root, pid, &Limits::default())
+                };
+                (unchanged, live, mapped, signature, started.elapsed())
             })
-            .await
-            .map(|(r, took)| {
-                self.shared
-                    .metrics
-                    .runtime_check_duration
-                    .observe(took.as_secs_f64());
-                r
-            });
-            let (live, mapped) = match read {
-                Ok(Ok(Some(x))) => x,
-                Ok(Ok(None)) => continue,
-                Ok(Err(e)) => {
+            .await;
+            let Ok((unchanged, live, mapped, signature, took)) = joined else {
+                continue;
+            };
+            self.shared
+                .metrics
+                .runtime_check_duration
+                .observe(took.as_secs_f64());
+            if unchanged {
+                if let Some(l) = self.live.get_mut(&id) {
+                    l.read_at = Instant::now();
+                    l.mapped = mapped;
+                }
+                continue;
+            }
+            let live = match live {
+                Ok(Some(inv)) => inv,
+                Ok(None) => continue,
+                Err(e) => {
                     tracing::debug!(container = %id, "drift: {e:#}");
                     self.shared
                         .metrics
@@ -524,7 +551,6 @@ impl Engine {
                     self.live.remove(&id);
                     continue;
                 }
-                Err(_) => continue,
             };
             let Some(rec) = self.cache.images.get(&digest) else {
                 continue;
@@ -536,6 +562,7 @@ impl Engine {
                 if let Some(l) = self.live.get_mut(&id) {
                     l.read_at = Instant::now();
                     l.mapped = mapped;
+                    l.signature = signature;
                 }
                 continue;
             }
@@ -550,6 +577,7 @@ impl Engine {
                     drift: d,
                     report: None,
                     mapped,
+                    signature,
                 },
             );
         }
@@ -718,6 +746,7 @@ impl Engine {
             }
         }
         if changed {
+            self.cache.share_file_owners();
             if let Err(e) = self.save_cache() {
                 tracing::warn!("saving the image cache: {e:#}");
             }
@@ -767,6 +796,8 @@ struct LiveState {
     report: Option<Arc<Report>>,
     /// What its processes map (`None`: unknown).
     mapped: Option<in_use::Mapped>,
+    /// Its package databases as last read (`drift::db_signature`).
+    signature: Option<drift::DbSignature>,
 }
 
 /// A failed image scan, kept (and shown as `failed`) until a retry succeeds.

@@ -7,6 +7,7 @@ pub mod rpm;
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::layer::tree::ResolveError;
 use crate::layer::{Diagnostics, FileTree};
@@ -96,11 +97,29 @@ pub struct Inventory {
     pub databases: Vec<String>,
     /// Files a process can map (executables and shared libraries), by [`mapped_key`], to the
     /// package that owns them; only from databases that list files (apk today).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub mapped_files: BTreeMap<String, String>,
+    /// Shared (`Arc`): images of one base hold the same table, and the agent keeps one copy.
+    #[serde(default, skip_serializing_if = "is_empty_map")]
+    pub mapped_files: Arc<BTreeMap<String, String>>,
     /// Packages whose database lists their files: for the others, "in use" is unknown.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub with_file_lists: BTreeSet<String>,
+}
+
+fn is_empty_map(m: &Arc<BTreeMap<String, String>>) -> bool {
+    m.is_empty()
+}
+
+impl Inventory {
+    /// A copy without the owners of mapped files (what a report needs).
+    pub fn without_file_owners(&self) -> Inventory {
+        Inventory {
+            os: self.os.clone(),
+            packages: self.packages.clone(),
+            databases: self.databases.clone(),
+            mapped_files: Arc::default(),
+            with_file_lists: BTreeSet::new(),
+        }
+    }
 }
 
 /// Whether a path is one a process maps: a shared library or an executable.
@@ -194,8 +213,9 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> Inventory {
         for p in out.packages {
             if let Some(files) = &p.files {
                 inv.with_file_lists.insert(p.name.clone());
+                let owners = Arc::make_mut(&mut inv.mapped_files);
                 for f in files.iter().filter(|f| mappable(f)) {
-                    inv.mapped_files.insert(mapped_key(f).to_string(), p.name.clone());
+                    owners.insert(mapped_key(f).to_string(), p.name.clone());
                 }
             }
             inv.packages.push(Package {
