@@ -89,9 +89,10 @@ pub struct AgentArgs {
     /// `off`; the same address as --listen serves it there.
     #[arg(long, env = "STALEWATCH_FINDINGS_LISTEN", default_value = "127.0.0.1:9478")]
     pub findings_listen: String,
-    /// How often each running container's live package databases are compared with its
-    /// image (drift; findings then follow what runs), or `off`.
-    #[arg(long, env = "STALEWATCH_DRIFT_INTERVAL", default_value = "5m")]
+    /// How often the runtime checks run on each container — packages in use (process maps)
+    /// and drift (live package databases vs the image) — or `off` (the default: they cost
+    /// memory, see docs/benchmarks.md).
+    #[arg(long, env = "STALEWATCH_DRIFT_INTERVAL", default_value = "off")]
     pub drift_interval: String,
     /// A fixable vulnerability whose fix is older than this makes the container a stale runtime.
     #[arg(long, env = "STALEWATCH_STALE_AFTER", default_value = "7d")]

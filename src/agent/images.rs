@@ -82,6 +82,23 @@ impl ImageCache {
         cache
     }
 
+    /// Adds an image, its table of mapped-file owners shared with an equal one already held
+    /// (images of one base): a node's images never hold a copy each, not even for a moment.
+    pub fn insert(&mut self, digest: String, mut rec: ImageRecord) {
+        let t = &rec.inventory.mapped_files;
+        if !t.is_empty() {
+            if let Some(same) = self
+                .images
+                .values()
+                .map(|r| &r.inventory.mapped_files)
+                .find(|o| std::sync::Arc::ptr_eq(o, t) || o.as_ref() == t.as_ref())
+            {
+                rec.inventory.mapped_files = same.clone();
+            }
+        }
+        self.images.insert(digest, rec);
+    }
+
     /// Makes images whose tables of mapped-file owners are equal (images of one base) share
     /// one copy.
     pub fn share_file_owners(&mut self) {

@@ -727,7 +727,13 @@ impl Engine {
                     self.counted_hits.insert(digest.clone());
                     self.findings.remove(&digest);
                     self.failures.remove(&digest);
-                    self.cache.images.insert(digest, record);
+                    let mut record = record;
+                    if self.cfg.drift_interval.is_none() {
+                        // No runtime checks: the owners of mapped files are never needed.
+                        record.inventory.mapped_files = Arc::default();
+                        record.inventory.with_file_lists.clear();
+                    }
+                    self.cache.insert(digest, record);
                     changed = true;
                 }
                 Err((reason, msg)) => {
@@ -746,7 +752,6 @@ impl Engine {
             }
         }
         if changed {
-            self.cache.share_file_owners();
             if let Err(e) = self.save_cache() {
                 tracing::warn!("saving the image cache: {e:#}");
             }
