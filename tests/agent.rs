@@ -16,16 +16,7 @@ const ALPINE_9143: &[u8] = include_bytes!("fixtures/osv/ALPINE-CVE-2024-9143.jso
 const ALPINE_42366: &[u8] = include_bytes!("fixtures/osv/ALPINE-CVE-2023-42366.json");
 
 fn write_mirror(dir: &Path, records: &[(&str, &[u8])]) {
-    std::fs::create_dir_all(dir.join("Alpine")).unwrap();
-    let tmp = dir.join("Alpine/all.zip.tmp");
-    let mut z = zip::ZipWriter::new(std::fs::File::create(&tmp).unwrap());
-    for (name, body) in records {
-        z.start_file(*name, zip::write::SimpleFileOptions::default())
-            .unwrap();
-        z.write_all(body).unwrap();
-    }
-    z.finish().unwrap();
-    std::fs::rename(tmp, dir.join("Alpine/all.zip")).unwrap();
+    write_osv_zip(dir, "Alpine", records);
 }
 
 const FIVE_S: Duration = Duration::from_secs(5);

@@ -10,7 +10,6 @@ use common::agent::{value, Agent};
 use common::containerd::Lab;
 use common::mirror::Mirror;
 use common::*;
-use std::io::Write;
 use std::time::Duration;
 
 const ALPINE_9143: &[u8] = include_bytes!("fixtures/osv/ALPINE-CVE-2024-9143.json");
@@ -99,15 +98,7 @@ fn the_agent_works_with_the_granted_capabilities_and_degrades_without_ptrace() {
     lab.ctr(&["content", "rm", &first_layer(&layout)]);
 
     let site = tmp.path().join("site");
-    std::fs::create_dir_all(site.join("Alpine")).unwrap();
-    let mut z = zip::ZipWriter::new(std::fs::File::create(site.join("Alpine/all.zip")).unwrap());
-    z.start_file(
-        "ALPINE-CVE-2024-9143.json",
-        zip::write::SimpleFileOptions::default(),
-    )
-    .unwrap();
-    z.write_all(ALPINE_9143).unwrap();
-    z.finish().unwrap();
+    write_osv_zip(&site, "Alpine", &[("ALPINE-CVE-2024-9143.json", ALPINE_9143)]);
     let mirror = Mirror::start(site);
     let ok = |a: &Agent, pod: &str| {
         value(
@@ -185,13 +176,7 @@ fn the_agent_works_with_the_granted_capabilities_and_degrades_without_ptrace() {
     });
     assert_eq!(agent.get("/readyz").0, 200);
     let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
-    let gone = doc["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["pod"] == "gone-0")
-        .unwrap()
-        .clone();
+    let gone = container_of(&doc, "gone-0");
     assert_eq!(gone["scan_status"], "failed");
     assert!(gone["error"].as_str().is_some_and(|e| !e.is_empty()), "{gone:#}");
     agent.stop();

@@ -9,7 +9,6 @@ use common::agent::{value, Agent};
 use common::containerd::Lab;
 use common::mirror::Mirror;
 use common::*;
-use std::io::Write;
 use std::time::Duration;
 
 const ALPINE_42366: &[u8] = include_bytes!("fixtures/osv/ALPINE-CVE-2023-42366.json");
@@ -32,15 +31,7 @@ fn mapped_packages_are_in_use_and_the_others_are_not() {
         &[("io.kubernetes.pod.name", "app-0")],
     );
     let site = tmp.path().join("site");
-    std::fs::create_dir_all(site.join("Alpine")).unwrap();
-    let mut z = zip::ZipWriter::new(std::fs::File::create(site.join("Alpine/all.zip")).unwrap());
-    z.start_file(
-        "ALPINE-CVE-2023-42366.json",
-        zip::write::SimpleFileOptions::default(),
-    )
-    .unwrap();
-    z.write_all(ALPINE_42366).unwrap();
-    z.finish().unwrap();
+    write_osv_zip(&site, "Alpine", &[("ALPINE-CVE-2023-42366.json", ALPINE_42366)]);
     let mirror = Mirror::start(site);
     let args = ["--drift-interval", "1s", "--reconcile-interval", "1s"];
     let agent = Agent::start(&lab.sock, &tmp.path().join("state"), &mirror.url(), &args);

@@ -12,7 +12,6 @@ use common::containerd::Lab;
 use common::kube::KubeLab;
 use common::mirror::Mirror;
 use common::*;
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,15 +20,7 @@ const ALPINE_42366: &[u8] = include_bytes!("fixtures/osv/ALPINE-CVE-2023-42366.j
 const NOW: i64 = 1_795_910_400;
 
 fn write_mirror(dir: &Path) {
-    std::fs::create_dir_all(dir.join("Alpine")).unwrap();
-    let mut z = zip::ZipWriter::new(std::fs::File::create(dir.join("Alpine/all.zip")).unwrap());
-    z.start_file(
-        "ALPINE-CVE-2023-42366.json",
-        zip::write::SimpleFileOptions::default(),
-    )
-    .unwrap();
-    z.write_all(ALPINE_42366).unwrap();
-    z.finish().unwrap();
+    write_osv_zip(dir, "Alpine", &[("ALPINE-CVE-2023-42366.json", ALPINE_42366)]);
 }
 
 /// A state directory whose agent first saw the busybox fix 30 days ago (the Alpine record has

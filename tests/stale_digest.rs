@@ -9,7 +9,6 @@ use common::agent::{count, value, Agent};
 use common::containerd::{Lab, SANDBOX_IMAGE};
 use common::mirror::Mirror;
 use common::*;
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -26,13 +25,7 @@ fn manifest_digest(layout: &Path) -> String {
 
 fn ids(agent: &Agent, pod: &str) -> Vec<String> {
     let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
-    let c = doc["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["pod"] == pod)
-        .unwrap_or_else(|| panic!("{pod} not in {doc:#}"))
-        .clone();
+    let c = container_of(&doc, pod);
     let mut v: Vec<String> = c["report"]["findings"]
         .as_array()
         .unwrap()
@@ -66,17 +59,14 @@ fn a_tag_moved_to_a_new_build_flags_the_containers_still_running_the_old_one() {
     lab.import(&v1, "example.org/app");
 
     let site = tmp.path().join("site");
-    std::fs::create_dir_all(site.join("Alpine")).unwrap();
-    let mut z = zip::ZipWriter::new(std::fs::File::create(site.join("Alpine/all.zip")).unwrap());
-    for (name, body) in [
-        ("ALPINE-CVE-2023-42366.json", ALPINE_42366),
-        ("ALPINE-CVE-2024-9143.json", ALPINE_9143),
-    ] {
-        z.start_file(name, zip::write::SimpleFileOptions::default())
-            .unwrap();
-        z.write_all(body).unwrap();
-    }
-    z.finish().unwrap();
+    write_osv_zip(
+        &site,
+        "Alpine",
+        &[
+            ("ALPINE-CVE-2023-42366.json", ALPINE_42366),
+            ("ALPINE-CVE-2024-9143.json", ALPINE_9143),
+        ],
+    );
     let mirror = Mirror::start(site);
 
     lab.run_container(
@@ -123,13 +113,7 @@ fn a_tag_moved_to_a_new_build_flags_the_containers_still_running_the_old_one() {
     assert_eq!(ids(&agent, "old-0"), vec!["ALPINE-CVE-2023-42366"]);
     assert_eq!(ids(&agent, "api-0"), vec!["ALPINE-CVE-2023-42366"]);
     let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
-    let old = doc["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["pod"] == "old-0")
-        .unwrap()
-        .clone();
+    let old = container_of(&doc, "old-0");
     assert_eq!(old["stale_digest"]["current_digest"], v2_digest.as_str());
     assert_eq!(old["stale_digest"]["running_digest"], v1_digest.as_str());
     assert_eq!(old["image_digest"], v1_digest.as_str());
@@ -152,13 +136,7 @@ fn a_tag_moved_to_a_new_build_flags_the_containers_still_running_the_old_one() {
         |a| ok(a, "old-0"),
     );
     let doc: serde_json::Value = serde_json::from_str(&fresh.findings().1).unwrap();
-    let old = doc["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["pod"] == "old-0")
-        .unwrap()
-        .clone();
+    let old = container_of(&doc, "old-0");
     assert_eq!(
         old["stale_digest"]["current_digest"],
         v2_digest.as_str(),

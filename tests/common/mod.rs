@@ -220,3 +220,30 @@ pub fn pause_archive(work: &Path) -> PathBuf {
         .success());
     pause_tar
 }
+
+/// Writes `<dir>/<ecosystem>/all.zip` holding the given OSV records (name, JSON), atomically
+/// (a mirror being served never shows half a zip).
+pub fn write_osv_zip(dir: &Path, ecosystem: &str, records: &[(&str, &[u8])]) {
+    use std::io::Write;
+    std::fs::create_dir_all(dir.join(ecosystem)).unwrap();
+    let tmp = dir.join(ecosystem).join("all.zip.tmp");
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&tmp).unwrap());
+    for (name, body) in records {
+        z.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        z.write_all(body).unwrap();
+    }
+    z.finish().unwrap();
+    std::fs::rename(tmp, dir.join(ecosystem).join("all.zip")).unwrap();
+}
+
+/// The container of a `/v1/findings` document whose pod is `pod`.
+pub fn container_of(doc: &serde_json::Value, pod: &str) -> serde_json::Value {
+    doc["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["pod"] == pod)
+        .unwrap_or_else(|| panic!("{pod} not in {doc:#}"))
+        .clone()
+}
