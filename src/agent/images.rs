@@ -234,15 +234,12 @@ impl LayerCache {
     }
 }
 
-/// Reads and catalogs one image from containerd (blocking; run it on a blocking thread).
-/// Layers already in `layers` are not read again.
-pub fn scan(
+/// The content store of `client` and the host platform's manifest of an image digest.
+fn open_image(
     client: &Containerd,
     runtime: tokio::runtime::Handle,
     image_digest: &str,
-    limits: &Limits,
-    layers: &LayerCache,
-) -> anyhow::Result<(ImageRecord, ReadCost)> {
+) -> anyhow::Result<(ContentStore, String, stalewatch_core::image::Manifest)> {
     let store = ContentStore {
         client: client.clone(),
         runtime,
@@ -254,6 +251,24 @@ pub fn scan(
         platform: None,
     };
     let (manifest_digest, manifest) = resolve_manifest(&store, &root)?;
+    Ok((store, manifest_digest, manifest))
+}
+
+/// The layer chain ID an image config describes (`rootfs.diff_ids`).
+fn config_chain_id(config: &[u8]) -> Option<String> {
+    stalewatch_core::image::config_diff_ids(config).and_then(|d| stalewatch_core::image::chain_id(&d))
+}
+
+/// Reads and catalogs one image from containerd (blocking; run it on a blocking thread).
+/// Layers already in `layers` are not read again.
+pub fn scan(
+    client: &Containerd,
+    runtime: tokio::runtime::Handle,
+    image_digest: &str,
+    limits: &Limits,
+    layers: &LayerCache,
+) -> anyhow::Result<(ImageRecord, ReadCost)> {
+    let (store, manifest_digest, manifest) = open_image(client, runtime, image_digest)?;
     let mut tree = FileTree::new();
     let mut diag = Diagnostics::default();
     let mut cost = ReadCost::default();
@@ -278,10 +293,7 @@ pub fn scan(
     let config = &manifest.config;
     let config_bytes = read_blob(&store as &dyn BlobStore, config).ok();
     let created = config_bytes.as_deref().and_then(parse_created);
-    let chain_id = config_bytes
-        .as_deref()
-        .and_then(stalewatch_core::image::config_diff_ids)
-        .and_then(|d| stalewatch_core::image::chain_id(&d));
+    let chain_id = config_bytes.as_deref().and_then(config_chain_id);
     let inventory = catalog::catalog(&tree, &mut diag);
     let record = ImageRecord {
         image_digest: image_digest.to_string(),
@@ -303,19 +315,9 @@ pub fn chain_of(
     runtime: tokio::runtime::Handle,
     image_digest: &str,
 ) -> anyhow::Result<Option<String>> {
-    let store = ContentStore {
-        client: client.clone(),
-        runtime,
-    };
-    let root = Descriptor {
-        media_type: String::new(),
-        digest: image_digest.to_string(),
-        size: 0,
-        platform: None,
-    };
-    let (_, manifest) = resolve_manifest(&store, &root)?;
+    let (store, _, manifest) = open_image(client, runtime, image_digest)?;
     let config = read_blob(&store as &dyn BlobStore, &manifest.config)?;
-    Ok(stalewatch_core::image::config_diff_ids(&config).and_then(|d| stalewatch_core::image::chain_id(&d)))
+    Ok(config_chain_id(&config))
 }
 
 /// Where an image's unpacked files are read from when its blobs are gone.

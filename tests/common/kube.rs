@@ -21,13 +21,7 @@ pub struct KubeLab {
 const ADMIN_TOKEN: &str = "stalewatch-test-admin-token";
 const KCM_TOKEN: &str = "stalewatch-test-kcm-token";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use super::agent::free_port;
 
 fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
