@@ -3,7 +3,12 @@
 
 pub mod apk;
 pub mod dpkg;
+pub mod maven;
+pub mod nuget;
+pub mod packagist;
+pub mod pep440;
 pub mod rpm;
+pub mod rubygems;
 pub mod semver;
 
 use std::cmp::Ordering;
@@ -15,6 +20,12 @@ pub enum Scheme {
     Apk,
     Rpm,
     Semver,
+    // Added after the first index format: new variants go last (the index stores them).
+    Pep440,
+    Maven,
+    RubyGems,
+    NuGet,
+    Packagist,
 }
 
 impl Scheme {
@@ -28,6 +39,11 @@ impl Scheme {
             "Alpine" => Some(Scheme::Apk),
             "AlmaLinux" | "Rocky Linux" | "Red Hat" | "openSUSE" | "SUSE" | "Mageia" => Some(Scheme::Rpm),
             "crates.io" | "npm" | "Go" | "Hex" | "Pub" => Some(Scheme::Semver),
+            "PyPI" => Some(Scheme::Pep440),
+            "Maven" => Some(Scheme::Maven),
+            "RubyGems" => Some(Scheme::RubyGems),
+            "NuGet" => Some(Scheme::NuGet),
+            "Packagist" => Some(Scheme::Packagist),
             _ => None,
         }
     }
@@ -39,6 +55,11 @@ impl Scheme {
             Scheme::Apk => apk::compare(a, b),
             Scheme::Rpm => rpm::compare(a, b),
             Scheme::Semver => semver::compare(a, b),
+            Scheme::Pep440 => pep440::compare(a, b),
+            Scheme::Maven => maven::compare(a, b),
+            Scheme::RubyGems => rubygems::compare(a, b),
+            Scheme::NuGet => nuget::compare(a, b),
+            Scheme::Packagist => packagist::compare(a, b),
         }
     }
 }
