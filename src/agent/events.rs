@@ -411,12 +411,8 @@ mod tests {
                     databases: vec!["lib/apk/db/installed".into()],
                     ..Default::default()
                 };
-                v.report = Some(std::sync::Arc::new(Report::new(
-                    "t",
-                    inv,
-                    vec![],
-                    vec![],
-                    1_795_910_400,
+                v.report = Some(crate::agent::snapshot::ContainerReport::new(std::sync::Arc::new(
+                    Report::new("t", inv, vec![], vec![], 1_795_910_400),
                 )));
                 v.notable = Notable {
                     stale: stale.iter().map(|s| s.to_string()).collect(),

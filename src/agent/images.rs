@@ -18,7 +18,7 @@ use crate::scan::image::{read_blob, read_layer_delta, resolve_manifest, BlobStor
 
 const CACHE_FILE: &str = "images-v1.json";
 /// 2: inventories carry the owners of mappable files (packages in use).
-const CACHE_VERSION: u32 = 2;
+const CACHE_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageRecord {
@@ -185,7 +185,7 @@ pub struct LayerCache {
 
 const LAYER_MAGIC: &[u8; 6] = b"SWLD\0\0";
 /// 2: deltas keep dpkg's `info/*.list` (packages in use).
-const LAYER_VERSION: u16 = 2;
+const LAYER_VERSION: u16 = 3;
 
 impl LayerCache {
     pub fn new(state_dir: &Path) -> LayerCache {
@@ -344,8 +344,14 @@ pub fn scan_unpacked(
             "inventoried from the container snapshot's unpacked layers",
         ),
         Unpacked::LiveRoot(root) => {
-            crate::scan::rootfs::read_into(root, &mut tree, limits, &mut diag)
-                .with_context(|| format!("read {}", root.display()))?;
+            crate::scan::rootfs::read_into(
+                root,
+                &mut tree,
+                crate::scan::rootfs::Scope::Everything,
+                limits,
+                &mut diag,
+            )
+            .with_context(|| format!("read {}", root.display()))?;
             (
                 1,
                 "inventoried from a running container's filesystem (runtime changes included)",

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_stream::StreamExt;
 
-use stalewatch_core::advisory::IndexSet;
+use stalewatch_core::advisory::{IndexSet, Severity};
 use stalewatch_core::layer::Limits;
 use stalewatch_core::matcher;
 use stalewatch_core::report::Report;
@@ -151,6 +151,17 @@ impl Engine {
         }
     }
 
+    /// The ecosystems whose index is coming: configured, and not missing from the source.
+    fn awaited_ecosystems(&self) -> BTreeSet<String> {
+        let state = Store::new(&self.cfg.db_dir).state().unwrap_or_default();
+        self.cfg
+            .ecosystems
+            .iter()
+            .filter(|e| !state.ecosystems.get(*e).is_some_and(|s| s.missing))
+            .cloned()
+            .collect()
+    }
+
     fn db_view(&self) -> snapshot::DbView {
         let state = Store::new(&self.cfg.db_dir).state().unwrap_or_default();
         let last = state
@@ -268,20 +279,9 @@ impl Engine {
         }
     }
 
-    fn needed_index_missing(&self, rec: &ImageRecord) -> bool {
-        let Some(db) = &self.db else { return true };
-        rec.inventory
-            .packages
-            .iter()
-            .filter(|p| !p.ecosystem.is_empty())
-            .any(|p| {
-                db.get(p.ecosystem.split(':').next().unwrap_or_default())
-                    .is_none()
-            })
-    }
-
     fn build_snapshot(&mut self) -> Snapshot {
         let now = clock::now_unix().unwrap_or(0);
+        let awaited = self.awaited_ecosystems();
         let mut first_seen_changed = false;
         let mut containers = Vec::new();
         let mut images: BTreeMap<(String, String), ImageView> = BTreeMap::new();
@@ -306,32 +306,46 @@ impl Engine {
             view.manifest_digest = Some(rec.manifest_digest.clone());
             view.config_digest = Some(rec.config_digest.clone());
             let inv = &rec.inventory;
-            let live = self.live.get(&rc.id);
-            view.drift = live.map(|l| l.drift.clone());
+            let index_missing = needed_index_missing(self.db.as_deref(), rec, &awaited);
+            let live = self.live.get_mut(&rc.id);
+            view.drift = live.as_ref().map(|l| l.drift.clone());
             // Where the live packages differ from the image, the findings are those of what runs.
-            let report = match live.filter(|l| l.inventory.is_some()) {
+            let report = match live.as_ref().filter(|l| l.inventory.is_some()) {
                 Some(l) => l.report.clone(),
                 None => self.findings.get(digest).cloned(),
             };
             view.scan_status = if inv.databases.is_empty() {
                 ScanStatus::NoPackageDb
-            } else if inv.os.as_ref().and_then(|o| o.ecosystem.as_ref()).is_none() {
+            } else if inv.os.as_ref().and_then(|o| o.ecosystem.as_ref()).is_none()
+                && inv.packages.iter().all(|p| p.ecosystem.is_empty())
+            {
+                // Neither OS packages with an advisory feed nor language packages.
                 ScanStatus::UnsupportedOs
-            } else if report.is_none() || self.needed_index_missing(rec) {
+            } else if report.is_none() || index_missing {
                 ScanStatus::Pending
             } else {
                 ScanStatus::Ok
             };
-            let Some(mut report) = report else {
+            let Some(report) = report else {
                 containers.push(view);
                 continue;
             };
-            if let Some((l, mapped)) = live.and_then(|l| l.mapped.as_ref().map(|m| (l, m))) {
-                let inv = l.inventory.as_ref().unwrap_or(inv);
-                let (marked, in_use) = snapshot::mark_in_use(&report, inv, mapped);
-                report = Arc::new(marked);
-                view.vulnerabilities_in_use = Some(in_use);
-                view.deleted_files_in_use = mapped.deleted.iter().cloned().collect();
+            let mut report = snapshot::ContainerReport::new(report);
+            if let Some(l) = live.filter(|l| l.mapped.is_some()) {
+                // Marked once per (report, maps): publishing again costs nothing.
+                if l.marks
+                    .as_ref()
+                    .is_none_or(|m| !Arc::ptr_eq(&m.0, &report.report))
+                {
+                    let inv = l.inventory.as_ref().unwrap_or(inv);
+                    let mapped = l.mapped.as_ref().expect("filtered");
+                    let (marks, counts) = snapshot::in_use_marks(&report, inv, mapped);
+                    l.marks = Some((report.report.clone(), marks, counts));
+                }
+                let (_, marks, counts) = l.marks.as_ref().expect("set above");
+                report.in_use = Some(marks.clone());
+                view.vulnerabilities_in_use = Some(counts.clone());
+                view.deleted_files_in_use = l.mapped.iter().flat_map(|m| m.deleted.iter().cloned()).collect();
             }
             for f in report.findings.iter().filter(|f| f.fixable) {
                 let key = snapshot::fix_key(f);
@@ -465,15 +479,16 @@ impl Engine {
             self.publish();
             self.scan_images(&client, todo).await;
         }
-        self.refresh_drift().await;
+        self.check_runtime().await;
         self.inventoried_once = true;
         self.publish();
     }
 
-    /// Compares the live package databases of every container due for it with its image's
-    /// inventory (bounded: one container at a time, at low priority, each at most once per
-    /// `--drift-interval`).
-    async fn refresh_drift(&mut self) {
+    /// The runtime checks of every container due for them: what its processes map (packages
+    /// in use) and its live package databases against its image's inventory (drift). Bounded:
+    /// one container at a time, at low priority, each at most once per `--drift-interval`;
+    /// databases whose identity did not change are not read again.
+    async fn check_runtime(&mut self) {
         let ids: BTreeSet<&String> = self.running.iter().map(|r| &r.id).collect();
         self.live.retain(|id, _| ids.contains(id));
         let Some(interval) = self.cfg.drift_interval else {
@@ -533,7 +548,7 @@ impl Engine {
             if unchanged {
                 if let Some(l) = self.live.get_mut(&id) {
                     l.read_at = Instant::now();
-                    l.mapped = mapped;
+                    l.set_mapped(mapped);
                 }
                 continue;
             }
@@ -561,7 +576,7 @@ impl Engine {
             if unchanged {
                 if let Some(l) = self.live.get_mut(&id) {
                     l.read_at = Instant::now();
-                    l.mapped = mapped;
+                    l.set_mapped(mapped);
                     l.signature = signature;
                 }
                 continue;
@@ -573,11 +588,13 @@ impl Engine {
                 id,
                 LiveState {
                     read_at: Instant::now(),
-                    inventory: (!d.is_empty()).then_some(live),
+                    inventory: (!d.is_empty())
+                        .then(|| drift::with_image_language_packages(live, &rec.inventory)),
                     drift: d,
                     report: None,
                     mapped,
                     signature,
+                    marks: None,
                 },
             );
         }
@@ -791,6 +808,18 @@ impl Engine {
     }
 }
 
+/// Whether a package of the image needs an awaited ecosystem whose index is not loaded (yet).
+/// Ecosystems not configured, or missing from the advisory source, have no advisories to wait
+/// for.
+fn needed_index_missing(db: Option<&IndexSet>, rec: &ImageRecord, awaited: &BTreeSet<String>) -> bool {
+    rec.inventory
+        .packages
+        .iter()
+        .map(|p| p.ecosystem.split(':').next().unwrap_or_default())
+        .filter(|e| awaited.contains(*e))
+        .any(|e| db.is_none_or(|db| db.get(e).is_none()))
+}
+
 /// A container's last drift check.
 struct LiveState {
     read_at: Instant,
@@ -803,6 +832,21 @@ struct LiveState {
     mapped: Option<in_use::Mapped>,
     /// Its package databases as last read (`drift::db_signature`).
     signature: Option<drift::DbSignature>,
+    /// The in-use marks of `report`'s findings for `mapped`, and the in-use counts: kept
+    /// until either changes.
+    marks: Option<InUseMarks>,
+}
+
+/// (the report marked, a mark per finding, distinct vulnerabilities in use by severity).
+type InUseMarks = (Arc<Report>, Arc<[Option<bool>]>, BTreeMap<Severity, u64>);
+
+impl LiveState {
+    fn set_mapped(&mut self, mapped: Option<in_use::Mapped>) {
+        if self.mapped != mapped {
+            self.mapped = mapped;
+            self.marks = None;
+        }
+    }
 }
 
 /// A failed image scan, kept (and shown as `failed`) until a retry succeeds.

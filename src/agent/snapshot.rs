@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use stalewatch_core::advisory::Severity;
 use stalewatch_core::matcher::Finding;
@@ -49,7 +50,7 @@ pub struct ContainerView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub stale_digest: Option<super::runtime::StaleDigest>,
-    pub report: Option<std::sync::Arc<Report>>,
+    pub report: Option<ContainerReport>,
     pub drift: Option<super::drift::Drift>,
     #[serde(skip)]
     pub started_unix: Option<i64>,
@@ -181,36 +182,106 @@ pub fn fix_key(f: &Finding) -> String {
     )
 }
 
-/// A copy of `report` whose findings say whether their package is in use (`in_use`: true or
-/// false where the package's database lists its files, absent otherwise), and the distinct
-/// vulnerabilities in use by severity.
-pub fn mark_in_use(
+/// A container's report: the shared report of its image (or of its live inventory), and,
+/// where its processes' maps were read, whether each finding's package is in use. The marks
+/// live beside the shared report, not in a copy of it: a node's worth of containers costs a
+/// few bytes each. Readers see the report; its JSON carries the marks in each finding.
+#[derive(Debug, Clone)]
+pub struct ContainerReport {
+    pub report: Arc<Report>,
+    /// Per finding of `report`, in order (`None` inside: unknown for that package).
+    pub in_use: Option<Arc<[Option<bool>]>>,
+}
+
+impl ContainerReport {
+    pub fn new(report: Arc<Report>) -> ContainerReport {
+        ContainerReport { report, in_use: None }
+    }
+}
+
+impl std::ops::Deref for ContainerReport {
+    type Target = Report;
+    fn deref(&self) -> &Report {
+        &self.report
+    }
+}
+
+impl Serialize for ContainerReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Report's fields, in its order, with the marks set in each finding (checked against
+        // Report's own serialization by a test).
+        #[derive(Serialize)]
+        struct View<'a> {
+            schema: &'a str,
+            target: &'a str,
+            os: &'a Option<stalewatch_core::report::ReportOs>,
+            packages: &'a [stalewatch_core::package::Package],
+            findings: Marked<'a>,
+            #[serde(skip_serializing_if = "<[Finding]>::is_empty")]
+            informational: &'a [Finding],
+            summary: &'a stalewatch_core::report::Summary,
+            unreadable: &'a [stalewatch_core::layer::diagnostics::Unreadable],
+        }
+        struct Marked<'a>(&'a [Finding], Option<&'a [Option<bool>]>);
+        impl Serialize for Marked<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeSeq;
+                let mut seq = s.serialize_seq(Some(self.0.len()))?;
+                for (i, f) in self.0.iter().enumerate() {
+                    match self.1.and_then(|m| m.get(i)) {
+                        Some(&mark) => seq.serialize_element(&Finding {
+                            in_use: mark,
+                            ..f.clone()
+                        })?,
+                        None => seq.serialize_element(f)?,
+                    }
+                }
+                seq.end()
+            }
+        }
+        let r = &*self.report;
+        View {
+            schema: r.schema,
+            target: &r.target,
+            os: &r.os,
+            packages: &r.packages,
+            findings: Marked(&r.findings, self.in_use.as_deref()),
+            informational: &r.informational,
+            summary: &r.summary,
+            unreadable: &r.unreadable,
+        }
+        .serialize(s)
+    }
+}
+
+/// Whether each finding of `report` is in use (true or false where the package's database
+/// lists its files, unknown otherwise), and the distinct vulnerabilities in use by severity.
+pub fn in_use_marks(
     report: &Report,
     inv: &stalewatch_core::catalog::Inventory,
     mapped: &super::in_use::Mapped,
-) -> (Report, BTreeMap<Severity, u64>) {
+) -> (Arc<[Option<bool>]>, BTreeMap<Severity, u64>) {
     let used: std::collections::BTreeSet<&str> = mapped
         .files
         .iter()
         .filter_map(|f| inv.mapped_files.get(f).map(String::as_str))
         .collect();
-    let mut marked = report.clone();
-    for f in &mut marked.findings {
-        f.in_use = inv
-            .with_file_lists
-            .contains(&*f.package)
-            .then(|| used.contains(&*f.package));
-    }
+    let marks: Arc<[Option<bool>]> = report
+        .findings
+        .iter()
+        .map(|f| {
+            inv.with_file_lists
+                .contains(&*f.package)
+                .then(|| used.contains(&*f.package))
+        })
+        .collect();
     let mut counts = BTreeMap::new();
-    for v in vulnerability::group(&marked.findings) {
-        if v.findings
-            .iter()
-            .any(|&i| marked.findings[i].in_use == Some(true))
-        {
+    for v in vulnerability::group(&report.findings) {
+        if v.findings.iter().any(|&i| marks[i] == Some(true)) {
             *counts.entry(v.severity).or_default() += 1;
         }
     }
-    (marked, counts)
+    (marks, counts)
 }
 
 /// Builds the view of one running container.
@@ -237,5 +308,110 @@ pub fn container_view(rc: &RunningContainer) -> ContainerView {
         notable: Notable::default(),
         vulnerabilities_in_use: None,
         deleted_files_in_use: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stalewatch_core::catalog::Inventory;
+    use stalewatch_core::package::Package;
+
+    fn package(name: &str) -> Package {
+        Package {
+            ecosystem: "Alpine:v3.20".into(),
+            name: name.into(),
+            version: "1.0-r0".into(),
+            source_name: name.into(),
+            source_version: "1.0-r0".into(),
+            purl: format!("pkg:apk/alpine/{name}@1.0-r0"),
+            path: "lib/apk/db/installed".into(),
+            arch: "x86_64".into(),
+        }
+    }
+
+    fn finding(id: &str, package: &str) -> Finding {
+        Finding {
+            id: id.into(),
+            aliases: Arc::from(Vec::<String>::new()),
+            ecosystem: "Alpine:v3.20".into(),
+            package: package.into(),
+            source_name: package.into(),
+            installed_version: "1.0-r0".into(),
+            fixed_version: Some("1.1-r0".into()),
+            fixable: true,
+            severity: Severity::High,
+            cvss_score: None,
+            published: None,
+            summary: "".into(),
+            path: "lib/apk/db/installed".into(),
+            drift: None,
+            in_use: None,
+            informational: None,
+        }
+    }
+
+    /// musl (listed, mapped), openssl (listed, not mapped), tzdata (no file list).
+    fn fixture() -> (Report, Inventory, super::super::in_use::Mapped) {
+        let mut inv = Inventory {
+            packages: vec![package("musl"), package("openssl"), package("tzdata")],
+            databases: vec!["lib/apk/db/installed".into()],
+            ..Default::default()
+        };
+        inv.with_file_lists = ["musl", "openssl"].iter().map(|s| s.to_string()).collect();
+        inv.mapped_files = Arc::new(
+            [
+                ("lib/ld-musl-x86_64.so.1", "musl"),
+                ("usr/lib/libcrypto.so.3", "openssl"),
+            ]
+            .iter()
+            .map(|(f, p)| (f.to_string(), p.to_string()))
+            .collect(),
+        );
+        let findings = vec![
+            finding("CVE-2025-1", "musl"),
+            finding("CVE-2025-2", "openssl"),
+            finding("CVE-2025-3", "tzdata"),
+        ];
+        let report = Report::new("t", inv.without_file_owners(), findings, vec![], 0);
+        let mapped = super::super::in_use::Mapped {
+            files: ["lib/ld-musl-x86_64.so.1".to_string()].into(),
+            deleted: Default::default(),
+        };
+        (report, inv, mapped)
+    }
+
+    #[test]
+    fn unmarked_container_report_serializes_as_the_report() {
+        let (report, _, _) = fixture();
+        let plain = serde_json::to_value(&report).unwrap();
+        let wrapped = serde_json::to_value(ContainerReport::new(Arc::new(report))).unwrap();
+        assert_eq!(plain, wrapped);
+    }
+
+    #[test]
+    fn marks_say_true_false_or_nothing_per_finding() {
+        let (report, inv, mapped) = fixture();
+        let (marks, counts) = in_use_marks(&report, &inv, &mapped);
+        assert_eq!(&*marks, &[Some(true), Some(false), None]);
+        assert_eq!(counts, BTreeMap::from([(Severity::High, 1)]));
+        let marked = ContainerReport {
+            report: Arc::new(report),
+            in_use: Some(marks),
+        };
+        let json = serde_json::to_value(&marked).unwrap();
+        let in_use: Vec<_> = json["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.get("in_use").cloned())
+            .collect();
+        assert_eq!(
+            in_use,
+            vec![Some(true.into()), Some(false.into()), None],
+            "{json}"
+        );
+        // The shared report itself is not touched.
+        assert!(marked.report.findings.iter().all(|f| f.in_use.is_none()));
     }
 }

@@ -13,15 +13,18 @@ use std::path::{Path, PathBuf};
 use stalewatch_core::advisory::{ByteSource, IndexReader, IndexSet};
 
 /// Ecosystems `db update` fetches by default (top-level OSV names).
-pub const SUPPORTED_ECOSYSTEMS: [&str; 11] = [
+pub const SUPPORTED_ECOSYSTEMS: [&str; 14] = [
     "AlmaLinux",
     "Alpine",
     "Debian",
     "Go",
     "Maven",
+    "NuGet",
+    "Packagist",
     "PyPI",
     "Red Hat",
     "Rocky Linux",
+    "RubyGems",
     "Ubuntu",
     "crates.io",
     "npm",

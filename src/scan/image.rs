@@ -264,7 +264,7 @@ pub fn read_layer_delta(
         let decompressed = decompress::open(&mut hashing, limits.max_layer_bytes)
             .with_context(|| format!("layer {label}"))?;
         let mut tar = TarReader::new(decompressed);
-        let relevant = |p: &str| catalog::wants(p) || catalog::wants_dir(p);
+        let relevant = |p: &str| catalog::wants(p) || catalog::wants_os_dir(p);
         let delta = LayerDelta::read(&mut tar, &|p| catalog::wants(p), &relevant, limits, label, diag)
             .with_context(|| format!("layer {label}"))?;
         while tar

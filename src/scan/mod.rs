@@ -64,7 +64,7 @@ pub fn read_tree(
 ) -> anyhow::Result<FileTree> {
     let mut tree = FileTree::new();
     match target {
-        Target::Rootfs(dir) => rootfs::read_into(dir, &mut tree, limits, diag)
+        Target::Rootfs(dir) => rootfs::read_into(dir, &mut tree, rootfs::Scope::Everything, limits, diag)
             .with_context(|| format!("read {}", dir.display()))?,
         Target::OciDir(p) => image::read(&image::OciLayout::dir(p)?, limits, &mut tree, diag)?,
         Target::OciArchive(p) => image::read(&image::OciLayout::archive(p)?, limits, &mut tree, diag)?,
@@ -83,11 +83,11 @@ pub fn inventory(target: &Target, ctrd: &ContainerdOptions) -> anyhow::Result<(I
     let tree = read_tree(target, ctrd, &limits, &mut diag)?;
     let inv = catalog::catalog(&tree, &mut diag);
     let mut unreadable = diag.notes;
+    // OS packages need the OS's feed; language packages are matched whatever the OS.
+    let os_packages = inv.packages.iter().any(catalog::is_os_package);
     match &inv.os {
-        None if !inv.packages.is_empty() => {
-            unreadable.push(note("unsupported_os", "no os-release or release file"))
-        }
-        Some(os) if os.ecosystem.is_none() => unreadable.push(note(
+        None if os_packages => unreadable.push(note("unsupported_os", "no os-release or release file")),
+        Some(os) if os.ecosystem.is_none() && os_packages => unreadable.push(note(
             "unsupported_os",
             &format!(
                 "{} {:?} has no advisory feed stalewatch knows",
@@ -97,7 +97,10 @@ pub fn inventory(target: &Target, ctrd: &ContainerdOptions) -> anyhow::Result<(I
         _ => {}
     }
     if inv.databases.is_empty() {
-        unreadable.push(note("no_package_db", "no dpkg, apk or rpm database found"));
+        unreadable.push(note(
+            "no_package_db",
+            "no dpkg, apk or rpm database and no language manifest found",
+        ));
     }
     Ok((inv, unreadable))
 }

@@ -119,15 +119,32 @@ fn first_non_dir(root: &Path, rel: &str) -> Option<String> {
     None
 }
 
+/// Which files of a root to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// OS and language packages: the whole root is walked.
+    Everything,
+    /// os-release and the OS package databases only (a live container's drift check: no
+    /// other file of the container is read).
+    OsDatabases,
+}
+
+type PathFilter = fn(&str) -> bool;
+
 /// Reads the wanted files of an unpacked root into `tree`.
 pub fn read_into(
     root: &Path,
     tree: &mut FileTree,
+    scope: Scope,
     limits: &Limits,
     diag: &mut Diagnostics,
 ) -> anyhow::Result<()> {
-    let mut walker = Walker::new(root, "", &catalog::wants_dir)?;
-    tree.apply_layer(&mut walker, &|p| catalog::wants(p), limits, "rootfs", diag)?;
+    let (wants, wants_dir): (PathFilter, PathFilter) = match scope {
+        Scope::Everything => (catalog::wants, catalog::wants_dir),
+        Scope::OsDatabases => (catalog::wants_os, catalog::wants_os_dir),
+    };
+    let mut walker = Walker::new(root, "", &wants_dir)?;
+    tree.apply_layer(&mut walker, &wants, limits, "rootfs", diag)?;
     // Wanted paths that resolve through symlinks into directories not walked yet: list those
     // directories too (one level), until nothing new appears. Each step only lists a real
     // directory reached from the root through real directories.
@@ -148,7 +165,9 @@ pub fn read_into(
             .map(|f| path::parent(f).to_string())
             .chain(dirs.iter().cloned())
         {
-            if catalog::wants_dir(&dir) || listed.contains(&dir) {
+            // Directories the OS walk keeps files from; any other (walked or not, when
+            // language manifests are wanted) is listed for the wanted files it really holds.
+            if catalog::wants_os_dir(&dir) || listed.contains(&dir) {
                 continue;
             }
             // A symlink on the way that the tree does not know yet: list where it lives first.
@@ -158,7 +177,7 @@ pub fn read_into(
         if todo.is_empty() {
             break;
         }
-        let keep = |p: &str| catalog::wants(p) || files.contains(p) || dirs.contains(path::parent(p));
+        let keep = |p: &str| wants(p) || files.contains(p) || dirs.contains(path::parent(p));
         for dir in todo {
             listed.insert(dir.clone());
             if first_non_dir(root, &dir).is_some() {

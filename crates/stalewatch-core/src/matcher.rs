@@ -35,6 +35,10 @@ pub struct Finding {
     /// absent where that is unknown: no file list, or no process map read).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub in_use: Option<bool>,
+    /// The kind of an informational advisory (RustSec `unmaintained`, `unsound`, `notice`):
+    /// not a vulnerability. Reports keep these apart (`Report::informational`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub informational: Option<Arc<str>>,
 }
 
 /// Distribution feeds name source packages for dpkg and apk, binary packages for rpm.
@@ -74,6 +78,7 @@ struct Verdicts {
     cvss_score: Option<f32>,
     fixed: Option<Arc<str>>,
     published: Option<Arc<str>>,
+    informational: Option<Arc<str>>,
 }
 
 /// A matcher over one index that remembers each (ecosystem, name, version) it has judged:
@@ -124,6 +129,7 @@ impl<'a> Matcher<'a> {
                             id: self.intern(&advisory.id),
                             fixed: fixed.map(|f| self.intern(&f)),
                             published: advisory.published.as_deref().map(|p| self.intern(p)),
+                            informational: advisory.informational.as_deref().map(|k| self.intern(k)),
                             advisory,
                             severity,
                             cvss_score,
@@ -160,6 +166,7 @@ impl<'a> Matcher<'a> {
                     path: path.clone(),
                     drift: None,
                     in_use: None,
+                    informational: v.informational.clone(),
                 });
             }
         }
@@ -176,6 +183,7 @@ pub fn match_inventory(inv: &Inventory, db: &IndexSet) -> Result<Vec<Finding>, I
 /// Every advisory affecting `name` at `version` in `ecosystem`, sorted by id.
 fn judge(db: &IndexSet, ecosystem: &str, name: &str, version: &str) -> Result<Vec<Judged>, IndexError> {
     let scheme = Scheme::for_ecosystem(ecosystem);
+    let name = &crate::catalog::lang::normalize_name(ecosystem.split(':').next().unwrap_or_default(), name);
     let mut hits: BTreeMap<String, Hit> = BTreeMap::new();
     for eco in ecosystems_for(ecosystem, db) {
         let Some((reader, entries)) = db.lookup(eco, name)? else {

@@ -59,6 +59,10 @@ pub struct Report {
     pub os: Option<ReportOs>,
     pub packages: Vec<Package>,
     pub findings: Vec<Finding>,
+    /// Informational advisories that apply (RustSec `unmaintained`, `unsound`): worth knowing,
+    /// not vulnerabilities — not in `findings`, the summary, metrics or Events.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub informational: Vec<Finding>,
     pub summary: Summary,
     /// What could not be read, and why: an unreadable part never looks clean.
     pub unreadable: Vec<Unreadable>,
@@ -73,6 +77,8 @@ impl Report {
         mut unreadable: Vec<Unreadable>,
         now_unix: i64,
     ) -> Report {
+        let (informational, findings): (Vec<Finding>, Vec<Finding>) =
+            findings.into_iter().partition(|f| f.informational.is_some());
         let os = inv.os.as_ref().map(|o| {
             let date = eol::eol_date(&o.id, &o.version_id);
             ReportOs {
@@ -100,6 +106,7 @@ impl Report {
             os,
             packages: inv.packages,
             findings,
+            informational,
             summary,
             unreadable,
         }

@@ -21,7 +21,8 @@ use super::severity::Severity;
 
 const MAGIC: &[u8; 6] = b"SWIDX\0";
 /// Bumped whenever the layout changes; an older file is rebuilt, never misread.
-pub const FORMAT_VERSION: u16 = 2;
+// 3: PyPI package names are stored PEP 503-normalised.
+pub const FORMAT_VERSION: u16 = 3;
 const HEADER_LEN: u64 = 24;
 const ADVISORY_SLOT: u64 = 12;
 /// No single blob of a sane index is this large; a bigger length means corruption.

@@ -203,7 +203,7 @@ impl EcosystemIndex {
             self.packages
                 .entry(pkg.ecosystem.clone())
                 .or_default()
-                .entry(pkg.name.clone())
+                .entry(crate::catalog::lang::normalize_name(&self.ecosystem, &pkg.name))
                 .or_default()
                 .push(AffectedEntry {
                     advisory: advisory_idx,

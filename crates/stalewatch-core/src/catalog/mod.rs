@@ -1,8 +1,10 @@
-//! OS package catalogers over the merged file tree: which files they want, and the inventory
-//! they produce. Each database format has its own parser module (bytes in, packages out).
+//! Package catalogers over the merged file tree: which files they want, and the inventory
+//! they produce — the OS packages of the distribution's database, and language packages
+//! (`lang`). Each format has its own parser module (bytes in, packages out).
 
 pub mod apk;
 pub mod dpkg;
+pub mod lang;
 pub mod rpm;
 
 use serde::{Deserialize, Serialize};
@@ -63,16 +65,29 @@ pub fn wanted_paths() -> impl Iterator<Item = &'static str> {
 /// Directories whose contents catalogers read directly.
 pub const WANTED_DIRS: [&str; 2] = [DPKG_STATUS_D, DPKG_INFO];
 
-/// Whether a directory can hold a wanted file: an unpacked tree is walked only through these
-/// (symlinks found on the way are followed up by the caller).
-pub fn wants_dir(dir: &str) -> bool {
+/// Whether a directory can hold a wanted OS file (package database, os-release): a live
+/// container root is walked only through these for drift, and they are the directories whose
+/// shadowing of lower layers a layer cache records.
+pub fn wants_os_dir(dir: &str) -> bool {
     let under = |w: &str| w.len() > dir.len() && w.starts_with(dir) && w.as_bytes()[dir.len()] == b'/';
     dir.is_empty() || WANTED_DIRS.contains(&dir) || wanted_paths().chain(WANTED_DIRS).any(under)
+}
+
+/// Whether a directory can hold a wanted file, OS or language: any but the kernel's
+/// pseudo-filesystems (language manifests live anywhere).
+pub fn wants_dir(dir: &str) -> bool {
+    let top = dir.split('/').next().unwrap_or(dir);
+    !matches!(top, "proc" | "sys" | "dev")
 }
 
 /// Whether a (normalised) path is one the catalogers read; everything else in a layer is
 /// streamed past without being kept.
 pub fn wants(path: &str) -> bool {
+    wants_os(path) || lang::wants(path)
+}
+
+/// Whether a path is an OS file the catalogers read (os-release, package databases).
+pub fn wants_os(path: &str) -> bool {
     os::FILES.contains(&path)
         || path == DPKG_STATUS
         || path
@@ -286,9 +301,17 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> Inventory {
             }
         }
     }
+    let (lang_packages, manifests) = lang::catalog(tree, diag);
+    inv.packages.extend(lang_packages);
+    inv.databases.extend(manifests);
     inv.packages.sort();
     inv.packages.dedup();
     inv
+}
+
+/// Whether a package came from the OS's database (not from a language manifest).
+pub fn is_os_package(p: &Package) -> bool {
+    !lang::wants(&p.path)
 }
 
 #[cfg(test)]
@@ -305,9 +328,14 @@ mod tests {
         assert!(wants("var/lib/rpm/rpmdb.sqlite"));
         assert!(!wants("usr/bin/busybox"));
         assert!(
-            wants_dir("") && wants_dir("var") && wants_dir("var/lib/dpkg/status.d") && wants_dir("usr/lib")
+            wants_os_dir("")
+                && wants_os_dir("var")
+                && wants_os_dir("var/lib/dpkg/status.d")
+                && wants_os_dir("usr/lib")
         );
-        assert!(!wants_dir("usr/bin") && !wants_dir("var/lib/dpkg/status.d/x") && !wants_dir("et"));
+        assert!(!wants_os_dir("usr/bin") && !wants_os_dir("var/lib/dpkg/status.d/x") && !wants_os_dir("et"));
+        assert!(wants("app/node_modules/ms/package.json") && !wants_os("app/node_modules/ms/package.json"));
+        assert!(wants_dir("app/node_modules") && !wants_dir("proc/1"));
     }
 
     #[test]

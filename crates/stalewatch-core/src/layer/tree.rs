@@ -94,6 +94,9 @@ impl LayerDelta {
     ) -> Result<LayerDelta, LayerError> {
         let mut d = LayerDelta::default();
         let mut kept_bytes = 0u64;
+        // Directories not `relevant` by path: those that hold a kept file of this layer still
+        // hide a lower file or symlink of their name (language manifests live anywhere).
+        let mut other_dirs: Vec<String> = Vec::new();
         while let Some(entry) = src.next_entry()? {
             d.stats.entries += 1;
             let p = match path::normalize(&entry.path) {
@@ -125,6 +128,8 @@ impl LayerDelta {
                     // A directory hides a lower file or symlink of the same name.
                     if relevant(&p) {
                         d.hide_nodes.push(p);
+                    } else {
+                        other_dirs.push(p);
                     }
                 }
                 EntryKind::Symlink => {
@@ -186,6 +191,17 @@ impl LayerDelta {
                     }
                 }
             }
+        }
+        if !other_dirs.is_empty() {
+            let mut ancestors = std::collections::BTreeSet::new();
+            for p in d.nodes.keys().chain(d.hardlinks.iter().map(|(p, _)| p)) {
+                let mut dir = path::parent(p);
+                while !dir.is_empty() && ancestors.insert(dir.to_string()) {
+                    dir = path::parent(dir);
+                }
+            }
+            d.hide_nodes
+                .extend(other_dirs.into_iter().filter(|p| ancestors.contains(p)));
         }
         Ok(d)
     }
@@ -398,6 +414,23 @@ impl FileTree {
         false
     }
 
+    /// Every kept file, by path (sorted).
+    pub fn files(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.nodes.iter().filter_map(|(p, n)| match n {
+            Node::File(b) => Some((p.as_str(), b.as_slice())),
+            _ => None,
+        })
+    }
+
+    /// Whether the tree holds anything below `dir`.
+    pub fn has_entries_under(&self, dir: &str) -> bool {
+        let prefix = format!("{dir}/");
+        self.nodes
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|(p, _)| p.starts_with(&prefix))
+    }
+
     pub fn kept_bytes(&self) -> u64 {
         self.kept_bytes
     }
@@ -497,6 +530,58 @@ mod tests {
         // A whiteout of a directory removes its subtree.
         apply(&mut t, vec![file("var/.wh.x", "")], &mut d);
         assert_eq!(t.read("var/x/new").unwrap(), None);
+    }
+
+    #[test]
+    fn a_cached_layer_dir_holding_a_kept_file_hides_a_lower_symlink() {
+        // Lower layer: `app` is a link; upper layer: `app` is a real directory holding a
+        // manifest. A cached delta records only relevant paths, and that directory is one.
+        let mut t = FileTree::new();
+        let mut d = Diagnostics::default();
+        apply(
+            &mut t,
+            vec![
+                link("app", "elsewhere"),
+                file("elsewhere/node_modules/x/package.json", "old"),
+            ],
+            &mut d,
+        );
+        let upper = vec![
+            dir("app"),
+            dir("app/node_modules"),
+            dir("app/node_modules/x"),
+            dir("unrelated"),
+            file("app/node_modules/x/package.json", "new"),
+        ];
+        let mut src = Entries(upper.into_iter(), vec![]);
+        let delta = LayerDelta::read(
+            &mut src,
+            &|_| true,
+            &|_| false,
+            &Limits::default(),
+            "upper",
+            &mut d,
+        )
+        .unwrap();
+        assert!(
+            delta.hide_nodes.contains(&"app".to_string()),
+            "{:?}",
+            delta.hide_nodes
+        );
+        assert!(!delta.hide_nodes.contains(&"unrelated".to_string()));
+        t.apply(&delta, &Limits::default(), "upper", &mut d);
+        assert_eq!(
+            t.resolve_path("app/node_modules/x/package.json").unwrap(),
+            "app/node_modules/x/package.json"
+        );
+        assert_eq!(
+            t.read("app/node_modules/x/package.json").unwrap(),
+            Some(&b"new"[..])
+        );
+        assert_eq!(
+            t.read("elsewhere/node_modules/x/package.json").unwrap(),
+            Some(&b"old"[..])
+        );
     }
 
     #[test]

@@ -1,0 +1,306 @@
+//! Language package catalogers: packages that applications bring in, found by file name
+//! anywhere in the tree (unlike OS databases, which live at fixed paths). Each parser is pure
+//! (bytes in, packages out), bounded by the tree's file-size cap, and records the file it read
+//! the package from, so a user can find it.
+
+pub mod cargo;
+pub mod composer;
+pub mod dotnet;
+pub mod gem;
+pub mod npm;
+pub mod python;
+
+use crate::layer::{Diagnostics, FileTree};
+use crate::package::{purl_encode, Package};
+
+/// A package as a language manifest lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LangPackage {
+    pub name: String,
+    pub version: String,
+}
+
+/// The manifests a language cataloger reads, by the shape of their path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Manifest {
+    CargoLock,
+    PythonMetadata,
+    NpmPackageJson,
+    NpmLock,
+    ComposerInstalled,
+    Gemspec,
+    DotnetDeps,
+}
+
+impl Manifest {
+    /// The OSV ecosystem of what this manifest lists.
+    pub fn ecosystem(self) -> &'static str {
+        match self {
+            Manifest::CargoLock => "crates.io",
+            Manifest::PythonMetadata => "PyPI",
+            Manifest::NpmPackageJson | Manifest::NpmLock => "npm",
+            Manifest::ComposerInstalled => "Packagist",
+            Manifest::Gemspec => "RubyGems",
+            Manifest::DotnetDeps => "NuGet",
+        }
+    }
+
+    /// The purl type of this manifest's packages.
+    fn purl_type(self) -> &'static str {
+        match self {
+            Manifest::CargoLock => "cargo",
+            Manifest::PythonMetadata => "pypi",
+            Manifest::NpmPackageJson | Manifest::NpmLock => "npm",
+            Manifest::ComposerInstalled => "composer",
+            Manifest::Gemspec => "gem",
+            Manifest::DotnetDeps => "nuget",
+        }
+    }
+}
+
+/// Which language manifest a (normalised) path is, if any.
+pub fn manifest(path: &str) -> Option<Manifest> {
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+    let parent = dir.rsplit('/').next().unwrap_or(dir);
+    match name {
+        "Cargo.lock" => return Some(Manifest::CargoLock),
+        "METADATA" if parent.ends_with(".dist-info") => return Some(Manifest::PythonMetadata),
+        "PKG-INFO" if parent.ends_with(".egg-info") => return Some(Manifest::PythonMetadata),
+        "package.json" if npm::is_installed_package_dir(dir) => return Some(Manifest::NpmPackageJson),
+        "package-lock.json" => return Some(Manifest::NpmLock),
+        "installed.json" if dir.ends_with("vendor/composer") => return Some(Manifest::ComposerInstalled),
+        _ => {}
+    }
+    if name.ends_with(".egg-info") && !name.starts_with('.') {
+        // A single-file egg-info: PKG-INFO content under the directory's name.
+        return Some(Manifest::PythonMetadata);
+    }
+    if name.ends_with(".gemspec") && parent == "specifications" {
+        return Some(Manifest::Gemspec);
+    }
+    if name.ends_with(".deps.json") {
+        return Some(Manifest::DotnetDeps);
+    }
+    None
+}
+
+/// Whether a path is a language manifest the catalogers read.
+pub fn wants(path: &str) -> bool {
+    manifest(path).is_some()
+}
+
+/// Parses one manifest. `Err` is a clear reason for a counted skip.
+pub fn parse(kind: Manifest, bytes: &[u8]) -> Result<Vec<LangPackage>, String> {
+    match kind {
+        Manifest::CargoLock => cargo::parse_lock(bytes),
+        Manifest::PythonMetadata => python::parse_metadata(bytes).map(|p| vec![p]),
+        Manifest::NpmPackageJson => npm::parse_package_json(bytes).map(|p| p.into_iter().collect()),
+        Manifest::NpmLock => npm::parse_lock(bytes),
+        Manifest::ComposerInstalled => composer::parse_installed(bytes),
+        Manifest::Gemspec => gem::parse_gemspec(bytes),
+        Manifest::DotnetDeps => dotnet::parse_deps(bytes),
+    }
+}
+
+/// A package's name as its ecosystem compares names: PyPI per PEP 503 (case and runs of
+/// `-`, `_`, `.` do not count); every other ecosystem as written.
+pub fn normalize_name(ecosystem: &str, name: &str) -> String {
+    if ecosystem == "PyPI" {
+        python::normalize(name)
+    } else {
+        name.to_string()
+    }
+}
+
+/// The purl of a language package (purl spec: npm scopes and Composer vendors are namespaces;
+/// Maven groups too).
+pub fn purl(kind: Manifest, p: &LangPackage) -> String {
+    let ty = kind.purl_type();
+    let (ns, name) = match kind {
+        Manifest::NpmPackageJson | Manifest::NpmLock => match p.name.split_once('/') {
+            Some((scope, n)) if scope.starts_with('@') => (Some(scope), n),
+            _ => (None, p.name.as_str()),
+        },
+        Manifest::ComposerInstalled => match p.name.split_once('/') {
+            Some((vendor, n)) => (Some(vendor), n),
+            None => (None, p.name.as_str()),
+        },
+        _ => (None, p.name.as_str()),
+    };
+    let name = if kind == Manifest::PythonMetadata {
+        python::normalize(name)
+    } else {
+        name.to_string()
+    };
+    match ns {
+        Some(ns) => format!(
+            "pkg:{ty}/{}/{}@{}",
+            purl_encode(ns),
+            purl_encode(&name),
+            purl_encode(&p.version)
+        ),
+        None => format!("pkg:{ty}/{}@{}", purl_encode(&name), purl_encode(&p.version)),
+    }
+}
+
+/// The largest manifest parsed: real ones are far smaller (a big monorepo's lockfile is a few
+/// MiB); a larger one is skipped, counted, so a hostile file costs no parse time.
+pub const MAX_MANIFEST_BYTES: usize = 32 << 20;
+
+/// Catalogs every language manifest in the tree. Lockfiles next to an installed
+/// `node_modules` are left out: the installed packages say what is there.
+pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> (Vec<Package>, Vec<String>) {
+    let mut packages = Vec::new();
+    let mut manifests = Vec::new();
+    for (path, bytes) in tree.files() {
+        let Some(kind) = manifest(path) else { continue };
+        if kind == Manifest::NpmLock {
+            let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+            let modules = if dir.is_empty() {
+                "node_modules".to_string()
+            } else {
+                format!("{dir}/node_modules")
+            };
+            if tree.has_entries_under(&modules) {
+                continue;
+            }
+        }
+        if bytes.len() > MAX_MANIFEST_BYTES {
+            diag.skip(
+                "manifest_too_large",
+                path,
+                format!(
+                    "{} bytes exceeds the {MAX_MANIFEST_BYTES} byte manifest cap",
+                    bytes.len()
+                ),
+            );
+            continue;
+        }
+        match parse(kind, bytes) {
+            Ok(found) => {
+                if found.is_empty() {
+                    continue;
+                }
+                manifests.push(path.to_string());
+                for p in found {
+                    packages.push(Package {
+                        ecosystem: kind.ecosystem().to_string(),
+                        purl: purl(kind, &p),
+                        source_name: normalize_name(kind.ecosystem(), &p.name),
+                        source_version: p.version.clone(),
+                        name: p.name,
+                        version: p.version,
+                        path: path.to_string(),
+                        arch: String::new(),
+                    });
+                }
+            }
+            Err(reason) => diag.skip("malformed_manifest", path, reason),
+        }
+    }
+    (packages, manifests)
+}
+
+/// The text of a manifest, or a clear reason: manifests are UTF-8.
+fn utf8(bytes: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_by_path() {
+        use Manifest::*;
+        for (p, want) in [
+            ("app/Cargo.lock", Some(CargoLock)),
+            (
+                "usr/lib/python3/dist-packages/requests-2.31.0.dist-info/METADATA",
+                Some(PythonMetadata),
+            ),
+            (
+                "usr/lib/python3/dist-packages/six-1.16.0.egg-info",
+                Some(PythonMetadata),
+            ),
+            (
+                "usr/lib/python3/dist-packages/x.egg-info/PKG-INFO",
+                Some(PythonMetadata),
+            ),
+            ("app/node_modules/lodash/package.json", Some(NpmPackageJson)),
+            ("app/node_modules/@babel/core/package.json", Some(NpmPackageJson)),
+            (
+                "app/node_modules/a/node_modules/b/package.json",
+                Some(NpmPackageJson),
+            ),
+            ("app/node_modules/lodash/fp/package.json", None),
+            ("app/node_modules/@babel/package.json", None),
+            ("app/package.json", None),
+            ("app/package-lock.json", Some(NpmLock)),
+            ("var/www/vendor/composer/installed.json", Some(ComposerInstalled)),
+            (
+                "usr/lib/ruby/gems/3.1.0/specifications/rake-13.0.6.gemspec",
+                Some(Gemspec),
+            ),
+            ("app/App.deps.json", Some(DotnetDeps)),
+            ("usr/bin/python3", None),
+        ] {
+            assert_eq!(manifest(p), want, "{p}");
+        }
+    }
+
+    #[test]
+    fn purls_follow_the_spec() {
+        let p = |n: &str, v: &str| LangPackage {
+            name: n.into(),
+            version: v.into(),
+        };
+        assert_eq!(
+            purl(Manifest::NpmPackageJson, &p("@babel/core", "7.24.0")),
+            "pkg:npm/%40babel/core@7.24.0"
+        );
+        assert_eq!(
+            purl(Manifest::PythonMetadata, &p("Django_REST.framework", "3.15.1")),
+            "pkg:pypi/django-rest-framework@3.15.1"
+        );
+        assert_eq!(
+            purl(Manifest::ComposerInstalled, &p("symfony/http-kernel", "v6.4.1")),
+            "pkg:composer/symfony/http-kernel@v6.4.1"
+        );
+        assert_eq!(
+            purl(Manifest::CargoLock, &p("serde", "1.0.200")),
+            "pkg:cargo/serde@1.0.200"
+        );
+    }
+
+    #[test]
+    fn a_tree_with_an_installed_node_modules_ignores_its_lockfile() {
+        let mut t = FileTree::new();
+        t.insert_file(
+            "app/package-lock.json",
+            br#"{"lockfileVersion":3,"packages":{"":{"name":"app"},"node_modules/ms":{"version":"2.1.3"}}}"#
+                .to_vec(),
+        );
+        t.insert_file(
+            "app/node_modules/ms/package.json",
+            br#"{"name":"ms","version":"2.1.3"}"#.to_vec(),
+        );
+        t.insert_file(
+            "srv/package-lock.json",
+            br#"{"lockfileVersion":3,"packages":{"node_modules/debug":{"version":"4.3.4"}}}"#.to_vec(),
+        );
+        t.insert_file("x/Cargo.lock", b"not toml [[[".to_vec());
+        let mut d = Diagnostics::default();
+        let (pkgs, manifests) = catalog(&t, &mut d);
+        let got: Vec<_> = pkgs.iter().map(|p| (p.path.as_str(), p.name.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("app/node_modules/ms/package.json", "ms"),
+                ("srv/package-lock.json", "debug")
+            ]
+        );
+        assert_eq!(manifests.len(), 2);
+        assert_eq!(d.count("malformed_manifest"), 1);
+    }
+}
