@@ -6,7 +6,6 @@
 
 mod common;
 
-use common::mirror::Mirror;
 use common::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -98,23 +97,7 @@ fn findings_equal_cargo_audit_on_real_lockfiles() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db");
-    let mirror = Mirror::start(shared_data().join("osv"));
-    let url = mirror.url();
-    let out = stalewatch(&[
-        "db",
-        "update",
-        "--advisory-source",
-        &url,
-        "--db-dir",
-        db.to_str().unwrap(),
-        "--ecosystem",
-        "crates.io",
-    ]);
-    assert!(
-        out.status.success(),
-        "db update: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    shared_db(&db, &["crates.io"]);
 
     let locks = [
         generated_lock(

@@ -3,7 +3,6 @@
 
 mod common;
 
-use common::mirror::Mirror;
 use common::*;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -68,27 +67,7 @@ fn pip_npm_and_cargo_packages_are_found_and_matched() {
     build_root(&root);
 
     let db = tmp.path().join("db");
-    let mirror = Mirror::start(shared_data().join("osv"));
-    let url = mirror.url();
-    let out = stalewatch(&[
-        "db",
-        "update",
-        "--advisory-source",
-        &url,
-        "--db-dir",
-        db.to_str().unwrap(),
-        "--ecosystem",
-        "PyPI",
-        "--ecosystem",
-        "npm",
-        "--ecosystem",
-        "crates.io",
-    ]);
-    assert!(
-        out.status.success(),
-        "db update: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    shared_db(&db, &["PyPI", "npm", "crates.io"]);
     let out = scan_json(&format!("rootfs:{}", root.display()), &db);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

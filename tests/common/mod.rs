@@ -65,6 +65,29 @@ pub fn scan_json(target: &str, db: &Path) -> Output {
     ])
 }
 
+/// Builds the indexes of `ecosystems` from the shared OSV export, read in place (a directory
+/// is an advisory source).
+pub fn shared_db(db: &Path, ecosystems: &[&str]) {
+    let source = shared_data().join("osv");
+    let mut args = vec![
+        "db",
+        "update",
+        "--advisory-source",
+        source.to_str().unwrap(),
+        "--db-dir",
+        db.to_str().unwrap(),
+    ];
+    for e in ecosystems {
+        args.extend(["--ecosystem", e]);
+    }
+    let out = stalewatch(&args);
+    assert!(
+        out.status.success(),
+        "db update: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A database directory holding empty indexes: for tests about reading, not matching.
 pub fn empty_db(dir: &Path, ecosystems: &[&str]) {
     std::fs::create_dir_all(dir).unwrap();

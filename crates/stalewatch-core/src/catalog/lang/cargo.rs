@@ -56,9 +56,7 @@ pub fn parse_lock(bytes: &[u8]) -> Result<Vec<LangPackage>, String> {
     if tables == 0 {
         return Err("no [[package]] table".into());
     }
-    out.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
-    out.dedup();
-    Ok(out)
+    Ok(super::sorted(out))
 }
 
 #[cfg(test)]

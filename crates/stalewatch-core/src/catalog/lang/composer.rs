@@ -26,7 +26,7 @@ pub fn parse_installed(bytes: &[u8]) -> Result<Vec<LangPackage>, String> {
         Installed::V2 { packages } => packages,
         Installed::V1(p) => p,
     };
-    let mut out: Vec<LangPackage> = entries
+    let out: Vec<LangPackage> = entries
         .into_iter()
         .filter_map(|e| match (e.name, e.version) {
             (Some(name), Some(version)) if !name.is_empty() && !version.is_empty() => {
@@ -35,9 +35,7 @@ pub fn parse_installed(bytes: &[u8]) -> Result<Vec<LangPackage>, String> {
             _ => None,
         })
         .collect();
-    out.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
-    out.dedup();
-    Ok(out)
+    Ok(super::sorted(out))
 }
 
 #[cfg(test)]

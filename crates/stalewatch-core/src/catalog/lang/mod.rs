@@ -201,6 +201,13 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> (Vec<Package>, Vec<St
     (packages, manifests)
 }
 
+/// Sorted by (name, version), without repeats: what every parser returns.
+fn sorted(mut v: Vec<LangPackage>) -> Vec<LangPackage> {
+    v.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+    v.dedup();
+    v
+}
+
 /// The text of a manifest, or a clear reason: manifests are UTF-8.
 fn utf8(bytes: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))

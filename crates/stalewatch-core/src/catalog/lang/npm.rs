@@ -110,9 +110,7 @@ pub fn parse_lock(bytes: &[u8]) -> Result<Vec<LangPackage>, String> {
     } else {
         walk_v1(&lock.dependencies, &mut out, 0);
     }
-    out.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
-    out.dedup();
-    Ok(out)
+    Ok(super::sorted(out))
 }
 
 #[cfg(test)]
