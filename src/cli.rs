@@ -357,7 +357,12 @@ pub struct StatusArgs {
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Table,
+    /// Report v1 (stalewatch/report/v1).
     Json,
+    /// SARIF 2.1.0, for code-scanning dashboards.
+    Sarif,
+    /// CycloneDX 1.5 JSON: the SBOM, with the vulnerabilities found.
+    Cyclonedx,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -412,7 +417,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 namespace: a.containerd_namespace.clone(),
             };
             let report = scan::run(&target, &a.target, &ctrd, &db_dir, now)?;
-            output::print_report(&report, a.format)?;
+            output::print_report(&report, a.format, now)?;
             let failed = match (fail_on, report.max_severity()) {
                 (Some(threshold), Some(max)) => max >= threshold,
                 _ => false,

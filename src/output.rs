@@ -16,11 +16,20 @@ fn cut(s: &str, n: usize) -> String {
     }
 }
 
-pub fn print_report(r: &Report, format: Format) -> anyhow::Result<()> {
+pub fn print_report(r: &Report, format: Format, now_unix: i64) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match format {
         Format::Json => {
             serde_json::to_writer_pretty(&mut out, r)?;
+            writeln!(out)?;
+        }
+        Format::Sarif => {
+            serde_json::to_writer_pretty(&mut out, &stalewatch_core::export::sarif::log(r))?;
+            writeln!(out)?;
+        }
+        Format::Cyclonedx => {
+            let bom = stalewatch_core::export::cyclonedx::bom(r, &crate::clock::rfc3339(now_unix));
+            serde_json::to_writer_pretty(&mut out, &bom)?;
             writeln!(out)?;
         }
         Format::Table => {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::agent::{count, value, Agent};
+use common::agent::{count, get, value, Agent};
 use common::containerd::Lab;
 use common::mirror::Mirror;
 use common::*;
@@ -155,6 +155,43 @@ fn agent_follows_containers_advisories_restarts_and_containerd_crashes() {
         .unwrap();
     assert_eq!(db["report"]["findings"][0]["id"], "ALPINE-CVE-2023-42366");
     assert!(db["manifest_digest"].as_str().unwrap().starts_with("sha256:"));
+
+    // The image's SBOM, CycloneDX 1.5, by manifest digest: valid against the schema, the
+    // finding affecting a component of the BOM.
+    let manifest = db["manifest_digest"].as_str().unwrap();
+    let (code, body) = get(agent.findings_port, &format!("/v1/sbom/{manifest}"));
+    assert_eq!(code, 200, "{body}");
+    if let Some(valid) = cyclonedx_schema_errors(&body, "agent SBOM") {
+        valid.unwrap_or_else(|e| panic!("the SBOM is not valid CycloneDX 1.5: {e}"));
+    }
+    let bom: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let refs: Vec<&str> = bom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["bom-ref"].as_str().unwrap())
+        .collect();
+    let vuln = bom["vulnerabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == "ALPINE-CVE-2023-42366")
+        .expect("the finding in the SBOM");
+    assert!(
+        refs.contains(&vuln["affects"][0]["ref"].as_str().unwrap()),
+        "{vuln}"
+    );
+    assert!(bom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "operating-system" && c["name"] == "alpine"));
+    assert_eq!(get(agent.findings_port, "/v1/sbom/sha256:0000").0, 404);
+    assert_eq!(
+        agent.get(&format!("/v1/sbom/{manifest}")).0,
+        404,
+        "not on the open port"
+    );
 
     // The exposition is valid for Prometheus' own checker.
     if require("promtool", "agent metrics exposition") {

@@ -164,6 +164,59 @@ fn pip_npm_and_cargo_packages_are_found_and_matched() {
         .unwrap();
     assert_eq!(finding["fixed_version"], "1.6.1");
     assert_eq!(finding["path"], "opt/tool/Cargo.lock");
+
+    // The same scan as CycloneDX 1.5 (valid against the schema; one component per package
+    // with its purl and path) and as SARIF 2.1.0 (one result per finding).
+    let target = format!("rootfs:{}", root.display());
+    let scan_as = |format: &str| {
+        let out = stalewatch(&[
+            "scan",
+            &target,
+            "--db-dir",
+            db.to_str().unwrap(),
+            "--format",
+            format,
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = scan_as("cyclonedx");
+    if let Some(valid) = cyclonedx_schema_errors(&text, "CycloneDX output") {
+        valid.unwrap_or_else(|e| panic!("not valid CycloneDX 1.5: {e}"));
+    }
+    let bom: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let comps = bom["components"].as_array().unwrap();
+    assert_eq!(comps.len(), packages.len());
+    let lodash = comps
+        .iter()
+        .find(|c| c["purl"] == "pkg:npm/lodash@4.17.15")
+        .expect("lodash component");
+    assert!(lodash["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "stalewatch:path" && p["value"] == "srv/web/node_modules/lodash/package.json"));
+    assert_eq!(bom["metadata"]["timestamp"], "2026-11-29T00:00:00Z");
+    let vulns: BTreeSet<&str> = bom["vulnerabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["id"].as_str().unwrap())
+        .collect();
+    let report_ids: BTreeSet<&str> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(vulns, report_ids);
+
+    let sarif: serde_json::Value = serde_json::from_str(&scan_as("sarif")).unwrap();
+    assert_eq!(sarif["version"], "2.1.0");
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), r["findings"].as_array().unwrap().len());
+    assert!(results.iter().any(|x| x["ruleId"] == "RUSTSEC-2021-0003"
+        && x["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "opt/tool/Cargo.lock"));
 }
 
 #[test]

@@ -285,6 +285,7 @@ impl Engine {
         let mut first_seen_changed = false;
         let mut containers = Vec::new();
         let mut images: BTreeMap<(String, String), ImageView> = BTreeMap::new();
+        let mut image_reports = BTreeMap::new();
         for rc in &self.running {
             let mut view = snapshot::container_view(rc);
             let Some(digest) = &rc.image_digest else {
@@ -362,6 +363,10 @@ impl Engine {
                 now,
                 self.cfg.stale_after.as_secs() as i64,
             );
+            if let Some(r) = self.findings.get(digest) {
+                image_reports.insert(digest.clone(), r.clone());
+                image_reports.insert(rec.manifest_digest.clone(), r.clone());
+            }
             if let Some(os) = &report.os {
                 images.insert(
                     (rc.image.clone(), digest.clone()),
@@ -397,6 +402,7 @@ impl Engine {
             advisory_db: self.db_view(),
             containers,
             images: images.into_values().collect(),
+            image_reports,
         }
     }
 

@@ -99,6 +99,10 @@ pub struct Snapshot {
     pub containers: Vec<ContainerView>,
     #[serde(skip)]
     pub images: Vec<ImageView>,
+    /// The report of each image that runs, by its manifest digest and by its image (target)
+    /// digest: what `/v1/sbom/<digest>` serves.
+    #[serde(skip)]
+    pub image_reports: BTreeMap<String, Arc<Report>>,
 }
 
 /// Counts distinct vulnerabilities by (severity, fixable).

@@ -4,6 +4,7 @@
 pub mod advisory;
 pub mod catalog;
 pub mod eol;
+pub mod export;
 pub mod image;
 pub mod layer;
 pub mod matcher;
