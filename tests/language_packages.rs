@@ -3,56 +3,21 @@
 
 mod common;
 
+use common::agent::{value, Agent};
+use common::containerd;
+use common::lang::*;
+use common::mirror::Mirror;
 use common::*;
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use std::time::Duration;
 
 /// A root with urllib3 1.26.4 (pip), lodash 4.17.15 and a scoped package (npm), and a crate
 /// locked on smallvec 1.6.0 (cargo generate-lockfile).
 fn build_root(root: &Path) {
-    let site = root.join("usr/lib/python3/site-packages");
-    run(Command::new("pip")
-        .args(["install", "--quiet", "--no-deps", "--no-compile", "--target"])
-        .arg(&site)
-        .arg("urllib3==1.26.4"));
-    let app = root.join("srv/web");
-    std::fs::create_dir_all(&app).unwrap();
-    std::fs::write(
-        app.join("package.json"),
-        r#"{"name":"web","version":"1.0.0","private":true}"#,
-    )
-    .unwrap();
-    run(Command::new("npm")
-        .args([
-            "install",
-            "--ignore-scripts",
-            "--no-audit",
-            "--no-fund",
-            "--silent",
-            "lodash@4.17.15",
-            "@types/ms@0.7.34",
-        ])
-        .current_dir(&app));
-    let krate = root.join("opt/tool");
-    std::fs::create_dir_all(krate.join("src")).unwrap();
-    std::fs::write(
-        krate.join("Cargo.toml"),
-        "[package]\nname = \"tool\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nsmallvec = \"=1.6.0\"\n",
-    )
-    .unwrap();
-    std::fs::write(krate.join("src/main.rs"), "fn main() {}\n").unwrap();
-    run(Command::new("cargo").arg("generate-lockfile").current_dir(&krate));
+    pip_install(root, &["urllib3==1.26.4"]);
+    npm_install(root, "srv/web", &["lodash@4.17.15", "@types/ms@0.7.34"]);
+    cargo_lock(root, "smallvec = \"=1.6.0\"\n");
 }
 
 #[test]
@@ -68,20 +33,9 @@ fn pip_npm_and_cargo_packages_are_found_and_matched() {
 
     let db = tmp.path().join("db");
     shared_db(&db, &["PyPI", "npm", "crates.io"]);
-    let out = scan_json(&format!("rootfs:{}", root.display()), &db);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
 
     // Packages: each with its ecosystem, purl and the manifest it came from.
-    let packages: BTreeSet<(String, String, String, String)> = r["packages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let s = |k: &str| p[k].as_str().unwrap().to_string();
-            (s("ecosystem"), s("name"), s("version"), s("path"))
-        })
-        .collect();
+    let (r, packages) = scan_packages(&root, &db);
     let want = [
         (
             "PyPI",
@@ -123,17 +77,7 @@ fn pip_npm_and_cargo_packages_are_found_and_matched() {
 
     // Findings: per the real records' ranges (SEMVER for crates.io and npm, ECOSYSTEM/PEP 440
     // for PyPI; PyPI's GIT ranges name commits and are not used).
-    let ids: BTreeSet<(String, String)> = r["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["package"].as_str().unwrap().to_string(),
-                f["id"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let ids = finding_ids(&r);
     let has = |p: &str, id: &str| ids.contains(&(p.to_string(), id.to_string()));
     // urllib3: fixed in 1.26.5, 1.26.17 and 1.26.18; 1.26.4 is the fix of PYSEC-2021-59.
     assert!(
@@ -217,6 +161,218 @@ fn pip_npm_and_cargo_packages_are_found_and_matched() {
     assert_eq!(results.len(), r["findings"].as_array().unwrap().len());
     assert!(results.iter().any(|x| x["ruleId"] == "RUSTSEC-2021-0003"
         && x["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "opt/tool/Cargo.lock"));
+}
+
+#[test]
+fn go_binaries_stripped_or_not_are_cataloged_from_their_build_info() {
+    if !require("go", "Go binaries") || !require("strip", "Go binaries") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let go = go_binary(tmp.path(), &root.join("usr/local/bin/svc"), false);
+    go_binary(tmp.path(), &root.join("app/svc-stripped"), true);
+    // A file that only looks like ELF.
+    let mut fake = b"\x7fELF".to_vec();
+    fake.resize(1 << 20, 0);
+    std::fs::write(root.join("app/not-really-elf"), &fake).unwrap();
+    let db = tmp.path().join("db");
+    shared_db(&db, &["Go"]);
+    let (r, packages) = scan_packages(&root, &db);
+    let mut want = BTreeSet::new();
+    for path in ["usr/local/bin/svc", "app/svc-stripped"] {
+        want.insert(("Go".into(), "stdlib".into(), go.clone(), path.into()));
+        want.insert((
+            "Go".into(),
+            "golang.org/x/text".into(),
+            "v0.3.2".into(),
+            path.into(),
+        ));
+    }
+    assert_eq!(packages, want);
+    let purls: BTreeSet<&str> = r["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["purl"].as_str())
+        .collect();
+    assert!(purls.contains("pkg:golang/golang.org/x/text@v0.3.2"), "{purls:?}");
+    // The real Go advisories: x/text before 0.3.3 and 0.3.7, and the toolchain's own.
+    let ids = finding_ids(&r);
+    for id in ["GO-2020-0015", "GO-2021-0113"] {
+        assert!(
+            ids.contains(&("golang.org/x/text".into(), id.into())),
+            "{id} missing: {ids:?}"
+        );
+    }
+    assert!(
+        ids.iter().any(|(p, _)| p == "stdlib"),
+        "no stdlib finding for Go {go}: {ids:?}"
+    );
+}
+
+#[test]
+fn a_running_container_s_language_packages_are_matched_from_containerd() {
+    let Some(lab) = containerd::Lab::start("language packages in containerd") else {
+        return;
+    };
+    for tool in ["umoci", "go", "npm"] {
+        if !require(tool, "language packages in containerd") {
+            return;
+        }
+    }
+    // An Alpine image with a Go service and a node_modules: OS and language packages in one
+    // layer, read from containerd's content store.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = unpack_alpine("3.20.3", tmp.path());
+    go_binary(tmp.path(), &root.join("usr/local/bin/svc"), true);
+    npm_install(&root, "srv/web", &["lodash@4.17.15"]);
+    let (_, archive) = umoci_archive(&root, tmp.path());
+    lab.import(&archive, "example.org/polyglot");
+    lab.run_container(
+        "poly",
+        "example.org/polyglot:latest",
+        &[
+            ("io.kubernetes.pod.namespace", "shop"),
+            ("io.kubernetes.pod.name", "poly-0"),
+            ("io.kubernetes.container.name", "app"),
+        ],
+    );
+    let mirror = Mirror::start(shared_data().join("osv"));
+    let agent = Agent::start(
+        &lab.sock,
+        &tmp.path().join("state"),
+        &mirror.url(),
+        &[
+            "--ecosystem",
+            "Go",
+            "--ecosystem",
+            "npm",
+            "--reconcile-interval",
+            "1s",
+        ],
+    );
+    agent.wait_for("the polyglot container scanned", Duration::from_secs(60), |a| {
+        value(
+            &a.metrics(),
+            "stalewatch_container_scan_status",
+            &[("pod", "poly-0"), ("status", "ok")],
+        ) == Some(1.0)
+    });
+    let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
+    let c = container_of(&doc, "poly-0");
+    let ids = finding_ids(&c["report"]);
+    for (p, id) in [("golang.org/x/text", "GO-2020-0015"), ("lodash", "NSWG-ECO-516")] {
+        assert!(ids.contains(&(p.into(), id.into())), "{p} {id} missing: {ids:?}");
+    }
+    let paths: BTreeSet<&str> = c["report"]["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        paths.contains("usr/local/bin/svc") && paths.contains("lib/apk/db/installed"),
+        "{paths:?}"
+    );
+}
+
+#[test]
+fn java_archives_from_debian_and_a_fat_jar_inside_them() {
+    if !require("apt-get", "Java archives") || !require("dpkg-deb", "Java archives") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let jars = debian_jars(&root);
+    // Debian ships the jar as log4j-core.jar and links the versioned name to it.
+    assert!(jars.iter().any(|j| j == "log4j-core.jar"), "{jars:?}");
+    // A Spring Boot–style fat jar holding two of them under BOOT-INF/lib.
+    fat_jar(&root);
+
+    let site = tmp.path().join("site");
+    write_osv_zip(
+        &site,
+        "Maven",
+        &[(
+            "TEST-MAVEN-0001.json",
+            include_bytes!("fixtures/osv/TEST-MAVEN-0001.json"),
+        )],
+    );
+    let db = tmp.path().join("db");
+    let out = stalewatch(&[
+        "db",
+        "update",
+        "--advisory-source",
+        site.to_str().unwrap(),
+        "--db-dir",
+        db.to_str().unwrap(),
+        "--ecosystem",
+        "Maven",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (r, all) = scan_packages(&root, &db);
+    let packages: BTreeSet<(String, String, String)> =
+        all.into_iter().map(|(_, n, v, p)| (n, v, p)).collect();
+    for (n, v, p) in [
+        (
+            "org.apache.logging.log4j:log4j-core",
+            "2.19.0",
+            "usr/share/java/log4j-core.jar",
+        ),
+        (
+            "org.apache.commons:commons-lang3",
+            "3.12.0",
+            "usr/share/java/commons-lang3.jar",
+        ),
+        (
+            "org.apache.logging.log4j:log4j-core",
+            "2.19.0",
+            "srv/app.jar!/BOOT-INF/lib/log4j-core-2.19.0.jar",
+        ),
+        (
+            "org.apache.commons:commons-lang3",
+            "3.12.0",
+            "srv/app.jar!/BOOT-INF/lib/commons-lang3-3.12.0.jar",
+        ),
+    ] {
+        assert!(
+            packages.contains(&(n.into(), v.into(), p.into())),
+            "{n} {v} at {p} missing: {packages:#?}"
+        );
+    }
+    // Every real jar of the two packages is cataloged once (links to them are not files).
+    let outer: BTreeSet<&str> = packages
+        .iter()
+        .filter(|(_, _, p)| p.starts_with("usr/share/java/"))
+        .map(|(_, _, p)| p.as_str())
+        .collect();
+    assert_eq!(outer.len(), jars.len(), "{outer:?} vs {jars:?}");
+    let purls: BTreeSet<&str> = r["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["purl"].as_str())
+        .collect();
+    assert!(
+        purls.contains("pkg:maven/org.apache.logging.log4j/log4j-core@2.19.0"),
+        "{purls:?}"
+    );
+    // Matched with Maven's ordering (2.0-beta9 <= 2.19.0 < 2.20.0), in both places.
+    let hits: BTreeSet<&str> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == "TEST-MAVEN-0001")
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        hits,
+        BTreeSet::from([
+            "usr/share/java/log4j-core.jar",
+            "srv/app.jar!/BOOT-INF/lib/log4j-core-2.19.0.jar"
+        ])
+    );
 }
 
 #[test]

@@ -259,6 +259,17 @@ mod tests {
             path: "app/node_modules/lodash/package.json".into(),
             arch: String::new(),
         });
+        // A Go binary's module: a language package too, though its path is no manifest.
+        image.packages.push(Package {
+            ecosystem: "Go".into(),
+            name: "golang.org/x/text".into(),
+            version: "v0.3.2".into(),
+            source_name: "golang.org/x/text".into(),
+            source_version: "v0.3.2".into(),
+            purl: "pkg:golang/golang.org/x/text@v0.3.2".into(),
+            path: "usr/local/bin/svc".into(),
+            arch: String::new(),
+        });
         // The live read sees OS databases only.
         let live = inv(vec![pkg("musl", "1.2.5-r0"), pkg("curl", "8.9.0-r0")]);
         let d = compare(&image, &live);
@@ -266,7 +277,8 @@ mod tests {
         assert_eq!(d.added.len(), 1);
         let merged = with_image_language_packages(live, &image);
         assert!(merged.packages.iter().any(|p| p.name == "lodash"));
-        assert_eq!(merged.packages.len(), 3);
+        assert!(merged.packages.iter().any(|p| p.name == "golang.org/x/text"));
+        assert_eq!(merged.packages.len(), 4);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::scan::image::{read_blob, read_layer_delta, resolve_manifest, BlobStor
 
 const CACHE_FILE: &str = "images-v1.json";
 /// 2: inventories carry the owners of mappable files (packages in use).
-const CACHE_VERSION: u32 = 3;
+const CACHE_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageRecord {
@@ -185,7 +185,7 @@ pub struct LayerCache {
 
 const LAYER_MAGIC: &[u8; 6] = b"SWLD\0\0";
 /// 2: deltas keep dpkg's `info/*.list` (packages in use).
-const LAYER_VERSION: u16 = 3;
+const LAYER_VERSION: u16 = 4;
 
 impl LayerCache {
     pub fn new(state_dir: &Path) -> LayerCache {

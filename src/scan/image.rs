@@ -184,8 +184,15 @@ fn apply_layer(
         let decompressed = decompress::open(&mut hashing, limits.max_layer_bytes)
             .with_context(|| format!("layer {label}"))?;
         let mut tar = TarReader::new(decompressed);
-        tree.apply_layer(&mut tar, &|p| catalog::wants(p), limits, label, diag)
-            .with_context(|| format!("layer {label}"))?;
+        tree.apply_layer_with(
+            &mut tar,
+            &|p| catalog::wants(p),
+            Some(&catalog::lang::BINARIES),
+            limits,
+            label,
+            diag,
+        )
+        .with_context(|| format!("layer {label}"))?;
         // Finish the stream so the digest covers the whole blob.
         while tar
             .next_entry()
@@ -265,8 +272,16 @@ pub fn read_layer_delta(
             .with_context(|| format!("layer {label}"))?;
         let mut tar = TarReader::new(decompressed);
         let relevant = |p: &str| catalog::wants(p) || catalog::wants_os_dir(p);
-        let delta = LayerDelta::read(&mut tar, &|p| catalog::wants(p), &relevant, limits, label, diag)
-            .with_context(|| format!("layer {label}"))?;
+        let delta = LayerDelta::read_with(
+            &mut tar,
+            &|p| catalog::wants(p),
+            Some(&catalog::lang::BINARIES),
+            &relevant,
+            limits,
+            label,
+            diag,
+        )
+        .with_context(|| format!("layer {label}"))?;
         while tar
             .next_entry()
             .with_context(|| format!("layer {label}"))?

@@ -17,6 +17,8 @@ pub struct LayerDir {
     stack: Vec<(String, fs::ReadDir)>,
     pending: Vec<Entry>,
     current: Option<PathBuf>,
+    /// The current file, once opened: reads go on where the last one stopped.
+    open: Option<fs::File>,
     dev: u64,
 }
 
@@ -33,6 +35,7 @@ impl LayerDir {
             stack: vec![(String::new(), fs::read_dir(dir)?)],
             pending: Vec::new(),
             current: None,
+            open: None,
             dev: meta.dev(),
         })
     }
@@ -41,6 +44,7 @@ impl LayerDir {
 impl EntrySource for LayerDir {
     fn next_entry(&mut self) -> Result<Option<Entry>, LayerError> {
         self.current = None;
+        self.open = None;
         if let Some(e) = self.pending.pop() {
             return Ok(Some(e));
         }
@@ -111,9 +115,13 @@ impl EntrySource for LayerDir {
         let Some(p) = &self.current else {
             return Ok(Vec::new());
         };
+        if self.open.is_none() {
+            self.open = Some(fs::File::open(p).map_err(|e| LayerError::Io(format!("{}: {e}", p.display())))?);
+        }
+        let f = self.open.as_mut().expect("opened above");
         let mut buf = Vec::new();
-        fs::File::open(p)
-            .and_then(|f| f.take(max).read_to_end(&mut buf))
+        f.take(max)
+            .read_to_end(&mut buf)
             .map_err(|e| LayerError::Io(format!("{}: {e}", p.display())))?;
         Ok(buf)
     }
@@ -142,9 +150,10 @@ pub fn read_layers(
 ) -> anyhow::Result<u64> {
     for d in dirs {
         let mut src = LayerDir::new(d)?;
-        tree.apply_layer(
+        tree.apply_layer_with(
             &mut src,
             &|p| stalewatch_core::catalog::wants(p),
+            Some(&stalewatch_core::catalog::lang::BINARIES),
             limits,
             &d.display().to_string(),
             diag,

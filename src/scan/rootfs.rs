@@ -18,6 +18,8 @@ pub struct Walker<'a> {
     /// Directories being listed, relative to the root.
     stack: Vec<(String, fs::ReadDir)>,
     current: Option<PathBuf>,
+    /// The current file, once opened: reads go on where the last one stopped.
+    open: Option<fs::File>,
     root_dev: u64,
     descend: &'a dyn Fn(&str) -> bool,
 }
@@ -35,6 +37,7 @@ impl<'a> Walker<'a> {
         Ok(Walker {
             stack: vec![(start.to_string(), rd)],
             current: None,
+            open: None,
             root_dev: meta.dev(),
             descend,
         })
@@ -45,6 +48,7 @@ impl EntrySource for Walker<'_> {
     fn next_entry(&mut self) -> Result<Option<Entry>, LayerError> {
         use std::os::unix::fs::MetadataExt;
         self.current = None;
+        self.open = None;
         loop {
             let Some((rel_dir, rd)) = self.stack.last_mut() else {
                 return Ok(None);
@@ -96,7 +100,10 @@ impl EntrySource for Walker<'_> {
         let Some(p) = &self.current else {
             return Ok(Vec::new());
         };
-        let f = fs::File::open(p).map_err(|e| LayerError::Io(format!("{}: {e}", p.display())))?;
+        if self.open.is_none() {
+            self.open = Some(fs::File::open(p).map_err(|e| LayerError::Io(format!("{}: {e}", p.display())))?);
+        }
+        let f = self.open.as_mut().expect("opened above");
         let mut buf = Vec::new();
         f.take(max)
             .read_to_end(&mut buf)
@@ -144,7 +151,8 @@ pub fn read_into(
         Scope::OsDatabases => (catalog::wants_os, catalog::wants_os_dir),
     };
     let mut walker = Walker::new(root, "", &wants_dir)?;
-    tree.apply_layer(&mut walker, &wants, limits, "rootfs", diag)?;
+    let binaries = (scope == Scope::Everything).then_some(&catalog::lang::BINARIES);
+    tree.apply_layer_with(&mut walker, &wants, binaries, limits, "rootfs", diag)?;
     // Wanted paths that resolve through symlinks into directories not walked yet: list those
     // directories too (one level), until nothing new appears. Each step only lists a real
     // directory reached from the root through real directories.

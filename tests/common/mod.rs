@@ -6,6 +6,7 @@ pub mod agent;
 pub mod containerd;
 pub mod cri;
 pub mod kube;
+pub mod lang;
 pub mod mirror;
 pub mod oci;
 pub mod prometheus;
@@ -123,6 +124,108 @@ pub fn cyclonedx_schema_errors(doc: &str, test: &str) -> Option<Result<(), Strin
             String::from_utf8_lossy(&out.stderr)
         ))
     })
+}
+
+/// Builds a Go executable at `out` with the machine's Go toolchain (no module proxy: its one
+/// dependency, golang.org/x/text v0.3.2, is a vendored stand-in written here) and returns
+/// the toolchain version (`1.19.8`). `strip`ped too when asked: the build info survives.
+pub fn go_binary(work: &Path, out: &Path, strip: bool) -> String {
+    let src = work.join("gosrc");
+    let put = |p: &str, body: &str| {
+        let f = src.join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, body).unwrap();
+    };
+    put(
+        "go.mod",
+        "module example.com/svc\n\ngo 1.19\n\nrequire golang.org/x/text v0.3.2\n",
+    );
+    put("main.go", "package main\n\nimport (\n\t\"fmt\"\n\t\"golang.org/x/text/language\"\n)\n\nfunc main() { fmt.Println(language.Tag()) }\n");
+    put(
+        "vendor/modules.txt",
+        "# golang.org/x/text v0.3.2\n## explicit\ngolang.org/x/text/language\n",
+    );
+    put("vendor/golang.org/x/text/language/language.go", "package language\n\n// Tag stands in for the real package (no module proxy here).\nfunc Tag() string { return \"en\" }\n");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let gocache = work.join("gocache");
+    let build = Command::new("go")
+        .args(["build", "-mod=vendor", "-o"])
+        .arg(out)
+        .arg(".")
+        .current_dir(&src)
+        .env("GOCACHE", &gocache)
+        .env("GOFLAGS", "")
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .expect("run go build");
+    assert!(
+        build.status.success(),
+        "go build: {}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    if strip {
+        let s = Command::new("strip").arg(out).output().expect("run strip");
+        assert!(
+            s.status.success(),
+            "strip: {}",
+            String::from_utf8_lossy(&s.stderr)
+        );
+    }
+    let v = Command::new("go").args(["env", "GOVERSION"]).output().unwrap();
+    String::from_utf8_lossy(&v.stdout)
+        .trim()
+        .trim_start_matches("go")
+        .to_string()
+}
+
+/// Real jars from Debian packages (`apt-get download` of liblog4j2-java and
+/// libcommons-lang3-java, unpacked with dpkg-deb; cached under target/test-roots), copied
+/// into `root`'s usr/share/java. Returns the versioned jar file names.
+pub fn debian_jars(root: &Path) -> Vec<String> {
+    let cache = project().join("target/test-roots/debian-jars");
+    if !cache.join("done").exists() {
+        let dl = cache.join("debs");
+        std::fs::create_dir_all(&dl).unwrap();
+        let out = Command::new("apt-get")
+            .args(["download", "liblog4j2-java", "libcommons-lang3-java"])
+            .current_dir(&dl)
+            .output()
+            .expect("run apt-get download");
+        assert!(
+            out.status.success(),
+            "apt-get download: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for deb in std::fs::read_dir(&dl).unwrap().flatten() {
+            let st = Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(deb.path())
+                .arg(cache.join("x"))
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        std::fs::write(cache.join("done"), "").unwrap();
+    }
+    let dst = root.join("usr/share/java");
+    std::fs::create_dir_all(&dst).unwrap();
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(cache.join("x/usr/share/java"))
+        .unwrap()
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let meta = std::fs::symlink_metadata(e.path()).unwrap();
+        if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(e.path()).unwrap(), dst.join(&name)).unwrap();
+        } else {
+            std::fs::copy(e.path(), dst.join(&name)).unwrap();
+            names.push(name);
+        }
+    }
+    names.sort();
+    names
 }
 
 /// A database directory holding empty indexes: for tests about reading, not matching.

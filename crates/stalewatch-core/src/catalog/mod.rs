@@ -309,9 +309,9 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> Inventory {
     inv
 }
 
-/// Whether a package came from the OS's database (not from a language manifest).
+/// Whether a package came from the OS's database (not from a language manifest or binary).
 pub fn is_os_package(p: &Package) -> bool {
-    !lang::wants(&p.path)
+    wants_os(&p.path)
 }
 
 #[cfg(test)]

@@ -35,7 +35,8 @@ pub struct Entry {
 /// A stream of entries; [`tar::TarReader`] is one, the shell's directory walker another.
 pub trait EntrySource {
     fn next_entry(&mut self) -> Result<Option<Entry>, LayerError>;
-    /// Reads the current entry's content, at most `max` bytes (callers check size first).
+    /// Reads the current entry's content, at most `max` bytes (callers check size first);
+    /// a further call goes on where the last one stopped, and returns nothing at the end.
     fn read_data(&mut self, max: u64) -> Result<Vec<u8>, LayerError>;
 }
 

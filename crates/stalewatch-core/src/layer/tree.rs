@@ -80,6 +80,23 @@ pub struct LayerDelta {
     pub stats: LayerStats,
 }
 
+/// Given a file's path and size, reads its content chunk by chunk if it cares to (each call:
+/// the next chunk, at most the given size; empty at the end) and returns what to keep of it,
+/// if anything: a small summary that a cataloger reads later (a Go binary's build
+/// information, a Java archive's coordinates), never the file itself.
+pub type Summarizer = dyn Fn(
+    &str,
+    u64,
+    &mut dyn FnMut(u64) -> Result<Vec<u8>, LayerError>,
+) -> Result<Option<Vec<u8>>, LayerError>;
+
+/// Which unwanted files are worth a look for a summary: by size, then by content.
+pub struct BinaryProbe<'a> {
+    pub min_bytes: u64,
+    pub max_bytes: u64,
+    pub summarize: &'a Summarizer,
+}
+
 impl LayerDelta {
     /// Reads a layer stream. `wants` picks the files to keep; `relevant` the paths whose
     /// shadowing of lower layers matters (a cache keeps it small: ancestors of wanted paths;
@@ -87,6 +104,19 @@ impl LayerDelta {
     pub fn read(
         src: &mut dyn EntrySource,
         wants: &dyn Fn(&str) -> bool,
+        relevant: &dyn Fn(&str) -> bool,
+        limits: &Limits,
+        layer: &str,
+        diag: &mut Diagnostics,
+    ) -> Result<LayerDelta, LayerError> {
+        Self::read_with(src, wants, None, relevant, limits, layer, diag)
+    }
+
+    /// [`LayerDelta::read`], also keeping the summaries `binaries` makes of other files.
+    pub fn read_with(
+        src: &mut dyn EntrySource,
+        wants: &dyn Fn(&str) -> bool,
+        binaries: Option<&BinaryProbe>,
         relevant: &dyn Fn(&str) -> bool,
         limits: &Limits,
         layer: &str,
@@ -183,6 +213,26 @@ impl LayerDelta {
                         format!("target {:?} not kept", entry.link),
                     ),
                 },
+                EntryKind::File
+                    if binaries.is_some_and(|b| (b.min_bytes..=b.max_bytes).contains(&entry.size)) =>
+                {
+                    let probe = binaries.expect("checked");
+                    let mut read = |max: u64| src.read_data(max);
+                    match (probe.summarize)(&p, entry.size, &mut read)? {
+                        Some(summary) if kept_bytes + summary.len() as u64 <= limits.max_kept_bytes => {
+                            kept_bytes += summary.len() as u64;
+                            d.stats.kept_files += 1;
+                            d.hide_subtrees.push(p.clone());
+                            d.nodes.insert(p, Node::File(summary));
+                        }
+                        _ => {
+                            if relevant(&p) {
+                                d.hide_nodes.push(p.clone());
+                                d.hide_subtrees.push(p);
+                            }
+                        }
+                    }
+                }
                 _ => {
                     // An unwanted file, device or fifo hides what lay below at its path.
                     if relevant(&p) {
@@ -265,10 +315,23 @@ impl FileTree {
         layer: &str,
         diag: &mut Diagnostics,
     ) -> Result<LayerStats, LayerError> {
+        self.apply_layer_with(src, wants, None, limits, layer, diag)
+    }
+
+    /// [`FileTree::apply_layer`], also keeping the summaries `binaries` makes of other files.
+    pub fn apply_layer_with(
+        &mut self,
+        src: &mut dyn EntrySource,
+        wants: &dyn Fn(&str) -> bool,
+        binaries: Option<&BinaryProbe>,
+        limits: &Limits,
+        layer: &str,
+        diag: &mut Diagnostics,
+    ) -> Result<LayerStats, LayerError> {
         // Applied directly, only paths where a lower layer has something can be shadowed.
         let lower = &*self;
         let shadows = |p: &str| lower.nodes.contains_key(p) || lower.has_descendants(p);
-        let delta = LayerDelta::read(src, wants, &shadows, limits, layer, diag)?;
+        let delta = LayerDelta::read_with(src, wants, binaries, &shadows, limits, layer, diag)?;
         self.apply(&delta, limits, layer, diag);
         Ok(delta.stats)
     }

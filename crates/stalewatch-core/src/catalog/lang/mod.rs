@@ -7,6 +7,8 @@ pub mod cargo;
 pub mod composer;
 pub mod dotnet;
 pub mod gem;
+pub mod golang;
+pub mod java;
 pub mod npm;
 pub mod python;
 
@@ -30,6 +32,10 @@ pub enum Manifest {
     ComposerInstalled,
     Gemspec,
     DotnetDeps,
+    /// A Go executable's build information (a summary node, see `golang`).
+    GoBinary,
+    /// A Java archive's packages (a summary node, see `java`).
+    JavaArchive,
 }
 
 impl Manifest {
@@ -42,6 +48,8 @@ impl Manifest {
             Manifest::ComposerInstalled => "Packagist",
             Manifest::Gemspec => "RubyGems",
             Manifest::DotnetDeps => "NuGet",
+            Manifest::GoBinary => "Go",
+            Manifest::JavaArchive => "Maven",
         }
     }
 
@@ -54,6 +62,8 @@ impl Manifest {
             Manifest::ComposerInstalled => "composer",
             Manifest::Gemspec => "gem",
             Manifest::DotnetDeps => "nuget",
+            Manifest::GoBinary => "golang",
+            Manifest::JavaArchive => "maven",
         }
     }
 }
@@ -84,6 +94,27 @@ pub fn manifest(path: &str) -> Option<Manifest> {
     None
 }
 
+/// What the layer readers run on files no cataloger wants by path: Go executables' build
+/// information is kept as a small summary.
+pub const BINARIES: crate::layer::tree::BinaryProbe<'static> = crate::layer::tree::BinaryProbe {
+    min_bytes: 1,
+    max_bytes: golang::MAX_BINARY_BYTES,
+    summarize: &summarize_file,
+};
+
+/// Java archives by name, then Go executables by content (size first: most files cost nothing).
+fn summarize_file(
+    path: &str,
+    size: u64,
+    read: &mut dyn FnMut(u64) -> Result<Vec<u8>, crate::layer::LayerError>,
+) -> Result<Option<Vec<u8>>, crate::layer::LayerError> {
+    if java::is_archive(path) {
+        // Over the cap it stops reading and says so in the summary.
+        return java::summarize(path, read);
+    }
+    golang::summarize(size, read)
+}
+
 /// Whether a path is a language manifest the catalogers read.
 pub fn wants(path: &str) -> bool {
     manifest(path).is_some()
@@ -99,6 +130,11 @@ pub fn parse(kind: Manifest, bytes: &[u8]) -> Result<Vec<LangPackage>, String> {
         Manifest::ComposerInstalled => composer::parse_installed(bytes),
         Manifest::Gemspec => gem::parse_gemspec(bytes),
         Manifest::DotnetDeps => dotnet::parse_deps(bytes),
+        Manifest::GoBinary => golang::parse_summary(bytes),
+        Manifest::JavaArchive => match java::parse_summary(bytes) {
+            (_, Some(e)) => Err(e),
+            (found, None) => Ok(found.into_iter().map(|(p, _)| p).collect()),
+        },
     }
 }
 
@@ -125,6 +161,16 @@ pub fn purl(kind: Manifest, p: &LangPackage) -> String {
             Some((vendor, n)) => (Some(vendor), n),
             None => (None, p.name.as_str()),
         },
+        // Maven: `group:artifact`.
+        Manifest::JavaArchive => match p.name.split_once(':') {
+            Some((g, a)) => (Some(g), a),
+            None => (None, p.name.as_str()),
+        },
+        // A module path: its last element is the name, the rest the namespace.
+        Manifest::GoBinary => match p.name.rsplit_once('/') {
+            Some((ns, n)) => (Some(ns), n),
+            None => (None, p.name.as_str()),
+        },
         _ => (None, p.name.as_str()),
     };
     let name = if kind == Manifest::PythonMetadata {
@@ -132,13 +178,10 @@ pub fn purl(kind: Manifest, p: &LangPackage) -> String {
     } else {
         name.to_string()
     };
+    // Namespace segments are encoded one by one: their `/` stay.
+    let ns = ns.map(|ns| ns.split('/').map(purl_encode).collect::<Vec<_>>().join("/"));
     match ns {
-        Some(ns) => format!(
-            "pkg:{ty}/{}/{}@{}",
-            purl_encode(ns),
-            purl_encode(&name),
-            purl_encode(&p.version)
-        ),
+        Some(ns) => format!("pkg:{ty}/{ns}/{}@{}", purl_encode(&name), purl_encode(&p.version)),
         None => format!("pkg:{ty}/{}@{}", purl_encode(&name), purl_encode(&p.version)),
     }
 }
@@ -153,7 +196,12 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> (Vec<Package>, Vec<St
     let mut packages = Vec::new();
     let mut manifests = Vec::new();
     for (path, bytes) in tree.files() {
-        let Some(kind) = manifest(path) else { continue };
+        let kind = match manifest(path) {
+            Some(k) => k,
+            None if bytes.starts_with(golang::MARKER) => Manifest::GoBinary,
+            None if bytes.starts_with(java::MARKER) => Manifest::JavaArchive,
+            None => continue,
+        };
         if kind == Manifest::NpmLock {
             let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
             let modules = if dir.is_empty() {
@@ -176,26 +224,41 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> (Vec<Package>, Vec<St
             );
             continue;
         }
-        match parse(kind, bytes) {
-            Ok(found) => {
-                if found.is_empty() {
+        // (package, the archive inside this file it came from: Java's nested jars).
+        let located: Vec<(LangPackage, String)> = if kind == Manifest::JavaArchive {
+            let (found, error) = java::parse_summary(bytes);
+            if let Some(e) = error {
+                diag.skip("malformed_manifest", path, e);
+            }
+            found
+        } else {
+            match parse(kind, bytes) {
+                Ok(found) => found.into_iter().map(|p| (p, String::new())).collect(),
+                Err(reason) => {
+                    diag.skip("malformed_manifest", path, reason);
                     continue;
                 }
-                manifests.push(path.to_string());
-                for p in found {
-                    packages.push(Package {
-                        ecosystem: kind.ecosystem().to_string(),
-                        purl: purl(kind, &p),
-                        source_name: normalize_name(kind.ecosystem(), &p.name),
-                        source_version: p.version.clone(),
-                        name: p.name,
-                        version: p.version,
-                        path: path.to_string(),
-                        arch: String::new(),
-                    });
-                }
             }
-            Err(reason) => diag.skip("malformed_manifest", path, reason),
+        };
+        if located.is_empty() {
+            continue;
+        }
+        manifests.push(path.to_string());
+        for (p, inner) in located {
+            packages.push(Package {
+                ecosystem: kind.ecosystem().to_string(),
+                purl: purl(kind, &p),
+                source_name: normalize_name(kind.ecosystem(), &p.name),
+                source_version: p.version.clone(),
+                name: p.name,
+                version: p.version,
+                path: if inner.is_empty() {
+                    path.to_string()
+                } else {
+                    format!("{path}!/{inner}")
+                },
+                arch: String::new(),
+            });
         }
     }
     (packages, manifests)
@@ -277,6 +340,14 @@ mod tests {
         assert_eq!(
             purl(Manifest::CargoLock, &p("serde", "1.0.200")),
             "pkg:cargo/serde@1.0.200"
+        );
+        assert_eq!(
+            purl(Manifest::GoBinary, &p("golang.org/x/text", "v0.3.2")),
+            "pkg:golang/golang.org/x/text@v0.3.2"
+        );
+        assert_eq!(
+            purl(Manifest::GoBinary, &p("stdlib", "1.19.8")),
+            "pkg:golang/stdlib@1.19.8"
         );
     }
 

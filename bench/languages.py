@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Language cataloging benchmark: stalewatch vs syft on the same large node_modules tree
+(and the pip and cargo manifests beside it), same run, same machine.
+
+Builds the tree with the real npm (`npm install --ignore-scripts` of a set of big packages),
+then runs each tool N times on it and reports the best wall time and peak RSS of each, and
+their ratios. The scanners see the same directory: `stalewatch scan rootfs:DIR --format json`
+and `syft dir:DIR -o json`.
+"""
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import tempfile
+import time
+
+PACKAGES = ["webpack@5.94.0", "jest@29.7.0", "eslint@8.57.0", "typescript@5.4.5",
+            "@babel/core@7.24.5", "@babel/preset-env@7.24.5", "react-scripts@5.0.1",
+            "express@4.19.2", "lodash@4.17.21", "next@14.2.3"]
+
+
+def measure(cmd, env=None):
+    """(wall seconds, peak RSS MiB, stdout) of one run."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as out:
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, env=env)
+        _, status, usage = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) not in (0, 1):
+            raise SystemExit(f"{cmd[0]} failed: {status}")
+        out.seek(0)
+        return wall, usage.ru_maxrss / 1024, out.read()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--stalewatch", default="target/release/stalewatch")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--keep", help="reuse/keep the tree in this directory")
+    a = ap.parse_args()
+    work = a.keep or tempfile.mkdtemp(prefix="stalewatch-langbench-")
+    root = os.path.join(work, "root")
+    app = os.path.join(root, "srv/app")
+    if not os.path.isdir(os.path.join(app, "node_modules")):
+        os.makedirs(app, exist_ok=True)
+        with open(os.path.join(app, "package.json"), "w") as f:
+            json.dump({"name": "bench-app", "version": "1.0.0", "private": True}, f)
+        subprocess.run(["npm", "install", "--ignore-scripts", "--no-audit", "--no-fund", "--silent",
+                        "--legacy-peer-deps", *PACKAGES], cwd=app, check=True)
+    manifests = sum(1 for d, _, fs in os.walk(os.path.join(app, "node_modules")) for f in fs if f == "package.json")
+    files = sum(len(fs) for _, _, fs in os.walk(root))
+    db = os.path.join(work, "db")
+    if not os.path.isdir(db):
+        subprocess.run([a.stalewatch, "db", "update", "--advisory-source",
+                        os.path.abspath(os.path.join(os.path.dirname(__file__), "../../shared/data/osv")),
+                        "--db-dir", db, "--ecosystem", "npm"], check=True, capture_output=True)
+    env = dict(os.environ, SYFT_CHECK_FOR_APP_UPDATE="false")
+    ours = [measure([a.stalewatch, "scan", f"rootfs:{root}", "--db-dir", db, "--format", "json"]) for _ in range(a.runs)]
+    theirs = [measure(["syft", f"dir:{root}", "-o", "json", "-q"], env) for _ in range(a.runs)]
+    n_ours = len(json.loads(ours[0][2])["packages"])
+    n_theirs = len(json.loads(theirs[0][2])["artifacts"])
+    t_o, t_t = min(r[0] for r in ours), min(r[0] for r in theirs)
+    m_o, m_t = min(r[1] for r in ours), min(r[1] for r in theirs)
+    syft_version = subprocess.run(["syft", "version"], capture_output=True, text=True, env=env).stdout.split("\n")[1].split()[-1]
+    print(f"\n## Language cataloging: a node_modules tree of {manifests} package.json files ({files} files in all)\n")
+    print(f"| tool | wall time (best of {a.runs}) | peak RSS | packages |")
+    print("|---|---:|---:|---:|")
+    print(f"| stalewatch scan rootfs: (catalog + match against the npm index) | {t_o:.3f} s | {m_o:.1f} MiB | {n_ours} |")
+    print(f"| syft {syft_version} dir: (catalog only) | {t_t:.3f} s | {m_t:.1f} MiB | {n_theirs} |")
+    print(f"| ratio syft / stalewatch | {t_t / t_o:.1f}× | {m_t / m_o:.1f}× | |")
+    if not a.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
