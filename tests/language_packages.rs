@@ -373,6 +373,26 @@ fn java_archives_from_debian_and_a_fat_jar_inside_them() {
             "srv/app.jar!/BOOT-INF/lib/log4j-core-2.19.0.jar"
         ])
     );
+
+    // Against a source without Maven (the shared mirror): listed, not matched, and said so.
+    let bare = tmp.path().join("db-no-maven");
+    shared_db(&bare, &["Maven"]);
+    let (r, packages) = scan_packages(&root, &bare);
+    assert!(packages.len() >= jars.len() + 2);
+    assert!(r["findings"].as_array().unwrap().is_empty());
+    let note = r["unreadable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["reason"] == "no_advisory_feed")
+        .expect("the report says Maven was not matched");
+    assert!(
+        note["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("Maven is not on the advisory source"),
+        "{note}"
+    );
 }
 
 #[test]

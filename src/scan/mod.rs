@@ -133,9 +133,26 @@ pub fn run(
     db_dir: &Path,
     now: i64,
 ) -> anyhow::Result<Report> {
-    let (inv, unreadable) = inventory(target, ctrd)?;
+    let (inv, mut unreadable) = inventory(target, ctrd)?;
     let store = Store::new(db_dir);
-    let needed = needed_ecosystems(&inv);
+    let mut needed = needed_ecosystems(&inv);
+    // An ecosystem the last update found absent from the advisory source has nothing to
+    // match against: its packages are listed, and the report says they were not matched.
+    let state = store.state().unwrap_or_default();
+    let absent_upstream =
+        |e: &String| !store.has_index(e) && state.ecosystems.get(e).is_some_and(|s| s.missing);
+    for e in needed.iter().filter(|e| absent_upstream(e)) {
+        let n = inv
+            .packages
+            .iter()
+            .filter(|p| p.ecosystem.split(':').next() == Some(e.as_str()))
+            .count();
+        unreadable.push(note(
+            "no_advisory_feed",
+            &format!("{e} is not on the advisory source: its {n} packages are listed, not matched"),
+        ));
+    }
+    needed.retain(|e| !absent_upstream(e));
     let missing: Vec<&String> = needed.iter().filter(|e| !store.has_index(e)).collect();
     if !missing.is_empty() {
         bail!(
