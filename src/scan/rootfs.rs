@@ -61,7 +61,8 @@ impl EntrySource for Walker<'_> {
             let Ok(item) = item else { continue };
             let rel = path::join(&rel_dir, &item.file_name().to_string_lossy());
             let full = item.path();
-            let Ok(meta) = fs::symlink_metadata(&full) else {
+            // Relative to the open directory (fstatat): no full path walk per entry.
+            let Ok(meta) = item.metadata() else {
                 continue;
             };
             let ft = meta.file_type();
@@ -109,6 +110,23 @@ impl EntrySource for Walker<'_> {
             .read_to_end(&mut buf)
             .map_err(|e| LayerError::Io(format!("{}: {e}", p.display())))?;
         Ok(buf)
+    }
+
+    fn skip_data(&mut self, n: u64) -> Result<u64, LayerError> {
+        use std::io::{Seek, SeekFrom};
+        let Some(p) = &self.current else {
+            return Ok(0);
+        };
+        if self.open.is_none() {
+            self.open = Some(fs::File::open(p).map_err(|e| LayerError::Io(format!("{}: {e}", p.display())))?);
+        }
+        let f = self.open.as_mut().expect("opened above");
+        let io = |e: std::io::Error| LayerError::Io(format!("{}: {e}", p.display()));
+        let len = f.metadata().map_err(io)?.len();
+        let at = f.stream_position().map_err(io)?;
+        let n = n.min(len.saturating_sub(at));
+        f.seek(SeekFrom::Current(n as i64)).map_err(io)?;
+        Ok(n)
     }
 }
 

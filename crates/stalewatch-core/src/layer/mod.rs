@@ -38,6 +38,19 @@ pub trait EntrySource {
     /// Reads the current entry's content, at most `max` bytes (callers check size first);
     /// a further call goes on where the last one stopped, and returns nothing at the end.
     fn read_data(&mut self, max: u64) -> Result<Vec<u8>, LayerError>;
+    /// Skips up to `n` bytes of the current entry's content; returns how many were skipped
+    /// (fewer at its end). Sources that can seek override this.
+    fn skip_data(&mut self, n: u64) -> Result<u64, LayerError> {
+        let mut left = n;
+        while left > 0 {
+            let got = self.read_data(left.min(1 << 20))?.len() as u64;
+            if got == 0 {
+                break;
+            }
+            left -= got;
+        }
+        Ok(n - left)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -80,15 +80,11 @@ pub struct LayerDelta {
     pub stats: LayerStats,
 }
 
-/// Given a file's path and size, reads its content chunk by chunk if it cares to (each call:
-/// the next chunk, at most the given size; empty at the end) and returns what to keep of it,
-/// if anything: a small summary that a cataloger reads later (a Go binary's build
-/// information, a Java archive's coordinates), never the file itself.
-pub type Summarizer = dyn Fn(
-    &str,
-    u64,
-    &mut dyn FnMut(u64) -> Result<Vec<u8>, LayerError>,
-) -> Result<Option<Vec<u8>>, LayerError>;
+/// Given a file's path and size, reads as much of its content from the source as it cares to
+/// (`read_data`, `skip_data` of the current entry) and returns what to keep of it, if
+/// anything: a small summary that a cataloger reads later (a Go binary's build information, a
+/// Java archive's coordinates), never the file itself.
+pub type Summarizer = dyn Fn(&str, u64, &mut dyn EntrySource) -> Result<Option<Vec<u8>>, LayerError>;
 
 /// Which unwanted files are worth a look for a summary: by size, then by content.
 pub struct BinaryProbe<'a> {
@@ -217,8 +213,7 @@ impl LayerDelta {
                     if binaries.is_some_and(|b| (b.min_bytes..=b.max_bytes).contains(&entry.size)) =>
                 {
                     let probe = binaries.expect("checked");
-                    let mut read = |max: u64| src.read_data(max);
-                    match (probe.summarize)(&p, entry.size, &mut read)? {
+                    match (probe.summarize)(&p, entry.size, &mut *src)? {
                         Some(summary) if kept_bytes + summary.len() as u64 <= limits.max_kept_bytes => {
                             kept_bytes += summary.len() as u64;
                             d.stats.kept_files += 1;

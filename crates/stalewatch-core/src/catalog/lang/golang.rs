@@ -1,71 +1,138 @@
 //! Go binaries: the build information the Go toolchain (1.18 and later) embeds in every
 //! executable — the toolchain version (as package `stdlib`), the main module and each
 //! dependency with its version and replacement. It sits behind the `\xff Go buildinf:` magic,
-//! which survives stripping, so it is found by scanning the file as the layer streams, never
-//! by loading the binary: [`summarize`] keeps a few KiB (a summary node in the tree, behind
+//! which survives stripping, at the start of the writable data segment: the ELF program
+//! headers say where, and only that window is read, never the whole binary: [`summarize`] keeps a few KiB (a summary node in the tree, behind
 //! [`MARKER`]) and [`parse_summary`] reads packages from it.
 
 use super::LangPackage;
-use crate::layer::LayerError;
+use crate::layer::{EntrySource, LayerError};
 
 /// What a summary node of the tree starts with (no manifest starts with a NUL byte).
 pub const MARKER: &[u8] = b"\0stalewatch:go-buildinfo\n";
 const MAGIC: &[u8] = b"\xff Go buildinf:";
-/// The build info read after the magic: the header (32 bytes) and two strings.
+/// At most this much is read after the magic: the header (32 bytes) and two strings.
 const CAPTURE: usize = 1 << 20;
 /// Files smaller than this are not Go executables (the smallest is over 1 MiB).
 pub const MIN_BINARY_BYTES: u64 = 512 << 10;
 /// Larger files are not scanned.
 pub const MAX_BINARY_BYTES: u64 = 1 << 30;
-const CHUNK: u64 = 1 << 20;
 
-/// Reads an ELF file's content through `read` (each call returns the next chunk of at most
-/// the given size; an empty chunk is the end) and returns its Go build-info summary, if it
-/// has one. Non-ELF files cost one 4-byte read.
-pub fn summarize(
-    size: u64,
-    read: &mut dyn FnMut(u64) -> Result<Vec<u8>, LayerError>,
-) -> Result<Option<Vec<u8>>, LayerError> {
+/// Where the build info can be: the first 64 KiB of the first writable loadable segment
+/// (the Go linker puts `.go.buildinfo` at its start; `go version` looks there too).
+const SEGMENT_WINDOW: u64 = 64 << 10;
+
+/// Reads an ELF file's content from `src` (the current entry) and returns its Go build-info
+/// summary, if it has one. A non-ELF file costs one 64-byte read; an ELF file, its headers
+/// and one window of its data segment (what lies before it is skipped: seeked over in a
+/// directory, streamed past in a layer).
+pub fn summarize(size: u64, src: &mut dyn EntrySource) -> Result<Option<Vec<u8>>, LayerError> {
     if !(MIN_BINARY_BYTES..=MAX_BINARY_BYTES).contains(&size) {
         return Ok(None);
     }
-    let head = read(4)?;
-    if head != b"\x7fELF" {
+    let head = src.read_data(64)?;
+    if head.len() < 64 || &head[..4] != b"\x7fELF" {
         return Ok(None);
     }
-    // `window` holds the tail of the previous chunk (a magic may straddle two chunks).
-    let mut window: Vec<u8> = Vec::new();
-    loop {
-        let chunk = read(CHUNK)?;
-        if chunk.is_empty() {
-            return Ok(None);
-        }
-        window.extend_from_slice(&chunk);
-        if let Some(at) = find(&window, MAGIC) {
-            let mut info = window.split_off(at);
-            while info.len() < CAPTURE {
-                let more = read((CAPTURE - info.len()) as u64)?;
-                if more.is_empty() {
-                    break;
-                }
-                info.extend_from_slice(&more);
-            }
-            info.truncate(CAPTURE);
-            let Some(len) = info_len(&info) else {
-                return Ok(None);
-            };
-            info.truncate(len);
-            let mut out = MARKER.to_vec();
-            out.extend_from_slice(&info);
-            return Ok(Some(out));
-        }
-        let keep = window.len().saturating_sub(MAGIC.len() - 1);
-        window.drain(..keep);
+    let mut pos = head.len() as u64;
+    let segment = match writable_segment(&head, src, &mut pos)? {
+        Some(s) => s,
+        None => return Ok(None),
+    };
+    if segment.0 < pos {
+        return Ok(None);
     }
+    if src.skip_data(segment.0 - pos)? < segment.0 - pos {
+        return Ok(None); // the segment lies past the end of the file
+    }
+    let window = src.read_data(segment.1.min(SEGMENT_WINDOW))?;
+    let Some(at) = memchr::memmem::find(&window, MAGIC) else {
+        return Ok(None);
+    };
+    let mut info = window[at..].to_vec();
+    while info.len() < CAPTURE {
+        let more = src.read_data((CAPTURE - info.len()) as u64)?;
+        if more.is_empty() {
+            break;
+        }
+        info.extend_from_slice(&more);
+        // The strings are short: stop as soon as both are complete.
+        if info_len(&info).is_some() {
+            break;
+        }
+    }
+    let Some(len) = info_len(&info) else {
+        return Ok(None);
+    };
+    info.truncate(len);
+    let mut out = MARKER.to_vec();
+    out.extend_from_slice(&info);
+    Ok(Some(out))
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// (file offset, file size) of the first writable `PT_LOAD` segment, from the program
+/// headers (read from `src`, which is at `pos`).
+fn writable_segment(
+    head: &[u8],
+    src: &mut dyn EntrySource,
+    pos: &mut u64,
+) -> Result<Option<(u64, u64)>, LayerError> {
+    let wide = match head[4] {
+        1 => false,
+        2 => true,
+        _ => return Ok(None),
+    };
+    let big = head[5] == 2;
+    let u16_at = |b: &[u8], at: usize| -> u64 {
+        let x = [b[at], b[at + 1]];
+        u64::from(if big {
+            u16::from_be_bytes(x)
+        } else {
+            u16::from_le_bytes(x)
+        })
+    };
+    let u32_at = |b: &[u8], at: usize| -> u64 {
+        let x = [b[at], b[at + 1], b[at + 2], b[at + 3]];
+        u64::from(if big {
+            u32::from_be_bytes(x)
+        } else {
+            u32::from_le_bytes(x)
+        })
+    };
+    let u64_at = |b: &[u8], at: usize| -> u64 {
+        let mut x = [0u8; 8];
+        x.copy_from_slice(&b[at..at + 8]);
+        if big {
+            u64::from_be_bytes(x)
+        } else {
+            u64::from_le_bytes(x)
+        }
+    };
+    let (phoff, phentsize, phnum) = if wide {
+        (u64_at(head, 0x20), u16_at(head, 0x36), u16_at(head, 0x38))
+    } else {
+        (u32_at(head, 0x1c), u16_at(head, 0x2a), u16_at(head, 0x2c))
+    };
+    let need = phentsize.saturating_mul(phnum);
+    if phoff < *pos || need == 0 || need > 64 << 10 || phentsize < if wide { 56 } else { 32 } {
+        return Ok(None);
+    }
+    *pos += src.skip_data(phoff - *pos)?;
+    let table = src.read_data(need)?;
+    *pos += table.len() as u64;
+    for ph in table.chunks_exact(phentsize as usize) {
+        let (kind, flags, offset, filesz) = if wide {
+            (u32_at(ph, 0), u32_at(ph, 4), u64_at(ph, 8), u64_at(ph, 32))
+        } else {
+            (u32_at(ph, 0), u32_at(ph, 24), u32_at(ph, 4), u32_at(ph, 16))
+        };
+        const PT_LOAD: u64 = 1;
+        const PF_W: u64 = 2;
+        if kind == PT_LOAD && flags & PF_W != 0 && filesz > 0 {
+            return Ok(Some((offset, filesz)));
+        }
+    }
+    Ok(None)
 }
 
 fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
@@ -96,9 +163,11 @@ fn strings(info: &[u8]) -> Option<(&[u8], &[u8], usize)> {
     Some((two[0], two[1], at))
 }
 
-/// How much of the captured bytes the build info takes.
+/// How much of the captured bytes the build info takes (it always names a toolchain).
 fn info_len(info: &[u8]) -> Option<usize> {
-    strings(info).map(|(_, _, end)| end)
+    strings(info)
+        .filter(|(version, _, _)| version.starts_with(b"go"))
+        .map(|(_, _, end)| end)
 }
 
 /// Packages from a summary (what [`summarize`] kept): `stdlib` at the toolchain's version,
@@ -166,6 +235,7 @@ pub fn parse_summary(bytes: &[u8]) -> Result<Vec<LangPackage>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layer::Entry;
 
     /// A build-info blob as Go 1.18+ lays it out: header, then two varint-prefixed strings.
     fn blob(version: &str, modinfo: &[u8]) -> Vec<u8> {
@@ -198,31 +268,80 @@ mod tests {
         out
     }
 
-    fn chunks(data: Vec<u8>, size: usize) -> impl FnMut(u64) -> Result<Vec<u8>, LayerError> {
-        let mut at = 0;
-        move |max| {
-            let n = (max as usize).min(size).min(data.len() - at);
-            let c = data[at..at + n].to_vec();
-            at += n;
+    /// A little-endian ELF64 file: a text segment, then a writable one at `data_at` holding
+    /// `data` (`writable: false` makes both read-only).
+    fn elf(data_at: usize, data: &[u8], writable: bool) -> Vec<u8> {
+        let mut f = vec![0u8; 64];
+        f[..4].copy_from_slice(b"\x7fELF");
+        f[4] = 2;
+        f[5] = 1;
+        f[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        f[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        f[0x38..0x3a].copy_from_slice(&2u16.to_le_bytes());
+        for (flags, offset, size) in [
+            (5u32, 0u64, data_at as u64),
+            (if writable { 6 } else { 4 }, data_at as u64, data.len() as u64),
+        ] {
+            let mut ph = vec![0u8; 56];
+            ph[..4].copy_from_slice(&1u32.to_le_bytes());
+            ph[4..8].copy_from_slice(&flags.to_le_bytes());
+            ph[8..16].copy_from_slice(&offset.to_le_bytes());
+            ph[32..40].copy_from_slice(&size.to_le_bytes());
+            f.extend(ph);
+        }
+        f.resize(data_at, 0x90);
+        f.extend_from_slice(data);
+        f.resize(f.len().max(MIN_BINARY_BYTES as usize), 0);
+        f
+    }
+
+    /// One file as an entry source; counts what was read (skips are not reads).
+    struct Mem {
+        data: Vec<u8>,
+        at: usize,
+        read: usize,
+    }
+
+    impl EntrySource for Mem {
+        fn next_entry(&mut self) -> Result<Option<Entry>, LayerError> {
+            Ok(None)
+        }
+        fn read_data(&mut self, max: u64) -> Result<Vec<u8>, LayerError> {
+            let n = (max as usize).min(self.data.len() - self.at);
+            let c = self.data[self.at..self.at + n].to_vec();
+            self.at += n;
+            self.read += n;
             Ok(c)
+        }
+        fn skip_data(&mut self, n: u64) -> Result<u64, LayerError> {
+            let n = (n as usize).min(self.data.len() - self.at);
+            self.at += n;
+            Ok(n as u64)
         }
     }
 
+    fn summary_of(file: Vec<u8>) -> (Option<Vec<u8>>, usize) {
+        let size = file.len() as u64;
+        let mut src = Mem {
+            data: file,
+            at: 0,
+            read: 0,
+        };
+        let s = summarize(size, &mut src).unwrap();
+        (s, src.read)
+    }
+
     #[test]
-    fn summary_across_chunk_boundaries_and_replacements() {
+    fn build_info_at_the_data_segment_with_replacements() {
         let modinfo = framed(
             "path\texample.com/app\nmod\texample.com/app\t(devel)\t\ndep\tgolang.org/x/text\tv0.3.2\th1:x\ndep\tgithub.com/a/b\tv1.0.0\th1:y\n=>\tgithub.com/fork/b\tv1.0.1\th1:z\ndep\texample.com/local\tv0.0.0\t\n=>\t../local\t\t\nbuild\t-compiler=gc",
         );
-        let mut file = b"\x7fELF".to_vec();
-        file.resize(3_000_005, 7);
-        file.extend(blob("go1.19.8", &modinfo));
-        file.extend(vec![0u8; 1000]);
-        // Chunks of 1 MiB - 3 bytes: the magic straddles a boundary somewhere.
-        let mut read = chunks(file, (1 << 20) - 3);
-        let summary = summarize(MIN_BINARY_BYTES, &mut read)
-            .unwrap()
-            .expect("build info found");
-        assert!(summary.len() < 4096);
+        let mut data = blob("go1.19.8", &modinfo);
+        data.extend(vec![0u8; 100_000]);
+        // A text segment of 3 MB before it: skipped, not read.
+        let (summary, read) = summary_of(elf(3_000_000, &data, true));
+        let summary = summary.expect("build info found");
+        assert!(read < 200_000, "read {read} bytes");
         let got: Vec<String> = parse_summary(&summary)
             .unwrap()
             .into_iter()
@@ -240,18 +359,22 @@ mod tests {
 
     #[test]
     fn non_elf_and_elf_without_build_info() {
-        let mut read = chunks(b"#!/bin/sh\necho hi\n".to_vec(), 1 << 20);
-        assert_eq!(summarize(MIN_BINARY_BYTES, &mut read).unwrap(), None);
-        let mut elf = b"\x7fELF".to_vec();
-        elf.resize(2 << 20, 1);
-        let mut read = chunks(elf, 1 << 20);
-        assert_eq!(summarize(MIN_BINARY_BYTES, &mut read).unwrap(), None);
+        let mut script = b"#!/bin/sh\necho hi\n".to_vec();
+        script.resize(MIN_BINARY_BYTES as usize, b' ');
+        assert_eq!(summary_of(script).0, None);
+        // Writable segment without the magic; no writable segment at all.
+        assert_eq!(summary_of(elf(4096, &[1u8; 70_000], true)).0, None);
+        let modinfo = framed("mod\tx\tv1.0.0\t");
+        assert_eq!(summary_of(elf(4096, &blob("go1.22.0", &modinfo), false)).0, None);
         // A magic without valid strings after it (looks like Go, is not): no summary.
-        let mut fake = b"\x7fELF".to_vec();
-        fake.extend_from_slice(MAGIC);
+        let mut fake = MAGIC.to_vec();
         fake.extend_from_slice(&[8, 2, 0xff, 0xff]);
-        let mut read = chunks(fake, 1 << 20);
-        assert_eq!(summarize(MIN_BINARY_BYTES, &mut read).unwrap(), None);
+        assert_eq!(summary_of(elf(4096, &fake, true)).0, None);
+        // Headers that point nowhere sensible: no panic, no summary.
+        let mut broken = elf(4096, &[0u8; 10], true);
+        broken[0x38] = 0xff;
+        broken[0x36] = 1;
+        assert_eq!(summary_of(broken).0, None);
         assert!(parse_summary(b"garbage").is_err());
     }
 }

@@ -106,13 +106,13 @@ pub const BINARIES: crate::layer::tree::BinaryProbe<'static> = crate::layer::tre
 fn summarize_file(
     path: &str,
     size: u64,
-    read: &mut dyn FnMut(u64) -> Result<Vec<u8>, crate::layer::LayerError>,
+    src: &mut dyn crate::layer::EntrySource,
 ) -> Result<Option<Vec<u8>>, crate::layer::LayerError> {
     if java::is_archive(path) {
         // Over the cap it stops reading and says so in the summary.
-        return java::summarize(path, read);
+        return java::summarize(path, &mut |max| src.read_data(max));
     }
-    golang::summarize(size, read)
+    golang::summarize(size, src)
 }
 
 /// Whether a path is a language manifest the catalogers read.
