@@ -15,11 +15,16 @@ type Set = BTreeSet<(String, String, String)>;
 
 /// (vulnerabilities, informational) as (id, crate, version or kind).
 fn cargo_audit(lock: &Path) -> (Set, Set) {
+    audit_json(&["--file".as_ref(), lock.as_os_str()])
+}
+
+/// `cargo-audit audit … <what>` (a `--file <lock>`, or `bin <binary>`) as (vulnerabilities,
+/// informational).
+fn audit_json(what: &[&std::ffi::OsStr]) -> (Set, Set) {
     let out = Command::new("cargo-audit")
         .args(["audit", "--no-fetch", "--no-yanked", "--json", "--db"])
         .arg(shared_data().join("rustsec-advisory-db"))
-        .arg("--file")
-        .arg(lock)
+        .args(what)
         .output()
         .expect("run cargo-audit");
     // Exit 1 means "vulnerabilities found"; the JSON is on stdout either way.
@@ -136,4 +141,50 @@ fn findings_equal_cargo_audit_on_real_lockfiles() {
         informational >= 3,
         "only {informational} informational advisories across the locks"
     );
+}
+
+#[test]
+fn binaries_built_with_cargo_auditable_equal_cargo_audit_bin() {
+    for tool in ["cargo-audit", "cargo-auditable", "strip"] {
+        if !require(tool, "cargo-auditable parity") {
+            return;
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let bin = root.join("usr/local/bin/svc");
+    common::lang::auditable_binary(
+        tmp.path(),
+        &bin,
+        "smallvec = \"=1.6.0\"\nyaml-rust = \"=0.4.5\"\n",
+    );
+    let db = tmp.path().join("db");
+    shared_db(&db, &["crates.io"]);
+    let (_, packages) = common::lang::scan_packages(&root, &db);
+    for path in ["usr/local/bin/svc", "usr/local/bin/svc-stripped"] {
+        assert!(
+            packages.contains(&("crates.io".into(), "smallvec".into(), "1.6.0".into(), path.into())),
+            "smallvec not found in {path}: {packages:?}"
+        );
+    }
+    for path in [bin.clone(), root.join("usr/local/bin/svc-stripped")] {
+        let (audit_vulns, audit_info) = audit_json(&["bin".as_ref(), path.as_os_str()]);
+        let single = tmp.path().join("single");
+        let _ = std::fs::remove_dir_all(&single);
+        std::fs::create_dir_all(single.join("bin")).unwrap();
+        std::fs::copy(&path, single.join("bin/svc")).unwrap();
+        let (ours, our_info) = stalewatch_findings(&single, &db);
+        assert!(
+            !audit_vulns.is_empty(),
+            "cargo-audit found nothing in {}",
+            path.display()
+        );
+        assert_eq!(ours, audit_vulns, "vulnerabilities of {}", path.display());
+        assert_eq!(
+            our_info,
+            audit_info,
+            "informational advisories of {}",
+            path.display()
+        );
+    }
 }

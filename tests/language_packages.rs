@@ -227,7 +227,7 @@ fn a_running_container_s_language_packages_are_matched_from_containerd() {
     let root = unpack_alpine("3.20.3", tmp.path());
     go_binary(tmp.path(), &root.join("usr/local/bin/svc"), true);
     npm_install(&root, "srv/web", &["lodash@4.17.15"]);
-    let (_, archive) = umoci_archive(&root, tmp.path());
+    let (layout, archive) = umoci_archive(&root, tmp.path());
     lab.import(&archive, "example.org/polyglot");
     lab.run_container(
         "poly",
@@ -275,6 +275,34 @@ fn a_running_container_s_language_packages_are_matched_from_containerd() {
         paths.contains("usr/local/bin/svc") && paths.contains("lib/apk/db/installed"),
         "{paths:?}"
     );
+    // The one layer of the image brought every package, and each package says so.
+    let layer = first_layer(&layout);
+    let layers: BTreeSet<&str> = c["report"]["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["layer"].as_str().unwrap_or("none"))
+        .collect();
+    assert_eq!(layers, BTreeSet::from([layer.as_str()]));
+    // And the image's SBOM carries it as a property of each component.
+    let manifest = c["manifest_digest"].as_str().unwrap();
+    let (code, body) = common::agent::get(agent.findings_port, &format!("/v1/sbom/{manifest}"));
+    assert_eq!(code, 200);
+    if let Some(valid) = cyclonedx_schema_errors(&body, "polyglot SBOM") {
+        valid.unwrap_or_else(|e| panic!("not valid CycloneDX 1.5: {e}"));
+    }
+    let bom: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let svc = bom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["purl"] == "pkg:golang/golang.org/x/text@v0.3.2")
+        .expect("the Go module in the SBOM");
+    assert!(svc["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == "stalewatch:layer" && p["value"] == layer.as_str()));
 }
 
 #[test]
@@ -392,6 +420,122 @@ fn java_archives_from_debian_and_a_fat_jar_inside_them() {
             .unwrap()
             .starts_with("Maven is not on the advisory source"),
         "{note}"
+    );
+}
+
+#[test]
+fn ruby_gems_and_composer_packages_from_the_real_tools() {
+    for tool in ["gem", "composer", "apt-get", "dpkg-deb"] {
+        if !require(tool, "Ruby and PHP packages") {
+            return;
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    // Debian's ruby-rack (its gemspec under rubygems-integration), a gem RubyGems installed,
+    // and what Composer installed.
+    let rack = debian_debs("ruby-rack", &["ruby-rack"]);
+    let specs = rack.join("usr/share/rubygems-integration/all/specifications");
+    let spec = std::fs::read_dir(&specs)
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a rack gemspec")
+        .file_name();
+    let spec = spec.to_string_lossy().into_owned();
+    let rack_version = spec
+        .trim_start_matches("rack-")
+        .trim_end_matches(".gemspec")
+        .to_string();
+    let dst = root.join("usr/share/rubygems-integration/all/specifications");
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::copy(specs.join(&spec), dst.join(&spec)).unwrap();
+    gem_install(&root, tmp.path());
+    composer_install(&root, tmp.path());
+
+    let site = tmp.path().join("site");
+    write_osv_zip(
+        &site,
+        "Packagist",
+        &[(
+            "TEST-PACKAGIST-0001.json",
+            include_bytes!("fixtures/osv/TEST-PACKAGIST-0001.json"),
+        )],
+    );
+    write_osv_zip(
+        &site,
+        "RubyGems",
+        &[(
+            "TEST-RUBYGEMS-0001.json",
+            include_bytes!("fixtures/osv/TEST-RUBYGEMS-0001.json"),
+        )],
+    );
+    let db = tmp.path().join("db");
+    let out = stalewatch(&[
+        "db",
+        "update",
+        "--advisory-source",
+        site.to_str().unwrap(),
+        "--db-dir",
+        db.to_str().unwrap(),
+        "--ecosystem",
+        "Packagist",
+        "--ecosystem",
+        "RubyGems",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (r, packages) = scan_packages(&root, &db);
+    let want: BTreeSet<(String, String, String, String)> = [
+        (
+            "RubyGems",
+            "rack",
+            rack_version.as_str(),
+            format!("usr/share/rubygems-integration/all/specifications/{spec}"),
+        ),
+        (
+            "RubyGems",
+            "demo-tool",
+            "1.2.3",
+            "usr/local/bundle/specifications/demo-tool-1.2.3.gemspec".to_string(),
+        ),
+        (
+            "Packagist",
+            "monolog/monolog",
+            "2.9.1",
+            "var/www/vendor/composer/installed.json".to_string(),
+        ),
+        (
+            "Packagist",
+            "symfony/http-kernel",
+            "v6.4.1",
+            "var/www/vendor/composer/installed.json".to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(e, n, v, p)| (e.to_string(), n.to_string(), v.to_string(), p))
+    .collect();
+    assert_eq!(packages, want);
+    let purls: BTreeSet<&str> = r["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["purl"].as_str())
+        .collect();
+    assert!(
+        purls.contains("pkg:composer/monolog/monolog@2.9.1") && purls.contains("pkg:gem/demo-tool@1.2.3"),
+        "{purls:?}"
+    );
+    // Packagist's ordering reads `v6.4.1` as 6.4.1 (< 6.4.2); RubyGems' 1.2.3 < 1.2.10.
+    let ids = finding_ids(&r);
+    assert_eq!(
+        ids,
+        BTreeSet::from([
+            ("demo-tool".to_string(), "TEST-RUBYGEMS-0001".to_string()),
+            (
+                "symfony/http-kernel".to_string(),
+                "TEST-PACKAGIST-0001".to_string()
+            ),
+        ])
     );
 }
 

@@ -193,6 +193,7 @@ mod tests {
             purl: String::new(),
             path: "lib/apk/db/installed".into(),
             arch: "x86_64".into(),
+            layer: None,
         }
     }
 
@@ -258,6 +259,7 @@ mod tests {
             purl: "pkg:npm/lodash@4.17.15".into(),
             path: "app/node_modules/lodash/package.json".into(),
             arch: String::new(),
+            layer: None,
         });
         // A Go binary's module: a language package too, though its path is no manifest.
         image.packages.push(Package {
@@ -269,6 +271,7 @@ mod tests {
             purl: "pkg:golang/golang.org/x/text@v0.3.2".into(),
             path: "usr/local/bin/svc".into(),
             arch: String::new(),
+            layer: None,
         });
         // The live read sees OS databases only.
         let live = inv(vec![pkg("musl", "1.2.5-r0"), pkg("curl", "8.9.0-r0")]);

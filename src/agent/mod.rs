@@ -484,6 +484,8 @@ impl Engine {
             // Publish `pending` first: new containers appear at once, findings follow.
             self.publish();
             self.scan_images(&client, todo).await;
+            // Findings first: the runtime checks of new containers come after.
+            self.publish();
         }
         self.check_runtime().await;
         self.inventoried_once = true;

@@ -331,6 +331,7 @@ mod tests {
             purl: format!("pkg:apk/alpine/{name}@1.0-r0"),
             path: "lib/apk/db/installed".into(),
             arch: "x86_64".into(),
+            layer: None,
         }
     }
 

@@ -111,3 +111,77 @@ pub fn finding_ids(r: &serde_json::Value) -> BTreeSet<(String, String)> {
         })
         .collect()
 }
+
+/// `gem build` of a small gem `demo-tool` 1.2.3 and `gem install --local` of it into
+/// `<root>/usr/local/bundle` (RubyGems writes its specifications/*.gemspec).
+pub fn gem_install(root: &Path, work: &Path) {
+    let src = work.join("gemsrc");
+    std::fs::create_dir_all(src.join("lib")).unwrap();
+    std::fs::write(
+        src.join("demo.gemspec"),
+        "Gem::Specification.new do |s|\n  s.name = \"demo-tool\"\n  s.version = \"1.2.3\"\n  s.summary = \"demo\"\n  s.authors = [\"stalewatch tests\"]\n  s.files = [\"lib/demo.rb\"]\nend\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("lib/demo.rb"), "module Demo; end\n").unwrap();
+    run(Command::new("gem")
+        .args(["build", "-q", "demo.gemspec"])
+        .current_dir(&src));
+    run(Command::new("gem")
+        .args(["install", "--local", "--no-document", "--install-dir"])
+        .arg(root.join("usr/local/bundle"))
+        .arg(src.join("demo-tool-1.2.3.gem")));
+}
+
+/// `composer install` (offline: path repositories written here, packagist.org off) of
+/// monolog/monolog 2.9.1 and symfony/http-kernel v6.4.1 into `<root>/var/www`.
+pub fn composer_install(root: &Path, work: &Path) {
+    let pkgs = work.join("composer-pkgs");
+    for (dir, name, version) in [
+        ("monolog", "monolog/monolog", "2.9.1"),
+        ("http-kernel", "symfony/http-kernel", "v6.4.1"),
+    ] {
+        std::fs::create_dir_all(pkgs.join(dir)).unwrap();
+        std::fs::write(
+            pkgs.join(dir).join("composer.json"),
+            format!(r#"{{"name":"{name}","version":"{version}"}}"#),
+        )
+        .unwrap();
+    }
+    let app = root.join("var/www");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("composer.json"),
+        format!(
+            r#"{{"name":"acme/site","require":{{"monolog/monolog":"2.9.1","symfony/http-kernel":"v6.4.1"}},"repositories":[{{"packagist.org":false}},{{"type":"path","url":"{}/*","options":{{"symlink":false}}}}]}}"#,
+            pkgs.display()
+        ),
+    )
+    .unwrap();
+    run(Command::new("composer")
+        .args(["install", "--no-interaction", "--no-progress", "--quiet"])
+        .env("COMPOSER_HOME", work.join("composer-home"))
+        .current_dir(&app));
+}
+
+/// A Rust executable built by `cargo auditable build --release` depending on `deps`
+/// (Cargo.toml lines), copied to `out`, and a stripped copy beside it (`<out>-stripped`).
+pub fn auditable_binary(work: &Path, out: &Path, deps: &str) {
+    let krate = work.join("auditable-src");
+    std::fs::create_dir_all(krate.join("src")).unwrap();
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"svc\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n{deps}"
+        ),
+    )
+    .unwrap();
+    std::fs::write(krate.join("src/main.rs"), "fn main() { println!(\"svc\"); }\n").unwrap();
+    run(Command::new("cargo")
+        .args(["auditable", "build", "--release", "--quiet"])
+        .env("CARGO_TARGET_DIR", work.join("auditable-target"))
+        .current_dir(&krate));
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    std::fs::copy(work.join("auditable-target/release/svc"), out).unwrap();
+    let stripped = out.with_file_name(format!("{}-stripped", out.file_name().unwrap().to_string_lossy()));
+    run(Command::new("strip").arg("-o").arg(&stripped).arg(out));
+}

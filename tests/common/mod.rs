@@ -179,16 +179,16 @@ pub fn go_binary(work: &Path, out: &Path, strip: bool) -> String {
         .to_string()
 }
 
-/// Real jars from Debian packages (`apt-get download` of liblog4j2-java and
-/// libcommons-lang3-java, unpacked with dpkg-deb; cached under target/test-roots), copied
-/// into `root`'s usr/share/java. Returns the versioned jar file names.
-pub fn debian_jars(root: &Path) -> Vec<String> {
-    let cache = project().join("target/test-roots/debian-jars");
+/// Debian packages fetched with `apt-get download` and unpacked with dpkg-deb, cached under
+/// target/test-roots/debian-<name>; returns the directory they were unpacked into.
+pub fn debian_debs(name: &str, packages: &[&str]) -> PathBuf {
+    let cache = project().join(format!("target/test-roots/debian-{name}"));
     if !cache.join("done").exists() {
         let dl = cache.join("debs");
         std::fs::create_dir_all(&dl).unwrap();
         let out = Command::new("apt-get")
-            .args(["download", "liblog4j2-java", "libcommons-lang3-java"])
+            .arg("download")
+            .args(packages)
             .current_dir(&dl)
             .output()
             .expect("run apt-get download");
@@ -208,13 +208,17 @@ pub fn debian_jars(root: &Path) -> Vec<String> {
         }
         std::fs::write(cache.join("done"), "").unwrap();
     }
+    cache.join("x")
+}
+
+/// Real jars from Debian packages (liblog4j2-java, libcommons-lang3-java) copied into
+/// `root`'s usr/share/java, links as links. Returns the names of the real jar files.
+pub fn debian_jars(root: &Path) -> Vec<String> {
+    let x = debian_debs("jars", &["liblog4j2-java", "libcommons-lang3-java"]);
     let dst = root.join("usr/share/java");
     std::fs::create_dir_all(&dst).unwrap();
     let mut names = Vec::new();
-    for e in std::fs::read_dir(cache.join("x/usr/share/java"))
-        .unwrap()
-        .flatten()
-    {
+    for e in std::fs::read_dir(x.join("usr/share/java")).unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let meta = std::fs::symlink_metadata(e.path()).unwrap();
         if meta.file_type().is_symlink() {
@@ -226,6 +230,20 @@ pub fn debian_jars(root: &Path) -> Vec<String> {
     }
     names.sort();
     names
+}
+
+/// A report's packages without the `layer` each names (an unpacked root has none); every
+/// package must name one when `with_layers`.
+pub fn packages_without_layers(packages: &serde_json::Value, with_layers: bool) -> serde_json::Value {
+    let mut packages = packages.clone();
+    for p in packages.as_array_mut().unwrap() {
+        let layer = p.as_object_mut().unwrap().remove("layer");
+        let layer = layer.as_ref().and_then(|l| l.as_str()).unwrap_or_default();
+        if with_layers {
+            assert!(layer.starts_with("sha256:"), "{p} names no layer");
+        }
+    }
+    packages
 }
 
 /// A database directory holding empty indexes: for tests about reading, not matching.

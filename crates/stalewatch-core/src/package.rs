@@ -15,6 +15,11 @@ pub struct Package {
     pub path: String,
     #[serde(skip)]
     pub arch: String,
+    /// The image layer (its digest) that last wrote the file the package was found in: for a
+    /// language package, the layer that brought it; for an OS package, the last layer that
+    /// changed its database. Absent outside images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
 }
 
 /// Percent-encodes a purl component (the purl spec's reserved characters).

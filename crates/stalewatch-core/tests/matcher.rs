@@ -67,6 +67,7 @@ fn pkg(eco: &str, name: &str, version: &str, source: Option<(&str, &str)>) -> Pa
         purl: String::new(),
         path: "db".into(),
         arch: String::new(),
+        layer: None,
     }
 }
 

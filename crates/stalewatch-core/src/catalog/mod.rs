@@ -242,6 +242,7 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> Inventory {
                 source_version: p.source_version,
                 path: path.to_string(),
                 arch: p.arch,
+                layer: tree.origin(path).map(str::to_string),
             });
         }
     };

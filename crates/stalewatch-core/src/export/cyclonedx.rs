@@ -1,6 +1,6 @@
 //! CycloneDX 1.5 JSON: the scanned target as the BOM's subject, the OS as an
 //! `operating-system` component, every package as a `library` with its purl and where it was
-//! found (`stalewatch:path`, `stalewatch:ecosystem` properties), and the findings as
+//! found (`stalewatch:path`, `stalewatch:layer`, `stalewatch:ecosystem` properties), and the findings as
 //! `vulnerabilities` that reference the affected components.
 
 use serde_json::{json, Value};
@@ -76,6 +76,9 @@ pub fn bom(report: &Report, timestamp: &str) -> Value {
         let mut props = vec![json!({"name": "stalewatch:path", "value": p.path})];
         if !p.ecosystem.is_empty() {
             props.push(json!({"name": "stalewatch:ecosystem", "value": p.ecosystem}));
+        }
+        if let Some(l) = &p.layer {
+            props.push(json!({"name": "stalewatch:layer", "value": l}));
         }
         if p.source_name != p.name && !p.source_name.is_empty() {
             props.push(json!({"name": "stalewatch:source_name", "value": p.source_name}));
@@ -169,6 +172,7 @@ pub(crate) mod tests {
             purl: purl.into(),
             path: path.into(),
             arch: String::new(),
+            layer: None,
         };
         let inv = Inventory {
             os: Some(OsInfo {

@@ -55,6 +55,8 @@ pub enum ResolveError {
 #[derive(Debug, Default, Clone)]
 pub struct FileTree {
     nodes: BTreeMap<String, Node>,
+    /// The layer (its digest) each kept file came from, where layers are digests.
+    origins: BTreeMap<String, std::sync::Arc<str>>,
     kept_bytes: u64,
     symlinks: usize,
 }
@@ -358,6 +360,20 @@ impl FileTree {
         for (p, node) in &delta.nodes {
             self.insert(p, node.clone(), limits, layer, diag);
         }
+        // Where each file of this layer came from (image layers are named by digest).
+        if layer.starts_with("sha256:") {
+            let label: std::sync::Arc<str> = std::sync::Arc::from(layer);
+            for (p, node) in &delta.nodes {
+                if matches!(node, Node::File(_)) {
+                    self.origins.insert(p.clone(), label.clone());
+                }
+            }
+        }
+    }
+
+    /// The layer digest the file at `p` came from, if it came from an image layer.
+    pub fn origin(&self, p: &str) -> Option<&str> {
+        self.origins.get(p).map(|l| &**l)
     }
 
     fn insert(&mut self, p: &str, node: Node, limits: &Limits, layer: &str, diag: &mut Diagnostics) {

@@ -13,8 +13,9 @@ pub const MARKER: &[u8] = b"\0stalewatch:go-buildinfo\n";
 const MAGIC: &[u8] = b"\xff Go buildinf:";
 /// At most this much is read after the magic: the header (32 bytes) and two strings.
 const CAPTURE: usize = 1 << 20;
-/// Files smaller than this are not Go executables (the smallest is over 1 MiB).
-pub const MIN_BINARY_BYTES: u64 = 512 << 10;
+/// Smaller files are not looked into (a Go executable is over 1 MiB, a small Rust one a few
+/// hundred KiB).
+pub const MIN_BINARY_BYTES: u64 = 64 << 10;
 /// Larger files are not scanned.
 pub const MAX_BINARY_BYTES: u64 = 1 << 30;
 
@@ -22,10 +23,11 @@ pub const MAX_BINARY_BYTES: u64 = 1 << 30;
 /// (the Go linker puts `.go.buildinfo` at its start; `go version` looks there too).
 const SEGMENT_WINDOW: u64 = 64 << 10;
 
-/// Reads an ELF file's content from `src` (the current entry) and returns its Go build-info
-/// summary, if it has one. A non-ELF file costs one 64-byte read; an ELF file, its headers
-/// and one window of its data segment (what lies before it is skipped: seeked over in a
-/// directory, streamed past in a layer).
+/// Reads an ELF file's content from `src` (the current entry) and returns its summary: a Go
+/// executable's build info, else a cargo-auditable `.dep-v0` section (see `auditable`), if
+/// it has one. A non-ELF file costs one 64-byte read; an ELF file, its headers, one window of
+/// its data segment and its tail (what lies between is skipped: seeked over in a directory,
+/// streamed past in a layer).
 pub fn summarize(size: u64, src: &mut dyn EntrySource) -> Result<Option<Vec<u8>>, LayerError> {
     if !(MIN_BINARY_BYTES..=MAX_BINARY_BYTES).contains(&size) {
         return Ok(None);
@@ -35,31 +37,56 @@ pub fn summarize(size: u64, src: &mut dyn EntrySource) -> Result<Option<Vec<u8>>
         return Ok(None);
     }
     let mut pos = head.len() as u64;
-    let segment = match writable_segment(&head, src, &mut pos)? {
-        Some(s) => s,
-        None => return Ok(None),
+    let Some(layout) = program_headers(&head, src, &mut pos)? else {
+        return Ok(None);
     };
-    if segment.0 < pos {
+    if let Some(go) = build_info(layout.writable, src, &mut pos)? {
+        return Ok(Some(go));
+    }
+    // Only executables carry cargo-auditable data: shared libraries (no interpreter, not
+    // ET_EXEC) are not read to their end.
+    if !layout.executable {
         return Ok(None);
     }
-    if src.skip_data(segment.0 - pos)? < segment.0 - pos {
+    let start = size.saturating_sub(super::auditable::TAIL).max(pos);
+    if src.skip_data(start - pos)? < start - pos {
+        return Ok(None);
+    }
+    let tail = src.read_data(size - start)?;
+    Ok(super::auditable::dep_section(&head, &tail, start).map(|d| super::auditable::summary(&d)))
+}
+
+/// The Go build-info summary, read from the window at the start of the writable segment;
+/// `pos` follows what was consumed.
+fn build_info(
+    writable: Option<(u64, u64)>,
+    src: &mut dyn EntrySource,
+    pos: &mut u64,
+) -> Result<Option<Vec<u8>>, LayerError> {
+    let Some(segment) = writable else {
+        return Ok(None);
+    };
+    if segment.0 < *pos {
+        return Ok(None);
+    }
+    let skipped = src.skip_data(segment.0 - *pos)?;
+    *pos += skipped;
+    if *pos < segment.0 {
         return Ok(None); // the segment lies past the end of the file
     }
     let window = src.read_data(segment.1.min(SEGMENT_WINDOW))?;
+    *pos += window.len() as u64;
     let Some(at) = memchr::memmem::find(&window, MAGIC) else {
         return Ok(None);
     };
     let mut info = window[at..].to_vec();
-    while info.len() < CAPTURE {
+    while info_len(&info).is_none() && info.len() < CAPTURE {
         let more = src.read_data((CAPTURE - info.len()) as u64)?;
         if more.is_empty() {
             break;
         }
+        *pos += more.len() as u64;
         info.extend_from_slice(&more);
-        // The strings are short: stop as soon as both are complete.
-        if info_len(&info).is_some() {
-            break;
-        }
     }
     let Some(len) = info_len(&info) else {
         return Ok(None);
@@ -70,13 +97,20 @@ pub fn summarize(size: u64, src: &mut dyn EntrySource) -> Result<Option<Vec<u8>>
     Ok(Some(out))
 }
 
-/// (file offset, file size) of the first writable `PT_LOAD` segment, from the program
-/// headers (read from `src`, which is at `pos`).
-fn writable_segment(
+/// What the program headers say.
+struct Layout {
+    /// (file offset, file size) of the first writable `PT_LOAD` segment.
+    writable: Option<(u64, u64)>,
+    /// An executable (`ET_EXEC`, or a program interpreter), not a shared library.
+    executable: bool,
+}
+
+/// Reads the program headers (from `src`, which is at `pos`); `None` when they make no sense.
+fn program_headers(
     head: &[u8],
     src: &mut dyn EntrySource,
     pos: &mut u64,
-) -> Result<Option<(u64, u64)>, LayerError> {
+) -> Result<Option<Layout>, LayerError> {
     let wide = match head[4] {
         1 => false,
         2 => true,
@@ -120,6 +154,12 @@ fn writable_segment(
     *pos += src.skip_data(phoff - *pos)?;
     let table = src.read_data(need)?;
     *pos += table.len() as u64;
+    const ET_EXEC: u64 = 2;
+    const PT_INTERP: u64 = 3;
+    let mut layout = Layout {
+        writable: None,
+        executable: u16_at(head, 0x10) == ET_EXEC,
+    };
     for ph in table.chunks_exact(phentsize as usize) {
         let (kind, flags, offset, filesz) = if wide {
             (u32_at(ph, 0), u32_at(ph, 4), u64_at(ph, 8), u64_at(ph, 32))
@@ -128,11 +168,12 @@ fn writable_segment(
         };
         const PT_LOAD: u64 = 1;
         const PF_W: u64 = 2;
-        if kind == PT_LOAD && flags & PF_W != 0 && filesz > 0 {
-            return Ok(Some((offset, filesz)));
+        if kind == PT_LOAD && flags & PF_W != 0 && filesz > 0 && layout.writable.is_none() {
+            layout.writable = Some((offset, filesz));
         }
+        layout.executable |= kind == PT_INTERP;
     }
-    Ok(None)
+    Ok(Some(layout))
 }
 
 fn uvarint(b: &[u8]) -> Option<(u64, usize)> {

@@ -3,6 +3,7 @@
 //! (bytes in, packages out), bounded by the tree's file-size cap, and records the file it read
 //! the package from, so a user can find it.
 
+pub mod auditable;
 pub mod cargo;
 pub mod composer;
 pub mod dotnet;
@@ -34,6 +35,8 @@ pub enum Manifest {
     DotnetDeps,
     /// A Go executable's build information (a summary node, see `golang`).
     GoBinary,
+    /// A Rust executable's cargo-auditable dependencies (a summary node, see `auditable`).
+    RustBinary,
     /// A Java archive's packages (a summary node, see `java`).
     JavaArchive,
 }
@@ -49,6 +52,7 @@ impl Manifest {
             Manifest::Gemspec => "RubyGems",
             Manifest::DotnetDeps => "NuGet",
             Manifest::GoBinary => "Go",
+            Manifest::RustBinary => "crates.io",
             Manifest::JavaArchive => "Maven",
         }
     }
@@ -63,6 +67,7 @@ impl Manifest {
             Manifest::Gemspec => "gem",
             Manifest::DotnetDeps => "nuget",
             Manifest::GoBinary => "golang",
+            Manifest::RustBinary => "cargo",
             Manifest::JavaArchive => "maven",
         }
     }
@@ -131,6 +136,7 @@ pub fn parse(kind: Manifest, bytes: &[u8]) -> Result<Vec<LangPackage>, String> {
         Manifest::Gemspec => gem::parse_gemspec(bytes),
         Manifest::DotnetDeps => dotnet::parse_deps(bytes),
         Manifest::GoBinary => golang::parse_summary(bytes),
+        Manifest::RustBinary => auditable::parse_summary(bytes),
         Manifest::JavaArchive => match java::parse_summary(bytes) {
             (_, Some(e)) => Err(e),
             (found, None) => Ok(found.into_iter().map(|(p, _)| p).collect()),
@@ -200,6 +206,7 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> (Vec<Package>, Vec<St
             Some(k) => k,
             None if bytes.starts_with(golang::MARKER) => Manifest::GoBinary,
             None if bytes.starts_with(java::MARKER) => Manifest::JavaArchive,
+            None if bytes.starts_with(auditable::MARKER) => Manifest::RustBinary,
             None => continue,
         };
         if kind == Manifest::NpmLock {
@@ -258,6 +265,7 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> (Vec<Package>, Vec<St
                     format!("{path}!/{inner}")
                 },
                 arch: String::new(),
+                layer: tree.origin(path).map(str::to_string),
             });
         }
     }
