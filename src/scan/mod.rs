@@ -1,6 +1,7 @@
 //! `stalewatch scan TARGET`: read a filesystem or image into the core's file tree, catalog,
 //! match against the local advisory database, report.
 
+mod current_file;
 pub mod image;
 pub mod overlay;
 pub mod rootfs;

@@ -4,7 +4,6 @@
 //! so the same tree logic applies.
 
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -16,9 +15,7 @@ use stalewatch_core::layer::{
 pub struct LayerDir {
     stack: Vec<(String, fs::ReadDir)>,
     pending: Vec<Entry>,
-    current: Option<PathBuf>,
-    /// The current file, once opened: reads go on where the last one stopped.
-    open: Option<fs::File>,
+    current: super::current_file::CurrentFile,
     dev: u64,
 }
 
@@ -34,8 +31,7 @@ impl LayerDir {
         Ok(LayerDir {
             stack: vec![(String::new(), fs::read_dir(dir)?)],
             pending: Vec::new(),
-            current: None,
-            open: None,
+            current: Default::default(),
             dev: meta.dev(),
         })
     }
@@ -43,8 +39,7 @@ impl LayerDir {
 
 impl EntrySource for LayerDir {
     fn next_entry(&mut self) -> Result<Option<Entry>, LayerError> {
-        self.current = None;
-        self.open = None;
+        self.current.set(None);
         if let Some(e) = self.pending.pop() {
             return Ok(Some(e));
         }
@@ -104,7 +99,7 @@ impl EntrySource for LayerDir {
                 return Ok(Some(entry(EntryKind::Symlink, 0, target)));
             }
             if ft.is_file() {
-                self.current = Some(full);
+                self.current.set(Some(full));
                 return Ok(Some(entry(EntryKind::File, meta.len(), String::new())));
             }
             return Ok(Some(entry(EntryKind::Other, 0, String::new())));
@@ -112,35 +107,11 @@ impl EntrySource for LayerDir {
     }
 
     fn read_data(&mut self, max: u64) -> Result<Vec<u8>, LayerError> {
-        let Some(p) = &self.current else {
-            return Ok(Vec::new());
-        };
-        if self.open.is_none() {
-            self.open = Some(fs::File::open(p).map_err(|e| LayerError::Io(format!("{}: {e}", p.display())))?);
-        }
-        let f = self.open.as_mut().expect("opened above");
-        let mut buf = Vec::new();
-        f.take(max)
-            .read_to_end(&mut buf)
-            .map_err(|e| LayerError::Io(format!("{}: {e}", p.display())))?;
-        Ok(buf)
+        self.current.read(max)
     }
 
     fn skip_data(&mut self, n: u64) -> Result<u64, LayerError> {
-        use std::io::{Seek, SeekFrom};
-        let Some(p) = &self.current else {
-            return Ok(0);
-        };
-        if self.open.is_none() {
-            self.open = Some(fs::File::open(p).map_err(|e| LayerError::Io(format!("{}: {e}", p.display())))?);
-        }
-        let f = self.open.as_mut().expect("opened above");
-        let io = |e: std::io::Error| LayerError::Io(format!("{}: {e}", p.display()));
-        let len = f.metadata().map_err(io)?.len();
-        let at = f.stream_position().map_err(io)?;
-        let n = n.min(len.saturating_sub(at));
-        f.seek(SeekFrom::Current(n as i64)).map_err(io)?;
-        Ok(n)
+        self.current.skip(n)
     }
 }
 

@@ -6,8 +6,7 @@
 use anyhow::Context;
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use stalewatch_core::catalog;
 use stalewatch_core::layer::{
@@ -17,9 +16,7 @@ use stalewatch_core::layer::{
 pub struct Walker<'a> {
     /// Directories being listed, relative to the root.
     stack: Vec<(String, fs::ReadDir)>,
-    current: Option<PathBuf>,
-    /// The current file, once opened: reads go on where the last one stopped.
-    open: Option<fs::File>,
+    current: super::current_file::CurrentFile,
     root_dev: u64,
     descend: &'a dyn Fn(&str) -> bool,
 }
@@ -36,8 +33,7 @@ impl<'a> Walker<'a> {
         let rd = fs::read_dir(&dir).with_context(|| format!("list {}", dir.display()))?;
         Ok(Walker {
             stack: vec![(start.to_string(), rd)],
-            current: None,
-            open: None,
+            current: Default::default(),
             root_dev: meta.dev(),
             descend,
         })
@@ -47,8 +43,7 @@ impl<'a> Walker<'a> {
 impl EntrySource for Walker<'_> {
     fn next_entry(&mut self) -> Result<Option<Entry>, LayerError> {
         use std::os::unix::fs::MetadataExt;
-        self.current = None;
-        self.open = None;
+        self.current.set(None);
         loop {
             let Some((rel_dir, rd)) = self.stack.last_mut() else {
                 return Ok(None);
@@ -90,7 +85,7 @@ impl EntrySource for Walker<'_> {
                 return entry(EntryKind::Symlink, 0, target);
             }
             if ft.is_file() {
-                self.current = Some(full);
+                self.current.set(Some(full));
                 return entry(EntryKind::File, meta.len(), String::new());
             }
             return entry(EntryKind::Other, 0, String::new());
@@ -98,35 +93,11 @@ impl EntrySource for Walker<'_> {
     }
 
     fn read_data(&mut self, max: u64) -> Result<Vec<u8>, LayerError> {
-        let Some(p) = &self.current else {
-            return Ok(Vec::new());
-        };
-        if self.open.is_none() {
-            self.open = Some(fs::File::open(p).map_err(|e| LayerError::Io(format!("{}: {e}", p.display())))?);
-        }
-        let f = self.open.as_mut().expect("opened above");
-        let mut buf = Vec::new();
-        f.take(max)
-            .read_to_end(&mut buf)
-            .map_err(|e| LayerError::Io(format!("{}: {e}", p.display())))?;
-        Ok(buf)
+        self.current.read(max)
     }
 
     fn skip_data(&mut self, n: u64) -> Result<u64, LayerError> {
-        use std::io::{Seek, SeekFrom};
-        let Some(p) = &self.current else {
-            return Ok(0);
-        };
-        if self.open.is_none() {
-            self.open = Some(fs::File::open(p).map_err(|e| LayerError::Io(format!("{}: {e}", p.display())))?);
-        }
-        let f = self.open.as_mut().expect("opened above");
-        let io = |e: std::io::Error| LayerError::Io(format!("{}: {e}", p.display()));
-        let len = f.metadata().map_err(io)?.len();
-        let at = f.stream_position().map_err(io)?;
-        let n = n.min(len.saturating_sub(at));
-        f.seek(SeekFrom::Current(n as i64)).map_err(io)?;
-        Ok(n)
+        self.current.skip(n)
     }
 }
 
