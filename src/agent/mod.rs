@@ -152,8 +152,7 @@ impl Engine {
     }
 
     /// The ecosystems whose index is coming: configured, and not missing from the source.
-    fn awaited_ecosystems(&self) -> BTreeSet<String> {
-        let state = Store::new(&self.cfg.db_dir).state().unwrap_or_default();
+    fn awaited_ecosystems(&self, state: &crate::db::State) -> BTreeSet<String> {
         self.cfg
             .ecosystems
             .iter()
@@ -162,8 +161,7 @@ impl Engine {
             .collect()
     }
 
-    fn db_view(&self) -> snapshot::DbView {
-        let state = Store::new(&self.cfg.db_dir).state().unwrap_or_default();
+    fn db_view(state: &crate::db::State) -> snapshot::DbView {
         let last = state
             .ecosystems
             .values()
@@ -281,7 +279,9 @@ impl Engine {
 
     fn build_snapshot(&mut self) -> Snapshot {
         let now = clock::now_unix().unwrap_or(0);
-        let awaited = self.awaited_ecosystems();
+        // The advisory state file, read once per snapshot.
+        let db_state = Store::new(&self.cfg.db_dir).state().unwrap_or_default();
+        let awaited = self.awaited_ecosystems(&db_state);
         let mut first_seen_changed = false;
         let mut containers = Vec::new();
         let mut images: BTreeMap<(String, String), ImageView> = BTreeMap::new();
@@ -399,7 +399,7 @@ impl Engine {
             schema: "stalewatch/findings/v1",
             node: self.cfg.node_name.clone(),
             generated_at: clock::rfc3339(now),
-            advisory_db: self.db_view(),
+            advisory_db: Self::db_view(&db_state),
             containers,
             images: images.into_values().collect(),
             image_reports,
