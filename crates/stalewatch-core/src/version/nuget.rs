@@ -45,21 +45,7 @@ pub fn compare(a: &str, b: &str) -> Ordering {
             return c;
         }
     }
-    match (pa, pb) {
-        (None, None) => Ordering::Equal,
-        (None, Some(_)) => Ordering::Greater,
-        (Some(_), None) => Ordering::Less,
-        (Some(x), Some(y)) => {
-            let (xs, ys): (Vec<&str>, Vec<&str>) = (x.split('.').collect(), y.split('.').collect());
-            for (p, q) in xs.iter().zip(ys.iter()) {
-                let c = cmp_label(p, q);
-                if c != Ordering::Equal {
-                    return c;
-                }
-            }
-            xs.len().cmp(&ys.len())
-        }
-    }
+    super::semver::cmp_prerelease(pa.as_deref(), pb.as_deref(), cmp_label)
 }
 
 #[cfg(test)]
@@ -85,8 +71,6 @@ mod tests {
 
     #[test]
     fn shared_vectors() {
-        let (total, bad) = vectors::failures(&vectors::shared("nuget-versions.txt"), compare);
-        assert!(total > 30);
-        assert!(bad.is_empty(), "{} of {total} fail: {bad:?}", bad.len());
+        vectors::assert_all_hold("nuget-versions.txt", 30, compare);
     }
 }

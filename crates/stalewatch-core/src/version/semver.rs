@@ -36,14 +36,25 @@ pub fn compare(a: &str, b: &str) -> Ordering {
             return c;
         }
     }
-    match (pa, pb) {
+    cmp_prerelease(pa, pb, cmp_numeric_or_text)
+}
+
+/// SemVer pre-release precedence (shared with NuGet, which compares labels its own way): a
+/// release sorts after its pre-releases; dot-separated labels compare in turn with `label`,
+/// and a longer list of equal labels sorts after a shorter one.
+pub(crate) fn cmp_prerelease(
+    a: Option<&str>,
+    b: Option<&str>,
+    label: fn(&str, &str) -> Ordering,
+) -> Ordering {
+    match (a, b) {
         (None, None) => Ordering::Equal,
         (None, Some(_)) => Ordering::Greater,
         (Some(_), None) => Ordering::Less,
         (Some(x), Some(y)) => {
             let (xs, ys): (Vec<&str>, Vec<&str>) = (x.split('.').collect(), y.split('.').collect());
             for (p, q) in xs.iter().zip(ys.iter()) {
-                let c = cmp_numeric_or_text(p, q);
+                let c = label(p, q);
                 if c != Ordering::Equal {
                     return c;
                 }
