@@ -102,6 +102,18 @@ pub(crate) mod vectors {
         (total, bad)
     }
 
+    /// Asserts that every vector of the shared file `name` holds (there are more than `min`).
+    pub fn assert_all_hold(name: &str, min: usize, cmp: fn(&str, &str) -> Ordering) {
+        let (total, bad) = failures(&shared(name), cmp);
+        assert!(total > min, "{name}: only {total} vectors");
+        assert!(
+            bad.is_empty(),
+            "{name}: {} of {total} fail: {:?}",
+            bad.len(),
+            &bad[..bad.len().min(10)]
+        );
+    }
+
     pub fn shared(name: &str) -> String {
         let path = format!(
             "{}/../../../shared/data/version-vectors/{name}",
