@@ -328,17 +328,7 @@ fn java_archives_from_debian_and_a_fat_jar_inside_them() {
         )],
     );
     let db = tmp.path().join("db");
-    let out = stalewatch(&[
-        "db",
-        "update",
-        "--advisory-source",
-        site.to_str().unwrap(),
-        "--db-dir",
-        db.to_str().unwrap(),
-        "--ecosystem",
-        "Maven",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    db_from(&site, &db, &["Maven"]);
     let (r, all) = scan_packages(&root, &db);
     let packages: BTreeSet<(String, String, String)> =
         all.into_iter().map(|(_, n, v, p)| (n, v, p)).collect();
@@ -471,19 +461,7 @@ fn ruby_gems_and_composer_packages_from_the_real_tools() {
         )],
     );
     let db = tmp.path().join("db");
-    let out = stalewatch(&[
-        "db",
-        "update",
-        "--advisory-source",
-        site.to_str().unwrap(),
-        "--db-dir",
-        db.to_str().unwrap(),
-        "--ecosystem",
-        "Packagist",
-        "--ecosystem",
-        "RubyGems",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    db_from(&site, &db, &["Packagist", "RubyGems"]);
     let (r, packages) = scan_packages(&root, &db);
     let want: BTreeSet<(String, String, String, String)> = [
         (

@@ -69,7 +69,12 @@ pub fn scan_json(target: &str, db: &Path) -> Output {
 /// Builds the indexes of `ecosystems` from the shared OSV export, read in place (a directory
 /// is an advisory source).
 pub fn shared_db(db: &Path, ecosystems: &[&str]) {
-    let source = shared_data().join("osv");
+    db_from(&shared_data().join("osv"), db, ecosystems);
+}
+
+/// Builds the indexes of `ecosystems` with `db update` from a directory source (the OSV
+/// bucket's layout: `<Ecosystem>/all.zip`).
+pub fn db_from(source: &Path, db: &Path, ecosystems: &[&str]) {
     let mut args = vec![
         "db",
         "update",
