@@ -7,6 +7,7 @@ pub mod auditable;
 pub mod cargo;
 pub mod composer;
 pub mod dotnet;
+pub mod elf;
 pub mod gem;
 pub mod golang;
 pub mod java;
@@ -103,7 +104,7 @@ pub fn manifest(path: &str) -> Option<Manifest> {
 /// information is kept as a small summary.
 pub const BINARIES: crate::layer::tree::BinaryProbe<'static> = crate::layer::tree::BinaryProbe {
     min_bytes: 1,
-    max_bytes: golang::MAX_BINARY_BYTES,
+    max_bytes: elf::MAX_BINARY_BYTES,
     summarize: &summarize_file,
 };
 
@@ -117,7 +118,7 @@ fn summarize_file(
         // Over the cap it stops reading and says so in the summary.
         return java::summarize(path, &mut |max| src.read_data(max));
     }
-    golang::summarize(size, src)
+    elf::summarize(size, src)
 }
 
 /// Whether a path is a language manifest the catalogers read.
