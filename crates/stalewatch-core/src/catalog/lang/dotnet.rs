@@ -40,6 +40,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn broken_deps_files_are_clear_errors() {
+        assert!(parse_deps(b"{\"libraries\": ")
+            .unwrap_err()
+            .contains("invalid deps.json"));
+        assert!(parse_deps(&[0xff, 0xfe]).unwrap_err().contains("UTF-8"));
+        // Keys without a version, and libraries of the wrong shape, are not packages.
+        assert_eq!(
+            parse_deps(br#"{"libraries":{"NoVersion":{"type":"package"},"A/":{"type":"package"}}}"#).unwrap(),
+            vec![]
+        );
+        assert!(parse_deps(br#"{"libraries":{"A/1.0":"package"}}"#).is_err());
+    }
+
+    #[test]
     fn packages_not_projects() {
         let deps = br#"{"runtimeTarget":{"name":".NETCoreApp,Version=v8.0"},"libraries":{"App/1.0.0":{"type":"project"},"Newtonsoft.Json/13.0.1":{"type":"package","serviceable":true}}}"#;
         assert_eq!(
