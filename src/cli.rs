@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use stalewatch_core::advisory::Severity;
 
-use crate::{clock, db, output, scan};
+use crate::output::{Format, StatusFormat};
+use crate::{clock, db, output, scan, source};
 
 /// Default public OSV bulk bucket.
 pub const DEFAULT_ADVISORY_SOURCE: &str = "https://osv-vulnerabilities.storage.googleapis.com";
@@ -252,10 +253,10 @@ impl AgentArgs {
         let (Some(advisory_source), Some(listen)) = (source, listen) else {
             unreachable!()
         };
-        let events = events_on.then(|| crate::kube::EventsConfig {
+        let events = events_on.then(|| crate::agent::EventsConfig {
             access: match &self.kubeconfig {
-                Some(k) => crate::kube::KubeAccess::Kubeconfig(k.clone()),
-                None => crate::kube::KubeAccess::InCluster,
+                Some(k) => crate::agent::KubeAccess::Kubeconfig(k.clone()),
+                None => crate::agent::KubeAccess::InCluster,
             },
             node_name: node_name.clone(),
             per_minute: self.kube_events_per_minute,
@@ -354,23 +355,6 @@ pub struct StatusArgs {
     pub format: StatusFormat,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Table,
-    /// Report v1 (stalewatch/report/v1).
-    Json,
-    /// SARIF 2.1.0, for code-scanning dashboards.
-    Sarif,
-    /// CycloneDX 1.5 JSON: the SBOM, with the vulnerabilities found.
-    Cyclonedx,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StatusFormat {
-    Table,
-    Json,
-}
-
 fn default_db_dir() -> anyhow::Result<PathBuf> {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(x).join("stalewatch/db"));
@@ -393,7 +377,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scan(a) => {
             // Validate everything before reading anything.
             let mut errors = Vec::new();
-            let target = scan::Target::parse(&a.target)
+            let target = source::Target::parse(&a.target)
                 .map_err(|e| errors.push(e.to_string()))
                 .ok();
             let fail_on = match a.fail_on.as_deref().map(str::parse::<Severity>) {
@@ -412,7 +396,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (Some(target), Some(now), Some(db_dir)) = (target, now, db_dir) else {
                 unreachable!()
             };
-            let ctrd = scan::ContainerdOptions {
+            let ctrd = source::ContainerdOptions {
                 address: a.containerd_address.clone(),
                 namespace: a.containerd_namespace.clone(),
             };

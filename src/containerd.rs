@@ -1,30 +1,61 @@
 //! The containerd client: one accessor per gRPC service, the namespace sent as request
 //! metadata, and the content store as a [`BlobStore`] for the (synchronous) image reader.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::events_client::EventsClient;
 use containerd_client::services::v1::images_client::ImagesClient;
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::{
-    Container, GetImageRequest, Image, ListContainersRequest, ListTasksRequest, ReadContentRequest,
-    SubscribeRequest,
+    Container, GetImageRequest, Image, ListContainersRequest, ListTasksRequest, SubscribeRequest,
 };
 use containerd_client::types::v1::{Process, Status};
 use containerd_client::types::Envelope;
-use std::io::{self, Read};
 use std::path::Path;
-use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
 use stalewatch_core::image::Descriptor;
 
-use crate::scan::image::BlobStore;
+/// What a containerd call can fail with: typed, so callers branch on the kind (a blob that
+/// is not in the content store) instead of on message text.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerdError {
+    #[error("cannot connect to containerd at {}: {detail}", address.display())]
+    Connect {
+        address: std::path::PathBuf,
+        detail: String,
+    },
+    #[error("{what}: {message}")]
+    Call {
+        what: String,
+        code: tonic::Code,
+        message: String,
+    },
+    /// The content store has no such blob (`discard_unpacked_layers`, or removed by hand).
+    #[error("read blob {digest}: not found in the content store ({message})")]
+    BlobMissing { digest: String, message: String },
+    #[error("read blob {digest}: {message}")]
+    BlobRead { digest: String, message: String },
+}
 
-/// Chunks of a blob in flight between the gRPC stream and the reader (containerd sends
-/// 1 MiB messages): bounds memory per blob read to a few MiB whatever the blob's size.
-const CHUNKS_IN_FLIGHT: usize = 4;
+impl ContainerdError {
+    fn call(what: impl Into<String>, s: tonic::Status) -> ContainerdError {
+        ContainerdError::Call {
+            what: what.into(),
+            code: s.code(),
+            message: s.message().to_string(),
+        }
+    }
+
+    pub fn blob(digest: &str, s: &tonic::Status) -> ContainerdError {
+        let (digest, message) = (digest.to_string(), s.message().to_string());
+        match s.code() {
+            tonic::Code::NotFound => ContainerdError::BlobMissing { digest, message },
+            _ => ContainerdError::BlobRead { digest, message },
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Containerd {
@@ -34,20 +65,19 @@ pub struct Containerd {
 
 impl Containerd {
     pub async fn connect(address: &Path, namespace: &str) -> anyhow::Result<Self> {
-        let channel = containerd_client::connect(address).await.map_err(|e| {
-            anyhow::anyhow!(
-                "cannot connect to containerd at {}: {}",
-                address.display(),
-                source_chain(&e)
-            )
-        })?;
+        let channel = containerd_client::connect(address)
+            .await
+            .map_err(|e| ContainerdError::Connect {
+                address: address.to_path_buf(),
+                detail: source_chain(&e),
+            })?;
         Ok(Containerd {
             channel,
             namespace: namespace.to_string(),
         })
     }
 
-    fn request<T>(&self, msg: T) -> tonic::Request<T> {
+    pub fn request<T>(&self, msg: T) -> tonic::Request<T> {
         let mut req = tonic::Request::new(msg);
         if let Ok(v) = self.namespace.parse() {
             req.metadata_mut().insert("containerd-namespace", v);
@@ -90,7 +120,7 @@ impl Containerd {
         )
         .mounts(self.request(req))
         .await
-        .map_err(|s| anyhow::anyhow!("snapshot {key} mounts: {}", s.message()))?;
+        .map_err(|s| ContainerdError::call(format!("snapshot {key} mounts"), s))?;
         Ok(resp.into_inner().mounts)
     }
 
@@ -106,7 +136,7 @@ impl Containerd {
         )
         .stat(self.request(req))
         .await
-        .map_err(|s| anyhow::anyhow!("snapshot {key}: {}", s.message()))?;
+        .map_err(|s| ContainerdError::call(format!("snapshot {key}"), s))?;
         Ok(resp.into_inner().info.map(|i| i.parent).filter(|p| !p.is_empty()))
     }
 
@@ -115,7 +145,7 @@ impl Containerd {
         let resp = containerd_client::services::v1::version_client::VersionClient::new(self.channel.clone())
             .version(())
             .await
-            .map_err(|s| anyhow::anyhow!("containerd version: {}", s.message()))?;
+            .map_err(|s| ContainerdError::call("containerd version", s))?;
         Ok(resp.into_inner().version)
     }
 
@@ -125,7 +155,7 @@ impl Containerd {
             .images()
             .list(self.request(containerd_client::services::v1::ListImagesRequest { filters: vec![] }))
             .await
-            .map_err(|s| anyhow::anyhow!("list images: {}", s.message()))?;
+            .map_err(|s| ContainerdError::call("list images", s))?;
         Ok(resp
             .into_inner()
             .images
@@ -140,7 +170,7 @@ impl Containerd {
             .containers()
             .list(self.request(ListContainersRequest { filters: vec![] }))
             .await
-            .map_err(|s| anyhow::anyhow!("list containers: {}", s.message()))?;
+            .map_err(|s| ContainerdError::call("list containers", s))?;
         Ok(resp.into_inner().containers)
     }
 
@@ -152,7 +182,7 @@ impl Containerd {
                 filter: String::new(),
             }))
             .await
-            .map_err(|s| anyhow::anyhow!("list tasks: {}", s.message()))?;
+            .map_err(|s| ContainerdError::call("list tasks", s))?;
         Ok(resp.into_inner().tasks)
     }
 
@@ -165,7 +195,7 @@ impl Containerd {
                 filters: vec![filter],
             })
             .await
-            .map_err(|s| anyhow::anyhow!("subscribe to events: {}", s.message()))?;
+            .map_err(|s| ContainerdError::call("subscribe to events", s))?;
         Ok(resp.into_inner())
     }
 
@@ -178,7 +208,7 @@ impl Containerd {
             }))
             .await
             .map_err(|s| {
-                anyhow::anyhow!("image {name:?} in namespace {}: {}", self.namespace, s.message())
+                ContainerdError::call(format!("image {name:?} in namespace {}", self.namespace), s)
             })?;
         resp.into_inner().image.context("containerd returned no image")
     }
@@ -211,107 +241,6 @@ fn source_chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     msg
-}
-
-/// containerd's content store, read blob by blob through `Content.Read` streams.
-pub struct ContentStore {
-    pub client: Containerd,
-    pub runtime: tokio::runtime::Handle,
-}
-
-impl BlobStore for ContentStore {
-    fn open_blob(&self, digest: &str) -> anyhow::Result<Box<dyn Read + Send>> {
-        stalewatch_core::image::split_digest(digest)?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, String>>(CHUNKS_IN_FLIGHT);
-        let client = self.client.clone();
-        let digest = digest.to_string();
-        self.runtime.spawn(async move {
-            let req = client.request(ReadContentRequest {
-                digest: digest.clone(),
-                offset: 0,
-                size: 0,
-            });
-            let mut stream = match client.content().read(req).await {
-                Ok(r) => r.into_inner(),
-                Err(s) => {
-                    let _ = tx.send(Err(format!("read blob {digest}: {}", s.message()))).await;
-                    return;
-                }
-            };
-            while let Some(item) = stream.next().await {
-                let msg = item
-                    .map(|r| r.data)
-                    .map_err(|s| format!("read blob {digest}: {}", s.message()));
-                let failed = msg.is_err();
-                // A closed channel means the reader stopped early: stop streaming.
-                if tx.send(msg).await.is_err() || failed {
-                    return;
-                }
-            }
-        });
-        Ok(Box::new(ChannelReader {
-            rx,
-            buf: Vec::new(),
-            pos: 0,
-        }))
-    }
-}
-
-/// The synchronous end of a blob stream (used from a non-async thread).
-struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.buf.len() {
-            match self.rx.blocking_recv() {
-                None => return Ok(0),
-                Some(Ok(chunk)) => {
-                    self.buf = chunk;
-                    self.pos = 0;
-                }
-                Some(Err(e)) => return Err(io::Error::other(e)),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-/// Resolves `name` in containerd and reads the image into a tree (blocking; runs the gRPC
-/// streams on `runtime`).
-pub fn read_image(
-    address: &Path,
-    namespace: &str,
-    name: &str,
-    limits: &stalewatch_core::layer::Limits,
-    tree: &mut stalewatch_core::layer::FileTree,
-    diag: &mut stalewatch_core::layer::Diagnostics,
-) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let (client, target) = rt.block_on(async {
-        let client = Containerd::connect(address, namespace).await?;
-        let image = client.image(name).await?;
-        let target = Containerd::target(&image)?;
-        Ok::<_, anyhow::Error>((client, target))
-    })?;
-    if target.digest.is_empty() {
-        bail!("image {name} has an empty target");
-    }
-    let store = ContentStore {
-        client,
-        runtime: rt.handle().clone(),
-    };
-    crate::scan::image::read_image(&store, &target, limits, tree, diag)?;
-    Ok(())
 }
 
 /// Whether a task counts as running (DESIGN.md: RUNNING or PAUSED).

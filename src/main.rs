@@ -7,9 +7,9 @@ mod cli;
 mod clock;
 mod containerd;
 mod db;
-mod kube;
 mod output;
 mod scan;
+mod source;
 
 use clap::Parser;
 use std::process::ExitCode;

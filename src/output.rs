@@ -5,7 +5,6 @@ use std::path::Path;
 
 use stalewatch_core::report::Report;
 
-use crate::cli::{Format, StatusFormat};
 use crate::db::State;
 
 fn cut(s: &str, n: usize) -> String {
@@ -14,6 +13,25 @@ fn cut(s: &str, n: usize) -> String {
     } else {
         format!("{}…", s.chars().take(n - 1).collect::<String>())
     }
+}
+
+/// How `scan` prints a report.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    /// Report v1 (stalewatch/report/v1).
+    Json,
+    /// SARIF 2.1.0, for code-scanning dashboards.
+    Sarif,
+    /// CycloneDX 1.5 JSON: the SBOM, with the vulnerabilities found.
+    Cyclonedx,
+}
+
+/// How `db status` prints.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusFormat {
+    Table,
+    Json,
 }
 
 pub fn print_report(r: &Report, format: Format, now_unix: i64) -> anyhow::Result<()> {

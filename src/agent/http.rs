@@ -10,10 +10,56 @@ use axum::Router;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::Shared;
+use super::config::Config;
+use super::publishing::Shared;
+
+/// Binds the listeners (every bind error reported before the agent starts work) and serves
+/// them until SIGTERM; returns the main server's task.
+pub async fn serve(
+    cfg: &Config,
+    shared: Arc<Shared>,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    use anyhow::Context;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("listen on {}", cfg.listen))?;
+    tracing::info!(
+        "serving /metrics, /healthz, /readyz on {}",
+        listener.local_addr()?
+    );
+    let findings_on_main = cfg.findings_listen == Some(cfg.listen);
+    let server = axum::serve(listener, router(shared.clone(), findings_on_main))
+        .with_graceful_shutdown(shutdown_signal());
+    let server = tokio::spawn(async move { server.await });
+    if let Some(addr) = cfg.findings_listen.filter(|_| !findings_on_main) {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listen on {addr} (--findings-listen)"))?;
+        tracing::info!("serving /v1/findings on {}", l.local_addr()?);
+        let s = axum::serve(l, findings_router(shared)).with_graceful_shutdown(shutdown_signal());
+        tokio::spawn(async move { s.await });
+    }
+    Ok(server)
+}
+
+/// SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+}
 
 /// `/metrics`, `/healthz`, `/readyz`, and `/v1/findings` too when `with_findings`.
-pub fn router(shared: Arc<Shared>, with_findings: bool) -> Router {
+fn router(shared: Arc<Shared>, with_findings: bool) -> Router {
     let r = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -28,7 +74,7 @@ pub fn router(shared: Arc<Shared>, with_findings: bool) -> Router {
 }
 
 /// `/v1/findings` alone.
-pub fn findings_router(shared: Arc<Shared>) -> Router {
+fn findings_router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/findings", get(findings))
         .route("/v1/sbom/{digest}", get(sbom))

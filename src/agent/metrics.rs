@@ -1,7 +1,9 @@
-//! Prometheus metrics (DESIGN.md's names), registered once. Per-container series are
+//! Prometheus metrics (DESIGN.md's names), registered once from one table (`DEFS`) that
+//! `docs/metrics.md` is checked against, so the two cannot drift. Per-container series are
 //! rewritten from a whole snapshot under the same lock a scrape takes, so no scrape ever
 //! sees half of an update.
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
     TextEncoder,
@@ -10,7 +12,284 @@ use std::sync::Mutex;
 
 use stalewatch_core::advisory::Severity;
 
-use super::snapshot::Snapshot;
+use super::snapshot::{ContainerView, Snapshot};
+
+/// What kind of family a metric is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    Gauge,
+    Counter,
+    Histogram(&'static [f64]),
+}
+
+impl Kind {
+    /// As `docs/metrics.md` names it.
+    #[cfg(test)]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+            Kind::Histogram(_) => "histogram",
+        }
+    }
+}
+
+/// One row of the metric table.
+#[derive(Debug, Clone, Copy)]
+pub struct Def {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+    pub labels: &'static [&'static str],
+}
+
+const fn def(name: &'static str, kind: Kind, help: &'static str, labels: &'static [&'static str]) -> Def {
+    Def {
+        name,
+        kind,
+        help,
+        labels,
+    }
+}
+
+const C: &[&str] = &["namespace", "pod", "container", "image"];
+const SECONDS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+const PASS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const CHECK: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+];
+
+/// Every metric the agent can export.
+pub mod defs {
+    use super::{def, Def, Kind::*, C, CHECK, PASS, SECONDS};
+    pub const CONTAINER_VULNERABILITIES: Def = def(
+        "stalewatch_container_vulnerabilities",
+        Gauge,
+        "Distinct vulnerabilities (records linked by aliases count once) affecting what the container runs.",
+        &["namespace", "pod", "container", "image", "severity", "fixable"],
+    );
+    pub const CONTAINER_SCAN_STATUS: Def = def("stalewatch_container_scan_status", Gauge, "One series per running container: its scan status (ok, pending, failed, unsupported_os, no_package_db).", &["namespace", "pod", "container", "image", "status"]);
+    pub const CONTAINER_OLDEST_FIX_AGE: Def = def(
+        "stalewatch_container_oldest_fix_age_seconds",
+        Gauge,
+        "Age of the container's oldest fix that is not deployed (0 when none); an estimate.",
+        C,
+    );
+    pub const CONTAINER_STARTED: Def = def(
+        "stalewatch_container_started_timestamp_seconds",
+        Gauge,
+        "When the container's task started.",
+        C,
+    );
+    pub const CONTAINER_STALE_DIGEST: Def = def(
+        "stalewatch_container_stale_digest",
+        Gauge,
+        "Present (1) while the container's image name resolves to another image than the one it runs.",
+        &[
+            "namespace",
+            "pod",
+            "container",
+            "image",
+            "running_digest",
+            "current_digest",
+        ],
+    );
+    pub const CONTAINER_DRIFT: Def = def(
+        "stalewatch_container_drift_packages",
+        Gauge,
+        "Packages added, removed or changed in the container's live root filesystem relative to its image.",
+        &["namespace", "pod", "container", "image", "change"],
+    );
+    pub const CONTAINER_IN_USE: Def = def(
+        "stalewatch_container_vulnerabilities_in_use",
+        Gauge,
+        "Distinct vulnerabilities whose package has a file mapped by a process of the container.",
+        &["namespace", "pod", "container", "image", "severity"],
+    );
+    pub const IMAGE_INFO: Def = def(
+        "stalewatch_image_info",
+        Gauge,
+        "One series per running image.",
+        &["image", "image_digest", "os_id", "os_version", "os_eol"],
+    );
+    pub const IMAGE_CREATED: Def = def(
+        "stalewatch_image_created_timestamp_seconds",
+        Gauge,
+        "The image config's created time.",
+        &["image", "image_digest"],
+    );
+    pub const ADVISORY_UPDATED: Def = def(
+        "stalewatch_advisory_db_updated_timestamp_seconds",
+        Gauge,
+        "Last successful advisory refresh.",
+        &[],
+    );
+    pub const ADVISORY_RECORDS: Def = def(
+        "stalewatch_advisory_records",
+        Gauge,
+        "Advisory records loaded.",
+        &["ecosystem"],
+    );
+    pub const ADVISORY_UPDATE_ERRORS: Def = def(
+        "stalewatch_advisory_update_errors_total",
+        Counter,
+        "Failed advisory refreshes.",
+        &["reason"],
+    );
+    pub const CONTAINERD_UP: Def = def(
+        "stalewatch_containerd_up",
+        Gauge,
+        "1 while the agent is connected to containerd.",
+        &[],
+    );
+    pub const CONTAINERD_RECONNECTS: Def = def(
+        "stalewatch_containerd_reconnects_total",
+        Counter,
+        "Connections to containerd re-established.",
+        &[],
+    );
+    pub const SCAN_DURATION: Def = def(
+        "stalewatch_scan_duration_seconds",
+        Histogram(SECONDS),
+        "Time to inventory one image.",
+        &[],
+    );
+    pub const REMATCH_DURATION: Def = def(
+        "stalewatch_rematch_duration_seconds",
+        Histogram(PASS),
+        "Time to re-match all cached inventories.",
+        &[],
+    );
+    pub const RUNTIME_CHECK_DURATION: Def = def(
+        "stalewatch_runtime_check_duration_seconds",
+        Histogram(CHECK),
+        "Time of one container's runtime check (its processes' maps and its live package databases).",
+        &[],
+    );
+    pub const RUNTIME_REFRESH_DURATION: Def = def("stalewatch_runtime_refresh_duration_seconds", Histogram(PASS), "Time of one pass of runtime checks over every container due (the host's PID namespaces listed once).", &[]);
+    pub const SCAN_ERRORS: Def = def(
+        "stalewatch_scan_errors_total",
+        Counter,
+        "Failed image scans.",
+        &["reason"],
+    );
+    pub const LAYERS_READ: Def = def("stalewatch_layers_read_total", Counter, "Layer blobs read.", &[]);
+    pub const LAYER_BYTES: Def = def(
+        "stalewatch_layer_bytes_decompressed_total",
+        Counter,
+        "Bytes of layers decompressed.",
+        &[],
+    );
+    pub const LAYER_CACHE_HITS: Def = def(
+        "stalewatch_layer_cache_hits_total",
+        Counter,
+        "Layers whose inventory came from the cache instead of a read.",
+        &[],
+    );
+    pub const KUBE_EVENTS: Def = def(
+        "stalewatch_kube_events_total",
+        Counter,
+        "Kubernetes Events by reason and result (published, series, suppressed, dropped, forbidden, failed).",
+        &["reason", "result"],
+    );
+    pub const BUILD_INFO: Def = def("stalewatch_build_info", Gauge, "Build information.", &["version"]);
+    pub const VULNERABILITY_INFO: Def = def(
+        "stalewatch_container_vulnerability_info",
+        Gauge,
+        "One series per finding (opt-in, capped): the advisory and package affecting a container.",
+        &[
+            "namespace",
+            "pod",
+            "container",
+            "image",
+            "id",
+            "package",
+            "installed_version",
+            "fixed_version",
+            "severity",
+        ],
+    );
+    pub const VULNERABILITY_INFO_DROPPED: Def = def(
+        "stalewatch_container_vulnerability_info_dropped",
+        Gauge,
+        "Findings not exported as stalewatch_container_vulnerability_info because of the cap.",
+        &[],
+    );
+}
+
+/// The table, in `docs/metrics.md`'s order (what the docs are checked against).
+#[cfg(test)]
+pub const DEFS: &[Def] = {
+    use defs::*;
+    &[
+        CONTAINER_VULNERABILITIES,
+        CONTAINER_SCAN_STATUS,
+        CONTAINER_OLDEST_FIX_AGE,
+        CONTAINER_STARTED,
+        CONTAINER_STALE_DIGEST,
+        CONTAINER_DRIFT,
+        CONTAINER_IN_USE,
+        IMAGE_INFO,
+        IMAGE_CREATED,
+        ADVISORY_UPDATED,
+        ADVISORY_RECORDS,
+        ADVISORY_UPDATE_ERRORS,
+        CONTAINERD_UP,
+        CONTAINERD_RECONNECTS,
+        SCAN_DURATION,
+        REMATCH_DURATION,
+        RUNTIME_CHECK_DURATION,
+        RUNTIME_REFRESH_DURATION,
+        SCAN_ERRORS,
+        LAYERS_READ,
+        LAYER_BYTES,
+        LAYER_CACHE_HITS,
+        KUBE_EVENTS,
+        BUILD_INFO,
+        VULNERABILITY_INFO,
+        VULNERABILITY_INFO_DROPPED,
+    ]
+};
+
+/// Registers families from their table rows; a row used with the wrong kind or label count
+/// is a registration error, never a panic.
+struct Registrar<'a>(&'a Registry);
+
+impl Registrar<'_> {
+    fn add<T: Collector + Clone + 'static>(&self, c: T) -> prometheus::Result<T> {
+        self.0.register(Box::new(c.clone()))?;
+        Ok(c)
+    }
+
+    fn opts(d: &Def) -> Opts {
+        Opts::new(d.name, d.help)
+    }
+
+    fn gauge_vec(&self, d: Def) -> prometheus::Result<GaugeVec> {
+        self.add(GaugeVec::new(Self::opts(&d), d.labels)?)
+    }
+
+    fn gauge(&self, d: Def) -> prometheus::Result<Gauge> {
+        self.add(Gauge::with_opts(Self::opts(&d))?)
+    }
+
+    fn counter_vec(&self, d: Def) -> prometheus::Result<IntCounterVec> {
+        self.add(IntCounterVec::new(Self::opts(&d), d.labels)?)
+    }
+
+    fn counter(&self, d: Def) -> prometheus::Result<IntCounter> {
+        self.add(IntCounter::with_opts(Self::opts(&d))?)
+    }
+
+    fn histogram(&self, d: Def) -> prometheus::Result<Histogram> {
+        let Kind::Histogram(buckets) = d.kind else {
+            return Err(prometheus::Error::Msg(format!("{} is not a histogram", d.name)));
+        };
+        self.add(Histogram::with_opts(
+            HistogramOpts::new(d.name, d.help).buckets(buckets.to_vec()),
+        )?)
+    }
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -38,215 +317,58 @@ pub struct Metrics {
     pub layers_read: IntCounter,
     pub layer_bytes_decompressed: IntCounter,
     pub layer_cache_hits: IntCounter,
+    /// Every (reason, result) pair is created by the Events owner, which knows them.
     pub kube_events: IntCounterVec,
-    /// The opt-in per-finding series and its cap.
+    /// The opt-in per-finding series, its dropped count and its cap.
     vulnerability_info: Option<(GaugeVec, Gauge, usize)>,
-}
-
-const CONTAINER: [&str; 4] = ["namespace", "pod", "container", "image"];
-
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<GaugeVec> {
-    let g = GaugeVec::new(Opts::new(name, help), labels)?;
-    r.register(Box::new(g.clone()))?;
-    Ok(g)
 }
 
 impl Metrics {
     /// Registers every metric; `vulnerability_info` is the cap of the opt-in per-finding
     /// series (`None`: not exported).
     pub fn register(vulnerability_info: Option<usize>) -> prometheus::Result<Metrics> {
-        let r = Registry::new();
-        let with = |extra: &[&'static str]| -> Vec<&'static str> {
-            CONTAINER.iter().chain(extra).copied().collect()
+        use defs::*;
+        let registry = Registry::new();
+        let r = Registrar(&registry);
+        r.gauge_vec(BUILD_INFO)?
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1.0);
+        let vulnerability_info = match vulnerability_info {
+            Some(limit) => Some((
+                r.gauge_vec(VULNERABILITY_INFO)?,
+                r.gauge(VULNERABILITY_INFO_DROPPED)?,
+                limit,
+            )),
+            None => None,
         };
-        let m = Metrics {
-            container_vulnerabilities: gauge_vec(
-                &r,
-                "stalewatch_container_vulnerabilities",
-                "Distinct vulnerabilities (records linked by aliases count once) affecting what the container runs.",
-                &with(&["severity", "fixable"]),
-            )?,
-            container_scan_status: gauge_vec(
-                &r,
-                "stalewatch_container_scan_status",
-                "One series per running container: its scan status (ok, pending, failed, unsupported_os, no_package_db).",
-                &with(&["status"]),
-            )?,
-            container_oldest_fix_age: gauge_vec(
-                &r,
-                "stalewatch_container_oldest_fix_age_seconds",
-                "Age of the container's oldest fix that is not deployed (0 when none); an estimate.",
-                &CONTAINER,
-            )?,
-            container_started: gauge_vec(
-                &r,
-                "stalewatch_container_started_timestamp_seconds",
-                "When the container's task started.",
-                &CONTAINER,
-            )?,
-            container_stale_digest: gauge_vec(
-                &r,
-                "stalewatch_container_stale_digest",
-                "Present (1) while the container's image name resolves to another image than the one it runs.",
-                &with(&["running_digest", "current_digest"]),
-            )?,
-            container_drift: gauge_vec(
-                &r,
-                "stalewatch_container_drift_packages",
-                "Packages added, removed or changed in the container's live root filesystem relative to its image.",
-                &with(&["change"]),
-            )?,
-            container_in_use: gauge_vec(
-                &r,
-                "stalewatch_container_vulnerabilities_in_use",
-                "Distinct vulnerabilities whose package has a file mapped by a process of the container.",
-                &with(&["severity"]),
-            )?,
-            image_info: gauge_vec(
-                &r,
-                "stalewatch_image_info",
-                "One series per running image.",
-                &["image", "image_digest", "os_id", "os_version", "os_eol"],
-            )?,
-            image_created: gauge_vec(
-                &r,
-                "stalewatch_image_created_timestamp_seconds",
-                "The image config's created time.",
-                &["image", "image_digest"],
-            )?,
-            advisory_updated: {
-                let g = Gauge::new("stalewatch_advisory_db_updated_timestamp_seconds", "Last successful advisory refresh.")?;
-                r.register(Box::new(g.clone()))?;
-                g
-            },
-            advisory_records: gauge_vec(&r, "stalewatch_advisory_records", "Advisory records loaded.", &["ecosystem"])?,
-            advisory_update_errors: {
-                let c = IntCounterVec::new(
-                    Opts::new("stalewatch_advisory_update_errors_total", "Failed advisory refreshes."),
-                    &["reason"],
-                )?;
-                r.register(Box::new(c.clone()))?;
-                c
-            },
-            containerd_up: {
-                let g = Gauge::new("stalewatch_containerd_up", "1 while the agent is connected to containerd.")?;
-                r.register(Box::new(g.clone()))?;
-                g
-            },
-            containerd_reconnects: {
-                let c = IntCounter::new("stalewatch_containerd_reconnects_total", "Connections to containerd re-established.")?;
-                r.register(Box::new(c.clone()))?;
-                c
-            },
-            scan_duration: {
-                let h = Histogram::with_opts(
-                    HistogramOpts::new("stalewatch_scan_duration_seconds", "Time to inventory one image.")
-                        .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]),
-                )?;
-                r.register(Box::new(h.clone()))?;
-                h
-            },
-            rematch_duration: {
-                let h = Histogram::with_opts(
-                    HistogramOpts::new("stalewatch_rematch_duration_seconds", "Time to re-match all cached inventories.")
-                        .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
-                )?;
-                r.register(Box::new(h.clone()))?;
-                h
-            },
-            runtime_check_duration: {
-                let h = Histogram::with_opts(
-                    HistogramOpts::new(
-                        "stalewatch_runtime_check_duration_seconds",
-                        "Time of one container's runtime check (its processes' maps and its live package databases).",
-                    )
-                    .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5]),
-                )?;
-                r.register(Box::new(h.clone()))?;
-                h
-            },
-            runtime_refresh_duration: {
-                let h = Histogram::with_opts(
-                    HistogramOpts::new(
-                        "stalewatch_runtime_refresh_duration_seconds",
-                        "Time of one pass of runtime checks over every container due (the host's PID namespaces listed once).",
-                    )
-                    .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
-                )?;
-                r.register(Box::new(h.clone()))?;
-                h
-            },
-            scan_errors: {
-                let c = IntCounterVec::new(Opts::new("stalewatch_scan_errors_total", "Failed image scans."), &["reason"])?;
-                r.register(Box::new(c.clone()))?;
-                c
-            },
-            layers_read: {
-                let c = IntCounter::new("stalewatch_layers_read_total", "Layer blobs read.")?;
-                r.register(Box::new(c.clone()))?;
-                c
-            },
-            layer_bytes_decompressed: {
-                let c = IntCounter::new("stalewatch_layer_bytes_decompressed_total", "Bytes of layers decompressed.")?;
-                r.register(Box::new(c.clone()))?;
-                c
-            },
-            layer_cache_hits: {
-                let c = IntCounter::new(
-                    "stalewatch_layer_cache_hits_total",
-                    "Layers whose inventory came from the cache instead of a read.",
-                )?;
-                r.register(Box::new(c.clone()))?;
-                c
-            },
-            kube_events: {
-                let c = IntCounterVec::new(
-                    Opts::new(
-                        "stalewatch_kube_events_total",
-                        "Kubernetes Events by reason and result (published, series, suppressed, dropped, forbidden, failed).",
-                    ),
-                    &["reason", "result"],
-                )?;
-                r.register(Box::new(c.clone()))?;
-                // Every pair from the start, so increase() sees the first failure.
-                for reason in super::events::Reason::ALL {
-                    for result in crate::kube::RESULTS {
-                        c.with_label_values(&[reason.as_str(), result]);
-                    }
-                }
-                c
-            },
-            vulnerability_info: match vulnerability_info {
-                Some(limit) => Some((
-                    gauge_vec(
-                        &r,
-                        "stalewatch_container_vulnerability_info",
-                        "One series per finding (opt-in, capped): the advisory and package affecting a container.",
-                        &with(&["id", "package", "installed_version", "fixed_version", "severity"]),
-                    )?,
-                    {
-                        let g = Gauge::new(
-                            "stalewatch_container_vulnerability_info_dropped",
-                            "Findings not exported as stalewatch_container_vulnerability_info because of the cap.",
-                        )?;
-                        r.register(Box::new(g.clone()))?;
-                        g
-                    },
-                    limit,
-                )),
-                None => None,
-            },
-            registry: r,
+        Ok(Metrics {
+            container_vulnerabilities: r.gauge_vec(CONTAINER_VULNERABILITIES)?,
+            container_scan_status: r.gauge_vec(CONTAINER_SCAN_STATUS)?,
+            container_oldest_fix_age: r.gauge_vec(CONTAINER_OLDEST_FIX_AGE)?,
+            container_started: r.gauge_vec(CONTAINER_STARTED)?,
+            container_stale_digest: r.gauge_vec(CONTAINER_STALE_DIGEST)?,
+            container_drift: r.gauge_vec(CONTAINER_DRIFT)?,
+            container_in_use: r.gauge_vec(CONTAINER_IN_USE)?,
+            image_info: r.gauge_vec(IMAGE_INFO)?,
+            image_created: r.gauge_vec(IMAGE_CREATED)?,
+            advisory_updated: r.gauge(ADVISORY_UPDATED)?,
+            advisory_records: r.gauge_vec(ADVISORY_RECORDS)?,
+            advisory_update_errors: r.counter_vec(ADVISORY_UPDATE_ERRORS)?,
+            containerd_up: r.gauge(CONTAINERD_UP)?,
+            containerd_reconnects: r.counter(CONTAINERD_RECONNECTS)?,
+            scan_duration: r.histogram(SCAN_DURATION)?,
+            rematch_duration: r.histogram(REMATCH_DURATION)?,
+            runtime_check_duration: r.histogram(RUNTIME_CHECK_DURATION)?,
+            runtime_refresh_duration: r.histogram(RUNTIME_REFRESH_DURATION)?,
+            scan_errors: r.counter_vec(SCAN_ERRORS)?,
+            layers_read: r.counter(LAYERS_READ)?,
+            layer_bytes_decompressed: r.counter(LAYER_BYTES)?,
+            layer_cache_hits: r.counter(LAYER_CACHE_HITS)?,
+            kube_events: r.counter_vec(KUBE_EVENTS)?,
+            vulnerability_info,
             publish: Mutex::new(()),
-        };
-        let build = gauge_vec(
-            &m.registry,
-            "stalewatch_build_info",
-            "Build information.",
-            &["version"],
-        )?;
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
-        Ok(m)
+            registry,
+        })
     }
 
     /// Rewrites every snapshot-derived series at once.
@@ -267,55 +389,7 @@ impl Metrics {
             v.reset();
         }
         for c in &snap.containers {
-            let base = [
-                c.namespace.as_str(),
-                c.pod.as_str(),
-                c.container.as_str(),
-                c.image.as_str(),
-            ];
-            for sev in Severity::ALL {
-                for fixable in [true, false] {
-                    let n = c.vulnerabilities.get(&(sev, fixable)).copied().unwrap_or(0);
-                    let fx = if fixable { "true" } else { "false" };
-                    let labels: Vec<&str> = base.iter().copied().chain([sev.as_str(), fx]).collect();
-                    self.container_vulnerabilities
-                        .with_label_values(&labels)
-                        .set(n as f64);
-                }
-            }
-            let status: Vec<&str> = base.iter().copied().chain([c.scan_status.as_str()]).collect();
-            self.container_scan_status.with_label_values(&status).set(1.0);
-            self.container_oldest_fix_age
-                .with_label_values(&base)
-                .set(c.oldest_fix_age as f64);
-            if let Some(t) = c.started_unix {
-                self.container_started.with_label_values(&base).set(t as f64);
-            }
-            if let Some(u) = &c.vulnerabilities_in_use {
-                for sev in Severity::ALL {
-                    let labels: Vec<&str> = base.iter().copied().chain([sev.as_str()]).collect();
-                    let n = u.get(&sev).copied().unwrap_or(0);
-                    self.container_in_use.with_label_values(&labels).set(n as f64);
-                }
-            }
-            if let Some(d) = &c.drift {
-                for (change, n) in [
-                    ("added", d.added.len()),
-                    ("removed", d.removed.len()),
-                    ("changed", d.changed.len()),
-                ] {
-                    let labels: Vec<&str> = base.iter().copied().chain([change]).collect();
-                    self.container_drift.with_label_values(&labels).set(n as f64);
-                }
-            }
-            if let Some(st) = &c.stale_digest {
-                let labels: Vec<&str> = base
-                    .iter()
-                    .copied()
-                    .chain([st.running_digest.as_str(), st.current_digest.as_str()])
-                    .collect();
-                self.container_stale_digest.with_label_values(&labels).set(1.0);
-            }
+            self.publish_container(c);
         }
         for i in &snap.images {
             let eol = if i.os_eol { "true" } else { "false" };
@@ -328,40 +402,98 @@ impl Metrics {
                     .set(t as f64);
             }
         }
-        if let Some((info, dropped, limit)) = &self.vulnerability_info {
-            info.reset();
-            let mut rows: Vec<(Severity, [&str; 8])> = Vec::new();
-            for c in &snap.containers {
-                for f in c.report.iter().flat_map(|r| &r.findings) {
-                    let fixed = f.fixed_version.as_deref().unwrap_or("");
-                    rows.push((
-                        f.severity,
-                        [
-                            &c.namespace,
-                            &c.pod,
-                            &c.container,
-                            &c.image,
-                            &f.id,
-                            &f.package,
-                            &f.installed_version,
-                            fixed,
-                        ],
-                    ));
-                }
-            }
-            // Most severe first; ties in a stable order.
-            rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-            dropped.set(rows.len().saturating_sub(*limit) as f64);
-            for (sev, l) in rows.into_iter().take(*limit) {
-                let labels: Vec<&str> = l.iter().copied().chain([sev.as_str()]).collect();
-                info.with_label_values(&labels).set(1.0);
-            }
-        }
+        self.publish_vulnerability_info(snap);
         if let Some(t) = snap.advisory_db.updated_unix {
             self.advisory_updated.set(t as f64);
         }
         for (eco, n) in &snap.advisory_db.records {
             self.advisory_records.with_label_values(&[eco]).set(*n as f64);
+        }
+    }
+
+    /// The series of one running container.
+    fn publish_container(&self, c: &ContainerView) {
+        let base = [
+            c.namespace.as_str(),
+            c.pod.as_str(),
+            c.container.as_str(),
+            c.image.as_str(),
+        ];
+        let with = |extra: &[&'static str]| -> Vec<&str> {
+            base.iter().copied().chain(extra.iter().copied()).collect()
+        };
+        for sev in Severity::ALL {
+            for (fixable, fx) in [(true, "true"), (false, "false")] {
+                let n = c.vulnerabilities.get(&(sev, fixable)).copied().unwrap_or(0);
+                self.container_vulnerabilities
+                    .with_label_values(&with(&[sev.as_str(), fx]))
+                    .set(n as f64);
+            }
+        }
+        self.container_scan_status
+            .with_label_values(&with(&[c.scan_status.as_str()]))
+            .set(1.0);
+        self.container_oldest_fix_age
+            .with_label_values(&base)
+            .set(c.oldest_fix_age as f64);
+        if let Some(t) = c.started_unix {
+            self.container_started.with_label_values(&base).set(t as f64);
+        }
+        if let Some(u) = &c.vulnerabilities_in_use {
+            for sev in Severity::ALL {
+                let n = u.get(&sev).copied().unwrap_or(0);
+                self.container_in_use
+                    .with_label_values(&with(&[sev.as_str()]))
+                    .set(n as f64);
+            }
+        }
+        if let Some(d) = &c.drift {
+            for (change, n) in [
+                ("added", d.added.len()),
+                ("removed", d.removed.len()),
+                ("changed", d.changed.len()),
+            ] {
+                self.container_drift
+                    .with_label_values(&with(&[change]))
+                    .set(n as f64);
+            }
+        }
+        if let Some(st) = &c.stale_digest {
+            let mut labels = base.to_vec();
+            labels.extend([st.running_digest.as_str(), st.current_digest.as_str()]);
+            self.container_stale_digest.with_label_values(&labels).set(1.0);
+        }
+    }
+
+    /// The opt-in per-finding series: most severe first, at most the cap.
+    fn publish_vulnerability_info(&self, snap: &Snapshot) {
+        let Some((info, dropped, limit)) = &self.vulnerability_info else {
+            return;
+        };
+        info.reset();
+        let mut rows: Vec<(Severity, [&str; 8])> = Vec::new();
+        for c in &snap.containers {
+            for f in c.report.iter().flat_map(|r| &r.findings) {
+                let fixed = f.fixed_version.as_deref().unwrap_or("");
+                let labels = [
+                    &*c.namespace,
+                    &c.pod,
+                    &c.container,
+                    &c.image,
+                    &f.id,
+                    &f.package,
+                    &f.installed_version,
+                    fixed,
+                ];
+                rows.push((f.severity, labels));
+            }
+        }
+        // Most severe first; ties in a stable order.
+        rows.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        dropped.set(rows.len().saturating_sub(*limit) as f64);
+        for (sev, l) in rows.into_iter().take(*limit) {
+            let labels: Vec<&str> = l.iter().copied().chain([sev.as_str()]).collect();
+            info.with_label_values(&labels).set(1.0);
         }
     }
 
@@ -372,5 +504,73 @@ impl Metrics {
         // Encoding plain metric families into a Vec cannot fail.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `docs/metrics.md`'s table: (name, type, labels) per row.
+    fn documented() -> Vec<(String, String, Vec<String>)> {
+        let doc = include_str!("../../docs/metrics.md");
+        doc.lines()
+            .filter(|l| l.starts_with("| `stalewatch_"))
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let name = cells[1].trim_matches('`').to_string();
+                let kind = cells[2].split_whitespace().next().unwrap_or_default().to_string();
+                let labels = cells[3]
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
+                (name, kind, labels)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_documented_table_is_the_code_table() {
+        let code: Vec<(String, String, Vec<String>)> = DEFS
+            .iter()
+            .map(|d| {
+                (
+                    d.name.to_string(),
+                    d.kind.as_str().to_string(),
+                    d.labels.iter().map(|s| s.to_string()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(documented(), code, "docs/metrics.md and metrics::DEFS differ");
+    }
+
+    #[test]
+    fn every_row_is_registered_and_nothing_else() {
+        let m = Metrics::register(Some(10)).unwrap();
+        m.kube_events.with_label_values(&["StaleRuntime", "published"]);
+        m.scan_errors.with_label_values(&["other"]);
+        m.advisory_update_errors.with_label_values(&["network"]);
+        m.scan_duration.observe(0.1);
+        let names: std::collections::BTreeSet<String> =
+            m.registry.gather().iter().map(|f| f.name().to_string()).collect();
+        let defs: std::collections::BTreeSet<String> = DEFS.iter().map(|d| d.name.to_string()).collect();
+        // Vectors without series are not gathered: the snapshot-derived ones appear on publish.
+        let unpublished: Vec<&String> = defs.difference(&names).collect();
+        assert!(
+            names.is_subset(&defs),
+            "registered but not in the table: {:?}",
+            names.difference(&defs).collect::<Vec<_>>()
+        );
+        m.publish(&Snapshot::default());
+        for d in &unpublished {
+            assert!(
+                d.starts_with("stalewatch_container_")
+                    || d.starts_with("stalewatch_image_")
+                    || *d == "stalewatch_advisory_records",
+                "{d} is never registered"
+            );
+        }
     }
 }

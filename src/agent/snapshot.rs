@@ -1,5 +1,7 @@
 //! The agent's published state: plain data, built from runtime inventory, image inventories
 //! and the current advisory index, swapped whole so readers never see half of an update.
+//! The facts the owners find (a stale digest, drift) are defined here, at the bottom, so
+//! every owner and exporter can name them without importing another owner.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -10,12 +12,11 @@ use stalewatch_core::matcher::Finding;
 use stalewatch_core::report::Report;
 use stalewatch_core::vulnerability;
 
-use super::runtime::RunningContainer;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ScanStatus {
     Ok,
+    #[default]
     Pending,
     Failed,
     UnsupportedOs,
@@ -34,7 +35,7 @@ impl ScanStatus {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ContainerView {
     pub id: String,
     pub namespace: String,
@@ -49,9 +50,9 @@ pub struct ContainerView {
     /// Why the scan failed, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    pub stale_digest: Option<super::runtime::StaleDigest>,
+    pub stale_digest: Option<StaleDigest>,
     pub report: Option<ContainerReport>,
-    pub drift: Option<super::drift::Drift>,
+    pub drift: Option<Drift>,
     #[serde(skip)]
     pub started_unix: Option<i64>,
     /// (severity, fixable) → distinct vulnerabilities.
@@ -70,6 +71,56 @@ pub struct ContainerView {
     /// Files its processes map that were replaced or removed on disk: old copies still run.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deleted_files_in_use: Vec<String>,
+}
+
+/// A container whose image name moved on: what it runs, and what the name resolves to now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StaleDigest {
+    /// The image (record target digest) the container was created from; when the node no
+    /// longer holds that image, the chain ID of its layers.
+    pub running_digest: String,
+    /// Whether `running_digest` is a chain ID (the image itself is gone from the node).
+    pub running_image_gone: bool,
+    pub current_digest: String,
+}
+
+/// A package as drift reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DriftPackage {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChangedPackage {
+    pub name: String,
+    pub image_version: String,
+    pub live_version: String,
+}
+
+/// Packages added, removed or changed at run time, each sorted by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    pub added: Vec<DriftPackage>,
+    pub removed: Vec<DriftPackage>,
+    pub changed: Vec<ChangedPackage>,
+}
+
+impl Drift {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+
+    /// How a package of the live inventory drifted (`added`, `changed`), if it did.
+    pub fn kind_of(&self, name: &str) -> Option<&'static str> {
+        if self.added.iter().any(|p| p.name == name) {
+            Some("added")
+        } else if self.changed.iter().any(|p| p.name == name) {
+            Some("changed")
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -186,20 +237,27 @@ pub fn fix_key(f: &Finding) -> String {
     )
 }
 
-/// A container's report: the shared report of its image (or of its live inventory), and,
-/// where its processes' maps were read, whether each finding's package is in use. The marks
-/// live beside the shared report, not in a copy of it: a node's worth of containers costs a
-/// few bytes each. Readers see the report; its JSON carries the marks in each finding.
+/// A container's report: the shared report of its image (or of its live inventory), and the
+/// agent's annotations of its findings — whether each finding's package is in use (where its
+/// processes' maps were read) and whether it drifted at run time. The annotations live beside
+/// the shared report, not in a copy of it: a node's worth of containers costs a few bytes
+/// each. Readers see the report; its JSON carries the annotations in each finding.
 #[derive(Debug, Clone)]
 pub struct ContainerReport {
     pub report: Arc<Report>,
     /// Per finding of `report`, in order (`None` inside: unknown for that package).
     pub in_use: Option<Arc<[Option<bool>]>>,
+    /// Per finding of `report`, in order: `added` or `changed` at run time.
+    pub drift: Option<Arc<[Option<&'static str>]>>,
 }
 
 impl ContainerReport {
     pub fn new(report: Arc<Report>) -> ContainerReport {
-        ContainerReport { report, in_use: None }
+        ContainerReport {
+            report,
+            in_use: None,
+            drift: None,
+        }
     }
 }
 
@@ -210,35 +268,48 @@ impl std::ops::Deref for ContainerReport {
     }
 }
 
+/// A finding as `/v1/findings` shows it: the core's finding and the agent's annotations.
+#[derive(Serialize)]
+struct AnnotatedFinding<'a> {
+    #[serde(flatten)]
+    finding: &'a Finding,
+    /// `added` or `changed` when the package differs at run time from the image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drift: Option<&'static str>,
+    /// Whether a process of the container maps a file of the package (absent where that is
+    /// unknown: no file list, or no process map read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_use: Option<bool>,
+}
+
 impl Serialize for ContainerReport {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // Report's fields, in its order, with the marks set in each finding (checked against
-        // Report's own serialization by a test).
+        // Report's fields, in its order, with the annotations set in each finding (checked
+        // against Report's own serialization by a test).
         #[derive(Serialize)]
         struct View<'a> {
             schema: &'a str,
             target: &'a str,
             os: &'a Option<stalewatch_core::report::ReportOs>,
             packages: &'a [stalewatch_core::package::Package],
-            findings: Marked<'a>,
+            findings: Annotated<'a>,
             #[serde(skip_serializing_if = "<[Finding]>::is_empty")]
             informational: &'a [Finding],
             summary: &'a stalewatch_core::report::Summary,
             unreadable: &'a [stalewatch_core::layer::diagnostics::Unreadable],
         }
-        struct Marked<'a>(&'a [Finding], Option<&'a [Option<bool>]>);
-        impl Serialize for Marked<'_> {
+        struct Annotated<'a>(&'a ContainerReport);
+        impl Serialize for Annotated<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 use serde::ser::SerializeSeq;
-                let mut seq = s.serialize_seq(Some(self.0.len()))?;
-                for (i, f) in self.0.iter().enumerate() {
-                    match self.1.and_then(|m| m.get(i)) {
-                        Some(&mark) => seq.serialize_element(&Finding {
-                            in_use: mark,
-                            ..f.clone()
-                        })?,
-                        None => seq.serialize_element(f)?,
-                    }
+                let c = self.0;
+                let mut seq = s.serialize_seq(Some(c.report.findings.len()))?;
+                for (i, f) in c.report.findings.iter().enumerate() {
+                    seq.serialize_element(&AnnotatedFinding {
+                        finding: f,
+                        drift: c.drift.as_ref().and_then(|d| d.get(i).copied().flatten()),
+                        in_use: c.in_use.as_ref().and_then(|m| m.get(i).copied().flatten()),
+                    })?;
                 }
                 seq.end()
             }
@@ -249,69 +320,12 @@ impl Serialize for ContainerReport {
             target: &r.target,
             os: &r.os,
             packages: &r.packages,
-            findings: Marked(&r.findings, self.in_use.as_deref()),
+            findings: Annotated(self),
             informational: &r.informational,
             summary: &r.summary,
             unreadable: &r.unreadable,
         }
         .serialize(s)
-    }
-}
-
-/// Whether each finding of `report` is in use (true or false where the package's database
-/// lists its files, unknown otherwise), and the distinct vulnerabilities in use by severity.
-pub fn in_use_marks(
-    report: &Report,
-    inv: &stalewatch_core::catalog::Inventory,
-    mapped: &super::in_use::Mapped,
-) -> (Arc<[Option<bool>]>, BTreeMap<Severity, u64>) {
-    let used: std::collections::BTreeSet<&str> = mapped
-        .files
-        .iter()
-        .filter_map(|f| inv.mapped_files.get(f).map(String::as_str))
-        .collect();
-    let marks: Arc<[Option<bool>]> = report
-        .findings
-        .iter()
-        .map(|f| {
-            inv.with_file_lists
-                .contains(&*f.package)
-                .then(|| used.contains(&*f.package))
-        })
-        .collect();
-    let mut counts = BTreeMap::new();
-    for v in vulnerability::group(&report.findings) {
-        if v.findings.iter().any(|&i| marks[i] == Some(true)) {
-            *counts.entry(v.severity).or_default() += 1;
-        }
-    }
-    (marks, counts)
-}
-
-/// Builds the view of one running container.
-pub fn container_view(rc: &RunningContainer) -> ContainerView {
-    ContainerView {
-        id: rc.id.clone(),
-        namespace: rc.namespace.clone(),
-        pod: rc.pod.clone(),
-        container: rc.container.clone(),
-        image: rc.image.clone(),
-        image_digest: rc.image_digest.clone(),
-        manifest_digest: None,
-        config_digest: None,
-        started_at: rc.started_at.map(crate::clock::rfc3339),
-        scan_status: ScanStatus::Pending,
-        error: None,
-        stale_digest: rc.stale.clone(),
-        report: None,
-        drift: None,
-        started_unix: rc.started_at,
-        vulnerabilities: BTreeMap::new(),
-        oldest_fix_age: 0,
-        pod_uid: rc.pod_uid.clone(),
-        notable: Notable::default(),
-        vulnerabilities_in_use: None,
-        deleted_files_in_use: Vec::new(),
     }
 }
 
@@ -350,14 +364,12 @@ mod tests {
             published: None,
             summary: "".into(),
             path: "lib/apk/db/installed".into(),
-            drift: None,
-            in_use: None,
             informational: None,
         }
     }
 
     /// musl (listed, mapped), openssl (listed, not mapped), tzdata (no file list).
-    fn fixture() -> (Report, Inventory, super::super::in_use::Mapped) {
+    fn fixture() -> (Report, Inventory, crate::agent::runtime_checks::in_use::Mapped) {
         let mut inv = Inventory {
             packages: vec![package("musl"), package("openssl"), package("tzdata")],
             databases: vec!["lib/apk/db/installed".into()],
@@ -379,7 +391,7 @@ mod tests {
             finding("CVE-2025-3", "tzdata"),
         ];
         let report = Report::new("t", inv.without_file_owners(), findings, vec![], 0);
-        let mapped = super::super::in_use::Mapped {
+        let mapped = crate::agent::runtime_checks::in_use::Mapped {
             files: ["lib/ld-musl-x86_64.so.1".to_string()].into(),
             deleted: Default::default(),
         };
@@ -395,28 +407,41 @@ mod tests {
     }
 
     #[test]
-    fn marks_say_true_false_or_nothing_per_finding() {
+    fn marks_say_true_false_or_nothing_per_finding_and_drift_is_beside_them() {
         let (report, inv, mapped) = fixture();
-        let (marks, counts) = in_use_marks(&report, &inv, &mapped);
+        let (marks, counts) = crate::agent::runtime_checks::in_use::marks(&report, &inv, &mapped);
         assert_eq!(&*marks, &[Some(true), Some(false), None]);
         assert_eq!(counts, BTreeMap::from([(Severity::High, 1)]));
+        let plain = serde_json::to_value(&report).unwrap();
         let marked = ContainerReport {
             report: Arc::new(report),
             in_use: Some(marks),
+            drift: Some(Arc::from(vec![None, Some("changed"), Some("added")])),
         };
         let json = serde_json::to_value(&marked).unwrap();
-        let in_use: Vec<_> = json["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| f.get("in_use").cloned())
-            .collect();
+        let field = |name: &str| -> Vec<_> {
+            json["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.get(name).cloned())
+                .collect()
+        };
         assert_eq!(
-            in_use,
+            field("in_use"),
             vec![Some(true.into()), Some(false.into()), None],
             "{json}"
         );
-        // The shared report itself is not touched.
-        assert!(marked.report.findings.iter().all(|f| f.in_use.is_none()));
+        assert_eq!(
+            field("drift"),
+            vec![None, Some("changed".into()), Some("added".into())]
+        );
+        // Apart from the annotations, each finding is the core's finding as it serializes.
+        for (i, f) in json["findings"].as_array().unwrap().iter().enumerate() {
+            let mut f = f.clone();
+            f.as_object_mut().unwrap().remove("in_use");
+            f.as_object_mut().unwrap().remove("drift");
+            assert_eq!(f, plain["findings"][i]);
+        }
     }
 }

@@ -305,8 +305,11 @@ pub async fn refresh(
         entry.last_attempt = Some(now.clone());
         let written = fetched.and_then(|o| {
             if let Outcome::Updated { index, .. } = &o {
-                write_atomic(&store.index_path(eco), &index.to_bytes())
-                    .map_err(|e| fail("io", format!("{e:#}")))?;
+                write_atomic(
+                    &store.index_path(eco),
+                    &stalewatch_core::advisory::file::write(index),
+                )
+                .map_err(|e| fail("io", format!("{e:#}")))?;
             }
             Ok(o)
         });

@@ -256,7 +256,11 @@ pub fn empty_db(dir: &Path, ecosystems: &[&str]) {
     std::fs::create_dir_all(dir).unwrap();
     for eco in ecosystems {
         let idx = stalewatch_core::advisory::EcosystemIndex::new(eco);
-        std::fs::write(dir.join(format!("{eco}.idx")), idx.to_bytes()).unwrap();
+        std::fs::write(
+            dir.join(format!("{eco}.idx")),
+            stalewatch_core::advisory::file::write(&idx),
+        )
+        .unwrap();
     }
 }
 

@@ -27,14 +27,6 @@ pub struct Finding {
     pub summary: Arc<str>,
     /// Where the package was found (its database path).
     pub path: Arc<str>,
-    /// `added` or `changed` when the package differs at run time from the image (set by the
-    /// agent's drift check; absent otherwise).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub drift: Option<&'static str>,
-    /// Whether a process of the container maps a file of the package (set by the agent;
-    /// absent where that is unknown: no file list, or no process map read).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub in_use: Option<bool>,
     /// The kind of an informational advisory (RustSec `unmaintained`, `unsound`, `notice`):
     /// not a vulnerability. Reports keep these apart (`Report::informational`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -164,8 +156,6 @@ impl<'a> Matcher<'a> {
                     published: v.published.clone(),
                     summary: v.advisory.summary.clone(),
                     path: path.clone(),
-                    drift: None,
-                    in_use: None,
                     informational: v.informational.clone(),
                 });
             }

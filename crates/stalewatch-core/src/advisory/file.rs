@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::index::{Advisory, AffectedEntry, BuildStats, EcosystemIndex, IndexError};
+use super::error::IndexError;
+use super::index::{Advisory, AffectedEntry, BuildStats, EcosystemIndex};
 use super::severity::Severity;
 
 const MAGIC: &[u8; 6] = b"SWIDX\0";
@@ -165,7 +166,10 @@ impl IndexReader {
         }
         let found = u16::from_le_bytes([head[6], head[7]]);
         if found != FORMAT_VERSION {
-            return Err(IndexError::Version { found });
+            return Err(IndexError::Version {
+                found,
+                expected: FORMAT_VERSION,
+            });
         }
         let word = |at: usize| u64::from_le_bytes(head[at..at + 8].try_into().unwrap_or([0; 8]));
         let meta_ref = BlobRef {

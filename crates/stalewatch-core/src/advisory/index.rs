@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek};
 use std::sync::Arc;
 
+pub use super::error::IndexError;
 use super::osv::{self, Record};
 use super::range::{Event, EventKind, RangeKind, VersionRange};
 use super::severity::{self, Severity};
@@ -70,21 +71,6 @@ pub struct EcosystemIndex {
     /// full ecosystem (`Alpine:v3.20`) → package name → entries.
     pub packages: BTreeMap<String, BTreeMap<String, Vec<AffectedEntry>>>,
     pub stats: BuildStats,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum IndexError {
-    #[error("advisory archive is not a readable zip: {0}")]
-    Zip(String),
-    #[error("index file is not a stalewatch index (bad magic)")]
-    BadMagic,
-    #[error(
-        "index file has format version {found}, this build reads {}",
-        super::file::FORMAT_VERSION
-    )]
-    Version { found: u16 },
-    #[error("index file is corrupt: {0}")]
-    Corrupt(String),
 }
 
 fn base_ecosystem(e: &str) -> &str {
@@ -295,11 +281,6 @@ impl EcosystemIndex {
             .map(Vec::len)
             .sum()
     }
-
-    /// Serialises into the on-disk format (see [`super::file`]).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        super::file::write(self)
-    }
 }
 
 #[cfg(test)]
@@ -353,7 +334,7 @@ mod tests {
     fn rejects_corrupt_files() {
         use crate::advisory::file::IndexReader;
         let idx = EcosystemIndex::new("Alpine");
-        let mut bytes = idx.to_bytes();
+        let mut bytes = crate::advisory::file::write(&idx);
         assert!(matches!(
             IndexReader::open(Box::new(b"garbage".to_vec())),
             Err(IndexError::BadMagic)
@@ -361,11 +342,11 @@ mod tests {
         bytes[6] = 99;
         assert!(matches!(
             IndexReader::open(Box::new(bytes)),
-            Err(IndexError::Version { found: 99 })
+            Err(IndexError::Version { found: 99, .. })
         ));
         let mut idx = EcosystemIndex::new("Alpine");
         idx.add_record_json(ALPINE_9143.as_bytes());
-        let bytes = idx.to_bytes();
+        let bytes = crate::advisory::file::write(&idx);
         assert!(IndexReader::open(Box::new(bytes[..bytes.len() - 5].to_vec())).is_err());
     }
 

@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
+use super::error::IndexError;
 use super::file::{ByteSource, IndexReader, PackageEntries};
-use super::index::{EcosystemIndex, IndexError};
+use super::index::EcosystemIndex;
 use super::severity::Severity;
 
 #[derive(Debug, Default)]
@@ -29,7 +30,7 @@ impl IndexSet {
     pub fn from_indexes(indexes: Vec<EcosystemIndex>) -> Result<Self, IndexError> {
         let readers = indexes
             .iter()
-            .map(|i| IndexReader::open(Box::new(i.to_bytes()) as Box<dyn ByteSource>))
+            .map(|i| IndexReader::open(Box::new(super::file::write(i)) as Box<dyn ByteSource>))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self::new(readers))
     }

@@ -214,8 +214,6 @@ pub(crate) mod tests {
             published: None,
             summary: "a flaw".into(),
             path: path.into(),
-            drift: None,
-            in_use: None,
             informational: None,
         };
         Report::new(

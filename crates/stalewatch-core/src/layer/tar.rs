@@ -3,7 +3,7 @@
 
 use std::io::{self, Read};
 
-use super::{Entry, EntryKind, EntrySource, LayerError};
+use super::entry::{Entry, EntryKind, EntrySource, LayerError};
 
 const BLOCK: u64 = 512;
 /// GNU long names and PAX headers larger than this are refused (real ones are < 4 KiB).

@@ -5,8 +5,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use super::diagnostics::Diagnostics;
+use super::entry::{EntryKind, EntrySource, LayerError};
 use super::path::{self, components};
-use super::{Diagnostics, EntryKind, EntrySource, LayerError};
 
 /// Bounds on what one image may cost.
 #[derive(Debug, Clone, Copy)]

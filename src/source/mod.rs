@@ -1,21 +1,20 @@
-//! `stalewatch scan TARGET`: read a filesystem or image into the core's file tree, catalog,
-//! match against the local advisory database, report.
+//! Image sources: where a file tree comes from — an unpacked root (`rootfs`), an OCI layout
+//! or archive or a docker archive (`image`), containerd's content store (`crate::containerd`
+//! as a `BlobStore`), overlay lower directories (`overlay`) — all walked by `walk` and read
+//! into the core's file tree, then cataloged.
 
+pub mod containerd;
 mod current_file;
 pub mod image;
 pub mod overlay;
 pub mod rootfs;
 
 use anyhow::{bail, Context};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use stalewatch_core::catalog::{self, Inventory};
 use stalewatch_core::layer::diagnostics::Unreadable;
 use stalewatch_core::layer::{Diagnostics, FileTree, Limits};
-use stalewatch_core::matcher;
-use stalewatch_core::report::Report;
-
-use crate::db::Store;
 
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -71,7 +70,7 @@ pub fn read_tree(
         Target::OciArchive(p) => image::read(&image::OciLayout::archive(p)?, limits, &mut tree, diag)?,
         Target::DockerArchive(p) => image::read_docker_archive(p, limits, &mut tree, diag)?,
         Target::Containerd(name) => {
-            crate::containerd::read_image(&ctrd.address, &ctrd.namespace, name, limits, &mut tree, diag)?
+            containerd::read_image(&ctrd.address, &ctrd.namespace, name, limits, &mut tree, diag)?
         }
     }
     Ok(tree)
@@ -106,63 +105,10 @@ pub fn inventory(target: &Target, ctrd: &ContainerdOptions) -> anyhow::Result<(I
     Ok((inv, unreadable))
 }
 
-fn note(reason: &str, detail: &str) -> Unreadable {
+pub fn note(reason: &str, detail: &str) -> Unreadable {
     Unreadable {
         what: "image".into(),
         reason: reason.into(),
         detail: detail.into(),
     }
-}
-
-/// The top-level OSV ecosystems an inventory needs.
-fn needed_ecosystems(inv: &Inventory) -> Vec<String> {
-    let mut v: Vec<String> = inv
-        .packages
-        .iter()
-        .filter(|p| !p.ecosystem.is_empty())
-        .map(|p| p.ecosystem.split(':').next().unwrap_or_default().to_string())
-        .collect();
-    v.sort();
-    v.dedup();
-    v
-}
-
-pub fn run(
-    target: &Target,
-    target_text: &str,
-    ctrd: &ContainerdOptions,
-    db_dir: &Path,
-    now: i64,
-) -> anyhow::Result<Report> {
-    let (inv, mut unreadable) = inventory(target, ctrd)?;
-    let store = Store::new(db_dir);
-    let mut needed = needed_ecosystems(&inv);
-    // An ecosystem the last update found absent from the advisory source has nothing to
-    // match against: its packages are listed, and the report says they were not matched.
-    let state = store.state().unwrap_or_default();
-    let absent_upstream =
-        |e: &String| !store.has_index(e) && state.ecosystems.get(e).is_some_and(|s| s.missing);
-    for e in needed.iter().filter(|e| absent_upstream(e)) {
-        let n = inv
-            .packages
-            .iter()
-            .filter(|p| p.ecosystem.split(':').next() == Some(e.as_str()))
-            .count();
-        unreadable.push(note(
-            "no_advisory_feed",
-            &format!("{e} is not on the advisory source: its {n} packages are listed, not matched"),
-        ));
-    }
-    needed.retain(|e| !absent_upstream(e));
-    let missing: Vec<&String> = needed.iter().filter(|e| !store.has_index(e)).collect();
-    if !missing.is_empty() {
-        bail!(
-            "no advisory data for {} in {}: run `stalewatch db update` first",
-            missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
-            db_dir.display()
-        );
-    }
-    let db = store.load(&needed)?;
-    let findings = matcher::match_inventory(&inv, &db)?;
-    Ok(Report::new(target_text, inv, findings, unreadable, now))
 }

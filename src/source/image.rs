@@ -141,13 +141,22 @@ impl BlobStore for OciLayout {
     }
 }
 
+/// A blob whose bytes hash to something other than its name: corrupt or tampered content.
+#[derive(Debug, thiserror::Error)]
+#[error("blob {digest} does not match its digest (sha256:{actual})")]
+pub struct DigestMismatch {
+    pub digest: String,
+    pub actual: String,
+}
+
 fn verify(digest: &str, got: &[u8]) -> anyhow::Result<()> {
     let (alg, hex) = meta::split_digest(digest)?;
     if alg == "sha256" && !hex.eq_ignore_ascii_case(&hex::encode(got)) {
-        bail!(
-            "blob {digest} does not match its digest (sha256:{})",
-            hex::encode(got)
-        );
+        return Err(DigestMismatch {
+            digest: digest.to_string(),
+            actual: hex::encode(got),
+        }
+        .into());
     }
     Ok(())
 }

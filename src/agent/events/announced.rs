@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use stalewatch_core::advisory::Severity;
 
-use super::snapshot::{ScanStatus, Snapshot};
+use crate::agent::snapshot::{ScanStatus, Snapshot};
 
 /// Event reasons, most important first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -373,31 +373,23 @@ mod tests {
     type PodSpec<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, Severity)], Option<&'a str>);
 
     fn snapshot(pods: &[PodSpec]) -> Snapshot {
-        use crate::agent::runtime::RunningContainer;
-        use crate::agent::snapshot::{container_view, Notable};
+        use crate::agent::snapshot::{ContainerView, Notable};
         use stalewatch_core::catalog::Inventory;
         use stalewatch_core::os::OsInfo;
         use stalewatch_core::report::Report;
         let containers = pods
             .iter()
             .map(|(pod, stale, severe, eol)| {
-                let rc = RunningContainer {
+                let mut v = ContainerView {
                     id: format!("{pod}-app"),
                     namespace: "shop".into(),
                     pod: pod.to_string(),
                     container: "app".into(),
-                    pod_uid: None,
                     image: "example.org/app:1".into(),
                     image_digest: Some("sha256:1".into()),
-                    pid: 1,
-                    started_at: None,
-                    created_at: 0,
-                    snapshot: None,
-                    snapshot_parent: None,
-                    stale: None,
+                    scan_status: ScanStatus::Ok,
+                    ..Default::default()
                 };
-                let mut v = container_view(&rc);
-                v.scan_status = ScanStatus::Ok;
                 // Alpine 3.16's end of life (2024-05-23) is past at this clock; 3.22's is not.
                 let version = eol.unwrap_or("3.22.0");
                 let inv = Inventory {

@@ -1,20 +1,16 @@
-//! Image inventories, read once per image from containerd's content store and kept in the
-//! state directory (versioned, written atomically) so a restart reads no layer again.
+//! The inventories the agent keeps: one record per image digest (`images-v1.json`) and one
+//! delta per layer digest (`layers/`), versioned and written atomically, so a restart reads
+//! no layer again and a shared layer is read once.
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use stalewatch_core::catalog::{self, Inventory};
-use stalewatch_core::image::Descriptor;
+use stalewatch_core::catalog::Inventory;
 use stalewatch_core::layer::diagnostics::Unreadable;
 use stalewatch_core::layer::tree::LayerDelta;
-use stalewatch_core::layer::{Diagnostics, FileTree, Limits};
 
-use crate::containerd::{Containerd, ContentStore};
 use crate::db::write_atomic;
-use crate::scan::image::{read_blob, read_layer_delta, resolve_manifest, BlobStore};
 
 const CACHE_FILE: &str = "images-v1.json";
 /// 2: inventories carry the owners of mappable files (packages in use).
@@ -36,10 +32,17 @@ pub struct ImageRecord {
     pub unreadable: Vec<Unreadable>,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 struct CacheFile {
     version: u32,
     images: BTreeMap<String, ImageRecord>,
+}
+
+/// The cache file as written: borrowed, so saving never copies the inventories.
+#[derive(Serialize)]
+struct CacheFileRef<'a> {
+    version: u32,
+    images: &'a BTreeMap<String, ImageRecord>,
 }
 
 /// What reading an image cost.
@@ -127,9 +130,9 @@ impl ImageCache {
         running: &std::collections::BTreeSet<String>,
     ) -> anyhow::Result<()> {
         let encode = |images: &BTreeMap<String, ImageRecord>| {
-            serde_json::to_vec(&CacheFile {
+            serde_json::to_vec(&CacheFileRef {
                 version: CACHE_VERSION,
-                images: images.clone(),
+                images,
             })
         };
         let mut bytes = encode(&self.images)?;
@@ -166,19 +169,10 @@ impl ImageCache {
     }
 }
 
-fn parse_created(config: &[u8]) -> Option<i64> {
-    #[derive(Deserialize)]
-    struct Config {
-        created: Option<String>,
-    }
-    let c: Config = serde_json::from_slice(config).ok()?;
-    let t = humantime::parse_rfc3339_weak(c.created?.trim_end_matches('Z').split('.').next()?).ok()?;
-    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
-}
-
 /// Layer deltas by layer digest, one versioned postcard file each under `<state>/layers/`.
 /// Layers are immutable: a delta read once is good forever. A corrupt or old-version file
 /// is ignored (and rewritten when the layer is read again).
+#[derive(Clone)]
 pub struct LayerCache {
     dir: PathBuf,
 }
@@ -234,174 +228,75 @@ impl LayerCache {
     }
 }
 
-/// The content store of `client` and the host platform's manifest of an image digest.
-fn open_image(
-    client: &Containerd,
-    runtime: tokio::runtime::Handle,
-    image_digest: &str,
-) -> anyhow::Result<(ContentStore, String, stalewatch_core::image::Manifest)> {
-    let store = ContentStore {
-        client: client.clone(),
-        runtime,
-    };
-    let root = Descriptor {
-        media_type: String::new(),
-        digest: image_digest.to_string(),
-        size: 0,
-        platform: None,
-    };
-    let (manifest_digest, manifest) = resolve_manifest(&store, &root)?;
-    Ok((store, manifest_digest, manifest))
-}
-
-/// The layer chain ID an image config describes (`rootfs.diff_ids`).
-fn config_chain_id(config: &[u8]) -> Option<String> {
-    stalewatch_core::image::config_diff_ids(config).and_then(|d| stalewatch_core::image::chain_id(&d))
-}
-
-/// Reads and catalogs one image from containerd (blocking; run it on a blocking thread).
-/// Layers already in `layers` are not read again.
-pub fn scan(
-    client: &Containerd,
-    runtime: tokio::runtime::Handle,
-    image_digest: &str,
-    limits: &Limits,
-    layers: &LayerCache,
-) -> anyhow::Result<(ImageRecord, ReadCost)> {
-    let (store, manifest_digest, manifest) = open_image(client, runtime, image_digest)?;
-    let mut tree = FileTree::new();
-    let mut diag = Diagnostics::default();
-    let mut cost = ReadCost::default();
-    for layer in &manifest.layers {
-        let delta = match layers.get(&layer.digest) {
-            Some(d) => {
-                cost.layer_cache_hits += 1;
-                d
-            }
-            None => {
-                let (d, bytes) = read_layer_delta(&store, layer, limits, &mut diag)?;
-                cost.layers_read += 1;
-                cost.bytes_decompressed += bytes;
-                if let Err(e) = layers.put(&layer.digest, &d) {
-                    tracing::warn!("caching layer {}: {e:#}", layer.digest);
-                }
-                d
-            }
-        };
-        tree.apply(&delta, limits, &layer.digest, &mut diag);
-    }
-    let config = &manifest.config;
-    let config_bytes = read_blob(&store as &dyn BlobStore, config).ok();
-    let created = config_bytes.as_deref().and_then(parse_created);
-    let chain_id = config_bytes.as_deref().and_then(config_chain_id);
-    let inventory = catalog::catalog(&tree, &mut diag);
-    let record = ImageRecord {
-        image_digest: image_digest.to_string(),
-        manifest_digest,
-        config_digest: config.digest.clone(),
-        created,
-        layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
-        chain_id,
-        inventory,
-        unreadable: diag.notes,
-    };
-    Ok((record, cost))
-}
-
-/// The chain ID of the image a descriptor digest points at (host platform), from its
-/// manifest and config: two small reads (blocking).
-pub fn chain_of(
-    client: &Containerd,
-    runtime: tokio::runtime::Handle,
-    image_digest: &str,
-) -> anyhow::Result<Option<String>> {
-    let (store, _, manifest) = open_image(client, runtime, image_digest)?;
-    let config = read_blob(&store as &dyn BlobStore, &manifest.config)?;
-    Ok(config_chain_id(&config))
-}
-
-/// Where an image's unpacked files are read from when its blobs are gone.
-#[derive(Debug, Clone)]
-pub enum Unpacked {
-    /// The snapshot's overlay lower directories, bottom first: the image as shipped.
-    Layers(Vec<PathBuf>),
-    /// A running container's root (`<proc-root>/<pid>/root`): what runs, drift included.
-    LiveRoot(PathBuf),
-}
-
-/// Catalogs an image from its unpacked files: the fallback when the node has dropped the
-/// image's blobs after unpacking them (containerd's `discard_unpacked_layers`).
-pub fn scan_unpacked(
-    from: &Unpacked,
-    image_digest: &str,
-    limits: &Limits,
-) -> anyhow::Result<(ImageRecord, ReadCost)> {
-    let mut tree = FileTree::new();
-    let mut diag = Diagnostics::default();
-    let (layers_read, how) = match from {
-        Unpacked::Layers(dirs) => (
-            crate::scan::overlay::read_layers(dirs, &mut tree, limits, &mut diag)?,
-            "inventoried from the container snapshot's unpacked layers",
-        ),
-        Unpacked::LiveRoot(root) => {
-            crate::scan::rootfs::read_into(
-                root,
-                &mut tree,
-                crate::scan::rootfs::Scope::Everything,
-                limits,
-                &mut diag,
-            )
-            .with_context(|| format!("read {}", root.display()))?;
-            (
-                1,
-                "inventoried from a running container's filesystem (runtime changes included)",
-            )
-        }
-    };
-    let inventory = catalog::catalog(&tree, &mut diag);
-    let mut unreadable = diag.notes;
-    unreadable.push(Unreadable {
-        what: "image".into(),
-        reason: "blobs_missing".into(),
-        detail: format!("layer blobs are not in the content store; {how}"),
-    });
-    let record = ImageRecord {
-        image_digest: image_digest.to_string(),
-        manifest_digest: String::new(),
-        config_digest: String::new(),
-        created: None,
-        layers: Vec::new(),
-        chain_id: None,
-        inventory,
-        unreadable,
-    };
-    Ok((
-        record,
-        ReadCost {
-            layers_read,
-            ..Default::default()
-        },
-    ))
-}
-
-/// Ensures the state directory exists and is writable before the agent starts.
-pub fn prepare_state_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("create state directory {}", dir.display()))
-}
-
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn record(digest: &str, owners: &[(&str, &str)]) -> ImageRecord {
+        let inventory = Inventory {
+            mapped_files: std::sync::Arc::new(
+                owners
+                    .iter()
+                    .map(|(f, p)| (f.to_string(), p.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        ImageRecord {
+            image_digest: digest.into(),
+            manifest_digest: format!("{digest}-manifest"),
+            config_digest: String::new(),
+            created: None,
+            layers: vec!["sha256:aa".into()],
+            chain_id: None,
+            inventory,
+            unreadable: Vec::new(),
+        }
+    }
+
     #[test]
-    fn created_times() {
-        assert_eq!(
-            super::parse_created(br#"{"created":"1970-01-02T00:00:00Z"}"#),
-            Some(86400)
+    fn a_saved_cache_loads_back_and_a_corrupt_or_old_one_is_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = ImageCache::load(dir.path());
+        assert!(cache.images.is_empty());
+        cache.insert(
+            "sha256:01".into(),
+            record("sha256:01", &[("lib/libc.so", "libc6")]),
         );
-        assert_eq!(
-            super::parse_created(br#"{"created":"1970-01-02T00:00:00.123456789Z"}"#),
-            Some(86400)
+        cache.insert(
+            "sha256:02".into(),
+            record("sha256:02", &[("lib/libc.so", "libc6")]),
         );
-        assert_eq!(super::parse_created(br#"{}"#), None);
-        assert_eq!(super::parse_created(b"garbage"), None);
+        cache.save(u64::MAX, &Default::default()).unwrap();
+        let loaded = ImageCache::load(dir.path());
+        assert_eq!(
+            loaded.images.keys().collect::<Vec<_>>(),
+            ["sha256:01", "sha256:02"]
+        );
+        assert_eq!(loaded.images["sha256:02"].manifest_digest, "sha256:02-manifest");
+        // Equal owner tables are one shared copy after loading.
+        let (a, b) = (&loaded.images["sha256:01"], &loaded.images["sha256:02"]);
+        assert!(std::sync::Arc::ptr_eq(
+            &a.inventory.mapped_files,
+            &b.inventory.mapped_files
+        ));
+        let path = dir.path().join(CACHE_FILE);
+        std::fs::write(&path, b"{\"version\":1,\"images\":{}}").unwrap();
+        assert!(ImageCache::load(dir.path()).images.is_empty());
+        std::fs::write(&path, b"\x00garbage").unwrap();
+        assert!(ImageCache::load(dir.path()).images.is_empty());
+    }
+
+    #[test]
+    fn saving_over_the_bound_drops_idle_images_never_running_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = ImageCache::load(dir.path());
+        for d in ["sha256:01", "sha256:02", "sha256:03"] {
+            cache.insert(d.into(), record(d, &[]));
+        }
+        let running: std::collections::BTreeSet<String> = ["sha256:02".to_string()].into();
+        cache.save(1, &running).unwrap();
+        assert_eq!(cache.images.keys().collect::<Vec<_>>(), ["sha256:02"]);
+        assert_eq!(ImageCache::load(dir.path()).images.len(), 1);
     }
 }

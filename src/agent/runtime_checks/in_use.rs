@@ -5,7 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use std::sync::Arc;
+
+use stalewatch_core::advisory::Severity;
 use stalewatch_core::catalog::mapped_key;
+use stalewatch_core::report::Report;
+use stalewatch_core::vulnerability;
 
 /// What a container's processes map.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -91,6 +96,36 @@ pub fn container_maps(
         }
     }
     read_any.then_some(m)
+}
+
+/// Whether each finding of `report` is in use (true or false where the package's database
+/// lists its files, unknown otherwise), and the distinct vulnerabilities in use by severity.
+pub fn marks(
+    report: &Report,
+    inv: &stalewatch_core::catalog::Inventory,
+    mapped: &Mapped,
+) -> (Arc<[Option<bool>]>, BTreeMap<Severity, u64>) {
+    let used: std::collections::BTreeSet<&str> = mapped
+        .files
+        .iter()
+        .filter_map(|f| inv.mapped_files.get(f).map(String::as_str))
+        .collect();
+    let marks: Arc<[Option<bool>]> = report
+        .findings
+        .iter()
+        .map(|f| {
+            inv.with_file_lists
+                .contains(&*f.package)
+                .then(|| used.contains(&*f.package))
+        })
+        .collect();
+    let mut counts = BTreeMap::new();
+    for v in vulnerability::group(&report.findings) {
+        if v.findings.iter().any(|&i| marks[i] == Some(true)) {
+            *counts.entry(v.severity).or_default() += 1;
+        }
+    }
+    (marks, counts)
 }
 
 #[cfg(test)]

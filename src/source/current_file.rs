@@ -22,7 +22,7 @@ impl CurrentFile {
 
     fn io(&self, e: std::io::Error) -> LayerError {
         let p = self.path.as_deref().unwrap_or(std::path::Path::new(""));
-        LayerError::Io(format!("{}: {e}", p.display()))
+        LayerError::Io(std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
     }
 
     fn file(&mut self) -> Result<Option<&mut fs::File>, LayerError> {

@@ -3,7 +3,6 @@
 //! root are resolved without ever following a link out of it (the rootfs walker), files are
 //! size-capped, and a container that exits mid-read is a normal outcome.
 
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -11,44 +10,7 @@ use stalewatch_core::catalog::{self, Inventory};
 use stalewatch_core::layer::{Diagnostics, FileTree, Limits};
 use stalewatch_core::package::Package;
 
-/// A package as drift reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DriftPackage {
-    pub name: String,
-    pub version: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ChangedPackage {
-    pub name: String,
-    pub image_version: String,
-    pub live_version: String,
-}
-
-/// Packages added, removed or changed at run time, each sorted by name.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Drift {
-    pub added: Vec<DriftPackage>,
-    pub removed: Vec<DriftPackage>,
-    pub changed: Vec<ChangedPackage>,
-}
-
-impl Drift {
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
-    }
-
-    /// How a package of the live inventory drifted (`added`, `changed`), if it did.
-    pub fn kind_of(&self, name: &str) -> Option<&'static str> {
-        if self.added.iter().any(|p| p.name == name) {
-            Some("added")
-        } else if self.changed.iter().any(|p| p.name == name) {
-            Some("changed")
-        } else {
-            None
-        }
-    }
-}
+pub use crate::agent::snapshot::{ChangedPackage, Drift, DriftPackage};
 
 fn key(p: &Package) -> (String, String, String) {
     (p.path.clone(), p.name.clone(), p.arch.clone())
@@ -160,10 +122,10 @@ pub fn read_live(proc_root: &Path, pid: u32, limits: &Limits) -> anyhow::Result<
     let root = proc_root.join(pid.to_string()).join("root");
     let mut tree = FileTree::new();
     let mut diag = Diagnostics::default();
-    match crate::scan::rootfs::read_into(
+    match crate::source::rootfs::read_into(
         &root,
         &mut tree,
-        crate::scan::rootfs::Scope::OsDatabases,
+        crate::source::rootfs::Scope::OsDatabases,
         limits,
         &mut diag,
     ) {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::agent::snapshot::StaleDigest;
 use crate::containerd::{task_is_running, Containerd};
 
 const LABEL_KIND: &str = "io.cri-containerd.kind";
@@ -40,17 +41,6 @@ pub struct RunningContainer {
     /// Set when the image name now resolves to another image than the one this runs.
     #[serde(skip)]
     pub stale: Option<StaleDigest>,
-}
-
-/// A container whose image name moved on: what it runs, and what the name resolves to now.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct StaleDigest {
-    /// The image (record target digest) the container was created from; when the node no
-    /// longer holds that image, the chain ID of its layers.
-    pub running_digest: String,
-    /// Whether `running_digest` is a chain ID (the image itself is gone from the node).
-    pub running_image_gone: bool,
-    pub current_digest: String,
 }
 
 /// Which image each container really runs: a container whose snapshot's parent is not the

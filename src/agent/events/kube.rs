@@ -11,31 +11,11 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use prometheus::IntCounterVec;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-use crate::agent::events::Notice;
-
-/// Where the client's configuration comes from.
-#[derive(Debug, Clone)]
-pub enum KubeAccess {
-    /// The pod's service account (in-cluster environment and files).
-    InCluster,
-    /// A kubeconfig file (tests, agents run outside a pod).
-    Kubeconfig(PathBuf),
-}
-
-/// Event publishing settings.
-#[derive(Debug, Clone)]
-pub struct EventsConfig {
-    pub access: KubeAccess,
-    pub node_name: String,
-    /// Events per minute at most (a token bucket with this burst).
-    pub per_minute: u32,
-    /// Notices waiting beyond this are dropped (and counted).
-    pub queue: usize,
-}
+use super::announced::Notice;
+use crate::agent::config::{EventsConfig, KubeAccess};
 
 /// The reporting controller of every Event.
 pub const REPORTING_CONTROLLER: &str = "stalewatch";
@@ -141,6 +121,16 @@ impl EventQueue {
         let reason = n.reason.as_str();
         if self.tx.try_send(n).is_err() {
             self.outcomes.with_label_values(&[reason, "dropped"]).inc();
+        }
+    }
+}
+
+/// Creates every (reason, result) series of `stalewatch_kube_events_total` at zero, so
+/// `increase()` sees the first failure.
+pub fn init_outcomes(outcomes: &IntCounterVec) {
+    for reason in super::announced::Reason::ALL {
+        for result in RESULTS {
+            outcomes.with_label_values(&[reason.as_str(), result]);
         }
     }
 }
@@ -253,7 +243,7 @@ fn event(node: &str, n: &Notice, pod: Option<&NodePod>, now: MicroTime) -> Event
     let note = match pod.and_then(|p| p.owner.as_deref()) {
         Some(owner) => {
             let with = format!("{} Owner: {owner}.", n.note);
-            if with.len() <= crate::agent::events::NOTE_LIMIT {
+            if with.len() <= super::announced::NOTE_LIMIT {
                 with
             } else {
                 n.note.clone()
@@ -360,7 +350,7 @@ mod tests {
             pod: "p".repeat(300),
             pod_uid: None,
             container: "app".into(),
-            reason: crate::agent::events::Reason::StaleRuntime,
+            reason: super::super::announced::Reason::StaleRuntime,
             note: "x".into(),
             fingerprint: "0123456789abcdef".into(),
         };

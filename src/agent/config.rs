@@ -1,0 +1,70 @@
+//! The agent's validated configuration: everything `stalewatch agent` was told, checked once
+//! by `cli` before any socket is touched, then handed to the owners that need each part.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::db::update::Source;
+
+/// Validated agent configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub containerd_address: PathBuf,
+    pub containerd_namespace: String,
+    pub db_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub advisory_source: Source,
+    pub advisory_refresh: Duration,
+    pub ecosystems: Vec<String>,
+    pub listen: SocketAddr,
+    /// Where `/v1/findings` is served (`None`: nowhere).
+    pub findings_listen: Option<SocketAddr>,
+    /// Fix age beyond which a container is a stale runtime.
+    pub stale_after: Duration,
+    /// Kubernetes Events (`None`: off).
+    pub events: Option<EventsConfig>,
+    pub node_name: String,
+    pub proc_root: PathBuf,
+    pub scan_concurrency: usize,
+    pub scan_timeout: Duration,
+    pub reconcile_interval: Duration,
+    pub advisory_ca_file: Option<PathBuf>,
+    /// `Some(limit)` when the per-finding info metric is on.
+    pub vulnerability_info: Option<usize>,
+    pub state_max_bytes: u64,
+    /// Where to read images whose blobs are gone, in order.
+    pub unpacked_fallback: Vec<Fallback>,
+    /// How often each running container's live package databases are compared with its
+    /// image (`None`: runtime checks are off).
+    pub drift_interval: Option<Duration>,
+}
+
+/// Sources of unpacked image files when blobs are missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fallback {
+    /// The container snapshot's overlay lower directories (needs the host's containerd root).
+    Snapshot,
+    /// `<proc-root>/<pid>/root` of a running container.
+    Proc,
+}
+
+/// Where the Kubernetes client's configuration comes from.
+#[derive(Debug, Clone)]
+pub enum KubeAccess {
+    /// The pod's service account (in-cluster environment and files).
+    InCluster,
+    /// A kubeconfig file (tests, agents run outside a pod).
+    Kubeconfig(PathBuf),
+}
+
+/// Event publishing settings.
+#[derive(Debug, Clone)]
+pub struct EventsConfig {
+    pub access: KubeAccess,
+    pub node_name: String,
+    /// Events per minute at most (a token bucket with this burst).
+    pub per_minute: u32,
+    /// Notices waiting beyond this are dropped (and counted).
+    pub queue: usize,
+}

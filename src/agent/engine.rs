@@ -1,0 +1,181 @@
+//! The engine: the one place that holds the owners and runs a reconcile. It runs on a
+//! dedicated thread of its own — matching, snapshot building, cache serialisation and fsyncs
+//! happen here, never on the tokio workers that answer HTTP — and reads one bounded queue of
+//! messages (`messages::Msg`). Async calls (containerd, reads on the blocking pool) are
+//! driven from this thread with the runtime's handle.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+use super::events::Announcer;
+use super::images::{Holder, ImageStore};
+use super::inventory::ContainerInventory;
+use super::matching::Matching;
+use super::messages::Msg;
+use super::metrics::Metrics;
+use super::publishing::Publisher;
+use super::runtime_checks::RuntimeChecks;
+use crate::containerd::Containerd;
+
+pub struct Engine {
+    pub inventory: ContainerInventory,
+    pub images: ImageStore,
+    pub matching: Matching,
+    pub checks: RuntimeChecks,
+    pub publisher: Publisher,
+    pub announcer: Option<Announcer>,
+    pub metrics: Arc<Metrics>,
+    client: Option<Containerd>,
+    /// Whether one reconcile finished (readiness needs it).
+    inventoried_once: bool,
+}
+
+impl Engine {
+    pub fn new(
+        inventory: ContainerInventory,
+        images: ImageStore,
+        matching: Matching,
+        checks: RuntimeChecks,
+        publisher: Publisher,
+        announcer: Option<Announcer>,
+    ) -> Engine {
+        let metrics = publisher.shared.metrics.clone();
+        Engine {
+            inventory,
+            images,
+            matching,
+            checks,
+            publisher,
+            announcer,
+            metrics,
+            client: None,
+            inventoried_once: false,
+        }
+    }
+
+    /// Runs until `Stop` (or until every sender is gone), then saves the cache.
+    pub fn run(mut self, mut rx: mpsc::Receiver<Msg>, rt: tokio::runtime::Handle) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut look = false;
+            let mut refreshed = false;
+            let mut stop = false;
+            // Messages come in bursts (create, start, …): settle briefly, then act once.
+            let mut pending = vec![first];
+            std::thread::sleep(Duration::from_millis(100));
+            while let Ok(m) = rx.try_recv() {
+                pending.push(m);
+            }
+            for m in pending {
+                match m {
+                    Msg::Client(c) => {
+                        self.client = c;
+                        look = true;
+                    }
+                    Msg::Changed | Msg::Tick => look = true,
+                    Msg::Refreshed(results) => {
+                        if self.matching.apply_refresh(results, &self.metrics) {
+                            self.checks.forget_reports();
+                        }
+                        refreshed = true;
+                    }
+                    Msg::Stop => stop = true,
+                }
+            }
+            if stop {
+                break;
+            }
+            if look {
+                rt.block_on(self.reconcile());
+            } else if refreshed {
+                self.publish();
+            }
+        }
+        tracing::info!("shutting down");
+        let running = self.inventory.wanted_images();
+        self.images.save(&running);
+    }
+
+    /// Re-matches what needs it, builds the snapshot once, announces it and swaps it in.
+    fn publish(&mut self) {
+        self.matching
+            .rematch(&self.images.cache, &mut self.checks, &self.metrics);
+        let snap = self
+            .publisher
+            .build(&self.inventory, &self.images, &self.matching, &mut self.checks);
+        if self.inventory.listed_once {
+            if let Some(a) = &mut self.announcer {
+                a.announce(&snap, &self.metrics);
+            }
+        }
+        let ready = self.matching.has_db() && self.inventoried_once;
+        self.publisher.publish(Arc::new(snap), ready);
+    }
+
+    /// Lists what runs, inventories new images, runs the runtime checks due, publishes.
+    async fn reconcile(&mut self) {
+        let Some(client) = self.client.clone() else {
+            // containerd is down: keep serving the last known state.
+            self.inventoried_once = true;
+            self.publish();
+            return;
+        };
+        if let Err(e) = self.inventory.list(&client).await {
+            tracing::warn!("listing containers: {e:#}");
+            self.inventoried_once = true;
+            self.publish();
+            return;
+        }
+        let on_node = client.list_image_targets().await;
+        if let Ok(targets) = &on_node {
+            let cached: Vec<String> = self.images.cache.images.keys().cloned().collect();
+            let images = &self.images;
+            let cached_chain = |d: &str| images.record(d).and_then(|r| r.chain_id.clone());
+            self.inventory
+                .resolve(&client, targets, &cached, &cached_chain)
+                .await;
+        }
+        let wanted = self.inventory.wanted_images();
+        // Forget images no longer on the node (running ones are on it by definition).
+        if let Ok(on_node) = on_node {
+            let on_node: BTreeSet<String> = on_node.into_iter().chain(wanted.iter().cloned()).collect();
+            let gone = self.images.forget_absent(&on_node, &wanted);
+            self.matching.forget(&gone);
+        }
+        let todo = self.images.due_for_reading(&wanted, &self.metrics);
+        if !todo.is_empty() {
+            // Publish `pending` first: new containers appear at once, findings follow.
+            self.publish();
+            let read = self
+                .images
+                .read_images(&client, todo, &self.holders(), &self.metrics)
+                .await;
+            for d in &read {
+                self.matching.invalidate(d);
+            }
+            // Findings first: the runtime checks of new containers come after.
+            self.publish();
+        }
+        let metrics = self.metrics.clone();
+        self.checks
+            .check(&self.inventory.running, &self.images.cache, &metrics)
+            .await;
+        self.inventoried_once = true;
+        self.publish();
+    }
+
+    /// A running container of each wanted image, for the unpacked fallbacks.
+    fn holders(&self) -> BTreeMap<String, Holder> {
+        let mut out = BTreeMap::new();
+        for r in &self.inventory.running {
+            if let Some(d) = &r.image_digest {
+                out.entry(d.clone()).or_insert_with(|| Holder {
+                    pid: r.pid,
+                    snapshot: r.snapshot.clone(),
+                });
+            }
+        }
+        out
+    }
+}

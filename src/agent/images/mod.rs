@@ -1,0 +1,307 @@
+//! The images owner: which image digests have an inventory, reading the ones that do not
+//! (bounded concurrency, a timeout each, at low priority, layers already cached not read
+//! again, the unpacked fallbacks when blobs are gone), failures with their retry backoff,
+//! and the cache's persistence.
+
+pub mod cache;
+pub mod failure;
+pub mod read;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stalewatch_core::layer::Limits;
+
+use super::config::{Config, Fallback};
+use super::metrics::Metrics;
+use crate::containerd::Containerd;
+use cache::{ImageCache, ImageRecord, LayerCache, ReadCost};
+use failure::{retry_delay, FailureKind, ScanFailure};
+use read::Unpacked;
+
+pub struct ImageStore {
+    state_dir: PathBuf,
+    proc_root: PathBuf,
+    concurrency: usize,
+    timeout: Duration,
+    fallbacks: Vec<Fallback>,
+    state_max_bytes: u64,
+    /// Runtime checks off: the owners of mapped files are never needed.
+    keep_file_owners: bool,
+    pub cache: ImageCache,
+    /// Images whose inventory came from the persisted cache and were counted as hits.
+    counted_hits: BTreeSet<String>,
+    /// Images whose scan failed: why, and when to try again.
+    failures: BTreeMap<String, ScanFailure>,
+}
+
+/// A running container of an image, for the unpacked fallbacks: its init process and its
+/// snapshot (snapshotter, key).
+#[derive(Debug, Clone)]
+pub struct Holder {
+    pub pid: u32,
+    pub snapshot: Option<(String, String)>,
+}
+
+/// One image read, or why it could not be.
+type ScanOutcome = Result<(ImageRecord, ReadCost), (FailureKind, String)>;
+
+impl ImageStore {
+    pub fn new(cfg: &Config) -> ImageStore {
+        ImageStore {
+            state_dir: cfg.state_dir.clone(),
+            proc_root: cfg.proc_root.clone(),
+            concurrency: cfg.scan_concurrency.max(1),
+            timeout: cfg.scan_timeout,
+            fallbacks: cfg.unpacked_fallback.clone(),
+            state_max_bytes: cfg.state_max_bytes,
+            keep_file_owners: cfg.drift_interval.is_some(),
+            cache: ImageCache::load(&cfg.state_dir),
+            counted_hits: BTreeSet::new(),
+            failures: BTreeMap::new(),
+        }
+    }
+
+    pub fn record(&self, digest: &str) -> Option<&ImageRecord> {
+        self.cache.images.get(digest)
+    }
+
+    pub fn failure(&self, digest: &str) -> Option<&ScanFailure> {
+        self.failures.get(digest)
+    }
+
+    /// Forgets images no longer on the node (and the layers only they used); returns the
+    /// digests forgotten.
+    pub fn forget_absent(&mut self, on_node: &BTreeSet<String>, running: &BTreeSet<String>) -> Vec<String> {
+        let gone: Vec<String> = self
+            .cache
+            .images
+            .keys()
+            .filter(|d| !on_node.contains(*d))
+            .cloned()
+            .collect();
+        if gone.is_empty() {
+            return gone;
+        }
+        self.cache.retain(&|d| on_node.contains(d));
+        let used: BTreeSet<String> = self
+            .cache
+            .images
+            .values()
+            .flat_map(|r| r.layers.iter().cloned())
+            .collect();
+        LayerCache::new(&self.state_dir).retain(&used);
+        self.save(running);
+        gone
+    }
+
+    /// Counts the layers of images served from the persisted cache, once per image, and
+    /// returns the wanted images still to read (new, or failed and due for a retry).
+    pub fn due_for_reading(&mut self, wanted: &BTreeSet<String>, metrics: &Metrics) -> Vec<String> {
+        for d in wanted {
+            if let Some(rec) = self.cache.images.get(d) {
+                if self.counted_hits.insert(d.clone()) {
+                    metrics.layer_cache_hits.inc_by(rec.layers.len() as u64);
+                }
+            }
+        }
+        // Failures of images nothing runs any more are forgotten.
+        self.failures.retain(|d, _| wanted.contains(d));
+        wanted
+            .iter()
+            .filter(|d| {
+                !self.cache.images.contains_key(*d)
+                    && self.failures.get(*d).is_none_or(|f| f.retry_at <= Instant::now())
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Reads `todo` (bounded concurrency, a timeout each), records what was read and what
+    /// failed, and saves the cache when it changed. Returns the digests inventoried.
+    pub async fn read_images(
+        &mut self,
+        client: &Containerd,
+        todo: Vec<String>,
+        holders: &BTreeMap<String, Holder>,
+        metrics: &Metrics,
+    ) -> Vec<String> {
+        let sem = Arc::new(tokio::sync::Semaphore::new(self.concurrency));
+        let mut set = tokio::task::JoinSet::new();
+        for digest in todo {
+            let holder = holders.get(&digest).cloned();
+            let job = ReadJob {
+                client: client.clone(),
+                layers: LayerCache::new(&self.state_dir),
+                digest,
+                holder,
+                proc_root: self.proc_root.clone(),
+                fallbacks: self.fallbacks.clone(),
+            };
+            let (sem, timeout) = (sem.clone(), self.timeout);
+            set.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                let started = Instant::now();
+                let digest = job.digest.clone();
+                let result = match tokio::time::timeout(timeout, job.run()).await {
+                    Ok(r) => r.map_err(|e| (FailureKind::of(&e), format!("{e:#}"))),
+                    Err(_) => Err((FailureKind::Timeout, format!("scan took longer than {timeout:?}"))),
+                };
+                (digest, result, started.elapsed())
+            });
+        }
+        let mut read = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            let Ok((digest, result, took)) = joined else {
+                continue;
+            };
+            if self.record_outcome(&digest, result, took, metrics) {
+                read.push(digest);
+            }
+        }
+        if !read.is_empty() {
+            let running: BTreeSet<String> = holders.keys().cloned().collect();
+            self.save(&running);
+        }
+        read
+    }
+
+    /// Keeps a read image or its failure; true when the image was inventoried.
+    fn record_outcome(
+        &mut self,
+        digest: &str,
+        result: ScanOutcome,
+        took: Duration,
+        metrics: &Metrics,
+    ) -> bool {
+        match result {
+            Ok((mut record, cost)) => {
+                metrics.scan_duration.observe(took.as_secs_f64());
+                metrics.layers_read.inc_by(cost.layers_read);
+                metrics.layer_bytes_decompressed.inc_by(cost.bytes_decompressed);
+                metrics.layer_cache_hits.inc_by(cost.layer_cache_hits);
+                tracing::info!(image = %digest, packages = record.inventory.packages.len(), "image inventoried in {took:?}");
+                self.counted_hits.insert(digest.to_string());
+                self.failures.remove(digest);
+                if !self.keep_file_owners {
+                    record.inventory.mapped_files = Arc::default();
+                    record.inventory.with_file_lists.clear();
+                }
+                self.cache.insert(digest.to_string(), record);
+                true
+            }
+            Err((kind, msg)) => {
+                let reason = kind.reason();
+                tracing::warn!(image = %digest, reason, "image scan failed: {msg}");
+                metrics.scan_errors.with_label_values(&[reason]).inc();
+                let attempts = self.failures.get(digest).map_or(1, |f| f.attempts + 1);
+                self.failures.insert(
+                    digest.to_string(),
+                    ScanFailure {
+                        message: msg,
+                        attempts,
+                        retry_at: Instant::now() + retry_delay(attempts),
+                    },
+                );
+                false
+            }
+        }
+    }
+
+    /// Writes the cache (running images are never dropped to fit the bound). Called from the
+    /// engine's own thread, never from the workers that answer HTTP.
+    pub fn save(&mut self, running: &BTreeSet<String>) {
+        if let Err(e) = self.cache.save(self.state_max_bytes, running) {
+            tracing::warn!("saving the image cache: {e:#}");
+        }
+    }
+}
+
+/// Everything one image read needs, moved into its task.
+struct ReadJob {
+    client: Containerd,
+    layers: LayerCache,
+    digest: String,
+    holder: Option<Holder>,
+    proc_root: PathBuf,
+    fallbacks: Vec<Fallback>,
+}
+
+impl ReadJob {
+    async fn run(self) -> anyhow::Result<(ImageRecord, ReadCost)> {
+        let (c, handle, d) = (
+            self.client.clone(),
+            tokio::runtime::Handle::current(),
+            self.digest.clone(),
+        );
+        let layers = self.layers.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            lower_priority();
+            read::scan(&c, handle, &d, &Limits::default(), &layers)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("scan task: {e}"))?;
+        let err = match read {
+            Ok(r) => return Ok(r),
+            Err(e) if FailureKind::of(&e) == FailureKind::BlobMissing => e,
+            Err(e) => return Err(e),
+        };
+        let Some(holder) = &self.holder else {
+            return Err(err);
+        };
+        for fb in &self.fallbacks {
+            let Some(from) = self.unpacked_source(*fb, holder).await else {
+                continue;
+            };
+            tracing::info!(image = %self.digest, "blobs missing from the content store, reading {from:?}");
+            let d = self.digest.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                lower_priority();
+                read::scan_unpacked(&from, &d, &Limits::default())
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("scan task: {e}"))?;
+            match read {
+                Ok(r) => return Ok(r),
+                Err(e) => tracing::warn!(image = %self.digest, "unpacked fallback failed: {e:#}"),
+            }
+        }
+        Err(err)
+    }
+
+    /// Where a fallback would read the image's unpacked files (`None`: not available).
+    async fn unpacked_source(&self, fb: Fallback, holder: &Holder) -> Option<Unpacked> {
+        match fb {
+            Fallback::Snapshot => {
+                let (snapshotter, key) = holder.snapshot.as_ref()?;
+                match self.client.snapshot_mounts(snapshotter, key).await {
+                    Ok(m) => {
+                        let dirs: Vec<_> = m
+                            .iter()
+                            .flat_map(|m| crate::source::overlay::lower_dirs(&m.options))
+                            .collect();
+                        (!dirs.is_empty()).then_some(Unpacked::Layers(dirs))
+                    }
+                    Err(e) => {
+                        tracing::debug!("snapshot fallback for {}: {e:#}", self.digest);
+                        None
+                    }
+                }
+            }
+            Fallback::Proc => Some(Unpacked::LiveRoot(
+                self.proc_root.join(holder.pid.to_string()).join("root"),
+            )),
+        }
+    }
+}
+
+/// Reads yield to the node's workloads: this (blocking-pool) thread runs at nice 10.
+/// Linux applies `setpriority` with a thread id to that thread only.
+pub fn lower_priority() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), 10) {
+        tracing::debug!("cannot lower scan priority: {e}");
+    }
+}

@@ -1,0 +1,194 @@
+//! Reading an image into a record: from containerd's content store (layers already cached
+//! are not read again), or from unpacked files when the node dropped the blobs. Blocking:
+//! callers run these on blocking threads.
+
+use anyhow::Context;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+use stalewatch_core::catalog;
+use stalewatch_core::image::Descriptor;
+use stalewatch_core::layer::diagnostics::Unreadable;
+use stalewatch_core::layer::{Diagnostics, FileTree, Limits};
+
+use super::cache::{ImageRecord, LayerCache, ReadCost};
+use crate::containerd::Containerd;
+use crate::source::containerd::ContentStore;
+use crate::source::image::{read_blob, read_layer_delta, resolve_manifest, BlobStore};
+
+fn parse_created(config: &[u8]) -> Option<i64> {
+    #[derive(Deserialize)]
+    struct Config {
+        created: Option<String>,
+    }
+    let c: Config = serde_json::from_slice(config).ok()?;
+    let t = humantime::parse_rfc3339_weak(c.created?.trim_end_matches('Z').split('.').next()?).ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
+}
+
+/// The content store of `client` and the host platform's manifest of an image digest.
+fn open_image(
+    client: &Containerd,
+    runtime: tokio::runtime::Handle,
+    image_digest: &str,
+) -> anyhow::Result<(ContentStore, String, stalewatch_core::image::Manifest)> {
+    let store = ContentStore {
+        client: client.clone(),
+        runtime,
+    };
+    let root = Descriptor {
+        media_type: String::new(),
+        digest: image_digest.to_string(),
+        size: 0,
+        platform: None,
+    };
+    let (manifest_digest, manifest) = resolve_manifest(&store, &root)?;
+    Ok((store, manifest_digest, manifest))
+}
+
+/// The layer chain ID an image config describes (`rootfs.diff_ids`).
+fn config_chain_id(config: &[u8]) -> Option<String> {
+    stalewatch_core::image::config_diff_ids(config).and_then(|d| stalewatch_core::image::chain_id(&d))
+}
+
+/// Reads and catalogs one image from containerd (blocking; run it on a blocking thread).
+/// Layers already in `layers` are not read again.
+pub fn scan(
+    client: &Containerd,
+    runtime: tokio::runtime::Handle,
+    image_digest: &str,
+    limits: &Limits,
+    layers: &LayerCache,
+) -> anyhow::Result<(ImageRecord, ReadCost)> {
+    let (store, manifest_digest, manifest) = open_image(client, runtime, image_digest)?;
+    let mut tree = FileTree::new();
+    let mut diag = Diagnostics::default();
+    let mut cost = ReadCost::default();
+    for layer in &manifest.layers {
+        let delta = match layers.get(&layer.digest) {
+            Some(d) => {
+                cost.layer_cache_hits += 1;
+                d
+            }
+            None => {
+                let (d, bytes) = read_layer_delta(&store, layer, limits, &mut diag)?;
+                cost.layers_read += 1;
+                cost.bytes_decompressed += bytes;
+                if let Err(e) = layers.put(&layer.digest, &d) {
+                    tracing::warn!("caching layer {}: {e:#}", layer.digest);
+                }
+                d
+            }
+        };
+        tree.apply(&delta, limits, &layer.digest, &mut diag);
+    }
+    let config = &manifest.config;
+    let config_bytes = read_blob(&store as &dyn BlobStore, config).ok();
+    let created = config_bytes.as_deref().and_then(parse_created);
+    let chain_id = config_bytes.as_deref().and_then(config_chain_id);
+    let inventory = catalog::catalog(&tree, &mut diag);
+    let record = ImageRecord {
+        image_digest: image_digest.to_string(),
+        manifest_digest,
+        config_digest: config.digest.clone(),
+        created,
+        layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
+        chain_id,
+        inventory,
+        unreadable: diag.notes,
+    };
+    Ok((record, cost))
+}
+
+/// The chain ID of the image a descriptor digest points at (host platform), from its
+/// manifest and config: two small reads (blocking).
+pub fn chain_of(
+    client: &Containerd,
+    runtime: tokio::runtime::Handle,
+    image_digest: &str,
+) -> anyhow::Result<Option<String>> {
+    let (store, _, manifest) = open_image(client, runtime, image_digest)?;
+    let config = read_blob(&store as &dyn BlobStore, &manifest.config)?;
+    Ok(config_chain_id(&config))
+}
+
+/// Where an image's unpacked files are read from when its blobs are gone.
+#[derive(Debug, Clone)]
+pub enum Unpacked {
+    /// The snapshot's overlay lower directories, bottom first: the image as shipped.
+    Layers(Vec<PathBuf>),
+    /// A running container's root (`<proc-root>/<pid>/root`): what runs, drift included.
+    LiveRoot(PathBuf),
+}
+
+/// Catalogs an image from its unpacked files: the fallback when the node has dropped the
+/// image's blobs after unpacking them (containerd's `discard_unpacked_layers`).
+pub fn scan_unpacked(
+    from: &Unpacked,
+    image_digest: &str,
+    limits: &Limits,
+) -> anyhow::Result<(ImageRecord, ReadCost)> {
+    let mut tree = FileTree::new();
+    let mut diag = Diagnostics::default();
+    let (layers_read, how) = match from {
+        Unpacked::Layers(dirs) => (
+            crate::source::overlay::read_layers(dirs, &mut tree, limits, &mut diag)?,
+            "inventoried from the container snapshot's unpacked layers",
+        ),
+        Unpacked::LiveRoot(root) => {
+            crate::source::rootfs::read_into(
+                root,
+                &mut tree,
+                crate::source::rootfs::Scope::Everything,
+                limits,
+                &mut diag,
+            )
+            .with_context(|| format!("read {}", root.display()))?;
+            (
+                1,
+                "inventoried from a running container's filesystem (runtime changes included)",
+            )
+        }
+    };
+    let inventory = catalog::catalog(&tree, &mut diag);
+    let mut unreadable = diag.notes;
+    unreadable.push(Unreadable {
+        what: "image".into(),
+        reason: "blobs_missing".into(),
+        detail: format!("layer blobs are not in the content store; {how}"),
+    });
+    let record = ImageRecord {
+        image_digest: image_digest.to_string(),
+        manifest_digest: String::new(),
+        config_digest: String::new(),
+        created: None,
+        layers: Vec::new(),
+        chain_id: None,
+        inventory,
+        unreadable,
+    };
+    Ok((
+        record,
+        ReadCost {
+            layers_read,
+            ..Default::default()
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn created_times() {
+        assert_eq!(
+            super::parse_created(br#"{"created":"1970-01-02T00:00:00Z"}"#),
+            Some(86400)
+        );
+        assert_eq!(
+            super::parse_created(br#"{"created":"1970-01-02T00:00:00.123456789Z"}"#),
+            Some(86400)
+        );
+        assert_eq!(super::parse_created(br#"{}"#), None);
+        assert_eq!(super::parse_created(b"garbage"), None);
+    }
+}

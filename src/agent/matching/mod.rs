@@ -1,0 +1,199 @@
+//! The matching owner: the advisory database in use, each image's report against it, and the
+//! re-match of cached inventories when the data (or the date, which moves end of life)
+//! changes. No layer is read here: a refresh re-enters at the matcher.
+
+pub mod refresh;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use stalewatch_core::advisory::IndexSet;
+use stalewatch_core::matcher::Matcher;
+use stalewatch_core::report::Report;
+
+use super::config::Config;
+use super::images::cache::{ImageCache, ImageRecord};
+use super::metrics::Metrics;
+use super::runtime_checks::RuntimeChecks;
+use super::snapshot::DbView;
+use crate::clock;
+use crate::db::update::{Change, EcosystemResult};
+use crate::db::{State, Store};
+
+pub struct Matching {
+    db_dir: PathBuf,
+    ecosystems: Vec<String>,
+    db: Option<Arc<IndexSet>>,
+    /// The report of each image against the current index (shared by its containers).
+    reports: BTreeMap<String, Arc<Report>>,
+    /// The day (since the epoch) the reports were built: end of life moves with the date.
+    report_day: i64,
+}
+
+impl Matching {
+    pub fn new(cfg: &Config) -> Matching {
+        let mut m = Matching {
+            db_dir: cfg.db_dir.clone(),
+            ecosystems: cfg.ecosystems.clone(),
+            db: None,
+            reports: BTreeMap::new(),
+            report_day: 0,
+        };
+        m.load_db();
+        m
+    }
+
+    pub fn has_db(&self) -> bool {
+        self.db.is_some()
+    }
+
+    pub fn report(&self, digest: &str) -> Option<&Arc<Report>> {
+        self.reports.get(digest)
+    }
+
+    /// Loads every configured index present; a broken one keeps the previous set in force.
+    /// True when a new set was loaded (every report must then be made again).
+    fn load_db(&mut self) -> bool {
+        let store = Store::new(&self.db_dir);
+        let present: Vec<String> = self
+            .ecosystems
+            .iter()
+            .filter(|e| store.has_index(e))
+            .cloned()
+            .collect();
+        if present.is_empty() {
+            return false;
+        }
+        match store.load(&present) {
+            Ok(set) => {
+                self.db = Some(Arc::new(set));
+                self.reports.clear();
+                true
+            }
+            Err(e) => {
+                tracing::error!("advisory index unusable, keeping the previous one: {e:#}");
+                false
+            }
+        }
+    }
+
+    /// Applies a refresh's results: counts failures, reloads the indexes when one changed.
+    /// True when the reports must be made again.
+    pub fn apply_refresh(&mut self, results: Vec<EcosystemResult>, metrics: &Metrics) -> bool {
+        let mut changed = self.db.is_none();
+        for r in results {
+            match r.result {
+                Ok(Change::Updated(what)) => {
+                    tracing::info!(ecosystem = %r.ecosystem, "advisories updated: {what}");
+                    changed = true;
+                }
+                Ok(_) => {}
+                Err(e) => metrics
+                    .advisory_update_errors
+                    .with_label_values(&[e.reason])
+                    .inc(),
+            }
+        }
+        changed && self.load_db()
+    }
+
+    /// Forgets the reports of images that left the node.
+    pub fn forget(&mut self, digests: &[String]) {
+        for d in digests {
+            self.reports.remove(d);
+        }
+    }
+
+    /// Drops an image's report (its inventory was read again).
+    pub fn invalidate(&mut self, digest: &str) {
+        self.reports.remove(digest);
+    }
+
+    /// Matches every cached image, and every drifted container's live inventory, that has
+    /// no report for the current index (and day) yet.
+    pub fn rematch(&mut self, images: &ImageCache, live: &mut RuntimeChecks, metrics: &Metrics) {
+        let Some(db) = self.db.clone() else { return };
+        let now = clock::now_unix().unwrap_or(0);
+        if now.div_euclid(86400) != self.report_day {
+            self.report_day = now.div_euclid(86400);
+            self.reports.clear();
+            live.forget_reports();
+        }
+        let started = Instant::now();
+        // One matcher for the pass: images sharing a base judge each package once.
+        let mut matcher = Matcher::new(&db);
+        let mut n = 0;
+        for (digest, rec) in &images.images {
+            if self.reports.contains_key(digest) {
+                continue;
+            }
+            match matcher.match_inventory(&rec.inventory) {
+                Ok(f) => {
+                    let inv = rec.inventory.without_file_owners();
+                    let target = format!("containerd:{digest}");
+                    let report = Report::new(&target, inv, f, rec.unreadable.clone(), now);
+                    self.reports.insert(digest.clone(), Arc::new(report));
+                    n += 1;
+                }
+                Err(e) => tracing::error!("matching {digest}: {e}"),
+            }
+        }
+        // Containers whose live packages differ from their image: matched on what runs.
+        n += live.match_unmatched(&mut matcher, now);
+        if n > 0 {
+            metrics.rematch_duration.observe(started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// The advisory state file, read once per snapshot.
+    pub fn db_state(&self) -> State {
+        Store::new(&self.db_dir).state().unwrap_or_default()
+    }
+
+    /// The ecosystems whose index is coming: configured, and not missing from the source.
+    pub fn awaited_ecosystems(&self, state: &State) -> BTreeSet<String> {
+        self.ecosystems
+            .iter()
+            .filter(|e| !state.ecosystems.get(*e).is_some_and(|s| s.missing))
+            .cloned()
+            .collect()
+    }
+
+    /// Whether a package of the image needs an awaited ecosystem whose index is not loaded
+    /// (yet). Ecosystems not configured, or missing from the advisory source, have no
+    /// advisories to wait for.
+    pub fn index_missing(&self, rec: &ImageRecord, awaited: &BTreeSet<String>) -> bool {
+        rec.inventory
+            .packages
+            .iter()
+            .map(|p| p.ecosystem.split(':').next().unwrap_or_default())
+            .filter(|e| awaited.contains(*e))
+            .any(|e| self.db.as_deref().is_none_or(|db| db.get(e).is_none()))
+    }
+}
+
+/// What `/v1/findings` says of the advisory data.
+pub fn db_view(state: &State) -> DbView {
+    let last = state
+        .ecosystems
+        .values()
+        .filter_map(|e| e.last_success.clone())
+        .max();
+    let updated_unix = last
+        .as_deref()
+        .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64);
+    DbView {
+        updated_at: last,
+        records: state
+            .ecosystems
+            .iter()
+            .filter(|(_, e)| !e.missing)
+            .map(|(k, e)| (k.clone(), e.records))
+            .collect(),
+        updated_unix,
+    }
+}

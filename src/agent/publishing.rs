@@ -1,0 +1,260 @@
+//! The publishing owner: builds the snapshot that `/metrics`, `/v1/findings` and Events read
+//! from what the other owners hold — once per state change, on the engine's thread — and
+//! swaps it in whole, so readers never see half of an update and never wait for a build.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use stalewatch_core::report::Report;
+
+use super::config::Config;
+use super::images::ImageStore;
+use super::inventory::running::RunningContainer;
+use super::inventory::ContainerInventory;
+use super::matching::{self, Matching};
+use super::metrics::Metrics;
+use super::runtime_checks::RuntimeChecks;
+use super::snapshot::{self, ContainerReport, ContainerView, ImageView, Notable, ScanStatus, Snapshot};
+use crate::clock;
+use crate::db::write_atomic;
+
+const FIRST_SEEN_FILE: &str = "fixes-first-seen.json";
+
+/// What the HTTP side reads: the metrics, the current snapshot, readiness.
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    pub ready: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(metrics: Arc<Metrics>) -> Shared {
+        Shared {
+            metrics,
+            snapshot: RwLock::new(Arc::new(Snapshot::default())),
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+pub struct Publisher {
+    pub shared: Arc<Shared>,
+    state_dir: PathBuf,
+    node_name: String,
+    stale_after: i64,
+    /// When this agent first saw each fix (`fixes-first-seen.json`): the fix age of a finding
+    /// whose record has no `published` date.
+    first_seen: BTreeMap<String, i64>,
+}
+
+/// What one running container adds to a snapshot.
+struct ContainerPart {
+    view: ContainerView,
+    image: Option<ImageView>,
+    /// (image digest, manifest digest, the image's report) for `/v1/sbom/<digest>`.
+    sbom: Option<(String, String, Arc<Report>)>,
+}
+
+impl Publisher {
+    pub fn new(cfg: &Config, shared: Arc<Shared>) -> Publisher {
+        let first_seen = std::fs::read(cfg.state_dir.join(FIRST_SEEN_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Publisher {
+            shared,
+            state_dir: cfg.state_dir.clone(),
+            node_name: cfg.node_name.clone(),
+            stale_after: cfg.stale_after.as_secs() as i64,
+            first_seen,
+        }
+    }
+
+    /// Builds the snapshot of the current state (and remembers fixes seen for the first time).
+    pub fn build(
+        &mut self,
+        inventory: &ContainerInventory,
+        images: &ImageStore,
+        matching: &Matching,
+        checks: &mut RuntimeChecks,
+    ) -> Snapshot {
+        let now = clock::now_unix().unwrap_or(0);
+        let db_state = matching.db_state();
+        let awaited = matching.awaited_ecosystems(&db_state);
+        let seen_before = self.first_seen.len();
+        let mut containers = Vec::new();
+        let mut image_views = BTreeMap::new();
+        let mut image_reports = BTreeMap::new();
+        for rc in &inventory.running {
+            let part = self.container(rc, images, matching, checks, &awaited, now);
+            if let Some(iv) = part.image {
+                image_views.insert((iv.image.clone(), iv.image_digest.clone()), iv);
+            }
+            if let Some((digest, manifest, report)) = part.sbom {
+                image_reports.insert(digest, report.clone());
+                image_reports.insert(manifest, report);
+            }
+            containers.push(part.view);
+        }
+        if self.first_seen.len() != seen_before {
+            self.save_first_seen();
+        }
+        containers.sort_by(|a, b| {
+            (&a.namespace, &a.pod, &a.container, &a.id).cmp(&(&b.namespace, &b.pod, &b.container, &b.id))
+        });
+        Snapshot {
+            schema: "stalewatch/findings/v1",
+            node: self.node_name.clone(),
+            generated_at: clock::rfc3339(now),
+            advisory_db: matching::db_view(&db_state),
+            containers,
+            images: image_views.into_values().collect(),
+            image_reports,
+        }
+    }
+
+    /// One running container's view: its scan status, report and counts.
+    fn container(
+        &mut self,
+        rc: &RunningContainer,
+        images: &ImageStore,
+        matching: &Matching,
+        checks: &mut RuntimeChecks,
+        awaited: &BTreeSet<String>,
+        now: i64,
+    ) -> ContainerPart {
+        let mut part = ContainerPart {
+            view: container_view(rc),
+            image: None,
+            sbom: None,
+        };
+        let view = &mut part.view;
+        let Some(digest) = &rc.image_digest else {
+            view.scan_status = ScanStatus::Failed;
+            view.error = Some(format!("image {} is not in containerd's image store", rc.image));
+            return part;
+        };
+        if let Some(f) = images.failure(digest) {
+            view.scan_status = ScanStatus::Failed;
+            view.error = Some(f.message.clone());
+            return part;
+        }
+        let Some(rec) = images.record(digest) else {
+            return part;
+        };
+        view.manifest_digest = Some(rec.manifest_digest.clone());
+        view.config_digest = Some(rec.config_digest.clone());
+        let inv = &rec.inventory;
+        let live = checks.live.get_mut(&rc.id);
+        view.drift = live.as_ref().map(|l| l.drift.clone());
+        // Where the live packages differ from the image, the findings are those of what runs.
+        let mut report = match live.as_ref().filter(|l| l.inventory.is_some()) {
+            Some(l) => l.report.as_ref().map(|r| {
+                let mut c = ContainerReport::new(r.report.clone());
+                c.drift = Some(r.drift.clone());
+                c
+            }),
+            None => matching.report(digest).cloned().map(ContainerReport::new),
+        };
+        view.scan_status = if inv.databases.is_empty() {
+            ScanStatus::NoPackageDb
+        } else if inv.os.as_ref().and_then(|o| o.ecosystem.as_ref()).is_none()
+            && inv.packages.iter().all(|p| p.ecosystem.is_empty())
+        {
+            // Neither OS packages with an advisory feed nor language packages.
+            ScanStatus::UnsupportedOs
+        } else if report.is_none() || matching.index_missing(rec, awaited) {
+            ScanStatus::Pending
+        } else {
+            ScanStatus::Ok
+        };
+        let Some(report) = report.as_mut() else {
+            return part;
+        };
+        if let Some(l) = live {
+            if let Some(m) = l.in_use(&report.report, inv) {
+                report.in_use = Some(m.marks.clone());
+                view.vulnerabilities_in_use = Some(m.counts.clone());
+            }
+            view.deleted_files_in_use = l.mapped.iter().flat_map(|m| m.deleted.iter().cloned()).collect();
+        }
+        self.count(view, report, now);
+        if let Some(r) = matching.report(digest) {
+            part.sbom = Some((digest.clone(), rec.manifest_digest.clone(), r.clone()));
+        }
+        if let Some(os) = &report.os {
+            part.image = Some(ImageView {
+                image: rc.image.clone(),
+                image_digest: digest.clone(),
+                os_id: os.id.clone(),
+                os_version: os.version_id.clone(),
+                os_eol: os.eol,
+                created: rec.created,
+            });
+        }
+        view.report = Some(report.clone());
+        part
+    }
+
+    /// The counts a container's metrics and Events come from.
+    fn count(&mut self, view: &mut ContainerView, report: &ContainerReport, now: i64) {
+        for f in report.findings.iter().filter(|f| f.fixable) {
+            self.first_seen.entry(snapshot::fix_key(f)).or_insert(now);
+        }
+        view.vulnerabilities = snapshot::count_vulnerabilities(&report.findings);
+        view.oldest_fix_age = snapshot::oldest_fix_age(&report.findings, &self.first_seen, now);
+        view.notable = snapshot::notable(&report.findings, &self.first_seen, now, self.stale_after);
+    }
+
+    fn save_first_seen(&self) {
+        let path = self.state_dir.join(FIRST_SEEN_FILE);
+        if let Err(e) = serde_json::to_vec(&self.first_seen)
+            .map_err(anyhow::Error::from)
+            .and_then(|b| write_atomic(&path, &b))
+        {
+            tracing::warn!("saving {}: {e:#}", path.display());
+        }
+    }
+
+    /// Rewrites the metric series from the snapshot and swaps it in for the HTTP side.
+    pub fn publish(&self, snap: Arc<Snapshot>, ready: bool) {
+        self.shared.metrics.publish(&snap);
+        *self.shared.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snap;
+        if ready {
+            self.shared.ready.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The view of one running container before its image is looked at.
+fn container_view(rc: &RunningContainer) -> ContainerView {
+    ContainerView {
+        id: rc.id.clone(),
+        namespace: rc.namespace.clone(),
+        pod: rc.pod.clone(),
+        container: rc.container.clone(),
+        image: rc.image.clone(),
+        image_digest: rc.image_digest.clone(),
+        manifest_digest: None,
+        config_digest: None,
+        started_at: rc.started_at.map(clock::rfc3339),
+        scan_status: ScanStatus::Pending,
+        error: None,
+        stale_digest: rc.stale.clone(),
+        report: None,
+        drift: None,
+        started_unix: rc.started_at,
+        vulnerabilities: BTreeMap::new(),
+        oldest_fix_age: 0,
+        pod_uid: rc.pod_uid.clone(),
+        notable: Notable::default(),
+        vulnerabilities_in_use: None,
+        deleted_files_in_use: Vec::new(),
+    }
+}

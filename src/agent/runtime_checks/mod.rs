@@ -1,0 +1,274 @@
+//! The runtime-checks owner: for each running container, what its processes map (packages in
+//! use) and its live package databases against its image (drift). Bounded: one container at
+//! a time, at low priority, each at most once per `--drift-interval`; databases whose
+//! identity did not change are not read again. Stale digests are the inventory's (they come
+//! from containerd's records, not from the container's files).
+
+pub mod drift;
+pub mod in_use;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stalewatch_core::advisory::Severity;
+use stalewatch_core::catalog::Inventory;
+use stalewatch_core::layer::Limits;
+use stalewatch_core::matcher::Matcher;
+use stalewatch_core::report::Report;
+
+use super::images::cache::ImageCache;
+use super::images::lower_priority;
+use super::inventory::running::RunningContainer;
+use super::metrics::Metrics;
+
+/// A container's last runtime check.
+pub struct LiveState {
+    read_at: Instant,
+    pub drift: drift::Drift,
+    /// The live inventory, kept only while it differs from the image's.
+    pub inventory: Option<Inventory>,
+    /// Its report against the current index (`None`: to be matched).
+    pub report: Option<LiveReport>,
+    /// What its processes map (`None`: unknown).
+    pub mapped: Option<in_use::Mapped>,
+    /// Its package databases as last read (`drift::db_signature`).
+    signature: Option<drift::DbSignature>,
+    /// The in-use marks of a report's findings for `mapped`: kept until either changes.
+    marks: Option<InUseMarks>,
+}
+
+/// The report of a drifted container's live inventory, and per finding whether its package
+/// was `added` or `changed` at run time (the agent's annotation, not the core's).
+#[derive(Clone)]
+pub struct LiveReport {
+    pub report: Arc<Report>,
+    pub drift: Arc<[Option<&'static str>]>,
+}
+
+/// The in-use marks of one report.
+#[derive(Clone)]
+pub struct InUseMarks {
+    /// The report marked.
+    pub report: Arc<Report>,
+    /// A mark per finding (`None`: unknown for that package).
+    pub marks: Arc<[Option<bool>]>,
+    /// Distinct vulnerabilities in use, by severity.
+    pub counts: BTreeMap<Severity, u64>,
+}
+
+impl LiveState {
+    fn set_mapped(&mut self, mapped: Option<in_use::Mapped>) {
+        if self.mapped != mapped {
+            self.mapped = mapped;
+            self.marks = None;
+        }
+    }
+
+    /// The in-use marks of `report` (whose packages `image` describes unless the container
+    /// drifted); computed once per (report, maps). `None` where the maps are unknown.
+    pub fn in_use(&mut self, report: &Arc<Report>, image: &Inventory) -> Option<&InUseMarks> {
+        let mapped = self.mapped.as_ref()?;
+        if self
+            .marks
+            .as_ref()
+            .is_none_or(|m| !Arc::ptr_eq(&m.report, report))
+        {
+            let inv = self.inventory.as_ref().unwrap_or(image);
+            let (marks, counts) = in_use::marks(report, inv, mapped);
+            self.marks = Some(InUseMarks {
+                report: report.clone(),
+                marks,
+                counts,
+            });
+        }
+        self.marks.as_ref()
+    }
+}
+
+/// What one container's check found (read on a blocking thread).
+struct Checked {
+    /// The databases' identity did not change: only the maps were read.
+    unchanged: bool,
+    live: anyhow::Result<Option<Inventory>>,
+    mapped: Option<in_use::Mapped>,
+    signature: Option<drift::DbSignature>,
+    took: Duration,
+}
+
+pub struct RuntimeChecks {
+    proc_root: PathBuf,
+    /// `None`: the checks are off.
+    interval: Option<Duration>,
+    pub live: BTreeMap<String, LiveState>,
+}
+
+impl RuntimeChecks {
+    pub fn new(proc_root: PathBuf, interval: Option<Duration>) -> RuntimeChecks {
+        RuntimeChecks {
+            proc_root,
+            interval,
+            live: BTreeMap::new(),
+        }
+    }
+
+    /// Reports of live inventories are made again (a new index, a new day).
+    pub fn forget_reports(&mut self) {
+        self.live.values_mut().for_each(|l| l.report = None);
+    }
+
+    /// Matches every drifted container that has no report yet; returns how many.
+    pub fn match_unmatched(&mut self, matcher: &mut Matcher<'_>, now: i64) -> usize {
+        let mut n = 0;
+        for (id, l) in self.live.iter_mut().filter(|(_, l)| l.report.is_none()) {
+            let Some(inv) = &l.inventory else { continue };
+            match matcher.match_inventory(inv) {
+                Ok(f) => {
+                    let drift = f.iter().map(|x| l.drift.kind_of(&x.package)).collect();
+                    let target = format!("container:{id}");
+                    let report = Report::new(&target, inv.without_file_owners(), f, Vec::new(), now);
+                    l.report = Some(LiveReport {
+                        report: Arc::new(report),
+                        drift,
+                    });
+                    n += 1;
+                }
+                Err(e) => tracing::error!("matching container {id}: {e}"),
+            }
+        }
+        n
+    }
+
+    /// Checks every running container due for it. True when a container's live state changed.
+    pub async fn check(
+        &mut self,
+        running: &[RunningContainer],
+        images: &ImageCache,
+        metrics: &Metrics,
+    ) -> bool {
+        let ids: BTreeSet<&String> = running.iter().map(|r| &r.id).collect();
+        let before = self.live.len();
+        self.live.retain(|id, _| ids.contains(id));
+        let mut changed = self.live.len() != before;
+        let Some(interval) = self.interval else {
+            return changed;
+        };
+        let due: Vec<(String, u32, String)> = running
+            .iter()
+            .filter(|r| {
+                self.live
+                    .get(&r.id)
+                    .is_none_or(|l| l.read_at.elapsed() >= interval)
+            })
+            .filter_map(|r| {
+                let d = r.image_digest.as_ref()?;
+                images
+                    .images
+                    .contains_key(d)
+                    .then(|| (r.id.clone(), r.pid, d.clone()))
+            })
+            .collect();
+        if due.is_empty() {
+            return changed;
+        }
+        let pass = Instant::now();
+        let proc_root = self.proc_root.clone();
+        let namespaces = Arc::new(
+            tokio::task::spawn_blocking(move || in_use::pid_namespaces(&proc_root))
+                .await
+                .unwrap_or_default(),
+        );
+        for (id, pid, digest) in due {
+            let (proc_root, ns) = (self.proc_root.clone(), namespaces.clone());
+            let known = self.live.get(&id).and_then(|l| l.signature.clone());
+            let Ok(checked) =
+                tokio::task::spawn_blocking(move || check_one(&proc_root, pid, &ns, known)).await
+            else {
+                continue;
+            };
+            metrics.runtime_check_duration.observe(checked.took.as_secs_f64());
+            let Some(image) = images.images.get(&digest).map(|r| &r.inventory) else {
+                continue;
+            };
+            changed |= self.apply(&id, checked, image, metrics);
+        }
+        metrics
+            .runtime_refresh_duration
+            .observe(pass.elapsed().as_secs_f64());
+        changed
+    }
+
+    /// Records one container's check. True when its state changed.
+    fn apply(&mut self, id: &str, c: Checked, image: &Inventory, metrics: &Metrics) -> bool {
+        if c.unchanged {
+            if let Some(l) = self.live.get_mut(id) {
+                l.read_at = Instant::now();
+                l.set_mapped(c.mapped);
+            }
+            return true;
+        }
+        let live = match c.live {
+            Ok(Some(inv)) => inv,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::debug!(container = %id, "drift: {e:#}");
+                metrics.scan_errors.with_label_values(&["drift_read"]).inc();
+                // Retried at the next interval; the image's findings stand meanwhile.
+                return self.live.remove(id).is_some();
+            }
+        };
+        let d = drift::compare(image, &live);
+        // The same differences against the same image inventory: the same findings.
+        if let Some(l) = self.live.get_mut(id).filter(|l| l.drift == d) {
+            l.read_at = Instant::now();
+            l.set_mapped(c.mapped);
+            l.signature = c.signature;
+            return true;
+        }
+        if !d.is_empty() {
+            tracing::info!(container = %id, added = d.added.len(), removed = d.removed.len(), changed = d.changed.len(), "packages drifted from the image");
+        }
+        let inventory = (!d.is_empty()).then(|| drift::with_image_language_packages(live, image));
+        self.live.insert(
+            id.to_string(),
+            LiveState {
+                read_at: Instant::now(),
+                inventory,
+                drift: d,
+                report: None,
+                mapped: c.mapped,
+                signature: c.signature,
+                marks: None,
+            },
+        );
+        true
+    }
+}
+
+/// One container's check: its maps always, its package databases only when their identity
+/// changed since `known`.
+fn check_one(
+    proc_root: &std::path::Path,
+    pid: u32,
+    namespaces: &BTreeMap<String, Vec<u32>>,
+    known: Option<drift::DbSignature>,
+) -> Checked {
+    lower_priority();
+    let started = Instant::now();
+    let mapped = in_use::container_maps(proc_root, pid, namespaces);
+    let signature = drift::db_signature(proc_root, pid);
+    let unchanged = signature.is_some() && signature == known;
+    let live = if unchanged {
+        Ok(None)
+    } else {
+        drift::read_live(proc_root, pid, &Limits::default())
+    };
+    Checked {
+        unchanged,
+        live,
+        mapped,
+        signature,
+        took: started.elapsed(),
+    }
+}

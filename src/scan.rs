@@ -1,0 +1,65 @@
+//! `stalewatch scan TARGET`: a source read into an inventory, matched against the local
+//! advisory database, reported.
+
+use anyhow::bail;
+use std::path::Path;
+
+use stalewatch_core::catalog::Inventory;
+use stalewatch_core::matcher;
+use stalewatch_core::report::Report;
+
+use crate::db::Store;
+use crate::source::{inventory, note, ContainerdOptions, Target};
+
+/// The top-level OSV ecosystems an inventory needs.
+fn needed_ecosystems(inv: &Inventory) -> Vec<String> {
+    let mut v: Vec<String> = inv
+        .packages
+        .iter()
+        .filter(|p| !p.ecosystem.is_empty())
+        .map(|p| p.ecosystem.split(':').next().unwrap_or_default().to_string())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+pub fn run(
+    target: &Target,
+    target_text: &str,
+    ctrd: &ContainerdOptions,
+    db_dir: &Path,
+    now: i64,
+) -> anyhow::Result<Report> {
+    let (inv, mut unreadable) = inventory(target, ctrd)?;
+    let store = Store::new(db_dir);
+    let mut needed = needed_ecosystems(&inv);
+    // An ecosystem the last update found absent from the advisory source has nothing to
+    // match against: its packages are listed, and the report says they were not matched.
+    let state = store.state().unwrap_or_default();
+    let absent_upstream =
+        |e: &String| !store.has_index(e) && state.ecosystems.get(e).is_some_and(|s| s.missing);
+    for e in needed.iter().filter(|e| absent_upstream(e)) {
+        let n = inv
+            .packages
+            .iter()
+            .filter(|p| p.ecosystem.split(':').next() == Some(e.as_str()))
+            .count();
+        unreadable.push(note(
+            "no_advisory_feed",
+            &format!("{e} is not on the advisory source: its {n} packages are listed, not matched"),
+        ));
+    }
+    needed.retain(|e| !absent_upstream(e));
+    let missing: Vec<&String> = needed.iter().filter(|e| !store.has_index(e)).collect();
+    if !missing.is_empty() {
+        bail!(
+            "no advisory data for {} in {}: run `stalewatch db update` first",
+            missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            db_dir.display()
+        );
+    }
+    let db = store.load(&needed)?;
+    let findings = matcher::match_inventory(&inv, &db)?;
+    Ok(Report::new(target_text, inv, findings, unreadable, now))
+}

@@ -1,0 +1,117 @@
+//! containerd's content store as an image source: blobs read through `Content.Read` streams,
+//! bridged to the synchronous image reader through a bounded channel, and `scan
+//! containerd:NAME`'s reader. No registry is contacted; only what the node holds is read.
+
+use anyhow::bail;
+use containerd_client::services::v1::ReadContentRequest;
+use std::io::{self, Read};
+use std::path::Path;
+use tokio_stream::StreamExt;
+
+use crate::containerd::{Containerd, ContainerdError};
+use crate::source::image::BlobStore;
+
+/// Chunks of a blob in flight between the gRPC stream and the reader (containerd sends
+/// 1 MiB messages): bounds memory per blob read to a few MiB whatever the blob's size.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// containerd's content store, read blob by blob through `Content.Read` streams.
+pub struct ContentStore {
+    pub client: Containerd,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl BlobStore for ContentStore {
+    fn open_blob(&self, digest: &str) -> anyhow::Result<Box<dyn Read + Send>> {
+        stalewatch_core::image::split_digest(digest)?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, ContainerdError>>(CHUNKS_IN_FLIGHT);
+        let client = self.client.clone();
+        let digest = digest.to_string();
+        self.runtime.spawn(async move {
+            let req = client.request(ReadContentRequest {
+                digest: digest.clone(),
+                offset: 0,
+                size: 0,
+            });
+            let mut stream = match client.content().read(req).await {
+                Ok(r) => r.into_inner(),
+                Err(s) => {
+                    let _ = tx.send(Err(ContainerdError::blob(&digest, &s))).await;
+                    return;
+                }
+            };
+            while let Some(item) = stream.next().await {
+                let msg = item
+                    .map(|r| r.data)
+                    .map_err(|s| ContainerdError::blob(&digest, &s));
+                let failed = msg.is_err();
+                // A closed channel means the reader stopped early: stop streaming.
+                if tx.send(msg).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Box::new(ChannelReader {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+        }))
+    }
+}
+
+/// The synchronous end of a blob stream (used from a non-async thread).
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, ContainerdError>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(chunk)) => {
+                    self.buf = chunk;
+                    self.pos = 0;
+                }
+                Some(Err(e)) => return Err(io::Error::other(e)),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Resolves `name` in containerd and reads the image into a tree (blocking; runs the gRPC
+/// streams on `runtime`).
+pub fn read_image(
+    address: &Path,
+    namespace: &str,
+    name: &str,
+    limits: &stalewatch_core::layer::Limits,
+    tree: &mut stalewatch_core::layer::FileTree,
+    diag: &mut stalewatch_core::layer::Diagnostics,
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let (client, target) = rt.block_on(async {
+        let client = Containerd::connect(address, namespace).await?;
+        let image = client.image(name).await?;
+        let target = Containerd::target(&image)?;
+        Ok::<_, anyhow::Error>((client, target))
+    })?;
+    if target.digest.is_empty() {
+        bail!("image {name} has an empty target");
+    }
+    let store = ContentStore {
+        client,
+        runtime: rt.handle().clone(),
+    };
+    super::image::read_image(&store, &target, limits, tree, diag)?;
+    Ok(())
+}
