@@ -2,11 +2,15 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use stalewatch_core::advisory::Severity;
 
+use crate::agent::{EventsConfig, Fallback, KubeAccess};
+use crate::db::update::Source;
 use crate::output::{Format, StatusFormat};
 use crate::{clock, db, output, scan, source};
 
@@ -54,8 +58,8 @@ pub struct AgentArgs {
     #[arg(long, env = "STALEWATCH_STATE_DIR", default_value = "/var/lib/stalewatch")]
     pub state_dir: PathBuf,
     /// OSV bulk mirror base (https://, http://, file:/// or a directory).
-    #[arg(long, env = "STALEWATCH_ADVISORY_SOURCE", default_value = DEFAULT_ADVISORY_SOURCE)]
-    pub advisory_source: String,
+    #[arg(long, env = "STALEWATCH_ADVISORY_SOURCE", default_value = DEFAULT_ADVISORY_SOURCE, value_parser = parse_source)]
+    pub advisory_source: Source,
     /// Extra CA certificates (PEM) to trust for an https mirror.
     #[arg(long, env = "STALEWATCH_ADVISORY_CA_FILE")]
     pub advisory_ca_file: Option<PathBuf>,
@@ -71,36 +75,37 @@ pub struct AgentArgs {
         long,
         env = "STALEWATCH_UNPACKED_FALLBACK",
         default_value = "snapshot,proc",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_enum
     )]
-    pub unpacked_fallback: Vec<String>,
+    pub unpacked_fallback: Vec<FallbackArg>,
     /// Bound on the image cache in the state directory (bytes); beyond it, images no container runs are dropped first.
     #[arg(long, env = "STALEWATCH_STATE_MAX_BYTES", default_value_t = 256 << 20)]
     pub state_max_bytes: u64,
     /// How often advisories are refreshed (humantime: 90s, 5m, 1h), with ±10 % jitter.
-    #[arg(long, env = "STALEWATCH_ADVISORY_REFRESH", default_value = "1h")]
-    pub advisory_refresh: String,
+    #[arg(long, env = "STALEWATCH_ADVISORY_REFRESH", default_value = "1h", value_parser = parse_interval)]
+    pub advisory_refresh: Duration,
     /// Ecosystems to keep (repeatable) [default: all supported].
-    #[arg(long = "ecosystem", value_name = "NAME")]
+    #[arg(long = "ecosystem", value_name = "NAME", value_parser = parse_ecosystem)]
     pub ecosystems: Vec<String>,
     /// Address for /metrics, /healthz, /readyz.
     #[arg(long, env = "STALEWATCH_LISTEN", default_value = "0.0.0.0:9477")]
-    pub listen: String,
+    pub listen: SocketAddr,
     /// Address for /v1/findings (what is exploitable on the node: keep it on loopback), or
     /// `off`; the same address as --listen serves it there.
-    #[arg(long, env = "STALEWATCH_FINDINGS_LISTEN", default_value = "127.0.0.1:9478")]
-    pub findings_listen: String,
+    #[arg(long, env = "STALEWATCH_FINDINGS_LISTEN", default_value = "127.0.0.1:9478", value_parser = parse_optional_listen)]
+    pub findings_listen: Off<SocketAddr>,
     /// How often the runtime checks run on each container — packages in use (process maps)
     /// and drift (live package databases vs the image) — or `off` where `SYS_PTRACE` is
     /// refused. A steady check costs about 0.14 ms per container (docs/benchmarks.md).
-    #[arg(long, env = "STALEWATCH_DRIFT_INTERVAL", default_value = "5m")]
-    pub drift_interval: String,
+    #[arg(long, env = "STALEWATCH_DRIFT_INTERVAL", default_value = "5m", value_parser = parse_optional_interval)]
+    pub drift_interval: Off<Duration>,
     /// A fixable vulnerability whose fix is older than this makes the container a stale runtime.
-    #[arg(long, env = "STALEWATCH_STALE_AFTER", default_value = "7d")]
-    pub stale_after: String,
+    #[arg(long, env = "STALEWATCH_STALE_AFTER", default_value = "7d", value_parser = parse_age)]
+    pub stale_after: Duration,
     /// Kubernetes Events on pods: `auto` (on in a cluster or with --kubeconfig), `on`, `off`.
-    #[arg(long, env = "STALEWATCH_KUBE_EVENTS", default_value = "auto")]
-    pub kube_events: String,
+    #[arg(long, env = "STALEWATCH_KUBE_EVENTS", value_enum, default_value_t = Switch::Auto)]
+    pub kube_events: Switch,
     /// kubeconfig for the Kubernetes API [default: the pod's service account].
     #[arg(long, env = "STALEWATCH_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
@@ -120,11 +125,11 @@ pub struct AgentArgs {
     #[arg(long, env = "STALEWATCH_SCAN_CONCURRENCY", default_value_t = 1)]
     pub scan_concurrency: usize,
     /// Longest time one image's inventory may take.
-    #[arg(long, env = "STALEWATCH_SCAN_TIMEOUT", default_value = "10m")]
-    pub scan_timeout: String,
+    #[arg(long, env = "STALEWATCH_SCAN_TIMEOUT", default_value = "10m", value_parser = parse_interval)]
+    pub scan_timeout: Duration,
     /// Full reconcile with containerd at least this often (events trigger one at once).
-    #[arg(long, env = "STALEWATCH_RECONCILE_INTERVAL", default_value = "60s")]
-    pub reconcile_interval: String,
+    #[arg(long, env = "STALEWATCH_RECONCILE_INTERVAL", default_value = "60s", value_parser = parse_interval)]
+    pub reconcile_interval: Duration,
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long, env = "STALEWATCH_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -139,154 +144,194 @@ pub enum LogFormat {
     Json,
 }
 
-fn duration(flag: &str, v: &str, errors: &mut Vec<String>) -> std::time::Duration {
-    match humantime::parse_duration(v) {
-        Ok(d) if !d.is_zero() => d,
-        Ok(_) => {
-            errors.push(format!("{flag}: must be more than zero"));
-            std::time::Duration::from_secs(1)
-        }
-        Err(e) => {
-            errors.push(format!("{flag} {v:?}: {e}"));
-            std::time::Duration::from_secs(1)
-        }
+/// `auto`, `on` or `off`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Switch {
+    /// On where it applies (Events: in a cluster, or with --kubeconfig).
+    Auto,
+    #[value(alias = "true")]
+    On,
+    #[value(alias = "false")]
+    Off,
+}
+
+/// A source of unpacked files for `--unpacked-fallback` (`none`: never).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FallbackArg {
+    Snapshot,
+    Proc,
+    None,
+}
+
+/// A flag's value, or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Off<T>(pub Option<T>);
+
+/// A humantime duration (90s, 5m, 1h) of more than zero.
+fn parse_interval(v: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(v.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be more than zero".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
+/// A humantime duration, zero allowed.
+fn parse_age(v: &str) -> Result<Duration, String> {
+    humantime::parse_duration(v.trim()).map_err(|e| e.to_string())
+}
+
+fn parse_optional_interval(v: &str) -> Result<Off<Duration>, String> {
+    match v.trim() {
+        "off" => Ok(Off(None)),
+        v => parse_interval(v).map(|d| Off(Some(d))),
+    }
+}
+
+fn parse_optional_listen(v: &str) -> Result<Off<SocketAddr>, String> {
+    match v.trim() {
+        "off" | "" => Ok(Off(None)),
+        a => a
+            .parse()
+            .map(|a| Off(Some(a)))
+            .map_err(|e| format!("{e} (an address such as 127.0.0.1:9478, or off)")),
+    }
+}
+
+fn parse_source(v: &str) -> Result<Source, String> {
+    Source::parse(v).map_err(|e| format!("{e:#}"))
+}
+
+fn parse_ecosystem(v: &str) -> Result<String, String> {
+    if db::valid_ecosystem_name(v) {
+        Ok(v.to_string())
+    } else {
+        Err("not an OSV ecosystem name (such as Alpine, Debian, \"Rocky Linux\")".into())
+    }
+}
+
+/// `--fail-on`: the conditions any of which fails a scan (today: a severity or above).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FailOn {
+    pub severity: Severity,
+}
+
+impl FailOn {
+    /// Whether a report meets a condition.
+    pub fn fails(&self, r: &stalewatch_core::report::Report) -> bool {
+        r.max_severity().is_some_and(|max| max >= self.severity)
+    }
+}
+
+fn parse_fail_on(v: &str) -> Result<FailOn, String> {
+    v.trim()
+        .parse::<Severity>()
+        .map(|severity| FailOn { severity })
+        .map_err(|e| e.to_string())
+}
+
 impl AgentArgs {
-    /// Validates the whole configuration, reporting every error at once.
+    /// Validates what single flags cannot (values that depend on each other, files that
+    /// must exist), reporting every error at once.
     pub fn config(&self) -> anyhow::Result<crate::agent::Config> {
         let mut errors = Vec::new();
-        let source = db::update::Source::parse(&self.advisory_source)
-            .map_err(|e| errors.push(format!("{e}")))
-            .ok();
-        let advisory_refresh = duration("--advisory-refresh", &self.advisory_refresh, &mut errors);
-        let scan_timeout = duration("--scan-timeout", &self.scan_timeout, &mut errors);
-        let reconcile_interval = duration("--reconcile-interval", &self.reconcile_interval, &mut errors);
-        let listen = self
-            .listen
-            .parse()
-            .map_err(|e| errors.push(format!("--listen {:?}: {e}", self.listen)))
-            .ok();
-        let findings_listen = match self.findings_listen.trim() {
-            "off" | "" => None,
-            a => a
-                .parse()
-                .map_err(|e| errors.push(format!("--findings-listen {a:?}: {e}")))
-                .ok(),
-        };
-        let drift_interval = match self.drift_interval.trim() {
-            "off" => None,
-            v => Some(duration("--drift-interval", v, &mut errors)),
-        };
-        let stale_after = match humantime::parse_duration(&self.stale_after) {
-            Ok(d) => d,
-            Err(e) => {
-                errors.push(format!("--stale-after {:?}: {e}", self.stale_after));
-                std::time::Duration::ZERO
-            }
-        };
         if self.kube_events_per_minute == 0 {
             errors.push("--kube-events-per-minute: must be at least 1".into());
         }
-        if let Some(k) = &self.kubeconfig {
-            if !k.is_file() {
-                errors.push(format!("--kubeconfig {}: not a readable file", k.display()));
-            }
-        }
-        let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-        let events_on = match self.kube_events.as_str() {
-            "on" | "true" => true,
-            "off" | "false" => false,
-            "auto" => self.kubeconfig.is_some() || in_cluster,
-            other => {
-                errors.push(format!("--kube-events {other:?}: expected auto, on or off"));
-                false
-            }
-        };
         if self.scan_concurrency == 0 {
             errors.push("--scan-concurrency: must be at least 1".into());
         }
-        let ecosystems: Vec<String> = if self.ecosystems.is_empty() {
-            db::SUPPORTED_ECOSYSTEMS.iter().map(|s| s.to_string()).collect()
-        } else {
-            self.ecosystems.clone()
-        };
-        for e in ecosystems.iter().filter(|e| !db::valid_ecosystem_name(e)) {
-            errors.push(format!("--ecosystem {e:?}: not an OSV ecosystem name"));
-        }
         if self.containerd_namespace.is_empty() {
             errors.push("--containerd-namespace: empty".into());
+        }
+        for (flag, file) in [
+            ("--kubeconfig", &self.kubeconfig),
+            ("--advisory-ca-file", &self.advisory_ca_file),
+        ] {
+            if let Some(f) = file.as_ref().filter(|f| !f.is_file()) {
+                errors.push(format!("{flag} {}: not a readable file", f.display()));
+            }
         }
         let node_name = self
             .node_name
             .clone()
             .filter(|n| !n.is_empty())
-            .or_else(|| {
-                std::fs::read_to_string("/proc/sys/kernel/hostname")
-                    .ok()
-                    .map(|h| h.trim().to_string())
-            })
+            .or_else(hostname)
             .unwrap_or_default();
-        let mut unpacked_fallback = Vec::new();
-        for f in &self.unpacked_fallback {
-            match f.trim() {
-                "snapshot" => unpacked_fallback.push(crate::agent::Fallback::Snapshot),
-                "proc" => unpacked_fallback.push(crate::agent::Fallback::Proc),
-                "none" | "" => {}
-                other => errors.push(format!(
-                    "--unpacked-fallback {other:?}: expected snapshot, proc or none"
-                )),
-            }
-        }
-        if let Some(p) = &self.advisory_ca_file {
-            if !p.is_file() {
-                errors.push(format!("--advisory-ca-file {}: not a readable file", p.display()));
-            }
-        }
-        if events_on && node_name.is_empty() {
-            errors.push("--kube-events: needs --node-name (STALEWATCH_NODE_NAME)".into());
-        }
+        let events = self.events_config(&node_name, &mut errors);
         if !errors.is_empty() {
             bail!("invalid configuration: {}", errors.join("; "));
         }
-        let (Some(advisory_source), Some(listen)) = (source, listen) else {
-            unreachable!()
-        };
-        let events = events_on.then(|| crate::agent::EventsConfig {
-            access: match &self.kubeconfig {
-                Some(k) => crate::agent::KubeAccess::Kubeconfig(k.clone()),
-                None => crate::agent::KubeAccess::InCluster,
-            },
-            node_name: node_name.clone(),
-            per_minute: self.kube_events_per_minute,
-            queue: self.kube_events_queue,
-        });
         Ok(crate::agent::Config {
             containerd_address: self.containerd_address.clone(),
             containerd_namespace: self.containerd_namespace.clone(),
             db_dir: self.db_dir.clone(),
             state_dir: self.state_dir.clone(),
-            advisory_source,
-            advisory_refresh,
-            ecosystems,
-            listen,
-            findings_listen,
-            stale_after,
+            advisory_source: self.advisory_source.clone(),
+            advisory_refresh: self.advisory_refresh,
+            ecosystems: ecosystems_or_all(&self.ecosystems),
+            listen: self.listen,
+            findings_listen: self.findings_listen.0,
+            stale_after: self.stale_after,
             events,
             node_name,
             proc_root: self.proc_root.clone(),
             scan_concurrency: self.scan_concurrency,
-            scan_timeout,
-            reconcile_interval,
+            scan_timeout: self.scan_timeout,
+            reconcile_interval: self.reconcile_interval,
             advisory_ca_file: self.advisory_ca_file.clone(),
             vulnerability_info: self
                 .vulnerability_info_metric
                 .then_some(self.vulnerability_info_limit),
             state_max_bytes: self.state_max_bytes,
-            unpacked_fallback,
-            drift_interval,
+            unpacked_fallback: self
+                .unpacked_fallback
+                .iter()
+                .filter_map(|f| match f {
+                    FallbackArg::Snapshot => Some(Fallback::Snapshot),
+                    FallbackArg::Proc => Some(Fallback::Proc),
+                    FallbackArg::None => None,
+                })
+                .collect(),
+            drift_interval: self.drift_interval.0,
         })
+    }
+
+    /// Events on or off (`auto`: in a cluster, or with a kubeconfig), and their settings.
+    fn events_config(&self, node_name: &str, errors: &mut Vec<String>) -> Option<EventsConfig> {
+        let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+        let on = match self.kube_events {
+            Switch::On => true,
+            Switch::Off => false,
+            Switch::Auto => self.kubeconfig.is_some() || in_cluster,
+        };
+        if on && node_name.is_empty() {
+            errors.push("--kube-events: needs --node-name (STALEWATCH_NODE_NAME)".into());
+        }
+        on.then(|| EventsConfig {
+            access: match &self.kubeconfig {
+                Some(k) => KubeAccess::Kubeconfig(k.clone()),
+                None => KubeAccess::InCluster,
+            },
+            node_name: node_name.to_string(),
+            per_minute: self.kube_events_per_minute,
+            queue: self.kube_events_queue,
+        })
+    }
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+}
+
+/// The ecosystems asked for, or every supported one.
+fn ecosystems_or_all(asked: &[String]) -> Vec<String> {
+    if asked.is_empty() {
+        db::SUPPORTED_ECOSYSTEMS.iter().map(|s| s.to_string()).collect()
+    } else {
+        asked.to_vec()
     }
 }
 
@@ -315,8 +360,8 @@ pub struct ScanArgs {
     #[arg(long, value_enum, default_value_t = Format::Table, env = "STALEWATCH_FORMAT")]
     pub format: Format,
     /// Exit with status 1 when a finding has at least this severity (critical, high, medium, low, unknown).
-    #[arg(long, env = "STALEWATCH_FAIL_ON")]
-    pub fail_on: Option<String>,
+    #[arg(long, env = "STALEWATCH_FAIL_ON", value_parser = parse_fail_on)]
+    pub fail_on: Option<FailOn>,
     /// containerd socket, for `containerd:REF` targets.
     #[arg(
         long,
@@ -332,15 +377,15 @@ pub struct ScanArgs {
 #[derive(Args, Debug)]
 pub struct UpdateArgs {
     /// OSV bulk mirror base (`<base>/<Ecosystem>/all.zip`): https://, http://, file:/// or a directory.
-    #[arg(long, env = "STALEWATCH_ADVISORY_SOURCE", default_value = DEFAULT_ADVISORY_SOURCE)]
-    pub advisory_source: String,
+    #[arg(long, env = "STALEWATCH_ADVISORY_SOURCE", default_value = DEFAULT_ADVISORY_SOURCE, value_parser = parse_source)]
+    pub advisory_source: Source,
     /// Extra CA certificates (PEM) to trust for an https mirror.
     #[arg(long, env = "STALEWATCH_ADVISORY_CA_FILE")]
     pub advisory_ca_file: Option<PathBuf>,
     #[command(flatten)]
     pub db: DbDirArg,
     /// Ecosystems to update (repeatable) [default: all supported].
-    #[arg(long = "ecosystem", value_name = "NAME")]
+    #[arg(long = "ecosystem", value_name = "NAME", value_parser = parse_ecosystem)]
     pub ecosystems: Vec<String>,
     /// Report format: text on stderr, or one JSON object per ecosystem on stdout.
     #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
@@ -380,14 +425,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let target = source::Target::parse(&a.target)
                 .map_err(|e| errors.push(e.to_string()))
                 .ok();
-            let fail_on = match a.fail_on.as_deref().map(str::parse::<Severity>) {
-                Some(Err(e)) => {
-                    errors.push(format!("--fail-on: {e}"));
-                    None
-                }
-                Some(Ok(s)) => Some(s),
-                None => None,
-            };
             let now = clock::now_unix().map_err(|e| errors.push(e.to_string())).ok();
             let db_dir = a.db.resolve().map_err(|e| errors.push(e.to_string())).ok();
             if !errors.is_empty() {
@@ -402,10 +439,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let report = scan::run(&target, &a.target, &ctrd, &db_dir, now)?;
             output::print_report(&report, a.format, now)?;
-            let failed = match (fail_on, report.max_severity()) {
-                (Some(threshold), Some(max)) => max >= threshold,
-                _ => false,
-            };
+            let failed = a.fail_on.is_some_and(|f| f.fails(&report));
             Ok(if failed {
                 ExitCode::from(1)
             } else {
@@ -413,22 +447,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Db(DbCommand::Update(a)) => {
-            let source = db::update::Source::parse(&a.advisory_source)?;
-            let ecosystems = if a.ecosystems.is_empty() {
-                db::SUPPORTED_ECOSYSTEMS.iter().map(|s| s.to_string()).collect()
-            } else {
-                a.ecosystems.clone()
-            };
-            let bad: Vec<&String> = ecosystems
-                .iter()
-                .filter(|e| !db::valid_ecosystem_name(e))
-                .collect();
-            if !bad.is_empty() {
-                bail!("--ecosystem: invalid name(s) {bad:?} (OSV ecosystem names such as Alpine, Debian, \"Rocky Linux\")");
-            }
+            let ecosystems = ecosystems_or_all(&a.ecosystems);
             let dir = a.db.resolve()?;
             let json = a.format == StatusFormat::Json;
-            let ok = db::update::run(&source, &dir, &ecosystems, a.advisory_ca_file.as_deref(), json)?;
+            let ok = db::update::run(
+                &a.advisory_source,
+                &dir,
+                &ecosystems,
+                a.advisory_ca_file.as_deref(),
+                json,
+            )?;
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Agent(a) => {

@@ -34,106 +34,108 @@ pub enum StatusFormat {
     Json,
 }
 
+/// Prints a report; everything goes through one buffer, written and flushed once.
 pub fn print_report(r: &Report, format: Format, now_unix: i64) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
     match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut out, r)?;
-            writeln!(out)?;
-        }
-        Format::Sarif => {
-            serde_json::to_writer_pretty(&mut out, &stalewatch_core::export::sarif::log(r))?;
-            writeln!(out)?;
-        }
+        Format::Json => serde_json::to_writer_pretty(&mut out, r)?,
+        Format::Sarif => serde_json::to_writer_pretty(&mut out, &stalewatch_core::export::sarif::log(r))?,
         Format::Cyclonedx => {
             let bom = stalewatch_core::export::cyclonedx::bom(r, &crate::clock::rfc3339(now_unix));
             serde_json::to_writer_pretty(&mut out, &bom)?;
-            writeln!(out)?;
         }
         Format::Table => {
-            let mut rows: Vec<&_> = r.findings.iter().collect();
-            // Most severe first, then by id: what a person should read first.
-            rows.sort_by(|a, b| {
-                b.severity
-                    .cmp(&a.severity)
-                    .then(a.id.cmp(&b.id))
-                    .then(a.package.cmp(&b.package))
-            });
-            if !rows.is_empty() {
-                writeln!(
-                    out,
-                    "{:<9} {:<24} {:<22} {:<34} SUMMARY",
-                    "SEVERITY", "ID", "PACKAGE", "INSTALLED -> FIXED"
-                )?;
-            }
-            for f in rows {
-                let fix = f.fixed_version.as_deref().unwrap_or("(no fix)");
-                writeln!(
-                    out,
-                    "{:<9} {:<24} {:<22} {:<34} {}",
-                    f.severity.as_str(),
-                    cut(&f.id, 24),
-                    cut(&f.package, 22),
-                    cut(&format!("{} -> {}", f.installed_version, fix), 34),
-                    cut(
-                        if f.summary.is_empty() {
-                            f.aliases.join(" ")
-                        } else {
-                            f.summary.to_string()
-                        }
-                        .as_str(),
-                        60
-                    )
-                )?;
-            }
-            if !r.informational.is_empty() {
-                writeln!(out, "\nINFORMATIONAL (not vulnerabilities):")?;
-                for f in &r.informational {
-                    writeln!(
-                        out,
-                        "{:<13} {:<24} {:<22} {}",
-                        f.informational.as_deref().unwrap_or(""),
-                        cut(&f.id, 24),
-                        cut(&format!("{} {}", f.package, f.installed_version), 22),
-                        cut(&f.summary, 60)
-                    )?;
-                }
-            }
-            let s = &r.summary;
-            let b = &s.by_severity;
-            writeln!(out)?;
+            write_findings(&mut out, r)?;
+            write_summary(&mut out, r)?;
+        }
+    }
+    if format != Format::Table {
+        writeln!(out)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The findings, most severe first, then by id: what a person should read first; then the
+/// informational advisories apart.
+fn write_findings(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
+    let mut rows: Vec<&_> = r.findings.iter().collect();
+    rows.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(a.id.cmp(&b.id))
+            .then(a.package.cmp(&b.package))
+    });
+    if !rows.is_empty() {
+        writeln!(
+            out,
+            "{:<9} {:<24} {:<22} {:<34} SUMMARY",
+            "SEVERITY", "ID", "PACKAGE", "INSTALLED -> FIXED"
+        )?;
+    }
+    for f in rows {
+        let fix = f.fixed_version.as_deref().unwrap_or("(no fix)");
+        let summary = if f.summary.is_empty() {
+            f.aliases.join(" ")
+        } else {
+            f.summary.to_string()
+        };
+        writeln!(
+            out,
+            "{:<9} {:<24} {:<22} {:<34} {}",
+            f.severity.as_str(),
+            cut(&f.id, 24),
+            cut(&f.package, 22),
+            cut(&format!("{} -> {}", f.installed_version, fix), 34),
+            cut(&summary, 60)
+        )?;
+    }
+    if !r.informational.is_empty() {
+        writeln!(out, "\nINFORMATIONAL (not vulnerabilities):")?;
+        for f in &r.informational {
             writeln!(
                 out,
-                "{}: {} packages, {} findings ({} fixable): {} critical, {} high, {} medium, {} low, {} unknown",
-                r.target, s.packages, s.findings, s.fixable, b.critical, b.high, b.medium, b.low, b.unknown
+                "{:<13} {:<24} {:<22} {}",
+                f.informational.as_deref().unwrap_or(""),
+                cut(&f.id, 24),
+                cut(&format!("{} {}", f.package, f.installed_version), 22),
+                cut(&f.summary, 60)
             )?;
-            match &r.os {
-                Some(os) => {
-                    let eol = match (&os.eol_date, os.eol) {
-                        (Some(d), true) => format!("END OF LIFE since {d}"),
-                        (Some(d), false) => format!("supported until {d}"),
-                        (None, _) => "end of life unknown".to_string(),
-                    };
-                    writeln!(
-                        out,
-                        "OS: {} {} ({}), {eol}",
-                        os.id,
-                        os.version_id,
-                        os.ecosystem.as_deref().unwrap_or("no advisory feed")
-                    )?;
-                }
-                None => writeln!(out, "OS: not recognised")?,
-            }
-            if !r.unreadable.is_empty() {
-                writeln!(
-                    out,
-                    "INCOMPLETE: {} item(s) could not be read:",
-                    r.unreadable.len()
-                )?;
-                for u in &r.unreadable {
-                    writeln!(out, "  {} [{}] {}", u.what, u.reason, u.detail)?;
-                }
-            }
+        }
+    }
+    Ok(())
+}
+
+/// The counts, the OS and its end of life, and what could not be read.
+fn write_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
+    let s = &r.summary;
+    let b = &s.by_severity;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{}: {} packages, {} findings ({} fixable): {} critical, {} high, {} medium, {} low, {} unknown",
+        r.target, s.packages, s.findings, s.fixable, b.critical, b.high, b.medium, b.low, b.unknown
+    )?;
+    match &r.os {
+        Some(os) => {
+            let eol = match (&os.eol_date, os.eol) {
+                (Some(d), true) => format!("END OF LIFE since {d}"),
+                (Some(d), false) => format!("supported until {d}"),
+                (None, _) => "end of life unknown".to_string(),
+            };
+            let feed = os.ecosystem.as_deref().unwrap_or("no advisory feed");
+            writeln!(out, "OS: {} {} ({feed}), {eol}", os.id, os.version_id)?;
+        }
+        None => writeln!(out, "OS: not recognised")?,
+    }
+    if !r.unreadable.is_empty() {
+        writeln!(
+            out,
+            "INCOMPLETE: {} item(s) could not be read:",
+            r.unreadable.len()
+        )?;
+        for u in &r.unreadable {
+            writeln!(out, "  {} [{}] {}", u.what, u.reason, u.detail)?;
         }
     }
     Ok(())

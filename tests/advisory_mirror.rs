@@ -41,6 +41,7 @@ fn skopeo_copy(layout: &Path, dest: &str, extra: &[&str]) {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn mirror_update_is_conditional_and_alpine_images_match_unpacked_roots() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db");

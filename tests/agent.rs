@@ -31,6 +31,7 @@ fn vulns(m: &str, pod: &str) -> f64 {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn agent_follows_containers_advisories_restarts_and_containerd_crashes() {
     let Some(mut lab) = Lab::start("agent") else {
         return;
@@ -370,6 +371,7 @@ fn missing_blobs_fall_back_to_the_running_filesystem() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn a_layer_shared_by_two_images_is_read_once() {
     let Some(lab) = Lab::start("agent layer cache") else {
         return;

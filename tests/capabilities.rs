@@ -67,6 +67,7 @@ fn cap_bit(name: &str) -> u64 {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn the_agent_works_with_the_granted_capabilities_and_degrades_without_ptrace() {
     let Some(lab) = Lab::start("capabilities") else {
         return;

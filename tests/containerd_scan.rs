@@ -68,6 +68,7 @@ fn archive(layout: &Path, out: &Path) {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn containerd_images_scan_like_their_unpacked_roots() {
     let Some(lab) = Lab::start("containerd scan") else {
         return;

@@ -56,6 +56,7 @@ fn dpkg_installed(root: &std::path::Path) -> usize {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn a_debootstrapped_debian_runs_and_is_matched_like_its_root() {
     let Some(lab) = Lab::start("Debian image") else {
         return;

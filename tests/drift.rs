@@ -12,6 +12,7 @@ use common::*;
 use std::time::Duration;
 
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn live_package_changes_are_drift_and_their_findings_count() {
     let Some(lab) = Lab::start("drift") else {
         return;

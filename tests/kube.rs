@@ -104,6 +104,7 @@ spec:
 "#;
 
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn events_on_this_nodes_pods_with_the_shipped_rbac() {
     let Some(mut kube) = KubeLab::start("kube events") else {
         return;

@@ -21,6 +21,7 @@ fn build_root(root: &Path) {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn pip_npm_and_cargo_packages_are_found_and_matched() {
     for tool in ["pip", "npm", "cargo"] {
         if !require(tool, "language packages") {
@@ -212,6 +213,7 @@ fn go_binaries_stripped_or_not_are_cataloged_from_their_build_info() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn a_running_container_s_language_packages_are_matched_from_containerd() {
     let Some(lab) = containerd::Lab::start("language packages in containerd") else {
         return;
@@ -306,6 +308,7 @@ fn a_running_container_s_language_packages_are_matched_from_containerd() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn java_archives_from_debian_and_a_fat_jar_inside_them() {
     if !require("apt-get", "Java archives") || !require("dpkg-deb", "Java archives") {
         return;
@@ -414,6 +417,7 @@ fn java_archives_from_debian_and_a_fat_jar_inside_them() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn ruby_gems_and_composer_packages_from_the_real_tools() {
     for tool in ["gem", "composer", "apt-get", "dpkg-deb"] {
         if !require(tool, "Ruby and PHP packages") {

@@ -38,6 +38,7 @@ fn ids(agent: &Agent, pod: &str) -> Vec<String> {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn a_tag_moved_to_a_new_build_flags_the_containers_still_running_the_old_one() {
     let Some(lab) = Lab::start("stale digest") else {
         return;

@@ -113,6 +113,41 @@ impl Progress {
     }
 }
 
+/// Streams a response body into a temporary file (bounded, hashed, checked against its
+/// announced length).
+async fn download(
+    resp: reqwest::Response,
+    url: &str,
+    progress: &mut Progress,
+    tmp_dir: &Path,
+) -> Result<(std::fs::File, Sha256), UpdateError> {
+    let mut tmp = tempfile::tempfile_in(tmp_dir).map_err(|e| fail("io", e.to_string()))?;
+    let mut hasher = Sha256::new();
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| fail("network", format!("{url}: {e}")))?;
+        tmp.write_all(&chunk).map_err(|e| fail("io", e.to_string()))?;
+        hasher.update(&chunk);
+        if progress.done + chunk.len() as u64 > MAX_ARCHIVE_BYTES {
+            return Err(fail(
+                "too_large",
+                format!("{url}: more than {MAX_ARCHIVE_BYTES} bytes"),
+            ));
+        }
+        progress.advance(chunk.len() as u64);
+    }
+    progress.finish();
+    if let Some(total) = progress.total {
+        if progress.done != total {
+            return Err(fail(
+                "network",
+                format!("{url}: body ended after {} of {total} bytes", progress.done),
+            ));
+        }
+    }
+    Ok((tmp, hasher))
+}
+
 async fn fetch_http(
     client: &reqwest::Client,
     base: &str,
@@ -162,30 +197,7 @@ async fn fetch_http(
             format!("{url}: {} bytes announced", progress.total.unwrap_or(0)),
         ));
     }
-    let mut tmp = tempfile::tempfile_in(tmp_dir).map_err(|e| fail("io", e.to_string()))?;
-    let mut hasher = Sha256::new();
-    let mut body = resp.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| fail("network", format!("{url}: {e}")))?;
-        tmp.write_all(&chunk).map_err(|e| fail("io", e.to_string()))?;
-        hasher.update(&chunk);
-        if progress.done + chunk.len() as u64 > MAX_ARCHIVE_BYTES {
-            return Err(fail(
-                "too_large",
-                format!("{url}: more than {MAX_ARCHIVE_BYTES} bytes"),
-            ));
-        }
-        progress.advance(chunk.len() as u64);
-    }
-    progress.finish();
-    if let Some(total) = progress.total {
-        if progress.done != total {
-            return Err(fail(
-                "network",
-                format!("{url}: body ended after {} of {total} bytes", progress.done),
-            ));
-        }
-    }
+    let (mut tmp, hasher) = download(resp, &url, &mut progress, tmp_dir).await?;
     let eco = eco.to_string();
     let built = tokio::task::spawn_blocking(move || {
         use std::io::Seek;
@@ -269,6 +281,61 @@ pub fn http_client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
     b.build().context("build HTTP client")
 }
 
+/// Records one ecosystem's outcome in its state entry; the result the caller reports.
+fn record_outcome(
+    entry: &mut EcosystemState,
+    eco: &str,
+    written: Result<Outcome, UpdateError>,
+    now: String,
+) -> Result<Change, UpdateError> {
+    match written {
+        Ok(Outcome::Updated {
+            index,
+            etag,
+            last_modified,
+            sha256,
+        }) => {
+            let s = &index.stats;
+            entry.records = s.records;
+            entry.withdrawn = s.withdrawn;
+            entry.skipped = s.skipped_total();
+            entry.source_modified = s.newest_modified.clone();
+            entry.archive_sha256 = Some(sha256);
+            entry.entries = index
+                .packages
+                .iter()
+                .map(|(e, names)| (e.clone(), names.values().map(|v| v.len() as u64).sum()))
+                .collect();
+            entry.etag = etag;
+            entry.last_modified = last_modified;
+            entry.last_success = Some(now);
+            entry.last_error = None;
+            entry.missing = false;
+            Ok(Change::Updated(format!(
+                "{} records ({} withdrawn, {} skipped as malformed), {} package entries",
+                s.records,
+                s.withdrawn,
+                s.skipped_total(),
+                index.affected_entries()
+            )))
+        }
+        Ok(Outcome::Unchanged) => {
+            entry.last_success = Some(now);
+            entry.last_error = None;
+            Ok(Change::Unchanged)
+        }
+        Ok(Outcome::Missing) => {
+            entry.missing = true;
+            Ok(Change::Missing)
+        }
+        Err(e) => {
+            tracing::warn!(ecosystem = %eco, reason = e.reason, "advisory update failed: {}", e.detail);
+            entry.last_error = Some(e.to_string());
+            Err(e)
+        }
+    }
+}
+
 /// An archive larger than this is refused (the largest public OSV zip is a few hundred MiB).
 pub const MAX_ARCHIVE_BYTES: u64 = 4 << 30;
 
@@ -313,52 +380,7 @@ pub async fn refresh(
             }
             Ok(o)
         });
-        let result = match written {
-            Ok(Outcome::Updated {
-                index,
-                etag,
-                last_modified,
-                sha256,
-            }) => {
-                let s = &index.stats;
-                entry.records = s.records;
-                entry.withdrawn = s.withdrawn;
-                entry.skipped = s.skipped_total();
-                entry.source_modified = s.newest_modified.clone();
-                entry.archive_sha256 = Some(sha256);
-                entry.entries = index
-                    .packages
-                    .iter()
-                    .map(|(e, names)| (e.clone(), names.values().map(|v| v.len() as u64).sum()))
-                    .collect();
-                entry.etag = etag;
-                entry.last_modified = last_modified;
-                entry.last_success = Some(now);
-                entry.last_error = None;
-                entry.missing = false;
-                Ok(Change::Updated(format!(
-                    "{} records ({} withdrawn, {} skipped as malformed), {} package entries",
-                    s.records,
-                    s.withdrawn,
-                    s.skipped_total(),
-                    index.affected_entries()
-                )))
-            }
-            Ok(Outcome::Unchanged) => {
-                entry.last_success = Some(now);
-                entry.last_error = None;
-                Ok(Change::Unchanged)
-            }
-            Ok(Outcome::Missing) => {
-                entry.missing = true;
-                Ok(Change::Missing)
-            }
-            Err(e) => {
-                tracing::warn!(ecosystem = %eco, reason = e.reason, "advisory update failed: {}", e.detail);
-                entry.last_error = Some(e.to_string());
-                Err(e)
-            }
-        };
+        let result = record_outcome(entry, eco, written, now);
         store.save_state(&state)?;
         results.push(EcosystemResult {
             ecosystem: eco.clone(),

@@ -55,6 +55,7 @@ pub fn kubeconfig(path: &Path, port: u16, ca: &Path, token: &str) {
 impl KubeLab {
     /// Starts the control plane; `None` (loudly) when the binaries are not built, a panic
     /// under `CI=true`.
+    #[allow(clippy::too_many_lines)] // the control plane's start, one step after another (certificates, etcd, apiserver, RBAC)
     pub fn start(test: &str) -> Option<KubeLab> {
         let root = lab_root();
         let (apiserver, kcm, etcd) = (

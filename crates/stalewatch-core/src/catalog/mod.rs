@@ -211,12 +211,35 @@ fn purl(os: Option<&OsInfo>, kind: &str, p: &RawPackage) -> String {
 /// Catalogs the OS and its packages from a merged tree.
 pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> Inventory {
     let os = os::detect(&|p| tree.read(p).ok().flatten().map(<[u8]>::to_vec));
-    let ecosystem = os.as_ref().and_then(|o| o.ecosystem.clone()).unwrap_or_default();
-    let mut inv = Inventory {
-        os: os.clone(),
-        ..Default::default()
+    let mut c = Cataloger {
+        tree,
+        ecosystem: os.as_ref().and_then(|o| o.ecosystem.clone()).unwrap_or_default(),
+        inv: Inventory {
+            os,
+            ..Default::default()
+        },
     };
-    let add = |inv: &mut Inventory, kind: &str, path: &str, out: ParseOutcome, diag: &mut Diagnostics| {
+    c.dpkg(diag);
+    c.apk_and_rpm(diag);
+    let (lang_packages, manifests) = lang::catalog(tree, diag);
+    let mut inv = c.inv;
+    inv.packages.extend(lang_packages);
+    inv.databases.extend(manifests);
+    inv.packages.sort();
+    inv.packages.dedup();
+    inv
+}
+
+/// The OS package databases of one tree, gathered into an inventory.
+struct Cataloger<'a> {
+    tree: &'a FileTree,
+    ecosystem: String,
+    inv: Inventory,
+}
+
+impl Cataloger<'_> {
+    /// Adds one database's packages (and their mappable files' owners).
+    fn add(&mut self, kind: &str, path: &str, out: ParseOutcome, diag: &mut Diagnostics) {
         if out.malformed > 0 {
             diag.skip(
                 "malformed_package_entry",
@@ -224,6 +247,7 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> Inventory {
                 format!("{} entries could not be parsed", out.malformed),
             );
         }
+        let inv = &mut self.inv;
         inv.databases.push(path.to_string());
         for p in out.packages {
             if let Some(files) = &p.files {
@@ -234,80 +258,79 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> Inventory {
                 }
             }
             inv.packages.push(Package {
-                ecosystem: ecosystem.clone(),
-                purl: purl(os.as_ref(), kind, &p),
+                ecosystem: self.ecosystem.clone(),
+                purl: purl(inv.os.as_ref(), kind, &p),
                 name: p.name,
                 version: p.version,
                 source_name: p.source_name,
                 source_version: p.source_version,
                 path: path.to_string(),
                 arch: p.arch,
-                layer: tree.origin(path).map(str::to_string),
+                layer: self.tree.origin(path).map(str::to_string),
             });
         }
-    };
-
-    if let Some(b) = read_or_note(tree, DPKG_STATUS, diag) {
-        let mut out = dpkg::parse_status(b, true);
-        // File lists from info/<name>[:<arch>].list, where the image kept them.
-        for p in &mut out.packages {
-            let with_arch = format!("{DPKG_INFO}/{}:{}.list", p.name, p.arch);
-            let plain = format!("{DPKG_INFO}/{}.list", p.name);
-            let list = [with_arch, plain]
-                .iter()
-                .find_map(|f| tree.read(f).ok().flatten().map(<[u8]>::to_vec));
-            p.files = list.map(|b| dpkg::parse_list(&b));
-        }
-        add(&mut inv, "deb", DPKG_STATUS, out, diag);
     }
-    if let Ok(files) = tree.list_files(DPKG_STATUS_D) {
-        for (name, b) in files {
-            if name.ends_with(".md5sums") {
+
+    /// dpkg's status file (with its `info/*.list` file lists) and distroless `status.d`.
+    fn dpkg(&mut self, diag: &mut Diagnostics) {
+        let tree = self.tree;
+        if let Some(b) = read_or_note(tree, DPKG_STATUS, diag) {
+            let mut out = dpkg::parse_status(b, true);
+            // File lists from info/<name>[:<arch>].list, where the image kept them.
+            for p in &mut out.packages {
+                let with_arch = format!("{DPKG_INFO}/{}:{}.list", p.name, p.arch);
+                let plain = format!("{DPKG_INFO}/{}.list", p.name);
+                let list = [with_arch, plain]
+                    .iter()
+                    .find_map(|f| tree.read(f).ok().flatten().map(<[u8]>::to_vec));
+                p.files = list.map(|b| dpkg::parse_list(&b));
+            }
+            self.add("deb", DPKG_STATUS, out, diag);
+        }
+        if let Ok(files) = tree.list_files(DPKG_STATUS_D) {
+            for (name, b) in files {
+                if name.ends_with(".md5sums") {
+                    continue;
+                }
+                let path = format!("{DPKG_STATUS_D}/{name}");
+                self.add("deb", &path, dpkg::parse_status(b, false), diag);
+            }
+        }
+    }
+
+    /// apk's installed database and rpm's databases, each real file once whatever links
+    /// lead to it; rpm's ndb is named as unsupported.
+    fn apk_and_rpm(&mut self, diag: &mut Diagnostics) {
+        let tree = self.tree;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut first_time = |path: &str| tree.resolve_path(path).is_ok_and(|real| seen.insert(real));
+        for path in APK_INSTALLED {
+            if !first_time(path) {
                 continue;
             }
-            let path = format!("{DPKG_STATUS_D}/{name}");
-            add(&mut inv, "deb", &path, dpkg::parse_status(b, false), diag);
+            if let Some(b) = read_or_note(tree, path, diag) {
+                self.add("apk", path, apk::parse_installed(b), diag);
+            }
         }
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    for path in APK_INSTALLED {
-        let Ok(real) = tree.resolve_path(path) else {
-            continue;
-        };
-        if !seen.insert(real) {
-            continue;
+        for path in RPM_DBS {
+            if !first_time(path) {
+                continue;
+            }
+            if let Some(b) = read_or_note(tree, path, diag) {
+                match rpm::parse_any(b) {
+                    Ok(out) => self.add("rpm", path, out, diag),
+                    Err(e) => diag.skip("corrupt_package_db", path, e.0),
+                }
+            }
         }
-        if let Some(b) = read_or_note(tree, path, diag) {
-            add(&mut inv, "apk", path, apk::parse_installed(b), diag);
-        }
-    }
-    for path in RPM_DBS {
-        let Ok(real) = tree.resolve_path(path) else {
-            continue;
-        };
-        if !seen.insert(real) {
-            continue;
-        }
-        if let Some(b) = read_or_note(tree, path, diag) {
-            match rpm::parse_any(b) {
-                Ok(out) => add(&mut inv, "rpm", path, out, diag),
-                Err(e) => diag.skip("corrupt_package_db", path, e.0),
+        for path in RPM_NDB {
+            if let Some(b) = read_or_note(tree, path, diag) {
+                if !b.is_empty() {
+                    diag.skip("unsupported_package_db", path, "rpm ndb format is not supported");
+                }
             }
         }
     }
-    for path in RPM_NDB {
-        if let Some(b) = read_or_note(tree, path, diag) {
-            if !b.is_empty() {
-                diag.skip("unsupported_package_db", path, "rpm ndb format is not supported");
-            }
-        }
-    }
-    let (lang_packages, manifests) = lang::catalog(tree, diag);
-    inv.packages.extend(lang_packages);
-    inv.databases.extend(manifests);
-    inv.packages.sort();
-    inv.packages.dedup();
-    inv
 }
 
 /// Whether a package came from the OS's database (not from a language manifest or binary).

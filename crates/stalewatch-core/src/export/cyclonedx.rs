@@ -45,55 +45,16 @@ fn rating(f: &Finding) -> Value {
 
 /// The BOM of one report. `timestamp` is RFC 3339 (the caller's clock).
 pub fn bom(report: &Report, timestamp: &str) -> Value {
-    let mut components = Vec::new();
-    if let Some(os) = &report.os {
-        let mut c = json!({
-            "type": "operating-system",
-            "bom-ref": format!("os:{}@{}", os.id, os.version_id),
-            "name": os.id,
-            "version": os.version_id,
-        });
-        let mut props = Vec::new();
-        if let Some(e) = &os.ecosystem {
-            props.push(json!({"name": "stalewatch:ecosystem", "value": e}));
-        }
-        if let Some(d) = &os.eol_date {
-            props.push(json!({"name": "stalewatch:eol_date", "value": d}));
-        }
-        props.push(json!({"name": "stalewatch:eol", "value": os.eol.to_string()}));
-        c["properties"] = Value::Array(props);
-        components.push(c);
-    }
+    let mut components: Vec<Value> = report.os.iter().map(os_component).collect();
     // (name, version, path) → bom-ref, for the vulnerabilities' `affects`.
     let mut refs: BTreeMap<(&str, &str, &str), String> = BTreeMap::new();
     let mut packages: Vec<_> = report.packages.iter().collect();
     packages.sort_by(|a, b| (&a.purl, &a.path, &a.name).cmp(&(&b.purl, &b.path, &b.name)));
     for p in packages {
         let r = bom_ref(&p.purl, &p.path);
-        if refs.insert((&p.name, &p.version, &p.path), r.clone()).is_some() {
-            continue;
+        if refs.insert((&p.name, &p.version, &p.path), r.clone()).is_none() {
+            components.push(package_component(p, r));
         }
-        let mut props = vec![json!({"name": "stalewatch:path", "value": p.path})];
-        if !p.ecosystem.is_empty() {
-            props.push(json!({"name": "stalewatch:ecosystem", "value": p.ecosystem}));
-        }
-        if let Some(l) = &p.layer {
-            props.push(json!({"name": "stalewatch:layer", "value": l}));
-        }
-        if p.source_name != p.name && !p.source_name.is_empty() {
-            props.push(json!({"name": "stalewatch:source_name", "value": p.source_name}));
-        }
-        let mut c = json!({
-            "type": "library",
-            "bom-ref": r,
-            "name": p.name,
-            "version": p.version,
-            "properties": props,
-        });
-        if !p.purl.is_empty() {
-            c["purl"] = json!(p.purl);
-        }
-        components.push(c);
     }
     // One vulnerability per advisory id, affecting every component it was found in.
     let mut vulns: BTreeMap<&str, (&Finding, Vec<String>)> = BTreeMap::new();
@@ -107,35 +68,7 @@ pub fn bom(report: &Report, timestamp: &str) -> Value {
     }
     let vulnerabilities: Vec<Value> = vulns
         .into_iter()
-        .map(|(id, (f, mut affects))| {
-            affects.sort();
-            affects.dedup();
-            let mut v = json!({
-                "bom-ref": format!("vuln:{id}"),
-                "id": id,
-                "source": { "name": "OSV", "url": format!("https://osv.dev/vulnerability/{id}") },
-                "ratings": [rating(f)],
-                "affects": affects.iter().map(|r| json!({"ref": r})).collect::<Vec<_>>(),
-            });
-            if !f.summary.is_empty() {
-                v["description"] = json!(&*f.summary);
-            }
-            if !f.aliases.is_empty() {
-                v["references"] = Value::Array(
-                    f.aliases
-                        .iter()
-                        .map(|a| json!({"id": a, "source": {"name": "OSV", "url": format!("https://osv.dev/vulnerability/{a}")}}))
-                        .collect(),
-                );
-            }
-            if let Some(fixed) = &f.fixed_version {
-                v["recommendation"] = json!(format!("Upgrade {} to {fixed} or later", f.package));
-            }
-            if let Some(p) = &f.published {
-                v["published"] = json!(&**p);
-            }
-            v
-        })
+        .map(|(id, (f, affects))| vulnerability(id, f, affects))
         .collect();
     let mut bom = json!({
         "bomFormat": "CycloneDX",
@@ -152,6 +85,75 @@ pub fn bom(report: &Report, timestamp: &str) -> Value {
     let content = serde_json::to_vec(&bom).unwrap_or_default();
     bom["serialNumber"] = json!(serial(&content));
     bom
+}
+
+fn os_component(os: &crate::report::ReportOs) -> Value {
+    let mut props = Vec::new();
+    if let Some(e) = &os.ecosystem {
+        props.push(json!({"name": "stalewatch:ecosystem", "value": e}));
+    }
+    if let Some(d) = &os.eol_date {
+        props.push(json!({"name": "stalewatch:eol_date", "value": d}));
+    }
+    props.push(json!({"name": "stalewatch:eol", "value": os.eol.to_string()}));
+    json!({
+        "type": "operating-system",
+        "bom-ref": format!("os:{}@{}", os.id, os.version_id),
+        "name": os.id,
+        "version": os.version_id,
+        "properties": props,
+    })
+}
+
+fn package_component(p: &crate::package::Package, bom_ref: String) -> Value {
+    let mut props = vec![json!({"name": "stalewatch:path", "value": p.path})];
+    if !p.ecosystem.is_empty() {
+        props.push(json!({"name": "stalewatch:ecosystem", "value": p.ecosystem}));
+    }
+    if let Some(l) = &p.layer {
+        props.push(json!({"name": "stalewatch:layer", "value": l}));
+    }
+    if p.source_name != p.name && !p.source_name.is_empty() {
+        props.push(json!({"name": "stalewatch:source_name", "value": p.source_name}));
+    }
+    let mut c = json!({
+        "type": "library",
+        "bom-ref": bom_ref,
+        "name": p.name,
+        "version": p.version,
+        "properties": props,
+    });
+    if !p.purl.is_empty() {
+        c["purl"] = json!(p.purl);
+    }
+    c
+}
+
+/// One advisory: its most severe finding's facts, affecting `affects`.
+fn vulnerability(id: &str, f: &Finding, mut affects: Vec<String>) -> Value {
+    affects.sort();
+    affects.dedup();
+    let mut v = json!({
+        "bom-ref": format!("vuln:{id}"),
+        "id": id,
+        "source": { "name": "OSV", "url": format!("https://osv.dev/vulnerability/{id}") },
+        "ratings": [rating(f)],
+        "affects": affects.iter().map(|r| json!({"ref": r})).collect::<Vec<_>>(),
+    });
+    if !f.summary.is_empty() {
+        v["description"] = json!(&*f.summary);
+    }
+    if !f.aliases.is_empty() {
+        let osv = |a: &String| json!({"id": a, "source": {"name": "OSV", "url": format!("https://osv.dev/vulnerability/{a}")}});
+        v["references"] = Value::Array(f.aliases.iter().map(osv).collect());
+    }
+    if let Some(fixed) = &f.fixed_version {
+        v["recommendation"] = json!(format!("Upgrade {} to {fixed} or later", f.package));
+    }
+    if let Some(p) = &f.published {
+        v["published"] = json!(&**p);
+    }
+    v
 }
 
 #[cfg(test)]

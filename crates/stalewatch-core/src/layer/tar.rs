@@ -163,6 +163,7 @@ impl<R: Read> TarReader<R> {
 }
 
 impl<R: Read> EntrySource for TarReader<R> {
+    #[allow(clippy::too_many_lines)] // a tar header state machine (ustar, GNU long names, PAX), read top to bottom
     fn next_entry(&mut self) -> Result<Option<Entry>, LayerError> {
         if self.done {
             return Ok(None);

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::diagnostics::Diagnostics;
-use super::entry::{EntryKind, EntrySource, LayerError};
+use super::entry::{Entry, EntryKind, EntrySource, LayerError};
 use super::path::{self, components};
 
 /// Bounds on what one image may cost.
@@ -121,137 +121,188 @@ impl LayerDelta {
         layer: &str,
         diag: &mut Diagnostics,
     ) -> Result<LayerDelta, LayerError> {
-        let mut d = LayerDelta::default();
-        let mut kept_bytes = 0u64;
-        // Directories not `relevant` by path: those that hold a kept file of this layer still
-        // hide a lower file or symlink of their name (language manifests live anywhere).
-        let mut other_dirs: Vec<String> = Vec::new();
+        let mut r = DeltaReader {
+            d: LayerDelta::default(),
+            kept_bytes: 0,
+            other_dirs: Vec::new(),
+            wants,
+            binaries,
+            relevant,
+            limits,
+            layer,
+        };
         while let Some(entry) = src.next_entry()? {
-            d.stats.entries += 1;
+            r.d.stats.entries += 1;
             let p = match path::normalize(&entry.path) {
                 Ok(p) => p,
                 Err(path::PathRefusal::Empty) => continue, // the layer's root directory
-                Err(r) => {
+                Err(refusal) => {
                     diag.skip(
-                        r.reason(),
+                        refusal.reason(),
                         format!("{layer}:{}", entry.path),
                         "path escapes the image root",
                     );
                     continue;
                 }
             };
-            let name = p.rsplit('/').next().unwrap_or(&p);
-            if let Some(hidden) = name.strip_prefix(".wh.") {
-                let dir = path::parent(&p).to_string();
-                if hidden == ".wh..opq" {
-                    d.hide_subtrees.push(dir);
-                } else if !hidden.is_empty() {
-                    let target = path::join(&dir, hidden);
-                    d.hide_nodes.push(target.clone());
-                    d.hide_subtrees.push(target);
-                }
-                continue;
-            }
-            match entry.kind {
-                EntryKind::Dir => {
-                    // A directory hides a lower file or symlink of the same name.
-                    if relevant(&p) {
-                        d.hide_nodes.push(p);
-                    } else {
-                        other_dirs.push(p);
-                    }
-                }
-                EntryKind::Symlink => {
-                    // Symlinks are always kept (path resolution needs them) and hide lower trees.
-                    d.hide_subtrees.push(p.clone());
-                    if d.nodes.len() >= limits.max_symlinks {
-                        diag.skip(
-                            "symlink_cap",
-                            format!("{layer}:{p}"),
-                            "too many symlinks in image",
-                        );
-                        continue;
-                    }
-                    d.nodes.insert(p, Node::Symlink(entry.link));
-                }
-                EntryKind::File if wants(&p) => {
-                    d.hide_subtrees.push(p.clone());
-                    let node = if entry.size > limits.max_file_bytes {
-                        diag.skip(
-                            "file_too_large",
-                            format!("{layer}:{p}"),
-                            format!(
-                                "{} bytes exceeds the {} byte cap",
-                                entry.size, limits.max_file_bytes
-                            ),
-                        );
-                        Node::Skipped("file_too_large".into())
-                    } else if kept_bytes + entry.size > limits.max_kept_bytes {
-                        diag.skip(
-                            "kept_bytes_cap",
-                            format!("{layer}:{p}"),
-                            "image keeps too many bytes",
-                        );
-                        Node::Skipped("kept_bytes_cap".into())
-                    } else {
-                        let data = src.read_data(entry.size)?;
-                        kept_bytes += data.len() as u64;
-                        d.stats.kept_files += 1;
-                        Node::File(data)
-                    };
-                    d.nodes.insert(p, node);
-                }
-                EntryKind::Hardlink if wants(&p) => match path::normalize(&entry.link) {
-                    Ok(t) => {
-                        d.hide_subtrees.push(p.clone());
-                        d.hardlinks.push((p, t));
-                    }
-                    Err(_) => diag.skip(
-                        "hardlink_unresolved",
-                        format!("{layer}:{p}"),
-                        format!("target {:?} not kept", entry.link),
-                    ),
-                },
-                EntryKind::File
-                    if binaries.is_some_and(|b| (b.min_bytes..=b.max_bytes).contains(&entry.size)) =>
-                {
-                    let probe = binaries.expect("checked");
-                    match (probe.summarize)(&p, entry.size, &mut *src)? {
-                        Some(summary) if kept_bytes + summary.len() as u64 <= limits.max_kept_bytes => {
-                            kept_bytes += summary.len() as u64;
-                            d.stats.kept_files += 1;
-                            d.hide_subtrees.push(p.clone());
-                            d.nodes.insert(p, Node::File(summary));
-                        }
-                        _ => {
-                            if relevant(&p) {
-                                d.hide_nodes.push(p.clone());
-                                d.hide_subtrees.push(p);
-                            }
-                        }
-                    }
-                }
-                _ => {
-                    // An unwanted file, device or fifo hides what lay below at its path.
-                    if relevant(&p) {
-                        d.hide_nodes.push(p.clone());
-                        d.hide_subtrees.push(p);
-                    }
-                }
+            if !r.whiteout(&p) {
+                r.entry(p, entry, src, diag)?;
             }
         }
-        if !other_dirs.is_empty() {
+        Ok(r.finish())
+    }
+}
+
+/// One layer's delta as its entries stream by.
+struct DeltaReader<'a> {
+    d: LayerDelta,
+    kept_bytes: u64,
+    /// Directories not `relevant` by path: those that hold a kept file of this layer still
+    /// hide a lower file or symlink of their name (language manifests live anywhere).
+    other_dirs: Vec<String>,
+    wants: &'a dyn Fn(&str) -> bool,
+    binaries: Option<&'a BinaryProbe<'a>>,
+    relevant: &'a dyn Fn(&str) -> bool,
+    limits: &'a Limits,
+    layer: &'a str,
+}
+
+impl DeltaReader<'_> {
+    /// Records a whiteout (`.wh.<name>`, `.wh..wh..opq`); false when `p` is none.
+    fn whiteout(&mut self, p: &str) -> bool {
+        let name = p.rsplit('/').next().unwrap_or(p);
+        let Some(hidden) = name.strip_prefix(".wh.") else {
+            return false;
+        };
+        let dir = path::parent(p).to_string();
+        if hidden == ".wh..opq" {
+            self.d.hide_subtrees.push(dir);
+        } else if !hidden.is_empty() {
+            let target = path::join(&dir, hidden);
+            self.d.hide_nodes.push(target.clone());
+            self.d.hide_subtrees.push(target);
+        }
+        true
+    }
+
+    fn entry(
+        &mut self,
+        p: String,
+        entry: Entry,
+        src: &mut dyn EntrySource,
+        diag: &mut Diagnostics,
+    ) -> Result<(), LayerError> {
+        let probe = self
+            .binaries
+            .filter(|b| (b.min_bytes..=b.max_bytes).contains(&entry.size));
+        match entry.kind {
+            EntryKind::Dir => {
+                // A directory hides a lower file or symlink of the same name.
+                if (self.relevant)(&p) {
+                    self.d.hide_nodes.push(p);
+                } else {
+                    self.other_dirs.push(p);
+                }
+            }
+            EntryKind::Symlink => self.symlink(p, entry.link, diag),
+            EntryKind::File if (self.wants)(&p) => self.keep_file(p, entry.size, src, diag)?,
+            EntryKind::Hardlink if (self.wants)(&p) => match path::normalize(&entry.link) {
+                Ok(t) => {
+                    self.d.hide_subtrees.push(p.clone());
+                    self.d.hardlinks.push((p, t));
+                }
+                Err(_) => diag.skip(
+                    "hardlink_unresolved",
+                    format!("{}:{p}", self.layer),
+                    format!("target {:?} not kept", entry.link),
+                ),
+            },
+            EntryKind::File if probe.is_some() => {
+                let summary = probe
+                    .map(|b| (b.summarize)(&p, entry.size, &mut *src))
+                    .transpose()?
+                    .flatten();
+                match summary.filter(|s| self.kept_bytes + s.len() as u64 <= self.limits.max_kept_bytes) {
+                    Some(summary) => {
+                        self.kept_bytes += summary.len() as u64;
+                        self.d.stats.kept_files += 1;
+                        self.d.hide_subtrees.push(p.clone());
+                        self.d.nodes.insert(p, Node::File(summary));
+                    }
+                    None => self.hide(p),
+                }
+            }
+            // An unwanted file, device or fifo hides what lay below at its path.
+            _ => self.hide(p),
+        }
+        Ok(())
+    }
+
+    /// What lay below at `p` is hidden, where that can matter.
+    fn hide(&mut self, p: String) {
+        if (self.relevant)(&p) {
+            self.d.hide_nodes.push(p.clone());
+            self.d.hide_subtrees.push(p);
+        }
+    }
+
+    /// Symlinks are always kept (path resolution needs them) and hide lower trees.
+    fn symlink(&mut self, p: String, link: String, diag: &mut Diagnostics) {
+        self.d.hide_subtrees.push(p.clone());
+        if self.d.nodes.len() >= self.limits.max_symlinks {
+            diag.skip(
+                "symlink_cap",
+                format!("{}:{p}", self.layer),
+                "too many symlinks in image",
+            );
+            return;
+        }
+        self.d.nodes.insert(p, Node::Symlink(link));
+    }
+
+    /// A wanted file: kept whole, or a counted skip when it passes a cap.
+    fn keep_file(
+        &mut self,
+        p: String,
+        size: u64,
+        src: &mut dyn EntrySource,
+        diag: &mut Diagnostics,
+    ) -> Result<(), LayerError> {
+        self.d.hide_subtrees.push(p.clone());
+        let (limits, at) = (self.limits, format!("{}:{p}", self.layer));
+        let node = if size > limits.max_file_bytes {
+            let why = format!("{size} bytes exceeds the {} byte cap", limits.max_file_bytes);
+            diag.skip("file_too_large", at, why);
+            Node::Skipped("file_too_large".into())
+        } else if self.kept_bytes + size > limits.max_kept_bytes {
+            diag.skip("kept_bytes_cap", at, "image keeps too many bytes");
+            Node::Skipped("kept_bytes_cap".into())
+        } else {
+            let data = src.read_data(size)?;
+            self.kept_bytes += data.len() as u64;
+            self.d.stats.kept_files += 1;
+            Node::File(data)
+        };
+        self.d.nodes.insert(p, node);
+        Ok(())
+    }
+
+    /// Directories that hold a kept file hide a lower file or symlink of their name.
+    fn finish(mut self) -> LayerDelta {
+        if !self.other_dirs.is_empty() {
             let mut ancestors = std::collections::BTreeSet::new();
-            for p in d.nodes.keys().chain(d.hardlinks.iter().map(|(p, _)| p)) {
+            for p in self.d.nodes.keys().chain(self.d.hardlinks.iter().map(|(p, _)| p)) {
                 let mut dir = path::parent(p);
                 while !dir.is_empty() && ancestors.insert(dir.to_string()) {
                     dir = path::parent(dir);
                 }
             }
-            d.hide_nodes
-                .extend(other_dirs.into_iter().filter(|p| ancestors.contains(p)));
+            let dirs = std::mem::take(&mut self.other_dirs);
+            self.d
+                .hide_nodes
+                .extend(dirs.into_iter().filter(|p| ancestors.contains(p)));
         }
-        Ok(d)
+        self.d
     }
 }
 

@@ -74,6 +74,7 @@ fn word<'a>(s: &'a str, words: &[&str]) -> Option<(&'a str, &'a str)> {
         .map(|w| (&s[..w.len()], &s[w.len()..]))
 }
 
+#[allow(clippy::too_many_lines)] // PEP 440's grammar, one clause after another in the spec's order
 fn parse(v: &str) -> Option<Parsed> {
     let lower = v.trim().to_ascii_lowercase();
     let mut s = lower.strip_prefix('v').unwrap_or(&lower);

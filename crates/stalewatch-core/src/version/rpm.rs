@@ -20,6 +20,7 @@ fn split_evr(evr: &str) -> (u64, &str, Option<&str>) {
 }
 
 /// rpm's segment-wise comparison of one version or release string.
+#[allow(clippy::too_many_lines)] // rpm's rpmvercmp segment loop, kept in the order of rpm's own C for checking against it
 pub fn rpmvercmp(a: &str, b: &str) -> Ordering {
     if a == b {
         return Ordering::Equal;
