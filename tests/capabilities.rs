@@ -127,11 +127,11 @@ fn the_agent_works_with_the_granted_capabilities_and_degrades_without_ptrace() {
         want,
         "the agent runs with exactly the granted set"
     );
-    agent.wait_for("both images inventoried", Duration::from_secs(10), |a| {
+    agent.wait_for("both images inventoried", Duration::from_secs(30), |a| {
         ok(a, "kept-0") && ok(a, "gone-0")
     });
     // The runtime checks work with this set too: drift and packages in use.
-    agent.wait_for("drift and in-use known", Duration::from_secs(10), |a| {
+    agent.wait_for("drift and in-use known", Duration::from_secs(30), |a| {
         let m = a.metrics();
         value(
             &m,
@@ -149,7 +149,7 @@ fn the_agent_works_with_the_granted_capabilities_and_degrades_without_ptrace() {
     let w: Vec<&str> = wrapper.iter().map(String::as_str).collect();
     let agent = Agent::start_under(&w, &lab.sock, &tmp.path().join("fewer"), &mirror.url(), &args);
     assert_eq!(cap_eff(agent.pid()), cap_bit("dac_read_search"));
-    agent.wait_for("gone-0 failed, kept-0 ok", Duration::from_secs(10), |a| {
+    agent.wait_for("gone-0 failed, kept-0 ok", Duration::from_secs(30), |a| {
         ok(a, "kept-0")
             && value(
                 &a.metrics(),
@@ -167,7 +167,7 @@ fn the_agent_works_with_the_granted_capabilities_and_degrades_without_ptrace() {
     // No drift or in-use without it: counted as drift_read, never guessed.
     assert!(!m.contains("stalewatch_container_drift_packages{"), "{m}");
     assert!(!m.contains("stalewatch_container_vulnerabilities_in_use{"), "{m}");
-    agent.wait_for("drift reads refused and counted", Duration::from_secs(10), |a| {
+    agent.wait_for("drift reads refused and counted", Duration::from_secs(30), |a| {
         value(
             &a.metrics(),
             "stalewatch_scan_errors_total",

@@ -107,7 +107,7 @@ fn a_debootstrapped_debian_runs_and_is_matched_like_its_root() {
         ) == Some(1.0)
     });
     // The processes' maps read (packages in use): sleep is coreutils, linked against libc6.
-    agent.wait_for("packages in use known", Duration::from_secs(10), |a| {
+    agent.wait_for("packages in use known", Duration::from_secs(30), |a| {
         a.metrics()
             .contains("stalewatch_container_vulnerabilities_in_use{")
     });

@@ -47,7 +47,7 @@ fn live_package_changes_are_drift_and_their_findings_count() {
             &[("pod", "app-0"), ("change", change)],
         )
     };
-    agent.wait_for("a clean drift check", Duration::from_secs(10), |a| {
+    agent.wait_for("a clean drift check", Duration::from_secs(30), |a| {
         drift(a, "added") == Some(0.0)
     });
     let findings = |a: &Agent| -> serde_json::Value {
@@ -95,7 +95,7 @@ fn live_package_changes_are_drift_and_their_findings_count() {
     )
     .unwrap();
 
-    agent.wait_for("the drift reported", Duration::from_secs(10), |a| {
+    agent.wait_for("the drift reported", Duration::from_secs(30), |a| {
         drift(a, "added") == Some(1.0) && drift(a, "removed") == Some(1.0) && drift(a, "changed") == Some(1.0)
     });
     let c = findings(&agent);

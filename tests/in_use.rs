@@ -42,7 +42,7 @@ fn mapped_packages_are_in_use_and_the_others_are_not() {
             &[("pod", "app-0"), ("severity", "unknown")],
         )
     };
-    agent.wait_for("in-use counted", Duration::from_secs(10), |a| {
+    agent.wait_for("in-use counted", Duration::from_secs(30), |a| {
         in_use(a) == Some(1.0)
     });
     let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
@@ -72,7 +72,7 @@ fn mapped_packages_are_in_use_and_the_others_are_not() {
     // busybox removed on disk while sleep still maps it: still in use, and reported.
     let pid = lab.task_pid("app");
     std::fs::remove_file(format!("/proc/{pid}/root/bin/busybox")).unwrap();
-    agent.wait_for("the deleted file reported", Duration::from_secs(10), |a| {
+    agent.wait_for("the deleted file reported", Duration::from_secs(30), |a| {
         let doc: serde_json::Value = serde_json::from_str(&a.findings().1).unwrap();
         doc["containers"][0]["deleted_files_in_use"]
             .as_array()

@@ -249,7 +249,7 @@ fn events_on_this_nodes_pods_with_the_shipped_rbac() {
     );
     agent.wait_for(
         "web-0 in the metrics with the API down",
-        Duration::from_secs(5),
+        Duration::from_secs(30),
         |a| {
             value(
                 &a.metrics(),

@@ -85,7 +85,7 @@ fn a_tag_moved_to_a_new_build_flags_the_containers_still_running_the_old_one() {
             &[("pod", pod), ("status", "ok")],
         ) == Some(1.0)
     };
-    agent.wait_for("both v1 containers scanned", Duration::from_secs(10), |a| {
+    agent.wait_for("both v1 containers scanned", Duration::from_secs(30), |a| {
         ok(a, "old-0") && ok(a, "api-0")
     });
     assert_eq!(
@@ -107,7 +107,7 @@ fn a_tag_moved_to_a_new_build_flags_the_containers_still_running_the_old_one() {
             ],
         ) == Some(1.0)
     };
-    agent.wait_for("the v1 containers flagged stale", Duration::from_secs(5), |a| {
+    agent.wait_for("the v1 containers flagged stale", Duration::from_secs(30), |a| {
         stale(a, "old-0") && stale(a, "api-0")
     });
     // What they run is still v1: its findings, not v2's.
@@ -158,7 +158,7 @@ fn a_tag_moved_to_a_new_build_flags_the_containers_still_running_the_old_one() {
         "example.org/app:latest",
         &[("io.kubernetes.pod.name", "new-0")],
     );
-    agent.wait_for("the v2 container scanned", Duration::from_secs(5), |a| {
+    agent.wait_for("the v2 container scanned", Duration::from_secs(30), |a| {
         ok(a, "new-0")
     });
     let m = agent.metrics();
@@ -175,7 +175,7 @@ fn a_tag_moved_to_a_new_build_flags_the_containers_still_running_the_old_one() {
     cri.remove_pod(&sandbox, &api);
     agent.wait_for(
         "stale series gone with their containers",
-        Duration::from_secs(5),
+        Duration::from_secs(30),
         |a| count(&a.metrics(), "stalewatch_container_stale_digest", &[]) == 0,
     );
 }

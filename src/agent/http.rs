@@ -23,11 +23,13 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listen on {}", cfg.listen))?;
+    // The same address serves both; port 0 is two ports, one each.
+    let findings_on_main = cfg.findings_listen == Some(cfg.listen) && cfg.listen.port() != 0;
+    let extra = if findings_on_main { ", /v1/findings" } else { "" };
     tracing::info!(
-        "serving /metrics, /healthz, /readyz on {}",
+        "serving /metrics, /healthz, /readyz{extra} on {}",
         listener.local_addr()?
     );
-    let findings_on_main = cfg.findings_listen == Some(cfg.listen);
     let server = axum::serve(listener, router(shared.clone(), findings_on_main))
         .with_graceful_shutdown(shutdown_signal());
     let server = tokio::spawn(async move { server.await });

@@ -14,13 +14,23 @@ pub struct Agent {
     pub log: std::path::PathBuf,
 }
 
-/// A loopback port nothing listens on now.
+/// A loopback port nothing listens on now, for programs that cannot bind port 0 and say
+/// which port they got (etcd, kube-apiserver): racy by nature, so its callers retry a start
+/// that lost the port. The agent binds port 0 itself (`Agent::start`).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// The port the agent's log says a listener got (`serving <what> on 127.0.0.1:<port>`).
+fn bound_port(log: &Path, what: &str) -> Option<u16> {
+    let text = std::fs::read_to_string(log).ok()?;
+    text.lines()
+        .filter(|l| l.contains(&format!("serving {what}")))
+        .find_map(|l| l.rsplit(" on 127.0.0.1:").next()?.trim().parse().ok())
 }
 
 impl Agent {
@@ -30,10 +40,12 @@ impl Agent {
 
     /// Starts the agent through `wrapper` (e.g. `setpriv …`), which execs it.
     pub fn start_under(wrapper: &[&str], sock: &Path, state: &Path, source: &str, extra: &[&str]) -> Agent {
-        let port = free_port();
-        let findings_port = free_port();
         std::fs::create_dir_all(state).unwrap();
-        let log = state.join(format!("agent-{port}.log"));
+        // Each agent of a state directory gets a log of its own.
+        let n = (0..)
+            .find(|n| !state.join(format!("agent-{n}.log")).exists())
+            .unwrap();
+        let log = state.join(format!("agent-{n}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
@@ -54,10 +66,11 @@ impl Agent {
             .args([
                 "--advisory-source",
                 source,
+                // Port 0: the agent binds, then logs the port it got; no port is handed over.
                 "--listen",
-                &format!("127.0.0.1:{port}"),
+                "127.0.0.1:0",
                 "--findings-listen",
-                &format!("127.0.0.1:{findings_port}"),
+                "127.0.0.1:0",
                 "--node-name",
                 "test-node",
             ])
@@ -69,6 +82,25 @@ impl Agent {
             .stderr(file)
             .spawn()
             .expect("start the agent");
+        let mut child = child;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (port, findings_port) = loop {
+            if let (Some(p), Some(f)) = (bound_port(&log, "/metrics"), bound_port(&log, "/v1/findings")) {
+                break (p, f);
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "the agent exited ({status}): {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not say its ports: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
         let agent = Agent {
             child,
             port,
@@ -94,10 +126,14 @@ impl Agent {
     }
 
     /// Polls until `cond` holds; panics with the last metrics and the log otherwise.
+    /// Waits until `cond` holds: a generous deadline, not a speed test (speed is measured in
+    /// `bench/`); the time it took is printed (`--nocapture` shows it).
     pub fn wait_for(&self, what: &str, timeout: Duration, cond: impl Fn(&Agent) -> bool) {
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        let deadline = started + timeout;
         while Instant::now() < deadline {
             if cond(self) {
+                eprintln!("agent: {what} after {:?}", started.elapsed());
                 return;
             }
             std::thread::sleep(Duration::from_millis(100));

@@ -89,9 +89,10 @@ impl Mirror {
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
                 );
+                // Logged before the client can see an answer: once it has one, the log has it.
+                self.log.lock().unwrap().push((path, 200));
                 let _ = s.write_all(head.as_bytes());
                 let _ = s.write_all(&body[..n.min(body.len())]);
-                self.log.lock().unwrap().push((path, 200));
                 return;
             }
             None => match std::fs::read(&file) {
@@ -120,10 +121,11 @@ impl Mirror {
             head.push_str(&format!("ETag: {e}\r\n"));
         }
         head.push_str("\r\n");
+        // Logged before the client can see an answer: once it has one, the log has it.
+        self.log.lock().unwrap().push((path, status));
         let _ = s.write_all(head.as_bytes());
         let _ = s.write_all(&body);
         let _ = s.flush();
         let _ = reader.read(&mut [0u8; 1]);
-        self.log.lock().unwrap().push((path, status));
     }
 }

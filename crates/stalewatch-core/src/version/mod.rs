@@ -114,11 +114,28 @@ pub(crate) mod vectors {
         );
     }
 
+    /// A shared vector file's text. Every vector the file's manifest counts must parse: an
+    /// empty, moved or misparsed file fails here instead of passing with nothing checked.
     pub fn shared(name: &str) -> String {
-        let path = format!(
-            "{}/../../../shared/data/version-vectors/{name}",
+        let dir = format!(
+            "{}/../../../shared/data/version-vectors",
             env!("CARGO_MANIFEST_DIR")
         );
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+        let path = format!("{dir}/{name}");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+        let manifest: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{dir}/manifest.json")).expect("version-vectors/manifest.json"),
+        )
+        .expect("manifest.json is JSON");
+        let expected = manifest["files"][name]["vectors"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("manifest.json counts no vectors for {name}"));
+        let ran = parse(&text).len() as u64;
+        assert_eq!(
+            ran, expected,
+            "{name}: {ran} vectors parsed, the manifest counts {expected}"
+        );
+        assert!(ran > 0, "{name}: no vectors");
+        text
     }
 }
