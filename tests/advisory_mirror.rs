@@ -70,8 +70,12 @@ fn mirror_update_is_conditional_and_alpine_images_match_unpacked_roots() {
     // First update: Alpine downloaded; Ubuntu is not on this mirror (reported, not fatal).
     update(&["Alpine", "Ubuntu"]);
     let log = mirror.log.lock().unwrap().clone();
-    assert!(log.contains(&("/Alpine/all.zip".to_string(), 200)), "{log:?}");
-    assert!(log.contains(&("/Ubuntu/all.zip".to_string(), 404)), "{log:?}");
+    // Exactly one request per ecosystem, in the order asked, nothing else.
+    let want_log = [
+        ("/Alpine/all.zip".to_string(), 200),
+        ("/Ubuntu/all.zip".to_string(), 404),
+    ];
+    assert_eq!(log, want_log, "{log:?}");
 
     // What was downloaded is exactly the mirror's archive, every record counted.
     let index: serde_json::Value =

@@ -117,6 +117,32 @@ fn live_package_changes_are_drift_and_their_findings_count() {
         "{ids:?}"
     );
     assert!(bb.iter().all(|f| f["drift"] == "changed"));
+    // The whole finding set is what the scanner finds in the live root, with the agent's
+    // own index: drift changes which packages are matched, never how.
+    let keys = |r: &serde_json::Value| -> std::collections::BTreeSet<(String, String)> {
+        let findings = r["findings"].as_array().unwrap().iter();
+        findings
+            .map(|f| {
+                (
+                    f["id"].as_str().unwrap().into(),
+                    f["package"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    };
+    let state_db = tmp.path().join("state/db");
+    let scanned = scan_json(&format!("rootfs:{}", live.display()), &state_db);
+    assert!(
+        scanned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scanned.stderr)
+    );
+    let scanned: serde_json::Value = serde_json::from_slice(&scanned.stdout).unwrap();
+    assert_eq!(
+        keys(&c["report"]),
+        keys(&scanned),
+        "the live report is the live root's scan"
+    );
     // The links out of the root were not followed: the OS is still the container's.
     assert_eq!(c["report"]["os"]["id"], "alpine", "{:#}", c["report"]["os"]);
     let m = agent.metrics();

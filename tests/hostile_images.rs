@@ -252,29 +252,62 @@ fn a_tampered_layer_fails_its_digest_check() {
 
 #[test]
 fn bad_targets_and_flags_are_usage_errors() {
-    for args in [
-        vec!["scan", "nonsense"],
-        vec!["scan", "rootfs:/definitely/not/here"],
-        vec!["scan", "oci:/tmp", "--fail-on", "severe"],
-        vec![
-            "db",
-            "update",
-            "--ecosystem",
-            "../../etc",
-            "--db-dir",
-            "/tmp/stalewatch-never",
-        ],
-        vec![
-            "db",
-            "update",
-            "--advisory-source",
-            "ftp://mirror",
-            "--db-dir",
-            "/tmp/stalewatch-never",
-        ],
+    // Each is refused before anything is read, with a message naming what is wrong.
+    for (args, says) in [
+        (vec!["scan", "nonsense"], "has no type"),
+        (
+            vec!["scan", "rootfs:/definitely/not/here"],
+            "/definitely/not/here",
+        ),
+        (
+            vec!["scan", "oci:/tmp", "--fail-on", "severe"],
+            "unknown severity \"severe\"",
+        ),
+        (
+            vec![
+                "db",
+                "update",
+                "--ecosystem",
+                "../../etc",
+                "--db-dir",
+                "/tmp/stalewatch-never",
+            ],
+            "not an OSV ecosystem name",
+        ),
+        (
+            vec![
+                "db",
+                "update",
+                "--advisory-source",
+                "ftp://mirror",
+                "--db-dir",
+                "/tmp/stalewatch-never",
+            ],
+            "unsupported scheme",
+        ),
+        (vec!["agent", "--drift-interval", "0s"], "must be more than zero"),
+        (
+            vec!["agent", "--kube-events", "maybe"],
+            "possible values: auto, on, off",
+        ),
+        (
+            vec!["agent", "--unpacked-fallback", "snapshot,disk"],
+            "possible values: snapshot, proc, none",
+        ),
+        (vec!["agent", "--findings-listen", "everywhere"], "or off"),
+        (
+            vec!["agent", "--scan-concurrency", "0", "--kubeconfig", "/nope"],
+            "--scan-concurrency: must be at least 1; --kubeconfig /nope: not a readable file",
+        ),
     ] {
         let out = stalewatch(&args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(!out.stderr.is_empty());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: expected {says:?} in: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+    assert!(
+        !Path::new("/tmp/stalewatch-never").exists(),
+        "a refused command touched the disk"
+    );
 }

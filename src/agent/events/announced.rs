@@ -426,10 +426,18 @@ mod tests {
         let before = snapshot(&[("a", &["CVE-1"], &[], None), ("b", &[], &[], None)]);
         let obs = announced.observe(&before, 7, &mut restored);
         assert_eq!(obs.notices.len(), 1);
+        let n = &obs.notices[0];
+        // The involved object: the pod, in its namespace, at the container the news is about.
         assert_eq!(
-            (obs.notices[0].pod.as_str(), obs.notices[0].reason),
-            ("a", Reason::StaleRuntime)
+            (
+                n.namespace.as_str(),
+                n.pod.as_str(),
+                n.container.as_str(),
+                n.reason
+            ),
+            ("shop", "a", "app", Reason::StaleRuntime)
         );
+        assert!(n.note.contains("CVE-1"), "{}", n.note);
         // The same snapshot again: nothing.
         assert!(announced.observe(&before, 7, &mut restored).notices.is_empty());
         // An advisory refresh: a new critical on both pods, and pod b's base is now end of life.
