@@ -8,6 +8,7 @@ mod current_file;
 pub mod image;
 pub mod overlay;
 pub mod rootfs;
+mod walk;
 
 use anyhow::{bail, Context};
 use std::path::PathBuf;
@@ -64,7 +65,7 @@ pub fn read_tree(
 ) -> anyhow::Result<FileTree> {
     let mut tree = FileTree::new();
     match target {
-        Target::Rootfs(dir) => rootfs::read_into(dir, &mut tree, rootfs::Scope::Everything, limits, diag)
+        Target::Rootfs(dir) => rootfs::read_into(dir, &mut tree, rootfs::Scope::Packages, limits, diag)
             .with_context(|| format!("read {}", dir.display()))?,
         Target::OciDir(p) => image::read(&image::OciLayout::dir(p)?, limits, &mut tree, diag)?,
         Target::OciArchive(p) => image::read(&image::OciLayout::archive(p)?, limits, &mut tree, diag)?,

@@ -7,16 +7,17 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use super::walk::DirWalk;
 use stalewatch_core::layer::{
     path, Diagnostics, Entry, EntryKind, EntrySource, FileTree, LayerError, Limits,
 };
 
-/// A depth-first walk of one unpacked layer directory (symlinks never followed).
+/// One unpacked layer directory as an entry source (the shared walk: symlinks never
+/// followed, never off the layer's filesystem).
 pub struct LayerDir {
-    stack: Vec<(String, fs::ReadDir)>,
+    walk: DirWalk<'static>,
     pending: Vec<Entry>,
     current: super::current_file::CurrentFile,
-    dev: u64,
 }
 
 fn is_opaque(dir: &Path) -> bool {
@@ -29,81 +30,64 @@ impl LayerDir {
         let meta = fs::symlink_metadata(dir)?;
         anyhow::ensure!(meta.is_dir(), "{} is not a directory", dir.display());
         Ok(LayerDir {
-            stack: vec![(String::new(), fs::read_dir(dir)?)],
+            walk: DirWalk::new(dir, "", &|_| true)?,
             pending: Vec::new(),
             current: Default::default(),
-            dev: meta.dev(),
         })
     }
 }
 
 impl EntrySource for LayerDir {
     fn next_entry(&mut self) -> Result<Option<Entry>, LayerError> {
-        self.current.set(None);
+        self.current.set(None, 0);
         if let Some(e) = self.pending.pop() {
             return Ok(Some(e));
         }
-        loop {
-            let Some((rel_dir, rd)) = self.stack.last_mut() else {
-                return Ok(None);
-            };
-            let Some(item) = rd.next() else {
-                self.stack.pop();
-                continue;
-            };
-            let rel_dir = rel_dir.clone();
-            let Ok(item) = item else { continue };
-            let name = item.file_name().to_string_lossy().into_owned();
-            let rel = path::join(&rel_dir, &name);
-            let full = item.path();
-            let Ok(meta) = fs::symlink_metadata(&full) else {
-                continue;
-            };
-            let ft = meta.file_type();
-            let entry = |kind, size, link| Entry {
-                path: rel.clone(),
+        while let Some(f) = self.walk.next_found() {
+            let entry = |path: String, kind, size, mode, link| Entry {
+                path,
                 kind,
                 size,
+                mode,
                 link,
             };
+            let ft = f.file_type;
             if ft.is_dir() {
-                if meta.dev() == self.dev {
-                    if let Ok(sub) = fs::read_dir(&full) {
-                        self.stack.push((rel.clone(), sub));
-                    }
+                if is_opaque(&f.full) {
+                    let marker = path::join(&f.rel, ".wh..wh..opq");
+                    self.pending
+                        .push(entry(marker, EntryKind::File, 0, 0, String::new()));
                 }
-                if is_opaque(&full) {
-                    let marker = path::join(&rel, ".wh..wh..opq");
-                    self.pending.push(Entry {
-                        path: marker,
-                        kind: EntryKind::File,
-                        size: 0,
-                        link: String::new(),
-                    });
-                }
-                return Ok(Some(entry(EntryKind::Dir, 0, String::new())));
-            }
-            if ft.is_char_device() && meta.rdev() == 0 {
-                // overlayfs whiteout: the OCI form is a `.wh.` entry beside it.
-                return Ok(Some(Entry {
-                    path: path::join(&rel_dir, &format!(".wh.{name}")),
-                    kind: EntryKind::File,
-                    size: 0,
-                    link: String::new(),
-                }));
+                return Ok(Some(entry(f.rel, EntryKind::Dir, 0, 0, String::new())));
             }
             if ft.is_symlink() {
-                let target = fs::read_link(&full)
+                let target = fs::read_link(&f.full)
                     .map(|t| t.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                return Ok(Some(entry(EntryKind::Symlink, 0, target)));
+                return Ok(Some(entry(f.rel, EntryKind::Symlink, 0, 0, target)));
+            }
+            if ft.is_char_device() {
+                // overlayfs whiteout (a 0/0 device): the OCI form is a `.wh.` entry beside it.
+                if f.item.metadata().is_ok_and(|m| m.rdev() == 0) {
+                    let wh = path::join(&f.dir, &format!(".wh.{}", f.name));
+                    return Ok(Some(entry(wh, EntryKind::File, 0, 0, String::new())));
+                }
+                return Ok(Some(entry(f.rel, EntryKind::Other, 0, 0, String::new())));
             }
             if ft.is_file() {
-                self.current.set(Some(full));
-                return Ok(Some(entry(EntryKind::File, meta.len(), String::new())));
+                let Ok(meta) = f.item.metadata() else { continue };
+                self.current.set(Some(f.full.clone()), meta.len());
+                return Ok(Some(entry(
+                    f.rel,
+                    EntryKind::File,
+                    meta.len(),
+                    meta.mode() & 0o7777,
+                    String::new(),
+                )));
             }
-            return Ok(Some(entry(EntryKind::Other, 0, String::new())));
+            return Ok(Some(entry(f.rel, EntryKind::Other, 0, 0, String::new())));
         }
+        Ok(None)
     }
 
     fn read_data(&mut self, max: u64) -> Result<Vec<u8>, LayerError> {

@@ -8,34 +8,29 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
+use super::walk::DirWalk;
 use stalewatch_core::catalog;
 use stalewatch_core::layer::{
     path, Diagnostics, Entry, EntryKind, EntrySource, FileTree, LayerError, Limits,
 };
 
 pub struct Walker<'a> {
-    /// Directories being listed, relative to the root.
-    stack: Vec<(String, fs::ReadDir)>,
+    walk: DirWalk<'a>,
     current: super::current_file::CurrentFile,
-    root_dev: u64,
-    descend: &'a dyn Fn(&str) -> bool,
 }
 
 impl<'a> Walker<'a> {
     /// Walks `root/start` (`start` relative, already checked to be a real directory).
     fn new(root: &Path, start: &str, descend: &'a dyn Fn(&str) -> bool) -> anyhow::Result<Self> {
-        use std::os::unix::fs::MetadataExt;
         let meta = fs::metadata(root).with_context(|| format!("rootfs {}", root.display()))?;
         if !meta.is_dir() {
             anyhow::bail!("rootfs {} is not a directory", root.display());
         }
-        let dir = root.join(start);
-        let rd = fs::read_dir(&dir).with_context(|| format!("list {}", dir.display()))?;
+        let walk = DirWalk::new(root, start, descend)
+            .with_context(|| format!("list {}", root.join(start).display()))?;
         Ok(Walker {
-            stack: vec![(start.to_string(), rd)],
+            walk,
             current: Default::default(),
-            root_dev: meta.dev(),
-            descend,
         })
     }
 }
@@ -43,53 +38,39 @@ impl<'a> Walker<'a> {
 impl EntrySource for Walker<'_> {
     fn next_entry(&mut self) -> Result<Option<Entry>, LayerError> {
         use std::os::unix::fs::MetadataExt;
-        self.current.set(None);
-        loop {
-            let Some((rel_dir, rd)) = self.stack.last_mut() else {
-                return Ok(None);
+        self.current.set(None, 0);
+        while let Some(f) = self.walk.next_found() {
+            let entry = |kind, size, mode, link| Entry {
+                path: f.rel.clone(),
+                kind,
+                size,
+                mode,
+                link,
             };
-            let Some(item) = rd.next() else {
-                self.stack.pop();
-                continue;
-            };
-            let rel_dir = rel_dir.clone();
-            let Ok(item) = item else { continue };
-            let rel = path::join(&rel_dir, &item.file_name().to_string_lossy());
-            let full = item.path();
-            // Relative to the open directory (fstatat): no full path walk per entry.
-            let Ok(meta) = item.metadata() else {
-                continue;
-            };
-            let ft = meta.file_type();
-            let entry = |kind, size, link| {
-                Ok(Some(Entry {
-                    path: rel.clone(),
-                    kind,
-                    size,
-                    link,
-                }))
-            };
+            let ft = f.file_type;
             if ft.is_dir() {
-                // Stay on the root's filesystem (never wander into /proc of a live root).
-                if meta.dev() == self.root_dev && (self.descend)(&rel) {
-                    if let Ok(sub) = fs::read_dir(&full) {
-                        self.stack.push((rel.clone(), sub));
-                    }
-                }
-                return entry(EntryKind::Dir, 0, String::new());
+                return Ok(Some(entry(EntryKind::Dir, 0, 0, String::new())));
             }
             if ft.is_symlink() {
-                let target = fs::read_link(&full)
+                let target = fs::read_link(&f.full)
                     .map(|t| t.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                return entry(EntryKind::Symlink, 0, target);
+                return Ok(Some(entry(EntryKind::Symlink, 0, 0, target)));
             }
             if ft.is_file() {
-                self.current.set(Some(full));
-                return entry(EntryKind::File, meta.len(), String::new());
+                // Size and mode decide whether anything reads it: one fstatat, no open.
+                let Ok(meta) = f.item.metadata() else { continue };
+                self.current.set(Some(f.full.clone()), meta.len());
+                return Ok(Some(entry(
+                    EntryKind::File,
+                    meta.len(),
+                    meta.mode() & 0o7777,
+                    String::new(),
+                )));
             }
-            return entry(EntryKind::Other, 0, String::new());
+            return Ok(Some(entry(EntryKind::Other, 0, 0, String::new())));
         }
+        Ok(None)
     }
 
     fn read_data(&mut self, max: u64) -> Result<Vec<u8>, LayerError> {
@@ -118,8 +99,11 @@ fn first_non_dir(root: &Path, rel: &str) -> Option<String> {
 /// Which files of a root to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
-    /// OS and language packages: the whole root is walked.
+    /// OS and language packages, and the file lists that say which package owns a mapped
+    /// file (the agent's packages in use): the whole root is walked.
     Everything,
+    /// OS and language packages without the file lists (`stalewatch scan`).
+    Packages,
     /// os-release and the OS package databases only (a live container's drift check: no
     /// other file of the container is read).
     OsDatabases,
@@ -137,10 +121,11 @@ pub fn read_into(
 ) -> anyhow::Result<()> {
     let (wants, wants_dir): (PathFilter, PathFilter) = match scope {
         Scope::Everything => (catalog::wants, catalog::wants_dir),
+        Scope::Packages => (catalog::wants_packages, catalog::wants_dir),
         Scope::OsDatabases => (catalog::wants_os, catalog::wants_os_dir),
     };
     let mut walker = Walker::new(root, "", &wants_dir)?;
-    let binaries = (scope == Scope::Everything).then_some(&catalog::lang::BINARIES);
+    let binaries = (scope != Scope::OsDatabases).then_some(&catalog::lang::BINARIES);
     tree.apply_layer_with(&mut walker, &wants, binaries, limits, "rootfs", diag)?;
     // Wanted paths that resolve through symlinks into directories not walked yet: list those
     // directories too (one level), until nothing new appears. Each step only lists a real

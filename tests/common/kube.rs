@@ -170,7 +170,8 @@ impl KubeLab {
             format!("--service-account-key-file={}", p("sa.pub")),
             format!("--service-account-signing-key-file={}", p("sa.key")),
             "--api-audiences=https://kubernetes.default.svc".into(),
-            "--service-cluster-ip-range=10.96.0.0/24".into(),
+            // Never a private range on these machines (198.18.0.0/15 is the benchmarking block).
+            "--service-cluster-ip-range=198.19.0.0/24".into(),
             "--endpoint-reconciler-type=none".into(),
             format!("--cert-dir={}", d.display()),
         ];
@@ -221,6 +222,15 @@ impl KubeLab {
         self.apiserver = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
+            // A port lost to another process between `free_port` and the bind ends the
+            // apiserver at once: say so rather than talk to whatever holds the port.
+            if let Some(Ok(Some(status))) = self.apiserver.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "kube-apiserver exited ({status}) on port {}: {}",
+                    self.api_port,
+                    std::fs::read_to_string(d.join("apiserver.err")).unwrap_or_default()
+                );
+            }
             if self
                 .kubectl_unchecked(&["get", "--raw", "/readyz"])
                 .status

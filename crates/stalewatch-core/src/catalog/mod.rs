@@ -74,16 +74,30 @@ pub fn wants_os_dir(dir: &str) -> bool {
 }
 
 /// Whether a directory can hold a wanted file, OS or language: any but the kernel's
-/// pseudo-filesystems (language manifests live anywhere).
+/// pseudo-filesystems and the documentation and data directories (`lang::DATA_DIRS`);
+/// language manifests live anywhere else.
 pub fn wants_dir(dir: &str) -> bool {
     let top = dir.split('/').next().unwrap_or(dir);
-    !matches!(top, "proc" | "sys" | "dev")
+    !matches!(top, "proc" | "sys" | "dev") && !lang::in_data_dir(dir)
 }
 
 /// Whether a (normalised) path is one the catalogers read; everything else in a layer is
 /// streamed past without being kept.
 pub fn wants(path: &str) -> bool {
     wants_os(path) || lang::wants(path)
+}
+
+/// [`wants`] without the package databases' file lists (`var/lib/dpkg/info/*.list`): what a
+/// package listing needs; the lists only tell which package owns a mapped file (the agent's
+/// packages in use).
+pub fn wants_packages(path: &str) -> bool {
+    wants(path) && !is_dpkg_file_list(path)
+}
+
+fn is_dpkg_file_list(path: &str) -> bool {
+    path.strip_prefix(DPKG_INFO)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|name| !name.contains('/') && name.ends_with(".list"))
 }
 
 /// Whether a path is an OS file the catalogers read (os-release, package databases).
@@ -93,10 +107,7 @@ pub fn wants_os(path: &str) -> bool {
         || path
             .strip_prefix(DPKG_STATUS_D)
             .is_some_and(|rest| rest.starts_with('/') && !rest[1..].contains('/'))
-        || path
-            .strip_prefix(DPKG_INFO)
-            .and_then(|rest| rest.strip_prefix('/'))
-            .is_some_and(|name| !name.contains('/') && name.ends_with(".list"))
+        || is_dpkg_file_list(path)
         || APK_INSTALLED.contains(&path)
         || RPM_DBS.contains(&path)
         || RPM_NDB.contains(&path)

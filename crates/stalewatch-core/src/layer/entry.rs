@@ -20,6 +20,8 @@ pub struct Entry {
     pub path: String,
     pub kind: EntryKind,
     pub size: u64,
+    /// Permission bits (`0o7777`) where the source has them; 0 when unknown.
+    pub mode: u32,
     /// Symlink target, or hardlink target path.
     pub link: String,
 }

@@ -262,6 +262,7 @@ impl<R: Read> EntrySource for TarReader<R> {
                 path,
                 kind,
                 size: if kind == EntryKind::File { size } else { 0 },
+                mode: octal(&h[100..108]).unwrap_or(0) as u32 & 0o7777,
                 link,
             }));
         }

@@ -89,10 +89,10 @@ pub struct LayerDelta {
 /// Java archive's coordinates), never the file itself.
 pub type Summarizer = dyn Fn(&str, u64, &mut dyn EntrySource) -> Result<Option<Vec<u8>>, LayerError>;
 
-/// Which unwanted files are worth a look for a summary: by size, then by content.
+/// Which unwanted files are worth a look for a summary: `worth` decides from (path, size,
+/// mode) alone — a file it turns down is never opened — then `summarize` reads it.
 pub struct BinaryProbe<'a> {
-    pub min_bytes: u64,
-    pub max_bytes: u64,
+    pub worth: fn(&str, u64, u32) -> bool,
     pub summarize: &'a Summarizer,
 }
 
@@ -192,9 +192,7 @@ impl DeltaReader<'_> {
         src: &mut dyn EntrySource,
         diag: &mut Diagnostics,
     ) -> Result<(), LayerError> {
-        let probe = self
-            .binaries
-            .filter(|b| (b.min_bytes..=b.max_bytes).contains(&entry.size));
+        let probe = self.binaries.filter(|b| (b.worth)(&p, entry.size, entry.mode));
         match entry.kind {
             EntryKind::Dir => {
                 // A directory hides a lower file or symlink of the same name.
@@ -587,6 +585,7 @@ mod tests {
                 path: p.into(),
                 kind: EntryKind::File,
                 size: data.len() as u64,
+                mode: 0o644,
                 link: String::new(),
             },
             data.as_bytes().to_vec(),
@@ -598,6 +597,7 @@ mod tests {
                 path: p.into(),
                 kind: EntryKind::Symlink,
                 size: 0,
+                mode: 0o644,
                 link: target.into(),
             },
             vec![],
@@ -609,6 +609,7 @@ mod tests {
                 path: p.into(),
                 kind: EntryKind::Dir,
                 size: 0,
+                mode: 0o644,
                 link: String::new(),
             },
             vec![],

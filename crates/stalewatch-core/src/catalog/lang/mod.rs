@@ -76,6 +76,9 @@ impl Manifest {
 
 /// Which language manifest a (normalised) path is, if any.
 pub fn manifest(path: &str) -> Option<Manifest> {
+    if in_data_dir(path) {
+        return None;
+    }
     let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
     let parent = dir.rsplit('/').next().unwrap_or(dir);
     match name {
@@ -100,13 +103,27 @@ pub fn manifest(path: &str) -> Option<Manifest> {
     None
 }
 
-/// What the layer readers run on files no cataloger wants by path: Go executables' build
-/// information is kept as a small summary.
+/// What the layer readers run on files no cataloger wants by path: Java archives (by name)
+/// and Go and cargo-auditable executables' build information are kept as small summaries.
 pub const BINARIES: crate::layer::tree::BinaryProbe<'static> = crate::layer::tree::BinaryProbe {
-    min_bytes: 1,
-    max_bytes: elf::MAX_BINARY_BYTES,
+    worth: worth_a_look,
     summarize: &summarize_file,
 };
+
+/// Whether a file may hold a summary, from its path, size and mode alone: a Java archive by
+/// name, else an executable (any execute bit, as trivy's Go binary analyzer requires; mode 0
+/// is unknown and looked at) of a size a Go or Rust executable has. Everything else — shared
+/// libraries, data, scripts under 64 KiB — is never opened.
+pub fn worth_a_look(path: &str, size: u64, mode: u32) -> bool {
+    if in_data_dir(path) {
+        return false;
+    }
+    if java::is_archive(path) {
+        return true;
+    }
+    let executable = mode == 0 || mode & 0o111 != 0;
+    executable && (elf::MIN_BINARY_BYTES..=elf::MAX_BINARY_BYTES).contains(&size)
+}
 
 /// Java archives by name, then Go executables by content (size first: most files cost nothing).
 fn summarize_file(
@@ -119,6 +136,40 @@ fn summarize_file(
         return java::summarize(path, &mut |max| src.read_data(max));
     }
     elf::summarize(size, src)
+}
+
+/// Directories of documentation and data that distributions never install software into:
+/// a manifest there is an example or a copy (a `package.json` in `usr/share/doc/*/examples`),
+/// not an installed package. Unpacked roots are not walked into them and layers' files there
+/// are not cataloged, so an image and its unpacked root give the same packages.
+pub const DATA_DIRS: &[&str] = &[
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+    "usr/share/i18n",
+    "usr/share/zoneinfo",
+    "usr/share/common-licenses",
+    "usr/share/terminfo",
+    "usr/lib/terminfo",
+    "var/cache/apt",
+    "var/cache/debconf",
+    // Perl's module trees: no cataloger reads Perl modules (OSV has no CPAN ecosystem).
+    "usr/share/perl",
+    "usr/share/perl5",
+    "usr/lib/*/perl",
+    "usr/lib/*/perl5",
+    "usr/lib/*/perl-base",
+];
+
+/// Whether a path is one of `DATA_DIRS` or below one (`*` stands for one path segment: the
+/// multiarch triplet).
+pub fn in_data_dir(path: &str) -> bool {
+    DATA_DIRS.iter().any(|d| {
+        let mut segs = path.split('/');
+        d.split('/')
+            .all(|want| segs.next().is_some_and(|got| want == "*" || want == got))
+    })
 }
 
 /// Whether a path is a language manifest the catalogers read.

@@ -1,0 +1,76 @@
+//! The one directory walker under both unpacked-tree sources (`rootfs`, `overlay`): depth
+//! first, symlinks never followed, never off the root's filesystem, into a directory only
+//! when the caller says it can hold something. File types come from the directory entries
+//! themselves (`d_type`): a directory is stat'ed only to be descended into, and nothing else
+//! is stat'ed here — a source stats the files it reports.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use stalewatch_core::layer::path;
+
+/// One directory entry met by the walk.
+pub struct Found {
+    /// The entry's path relative to the root.
+    pub rel: String,
+    /// Its directory's path relative to the root.
+    pub dir: String,
+    pub name: String,
+    pub full: PathBuf,
+    pub file_type: fs::FileType,
+    pub item: fs::DirEntry,
+}
+
+pub struct DirWalk<'a> {
+    /// Directories being listed, relative to the root.
+    stack: Vec<(String, fs::ReadDir)>,
+    root_dev: u64,
+    descend: &'a dyn Fn(&str) -> bool,
+}
+
+impl<'a> DirWalk<'a> {
+    /// Walks `root/start` (`start` relative, already checked to be a real directory).
+    pub fn new(root: &Path, start: &str, descend: &'a dyn Fn(&str) -> bool) -> std::io::Result<DirWalk<'a>> {
+        let root_dev = fs::metadata(root)?.dev();
+        let rd = fs::read_dir(root.join(start))?;
+        Ok(DirWalk {
+            stack: vec![(start.to_string(), rd)],
+            root_dev,
+            descend,
+        })
+    }
+
+    /// The next entry; a directory is entered (after it is returned) when `descend` says so
+    /// and it is on the root's filesystem (never a live root's /proc).
+    pub fn next_found(&mut self) -> Option<Found> {
+        loop {
+            let (dir, rd) = self.stack.last_mut()?;
+            let Some(item) = rd.next() else {
+                self.stack.pop();
+                continue;
+            };
+            let Ok(item) = item else { continue };
+            let Ok(file_type) = item.file_type() else { continue };
+            let dir = dir.clone();
+            let name = item.file_name().to_string_lossy().into_owned();
+            let rel = path::join(&dir, &name);
+            let full = item.path();
+            if file_type.is_dir() && (self.descend)(&rel) {
+                // fstatat relative to the open directory: no full path walk.
+                let same_fs = item.metadata().is_ok_and(|m| m.dev() == self.root_dev);
+                if let Some(sub) = same_fs.then(|| fs::read_dir(&full).ok()).flatten() {
+                    self.stack.push((rel.clone(), sub));
+                }
+            }
+            return Some(Found {
+                rel,
+                dir,
+                name,
+                full,
+                file_type,
+                item,
+            });
+        }
+    }
+}
