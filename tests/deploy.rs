@@ -1,7 +1,9 @@
 //! What `deploy/` ships, checked by real tools: the rules with promtool (`check rules`, and
 //! `test rules` firing and not firing for every alert), the PrometheusRule equal to the plain
 //! rules file, the PodMonitor and PrometheusRule against the Prometheus Operator's published
-//! models, the dashboard built only from documented metrics, a runbook for every alert.
+//! models, the dashboard built only from documented metrics, a runbook for every alert; the
+//! Helm chart linted, rendering exactly what Kustomize renders, refusing bad values, and every
+//! object it renders valid for the newest Kubernetes kubernetes-validate knows.
 
 mod common;
 
@@ -264,4 +266,170 @@ fn metric_names_are_found_in_promql() {
             "stalewatch_scan_duration_seconds_bucket"
         ]
     );
+}
+
+/// `kubectl kustomize DIR` (the kubectl on PATH; tests/kube.rs also dry-runs on a real 1.20).
+fn kustomize(dir: &str) -> String {
+    let out = Command::new("kubectl")
+        .args(["kustomize", &project().join(dir).display().to_string()])
+        .output()
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `tests/support/compare_manifests.py`: (passed, what it printed).
+fn compare_manifests(kustomized: &str, helmed: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (k, h) = (dir.path().join("kustomize.yaml"), dir.path().join("helm.yaml"));
+    std::fs::write(&k, kustomized).unwrap();
+    std::fs::write(&h, helmed).unwrap();
+    let out = Command::new("python3")
+        .arg(project().join("tests/support/compare_manifests.py"))
+        .args([&k, &h])
+        .output()
+        .expect("run python3");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_chart_lints_clean_and_renders_what_kustomize_renders() {
+    let test = "helm chart";
+    if !require("kubectl", test) || !require("python3", test) {
+        return;
+    }
+    let Some(lint) = helm(&["lint", "--strict", "deploy/helm/stalewatch"], test) else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&lint.stdout);
+    assert!(
+        lint.status.success() && text.contains("0 chart(s) failed"),
+        "{text}"
+    );
+    for (dir, values) in [
+        ("deploy/base", vec![]),
+        ("deploy/with-mirror", vec!["--set", "mirror.enabled=true"]),
+    ] {
+        let helmed = helm_template(&values, test).unwrap();
+        let (same, report) = compare_manifests(&kustomize(dir), &helmed);
+        assert!(same, "{dir} and the chart ({values:?}) differ:\n{report}");
+        let n: usize = report.split_whitespace().next().unwrap().parse().unwrap();
+        assert!(n >= 9, "{dir}: only {n} objects compared: {report}");
+    }
+    // The comparison can fail: one setting changed is one difference, named.
+    let changed = helm_template(&["--set", "agent.logLevel=debug"], test).unwrap();
+    let (same, report) = compare_manifests(&kustomize("deploy/base"), &changed);
+    assert!(!same && report.contains("STALEWATCH_LOG_LEVEL"), "{report}");
+    // A pinned digest wins over the tag; node paths are values (k3s keeps containerd elsewhere).
+    let k3s = helm_template(
+        &[
+            "--set",
+            "image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "--set",
+            "containerd.socket=/run/k3s/containerd/containerd.sock",
+            "--set",
+            "containerd.root=/var/lib/rancher/k3s/agent/containerd",
+        ],
+        test,
+    )
+    .unwrap();
+    assert!(
+        k3s.contains("image: ghcr.io/stalewatch/stalewatch@sha256:0123456789abcdef"),
+        "{k3s}"
+    );
+    assert!(k3s.contains("path: /run/k3s/containerd/containerd.sock"), "{k3s}");
+    assert!(
+        k3s.contains("mountPath: /var/lib/rancher/k3s/agent/containerd"),
+        "{k3s}"
+    );
+}
+
+#[test]
+fn the_chart_refuses_bad_values_with_a_clear_message() {
+    let test = "helm values schema";
+    for (set, says) in [
+        ("agent.driftInterval=soon", "/agent/driftInterval"),
+        ("agent.kubeEvents=maybe", "/agent/kubeEvents"),
+        ("agent.scanConcurrency=0", "/agent/scanConcurrency"),
+        ("containerd.socket=run/containerd.sock", "/containerd/socket"),
+        ("image.digest=latest", "/image/digest"),
+        ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("podMonitor.enabled=maybe", "/podMonitor/enabled"),
+        ("unknownValue=1", "unknownValue"),
+    ] {
+        let Some(out) = helm(&["template", "x", "deploy/helm/stalewatch", "--set", set], test) else {
+            return;
+        };
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{set} was accepted");
+        assert!(err.contains(says), "{set}: expected {says:?} in: {err}");
+    }
+}
+
+#[test]
+fn every_object_the_chart_and_kustomize_render_is_valid_kubernetes() {
+    let test = "kubernetes-validate";
+    if !require("kubernetes-validate", test) || !require("kubectl", test) {
+        return;
+    }
+    let Some(chart) = helm_template(&["--set", "mirror.enabled=true"], test) else {
+        return;
+    };
+    for (name, doc) in [("chart", chart), ("kustomize", kustomize("deploy/with-mirror"))] {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &doc).unwrap();
+        // The newest version kubernetes-validate knows (it has no 1.20 schemas; tests/kube.rs
+        // dry-runs on a real 1.20 API server). The operator's kinds are checked by their models.
+        let out = Command::new("kubernetes-validate")
+            .arg("--strict")
+            .arg(file.path())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success() && !text.contains("ERROR"), "{name}:\n{text}");
+        for kind in [
+            "daemonset/stalewatch",
+            "clusterrole/stalewatch",
+            "cronjob/osv-mirror-sync",
+            "deployment/osv-mirror",
+        ] {
+            assert!(
+                text.contains(&format!("passed for resource {kind}")),
+                "{name}: {kind} not validated:\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_charts_copies_are_the_shipped_files() {
+    for (copy, shipped) in [
+        (
+            "deploy/helm/stalewatch/files/stalewatch-rules.yaml",
+            "deploy/prometheus/stalewatch-rules.yaml",
+        ),
+        (
+            "deploy/helm/stalewatch/files/mirror-sync.sh",
+            "deploy/mirror/sync.sh",
+        ),
+    ] {
+        assert_eq!(
+            read(copy),
+            read(shipped),
+            "{copy} is stale: copy {shipped} over it"
+        );
+    }
 }

@@ -298,8 +298,21 @@ fn every_deploy_manifest_renders_and_passes_a_server_side_dry_run() {
         "-f",
         &project().join("deploy/base/namespace.yaml").display().to_string(),
     ]);
-    for dir in ["deploy/base", "deploy/with-mirror"] {
-        let rendered = kube.kubectl(&["kustomize", &project().join(dir).display().to_string()]);
+    let charts = [
+        ("helm chart", helm_template(&[], "deploy dry run")),
+        (
+            "helm chart with the mirror",
+            helm_template(&["--set", "mirror.enabled=true"], "deploy dry run"),
+        ),
+    ];
+    let kustomized = ["deploy/base", "deploy/with-mirror"].map(|dir| {
+        (
+            dir,
+            Some(kube.kubectl(&["kustomize", &project().join(dir).display().to_string()])),
+        )
+    });
+    for (dir, rendered) in kustomized.into_iter().chain(charts) {
+        let Some(rendered) = rendered else { return };
         let (manifest, left) = without_operator_kinds(&rendered);
         // The lab's API server is v1.20, which serves CronJob as batch/v1beta1 only (the same
         // schema); current clusters serve batch/v1, which the manifest uses.

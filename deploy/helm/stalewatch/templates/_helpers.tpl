@@ -1,0 +1,42 @@
+{{/* The objects' name: "stalewatch", as in deploy/base, whatever the release is called. */}}
+{{- define "stalewatch.name" -}}
+{{- default "stalewatch" .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Selector labels: those of deploy/base (immutable on a DaemonSet: never add to them). */}}
+{{- define "stalewatch.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "stalewatch.name" . }}
+app.kubernetes.io/part-of: stalewatch
+{{- end -}}
+
+{{/* Every object's labels: deploy/base's, plus Helm's standard ones. */}}
+{{- define "stalewatch.labels" -}}
+app.kubernetes.io/part-of: stalewatch
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end -}}
+
+{{- define "stalewatch.serviceAccountName" -}}
+{{- default (include "stalewatch.name" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{- define "stalewatch.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the agents refresh advisories: an external mirror, the chart's own, or the setting. */}}
+{{- define "stalewatch.advisorySource" -}}
+{{- if .Values.mirror.external -}}
+{{ .Values.mirror.external }}
+{{- else if .Values.mirror.enabled -}}
+http://osv-mirror.{{ .Release.Namespace }}.svc
+{{- else -}}
+{{ .Values.agent.advisorySource }}
+{{- end -}}
+{{- end -}}
