@@ -6,7 +6,7 @@ set -eu
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 # The real control plane the Kubernetes tests use (built once, about 8 minutes cold).
-./scripts/kube-apiserver.sh
+./scripts/kube-build.sh apiserver
 mkdir -p target
 rm -f target/not-run.txt
 status=0
