@@ -133,8 +133,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     bin_dir = "$CNI_BIN"
     conf_dir = "$S/cni"
 T
-    # The lab serves the shared OSV export as a mirror (the agent never needs the internet).
-    ln -sfn "$SHARED/osv" "$S/osv"
+    # The lab serves the shared OSV export as a mirror (the agent never needs the internet), or
+    # the directory STALEWATCH_LAB_OSV names (a test's feed, in the bucket's layout).
+    ln -sfn "${STALEWATCH_LAB_OSV:-$SHARED/osv}" "$S/osv"
 }
 
 start_control_plane() {

@@ -1,6 +1,6 @@
 //! A real Kubernetes control plane on loopback for a test: etcd, kube-apiserver (RBAC, static
 //! admin token, service-account tokens) and kube-controller-manager (which issues the service
-//! accounts' tokens). The binaries are built by `scripts/kube-apiserver.sh` from Debian's
+//! accounts' tokens). The binaries are built by `scripts/kube-build.sh apiserver` from Debian's
 //! source package into `$STALEWATCH_KUBE_LAB` (default `/var/cache/kube-lab`).
 
 use std::path::{Path, PathBuf};
@@ -69,7 +69,7 @@ impl KubeLab {
         }
         if !built {
             let why = format!(
-                "no control plane under {} (run scripts/kube-apiserver.sh)",
+                "no control plane under {} (run scripts/kube-build.sh apiserver)",
                 root.display()
             );
             super::not_run(test, &why);

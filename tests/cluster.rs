@@ -1,0 +1,490 @@
+//! stalewatch as deployed, end to end on the lab cluster (`scripts/lab-cluster.sh`): the image
+//! built from the Dockerfile, the DaemonSet scheduled by a real kubelet, its pod discovered and
+//! scraped by Prometheus as the PodMonitor says, alerts through Alertmanager to a receiver, an
+//! Event on the vulnerable pod, a restart that reads no layer again, a deleted workload's
+//! series gone, an uninstall that leaves only the documented state. The cluster is always torn
+//! down, also when an assertion fails.
+
+mod common;
+
+use common::agent::get;
+use common::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const NS: &str = "shop";
+const IMAGE: &str = "localhost/legacy-alpine:3.16.9";
+
+struct Cluster {
+    env: BTreeMap<String, String>,
+    kubectl: PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let out = Command::new(project().join("scripts/lab-cluster.sh"))
+            .arg("down")
+            .output();
+        if let Ok(o) = out {
+            let err = String::from_utf8_lossy(&o.stderr);
+            eprintln!("lab down: {}", err.lines().last().unwrap_or_default());
+            if !o.status.success() && !std::thread::panicking() {
+                panic!("lab-cluster.sh down left something behind:\n{err}");
+            }
+        }
+    }
+}
+
+impl Cluster {
+    /// `scripts/lab-cluster.sh up`, the lab's mirror serving `osv` (the bucket's layout).
+    fn up(test: &str, osv: &std::path::Path) -> Option<Cluster> {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let root = status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+        if !root {
+            not_run(test, "the lab cluster needs root");
+            return None;
+        }
+        let started = Instant::now();
+        let out = Command::new(project().join("scripts/lab-cluster.sh"))
+            .arg("up")
+            .env("STALEWATCH_LAB_OSV", osv)
+            .output()
+            .expect("run scripts/lab-cluster.sh");
+        let cluster = Cluster {
+            env: String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            kubectl: PathBuf::from(
+                std::env::var("STALEWATCH_KUBE_LAB").unwrap_or("/var/cache/kube-lab".into()),
+            )
+            .join("bin/kubectl"),
+        };
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "lab-cluster.sh up failed:\n{}",
+            tail(&err, 40)
+        );
+        eprintln!("lab up in {:?}", started.elapsed());
+        for key in [
+            "KUBECONFIG",
+            "CONTAINERD_ADDRESS",
+            "PROMETHEUS_URL",
+            "ALERTMANAGER_URL",
+        ] {
+            assert!(
+                cluster.env.contains_key(key),
+                "up printed no {key}: {:?}",
+                cluster.env
+            );
+        }
+        Some(cluster)
+    }
+
+    fn kubectl(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.kubectl)
+            .arg(format!("--kubeconfig={}", self.env["KUBECONFIG"]))
+            .args(args)
+            .output()
+            .expect("run kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        serde_json::from_str(&self.kubectl(&a)).unwrap()
+    }
+
+    /// A PromQL instant query's result vector.
+    fn query(&self, promql: &str) -> Vec<serde_json::Value> {
+        let (code, body) = get(19090, &format!("/api/v1/query?query={}", percent(promql)));
+        assert_eq!(code, 200, "{promql}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn agent_pod(&self) -> serde_json::Value {
+        let pods = self.json(&[
+            "-n",
+            "stalewatch",
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/name=stalewatch",
+        ]);
+        pods["items"]
+            .as_array()
+            .and_then(|p| p.first().cloned())
+            .unwrap_or_default()
+    }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while started.elapsed() < deadline {
+        if cond() {
+            eprintln!("cluster: {what} after {:?}", started.elapsed());
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("cluster: {what} not reached within {deadline:?}");
+}
+
+fn ready(pod: &serde_json::Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+/// The Alpine 3.16.9 minirootfs (end of life, with known vulnerabilities) as a one-layer image,
+/// saved as a docker archive: what the workload runs and what the oracle scans.
+fn workload_image(dir: &std::path::Path) -> PathBuf {
+    let tgz = shared_data().join("rootfs/alpine/alpine-minirootfs-3.16.9-x86_64.tar.gz");
+    let cache = "/var/cache/stalewatch-image";
+    let buildah = |args: &[&str]| -> String {
+        let out = Command::new("buildah")
+            .args([
+                "--root",
+                &format!("{cache}/storage"),
+                "--runroot",
+                &format!("{cache}/run"),
+                "--storage-driver",
+                "vfs",
+            ])
+            .args(args)
+            .env("TMPDIR", format!("{cache}/tmp"))
+            .output()
+            .expect("run buildah");
+        assert!(
+            out.status.success(),
+            "buildah {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let c = buildah(&["from", "scratch"]);
+    buildah(&["add", &c, tgz.to_str().unwrap(), "/"]);
+    buildah(&["config", "--cmd", "[\"/bin/sh\"]", &c]);
+    buildah(&["commit", "-q", "--rm", &c, IMAGE]);
+    let tar = dir.join("legacy.tar");
+    buildah(&[
+        "push",
+        "-q",
+        IMAGE,
+        &format!("docker-archive:{}:{IMAGE}", tar.display()),
+    ]);
+    tar
+}
+
+/// The shared OSV export as the lab's mirror, its Alpine records given a `published` date: the
+/// Alpine export carries none, so a fix's age would start when the agent first sees it and a
+/// stale runtime (a fix older than 7 days) could not show within a test. Each record is dated
+/// by its own `modified` (the latest the fix can have been published); nothing else changes.
+fn dated_feed(dir: &std::path::Path) -> PathBuf {
+    use std::io::Read;
+    let osv = dir.join("osv");
+    std::fs::create_dir_all(&osv).unwrap();
+    for entry in std::fs::read_dir(shared_data().join("osv")).unwrap().flatten() {
+        if entry.file_name() != "Alpine" {
+            std::os::unix::fs::symlink(entry.path(), osv.join(entry.file_name())).unwrap();
+        }
+    }
+    let mut zip =
+        zip::ZipArchive::new(std::fs::File::open(shared_data().join("osv/Alpine/all.zip")).unwrap()).unwrap();
+    let mut records = Vec::new();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).unwrap();
+        let mut body = String::new();
+        f.read_to_string(&mut body).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if v.get("published").is_none() {
+            v["published"] = v["modified"].clone();
+        }
+        records.push((f.name().to_string(), serde_json::to_vec(&v).unwrap()));
+    }
+    let refs: Vec<(&str, &[u8])> = records.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+    write_osv_zip(&osv, "Alpine", &refs);
+    osv
+}
+
+/// Distinct vulnerabilities of a report v1 (findings linked by id or alias are one, DESIGN.md).
+fn distinct_vulnerabilities(report: &serde_json::Value) -> usize {
+    let findings = report["findings"].as_array().unwrap();
+    let ids = |f: &serde_json::Value| -> Vec<String> {
+        let mut v = vec![f["id"].as_str().unwrap().to_string()];
+        v.extend(
+            f["aliases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string()),
+        );
+        v
+    };
+    let mut groups: Vec<BTreeSet<String>> = Vec::new();
+    for f in findings {
+        let mine: BTreeSet<String> = ids(f).into_iter().collect();
+        let (mut joined, rest): (Vec<_>, Vec<_>) = groups.into_iter().partition(|g| !g.is_disjoint(&mine));
+        let mut merged = mine;
+        for g in joined.drain(..) {
+            merged.extend(g);
+        }
+        groups = rest;
+        groups.push(merged);
+    }
+    groups.len()
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
+fn stalewatch_as_deployed_on_a_real_cluster() {
+    let feed = tempfile::tempdir().unwrap();
+    let Some(lab) = Cluster::up("lab cluster", &dated_feed(feed.path())) else {
+        return;
+    };
+    // 1. The DaemonSet is Ready on the node; its pod passed its readiness probe; clean logs.
+    let ds = lab.json(&["-n", "stalewatch", "get", "daemonset", "stalewatch"]);
+    assert_eq!(ds["status"]["numberReady"], 1, "{:#}", ds["status"]);
+    let agent = lab.agent_pod();
+    assert!(ready(&agent), "{:#}", agent["status"]);
+    assert_eq!(
+        agent["spec"]["containers"][0]["image"],
+        "localhost/stalewatch:lab"
+    );
+    let logs = lab.kubectl(&["-n", "stalewatch", "logs", "daemonset/stalewatch"]);
+    let errors: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\""))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "the agent logged errors:\n{}",
+        errors.join("\n")
+    );
+
+    // 2. A vulnerable workload: Prometheus shows its series, labelled as the PodMonitor
+    // relabels them, counting what `stalewatch scan` counts in the same image.
+    let tmp = tempfile::tempdir().unwrap();
+    let tar = workload_image(tmp.path());
+    let import = Command::new("ctr")
+        .args([
+            "--address",
+            &lab.env["CONTAINERD_ADDRESS"],
+            "-n",
+            "k8s.io",
+            "images",
+            "import",
+            "--digests",
+        ])
+        .arg(&tar)
+        .output()
+        .unwrap();
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    let db = tmp.path().join("db");
+    db_from(&shared_data().join("osv"), &db, &["Alpine"]);
+    let scanned = scan_json(&format!("docker-archive:{}", tar.display()), &db);
+    assert!(
+        scanned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scanned.stderr)
+    );
+    let oracle = distinct_vulnerabilities(&serde_json::from_slice(&scanned.stdout).unwrap());
+    assert!(oracle > 0, "Alpine 3.16.9 has known vulnerabilities");
+    lab.kubectl(&["create", "namespace", NS]);
+    let manifest = tmp.path().join("legacy.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: legacy, namespace: {NS}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: legacy}}}}\n  template:\n    metadata: {{labels: {{app: legacy}}}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n        - name: app\n          image: {IMAGE}\n          imagePullPolicy: Never\n          command: [sleep, \"86400\"]\n"
+        ),
+    )
+    .unwrap();
+    lab.kubectl(&["apply", "-f", manifest.to_str().unwrap()]);
+    let series = format!("stalewatch_container_vulnerabilities{{namespace=\"{NS}\",container=\"app\"}}");
+    wait_until(
+        "the workload's series in Prometheus",
+        Duration::from_secs(180),
+        || {
+            lab.query(&format!("count({series})"))
+                .first()
+                .is_some_and(|r| r["value"][1] == "10")
+                && lab
+                    .query(&format!(
+                        "stalewatch_container_scan_status{{namespace=\"{NS}\",status=\"ok\"}}"
+                    ))
+                    .len()
+                    == 1
+        },
+    );
+    let pods = lab.json(&["-n", NS, "get", "pods", "-l", "app=legacy"]);
+    let pod = pods["items"][0]["metadata"]["name"].as_str().unwrap().to_string();
+    let result = lab.query(&series);
+    for r in &result {
+        let m = &r["metric"];
+        assert_eq!(
+            (m["pod"].as_str(), m["job"].as_str()),
+            (Some(pod.as_str()), Some("stalewatch")),
+            "{m}"
+        );
+        assert_eq!(m["node"], lab.env["NODE"].as_str(), "{m}");
+        assert_eq!(m["image"], IMAGE, "{m}");
+    }
+    let sum = lab.query(&format!("sum({series})"));
+    assert_eq!(
+        sum[0]["value"][1],
+        oracle.to_string(),
+        "distinct vulnerabilities: the scan counts {oracle}"
+    );
+
+    // 3. An Event on the pod, and the end-of-life and stale-runtime alerts through Alertmanager
+    // with the labels docs/alerts.md promises.
+    wait_until("a stalewatch Event on the pod", Duration::from_secs(60), || {
+        let evs = lab.json(&["-n", NS, "get", "events.events.k8s.io"]);
+        evs["items"].as_array().is_some_and(|e| {
+            e.iter().any(|e| {
+                e["reportingController"] == "stalewatch"
+                    && e["regarding"]["name"] == pod.as_str()
+                    && ["EndOfLifeBase", "StaleRuntime", "VulnerableImage"]
+                        .contains(&e["reason"].as_str().unwrap_or(""))
+            })
+        })
+    });
+    let webhook = PathBuf::from(&lab.env["ALERT_WEBHOOK_LOG"]);
+    let arrived = |name: &str| -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(&webhook).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .flat_map(|n| n["alerts"].as_array().cloned().unwrap_or_default())
+            .find(|a| a["labels"]["alertname"] == name && a["status"] == "firing")
+    };
+    for alert in ["StalewatchEndOfLifeBase", "StalewatchStaleRuntime"] {
+        wait_until(
+            &format!("{alert} at the webhook"),
+            Duration::from_secs(120),
+            || arrived(alert).is_some(),
+        );
+        let a = arrived(alert).unwrap();
+        let l = &a["labels"];
+        assert_eq!(
+            (
+                l["namespace"].as_str(),
+                l["pod"].as_str(),
+                l["container"].as_str()
+            ),
+            (Some(NS), Some(pod.as_str()), Some("app")),
+            "{a:#}"
+        );
+        assert_eq!(
+            (l["severity"].as_str(), l["image"].as_str()),
+            (Some("warning"), Some(IMAGE)),
+            "{a:#}"
+        );
+        assert!(
+            a["annotations"]["runbook_url"]
+                .as_str()
+                .is_some_and(|u| u.contains("docs/alerts.md#")),
+            "{a:#}"
+        );
+    }
+
+    // 4. A restarted agent finds its inventories in the hostPath state: no layer read again.
+    let before = lab.agent_pod()["metadata"]["name"].as_str().unwrap().to_string();
+    lab.kubectl(&["-n", "stalewatch", "rollout", "restart", "daemonset/stalewatch"]);
+    lab.kubectl(&[
+        "-n",
+        "stalewatch",
+        "rollout",
+        "status",
+        "daemonset/stalewatch",
+        "--timeout=120s",
+    ]);
+    let agent = lab.agent_pod();
+    let (name, ip) = (
+        agent["metadata"]["name"].as_str().unwrap(),
+        agent["status"]["podIP"].as_str().unwrap(),
+    );
+    assert_ne!(name, before);
+    let metrics = || -> String {
+        let out = Command::new("curl")
+            .args(["-s", &format!("http://{ip}:9477/metrics")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_until(
+        "the new agent scanned the workload",
+        Duration::from_secs(60),
+        || {
+            metrics().contains(&format!("stalewatch_container_scan_status{{container=\"app\",image=\"{IMAGE}\",namespace=\"{NS}\",pod=\"{pod}\",status=\"ok\"}} 1"))
+        },
+    );
+    let m = metrics();
+    assert!(
+        m.lines().any(|l| l == "stalewatch_layers_read_total 0"),
+        "layers read again:\n{m}"
+    );
+    let exported: f64 = m
+        .lines()
+        .filter(|l| {
+            l.starts_with("stalewatch_container_vulnerabilities{") && l.contains(&format!("pod=\"{pod}\""))
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    assert_eq!(exported as usize, oracle);
+
+    // 5. The workload deleted: its series leave Prometheus (a reconcile, then a scrape).
+    lab.kubectl(&["-n", NS, "delete", "deployment", "legacy", "--wait=true"]);
+    wait_until("the workload's series gone", Duration::from_secs(90), || {
+        lab.query(&series).is_empty()
+    });
+
+    // Uninstalled: nothing of stalewatch is left in the cluster; the node keeps its state.
+    let deploy_dir = PathBuf::from(&lab.env["KUBECONFIG"])
+        .parent()
+        .unwrap()
+        .join("deploy");
+    lab.kubectl(&["delete", "-k", deploy_dir.to_str().unwrap(), "--wait=true"]);
+    for kind in ["clusterrole", "clusterrolebinding", "priorityclass"] {
+        let left = lab.kubectl(&["get", kind, "-o", "name"]);
+        assert!(!left.contains("stalewatch"), "{kind} left: {left}");
+    }
+    wait_until("the stalewatch namespace gone", Duration::from_secs(60), || {
+        !lab.kubectl(&["get", "namespaces", "-o", "name"])
+            .contains("namespace/stalewatch")
+    });
+    assert!(
+        PathBuf::from("/var/lib/stalewatch/images-v1.json").is_file(),
+        "the node's state, as documented"
+    );
+}
