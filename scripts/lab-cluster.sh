@@ -241,7 +241,8 @@ deploy() {
         helm)
             "$HERE/lab/helm.sh" upgrade --install stalewatch "$REPO/deploy/helm/stalewatch" --namespace stalewatch \
                 --create-namespace --kubeconfig "$S/admin.kubeconfig" -f "$REPO/deploy/lab/values.yaml" \
-                --set mirror.external="http://$ip:$MIRROR_PORT" >&2
+                --set mirror.external="http://$ip:$MIRROR_PORT" \
+                --set agent.driftInterval="${STALEWATCH_LAB_DRIFT_INTERVAL:-5m}" >&2
             ;;
         kustomize)
             # The mirror's address is this host's: a generated ConfigMap patch on top of deploy/lab.
@@ -258,6 +259,7 @@ configMapGenerator:
     behavior: merge
     literals:
       - STALEWATCH_ADVISORY_SOURCE=http://$ip:$MIRROR_PORT
+      - STALEWATCH_DRIFT_INTERVAL=${STALEWATCH_LAB_DRIFT_INTERVAL:-5m}
 Y
             $K apply -k "$S/deploy" >&2
             ;;

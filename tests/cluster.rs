@@ -52,6 +52,8 @@ impl Cluster {
         let out = Command::new(project().join("scripts/lab-cluster.sh"))
             .arg("up")
             .env("STALEWATCH_LAB_OSV", osv)
+            // Runtime checks every 10 s instead of 5 min: the drift the test makes shows in seconds.
+            .env("STALEWATCH_LAB_DRIFT_INTERVAL", "10s")
             .output()
             .expect("run scripts/lab-cluster.sh");
         let cluster = Cluster {
@@ -194,6 +196,45 @@ fn workload_image(dir: &std::path::Path) -> PathBuf {
     buildah(&["config", "--cmd", "[\"/bin/sh\"]", &c]);
     buildah(&["commit", "-q", "--rm", &c, IMAGE]);
     let tar = dir.join("legacy.tar");
+    buildah(&[
+        "push",
+        "-q",
+        IMAGE,
+        &format!("docker-archive:{}:{IMAGE}", tar.display()),
+    ]);
+    tar
+}
+
+/// A newer build under the same name: the same rootfs and one more layer.
+fn workload_image_rebuilt(dir: &std::path::Path) -> PathBuf {
+    let cache = "/var/cache/stalewatch-image";
+    let buildah = |args: &[&str]| -> String {
+        let out = Command::new("buildah")
+            .args([
+                "--root",
+                &format!("{cache}/storage"),
+                "--runroot",
+                &format!("{cache}/run"),
+                "--storage-driver",
+                "vfs",
+            ])
+            .args(args)
+            .env("TMPDIR", format!("{cache}/tmp"))
+            .output()
+            .expect("run buildah");
+        assert!(
+            out.status.success(),
+            "buildah {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let note = dir.join("BUILD");
+    std::fs::write(&note, "rebuilt\n").unwrap();
+    let c = buildah(&["from", "--pull=never", IMAGE]);
+    buildah(&["copy", &c, note.to_str().unwrap(), "/etc/BUILD"]);
+    buildah(&["commit", "-q", "--rm", &c, IMAGE]);
+    let tar = dir.join("legacy-rebuilt.tar");
     buildah(&[
         "push",
         "-q",
@@ -418,6 +459,80 @@ fn stalewatch_as_deployed_on_a_real_cluster() {
         );
     }
 
+    // The states the dashboard shows: drift (a package added inside the running container with
+    // kubectl exec; it has no advisories, so the findings stay the scan's) and a stale digest
+    // (a newer build imported under the running tag).
+    lab.kubectl(&["-n", NS, "exec", &pod, "--", "sh", "-c", "printf 'P:stalewatch-lab-drift\\nV:1.0-r0\\nA:x86_64\\no:stalewatch-lab-drift\\n\\n' >> /lib/apk/db/installed"]);
+    let rebuilt = workload_image_rebuilt(tmp.path());
+    let import = Command::new("ctr")
+        .args([
+            "--address",
+            &lab.env["CONTAINERD_ADDRESS"],
+            "-n",
+            "k8s.io",
+            "images",
+            "import",
+            "--digests",
+        ])
+        .arg(&rebuilt)
+        .output()
+        .unwrap();
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    wait_until(
+        "drift and the stale digest in Prometheus",
+        Duration::from_secs(90),
+        || {
+            let drift = lab.query(&format!(
+                "stalewatch_container_drift_packages{{namespace=\"{NS}\",change=\"added\"}} == 1"
+            ));
+            let stale = lab.query(&format!(
+                "stalewatch_container_stale_digest{{namespace=\"{NS}\",pod=\"{pod}\"}} == 1"
+            ));
+            !drift.is_empty() && !stale.is_empty()
+        },
+    );
+    wait_until(
+        "StalewatchStaleImage at the webhook",
+        Duration::from_secs(90),
+        || arrived("StalewatchStaleImage").is_some(),
+    );
+    // The Grafana dashboard's queries, run against this Prometheus: each returns data but those
+    // whose state this test does not create, each with its reason.
+    let not_created = BTreeMap::from([("Scan and update errors", "no scan or advisory update failed")]);
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project().join("deploy/grafana/stalewatch-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let mut empty = BTreeSet::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap_or_default();
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$namespace", ".*")
+                .replace("$image", ".*");
+            if lab.query(&expr).is_empty() {
+                empty.insert(title);
+            }
+        }
+    }
+    for title in &empty {
+        eprintln!(
+            "dashboard panel without data: {title}: {}",
+            not_created.get(title).unwrap_or(&"?")
+        );
+    }
+    let unexplained: Vec<&&str> = empty.iter().filter(|t| !not_created.contains_key(**t)).collect();
+    assert!(
+        unexplained.is_empty(),
+        "dashboard panels without data: {unexplained:?}"
+    );
+
     // 4. A restarted agent finds its inventories in the hostPath state: no layer read again.
     let before = lab.agent_pod()["metadata"]["name"].as_str().unwrap().to_string();
     lab.kubectl(&["-n", "stalewatch", "rollout", "restart", "daemonset/stalewatch"]);
@@ -487,4 +602,68 @@ fn stalewatch_as_deployed_on_a_real_cluster() {
         PathBuf::from("/var/lib/stalewatch/images-v1.json").is_file(),
         "the node's state, as documented"
     );
+
+    // 6. The same agent from the Helm chart: installed, Ready from the state the node kept (no
+    // layer read), and uninstalled without a trace but that state.
+    let out = Command::new(project().join("scripts/lab-cluster.sh"))
+        .args(["deploy", "--helm"])
+        .env("STALEWATCH_LAB_DRIFT_INTERVAL", "10s")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "deploy --helm: {}",
+        tail(&String::from_utf8_lossy(&out.stderr), 30)
+    );
+    let ds = lab.json(&["-n", "stalewatch", "get", "daemonset", "stalewatch"]);
+    assert_eq!(ds["status"]["numberReady"], 1, "{:#}", ds["status"]);
+    assert_eq!(ds["metadata"]["labels"]["app.kubernetes.io/managed-by"], "Helm");
+    let agent = lab.agent_pod();
+    assert!(ready(&agent), "{:#}", agent["status"]);
+    let ip = agent["status"]["podIP"].as_str().unwrap().to_string();
+    let out = Command::new("curl")
+        .args(["-s", &format!("http://{ip}:9477/metrics")])
+        .output()
+        .unwrap();
+    let m = String::from_utf8_lossy(&out.stdout);
+    assert!(m.lines().any(|l| l == "stalewatch_layers_read_total 0"), "{m}");
+    let uninstall = Command::new(project().join("scripts/lab/helm.sh"))
+        .args([
+            "uninstall",
+            "stalewatch",
+            "--namespace",
+            "stalewatch",
+            "--wait",
+            "--kubeconfig",
+            &lab.env["KUBECONFIG"],
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        uninstall.status.success(),
+        "{}",
+        String::from_utf8_lossy(&uninstall.stderr)
+    );
+    // The DaemonSet's pods go with it (the garbage collector, after the uninstall returns).
+    let only_defaults = || {
+        let left = lab.kubectl(&[
+            "get",
+            "all,configmap,serviceaccount,podmonitor,prometheusrule",
+            "-n",
+            "stalewatch",
+            "-o",
+            "name",
+        ]);
+        left.lines()
+            .all(|l| l.ends_with("/kube-root-ca.crt") || l.ends_with("/default"))
+    };
+    wait_until(
+        "nothing but the namespace's defaults left by helm uninstall",
+        Duration::from_secs(90),
+        only_defaults,
+    );
+    for kind in ["clusterrole", "clusterrolebinding", "priorityclass"] {
+        let left = lab.kubectl(&["get", kind, "-o", "name"]);
+        assert!(!left.contains("stalewatch"), "{kind} left: {left}");
+    }
 }
