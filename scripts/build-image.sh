@@ -92,9 +92,20 @@ log "building $TAG from $REPO/Dockerfile"
 start=$(date +%s)
 $B bud --isolation chroot --pull=never --layers -f "$REPO/Dockerfile" -t "$TAG" "$REPO" >&2
 log "built in $(($(date +%s) - start)) s"
+# The image runs: its entrypoint's binary starts in it (its libraries are there) and says its
+# version; no shell is needed, as there is none.
+c=$($B from --pull=never "$TAG")
+version=$($B run --isolation chroot "$c" -- /usr/local/bin/stalewatch --version)
+$B rm "$c" >/dev/null
+log "in the image: $version"
+expected="stalewatch $(sed -n 's/^version = "\(.*\)"$/\1/p' "$REPO/Cargo.toml" | head -1)"
+[ "$version" = "$expected" ] || {
+    log "the image says '$version', not '$expected'"
+    exit 1
+}
 rm -f "$C/stalewatch.tar"
 $B push -q "$TAG" "docker-archive:$C/stalewatch.tar:$TAG"
-log "image $TAG: $($B inspect --type image --format '{{.Size}}' "$TAG" 2>/dev/null || echo '?') bytes, archive $(stat -c %s "$C/stalewatch.tar") bytes"
+log "image $TAG: $($B images --format '{{.Size}}' "$TAG" 2>/dev/null | head -1), archive $(stat -c %s "$C/stalewatch.tar") bytes"
 if [ "${1:-}" = --import ]; then
     # The lab imports with the digests containerd's CRI plugin needs to resolve `name@sha256:…`.
     $2 images import --digests "$C/stalewatch.tar" >&2
