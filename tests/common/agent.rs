@@ -94,11 +94,15 @@ impl Agent {
                     std::fs::read_to_string(&log).unwrap_or_default()
                 );
             }
-            assert!(
-                Instant::now() < deadline,
-                "the agent did not say its ports: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
+            if Instant::now() >= deadline {
+                // Never leave the agent behind a failed start.
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the agent did not say its ports: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         };
         let agent = Agent {
