@@ -175,6 +175,40 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
+/// Streams one layer blob through `read` (decompressed, as tar entries), then to its end, so
+/// that `digest` (checked when given) covers the whole blob. Returns what `read` made and the
+/// bytes decompressed.
+fn stream_layer<T>(
+    raw: Box<dyn Read + Send>,
+    digest: Option<&str>,
+    label: &str,
+    limits: &Limits,
+    read: impl FnOnce(&mut dyn EntrySource) -> Result<T, stalewatch_core::layer::LayerError>,
+) -> anyhow::Result<(T, u64)> {
+    let mut hashing = Hashing {
+        inner: raw,
+        hasher: Sha256::new(),
+    };
+    let (made, decompressed_bytes) = {
+        let decompressed = decompress::open(&mut hashing, limits.max_layer_bytes)
+            .with_context(|| format!("layer {label}"))?;
+        let mut tar = TarReader::new(decompressed);
+        let made = read(&mut tar).with_context(|| format!("layer {label}"))?;
+        // Finish the stream so the digest covers the whole blob.
+        while tar
+            .next_entry()
+            .with_context(|| format!("layer {label}"))?
+            .is_some()
+        {}
+        (made, tar.into_inner().read)
+    };
+    io::copy(&mut hashing, &mut io::sink()).with_context(|| format!("layer {label}"))?;
+    if let Some(d) = digest {
+        verify(d, &hashing.hasher.finalize())?;
+    }
+    Ok((made, decompressed_bytes))
+}
+
 /// Applies one layer blob to the tree. `digest` is checked when given.
 fn apply_layer(
     raw: Box<dyn Read + Send>,
@@ -184,37 +218,11 @@ fn apply_layer(
     tree: &mut FileTree,
     diag: &mut Diagnostics,
 ) -> anyhow::Result<u64> {
-    let mut hashing = Hashing {
-        inner: raw,
-        hasher: Sha256::new(),
+    let wants = |p: &str| catalog::wants(p);
+    let read = |src: &mut dyn EntrySource| {
+        tree.apply_layer_with(src, &wants, Some(&catalog::lang::BINARIES), limits, label, diag)
     };
-    let decompressed_bytes;
-    {
-        let decompressed = decompress::open(&mut hashing, limits.max_layer_bytes)
-            .with_context(|| format!("layer {label}"))?;
-        let mut tar = TarReader::new(decompressed);
-        tree.apply_layer_with(
-            &mut tar,
-            &|p| catalog::wants(p),
-            Some(&catalog::lang::BINARIES),
-            limits,
-            label,
-            diag,
-        )
-        .with_context(|| format!("layer {label}"))?;
-        // Finish the stream so the digest covers the whole blob.
-        while tar
-            .next_entry()
-            .with_context(|| format!("layer {label}"))?
-            .is_some()
-        {}
-        decompressed_bytes = tar.into_inner().read;
-    }
-    io::copy(&mut hashing, &mut io::sink()).with_context(|| format!("layer {label}"))?;
-    if let Some(d) = digest {
-        verify(d, &hashing.hasher.finalize())?;
-    }
-    Ok(decompressed_bytes)
+    Ok(stream_layer(raw, digest, label, limits, read)?.1)
 }
 
 /// Reads the image an OCI layout's index names (the host platform's manifest).
@@ -272,35 +280,20 @@ pub fn read_layer_delta(
     diag: &mut Diagnostics,
 ) -> anyhow::Result<(LayerDelta, u64)> {
     let label = layer.digest.as_str();
-    let mut hashing = Hashing {
-        inner: store.open_blob(&layer.digest)?,
-        hasher: Sha256::new(),
-    };
-    let (delta, decompressed_bytes) = {
-        let decompressed = decompress::open(&mut hashing, limits.max_layer_bytes)
-            .with_context(|| format!("layer {label}"))?;
-        let mut tar = TarReader::new(decompressed);
-        let relevant = |p: &str| catalog::wants(p) || catalog::wants_os_dir(p);
-        let delta = LayerDelta::read_with(
-            &mut tar,
-            &|p| catalog::wants(p),
+    let wants = |p: &str| catalog::wants(p);
+    let relevant = |p: &str| catalog::wants(p) || catalog::wants_os_dir(p);
+    let read = |src: &mut dyn EntrySource| {
+        LayerDelta::read_with(
+            src,
+            &wants,
             Some(&catalog::lang::BINARIES),
             &relevant,
             limits,
             label,
             diag,
         )
-        .with_context(|| format!("layer {label}"))?;
-        while tar
-            .next_entry()
-            .with_context(|| format!("layer {label}"))?
-            .is_some()
-        {}
-        (delta, tar.into_inner().read)
     };
-    io::copy(&mut hashing, &mut io::sink()).with_context(|| format!("layer {label}"))?;
-    verify(&layer.digest, &hashing.hasher.finalize())?;
-    Ok((delta, decompressed_bytes))
+    stream_layer(store.open_blob(&layer.digest)?, Some(label), label, limits, read)
 }
 
 pub fn read_docker_archive(

@@ -44,48 +44,23 @@ impl EntrySource for LayerDir {
             return Ok(Some(e));
         }
         while let Some(f) = self.walk.next_found() {
-            let entry = |path: String, kind, size, mode, link| Entry {
+            let marker = |path: String| Entry {
                 path,
-                kind,
-                size,
-                mode,
-                link,
+                kind: EntryKind::File,
+                size: 0,
+                mode: 0,
+                link: String::new(),
             };
-            let ft = f.file_type;
-            if ft.is_dir() {
-                if is_opaque(&f.full) {
-                    let marker = path::join(&f.rel, ".wh..wh..opq");
-                    self.pending
-                        .push(entry(marker, EntryKind::File, 0, 0, String::new()));
-                }
-                return Ok(Some(entry(f.rel, EntryKind::Dir, 0, 0, String::new())));
+            if f.file_type.is_dir() && is_opaque(&f.full) {
+                self.pending.push(marker(path::join(&f.rel, ".wh..wh..opq")));
             }
-            if ft.is_symlink() {
-                let target = fs::read_link(&f.full)
-                    .map(|t| t.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                return Ok(Some(entry(f.rel, EntryKind::Symlink, 0, 0, target)));
+            // overlayfs whiteout (a 0/0 device): the OCI form is a `.wh.` entry beside it.
+            if f.file_type.is_char_device() && f.item.metadata().is_ok_and(|m| m.rdev() == 0) {
+                return Ok(Some(marker(path::join(&f.dir, &format!(".wh.{}", f.name)))));
             }
-            if ft.is_char_device() {
-                // overlayfs whiteout (a 0/0 device): the OCI form is a `.wh.` entry beside it.
-                if f.item.metadata().is_ok_and(|m| m.rdev() == 0) {
-                    let wh = path::join(&f.dir, &format!(".wh.{}", f.name));
-                    return Ok(Some(entry(wh, EntryKind::File, 0, 0, String::new())));
-                }
-                return Ok(Some(entry(f.rel, EntryKind::Other, 0, 0, String::new())));
+            if let Some(e) = f.into_entry(&mut self.current) {
+                return Ok(Some(e));
             }
-            if ft.is_file() {
-                let Ok(meta) = f.item.metadata() else { continue };
-                self.current.set(Some(f.full.clone()), meta.len());
-                return Ok(Some(entry(
-                    f.rel,
-                    EntryKind::File,
-                    meta.len(),
-                    meta.mode() & 0o7777,
-                    String::new(),
-                )));
-            }
-            return Ok(Some(entry(f.rel, EntryKind::Other, 0, 0, String::new())));
         }
         Ok(None)
     }

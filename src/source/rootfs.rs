@@ -10,9 +10,7 @@ use std::path::Path;
 
 use super::walk::DirWalk;
 use stalewatch_core::catalog;
-use stalewatch_core::layer::{
-    path, Diagnostics, Entry, EntryKind, EntrySource, FileTree, LayerError, Limits,
-};
+use stalewatch_core::layer::{path, Diagnostics, Entry, EntrySource, FileTree, LayerError, Limits};
 
 pub struct Walker<'a> {
     walk: DirWalk<'a>,
@@ -37,38 +35,11 @@ impl<'a> Walker<'a> {
 
 impl EntrySource for Walker<'_> {
     fn next_entry(&mut self) -> Result<Option<Entry>, LayerError> {
-        use std::os::unix::fs::MetadataExt;
         self.current.set(None, 0);
         while let Some(f) = self.walk.next_found() {
-            let entry = |kind, size, mode, link| Entry {
-                path: f.rel.clone(),
-                kind,
-                size,
-                mode,
-                link,
-            };
-            let ft = f.file_type;
-            if ft.is_dir() {
-                return Ok(Some(entry(EntryKind::Dir, 0, 0, String::new())));
+            if let Some(e) = f.into_entry(&mut self.current) {
+                return Ok(Some(e));
             }
-            if ft.is_symlink() {
-                let target = fs::read_link(&f.full)
-                    .map(|t| t.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                return Ok(Some(entry(EntryKind::Symlink, 0, 0, target)));
-            }
-            if ft.is_file() {
-                // Size and mode decide whether anything reads it: one fstatat, no open.
-                let Ok(meta) = f.item.metadata() else { continue };
-                self.current.set(Some(f.full.clone()), meta.len());
-                return Ok(Some(entry(
-                    EntryKind::File,
-                    meta.len(),
-                    meta.mode() & 0o7777,
-                    String::new(),
-                )));
-            }
-            return Ok(Some(entry(EntryKind::Other, 0, 0, String::new())));
         }
         Ok(None)
     }

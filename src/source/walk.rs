@@ -8,7 +8,9 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use stalewatch_core::layer::path;
+use stalewatch_core::layer::{path, Entry, EntryKind};
+
+use super::current_file::CurrentFile;
 
 /// One directory entry met by the walk.
 pub struct Found {
@@ -20,6 +22,36 @@ pub struct Found {
     pub full: PathBuf,
     pub file_type: fs::FileType,
     pub item: fs::DirEntry,
+}
+
+impl Found {
+    /// The entry as a layer reader sees it: a directory, a symlink (its target read, never
+    /// followed), a regular file (size and mode from one fstatat, no open; `current` positioned
+    /// on it), or anything else. `None`: a file that vanished under the walk.
+    pub fn into_entry(self, current: &mut CurrentFile) -> Option<Entry> {
+        let entry = |kind, size, mode, link| Entry {
+            path: self.rel.clone(),
+            kind,
+            size,
+            mode,
+            link,
+        };
+        let ft = self.file_type;
+        Some(if ft.is_dir() {
+            entry(EntryKind::Dir, 0, 0, String::new())
+        } else if ft.is_symlink() {
+            let target = fs::read_link(&self.full)
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            entry(EntryKind::Symlink, 0, 0, target)
+        } else if ft.is_file() {
+            let meta = self.item.metadata().ok()?;
+            current.set(Some(self.full.clone()), meta.len());
+            entry(EntryKind::File, meta.len(), meta.mode() & 0o7777, String::new())
+        } else {
+            entry(EntryKind::Other, 0, 0, String::new())
+        })
+    }
 }
 
 pub struct DirWalk<'a> {
