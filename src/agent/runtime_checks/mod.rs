@@ -140,19 +140,12 @@ impl RuntimeChecks {
         n
     }
 
-    /// Checks every running container due for it. True when a container's live state changed.
-    pub async fn check(
-        &mut self,
-        running: &[RunningContainer],
-        images: &ImageCache,
-        metrics: &Metrics,
-    ) -> bool {
+    /// Checks every running container due for it (the engine publishes after the pass).
+    pub async fn check(&mut self, running: &[RunningContainer], images: &ImageCache, metrics: &Metrics) {
         let ids: BTreeSet<&String> = running.iter().map(|r| &r.id).collect();
-        let before = self.live.len();
         self.live.retain(|id, _| ids.contains(id));
-        let mut changed = self.live.len() != before;
         let Some(interval) = self.interval else {
-            return changed;
+            return;
         };
         let due: Vec<(String, u32, String)> = running
             .iter()
@@ -170,7 +163,7 @@ impl RuntimeChecks {
             })
             .collect();
         if due.is_empty() {
-            return changed;
+            return;
         }
         let pass = Instant::now();
         let proc_root = self.proc_root.clone();
@@ -191,31 +184,31 @@ impl RuntimeChecks {
             let Some(image) = images.images.get(&digest).map(|r| &r.inventory) else {
                 continue;
             };
-            changed |= self.apply(&id, checked, image, metrics);
+            self.apply(&id, checked, image, metrics);
         }
         metrics
             .runtime_refresh_duration
             .observe(pass.elapsed().as_secs_f64());
-        changed
     }
 
-    /// Records one container's check. True when its state changed.
-    fn apply(&mut self, id: &str, c: Checked, image: &Inventory, metrics: &Metrics) -> bool {
+    /// Records one container's check.
+    fn apply(&mut self, id: &str, c: Checked, image: &Inventory, metrics: &Metrics) {
         if c.unchanged {
             if let Some(l) = self.live.get_mut(id) {
                 l.read_at = Instant::now();
                 l.set_mapped(c.mapped);
             }
-            return true;
+            return;
         }
         let live = match c.live {
             Ok(Some(inv)) => inv,
-            Ok(None) => return false,
+            Ok(None) => return,
             Err(e) => {
                 tracing::debug!(container = %id, "drift: {e:#}");
                 metrics.scan_errors.with_label_values(&["drift_read"]).inc();
                 // Retried at the next interval; the image's findings stand meanwhile.
-                return self.live.remove(id).is_some();
+                self.live.remove(id);
+                return;
             }
         };
         let d = drift::compare(image, &live);
@@ -224,7 +217,7 @@ impl RuntimeChecks {
             l.read_at = Instant::now();
             l.set_mapped(c.mapped);
             l.signature = c.signature;
-            return true;
+            return;
         }
         if !d.is_empty() {
             tracing::info!(container = %id, added = d.added.len(), removed = d.removed.len(), changed = d.changed.len(), "packages drifted from the image");
@@ -242,7 +235,6 @@ impl RuntimeChecks {
                 marks: None,
             },
         );
-        true
     }
 }
 
