@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::agent::get;
+use common::agent::{get, get_at};
 use common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -117,6 +117,24 @@ impl Cluster {
         v["data"]["result"].as_array().cloned().unwrap_or_default()
     }
 
+    /// Imports a docker archive into the node's containerd (`--digests`: resolvable by digest).
+    fn import(&self, tar: &std::path::Path) {
+        let out = Command::new("ctr")
+            .args([
+                "--address",
+                &self.env["CONTAINERD_ADDRESS"],
+                "-n",
+                "k8s.io",
+                "images",
+                "import",
+                "--digests",
+            ])
+            .arg(tar)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
     fn agent_pod(&self) -> serde_json::Value {
         let pods = self.json(&[
             "-n",
@@ -165,37 +183,33 @@ fn ready(pod: &serde_json::Value) -> bool {
         .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
 
-/// The Alpine 3.16.9 minirootfs (end of life, with known vulnerabilities) as a one-layer image,
-/// saved as a docker archive: what the workload runs and what the oracle scans.
-fn workload_image(dir: &std::path::Path) -> PathBuf {
-    let tgz = shared_data().join("rootfs/alpine/alpine-minirootfs-3.16.9-x86_64.tar.gz");
+/// buildah on the image builder's storage (`scripts/build-image.sh`'s); its stdout, trimmed.
+fn buildah(args: &[&str]) -> String {
     let cache = "/var/cache/stalewatch-image";
-    let buildah = |args: &[&str]| -> String {
-        let out = Command::new("buildah")
-            .args([
-                "--root",
-                &format!("{cache}/storage"),
-                "--runroot",
-                &format!("{cache}/run"),
-                "--storage-driver",
-                "vfs",
-            ])
-            .args(args)
-            .env("TMPDIR", format!("{cache}/tmp"))
-            .output()
-            .expect("run buildah");
-        assert!(
-            out.status.success(),
-            "buildah {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
-    let c = buildah(&["from", "scratch"]);
-    buildah(&["add", &c, tgz.to_str().unwrap(), "/"]);
-    buildah(&["config", "--cmd", "[\"/bin/sh\"]", &c]);
-    buildah(&["commit", "-q", "--rm", &c, IMAGE]);
-    let tar = dir.join("legacy.tar");
+    let out = Command::new("buildah")
+        .args([
+            "--root",
+            &format!("{cache}/storage"),
+            "--runroot",
+            &format!("{cache}/run"),
+            "--storage-driver",
+            "vfs",
+        ])
+        .args(args)
+        .env("TMPDIR", format!("{cache}/tmp"))
+        .output()
+        .expect("run buildah");
+    assert!(
+        out.status.success(),
+        "buildah {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Commits the working container `c` as `IMAGE` and saves it as the docker archive `tar`.
+fn commit_and_save(c: &str, tar: PathBuf) -> PathBuf {
+    buildah(&["commit", "-q", "--rm", c, IMAGE]);
     buildah(&[
         "push",
         "-q",
@@ -205,43 +219,23 @@ fn workload_image(dir: &std::path::Path) -> PathBuf {
     tar
 }
 
+/// The Alpine 3.16.9 minirootfs (end of life, with known vulnerabilities) as a one-layer image,
+/// saved as a docker archive: what the workload runs and what the oracle scans.
+fn workload_image(dir: &std::path::Path) -> PathBuf {
+    let tgz = shared_data().join("rootfs/alpine/alpine-minirootfs-3.16.9-x86_64.tar.gz");
+    let c = buildah(&["from", "scratch"]);
+    buildah(&["add", &c, tgz.to_str().unwrap(), "/"]);
+    buildah(&["config", "--cmd", "[\"/bin/sh\"]", &c]);
+    commit_and_save(&c, dir.join("legacy.tar"))
+}
+
 /// A newer build under the same name: the same rootfs and one more layer.
 fn workload_image_rebuilt(dir: &std::path::Path) -> PathBuf {
-    let cache = "/var/cache/stalewatch-image";
-    let buildah = |args: &[&str]| -> String {
-        let out = Command::new("buildah")
-            .args([
-                "--root",
-                &format!("{cache}/storage"),
-                "--runroot",
-                &format!("{cache}/run"),
-                "--storage-driver",
-                "vfs",
-            ])
-            .args(args)
-            .env("TMPDIR", format!("{cache}/tmp"))
-            .output()
-            .expect("run buildah");
-        assert!(
-            out.status.success(),
-            "buildah {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
     let note = dir.join("BUILD");
     std::fs::write(&note, "rebuilt\n").unwrap();
     let c = buildah(&["from", "--pull=never", IMAGE]);
     buildah(&["copy", &c, note.to_str().unwrap(), "/etc/BUILD"]);
-    buildah(&["commit", "-q", "--rm", &c, IMAGE]);
-    let tar = dir.join("legacy-rebuilt.tar");
-    buildah(&[
-        "push",
-        "-q",
-        IMAGE,
-        &format!("docker-archive:{}:{IMAGE}", tar.display()),
-    ]);
-    tar
+    commit_and_save(&c, dir.join("legacy-rebuilt.tar"))
 }
 
 /// The shared OSV export as the lab's mirror, its Alpine records given a `published` date: the
@@ -334,24 +328,7 @@ fn stalewatch_as_deployed_on_a_real_cluster() {
     // relabels them, counting what `stalewatch scan` counts in the same image.
     let tmp = tempfile::tempdir().unwrap();
     let tar = workload_image(tmp.path());
-    let import = Command::new("ctr")
-        .args([
-            "--address",
-            &lab.env["CONTAINERD_ADDRESS"],
-            "-n",
-            "k8s.io",
-            "images",
-            "import",
-            "--digests",
-        ])
-        .arg(&tar)
-        .output()
-        .unwrap();
-    assert!(
-        import.status.success(),
-        "{}",
-        String::from_utf8_lossy(&import.stderr)
-    );
+    lab.import(&tar);
     let db = tmp.path().join("db");
     db_from(&shared_data().join("osv"), &db, &["Alpine"]);
     let scanned = scan_json(&format!("docker-archive:{}", tar.display()), &db);
@@ -464,24 +441,7 @@ fn stalewatch_as_deployed_on_a_real_cluster() {
     // (a newer build imported under the running tag).
     lab.kubectl(&["-n", NS, "exec", &pod, "--", "sh", "-c", "printf 'P:stalewatch-lab-drift\\nV:1.0-r0\\nA:x86_64\\no:stalewatch-lab-drift\\n\\n' >> /lib/apk/db/installed"]);
     let rebuilt = workload_image_rebuilt(tmp.path());
-    let import = Command::new("ctr")
-        .args([
-            "--address",
-            &lab.env["CONTAINERD_ADDRESS"],
-            "-n",
-            "k8s.io",
-            "images",
-            "import",
-            "--digests",
-        ])
-        .arg(&rebuilt)
-        .output()
-        .unwrap();
-    assert!(
-        import.status.success(),
-        "{}",
-        String::from_utf8_lossy(&import.stderr)
-    );
+    lab.import(&rebuilt);
     wait_until(
         "drift and the stale digest in Prometheus",
         Duration::from_secs(90),
@@ -550,13 +510,7 @@ fn stalewatch_as_deployed_on_a_real_cluster() {
         agent["status"]["podIP"].as_str().unwrap(),
     );
     assert_ne!(name, before);
-    let metrics = || -> String {
-        let out = Command::new("curl")
-            .args(["-s", &format!("http://{ip}:9477/metrics")])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let metrics = || get_at(ip, 9477, "/metrics").1;
     wait_until(
         "the new agent scanned the workload",
         Duration::from_secs(60),
@@ -621,11 +575,7 @@ fn stalewatch_as_deployed_on_a_real_cluster() {
     let agent = lab.agent_pod();
     assert!(ready(&agent), "{:#}", agent["status"]);
     let ip = agent["status"]["podIP"].as_str().unwrap().to_string();
-    let out = Command::new("curl")
-        .args(["-s", &format!("http://{ip}:9477/metrics")])
-        .output()
-        .unwrap();
-    let m = String::from_utf8_lossy(&out.stdout);
+    let m = get_at(&ip, 9477, "/metrics").1;
     assert!(m.lines().any(|l| l == "stalewatch_layers_read_total 0"), "{m}");
     let uninstall = Command::new(project().join("scripts/lab/helm.sh"))
         .args([

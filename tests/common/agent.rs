@@ -129,8 +129,7 @@ impl Agent {
         self.get("/metrics").1
     }
 
-    /// Polls until `cond` holds; panics with the last metrics and the log otherwise.
-    /// Waits until `cond` holds: a generous deadline, not a speed test (speed is measured in
+    /// Waits until `cond` holds (panics with the last metrics and the log otherwise): a generous deadline, not a speed test (speed is measured in
     /// `bench/`); the time it took is printed (`--nocapture` shows it).
     pub fn wait_for(&self, what: &str, timeout: Duration, cond: impl Fn(&Agent) -> bool) {
         let started = Instant::now();
@@ -199,7 +198,12 @@ pub fn count(metrics: &str, name: &str, labels: &[(&str, &str)]) -> usize {
 
 /// (status, body) of a GET on a loopback port; (0, "") when nothing listens.
 pub fn get(port: u16, path: &str) -> (u16, String) {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+    get_at("127.0.0.1", port, path)
+}
+
+/// (status, body) of a GET on `host:port` (a pod IP, say); (0, "") when nothing listens.
+pub fn get_at(host: &str, port: u16, path: &str) -> (u16, String) {
+    let Ok(mut s) = TcpStream::connect((host, port)) else {
         return (0, String::new());
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));

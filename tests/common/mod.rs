@@ -109,26 +109,35 @@ pub fn scan_json(target: &str, db: &Path) -> Output {
 /// Validates `doc` against a JSON Schema file with Python's `jsonschema` (the validator of
 /// the schema's own draft); `Err` lists what is wrong.
 pub fn schema_errors(schema: &Path, doc: &str) -> Result<(), String> {
+    let script = project().join("tests/support/validate_json.py");
+    let out = python_with_stdin(&[script.as_os_str(), schema.as_os_str()], doc);
+    match out.status.code() {
+        Some(0) => Ok(()),
+        Some(2) => panic!("{}", String::from_utf8_lossy(&out.stdout)),
+        _ => Err(both_outputs(&out)),
+    }
+}
+
+/// `python3 ARGS…` with `stdin` on its standard input.
+fn python_with_stdin<S: AsRef<std::ffi::OsStr>>(args: &[S], stdin: &str) -> Output {
     let mut child = Command::new("python3")
-        .arg(project().join("tests/support/validate_json.py"))
-        .arg(schema)
+        .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run python3");
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(doc.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    match out.status.code() {
-        Some(0) => Ok(()),
-        Some(2) => panic!("{}", String::from_utf8_lossy(&out.stdout)),
-        _ => Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )),
-    }
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn both_outputs(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// A report v1 as users get it: valid against the published schema, and its summary
@@ -211,24 +220,11 @@ pub fn cyclonedx_schema_errors(doc: &str, test: &str) -> Option<Result<(), Strin
         return None;
     }
     let script = "import sys\nfrom cyclonedx.validation.json import JsonStrictValidator\nfrom cyclonedx.schema import SchemaVersion\nerr = JsonStrictValidator(SchemaVersion.V1_5).validate_str(sys.stdin.read())\nprint(err if err else '')\nsys.exit(1 if err else 0)\n";
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run python3");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(doc.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = python_with_stdin(&["-c", script], doc);
     Some(if out.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
+        Err(both_outputs(&out))
     })
 }
 
