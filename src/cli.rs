@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use stalewatch_core::advisory::Severity;
-
 use crate::agent::{EventsConfig, Fallback, KubeAccess};
-use crate::db::update::Source;
+use crate::db::feeds::FeedSource;
+use crate::db::update::{FeedSources, Source};
+use crate::fail_on::FailOn;
 use crate::output::{Format, StatusFormat};
-use crate::{clock, db, output, scan, source};
+use crate::{clock, db, output, scan, source, triage};
 
 /// Default public OSV bulk bucket.
 pub const DEFAULT_ADVISORY_SOURCE: &str = "https://osv-vulnerabilities.storage.googleapis.com";
@@ -130,6 +130,12 @@ pub struct AgentArgs {
     /// Full reconcile with containerd at least this often (events trigger one at once).
     #[arg(long, env = "STALEWATCH_RECONCILE_INTERVAL", default_value = "60s", value_parser = parse_interval)]
     pub reconcile_interval: Duration,
+    #[command(flatten)]
+    pub feeds: FeedArgs,
+    /// A directory of OpenVEX documents (every `*.json`; a ConfigMap volume fits), read again
+    /// when it changes; a bad document is logged and counted, and the last good set stays.
+    #[arg(long, env = "STALEWATCH_VEX_DIR")]
+    pub vex_dir: Option<PathBuf>,
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long, env = "STALEWATCH_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -210,24 +216,12 @@ fn parse_ecosystem(v: &str) -> Result<String, String> {
     }
 }
 
-/// `--fail-on`: the conditions any of which fails a scan (today: a severity or above).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FailOn {
-    pub severity: Severity,
-}
-
-impl FailOn {
-    /// Whether a report meets a condition.
-    pub fn fails(&self, r: &stalewatch_core::report::Report) -> bool {
-        r.max_severity().is_some_and(|max| max >= self.severity)
-    }
-}
-
 fn parse_fail_on(v: &str) -> Result<FailOn, String> {
-    v.trim()
-        .parse::<Severity>()
-        .map(|severity| FailOn { severity })
-        .map_err(|e| e.to_string())
+    FailOn::parse(v)
+}
+
+fn parse_feed(v: &str) -> Result<FeedSource, String> {
+    FeedSource::parse(v)
 }
 
 impl AgentArgs {
@@ -294,6 +288,8 @@ impl AgentArgs {
                 })
                 .collect(),
             drift_interval: self.drift_interval.0,
+            feeds: self.feeds.sources(),
+            vex_dir: self.vex_dir.clone(),
         })
     }
 
@@ -359,9 +355,18 @@ pub struct ScanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table, env = "STALEWATCH_FORMAT")]
     pub format: Format,
-    /// Exit with status 1 when a finding has at least this severity (critical, high, medium, low, unknown).
+    /// Exit with status 1 when any condition holds: a severity (that severity or above:
+    /// critical, high, medium, low, unknown), `kev` (a known-exploited finding), `epss>=X`;
+    /// comma-separated, e.g. `high,kev,epss>=0.5`.
     #[arg(long, env = "STALEWATCH_FAIL_ON", value_parser = parse_fail_on)]
     pub fail_on: Option<FailOn>,
+    /// An OpenVEX document (path or http(s) URL; repeatable): `not_affected` and `fixed`
+    /// statements take their findings out of the counts and into `suppressed`.
+    #[arg(long, value_name = "PATH|URL")]
+    pub vex: Vec<String>,
+    /// List the findings VEX statements suppressed in the table too.
+    #[arg(long)]
+    pub show_suppressed: bool,
     /// containerd socket, for `containerd:REF` targets.
     #[arg(
         long,
@@ -390,6 +395,30 @@ pub struct UpdateArgs {
     /// Report format: text on stderr, or one JSON object per ecosystem on stdout.
     #[arg(long, value_enum, default_value_t = StatusFormat::Table)]
     pub format: StatusFormat,
+    #[command(flatten)]
+    pub feeds: FeedArgs,
+}
+
+/// Where the triage feeds come from (none by default: each is opt-in).
+#[derive(Args, Debug, Clone)]
+pub struct FeedArgs {
+    /// CISA's KEV catalog (its published JSON), a URL or a path, refreshed with the advisories:
+    /// https://www.cisa.gov/sites/default/files/feeds/known_exploited_vulnerabilities.json or a mirror.
+    #[arg(long, env = "STALEWATCH_KEV_SOURCE", value_name = "URL|PATH", value_parser = parse_feed)]
+    pub kev_source: Option<FeedSource>,
+    /// FIRST's EPSS scores (the daily CSV, plain or gzip), a URL or a path:
+    /// https://epss.cyentia.com/epss_scores-current.csv.gz or a mirror.
+    #[arg(long, env = "STALEWATCH_EPSS_SOURCE", value_name = "URL|PATH", value_parser = parse_feed)]
+    pub epss_source: Option<FeedSource>,
+}
+
+impl FeedArgs {
+    pub fn sources(&self) -> FeedSources {
+        FeedSources {
+            kev: self.kev_source.clone(),
+            epss: self.epss_source.clone(),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -419,33 +448,7 @@ impl DbDirArg {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Scan(a) => {
-            // Validate everything before reading anything.
-            let mut errors = Vec::new();
-            let target = source::Target::parse(&a.target)
-                .map_err(|e| errors.push(e.to_string()))
-                .ok();
-            let now = clock::now_unix().map_err(|e| errors.push(e.to_string())).ok();
-            let db_dir = a.db.resolve().map_err(|e| errors.push(e.to_string())).ok();
-            if !errors.is_empty() {
-                bail!("{}", errors.join("; "));
-            }
-            let (Some(target), Some(now), Some(db_dir)) = (target, now, db_dir) else {
-                unreachable!()
-            };
-            let ctrd = source::ContainerdOptions {
-                address: a.containerd_address.clone(),
-                namespace: a.containerd_namespace.clone(),
-            };
-            let report = scan::run(&target, &a.target, &ctrd, &db_dir, now)?;
-            output::print_report(&report, a.format, now)?;
-            let failed = a.fail_on.is_some_and(|f| f.fails(&report));
-            Ok(if failed {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
+        Command::Scan(a) => run_scan(&a),
         Command::Db(DbCommand::Update(a)) => {
             let ecosystems = ecosystems_or_all(&a.ecosystems);
             let dir = a.db.resolve()?;
@@ -454,6 +457,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &a.advisory_source,
                 &dir,
                 &ecosystems,
+                &a.feeds.sources(),
                 a.advisory_ca_file.as_deref(),
                 json,
             )?;
@@ -470,4 +474,54 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `scan`: everything validated (and the VEX documents read) before the target is read.
+fn run_scan(a: &ScanArgs) -> anyhow::Result<ExitCode> {
+    let mut errors = Vec::new();
+    let target = source::Target::parse(&a.target)
+        .map_err(|e| errors.push(e.to_string()))
+        .ok();
+    let now = clock::now_unix().map_err(|e| errors.push(e.to_string())).ok();
+    let db_dir = a.db.resolve().map_err(|e| errors.push(e.to_string())).ok();
+    if let (Some(f), Some(dir)) = (&a.fail_on, &db_dir) {
+        let store = db::Store::new(dir);
+        for (needed, feed, flag) in [
+            (f.needs_kev(), db::feeds::Feed::Kev, "--kev-source"),
+            (f.needs_epss(), db::feeds::Feed::Epss, "--epss-source"),
+        ] {
+            if needed && !store.feed_path(feed).is_file() {
+                errors.push(format!(
+                    "--fail-on {}: no {} data in {} (run `stalewatch db update {flag} …` first)",
+                    feed.name(),
+                    feed.name().to_uppercase(),
+                    dir.display()
+                ));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("; "));
+    }
+    let (Some(target), Some(now), Some(db_dir)) = (target, now, db_dir) else {
+        unreachable!()
+    };
+    let vex = (!a.vex.is_empty())
+        .then(|| triage::load_vex(&a.vex))
+        .transpose()?;
+    let ctrd = source::ContainerdOptions {
+        address: a.containerd_address.clone(),
+        namespace: a.containerd_namespace.clone(),
+    };
+    let mut report = scan::run(&target, &a.target, &ctrd, &db_dir, now)?;
+    let (kev, epss) = triage::load_feeds(&db::Store::new(&db_dir))?;
+    let data = triage::TriageData { kev, epss, vex };
+    report.apply_triage(&data.triage());
+    output::print_report(&report, a.format, now, a.show_suppressed)?;
+    let met = a.fail_on.as_ref().map(|f| f.met(&report)).unwrap_or_default();
+    if met.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!("stalewatch: --fail-on: {} met", met.join(", "));
+    Ok(ExitCode::from(1))
 }

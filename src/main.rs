@@ -7,9 +7,11 @@ mod cli;
 mod clock;
 mod containerd;
 mod db;
+mod fail_on;
 mod output;
 mod scan;
 mod source;
+mod triage;
 
 use clap::Parser;
 use std::process::ExitCode;

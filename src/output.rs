@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use stalewatch_core::matcher::Finding;
 use stalewatch_core::report::Report;
 
 use crate::db::State;
@@ -25,6 +26,8 @@ pub enum Format {
     Sarif,
     /// CycloneDX 1.5 JSON: the SBOM, with the vulnerabilities found.
     Cyclonedx,
+    /// OpenVEX 0.2.0: a statement per finding (nothing, and a note on stderr, without findings).
+    Openvex,
 }
 
 /// How `db status` prints.
@@ -35,9 +38,25 @@ pub enum StatusFormat {
 }
 
 /// Prints a report; everything goes through one buffer, written and flushed once.
-pub fn print_report(r: &Report, format: Format, now_unix: i64) -> anyhow::Result<()> {
+pub fn print_report(r: &Report, format: Format, now_unix: i64, show_suppressed: bool) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
     match format {
+        Format::Openvex => {
+            let timestamp = crate::clock::rfc3339(now_unix);
+            let ctx = stalewatch_core::export::openvex::VexContext {
+                author: "stalewatch",
+                timestamp: &timestamp,
+                image_digest: None,
+                data_version: &timestamp,
+            };
+            match stalewatch_core::export::openvex::document(r, &ctx, &|_| None) {
+                Some(doc) => serde_json::to_writer_pretty(&mut out, &doc)?,
+                None => {
+                    eprintln!("stalewatch: {}: no findings, so no VEX statements (OpenVEX forbids an empty document)", r.target);
+                    return Ok(());
+                }
+            }
+        }
         Format::Json => serde_json::to_writer_pretty(&mut out, r)?,
         Format::Sarif => serde_json::to_writer_pretty(&mut out, &stalewatch_core::export::sarif::log(r))?,
         Format::Cyclonedx => {
@@ -46,6 +65,9 @@ pub fn print_report(r: &Report, format: Format, now_unix: i64) -> anyhow::Result
         }
         Format::Table => {
             write_findings(&mut out, r)?;
+            if show_suppressed {
+                write_suppressed(&mut out, r)?;
+            }
             write_summary(&mut out, r)?;
         }
     }
@@ -56,20 +78,52 @@ pub fn print_report(r: &Report, format: Format, now_unix: i64) -> anyhow::Result
     Ok(())
 }
 
-/// The findings, most severe first, then by id: what a person should read first; then the
-/// informational advisories apart.
+/// The order a person should read findings in: known-exploited first, then by EPSS score,
+/// then most severe, then by id and package.
+fn reading_order(a: &&Finding, b: &&Finding) -> std::cmp::Ordering {
+    let epss = |f: &Finding| f.epss.as_ref().map_or(-1.0, |e| e.score);
+    (b.known_exploited == Some(true))
+        .cmp(&(a.known_exploited == Some(true)))
+        .then(epss(b).total_cmp(&epss(a)))
+        .then(b.severity.cmp(&a.severity))
+        .then(a.id.cmp(&b.id))
+        .then(a.package.cmp(&b.package))
+}
+
+/// The findings in reading order, with KEV and EPSS columns when that data was loaded; then
+/// the informational advisories apart.
 fn write_findings(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
-    let mut rows: Vec<&_> = r.findings.iter().collect();
-    rows.sort_by(|a, b| {
-        b.severity
-            .cmp(&a.severity)
-            .then(a.id.cmp(&b.id))
-            .then(a.package.cmp(&b.package))
-    });
+    let mut rows: Vec<&Finding> = r.findings.iter().collect();
+    rows.sort_by(reading_order);
+    let kev = r.summary.known_exploited.is_some();
+    let epss = rows.iter().any(|f| f.epss.is_some());
+    let triage = |f: &Finding| {
+        let mut t = String::new();
+        if kev {
+            t.push_str(if f.known_exploited == Some(true) {
+                "KEV "
+            } else {
+                "    "
+            });
+        }
+        if epss {
+            t.push_str(
+                &f.epss
+                    .as_ref()
+                    .map_or("       ".into(), |e| format!("{:<6.4} ", e.score)),
+            );
+        }
+        t
+    };
     if !rows.is_empty() {
+        let head = format!(
+            "{}{}",
+            if kev { "KEV " } else { "" },
+            if epss { "EPSS   " } else { "" }
+        );
         writeln!(
             out,
-            "{:<9} {:<24} {:<22} {:<34} SUMMARY",
+            "{head}{:<9} {:<24} {:<22} {:<34} SUMMARY",
             "SEVERITY", "ID", "PACKAGE", "INSTALLED -> FIXED"
         )?;
     }
@@ -82,7 +136,8 @@ fn write_findings(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         };
         writeln!(
             out,
-            "{:<9} {:<24} {:<22} {:<34} {}",
+            "{}{:<9} {:<24} {:<22} {:<34} {}",
+            triage(f),
             f.severity.as_str(),
             cut(&f.id, 24),
             cut(&f.package, 22),
@@ -106,6 +161,32 @@ fn write_findings(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     Ok(())
 }
 
+/// What VEX statements took out, and which statement did (`--show-suppressed`).
+fn write_suppressed(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
+    if r.suppressed.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "\nSUPPRESSED by VEX (not counted):")?;
+    for f in &r.suppressed {
+        let Some(v) = &f.vex else { continue };
+        let why = v
+            .justification
+            .as_deref()
+            .or(v.impact_statement.as_deref())
+            .unwrap_or("");
+        writeln!(
+            out,
+            "{:<13} {:<24} {:<22} {} ({})",
+            v.status.as_str(),
+            cut(&f.id, 24),
+            cut(&format!("{} {}", f.package, f.installed_version), 22),
+            cut(why, 50),
+            v.document
+        )?;
+    }
+    Ok(())
+}
+
 /// The counts, the OS and its end of life, and what could not be read.
 fn write_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     let s = &r.summary;
@@ -116,6 +197,12 @@ fn write_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         "{}: {} packages, {} findings ({} fixable): {} critical, {} high, {} medium, {} low, {} unknown",
         r.target, s.packages, s.findings, s.fixable, b.critical, b.high, b.medium, b.low, b.unknown
     )?;
+    if let Some(k) = s.known_exploited {
+        writeln!(out, "known exploited (CISA KEV): {k}")?;
+    }
+    if let Some(n) = s.suppressed {
+        writeln!(out, "suppressed by VEX: {n}")?;
+    }
     match &r.os {
         Some(os) => {
             let eol = match (&os.eol_date, os.eol) {
@@ -145,7 +232,8 @@ pub fn print_status(state: &State, dir: &Path, format: StatusFormat) -> anyhow::
     let mut out = std::io::stdout().lock();
     match format {
         StatusFormat::Json => {
-            let v = serde_json::json!({ "db_dir": dir, "ecosystems": state.ecosystems });
+            let v =
+                serde_json::json!({ "db_dir": dir, "ecosystems": state.ecosystems, "feeds": state.feeds });
             serde_json::to_writer_pretty(&mut out, &v)?;
             writeln!(out)?;
         }
@@ -176,7 +264,36 @@ pub fn print_status(state: &State, dir: &Path, format: StatusFormat) -> anyhow::
                     status
                 )?;
             }
+            write_feeds(&mut out, state)?;
         }
+    }
+    Ok(())
+}
+
+/// The KEV and EPSS feeds: version, date, age and the last refresh.
+fn write_feeds(out: &mut impl Write, state: &State) -> std::io::Result<()> {
+    let now = crate::clock::now_unix().unwrap_or(0);
+    for (name, f) in &state.feeds {
+        let age = f
+            .date
+            .as_deref()
+            .and_then(stalewatch_core::triage::vex::rfc3339_seconds)
+            .map_or("age unknown".to_string(), |t| {
+                format!("{} days old", (now - t).div_euclid(86400))
+            });
+        let status = match &f.last_error {
+            Some(e) => format!("last update failed: {e}"),
+            None => "ok".into(),
+        };
+        writeln!(
+            out,
+            "{:<12} {:>8} version {}, dated {} ({age}); last success {}; {status}",
+            name.to_uppercase(),
+            f.entries,
+            f.version.as_deref().unwrap_or("-"),
+            f.date.as_deref().unwrap_or("-"),
+            f.last_success.as_deref().unwrap_or("never"),
+        )?;
     }
     Ok(())
 }

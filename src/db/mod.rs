@@ -1,6 +1,8 @@
 //! The on-disk advisory database: one index file per ecosystem plus `state.json`, written
 //! atomically under a lock so readers (CLI or agent) never see a half-written index.
 
+pub mod feeds;
+pub mod outcome;
 pub mod update;
 
 use anyhow::Context;
@@ -69,6 +71,9 @@ pub struct EcosystemState {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct State {
     pub ecosystems: BTreeMap<String, EcosystemState>,
+    /// The triage feeds (`kev`, `epss`), when configured.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub feeds: BTreeMap<String, feeds::FeedState>,
 }
 
 pub struct Store {

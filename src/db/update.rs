@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use stalewatch_core::advisory::EcosystemIndex;
 
+use super::feeds::{Feed, FeedSource};
+pub use super::outcome::{fail, Change, UpdateError};
 use super::{write_atomic, EcosystemState, Store};
 use crate::clock;
 
@@ -63,21 +65,6 @@ enum Outcome {
     },
     Unchanged,
     Missing,
-}
-
-/// Failure with a bounded reason (for `stalewatch_advisory_update_errors_total{reason}`).
-#[derive(Debug, thiserror::Error)]
-#[error("{reason}: {detail}")]
-pub struct UpdateError {
-    pub reason: &'static str,
-    pub detail: String,
-}
-
-fn fail(reason: &'static str, detail: impl Into<String>) -> UpdateError {
-    UpdateError {
-        reason,
-        detail: detail.into(),
-    }
 }
 
 fn url_segment(e: &str) -> String {
@@ -245,15 +232,6 @@ fn fetch_dir(dir: &Path, eco: &str, prev: &EcosystemState, have_index: bool) -> 
     })
 }
 
-/// What one refresh did to one ecosystem.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// A new index is in place; the text says what it holds.
-    Updated(String),
-    Unchanged,
-    Missing,
-}
-
 #[derive(Debug)]
 pub struct EcosystemResult {
     pub ecosystem: String,
@@ -346,6 +324,7 @@ pub async fn refresh(
     source: &Source,
     dir: &Path,
     ecosystems: &[String],
+    feeds: &FeedSources,
     client: &reqwest::Client,
 ) -> anyhow::Result<Vec<EcosystemResult>> {
     let store = Store::new(dir);
@@ -387,7 +366,23 @@ pub async fn refresh(
             result,
         });
     }
+    for (feed, src) in [(Feed::Kev, &feeds.kev), (Feed::Epss, &feeds.epss)] {
+        let Some(src) = src else { continue };
+        let result = super::feeds::refresh(&store, &mut state, feed, src, client).await;
+        store.save_state(&state)?;
+        results.push(EcosystemResult {
+            ecosystem: feed.name().to_string(),
+            result,
+        });
+    }
     Ok(results)
+}
+
+/// The triage feeds to refresh with the advisories (`None`: not configured).
+#[derive(Debug, Clone, Default)]
+pub struct FeedSources {
+    pub kev: Option<FeedSource>,
+    pub epss: Option<FeedSource>,
 }
 
 /// `db update`: refreshes and says what happened per ecosystem. `Ok(false)` if any failed.
@@ -458,6 +453,7 @@ pub fn run(
     source: &Source,
     dir: &Path,
     ecosystems: &[String],
+    feeds: &FeedSources,
     ca_file: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<bool> {
@@ -465,7 +461,7 @@ pub fn run(
         .enable_all()
         .build()?;
     let client = http_client(ca_file)?;
-    let results = rt.block_on(refresh(source, dir, ecosystems, &client))?;
+    let results = rt.block_on(refresh(source, dir, ecosystems, feeds, &client))?;
     let mut all_ok = true;
     for r in &results {
         all_ok &= r.result.is_ok();

@@ -11,5 +11,6 @@ pub mod matcher;
 pub mod os;
 pub mod package;
 pub mod report;
+pub mod triage;
 pub mod version;
 pub mod vulnerability;

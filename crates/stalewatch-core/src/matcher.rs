@@ -9,9 +9,11 @@ use crate::advisory::range::Verdict;
 use crate::advisory::{Advisory, IndexError, IndexSet, Severity};
 use crate::catalog::Inventory;
 use crate::package::Package;
+use crate::triage::{EpssFacts, KevFacts, VexVerdict};
 use crate::version::Scheme;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// `Default` is for tests and builders: a real finding always has an id and a package.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Finding {
     pub id: Arc<str>,
     pub aliases: Arc<[String]>,
@@ -27,6 +29,22 @@ pub struct Finding {
     pub summary: Arc<str>,
     /// Where the package was found (its database path).
     pub path: Arc<str>,
+    /// The package's purl (what VEX statements name products by).
+    pub purl: Arc<str>,
+    /// The record's CVE ids: its id, aliases, upstream and related ids (KEV, EPSS and VEX
+    /// are matched through these).
+    pub cves: Arc<[String]>,
+    /// Whether a CVE id is in CISA's KEV catalog; absent when no catalog is loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known_exploited: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kev: Option<Arc<KevFacts>>,
+    /// The highest EPSS score among the CVE ids; absent without scores (or without a score).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epss: Option<EpssFacts>,
+    /// The VEX statement that applies, if one does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vex: Option<Arc<VexVerdict>>,
     /// The kind of an informational advisory (RustSec `unmaintained`, `unsound`, `notice`):
     /// not a vulnerability. Reports keep these apart (`Report::informational`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -134,12 +152,13 @@ impl<'a> Matcher<'a> {
             if verdicts.is_empty() {
                 continue;
             }
-            let (ecosystem, package, source_name, installed_version, path) = (
+            let (ecosystem, package, source_name, installed_version, path, purl) = (
                 self.intern(&p.ecosystem),
                 self.intern(&p.name),
                 self.intern(&p.source_name),
                 self.intern(&p.version),
                 self.intern(&p.path),
+                self.intern(&p.purl),
             );
             for v in verdicts.iter() {
                 findings.push(Finding {
@@ -156,6 +175,12 @@ impl<'a> Matcher<'a> {
                     published: v.published.clone(),
                     summary: v.advisory.summary.clone(),
                     path: path.clone(),
+                    purl: purl.clone(),
+                    cves: v.advisory.cves.clone(),
+                    known_exploited: None,
+                    kev: None,
+                    epss: None,
+                    vex: None,
                     informational: v.informational.clone(),
                 });
             }
@@ -217,13 +242,16 @@ fn judge(db: &IndexSet, ecosystem: &str, name: &str, version: &str) -> Result<Ve
     Ok(out)
 }
 
+/// The order findings are reported in: by id, package, version, place.
+pub fn finding_order(a: &Finding, b: &Finding) -> Ordering {
+    (&a.id, &a.package, &a.installed_version, &a.path).cmp(&(
+        &b.id,
+        &b.package,
+        &b.installed_version,
+        &b.path,
+    ))
+}
+
 fn sort_findings(findings: &mut [Finding]) {
-    findings.sort_by(|a, b| {
-        (&a.id, &a.package, &a.installed_version, &a.path).cmp(&(
-            &b.id,
-            &b.package,
-            &b.installed_version,
-            &b.path,
-        ))
-    });
+    findings.sort_by(finding_order);
 }

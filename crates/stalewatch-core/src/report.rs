@@ -8,6 +8,7 @@ use crate::eol;
 use crate::layer::diagnostics::Unreadable;
 use crate::matcher::Finding;
 use crate::package::Package;
+use crate::triage::{EpssScores, ImageIdentity, KevCatalog, VexSet};
 
 pub const SCHEMA: &str = "stalewatch/report/v1";
 
@@ -50,6 +51,34 @@ pub struct Summary {
     pub findings: u64,
     pub fixable: u64,
     pub by_severity: BySeverity,
+    /// Findings whose CVE is in CISA's KEV catalog; absent when no catalog was loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known_exploited: Option<u64>,
+    /// Findings a VEX statement took out (`suppressed`); absent when none did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressed: Option<u64>,
+}
+
+impl Summary {
+    fn of(packages: usize, findings: &[Finding], suppressed: usize, kev_loaded: bool) -> Summary {
+        let mut s = Summary {
+            packages: packages as u64,
+            findings: findings.len() as u64,
+            fixable: findings.iter().filter(|f| f.fixable).count() as u64,
+            known_exploited: kev_loaded.then(|| {
+                findings
+                    .iter()
+                    .filter(|f| f.known_exploited == Some(true))
+                    .count() as u64
+            }),
+            suppressed: (suppressed > 0).then_some(suppressed as u64),
+            ..Default::default()
+        };
+        for f in findings {
+            s.by_severity.add(f.severity);
+        }
+        s
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -63,6 +92,10 @@ pub struct Report {
     /// not vulnerabilities — not in `findings`, the summary, metrics or Events.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub informational: Vec<Finding>,
+    /// Findings a VEX statement says are `not_affected` or `fixed`: out of `findings`, the
+    /// summary's counts, `--fail-on` and metrics, each with the `vex` statement that decided.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suppressed: Vec<Finding>,
     pub summary: Summary,
     /// What could not be read, and why: an unreadable part never looks clean.
     pub unreadable: Vec<Unreadable>,
@@ -90,15 +123,7 @@ impl Report {
                 extended_support_date: eol::extended_support_date(&o.id, &o.version_id).map(str::to_string),
             }
         });
-        let mut summary = Summary {
-            packages: inv.packages.len() as u64,
-            findings: findings.len() as u64,
-            fixable: findings.iter().filter(|f| f.fixable).count() as u64,
-            ..Default::default()
-        };
-        for f in &findings {
-            summary.by_severity.add(f.severity);
-        }
+        let summary = Summary::of(inv.packages.len(), &findings, 0, false);
         unreadable.sort();
         Report {
             schema: SCHEMA,
@@ -107,13 +132,71 @@ impl Report {
             packages: inv.packages,
             findings,
             informational,
+            suppressed: Vec::new(),
             summary,
             unreadable,
         }
     }
 
+    /// Annotates every finding with the triage data at hand (KEV, EPSS, VEX), moves the
+    /// ones a VEX statement rules out into `suppressed`, and counts again.
+    pub fn apply_triage(&mut self, triage: &Triage) {
+        let all = std::mem::take(&mut self.findings)
+            .into_iter()
+            .chain(std::mem::take(&mut self.suppressed));
+        for mut f in all {
+            triage.annotate(&mut f);
+            if f.vex.as_ref().is_some_and(|v| v.status.suppresses()) {
+                self.suppressed.push(f);
+            } else {
+                self.findings.push(f);
+            }
+        }
+        for f in &mut self.informational {
+            triage.annotate(f);
+        }
+        self.summary = Summary::of(
+            self.packages.len(),
+            &self.findings,
+            self.suppressed.len(),
+            triage.kev.is_some(),
+        );
+        self.findings.sort_by(crate::matcher::finding_order);
+        self.suppressed.sort_by(crate::matcher::finding_order);
+    }
+
     /// The highest severity among findings, for `--fail-on`.
     pub fn max_severity(&self) -> Option<Severity> {
         self.findings.iter().map(|f| f.severity).max()
+    }
+}
+
+/// The triage data at hand for one report; every part optional.
+#[derive(Default, Clone, Copy)]
+pub struct Triage<'a> {
+    pub kev: Option<&'a KevCatalog>,
+    pub epss: Option<&'a EpssScores>,
+    pub vex: Option<&'a VexSet>,
+    pub image: Option<&'a ImageIdentity>,
+}
+
+impl Triage<'_> {
+    /// Sets a finding's `known_exploited`, `kev`, `epss` and `vex` from the data at hand
+    /// (fields whose data is absent stay absent: unknown, not "no").
+    pub fn annotate(&self, f: &mut Finding) {
+        if let Some(k) = self.kev {
+            f.kev = k.lookup(f.cves.iter());
+            f.known_exploited = Some(f.kev.is_some());
+        }
+        if let Some(e) = self.epss {
+            f.epss = e.highest(f.cves.iter());
+        }
+        if let Some(v) = self.vex.filter(|v| !v.is_empty()) {
+            let none = ImageIdentity::default();
+            let ids = std::iter::once(&*f.id)
+                .chain(f.aliases.iter().map(String::as_str))
+                .chain(f.cves.iter().map(String::as_str));
+            f.vex = v.verdict(ids, &f.purl, self.image.unwrap_or(&none));
+        }
     }
 }

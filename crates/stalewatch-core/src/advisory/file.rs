@@ -1,4 +1,4 @@
-//! The on-disk index format (version 2): a header, postcard blobs, and a meta blob that maps
+//! The on-disk index format: a header, postcard blobs, and a meta blob that maps
 //! each release ecosystem to a sorted name table. A reader fetches only the header, the meta,
 //! the name table of the releases it is asked about and the entries of the packages it looks
 //! up — so a scan of one Alpine image reads a few KiB of an index of megabytes.
@@ -23,7 +23,8 @@ use super::severity::Severity;
 const MAGIC: &[u8; 6] = b"SWIDX\0";
 /// Bumped whenever the layout changes; an older file is rebuilt, never misread.
 // 3: PyPI package names are stored PEP 503-normalised.
-pub const FORMAT_VERSION: u16 = 3;
+// 4: advisories carry their CVE ids (id, aliases, upstream and related).
+pub const FORMAT_VERSION: u16 = 4;
 const HEADER_LEN: u64 = 24;
 const ADVISORY_SLOT: u64 = 12;
 /// No single blob of a sane index is this large; a bigger length means corruption.
@@ -74,7 +75,7 @@ fn put<T: Serialize>(out: &mut Vec<u8>, value: &T) -> BlobRef {
     }
 }
 
-/// Serialises an index into the version-2 file format.
+/// Serialises an index into the file format.
 pub fn write(index: &EcosystemIndex) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 << 20);
     out.extend_from_slice(MAGIC);

@@ -24,6 +24,9 @@ pub struct Advisory {
     /// `aliases` and `upstream` ids, sorted, deduplicated. Shared (`Arc`) so the findings of
     /// many images that point at one advisory hold one copy.
     pub aliases: Arc<[String]>,
+    /// The CVE ids among the record's id, aliases, upstream and related ids, sorted: what
+    /// KEV, EPSS and VEX statements are looked up by.
+    pub cves: Arc<[String]>,
     pub summary: Arc<str>,
     pub published: Option<String>,
     pub modified: Option<String>,
@@ -71,6 +74,38 @@ pub struct EcosystemIndex {
     /// full ecosystem (`Alpine:v3.20`) → package name → entries.
     pub packages: BTreeMap<String, BTreeMap<String, Vec<AffectedEntry>>>,
     pub stats: BuildStats,
+}
+
+/// `CVE-YYYY-NNNN…`: the form KEV and EPSS key their data by.
+pub fn is_cve_id(id: &str) -> bool {
+    let Some(rest) = id.strip_prefix("CVE-") else {
+        return false;
+    };
+    let Some((year, number)) = rest.split_once('-') else {
+        return false;
+    };
+    year.len() == 4
+        && number.len() >= 4
+        && year.bytes().all(|b| b.is_ascii_digit())
+        && number.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A record's aliases (its `aliases` and `upstream` ids, without its own) and its CVE ids
+/// (among its id, aliases, upstream and related ids), each sorted and deduplicated.
+fn ids_of(r: &Record) -> (Vec<String>, Vec<String>) {
+    let mut aliases: Vec<String> = r.aliases.iter().chain(&r.upstream).cloned().collect();
+    aliases.retain(|a| a != &r.id);
+    aliases.sort();
+    aliases.dedup();
+    let mut cves: Vec<String> = std::iter::once(&r.id)
+        .chain(&aliases)
+        .chain(&r.related)
+        .filter(|id| is_cve_id(id))
+        .cloned()
+        .collect();
+    cves.sort();
+    cves.dedup();
+    (aliases, cves)
 }
 
 fn base_ecosystem(e: &str) -> &str {
@@ -204,13 +239,11 @@ impl EcosystemIndex {
             self.stats.foreign += 1;
             return;
         }
-        let mut aliases: Vec<String> = r.aliases.iter().chain(&r.upstream).cloned().collect();
-        aliases.retain(|a| a != &r.id);
-        aliases.sort();
-        aliases.dedup();
+        let (aliases, cves) = ids_of(r);
         self.advisories.push(Advisory {
             id: r.id.clone(),
             aliases: aliases.into(),
+            cves: cves.into(),
             summary: summary_of(r).into(),
             published: r.published.clone(),
             modified: r.modified.clone(),

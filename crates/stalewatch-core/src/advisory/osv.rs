@@ -18,6 +18,10 @@ pub struct Record {
     /// Records this one was derived from (Alpine and Debian records name their CVE here).
     #[serde(default)]
     pub upstream: Vec<String>,
+    /// Records about the same problem that are not equivalent (AlmaLinux's ALSA records name
+    /// their CVEs only here): used to find a finding's CVE ids, never to group aliases.
+    #[serde(default)]
+    pub related: Vec<String>,
     #[serde(default)]
     pub summary: Option<String>,
     #[serde(default)]

@@ -153,7 +153,38 @@ fn vulnerability(id: &str, f: &Finding, mut affects: Vec<String>) -> Value {
     if let Some(p) = &f.published {
         v["published"] = json!(&**p);
     }
+    let properties = triage_properties(f);
+    if !properties.is_empty() {
+        v["properties"] = Value::Array(properties);
+    }
     v
+}
+
+/// KEV and EPSS facts as name/value properties (documented in docs/cli.md).
+fn triage_properties(f: &Finding) -> Vec<Value> {
+    let prop = |n: &str, v: String| json!({ "name": n, "value": v });
+    let mut out = Vec::new();
+    if let Some(k) = f.known_exploited {
+        out.push(prop("stalewatch:known_exploited", k.to_string()));
+    }
+    if let Some(k) = &f.kev {
+        out.push(prop("stalewatch:kev:date_added", k.date_added.clone()));
+        out.push(prop("stalewatch:kev:due_date", k.due_date.clone()));
+        out.push(prop(
+            "stalewatch:kev:known_ransomware_use",
+            k.known_ransomware_use.to_string(),
+        ));
+        out.push(prop(
+            "stalewatch:kev:catalog_version",
+            k.catalog_version.to_string(),
+        ));
+    }
+    if let Some(e) = &f.epss {
+        out.push(prop("stalewatch:epss:score", e.score.to_string()));
+        out.push(prop("stalewatch:epss:percentile", e.percentile.to_string()));
+        out.push(prop("stalewatch:epss:date", e.date.to_string()));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -217,6 +248,7 @@ pub(crate) mod tests {
             summary: "a flaw".into(),
             path: path.into(),
             informational: None,
+            ..Default::default()
         };
         Report::new(
             "containerd:example.org/app:1",

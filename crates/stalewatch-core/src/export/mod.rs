@@ -3,6 +3,7 @@
 //! list sorted, identifiers derived from the content, so equal inputs give equal bytes.
 
 pub mod cyclonedx;
+pub mod openvex;
 pub mod sarif;
 
 /// The tool's name and version, as exports name it.

@@ -29,6 +29,24 @@ fn security_severity(f: &Finding) -> String {
     format!("{:.1}", score)
 }
 
+/// A result's properties: where the package comes from, its fix, and the triage facts.
+fn triage_properties(f: &Finding) -> Value {
+    let mut p = json!({ "ecosystem": &*f.ecosystem, "fixed_version": f.fixed_version.as_deref() });
+    if let Some(k) = f.known_exploited {
+        p["known_exploited"] = json!(k);
+    }
+    if let Some(k) = &f.kev {
+        p["kev"] = json!(&**k);
+    }
+    if let Some(e) = &f.epss {
+        p["epss"] = json!(e);
+    }
+    if !f.cves.is_empty() {
+        p["cves"] = json!(&*f.cves);
+    }
+    p
+}
+
 /// The SARIF log of one report.
 pub fn log(report: &Report) -> Value {
     let mut rules: BTreeMap<&str, &Finding> = BTreeMap::new();
@@ -69,13 +87,14 @@ pub fn log(report: &Report) -> Value {
             json!({
                 "ruleId": &*f.id,
                 "ruleIndex": rule_index[&*f.id],
-                "level": level(f.severity),
+                // Known exploitation outranks any severity.
+                "level": if f.known_exploited == Some(true) { "error" } else { level(f.severity) },
                 "message": { "text": format!("{} {} is affected by {}{fix}", f.package, f.installed_version, f.id) },
                 "locations": [{
                     "physicalLocation": { "artifactLocation": { "uri": &*f.path } },
                     "logicalLocations": [{ "name": format!("{}@{}", f.package, f.installed_version), "kind": "package" }],
                 }],
-                "properties": { "ecosystem": &*f.ecosystem, "fixed_version": f.fixed_version.as_deref() },
+                "properties": triage_properties(f),
             })
         })
         .collect();
