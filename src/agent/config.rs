@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::db::update::Source;
+use crate::db::update::{FeedSources, Source};
 
 /// Validated agent configuration.
 #[derive(Debug, Clone)]
@@ -38,6 +38,10 @@ pub struct Config {
     /// How often each running container's live package databases are compared with its
     /// image (`None`: runtime checks are off).
     pub drift_interval: Option<Duration>,
+    /// The triage feeds refreshed with the advisories.
+    pub feeds: FeedSources,
+    /// OpenVEX documents to apply, read again when they change.
+    pub vex_dir: Option<PathBuf>,
 }
 
 /// Sources of unpacked image files when blobs are missing.

@@ -80,6 +80,12 @@ impl Engine {
                         }
                         refreshed = true;
                     }
+                    Msg::Vex(set) => {
+                        if self.matching.apply_vex(set, &self.metrics) {
+                            self.checks.forget_reports();
+                        }
+                        refreshed = true;
+                    }
                     Msg::Stop => stop = true,
                 }
             }

@@ -69,6 +69,7 @@ fn router(shared: Arc<Shared>, with_findings: bool) -> Router {
     let r = if with_findings {
         r.route("/v1/findings", get(findings))
             .route("/v1/sbom/{digest}", get(sbom))
+            .route("/v1/vex/{digest}", get(vex))
     } else {
         r
     };
@@ -80,6 +81,7 @@ fn findings_router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/findings", get(findings))
         .route("/v1/sbom/{digest}", get(sbom))
+        .route("/v1/vex/{digest}", get(vex))
         .with_state(shared)
 }
 
@@ -131,5 +133,33 @@ async fn sbom(State(s): State<Arc<Shared>>, Path(digest): Path<String>) -> impl 
             }))
             .unwrap_or_default(),
         ),
+    }
+}
+
+/// The OpenVEX document of an image that runs on the node (by manifest or image digest):
+/// `affected` per finding, VEX input carried through; 204 when it has no findings.
+async fn vex(State(s): State<Arc<Shared>>, Path(digest): Path<String>) -> axum::response::Response {
+    let snap = s.snapshot();
+    let Some(r) = snap.image_reports.get(&digest) else {
+        let body = serde_json::json!({ "error": format!("no running image with manifest or image digest {digest}") });
+        return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+    };
+    let now = crate::clock::rfc3339(crate::clock::now_unix().unwrap_or(0));
+    let author = format!("stalewatch/{}", snap.node);
+    let data_version = snap.advisory_db.updated_at.clone().unwrap_or_default();
+    let ctx = stalewatch_core::export::openvex::VexContext {
+        author: &author,
+        timestamp: &now,
+        image_digest: Some(&digest),
+        data_version: &data_version,
+    };
+    match stalewatch_core::export::openvex::document(r, &ctx, &|_| None) {
+        Some(doc) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_vec_pretty(&doc).unwrap_or_default(),
+        )
+            .into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
     }
 }

@@ -15,6 +15,8 @@ pub enum Msg {
     Tick,
     /// An advisory refresh finished.
     Refreshed(Vec<EcosystemResult>),
+    /// The `--vex-dir` documents changed: the new set, or why it was refused.
+    Vex(Result<stalewatch_core::triage::VexSet, String>),
     /// SIGTERM or Ctrl-C: save and stop.
     Stop,
 }

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use stalewatch_core::advisory::Severity;
 
-use super::snapshot::{ContainerView, Snapshot};
+use super::snapshot::{ContainerView, Snapshot, TriageView};
 
 /// What kind of family a metric is.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -105,6 +105,48 @@ pub mod defs {
         Gauge,
         "Distinct vulnerabilities whose package has a file mapped by a process of the container.",
         &["namespace", "pod", "container", "image", "severity"],
+    );
+    pub const CONTAINER_KNOWN_EXPLOITED: Def = def(
+        "stalewatch_container_known_exploited_vulnerabilities",
+        Gauge,
+        "Distinct vulnerabilities of the container with a CVE in CISA's KEV catalog (absent without a catalog).",
+        C,
+    );
+    pub const CONTAINER_MAX_EPSS: Def = def(
+        "stalewatch_container_max_epss",
+        Gauge,
+        "Highest EPSS score among the container's findings (absent without EPSS scores).",
+        C,
+    );
+    pub const CONTAINER_SUPPRESSED: Def = def(
+        "stalewatch_container_suppressed_vulnerabilities",
+        Gauge,
+        "Distinct vulnerabilities an OpenVEX statement marks not_affected or fixed (absent without --vex-dir).",
+        C,
+    );
+    pub const KEV_TIMESTAMP: Def = def(
+        "stalewatch_kev_catalog_timestamp_seconds",
+        Gauge,
+        "The dateReleased of the KEV catalog in force.",
+        &[],
+    );
+    pub const EPSS_TIMESTAMP: Def = def(
+        "stalewatch_epss_scores_timestamp_seconds",
+        Gauge,
+        "The score_date of the EPSS scores in force.",
+        &[],
+    );
+    pub const VEX_STATEMENTS: Def = def(
+        "stalewatch_vex_statements",
+        Gauge,
+        "OpenVEX statements in force from --vex-dir.",
+        &[],
+    );
+    pub const VEX_ERRORS: Def = def(
+        "stalewatch_vex_reload_errors_total",
+        Counter,
+        "Sets of --vex-dir documents refused (a bad document; the previous set stays in force).",
+        &[],
     );
     pub const IMAGE_INFO: Def = def(
         "stalewatch_image_info",
@@ -229,6 +271,13 @@ pub const DEFS: &[Def] = {
         CONTAINER_STALE_DIGEST,
         CONTAINER_DRIFT,
         CONTAINER_IN_USE,
+        CONTAINER_KNOWN_EXPLOITED,
+        CONTAINER_MAX_EPSS,
+        CONTAINER_SUPPRESSED,
+        KEV_TIMESTAMP,
+        EPSS_TIMESTAMP,
+        VEX_STATEMENTS,
+        VEX_ERRORS,
         IMAGE_INFO,
         IMAGE_CREATED,
         ADVISORY_UPDATED,
@@ -302,6 +351,13 @@ pub struct Metrics {
     container_stale_digest: GaugeVec,
     container_drift: GaugeVec,
     container_in_use: GaugeVec,
+    container_known_exploited: GaugeVec,
+    container_max_epss: GaugeVec,
+    container_suppressed: GaugeVec,
+    kev_timestamp: Gauge,
+    epss_timestamp: Gauge,
+    pub vex_statements: Gauge,
+    pub vex_errors: IntCounter,
     image_info: GaugeVec,
     image_created: GaugeVec,
     advisory_updated: Gauge,
@@ -349,6 +405,13 @@ impl Metrics {
             container_stale_digest: r.gauge_vec(CONTAINER_STALE_DIGEST)?,
             container_drift: r.gauge_vec(CONTAINER_DRIFT)?,
             container_in_use: r.gauge_vec(CONTAINER_IN_USE)?,
+            container_known_exploited: r.gauge_vec(CONTAINER_KNOWN_EXPLOITED)?,
+            container_max_epss: r.gauge_vec(CONTAINER_MAX_EPSS)?,
+            container_suppressed: r.gauge_vec(CONTAINER_SUPPRESSED)?,
+            kev_timestamp: r.gauge(KEV_TIMESTAMP)?,
+            epss_timestamp: r.gauge(EPSS_TIMESTAMP)?,
+            vex_statements: r.gauge(VEX_STATEMENTS)?,
+            vex_errors: r.counter(VEX_ERRORS)?,
             image_info: r.gauge_vec(IMAGE_INFO)?,
             image_created: r.gauge_vec(IMAGE_CREATED)?,
             advisory_updated: r.gauge(ADVISORY_UPDATED)?,
@@ -382,6 +445,9 @@ impl Metrics {
             &self.container_stale_digest,
             &self.container_drift,
             &self.container_in_use,
+            &self.container_known_exploited,
+            &self.container_max_epss,
+            &self.container_suppressed,
             &self.image_info,
             &self.image_created,
             &self.advisory_records,
@@ -390,6 +456,13 @@ impl Metrics {
         }
         for c in &snap.containers {
             self.publish_container(c);
+            self.publish_triage(c, &snap.triage);
+        }
+        if let Some(t) = snap.triage.kev_released {
+            self.kev_timestamp.set(t as f64);
+        }
+        if let Some(t) = snap.triage.epss_date {
+            self.epss_timestamp.set(t as f64);
         }
         for i in &snap.images {
             let eol = if i.os_eol { "true" } else { "false" };
@@ -412,6 +485,41 @@ impl Metrics {
     }
 
     /// The series of one running container.
+    /// A container's triage series, for the data that is loaded, once it has a report.
+    fn publish_triage(&self, c: &ContainerView, t: &TriageView) {
+        if c.report.is_none() {
+            return;
+        }
+        let labels = [
+            c.namespace.as_str(),
+            c.pod.as_str(),
+            c.container.as_str(),
+            c.image.as_str(),
+        ];
+        for (on, gauge, value) in [
+            (
+                t.kev_loaded,
+                &self.container_known_exploited,
+                c.triage.known_exploited as f64,
+            ),
+            (
+                t.epss_loaded,
+                &self.container_max_epss,
+                // Through its shortest decimal: FIRST publishes 5 decimals; f32 → f64 would add noise.
+                c.triage.max_epss.to_string().parse().unwrap_or(0.0),
+            ),
+            (
+                t.vex_loaded,
+                &self.container_suppressed,
+                c.triage.suppressed as f64,
+            ),
+        ] {
+            if on {
+                gauge.with_label_values(&labels).set(value);
+            }
+        }
+    }
+
     fn publish_container(&self, c: &ContainerView) {
         let base = [
             c.namespace.as_str(),

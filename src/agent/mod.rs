@@ -56,6 +56,9 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     tokio::spawn(inventory::connection::run(cfg.clone(), metrics, tx.clone()));
     tokio::spawn(matching::refresh::run(cfg.clone(), tx.clone()));
     tokio::spawn(tick(cfg.reconcile_interval, tx.clone()));
+    if let Some(dir) = cfg.vex_dir.clone() {
+        tokio::spawn(matching::vex_dir::run(dir, tx.clone()));
+    }
     let rt = tokio::runtime::Handle::current();
     let engine = std::thread::Builder::new()
         .name("stalewatch-engine".into())

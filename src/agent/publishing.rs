@@ -115,6 +115,7 @@ impl Publisher {
             advisory_db: matching::db_view(&db_state),
             containers,
             images: image_views.into_values().collect(),
+            triage: matching.triage_view(),
             image_reports,
         }
     }
@@ -208,6 +209,7 @@ impl Publisher {
             self.first_seen.entry(snapshot::fix_key(f)).or_insert(now);
         }
         view.vulnerabilities = snapshot::count_vulnerabilities(&report.findings);
+        view.triage = snapshot::triage_counts(&report.report);
         view.oldest_fix_age = snapshot::oldest_fix_age(&report.findings, &self.first_seen, now);
         view.notable = snapshot::notable(&report.findings, &self.first_seen, now, self.stale_after);
     }
@@ -251,6 +253,7 @@ fn container_view(rc: &RunningContainer) -> ContainerView {
         drift: None,
         started_unix: rc.started_at,
         vulnerabilities: BTreeMap::new(),
+        triage: Default::default(),
         oldest_fix_age: 0,
         pod_uid: rc.pod_uid.clone(),
         notable: Notable::default(),

@@ -59,6 +59,8 @@ pub struct ContainerView {
     #[serde(skip)]
     pub vulnerabilities: BTreeMap<(Severity, bool), u64>,
     #[serde(skip)]
+    pub triage: TriageCounts,
+    #[serde(skip)]
     pub oldest_fix_age: i64,
     #[serde(skip)]
     pub pod_uid: Option<String>,
@@ -150,10 +152,53 @@ pub struct Snapshot {
     pub containers: Vec<ContainerView>,
     #[serde(skip)]
     pub images: Vec<ImageView>,
+    #[serde(skip)]
+    pub triage: TriageView,
     /// The report of each image that runs, by its manifest digest and by its image (target)
     /// digest: what `/v1/sbom/<digest>` serves.
     #[serde(skip)]
     pub image_reports: BTreeMap<String, Arc<Report>>,
+}
+
+/// Which triage data was in force when the snapshot was built (metrics are absent, not 0,
+/// for data that is not loaded).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TriageView {
+    pub kev_loaded: bool,
+    /// KEV `dateReleased`, seconds since the epoch.
+    pub kev_released: Option<i64>,
+    pub epss_loaded: bool,
+    /// EPSS `score_date`, seconds since the epoch.
+    pub epss_date: Option<i64>,
+    pub vex_loaded: bool,
+}
+
+/// A container's triage counts: distinct vulnerabilities known exploited, the highest EPSS
+/// score, distinct vulnerabilities VEX suppressed.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TriageCounts {
+    pub known_exploited: u64,
+    pub max_epss: f32,
+    pub suppressed: u64,
+}
+
+pub fn triage_counts(report: &Report) -> TriageCounts {
+    TriageCounts {
+        known_exploited: vulnerability::group(&report.findings)
+            .iter()
+            .filter(|v| {
+                v.findings
+                    .iter()
+                    .any(|&i| report.findings[i].known_exploited == Some(true))
+            })
+            .count() as u64,
+        max_epss: report
+            .findings
+            .iter()
+            .filter_map(|f| f.epss.as_ref().map(|e| e.score))
+            .fold(0.0, f32::max),
+        suppressed: vulnerability::group(&report.suppressed).len() as u64,
+    }
 }
 
 /// Counts distinct vulnerabilities by (severity, fixable).
@@ -365,6 +410,7 @@ mod tests {
             summary: "".into(),
             path: "lib/apk/db/installed".into(),
             informational: None,
+            ..Default::default()
         }
     }
 

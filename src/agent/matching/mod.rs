@@ -3,6 +3,7 @@
 //! changes. No layer is read here: a refresh re-enters at the matcher.
 
 pub mod refresh;
+pub mod vex_dir;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -12,12 +13,15 @@ use std::time::Instant;
 use stalewatch_core::advisory::IndexSet;
 use stalewatch_core::matcher::Matcher;
 use stalewatch_core::report::Report;
+use stalewatch_core::report::Triage;
+use stalewatch_core::triage::vex::rfc3339_seconds;
+use stalewatch_core::triage::{EpssScores, ImageIdentity, KevCatalog, VexSet};
 
 use super::config::Config;
 use super::images::cache::{ImageCache, ImageRecord};
 use super::metrics::Metrics;
 use super::runtime_checks::RuntimeChecks;
-use super::snapshot::DbView;
+use super::snapshot::{DbView, TriageView};
 use crate::clock;
 use crate::db::update::{Change, EcosystemResult};
 use crate::db::{State, Store};
@@ -30,6 +34,10 @@ pub struct Matching {
     reports: BTreeMap<String, Arc<Report>>,
     /// The day (since the epoch) the reports were built: end of life moves with the date.
     report_day: i64,
+    /// KEV, EPSS (stored beside the indexes) and the `--vex-dir` set in force.
+    kev: Option<Arc<KevCatalog>>,
+    epss: Option<Arc<EpssScores>>,
+    vex: Option<Arc<VexSet>>,
 }
 
 impl Matching {
@@ -40,6 +48,9 @@ impl Matching {
             db: None,
             reports: BTreeMap::new(),
             report_day: 0,
+            kev: None,
+            epss: None,
+            vex: None,
         };
         m.load_db();
         m
@@ -63,6 +74,7 @@ impl Matching {
             .filter(|e| store.has_index(e))
             .cloned()
             .collect();
+        self.load_feeds(&store);
         if present.is_empty() {
             return false;
         }
@@ -76,6 +88,48 @@ impl Matching {
                 tracing::error!("advisory index unusable, keeping the previous one: {e:#}");
                 false
             }
+        }
+    }
+
+    /// Loads the stored KEV catalog and EPSS scores; a corrupt one keeps the previous in force.
+    fn load_feeds(&mut self, store: &Store) {
+        match store.kev() {
+            Ok(Some(k)) => self.kev = Some(Arc::new(k)),
+            Ok(None) => {}
+            Err(e) => tracing::error!("KEV catalog unusable, keeping the previous one: {e:#}"),
+        }
+        match store.epss() {
+            Ok(Some(e)) => self.epss = Some(Arc::new(e)),
+            Ok(None) => {}
+            Err(e) => tracing::error!("EPSS scores unusable, keeping the previous ones: {e:#}"),
+        }
+    }
+
+    /// A new `--vex-dir` set (every report is triaged again: no layer is read), or a refused
+    /// one (counted; the set in force stays). True when reports must be made again.
+    pub fn apply_vex(&mut self, set: Result<VexSet, String>, metrics: &Metrics) -> bool {
+        match set {
+            Ok(set) => {
+                metrics.vex_statements.set(set.statements() as f64);
+                self.vex = Some(Arc::new(set));
+                self.reports.clear();
+                true
+            }
+            Err(_) => {
+                metrics.vex_errors.inc();
+                false
+            }
+        }
+    }
+
+    /// What the snapshot says of the triage data in force.
+    pub fn triage_view(&self) -> TriageView {
+        TriageView {
+            kev_released: self.kev.as_ref().and_then(|k| rfc3339_seconds(&k.date_released)),
+            kev_loaded: self.kev.is_some(),
+            epss_date: self.epss.as_ref().and_then(|e| rfc3339_seconds(&e.score_date)),
+            epss_loaded: self.epss.is_some(),
+            vex_loaded: self.vex.is_some(),
         }
     }
 
@@ -124,6 +178,12 @@ impl Matching {
         let started = Instant::now();
         // One matcher for the pass: images sharing a base judge each package once.
         let mut matcher = Matcher::new(&db);
+        let base = Triage {
+            kev: self.kev.as_deref(),
+            epss: self.epss.as_deref(),
+            vex: self.vex.as_deref(),
+            image: None,
+        };
         let mut n = 0;
         for (digest, rec) in &images.images {
             if self.reports.contains_key(digest) {
@@ -133,7 +193,16 @@ impl Matching {
                 Ok(f) => {
                     let inv = rec.inventory.without_file_owners();
                     let target = format!("containerd:{digest}");
-                    let report = Report::new(&target, inv, f, rec.unreadable.clone(), now);
+                    let mut report = Report::new(&target, inv, f, rec.unreadable.clone(), now);
+                    // `pkg:oci/…` VEX products name the image by its digest.
+                    let image = ImageIdentity {
+                        digest: Some(digest.clone()),
+                        name: None,
+                    };
+                    report.apply_triage(&Triage {
+                        image: Some(&image),
+                        ..base
+                    });
                     self.reports.insert(digest.clone(), Arc::new(report));
                     n += 1;
                 }
@@ -141,7 +210,7 @@ impl Matching {
             }
         }
         // Containers whose live packages differ from their image: matched on what runs.
-        n += live.match_unmatched(&mut matcher, now);
+        n += live.match_unmatched(&mut matcher, &base, now);
         if n > 0 {
             metrics.rematch_duration.observe(started.elapsed().as_secs_f64());
         }

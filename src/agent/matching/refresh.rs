@@ -33,6 +33,12 @@ async fn refresh_once(cfg: &Config) -> anyhow::Result<Vec<EcosystemResult>> {
     if let Some(ca) = &cfg.advisory_ca_file {
         cmd.arg("--advisory-ca-file").arg(ca);
     }
+    if let Some(k) = &cfg.feeds.kev {
+        cmd.args(["--kev-source", &k.to_arg()]);
+    }
+    if let Some(e) = &cfg.feeds.epss {
+        cmd.args(["--epss-source", &e.to_arg()]);
+    }
     let out = cmd.output().await.context("run the refresh")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let results: Vec<EcosystemResult> = stdout

@@ -17,6 +17,7 @@ use stalewatch_core::catalog::Inventory;
 use stalewatch_core::layer::Limits;
 use stalewatch_core::matcher::Matcher;
 use stalewatch_core::report::Report;
+use stalewatch_core::report::Triage;
 
 use super::images::cache::ImageCache;
 use super::images::lower_priority;
@@ -119,15 +120,21 @@ impl RuntimeChecks {
     }
 
     /// Matches every drifted container that has no report yet; returns how many.
-    pub fn match_unmatched(&mut self, matcher: &mut Matcher<'_>, now: i64) -> usize {
+    pub fn match_unmatched(&mut self, matcher: &mut Matcher<'_>, triage: &Triage, now: i64) -> usize {
         let mut n = 0;
         for (id, l) in self.live.iter_mut().filter(|(_, l)| l.report.is_none()) {
             let Some(inv) = &l.inventory else { continue };
             match matcher.match_inventory(inv) {
                 Ok(f) => {
-                    let drift = f.iter().map(|x| l.drift.kind_of(&x.package)).collect();
                     let target = format!("container:{id}");
-                    let report = Report::new(&target, inv.without_file_owners(), f, Vec::new(), now);
+                    let mut report = Report::new(&target, inv.without_file_owners(), f, Vec::new(), now);
+                    report.apply_triage(triage);
+                    // Per finding of the report as triaged (VEX may have taken some out).
+                    let drift = report
+                        .findings
+                        .iter()
+                        .map(|x| l.drift.kind_of(&x.package))
+                        .collect();
                     l.report = Some(LiveReport {
                         report: Arc::new(report),
                         drift,
