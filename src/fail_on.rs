@@ -34,11 +34,7 @@ impl FailOn {
             } else {
                 match part.parse::<Severity>() {
                     Ok(s) => Condition::Severity(s),
-                    Err(_) => {
-                        return Err(format!(
-                            "{part:?} is not a condition (a severity: critical, high, medium, low, unknown; kev; epss>=0.5)"
-                        ))
-                    }
+                    Err(e) => return Err(format!("{e}; or kev, or epss>=X")),
                 }
             };
             out.push(c);

@@ -154,7 +154,7 @@ fn fail_on_kev_fails_and_without_a_catalog_is_a_usage_error() {
     assert!(r["summary"].get("known_exploited").is_none());
     let bad = scan(&root, &db, &["--fail-on", "high,exploited"]);
     assert_eq!(bad.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("\"exploited\" is not a condition"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown severity \"exploited\""));
 }
 
 /// An EPSS file in FIRST's layout: real CVE ids of the fixture's findings, test scores.
