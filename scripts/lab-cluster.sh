@@ -134,8 +134,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     conf_dir = "$S/cni"
 T
     # The lab serves the shared OSV export as a mirror (the agent never needs the internet), or
-    # the directory STALEWATCH_LAB_OSV names (a test's feed, in the bucket's layout).
-    ln -sfn "${STALEWATCH_LAB_OSV:-$SHARED/osv}" "$S/osv"
+    # the directory STALEWATCH_LAB_OSV names (a test's feed, in the bucket's layout), and CISA's
+    # KEV catalog beside it as deploy/mirror lays it out (kev/…). No EPSS file is public data
+    # here: the lab's agents run with EPSS off.
+    rm -rf "$S/mirror" && mkdir -p "$S/mirror/kev"
+    for e in "${STALEWATCH_LAB_OSV:-$SHARED/osv}"/*; do ln -s "$(realpath "$e")" "$S/mirror/"; done
+    ln -s "$SHARED/kev/known_exploited_vulnerabilities.json" "$S/mirror/kev/"
 }
 
 start_control_plane() {
@@ -215,7 +219,7 @@ receivers:
         send_resolved: true
 Y
     start webhook python3 "$HERE/lab/webhook.py" --listen "127.0.0.1:$WEBHOOK_PORT" --log "$S/alerts.jsonl"
-    start mirror python3 -m http.server --bind "$ip" --directory "$S/osv" "$MIRROR_PORT"
+    start mirror python3 -m http.server --bind "$ip" --directory "$S/mirror" "$MIRROR_PORT"
     start alertmanager prometheus-alertmanager --config.file="$S/alertmanager/alertmanager.yml" \
         --storage.path="$S/alertmanager/data" --web.listen-address="127.0.0.1:$AM_PORT" --cluster.listen-address=
     start prometheus prometheus --config.file="$S/prometheus/prometheus.yml" --storage.tsdb.path="$S/prometheus/data" \
@@ -241,7 +245,7 @@ deploy() {
         helm)
             "$HERE/lab/helm.sh" upgrade --install stalewatch "$REPO/deploy/helm/stalewatch" --namespace stalewatch \
                 --create-namespace --kubeconfig "$S/admin.kubeconfig" -f "$REPO/deploy/lab/values.yaml" \
-                --set mirror.external="http://$ip:$MIRROR_PORT" \
+                --set mirror.external="http://$ip:$MIRROR_PORT" --set agent.epssSource=off \
                 --set agent.driftInterval="${STALEWATCH_LAB_DRIFT_INTERVAL:-5m}" >&2
             ;;
         kustomize)
@@ -259,6 +263,8 @@ configMapGenerator:
     behavior: merge
     literals:
       - STALEWATCH_ADVISORY_SOURCE=http://$ip:$MIRROR_PORT
+      - STALEWATCH_KEV_SOURCE=http://$ip:$MIRROR_PORT/kev/known_exploited_vulnerabilities.json
+      - STALEWATCH_EPSS_SOURCE=off
       - STALEWATCH_DRIFT_INTERVAL=${STALEWATCH_LAB_DRIFT_INTERVAL:-5m}
 Y
             $K apply -k "$S/deploy" >&2

@@ -220,8 +220,12 @@ fn parse_fail_on(v: &str) -> Result<FailOn, String> {
     FailOn::parse(v)
 }
 
-fn parse_feed(v: &str) -> Result<FeedSource, String> {
-    FeedSource::parse(v)
+/// A feed's source, or `off` (a deployment's default turned off).
+fn parse_feed(v: &str) -> Result<Off<FeedSource>, String> {
+    match v.trim() {
+        "off" => Ok(Off(None)),
+        v => FeedSource::parse(v).map(|f| Off(Some(f))),
+    }
 }
 
 impl AgentArgs {
@@ -404,19 +408,19 @@ pub struct UpdateArgs {
 pub struct FeedArgs {
     /// CISA's KEV catalog (its published JSON), a URL or a path, refreshed with the advisories:
     /// https://www.cisa.gov/sites/default/files/feeds/known_exploited_vulnerabilities.json or a mirror.
-    #[arg(long, env = "STALEWATCH_KEV_SOURCE", value_name = "URL|PATH", value_parser = parse_feed)]
-    pub kev_source: Option<FeedSource>,
+    #[arg(long, env = "STALEWATCH_KEV_SOURCE", value_name = "URL|PATH|off", value_parser = parse_feed)]
+    pub kev_source: Option<Off<FeedSource>>,
     /// FIRST's EPSS scores (the daily CSV, plain or gzip), a URL or a path:
     /// https://epss.cyentia.com/epss_scores-current.csv.gz or a mirror.
-    #[arg(long, env = "STALEWATCH_EPSS_SOURCE", value_name = "URL|PATH", value_parser = parse_feed)]
-    pub epss_source: Option<FeedSource>,
+    #[arg(long, env = "STALEWATCH_EPSS_SOURCE", value_name = "URL|PATH|off", value_parser = parse_feed)]
+    pub epss_source: Option<Off<FeedSource>>,
 }
 
 impl FeedArgs {
     pub fn sources(&self) -> FeedSources {
         FeedSources {
-            kev: self.kev_source.clone(),
-            epss: self.epss_source.clone(),
+            kev: self.kev_source.clone().and_then(|o| o.0),
+            epss: self.epss_source.clone().and_then(|o| o.0),
         }
     }
 }

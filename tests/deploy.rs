@@ -433,3 +433,144 @@ fn the_charts_copies_are_the_shipped_files() {
         );
     }
 }
+
+/// Python's http.server on a loopback port of its choosing: Last-Modified and
+/// If-Modified-Since, as CISA's and the OSV bucket's servers answer curl -z.
+fn http_server(dir: &std::path::Path) -> (std::process::Child, String) {
+    let mut server = Command::new("python3")
+        .args([
+            "-u",
+            "-m",
+            "http.server",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--directory",
+        ])
+        .arg(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port = line
+        .split(" port ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    (server, format!("http://127.0.0.1:{port}"))
+}
+
+/// The cluster mirror's sync job (deploy/mirror/sync.sh, run by its CronJob with curl) against
+/// a loopback upstream: it fetches the OSV zip, CISA's KEV catalog and an EPSS file beside it,
+/// asks again with If-Modified-Since (nothing downloaded twice), and refuses a malformed
+/// catalog, keeping the good one it serves.
+#[test]
+fn the_mirror_carries_osv_kev_and_epss_and_keeps_good_copies() {
+    if !require("curl", "mirror sync") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let up = tmp.path().join("upstream");
+    std::fs::create_dir_all(up.join("Alpine")).unwrap();
+    std::os::unix::fs::symlink(
+        shared_data().join("osv/Alpine/all.zip"),
+        up.join("Alpine/all.zip"),
+    )
+    .unwrap();
+    let kev = std::fs::read(shared_data().join("kev/known_exploited_vulnerabilities.json")).unwrap();
+    std::fs::write(up.join("kev.json"), &kev).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, b"#model_version:v2025.03.14,score_date:2025-08-24T00:00:00+0000\ncve,epss,percentile\nCVE-2014-6271,0.97000,0.99999\n").unwrap();
+    let epss = gz.finish().unwrap();
+    std::fs::write(up.join("epss.csv.gz"), &epss).unwrap();
+    let (mut server, upstream) = http_server(&up);
+    let data = tmp.path().join("data");
+    let sync = || {
+        let out = Command::new("sh")
+            .arg(project().join("deploy/mirror/sync.sh"))
+            .env("DATA", &data)
+            .env("UPSTREAM", &upstream)
+            .env("ECOSYSTEMS", "Alpine")
+            .env("KEV_UPSTREAM", format!("{upstream}/kev.json"))
+            .env("EPSS_UPSTREAM", format!("{upstream}/epss.csv.gz"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let first = sync();
+    assert!(
+        first.contains("Alpine: updated")
+            && first.contains("kev: updated")
+            && first.contains("epss: updated"),
+        "{first}"
+    );
+    assert_eq!(
+        std::fs::read(data.join("kev/known_exploited_vulnerabilities.json")).unwrap(),
+        kev
+    );
+    assert_eq!(
+        std::fs::read(data.join("epss/epss_scores-current.csv.gz")).unwrap(),
+        epss
+    );
+    let again = sync();
+    assert!(
+        again.contains("kev: unchanged") && again.contains("epss: unchanged"),
+        "{again}"
+    );
+    // A newer but malformed catalog upstream: refused, the good one stays served.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(up.join("kev.json"), b"<html>maintenance</html>").unwrap();
+    let bad = sync();
+    assert!(bad.contains("kev: malformed"), "{bad}");
+    assert_eq!(
+        std::fs::read(data.join("kev/known_exploited_vulnerabilities.json")).unwrap(),
+        kev
+    );
+    agents_read_the_mirror(&data, tmp.path());
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// What the mirror serves is what the agents read: `db update` takes KEV and EPSS from it.
+fn agents_read_the_mirror(data: &std::path::Path, tmp: &std::path::Path) {
+    let db = tmp.join("db");
+    let served = common::mirror::Mirror::start(data.to_path_buf());
+    let base = served.url().trim_end_matches('/').to_string();
+    let out = stalewatch(&[
+        "db",
+        "update",
+        "--advisory-source",
+        &base,
+        "--db-dir",
+        db.to_str().unwrap(),
+        "--ecosystem",
+        "Alpine",
+        "--kev-source",
+        &format!("{base}/kev/known_exploited_vulnerabilities.json"),
+        "--epss-source",
+        &format!("{base}/epss/epss_scores-current.csv.gz"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status = ok_json(&[
+        "db",
+        "status",
+        "--db-dir",
+        db.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(status["feeds"]["kev"]["version"], "2025.08.25");
+    assert_eq!(status["feeds"]["epss"]["entries"], 1);
+}

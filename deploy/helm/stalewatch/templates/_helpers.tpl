@@ -40,3 +40,30 @@ http://osv-mirror.{{ .Release.Namespace }}.svc
 {{ .Values.agent.advisorySource }}
 {{- end -}}
 {{- end -}}
+
+{{/* The triage feeds: from the cluster mirror when there is one (it carries them beside OSV). */}}
+{{- define "stalewatch.mirrorBase" -}}
+{{- if .Values.mirror.external -}}
+{{ trimSuffix "/" .Values.mirror.external }}
+{{- else if .Values.mirror.enabled -}}
+http://osv-mirror.{{ .Release.Namespace }}.svc
+{{- end -}}
+{{- end -}}
+
+{{- define "stalewatch.kevSource" -}}
+{{- $m := include "stalewatch.mirrorBase" . -}}
+{{- if and $m (ne .Values.agent.kevSource "off") -}}
+{{ $m }}/kev/known_exploited_vulnerabilities.json
+{{- else -}}
+{{ .Values.agent.kevSource }}
+{{- end -}}
+{{- end -}}
+
+{{- define "stalewatch.epssSource" -}}
+{{- $m := include "stalewatch.mirrorBase" . -}}
+{{- if and $m (ne .Values.agent.epssSource "off") -}}
+{{ $m }}/epss/epss_scores-current.csv.gz
+{{- else -}}
+{{ .Values.agent.epssSource }}
+{{- end -}}
+{{- end -}}
