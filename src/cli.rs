@@ -136,6 +136,12 @@ pub struct AgentArgs {
     /// when it changes; a bad document is logged and counted, and the last good set stays.
     #[arg(long, env = "STALEWATCH_VEX_DIR")]
     pub vex_dir: Option<PathBuf>,
+    /// In `/v1/vex`, state `not_affected` (vulnerable_code_not_in_execute_path) for findings
+    /// whose package no process of the image's running containers maps, instead of only
+    /// noting it: a trade-off (a package loaded later, or used without being mapped — a script
+    /// interpreter's modules — is missed), off by default. Needs the runtime checks.
+    #[arg(long, env = "STALEWATCH_VEX_IN_USE_NOT_AFFECTED")]
+    pub vex_in_use_not_affected: bool,
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long, env = "STALEWATCH_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -294,6 +300,7 @@ impl AgentArgs {
             drift_interval: self.drift_interval.0,
             feeds: self.feeds.sources(),
             vex_dir: self.vex_dir.clone(),
+            vex_in_use_not_affected: self.vex_in_use_not_affected,
         })
     }
 
@@ -480,6 +487,24 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// What names the advisory data a scan used: each ecosystem's archive hash, and the feeds'
+/// versions (stable while the data is).
+fn data_version(db_dir: &std::path::Path) -> String {
+    let state = db::Store::new(db_dir).state().unwrap_or_default();
+    let ecosystems = state
+        .ecosystems
+        .iter()
+        .map(|(e, s)| format!("{e}={}", s.archive_sha256.as_deref().unwrap_or("-")));
+    let feeds = state.feeds.iter().map(|(f, s)| {
+        format!(
+            "{f}={}@{}",
+            s.version.as_deref().unwrap_or("-"),
+            s.date.as_deref().unwrap_or("-")
+        )
+    });
+    ecosystems.chain(feeds).collect::<Vec<_>>().join(",")
+}
+
 /// `scan`: everything validated (and the VEX documents read) before the target is read.
 fn run_scan(a: &ScanArgs) -> anyhow::Result<ExitCode> {
     let mut errors = Vec::new();
@@ -521,7 +546,7 @@ fn run_scan(a: &ScanArgs) -> anyhow::Result<ExitCode> {
     let (kev, epss) = triage::load_feeds(&db::Store::new(&db_dir))?;
     let data = triage::TriageData { kev, epss, vex };
     report.apply_triage(&data.triage());
-    output::print_report(&report, a.format, now, a.show_suppressed)?;
+    output::print_report(&report, a.format, now, a.show_suppressed, &data_version(&db_dir))?;
     let met = a.fail_on.as_ref().map(|f| f.met(&report)).unwrap_or_default();
     if met.is_empty() {
         return Ok(ExitCode::SUCCESS);

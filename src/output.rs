@@ -38,7 +38,15 @@ pub enum StatusFormat {
 }
 
 /// Prints a report; everything goes through one buffer, written and flushed once.
-pub fn print_report(r: &Report, format: Format, now_unix: i64, show_suppressed: bool) -> anyhow::Result<()> {
+/// `data_version` names the advisory data (the OpenVEX document's `@id` is stable per target
+/// and data version).
+pub fn print_report(
+    r: &Report,
+    format: Format,
+    now_unix: i64,
+    show_suppressed: bool,
+    data_version: &str,
+) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
     match format {
         Format::Openvex => {
@@ -47,7 +55,8 @@ pub fn print_report(r: &Report, format: Format, now_unix: i64, show_suppressed: 
                 author: "stalewatch",
                 timestamp: &timestamp,
                 image_digest: None,
-                data_version: &timestamp,
+                data_version,
+                not_loaded_is_not_affected: false,
             };
             match stalewatch_core::export::openvex::document(r, &ctx, &|_| None) {
                 Some(doc) => serde_json::to_writer_pretty(&mut out, &doc)?,

@@ -95,6 +95,8 @@ fn kev_epss_and_vex_reach_the_metrics_without_a_layer_read() {
     let args = [
         "--reconcile-interval",
         "1s",
+        "--drift-interval",
+        "1s",
         "--ecosystem",
         "Alpine",
         "--kev-source",
@@ -140,6 +142,39 @@ fn kev_epss_and_vex_reach_the_metrics_without_a_layer_read() {
             .sum()
     };
     let before = total(&agent);
+
+    // Runtime evidence in /v1/vex, a note only: busybox (the running sleep) is mapped,
+    // ssl_client is not; both stay `affected` without --vex-in-use-not-affected.
+    agent.wait_for("the maps read", Duration::from_secs(30), |a| {
+        value(&a.metrics(), "stalewatch_container_vulnerabilities_in_use", &pod).is_some()
+    });
+    let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
+    let digest = doc["containers"][0]["image_digest"].as_str().unwrap().to_string();
+    let (status, body) = common::agent::get(agent.findings_port, &format!("/v1/vex/{digest}"));
+    assert_eq!(status, 200, "{body}");
+    let vex: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let note = |pkg: &str| -> (String, String) {
+        let s = vex["statements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| {
+                s["products"][0]["subcomponents"][0]["@id"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("/{pkg}@"))
+            })
+            .unwrap_or_else(|| panic!("no {pkg} statement: {vex:#}"));
+        (
+            s["status"].as_str().unwrap().into(),
+            s["status_notes"].as_str().unwrap_or("").into(),
+        )
+    };
+    let (busybox, ssl) = (note("busybox"), note("ssl_client"));
+    assert_eq!(busybox.0, "affected");
+    assert!(busybox.1.contains("maps a file"), "{busybox:?}");
+    assert_eq!(ssl.0, "affected");
+    assert!(ssl.1.contains("no process"), "{ssl:?}");
     let layers = value(&metrics, "stalewatch_layers_read_total", &[]);
 
     // A statement in a new ConfigMap generation: the finding leaves the counts, no layer read.
@@ -182,8 +217,6 @@ fn kev_epss_and_vex_reach_the_metrics_without_a_layer_read() {
     );
 
     // /v1/vex/<digest>: valid OpenVEX with the suppression carried through.
-    let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
-    let digest = doc["containers"][0]["image_digest"].as_str().unwrap().to_string();
     let (status, body) = common::agent::get(agent.findings_port, &format!("/v1/vex/{digest}"));
     assert_eq!(status, 200, "{body}");
     let schema = shared_data().join("schemas/openvex/openvex_json_schema.json");

@@ -42,6 +42,8 @@ pub struct Config {
     pub feeds: FeedSources,
     /// OpenVEX documents to apply, read again when they change.
     pub vex_dir: Option<PathBuf>,
+    /// `/v1/vex` states `not_affected` for packages no running process loads.
+    pub vex_in_use_not_affected: bool,
 }
 
 /// Sources of unpacked image files when blobs are missing.

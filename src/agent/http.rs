@@ -152,8 +152,10 @@ async fn vex(State(s): State<Arc<Shared>>, Path(digest): Path<String>) -> axum::
         timestamp: &now,
         image_digest: Some(&digest),
         data_version: &data_version,
+        not_loaded_is_not_affected: s.vex_in_use_not_affected,
     };
-    match stalewatch_core::export::openvex::document(r, &ctx, &|_| None) {
+    let evidence = |i: usize| runtime_evidence(&snap, r, &digest, i);
+    match stalewatch_core::export::openvex::document(r, &ctx, &evidence) {
         Some(doc) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
@@ -162,4 +164,36 @@ async fn vex(State(s): State<Arc<Shared>>, Path(digest): Path<String>) -> axum::
             .into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
     }
+}
+
+/// What the runtime checks saw of finding `i` of an image's report, over the containers that
+/// run it from that very report (a drifted container has a report of its own): loaded when
+/// one maps a file of the package, not loaded when every one's maps were read and none does.
+fn runtime_evidence(
+    snap: &crate::agent::snapshot::Snapshot,
+    report: &Arc<stalewatch_core::report::Report>,
+    digest: &str,
+    i: usize,
+) -> Option<stalewatch_core::export::openvex::RuntimeEvidence> {
+    let marks: Vec<Option<bool>> = snap
+        .containers
+        .iter()
+        .filter(|c| c.image_digest.as_deref() == Some(digest) || c.manifest_digest.as_deref() == Some(digest))
+        .filter_map(|c| c.report.as_ref())
+        .filter(|c| Arc::ptr_eq(&c.report, report))
+        .map(|c| c.in_use.as_ref().and_then(|m| m.get(i).copied().flatten()))
+        .collect();
+    if marks.is_empty() || marks.iter().any(Option::is_none) {
+        return None;
+    }
+    let loaded = marks.iter().any(|m| *m == Some(true));
+    let note = if loaded {
+        "runtime: a process of a running container maps a file of this package".to_string()
+    } else {
+        format!(
+            "runtime: no process of the {} running container(s) maps a file of this package (/proc/<pid>/maps)",
+            marks.len()
+        )
+    };
+    Some(stalewatch_core::export::openvex::RuntimeEvidence { loaded, note })
 }

@@ -39,7 +39,10 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
 async fn run_async(cfg: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::register(cfg.vulnerability_info).context("register metrics")?);
     events::kube::init_outcomes(&metrics.kube_events);
-    let shared = Arc::new(publishing::Shared::new(metrics.clone()));
+    let shared = Arc::new(publishing::Shared::new(
+        metrics.clone(),
+        cfg.vex_in_use_not_affected,
+    ));
     let server = http::serve(&cfg, shared.clone()).await?;
     let engine = engine::Engine::new(
         inventory::ContainerInventory::new(cfg.proc_root.clone()),

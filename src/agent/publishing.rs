@@ -25,14 +25,17 @@ const FIRST_SEEN_FILE: &str = "fixes-first-seen.json";
 /// What the HTTP side reads: the metrics, the current snapshot, readiness.
 pub struct Shared {
     pub metrics: Arc<Metrics>,
+    /// `--vex-in-use-not-affected`: how `/v1/vex` treats packages no process loads.
+    pub vex_in_use_not_affected: bool,
     snapshot: RwLock<Arc<Snapshot>>,
     pub ready: AtomicBool,
 }
 
 impl Shared {
-    pub fn new(metrics: Arc<Metrics>) -> Shared {
+    pub fn new(metrics: Arc<Metrics>, vex_in_use_not_affected: bool) -> Shared {
         Shared {
             metrics,
+            vex_in_use_not_affected,
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             ready: AtomicBool::new(false),
         }

@@ -340,6 +340,8 @@ impl Serialize for ContainerReport {
             findings: Annotated<'a>,
             #[serde(skip_serializing_if = "<[Finding]>::is_empty")]
             informational: &'a [Finding],
+            #[serde(skip_serializing_if = "<[Finding]>::is_empty")]
+            suppressed: &'a [Finding],
             summary: &'a stalewatch_core::report::Summary,
             unreadable: &'a [stalewatch_core::layer::diagnostics::Unreadable],
         }
@@ -367,6 +369,7 @@ impl Serialize for ContainerReport {
             packages: &r.packages,
             findings: Annotated(self),
             informational: &r.informational,
+            suppressed: &r.suppressed,
             summary: &r.summary,
             unreadable: &r.unreadable,
         }
@@ -409,6 +412,7 @@ mod tests {
             published: None,
             summary: "".into(),
             path: "lib/apk/db/installed".into(),
+            purl: format!("pkg:apk/alpine/{package}@1.0-r0").into(),
             informational: None,
             ..Default::default()
         }
@@ -446,7 +450,18 @@ mod tests {
 
     #[test]
     fn unmarked_container_report_serializes_as_the_report() {
-        let (report, _, _) = fixture();
+        let (mut report, _, _) = fixture();
+        // With a finding suppressed by VEX: `suppressed` is part of what is served.
+        let doc = br#"{"@context":"https://openvex.dev/ns/v0.2.0","statements":[{"vulnerability":{"name":"CVE-2025-3"},"products":[{"@id":"pkg:apk/alpine/tzdata"}],"status":"fixed"}]}"#;
+        let vex = stalewatch_core::triage::VexSet::new(vec![stalewatch_core::triage::vex::parse_document(
+            doc, "t.json", 0,
+        )
+        .unwrap()]);
+        report.apply_triage(&stalewatch_core::report::Triage {
+            vex: Some(&vex),
+            ..Default::default()
+        });
+        assert_eq!(report.suppressed.len(), 1);
         let plain = serde_json::to_value(&report).unwrap();
         let wrapped = serde_json::to_value(ContainerReport::new(Arc::new(report))).unwrap();
         assert_eq!(plain, wrapped);

@@ -20,6 +20,19 @@ pub struct VexContext<'a> {
     pub image_digest: Option<&'a str>,
     /// Names the advisory data the findings came from: with the target it makes `@id`.
     pub data_version: &'a str,
+    /// Findings whose package no running process loads become `not_affected`
+    /// (`vulnerable_code_not_in_execute_path`), the evidence in `status_notes`: the
+    /// operator's opt-in trade-off (`--vex-in-use-not-affected`), never the default.
+    pub not_loaded_is_not_affected: bool,
+}
+
+/// What the agent saw at run time of a finding's package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeEvidence {
+    /// Some process of the image's running containers maps a file of the package.
+    pub loaded: bool,
+    /// How that was seen, for `status_notes`.
+    pub note: String,
 }
 
 fn product_id(f: &Finding) -> String {
@@ -34,7 +47,7 @@ fn product_id(f: &Finding) -> String {
     }
 }
 
-fn statement(f: &Finding, ctx: &VexContext, runtime_note: Option<&str>) -> Value {
+fn statement(f: &Finding, ctx: &VexContext, evidence: Option<&RuntimeEvidence>) -> Value {
     let mut aliases: Vec<&str> = f
         .aliases
         .iter()
@@ -58,9 +71,14 @@ fn statement(f: &Finding, ctx: &VexContext, runtime_note: Option<&str>) -> Value
     let mut s = Map::new();
     s.insert("vulnerability".into(), vulnerability);
     s.insert("products".into(), json!([product]));
-    let status = f.vex.as_ref().map_or(VexStatus::Affected, |v| v.status);
+    let not_loaded = evidence.is_some_and(|e| !e.loaded);
+    let status = match f.vex.as_ref() {
+        Some(v) => v.status,
+        None if not_loaded && ctx.not_loaded_is_not_affected => VexStatus::NotAffected,
+        None => VexStatus::Affected,
+    };
     s.insert("status".into(), json!(status.as_str()));
-    let mut notes: Vec<String> = runtime_note.map(str::to_string).into_iter().collect();
+    let mut notes: Vec<String> = evidence.map(|e| e.note.clone()).into_iter().collect();
     match status {
         VexStatus::Affected => {
             let action = match &f.fixed_version {
@@ -83,7 +101,13 @@ fn statement(f: &Finding, ctx: &VexContext, runtime_note: Option<&str>) -> Value
                 (None, Some(i)) => {
                     s.insert("impact_statement".into(), json!(i));
                 }
-                (None, None) => {}
+                // Only runtime evidence says so (the opt-in above).
+                (None, None) => {
+                    s.insert(
+                        "justification".into(),
+                        json!("vulnerable_code_not_in_execute_path"),
+                    );
+                }
             }
         }
         VexStatus::Fixed | VexStatus::UnderInvestigation => {}
@@ -98,18 +122,20 @@ fn statement(f: &Finding, ctx: &VexContext, runtime_note: Option<&str>) -> Value
 }
 
 /// The document for a report; `None` when it has no findings (an empty statement list is not
-/// valid OpenVEX). `runtime_note` gives runtime evidence per finding (the agent's in-use
-/// marks), put into `status_notes` only.
+/// valid OpenVEX). `evidence` gives what was seen at run time of each of `report.findings`
+/// (by index; the agent's in-use marks): it goes into `status_notes`, and changes a status
+/// only with `not_loaded_is_not_affected`.
 pub fn document(
     report: &Report,
     ctx: &VexContext,
-    runtime_note: &dyn Fn(&Finding) -> Option<String>,
+    evidence: &dyn Fn(usize) -> Option<RuntimeEvidence>,
 ) -> Option<Value> {
     let statements: Vec<Value> = report
         .findings
         .iter()
-        .chain(&report.suppressed)
-        .map(|f| statement(f, ctx, runtime_note(f).as_deref()))
+        .enumerate()
+        .map(|(i, f)| statement(f, ctx, evidence(i).as_ref()))
+        .chain(report.suppressed.iter().map(|f| statement(f, ctx, None)))
         .collect();
     if statements.is_empty() {
         return None;
@@ -126,4 +152,72 @@ pub fn document(
         "tooling": format!("{} {}", super::TOOL, super::TOOL_VERSION),
         "statements": statements,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(opt_in: bool) -> VexContext<'static> {
+        VexContext {
+            author: "t",
+            timestamp: "2025-01-01T00:00:00Z",
+            image_digest: Some("sha256:abc"),
+            data_version: "v1",
+            not_loaded_is_not_affected: opt_in,
+        }
+    }
+
+    fn evidence(i: usize) -> Option<RuntimeEvidence> {
+        Some(RuntimeEvidence {
+            loaded: i == 0,
+            note: format!("seen {i}"),
+        })
+    }
+
+    #[test]
+    fn runtime_evidence_is_a_note_unless_the_operator_opts_in() {
+        let r = super::super::cyclonedx::tests::sample();
+        let statuses = |doc: &Value| -> Vec<(String, String)> {
+            doc["statements"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    (
+                        s["status"].as_str().unwrap().into(),
+                        s["status_notes"].as_str().unwrap_or("").into(),
+                    )
+                })
+                .collect()
+        };
+        let plain = document(&r, &ctx(false), &evidence).unwrap();
+        assert_eq!(
+            statuses(&plain),
+            [
+                ("affected".into(), "seen 0".into()),
+                ("affected".into(), "seen 1".into())
+            ]
+        );
+        assert!(plain["statements"][1]["action_statement"].is_string());
+        let opted = document(&r, &ctx(true), &evidence).unwrap();
+        assert_eq!(
+            statuses(&opted),
+            [
+                ("affected".into(), "seen 0".into()),
+                ("not_affected".into(), "seen 1".into())
+            ]
+        );
+        let s = &opted["statements"][1];
+        assert_eq!(s["justification"], "vulnerable_code_not_in_execute_path");
+        assert!(s.get("impact_statement").is_none() && s.get("action_statement").is_none());
+        assert_eq!(s["products"][0]["@id"], "pkg:oci/image@sha256%3Aabc");
+        // The same image and data: the same @id.
+        assert_eq!(plain["@id"], opted["@id"]);
+        let empty = Report {
+            findings: Vec::new(),
+            ..r
+        };
+        assert!(document(&empty, &ctx(false), &evidence).is_none());
+    }
 }
