@@ -186,7 +186,7 @@ fn runtime_evidence(
     if marks.is_empty() || marks.iter().any(Option::is_none) {
         return None;
     }
-    let loaded = marks.iter().any(|m| *m == Some(true));
+    let loaded = marks.contains(&Some(true));
     let note = if loaded {
         "runtime: a process of a running container maps a file of this package".to_string()
     } else {
