@@ -1,29 +1,52 @@
 #!/usr/bin/env python3
-"""The independent oracle for known-exploited findings on a dpkg root.
+"""The independent oracle for known-exploited findings on a dpkg or rpm root.
 
 Usage: kev_oracle.py ROOT ECOSYSTEM OSV_ZIP KEV_JSON
 
-What is installed comes from dpkg-query (the real tool), which OSV records affect it from the
-records' own JSON with versions compared by `dpkg --compare-versions`, and a finding is
+What is installed comes from the real tools (dpkg-query; rpm -qa on the root's database),
+which OSV records affect it from the records' own JSON with versions compared by the real
+tools (`dpkg --compare-versions`; rpm's own rpm.vercmp, epoch included), and a finding is
 known-exploited iff one of its record's CVE ids (id, aliases, upstream, related) is in the
 catalog. Prints a JSON list of [advisory id, binary package, [KEV CVE ids]], sorted.
 """
-import json, subprocess, sys, zipfile
+import json, os, subprocess, sys, zipfile
 
 root, ecosystem, osv_zip, kev_json = sys.argv[1:5]
 kev = {v["cveID"] for v in json.load(open(kev_json))["vulnerabilities"]}
-rows = subprocess.run(
-    ["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W",
-     "-f", "${db:Status-Status} ${Package} ${source:Package} ${source:Version}\n"],
-    check=True, capture_output=True, text=True).stdout.split("\n")
-installed = {}  # source name -> [(binary, source version)]
-for r in rows:
-    f = r.split()
-    if len(f) == 4 and f[0] == "installed":
-        installed.setdefault(f[2], []).append((f[1], f[3]))
+RPM = os.path.isdir(f"{root}/var/lib/rpm")
+installed = {}  # the name records use -> [(binary, version)]
+if RPM:
+    # Red Hat-family feeds name binary packages, with epoch:version-release.
+    rows = subprocess.run(
+        ["rpm", "--dbpath", f"{root}/var/lib/rpm", "-qa", "--qf", "%{NAME} %{EPOCHNUM}:%{VERSION}-%{RELEASE}\n"],
+        check=True, capture_output=True, text=True).stdout.split("\n")
+    for r in rows:
+        f = r.split()
+        if len(f) == 2:
+            installed.setdefault(f[0], []).append((f[0], f[1]))
+else:
+    # Debian's feed names source packages.
+    rows = subprocess.run(
+        ["dpkg-query", f"--admindir={root}/var/lib/dpkg", "-W",
+         "-f", "${db:Status-Status} ${Package} ${source:Package} ${source:Version}\n"],
+        check=True, capture_output=True, text=True).stdout.split("\n")
+    for r in rows:
+        f = r.split()
+        if len(f) == 4 and f[0] == "installed":
+            installed.setdefault(f[2], []).append((f[1], f[3]))
+
+
+def rpm_cmp(a, b):
+    if ":" not in b:
+        b = "0:" + b
+    lua = '%{lua: print(rpm.vercmp("' + a + '", "' + b + '"))}'
+    return int(subprocess.run(["rpm", "--eval", lua], check=True, capture_output=True, text=True).stdout)
 
 
 def cmp(a, op, b):
+    if RPM:
+        c = rpm_cmp(a, b)
+        return {"lt": c < 0, "le": c <= 0, "ge": c >= 0}[op]
     return subprocess.run(["dpkg", "--compare-versions", a, op, b]).returncode == 0
 
 
