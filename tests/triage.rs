@@ -111,7 +111,7 @@ fn known_exploited_equal_the_oracle(root: &Path, db: &Path, ecosystem: &str, fee
         }
     }
     // The table puts them first.
-    let table = String::from_utf8(scan(&root, &db, &[]).stdout).unwrap();
+    let table = String::from_utf8(scan(root, db, &[]).stdout).unwrap();
     let rows: Vec<&str> = table.lines().skip(1).take_while(|l| !l.is_empty()).collect();
     let marked = rows.iter().take_while(|l| l.starts_with("KEV ")).count();
     assert_eq!(marked, ours.len(), "{table}");
