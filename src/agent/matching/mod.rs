@@ -36,7 +36,9 @@ pub struct Matching {
     report_day: i64,
     /// KEV, EPSS (stored beside the indexes) and the `--vex-dir` set in force.
     kev: Option<Arc<KevCatalog>>,
-    epss: Option<Arc<EpssScores>>,
+    /// The EPSS scores' date when the stored file is good: the scores themselves (3.4 MiB for
+    /// a full file) are read from disk only for a pass that makes reports, then dropped.
+    epss_date: Option<Arc<str>>,
     vex: Option<Arc<VexSet>>,
 }
 
@@ -49,7 +51,7 @@ impl Matching {
             reports: BTreeMap::new(),
             report_day: 0,
             kev: None,
-            epss: None,
+            epss_date: None,
             vex: None,
         };
         m.load_db();
@@ -99,9 +101,22 @@ impl Matching {
             Err(e) => tracing::error!("KEV catalog unusable, keeping the previous one: {e:#}"),
         }
         match store.epss() {
-            Ok(Some(e)) => self.epss = Some(Arc::new(e)),
+            Ok(Some(e)) => self.epss_date = Some(e.score_date.clone()),
             Ok(None) => {}
             Err(e) => tracing::error!("EPSS scores unusable, keeping the previous ones: {e:#}"),
+        }
+    }
+
+    /// The EPSS scores for one pass that makes reports, read from the stored file (a file
+    /// that went bad since it was loaded is skipped: the reports lack EPSS until it is good).
+    fn pass_epss(&self) -> Option<EpssScores> {
+        self.epss_date.as_ref()?;
+        match Store::new(&self.db_dir).epss() {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!("EPSS scores unreadable for this pass: {e:#}");
+                None
+            }
         }
     }
 
@@ -127,8 +142,8 @@ impl Matching {
         TriageView {
             kev_released: self.kev.as_ref().and_then(|k| rfc3339_seconds(&k.date_released)),
             kev_loaded: self.kev.is_some(),
-            epss_date: self.epss.as_ref().and_then(|e| rfc3339_seconds(&e.score_date)),
-            epss_loaded: self.epss.is_some(),
+            epss_date: self.epss_date.as_deref().and_then(rfc3339_seconds),
+            epss_loaded: self.epss_date.is_some(),
             vex_loaded: self.vex.is_some(),
         }
     }
@@ -175,12 +190,16 @@ impl Matching {
             self.reports.clear();
             live.forget_reports();
         }
+        if images.images.keys().all(|d| self.reports.contains_key(d)) && !live.has_unmatched() {
+            return;
+        }
         let started = Instant::now();
         // One matcher for the pass: images sharing a base judge each package once.
         let mut matcher = Matcher::new(&db);
+        let epss = self.pass_epss();
         let base = Triage {
             kev: self.kev.as_deref(),
-            epss: self.epss.as_deref(),
+            epss: epss.as_ref(),
             vex: self.vex.as_deref(),
             image: None,
         };

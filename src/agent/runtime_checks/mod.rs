@@ -119,6 +119,11 @@ impl RuntimeChecks {
         self.live.values_mut().for_each(|l| l.report = None);
     }
 
+    /// Whether a drifted container waits for its report.
+    pub fn has_unmatched(&self) -> bool {
+        self.live.values().any(|l| l.report.is_none() && l.inventory.is_some())
+    }
+
     /// Matches every drifted container that has no report yet; returns how many.
     pub fn match_unmatched(&mut self, matcher: &mut Matcher<'_>, triage: &Triage, now: i64) -> usize {
         let mut n = 0;
