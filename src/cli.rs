@@ -142,6 +142,9 @@ pub struct AgentArgs {
     /// interpreter's modules — is missed), off by default. Needs the runtime checks.
     #[arg(long, env = "STALEWATCH_VEX_IN_USE_NOT_AFFECTED")]
     pub vex_in_use_not_affected: bool,
+    /// The author `/v1/vex` documents name [default: stalewatch/<node name>].
+    #[arg(long, env = "STALEWATCH_VEX_AUTHOR")]
+    pub vex_author: Option<String>,
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long, env = "STALEWATCH_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -266,7 +269,13 @@ impl AgentArgs {
         if !errors.is_empty() {
             bail!("invalid configuration: {}", errors.join("; "));
         }
+        let vex_author = self
+            .vex_author
+            .clone()
+            .filter(|a| !a.trim().is_empty())
+            .unwrap_or_else(|| format!("stalewatch/{node_name}"));
         Ok(crate::agent::Config {
+            vex_author,
             containerd_address: self.containerd_address.clone(),
             containerd_namespace: self.containerd_namespace.clone(),
             db_dir: self.db_dir.clone(),
@@ -378,6 +387,9 @@ pub struct ScanArgs {
     /// List the findings VEX statements suppressed in the table too.
     #[arg(long)]
     pub show_suppressed: bool,
+    /// The author `--format openvex` names (who stands behind its statements).
+    #[arg(long, env = "STALEWATCH_VEX_AUTHOR", default_value = "stalewatch")]
+    pub vex_author: String,
     /// containerd socket, for `containerd:REF` targets.
     #[arg(
         long,
@@ -546,7 +558,14 @@ fn run_scan(a: &ScanArgs) -> anyhow::Result<ExitCode> {
     let (kev, epss) = triage::load_feeds(&db::Store::new(&db_dir))?;
     let data = triage::TriageData { kev, epss, vex };
     report.apply_triage(&data.triage());
-    output::print_report(&report, a.format, now, a.show_suppressed, &data_version(&db_dir))?;
+    let options = output::PrintOptions {
+        format: a.format,
+        now_unix: now,
+        show_suppressed: a.show_suppressed,
+        data_version: data_version(&db_dir),
+        vex_author: a.vex_author.clone(),
+    };
+    output::print_report(&report, &options)?;
     let met = a.fail_on.as_ref().map(|f| f.met(&report)).unwrap_or_default();
     if met.is_empty() {
         return Ok(ExitCode::SUCCESS);

@@ -37,25 +37,30 @@ pub enum StatusFormat {
     Json,
 }
 
+/// How a report is printed.
+pub struct PrintOptions {
+    pub format: Format,
+    pub now_unix: i64,
+    /// The table lists VEX-suppressed findings too.
+    pub show_suppressed: bool,
+    /// Names the advisory data (the OpenVEX document's `@id` is stable per target and data).
+    pub data_version: String,
+    /// The OpenVEX document's author.
+    pub vex_author: String,
+}
+
 /// Prints a report; everything goes through one buffer, written and flushed once.
-/// `data_version` names the advisory data (the OpenVEX document's `@id` is stable per target
-/// and data version).
-pub fn print_report(
-    r: &Report,
-    format: Format,
-    now_unix: i64,
-    show_suppressed: bool,
-    data_version: &str,
-) -> anyhow::Result<()> {
+pub fn print_report(r: &Report, o: &PrintOptions) -> anyhow::Result<()> {
+    let (format, now_unix) = (o.format, o.now_unix);
     let mut out = std::io::BufWriter::with_capacity(64 << 10, std::io::stdout().lock());
     match format {
         Format::Openvex => {
             let timestamp = crate::clock::rfc3339(now_unix);
             let ctx = stalewatch_core::export::openvex::VexContext {
-                author: "stalewatch",
+                author: &o.vex_author,
                 timestamp: &timestamp,
                 image_digest: None,
-                data_version,
+                data_version: &o.data_version,
                 not_loaded_is_not_affected: false,
             };
             match stalewatch_core::export::openvex::document(r, &ctx, &|_| None) {
@@ -74,7 +79,7 @@ pub fn print_report(
         }
         Format::Table => {
             write_findings(&mut out, r)?;
-            if show_suppressed {
+            if o.show_suppressed {
                 write_suppressed(&mut out, r)?;
             }
             write_summary(&mut out, r)?;

@@ -385,7 +385,18 @@ fn openvex_suppresses_and_round_trips_through_the_schema() {
 
     // OpenVEX out: valid against the published schema, and read back by our reader it
     // suppresses nothing new (only `not_affected`/`fixed` carried through do).
-    let out = scan(&root, &db, &["--format", "openvex", "--vex", &path]);
+    let out = scan(
+        &root,
+        &db,
+        &[
+            "--format",
+            "openvex",
+            "--vex",
+            &path,
+            "--vex-author",
+            "security@example.com",
+        ],
+    );
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let schema = shared_data().join("schemas/openvex/openvex_json_schema.json");
@@ -393,6 +404,7 @@ fn openvex_suppresses_and_round_trips_through_the_schema() {
         panic!("OpenVEX output does not match the schema:\n{e}");
     }
     let vex: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(vex["author"], "security@example.com");
     let statements = vex["statements"].as_array().unwrap();
     assert_eq!(statements.len(), count(&plain, "findings"));
     let affected: Vec<_> = statements.iter().filter(|s| s["status"] == "affected").collect();
@@ -523,4 +535,56 @@ fn cve_ids_include_related_on_the_real_almalinux_feed() {
         only_related > 1000,
         "{only_related} records name CVEs only in related"
     );
+}
+
+/// SARIF raises known-exploited results to `error` (whatever their severity: these Debian
+/// records carry none) with the KEV facts in their properties; CycloneDX carries them as
+/// properties and stays valid against the official schema.
+#[test]
+fn sarif_and_cyclonedx_carry_the_kev_facts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((root, db)) = kev_setup(tmp.path()) else {
+        return;
+    };
+    let sarif = report(&scan(&root, &db, &["--format", "sarif"]));
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    let kev: Vec<&serde_json::Value> = results
+        .iter()
+        .filter(|r| r["properties"]["known_exploited"] == true)
+        .collect();
+    let json = report(&scan(&root, &db, &["--format", "json"]));
+    assert_eq!(
+        kev.len() as u64,
+        json["summary"]["known_exploited"].as_u64().unwrap()
+    );
+    assert!(!kev.is_empty());
+    assert!(kev
+        .iter()
+        .all(|r| r["level"] == "error" && r["properties"]["kev"]["due_date"].is_string()));
+    assert!(results
+        .iter()
+        .filter(|r| r["properties"]["known_exploited"] == false)
+        .all(|r| r["level"] == "note"));
+    let out = scan(&root, &db, &["--format", "cyclonedx"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    if let Some(check) = common::cyclonedx_schema_errors(&text, "triage: CycloneDX") {
+        check.unwrap_or_else(|e| panic!("CycloneDX with KEV properties is invalid:\n{e}"));
+    }
+    let bom: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let shellshock = bom["vulnerabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == "DEBIAN-CVE-2014-6271")
+        .unwrap();
+    let prop = |name: &str| {
+        shellshock["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["value"].clone())
+    };
+    assert_eq!(prop("stalewatch:known_exploited"), Some("true".into()));
+    assert_eq!(prop("stalewatch:kev:date_added"), Some("2022-01-28".into()));
 }

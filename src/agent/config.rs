@@ -44,6 +44,8 @@ pub struct Config {
     pub vex_dir: Option<PathBuf>,
     /// `/v1/vex` states `not_affected` for packages no running process loads.
     pub vex_in_use_not_affected: bool,
+    /// Who `/v1/vex` documents name as their author.
+    pub vex_author: String,
 }
 
 /// Sources of unpacked image files when blobs are missing.

@@ -145,10 +145,9 @@ async fn vex(State(s): State<Arc<Shared>>, Path(digest): Path<String>) -> axum::
         return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
     };
     let now = crate::clock::rfc3339(crate::clock::now_unix().unwrap_or(0));
-    let author = format!("stalewatch/{}", snap.node);
     let data_version = snap.advisory_db.updated_at.clone().unwrap_or_default();
     let ctx = stalewatch_core::export::openvex::VexContext {
-        author: &author,
+        author: &s.vex_author,
         timestamp: &now,
         image_digest: Some(&digest),
         data_version: &data_version,

@@ -42,6 +42,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     let shared = Arc::new(publishing::Shared::new(
         metrics.clone(),
         cfg.vex_in_use_not_affected,
+        cfg.vex_author.clone(),
     ));
     let server = http::serve(&cfg, shared.clone()).await?;
     let engine = engine::Engine::new(

@@ -27,15 +27,18 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// `--vex-in-use-not-affected`: how `/v1/vex` treats packages no process loads.
     pub vex_in_use_not_affected: bool,
+    /// `--vex-author`.
+    pub vex_author: String,
     snapshot: RwLock<Arc<Snapshot>>,
     pub ready: AtomicBool,
 }
 
 impl Shared {
-    pub fn new(metrics: Arc<Metrics>, vex_in_use_not_affected: bool) -> Shared {
+    pub fn new(metrics: Arc<Metrics>, vex_in_use_not_affected: bool, vex_author: String) -> Shared {
         Shared {
             metrics,
             vex_in_use_not_affected,
+            vex_author,
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             ready: AtomicBool::new(false),
         }

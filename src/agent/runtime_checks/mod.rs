@@ -121,7 +121,9 @@ impl RuntimeChecks {
 
     /// Whether a drifted container waits for its report.
     pub fn has_unmatched(&self) -> bool {
-        self.live.values().any(|l| l.report.is_none() && l.inventory.is_some())
+        self.live
+            .values()
+            .any(|l| l.report.is_none() && l.inventory.is_some())
     }
 
     /// Matches every drifted container that has no report yet; returns how many.
