@@ -323,6 +323,7 @@ fn vex_doc(statements: serde_json::Value) -> serde_json::Value {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn openvex_suppresses_and_round_trips_through_the_schema() {
     let tmp = tempfile::tempdir().unwrap();
     let Some((root, db)) = kev_setup(tmp.path()) else {
