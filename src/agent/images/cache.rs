@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use stalewatch_core::catalog::Inventory;
+use stalewatch_core::layer::cache_entry;
 use stalewatch_core::layer::diagnostics::Unreadable;
 use stalewatch_core::layer::tree::LayerDelta;
 
@@ -177,10 +178,6 @@ pub struct LayerCache {
     dir: PathBuf,
 }
 
-const LAYER_MAGIC: &[u8; 6] = b"SWLD\0\0";
-/// 2: deltas keep dpkg's `info/*.list` (packages in use).
-const LAYER_VERSION: u16 = 4;
-
 impl LayerCache {
     pub fn new(state_dir: &Path) -> LayerCache {
         LayerCache {
@@ -194,13 +191,7 @@ impl LayerCache {
     }
 
     pub fn get(&self, digest: &str) -> Option<LayerDelta> {
-        let bytes = std::fs::read(self.path(digest)?).ok()?;
-        let body = bytes.strip_prefix(LAYER_MAGIC.as_slice())?;
-        let (version, body) = body.split_at_checked(2)?;
-        if u16::from_le_bytes([version[0], version[1]]) != LAYER_VERSION {
-            return None;
-        }
-        postcard::from_bytes(body).ok()
+        cache_entry::decode(&std::fs::read(self.path(digest)?).ok()?)
     }
 
     pub fn put(&self, digest: &str, delta: &LayerDelta) -> anyhow::Result<()> {
@@ -208,10 +199,7 @@ impl LayerCache {
             return Ok(());
         };
         std::fs::create_dir_all(&self.dir)?;
-        let mut bytes = LAYER_MAGIC.to_vec();
-        bytes.extend_from_slice(&LAYER_VERSION.to_le_bytes());
-        bytes.extend(postcard::to_stdvec(delta)?);
-        write_atomic(&path, &bytes)
+        write_atomic(&path, &cache_entry::encode(delta)?)
     }
 
     /// Removes deltas of layers no cached image uses.

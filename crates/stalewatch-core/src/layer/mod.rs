@@ -1,6 +1,7 @@
 //! Reading image layers: decompression, a bounded streaming tar reader, and the merged file
 //! tree (whiteouts, opaque directories) that keeps only the files catalogers ask for.
 
+pub mod cache_entry;
 pub mod decompress;
 pub mod diagnostics;
 pub mod entry;
