@@ -29,6 +29,19 @@ pub enum Scheme {
 }
 
 impl Scheme {
+    /// Every scheme (what property tests and the fuzz target iterate).
+    pub const ALL: [Scheme; 9] = [
+        Scheme::Dpkg,
+        Scheme::Apk,
+        Scheme::Rpm,
+        Scheme::Semver,
+        Scheme::Pep440,
+        Scheme::Maven,
+        Scheme::RubyGems,
+        Scheme::NuGet,
+        Scheme::Packagist,
+    ];
+
     /// The scheme of an OSV ecosystem name, with or without its `:release` suffix.
     /// `None` for ecosystems whose ordering is not implemented yet: their records can only
     /// match through explicit `versions` lists.
