@@ -6,7 +6,7 @@ need=""
 for pair in protoc:protobuf-compiler umoci:umoci skopeo:skopeo rpmbuild:rpm db5.3_load:db5.3-util \
             sqlite3:sqlite3 dpkg-deb:dpkg python3:python3 containerd:containerd runc:runc promtool:prometheus \
             openssl:openssl setpriv:util-linux kubectl:kubernetes-client debootstrap:debootstrap \
-            go:golang-go gem:ruby composer:composer php:php-cli; do
+            go:golang-go gem:ruby composer:composer php:php-cli mvn:maven; do
     cmd=${pair%%:*}; pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
 done
