@@ -56,17 +56,19 @@ impl Blobs {
     }
 
     /// Opens a file of the layout by its relative path.
+    /// The path is checked on both sides (no `..`, not absolute): today every caller passes
+    /// `index.json` or a path built from a validated digest, and it stays so.
     fn open(&self, rel: &str) -> anyhow::Result<Box<dyn Read + Send>> {
+        let key = stalewatch_core::layer::path::normalize(rel)
+            .map_err(|_| anyhow::anyhow!("bad member name {rel:?}"))?;
         match self {
             Blobs::Dir(d) => {
-                let p = d.join(rel);
+                let p = d.join(&key);
                 Ok(Box::new(
                     File::open(&p).with_context(|| format!("open {}", p.display()))?,
                 ))
             }
             Blobs::Archive { path, members } => {
-                let key = stalewatch_core::layer::path::normalize(rel)
-                    .map_err(|_| anyhow::anyhow!("bad member name {rel:?}"))?;
                 let (offset, size) = *members
                     .get(&key)
                     .with_context(|| format!("{} has no member {rel}", path.display()))?;
@@ -313,4 +315,27 @@ pub fn read_docker_archive(
         apply_layer(blobs.open(layer)?, digest.as_deref(), layer, limits, tree, diag)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_paths_never_leave_the_layout() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = tmp.path().join("layout");
+        std::fs::create_dir(&layout).unwrap();
+        std::fs::write(tmp.path().join("secret"), b"not the layout's").unwrap();
+        std::fs::write(layout.join("index.json"), b"{}").unwrap();
+        let dir = Blobs::Dir(layout);
+        assert_eq!(dir.read_small("index.json").unwrap(), b"{}");
+        for escape in ["../secret", "/etc/hostname", "blobs/../../secret"] {
+            let err = dir
+                .open(escape)
+                .err()
+                .unwrap_or_else(|| panic!("{escape} was opened"));
+            assert!(err.to_string().contains("bad member name"), "{escape}: {err}");
+        }
+    }
 }
