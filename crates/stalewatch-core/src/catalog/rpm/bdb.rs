@@ -72,18 +72,18 @@ impl<'a> Db<'a> {
     }
 }
 
+/// The byte order of a Berkeley DB hash file (`Some(true)`: big-endian), `None` for other bytes.
+pub fn hash_file_order(bytes: &[u8]) -> Option<bool> {
+    let magic: [u8; 4] = bytes.get(12..16)?.try_into().ok()?;
+    match (u32::from_le_bytes(magic), u32::from_be_bytes(magic)) {
+        (HASH_MAGIC, _) => Some(false),
+        (_, HASH_MAGIC) => Some(true),
+        _ => None,
+    }
+}
+
 pub fn package_blobs(bytes: &[u8]) -> Result<Vec<Vec<u8>>, DbError> {
-    let magic_le = bytes
-        .get(12..16)
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
-    let magic_be = bytes
-        .get(12..16)
-        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
-    let big_endian = match (magic_le, magic_be) {
-        (Some(HASH_MAGIC), _) => false,
-        (_, Some(HASH_MAGIC)) => true,
-        _ => return Err(err("not a Berkeley DB hash file")),
-    };
+    let big_endian = hash_file_order(bytes).ok_or_else(|| err("not a Berkeley DB hash file"))?;
     let mut db = Db {
         bytes,
         page_size: 0,

@@ -4,7 +4,7 @@
 use super::DbError;
 use crate::catalog::RawPackage;
 
-const TAG_NAME: u32 = 1000;
+pub(crate) const TAG_NAME: u32 = 1000;
 const TAG_VERSION: u32 = 1001;
 const TAG_RELEASE: u32 = 1002;
 const TAG_EPOCH: u32 = 1003;
