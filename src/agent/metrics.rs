@@ -1,14 +1,17 @@
 //! Prometheus metrics (DESIGN.md's names), registered once from one table (`DEFS`) that
 //! `docs/metrics.md` is checked against, so the two cannot drift. Per-container series are
-//! rewritten from a whole snapshot under the same lock a scrape takes, so no scrape ever
-//! sees half of an update.
+//! rewritten from a whole snapshot under the same lock an encoding takes, so no scrape ever
+//! sees half of an update. A scrape is served an encoded body at most `EXPOSITION_MAX_AGE` old
+//! and never waits behind a publish: a burst of scrapes encodes once.
 
+use bytes::Bytes;
 use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
     TextEncoder,
 };
-use std::sync::Mutex;
+use std::sync::{Mutex, TryLockError};
+use std::time::{Duration, Instant};
 
 use stalewatch_core::advisory::Severity;
 
@@ -340,10 +343,21 @@ impl Registrar<'_> {
     }
 }
 
+/// How old an encoded body may be when it is served again. Prometheus scrapes every 15–30 s,
+/// so this costs no freshness; a publish makes the next scrape encode anew.
+const EXPOSITION_MAX_AGE: Duration = Duration::from_millis(500);
+
+/// The last encoded body; `encoded` is `None` once a publish made it stale.
+struct Exposition {
+    body: Bytes,
+    encoded: Option<Instant>,
+}
+
 pub struct Metrics {
     registry: Registry,
-    /// Held while series are rewritten and while a scrape encodes them.
+    /// Held while series are rewritten and while they are encoded.
     publish: Mutex<()>,
+    exposition: Mutex<Exposition>,
     container_vulnerabilities: GaugeVec,
     container_scan_status: GaugeVec,
     container_oldest_fix_age: GaugeVec,
@@ -430,6 +444,10 @@ impl Metrics {
             kube_events: r.counter_vec(KUBE_EVENTS)?,
             vulnerability_info,
             publish: Mutex::new(()),
+            exposition: Mutex::new(Exposition {
+                body: Bytes::new(),
+                encoded: None,
+            }),
             registry,
         })
     }
@@ -482,6 +500,7 @@ impl Metrics {
         for (eco, n) in &snap.advisory_db.records {
             self.advisory_records.with_label_values(&[eco]).set(*n as f64);
         }
+        self.invalidate();
     }
 
     /// The series of one running container.
@@ -605,13 +624,45 @@ impl Metrics {
         }
     }
 
-    /// The text exposition.
-    pub fn encode(&self) -> Vec<u8> {
-        let _guard = self.publish.lock().unwrap_or_else(|e| e.into_inner());
+    /// The text exposition: the last body while it is fresh, or while a publish holds the
+    /// series (a scrape never waits behind one once a body exists), else encoded now.
+    pub fn encode(&self) -> Bytes {
+        if let Some(body) = self.cached(false) {
+            return body;
+        }
+        let _guard = match self.publish.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => match self.cached(true) {
+                Some(body) => return body,
+                None => self.publish.lock().unwrap_or_else(|e| e.into_inner()),
+            },
+        };
+        // Another scrape may have encoded while this one waited.
+        if let Some(body) = self.cached(false) {
+            return body;
+        }
         let mut out = Vec::new();
         // Encoding plain metric families into a Vec cannot fail.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        out
+        let body = Bytes::from(out);
+        *self.exposition.lock().unwrap_or_else(|e| e.into_inner()) = Exposition {
+            body: body.clone(),
+            encoded: Some(Instant::now()),
+        };
+        body
+    }
+
+    /// The last body if it is fresh (or, with `stale_ok`, if there is one at all).
+    fn cached(&self, stale_ok: bool) -> Option<Bytes> {
+        let e = self.exposition.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = e.encoded.is_some_and(|t| t.elapsed() < EXPOSITION_MAX_AGE);
+        (fresh || (stale_ok && !e.body.is_empty())).then(|| e.body.clone())
+    }
+
+    /// After a publish the next scrape must see it.
+    fn invalidate(&self) {
+        self.exposition.lock().unwrap_or_else(|e| e.into_inner()).encoded = None;
     }
 }
 
@@ -680,5 +731,32 @@ mod tests {
                 "{d} is never registered"
             );
         }
+    }
+
+    #[test]
+    fn scrapes_share_one_encoding_see_every_publish_and_never_wait_behind_one() {
+        let m = Metrics::register(None).unwrap();
+        let first = m.encode();
+        // Within the window a scrape is served the same body, not a new encoding.
+        assert_eq!(m.encode().as_ptr(), first.as_ptr());
+        let mut snap = Snapshot::default();
+        snap.advisory_db.records.insert("Alpine".into(), 7);
+        m.publish(&snap);
+        let text = String::from_utf8(m.encode().to_vec()).unwrap();
+        assert!(
+            text.contains("stalewatch_advisory_records{ecosystem=\"Alpine\"} 7"),
+            "a publish is seen by the next scrape:\n{text}"
+        );
+        // While a publish holds the series, the last body is served instead of waiting.
+        m.invalidate();
+        let held = m.publish.lock().unwrap();
+        assert!(String::from_utf8(m.encode().to_vec()).unwrap().contains("} 7"));
+        drop(held);
+        // Counters moved elsewhere show once the body is older than the window.
+        m.layers_read.inc();
+        std::thread::sleep(EXPOSITION_MAX_AGE);
+        assert!(String::from_utf8(m.encode().to_vec())
+            .unwrap()
+            .contains("stalewatch_layers_read_total 1"));
     }
 }
