@@ -111,7 +111,7 @@ impl Agent {
             findings_port,
             log,
         };
-        agent.wait_for("ready", Duration::from_secs(30), |a| a.get("/readyz").0 == 200);
+        agent.wait_for("ready", Duration::from_secs(120), |a| a.get("/readyz").0 == 200);
         agent
     }
 
