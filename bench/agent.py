@@ -10,7 +10,7 @@ synthetic index of >= 500,000 records). Measures, in one run:
 Usage: bench/agent.py --rootfs DIR [--images 100] [--synthetic-records 500000]
 Needs: target/release/stalewatch, containerd, runc, umoci, ../shared/data/osv. Run as root.
 """
-import argparse, json, os, random, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request, zipfile
+import argparse, contextlib, json, os, random, re, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request, zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.join(HERE, "..", "target", "release", "stalewatch")
@@ -115,6 +115,49 @@ class Agent:
         self.proc.wait()
 
 
+def run_distinct_images(lab, work, rootfs, n):
+    """n images of `rootfs`, one file apart (so each has its own digest and one small layer of
+    its own), imported as bench.example/img:img<i>, one running container c<i> each; returns
+    the OCI layout they came from."""
+    layout = os.path.join(work, "layout")
+    sh("umoci", "init", "--layout", layout)
+    sh("umoci", "new", "--image", f"{layout}:base")
+    sh("umoci", "insert", "--image", f"{layout}:base", rootfs, "/")
+    uniq = os.path.join(work, "uniq")
+    os.makedirs(uniq, exist_ok=True)
+    for i in range(n):
+        with open(os.path.join(uniq, "release"), "w") as f:
+            f.write(f"bench image {i}\n")
+        sh("umoci", "tag", "--image", f"{layout}:base", f"img{i}")
+        sh("umoci", "insert", "--image", f"{layout}:img{i}", uniq, "/etc/stalewatch-bench")
+    archive = os.path.join(work, "images.tar")
+    sh("tar", "-C", layout, "-cf", archive, ".")
+    lab.ctr("images", "import", "--base-name", "bench.example/img", archive)
+    for i in range(n):
+        lab.run(f"c{i}", f"bench.example/img:img{i}")
+    return layout
+
+
+@contextlib.contextmanager
+def alpine_node(prefix, n):
+    """(work dir, a private containerd running n distinct images of the shared Alpine 3.20.3
+    minirootfs); both gone afterwards."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    lab = None
+    try:
+        root = os.path.join(work, "rootfs")
+        os.makedirs(root)
+        alpine = os.path.join(HERE, "..", "..", "shared", "data", "rootfs/alpine/alpine-minirootfs-3.20.3-x86_64.tar.gz")
+        sh("tar", "-xzf", alpine, "-C", root)
+        lab = Containerd(os.path.join(work, "ctrd"))
+        run_distinct_images(lab, work, root, n)
+        yield work, lab
+    finally:
+        if lab:
+            lab.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def synthetic_mirror(dst, records, names):
     """A Debian mirror of `records` generated OSV records, shaped like the real converter's
     output, spread over 100,000 package names as densely as the real Debian data (about eight
@@ -143,22 +186,7 @@ def main():
     lab = None
     try:
         lab = Containerd(os.path.join(work, "ctrd"))
-        layout = os.path.join(work, "layout")
-        sh("umoci", "init", "--layout", layout)
-        sh("umoci", "new", "--image", f"{layout}:base")
-        sh("umoci", "insert", "--image", f"{layout}:base", a.rootfs, "/")
-        uniq = os.path.join(work, "uniq")
-        for i in range(a.images):
-            os.makedirs(uniq, exist_ok=True)
-            with open(os.path.join(uniq, "release"), "w") as f:
-                f.write(f"bench image {i}\n")
-            sh("umoci", "tag", "--image", f"{layout}:base", f"img{i}")
-            sh("umoci", "insert", "--image", f"{layout}:img{i}", uniq, "/etc/stalewatch-bench")
-        archive = os.path.join(work, "images.tar")
-        sh("tar", "-C", layout, "-cf", archive, ".")
-        lab.ctr("images", "import", "--base-name", "bench.example/img", archive)
-        for i in range(a.images):
-            lab.run(f"c{i}", f"bench.example/img:img{i}")
+        layout = run_distinct_images(lab, work, a.rootfs, a.images)
         npkgs = len([l for l in open(os.path.join(a.rootfs, "var/lib/dpkg/status")) if l.startswith("Package:")])
         # The base layer blob, for the gzip | tar baseline.
         index = json.load(open(os.path.join(layout, "index.json")))

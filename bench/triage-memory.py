@@ -11,11 +11,11 @@ Usage: bench/triage-memory.py [--images 20] [--rows 300000]
 Needs: target/release/stalewatch, containerd, runc, umoci, ../shared/data. Run as root.
 Goal (issue 14): + <= 4 MiB steady with KEV and a 300k-row EPSS file.
 """
-import argparse, gzip, os, random, shutil, subprocess, sys, tempfile, time
+import argparse, gzip, os, random, shutil, subprocess, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from agent import Agent, Containerd, proc_mem, sh, value  # noqa: E402  (the agent benchmark's harness)
+from agent import Agent, proc_mem, alpine_node, sh, value  # noqa: E402  (the agent benchmark's harness)
 
 SHARED = os.path.join(HERE, "..", "..", "shared", "data")
 
@@ -57,29 +57,7 @@ def main():
     # As the DaemonSet runs it (deploy/base/daemonset.yaml).
     os.environ["MALLOC_ARENA_MAX"] = "2"
     os.environ["MALLOC_MMAP_THRESHOLD_"] = "131072"
-    work = tempfile.mkdtemp(prefix="stalewatch-triage-bench-")
-    lab = None
-    try:
-        root = os.path.join(work, "rootfs")
-        os.makedirs(root)
-        sh("tar", "-xzf", os.path.join(SHARED, "rootfs/alpine/alpine-minirootfs-3.20.3-x86_64.tar.gz"), "-C", root)
-        lab = Containerd(os.path.join(work, "ctrd"))
-        layout = os.path.join(work, "layout")
-        sh("umoci", "init", "--layout", layout)
-        sh("umoci", "new", "--image", f"{layout}:base")
-        sh("umoci", "insert", "--image", f"{layout}:base", root, "/")
-        uniq = os.path.join(work, "uniq")
-        os.makedirs(uniq)
-        for i in range(a.images):
-            with open(os.path.join(uniq, "release"), "w") as f:
-                f.write(f"bench image {i}\n")
-            sh("umoci", "tag", "--image", f"{layout}:base", f"img{i}")
-            sh("umoci", "insert", "--image", f"{layout}:img{i}", uniq, "/etc/stalewatch-bench")
-        archive = os.path.join(work, "images.tar")
-        sh("tar", "-C", layout, "-cf", archive, ".")
-        lab.ctr("images", "import", "--base-name", "bench.example/img", archive)
-        for i in range(a.images):
-            lab.run(f"c{i}", f"bench.example/img:img{i}")
+    with alpine_node("stalewatch-triage-bench-", a.images) as (work, lab):
         mirror = os.path.join(work, "mirror")
         os.makedirs(os.path.join(mirror, "Alpine"))
         os.symlink(os.path.join(SHARED, "osv/Alpine/all.zip"), os.path.join(mirror, "Alpine/all.zip"))
@@ -95,11 +73,6 @@ def main():
         print(f"steady RSS without feeds: {b:.1f} MiB (runs: {', '.join(f'{x:.1f}' for x in base)})")
         print(f"steady RSS with KEV + EPSS: {f:.1f} MiB (runs: {', '.join(f'{x:.1f}' for x in with_feeds)})")
         print(f"cost: {f - b:+.1f} MiB (goal <= +4 MiB): {'PASS' if f - b <= 4 else 'FAIL'}")
-    finally:
-        if lab:
-            lab.close()
-        shutil.rmtree(work, ignore_errors=True)
-
 
 if __name__ == "__main__":
     main()
