@@ -380,6 +380,45 @@ mod tests {
     }
 
     #[test]
+    fn manifests_nested_100k_deep_are_errors_not_stack_overflows() {
+        const DEPTH: usize = 100_000;
+        let nested = |open: &str, close: &str, inner: &str| {
+            [open.repeat(DEPTH), inner.into(), close.repeat(DEPTH)]
+                .concat()
+                .into_bytes()
+        };
+        let cases = [
+            (Manifest::DotnetDeps, nested("{\"targets\":", "}", "{}")),
+            (Manifest::DotnetDeps, nested("[", "]", "")),
+            (Manifest::NpmLock, nested("{\"packages\":", "}", "{}")),
+            (Manifest::NpmPackageJson, nested("{\"a\":", "}", "1")),
+            (Manifest::ComposerInstalled, nested("[", "]", "")),
+            (
+                Manifest::CargoLock,
+                nested("[[package]]\nname = \"a\"\nversion = ", "]", "1"),
+            ),
+            (
+                Manifest::CargoLock,
+                [b"x = ".as_slice(), &nested("[", "]", "")].concat(),
+            ),
+            (
+                Manifest::CargoLock,
+                [b"x = ".as_slice(), &nested("{a=", "}", "1")].concat(),
+            ),
+        ];
+        for (kind, bytes) in cases {
+            // Run on a small stack: a recursive descent without a depth limit overflows it.
+            let outcome = std::thread::Builder::new()
+                .stack_size(256 << 10)
+                .spawn(move || parse(kind, &bytes).map(|p| p.len()))
+                .unwrap()
+                .join()
+                .expect("the parser returned");
+            assert!(outcome.is_err() || outcome == Ok(0), "{kind:?}: {outcome:?}");
+        }
+    }
+
+    #[test]
     fn purls_follow_the_spec() {
         let p = |n: &str, v: &str| LangPackage {
             name: n.into(),
