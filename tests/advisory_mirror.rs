@@ -8,6 +8,7 @@ use common::mirror::{Fault, Mirror};
 use common::*;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 fn db_status(db: &Path) -> serde_json::Value {
     ok_json(&[
@@ -274,9 +275,36 @@ fn a_corrupted_mirror_leaves_the_previous_index_in_use() {
         (Fault::Body(full[..full.len() / 2].to_vec()), "bad_archive"),
         (Fault::Body(b"<html>not a zip</html>".to_vec()), "bad_archive"),
     ];
-    for (fault, reason) in cases {
+    // Servers that answer and then do not: a head and no body for longer than the client's
+    // 60 s read timeout; a Content-Length over the 4 GiB cap; a redirect to itself.
+    let head = |h: &str, hold: u64| Fault::Head(h.to_string(), Duration::from_secs(hold));
+    let hostile: Vec<(Fault, &str)> = vec![
+        (
+            head("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", 90),
+            "network",
+        ),
+        (
+            head("HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n", 5),
+            "too_large",
+        ),
+        (
+            head(
+                &format!("HTTP/1.1 302 Found\r\nLocation: {url}{path}\r\nContent-Length: 0\r\n\r\n"),
+                0,
+            ),
+            "redirect",
+        ),
+    ];
+    for (fault, reason) in cases.into_iter().chain(hostile) {
         mirror.set_fault(path, Some(fault.clone()));
+        let started = Instant::now();
         let out = update();
+        // Bounded: the read timeout (60 s) and the redirect limit end every wait.
+        assert!(
+            started.elapsed() < Duration::from_secs(85),
+            "{fault:?}: {:?}",
+            started.elapsed()
+        );
         assert_eq!(out.status.code(), Some(1), "{fault:?} must fail the update");
         let status = db_status(&db);
         let err = status["ecosystems"]["Alpine"]["last_error"]

@@ -14,6 +14,10 @@ pub enum Fault {
     CutBody(usize),
     /// Serve these bytes instead of the file.
     Body(Vec<u8>),
+    /// Send this raw response head (status line and headers), then hold the connection open
+    /// this long without a byte of body, then close: a stalled server, a lying Content-Length,
+    /// a redirect (to itself: a loop).
+    Head(String, std::time::Duration),
 }
 
 #[derive(Clone, Default)]
@@ -83,6 +87,18 @@ impl Mirror {
         let (status, body, etag) = match fault {
             Some(Fault::Status(code)) => (code, b"injected failure".to_vec(), None),
             Some(Fault::Body(b)) => (200, b, None),
+            Some(Fault::Head(head, hold)) => {
+                let status = head
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0);
+                self.log.lock().unwrap().push((path, status));
+                let _ = s.write_all(head.as_bytes());
+                let _ = s.flush();
+                std::thread::sleep(hold);
+                return;
+            }
             Some(Fault::CutBody(n)) => {
                 let body = std::fs::read(&file).unwrap_or_default();
                 let head = format!(
