@@ -230,6 +230,49 @@ fn write_mirror(dir: &Path, entries: &[(&str, &[u8])]) {
 const ALPINE_9143: &[u8] = include_bytes!("fixtures/osv/ALPINE-CVE-2024-9143.json");
 const ALPINE_42366: &[u8] = include_bytes!("fixtures/osv/ALPINE-CVE-2023-42366.json");
 
+/// An Alpine 3.20.3 root with libssl3 3.3.2-r0 (one finding: ALPINE-CVE-2024-9143).
+fn alpine_libssl_root() -> std::path::PathBuf {
+    let mut root = tempfile::tempdir().unwrap().keep();
+    root.push("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("lib/apk/db")).unwrap();
+    std::fs::write(root.join("etc/os-release"), "ID=alpine\nVERSION_ID=3.20.3\n").unwrap();
+    std::fs::write(
+        root.join("lib/apk/db/installed"),
+        "P:libssl3\nV:3.3.2-r0\nA:x86_64\no:openssl\n\n",
+    )
+    .unwrap();
+    root
+}
+
+/// Every way the mirror fails `path` in the test, with the reason `db status` must give.
+fn mirror_faults(full: &[u8], url: &str, path: &str) -> Vec<(Fault, &'static str)> {
+    // Servers that answer and then do not: a head and no body for longer than the client's
+    // 60 s read timeout; a Content-Length over the 4 GiB cap; a redirect to itself.
+    let head = |h: &str, hold: u64| Fault::Head(h.to_string(), Duration::from_secs(hold));
+    vec![
+        (Fault::Status(500), "HTTP 500"),
+        (Fault::CutBody(full.len() / 2), "network"),
+        (Fault::Body(full[..full.len() / 2].to_vec()), "bad_archive"),
+        (Fault::Body(b"<html>not a zip</html>".to_vec()), "bad_archive"),
+        (
+            head("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", 90),
+            "network",
+        ),
+        (
+            head("HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n", 5),
+            "too_large",
+        ),
+        (
+            head(
+                &format!("HTTP/1.1 302 Found\r\nLocation: {url}{path}\r\nContent-Length: 0\r\n\r\n"),
+                0,
+            ),
+            "redirect",
+        ),
+    ]
+}
+
 #[test]
 fn a_corrupted_mirror_leaves_the_previous_index_in_use() {
     let tmp = tempfile::tempdir().unwrap();
@@ -252,16 +295,7 @@ fn a_corrupted_mirror_leaves_the_previous_index_in_use() {
     };
     assert!(update().status.success());
 
-    let mut root = tempfile::tempdir().unwrap().keep();
-    root.push("root");
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::create_dir_all(root.join("lib/apk/db")).unwrap();
-    std::fs::write(root.join("etc/os-release"), "ID=alpine\nVERSION_ID=3.20.3\n").unwrap();
-    std::fs::write(
-        root.join("lib/apk/db/installed"),
-        "P:libssl3\nV:3.3.2-r0\nA:x86_64\no:openssl\n\n",
-    )
-    .unwrap();
+    let root = alpine_libssl_root();
     let target = format!("rootfs:{}", root.display());
     let scan = || finding_keys(&ok_json(&["scan", &target, "--db-dir", db_s, "--format", "json"]));
     let baseline = scan();
@@ -269,33 +303,7 @@ fn a_corrupted_mirror_leaves_the_previous_index_in_use() {
 
     let path = "/Alpine/all.zip";
     let full = std::fs::read(site.join("Alpine/all.zip")).unwrap();
-    let cases: Vec<(Fault, &str)> = vec![
-        (Fault::Status(500), "HTTP 500"),
-        (Fault::CutBody(full.len() / 2), "network"),
-        (Fault::Body(full[..full.len() / 2].to_vec()), "bad_archive"),
-        (Fault::Body(b"<html>not a zip</html>".to_vec()), "bad_archive"),
-    ];
-    // Servers that answer and then do not: a head and no body for longer than the client's
-    // 60 s read timeout; a Content-Length over the 4 GiB cap; a redirect to itself.
-    let head = |h: &str, hold: u64| Fault::Head(h.to_string(), Duration::from_secs(hold));
-    let hostile: Vec<(Fault, &str)> = vec![
-        (
-            head("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", 90),
-            "network",
-        ),
-        (
-            head("HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n", 5),
-            "too_large",
-        ),
-        (
-            head(
-                &format!("HTTP/1.1 302 Found\r\nLocation: {url}{path}\r\nContent-Length: 0\r\n\r\n"),
-                0,
-            ),
-            "redirect",
-        ),
-    ];
-    for (fault, reason) in cases.into_iter().chain(hostile) {
+    for (fault, reason) in mirror_faults(&full, &url, path) {
         mirror.set_fault(path, Some(fault.clone()));
         let started = Instant::now();
         let out = update();
