@@ -541,3 +541,96 @@ fn cri_pods_carry_kubelet_names_and_their_sandboxes_never_appear() {
         count(&a.metrics(), "stalewatch_container_scan_status", &[]) == 0
     });
 }
+
+/// Unmounts the test's tmpfs however the test ends (lazily: the agent may still hold files).
+struct Tmpfs(std::path::PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the file system under `dir` with one file until a write fails for want of space.
+fn fill(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0u8; 4096];
+    loop {
+        if let Err(e) = f.write_all(&chunk).and_then(|()| f.sync_all()) {
+            assert_eq!(e.raw_os_error(), Some(28), "filling {}: {e}", dir.display());
+            return path;
+        }
+    }
+}
+
+#[test]
+fn a_full_state_directory_is_counted_and_survived() {
+    let Some(lab) = Lab::start("agent with a full state directory") else {
+        return;
+    };
+    if !require("umoci", "agent with a full state directory") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = unpack_alpine("3.20.3", tmp.path());
+    let (_, archive) = umoci_archive(&root, tmp.path());
+    lab.import(&archive, "example.org/alpine-320");
+    let site = tmp.path().join("site");
+    write_mirror(&site, &[("ALPINE-CVE-2024-9143.json", ALPINE_9143)]);
+    let mirror = Mirror::start(site);
+    // The state directory on a small tmpfs of its own, filled once the agent is up.
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=4m",
+            "stalewatch-test",
+            state.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount a tmpfs (needs root)");
+    let _tmpfs = Tmpfs(state.clone());
+    let refresh = ["--reconcile-interval", "1s"];
+    let agent = Agent::start(&lab.sock, &state, &mirror.url(), &refresh);
+    let filler = fill(&state);
+
+    lab.run_container(
+        "web",
+        "example.org/alpine-320:latest",
+        &[("io.kubernetes.pod.name", "web-1")],
+    );
+    let errors = |m: &str, file: &str| {
+        value(m, "stalewatch_state_write_errors_total", &[("file", file)]).unwrap_or(-1.0)
+    };
+    // Read, matched and served from memory though nothing could be stored; both failures counted.
+    agent.wait_for("web scanned, its writes failed", DEADLINE, |a| {
+        let m = a.metrics();
+        vulns(&m, "web-1") == 1.0 && errors(&m, "layer_cache") >= 1.0 && errors(&m, "image_cache") >= 1.0
+    });
+    assert_eq!(get(agent.port, "/healthz").0, 200);
+    assert!(!state.join("images-v1.json").exists());
+
+    // Space again: the next reconcile writes the cache, and a restart reads no layer.
+    std::fs::remove_file(filler).unwrap();
+    let cache = state.join("images-v1.json");
+    agent.wait_for("the image cache written", DEADLINE, |_| {
+        std::fs::read_to_string(&cache).is_ok_and(|c| c.contains("\"image_digest\""))
+    });
+    drop(agent);
+    let agent = Agent::start(&lab.sock, &state, &mirror.url(), &refresh);
+    agent.wait_for("web exported again", DEADLINE, |a| {
+        vulns(&a.metrics(), "web-1") == 1.0
+    });
+    assert_eq!(
+        value(&agent.metrics(), "stalewatch_layers_read_total", &[]),
+        Some(0.0)
+    );
+}

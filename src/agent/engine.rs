@@ -100,7 +100,7 @@ impl Engine {
         }
         tracing::info!("shutting down");
         let running = self.inventory.wanted_images();
-        self.images.save(&running);
+        self.images.save(&running, &self.metrics);
     }
 
     /// Re-matches what needs it, builds the snapshot once, announces it and swaps it in.
@@ -146,9 +146,10 @@ impl Engine {
         // Forget images no longer on the node (running ones are on it by definition).
         if let Ok(on_node) = on_node {
             let on_node: BTreeSet<String> = on_node.into_iter().chain(wanted.iter().cloned()).collect();
-            let gone = self.images.forget_absent(&on_node, &wanted);
+            let gone = self.images.forget_absent(&on_node, &wanted, &self.metrics);
             self.matching.forget(&gone);
         }
+        self.images.save_if_unsaved(&wanted, &self.metrics);
         let todo = self.images.due_for_reading(&wanted, &self.metrics);
         if !todo.is_empty() {
             // Publish `pending` first: new containers appear at once, findings follow.

@@ -231,6 +231,12 @@ pub mod defs {
         "Layers whose inventory came from the cache instead of a read.",
         &[],
     );
+    pub const STATE_WRITE_ERRORS: Def = def(
+        "stalewatch_state_write_errors_total",
+        Counter,
+        "State files that could not be written (the state directory full, read-only or gone).",
+        &["file"],
+    );
     pub const KUBE_EVENTS: Def = def(
         "stalewatch_kube_events_total",
         Counter,
@@ -296,6 +302,7 @@ pub const DEFS: &[Def] = {
         LAYERS_READ,
         LAYER_BYTES,
         LAYER_CACHE_HITS,
+        STATE_WRITE_ERRORS,
         KUBE_EVENTS,
         BUILD_INFO,
         VULNERABILITY_INFO,
@@ -387,6 +394,8 @@ pub struct Metrics {
     pub layers_read: IntCounter,
     pub layer_bytes_decompressed: IntCounter,
     pub layer_cache_hits: IntCounter,
+    /// By file: `image_cache` (images-v1.json), `layer_cache` (a layer delta).
+    pub state_write_errors: IntCounterVec,
     /// Every (reason, result) pair is created by the Events owner, which knows them.
     pub kube_events: IntCounterVec,
     /// The opt-in per-finding series, its dropped count and its cap.
@@ -441,6 +450,13 @@ impl Metrics {
             layers_read: r.counter(LAYERS_READ)?,
             layer_bytes_decompressed: r.counter(LAYER_BYTES)?,
             layer_cache_hits: r.counter(LAYER_CACHE_HITS)?,
+            state_write_errors: {
+                let c = r.counter_vec(STATE_WRITE_ERRORS)?;
+                for file in ["image_cache", "layer_cache"] {
+                    c.with_label_values(&[file]);
+                }
+                c
+            },
             kube_events: r.counter_vec(KUBE_EVENTS)?,
             vulnerability_info,
             publish: Mutex::new(()),

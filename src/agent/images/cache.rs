@@ -52,6 +52,8 @@ pub struct ReadCost {
     pub layers_read: u64,
     pub bytes_decompressed: u64,
     pub layer_cache_hits: u64,
+    /// Layer deltas read but not stored (the state directory full, read-only or gone).
+    pub layer_cache_write_errors: u64,
 }
 
 pub struct ImageCache {

@@ -35,6 +35,8 @@ pub struct ImageStore {
     counted_hits: BTreeSet<String>,
     /// Images whose scan failed: why, and when to try again.
     failures: BTreeMap<String, ScanFailure>,
+    /// The last save failed (the state directory full, read-only or gone): try again.
+    unsaved: bool,
 }
 
 /// A running container of an image, for the unpacked fallbacks: its init process and its
@@ -61,6 +63,7 @@ impl ImageStore {
             cache: ImageCache::load(&cfg.state_dir),
             counted_hits: BTreeSet::new(),
             failures: BTreeMap::new(),
+            unsaved: false,
         }
     }
 
@@ -74,7 +77,12 @@ impl ImageStore {
 
     /// Forgets images no longer on the node (and the layers only they used); returns the
     /// digests forgotten.
-    pub fn forget_absent(&mut self, on_node: &BTreeSet<String>, running: &BTreeSet<String>) -> Vec<String> {
+    pub fn forget_absent(
+        &mut self,
+        on_node: &BTreeSet<String>,
+        running: &BTreeSet<String>,
+        metrics: &Metrics,
+    ) -> Vec<String> {
         let gone: Vec<String> = self
             .cache
             .images
@@ -93,7 +101,7 @@ impl ImageStore {
             .flat_map(|r| r.layers.iter().cloned())
             .collect();
         LayerCache::new(&self.state_dir).retain(&used);
-        self.save(running);
+        self.save(running, metrics);
         gone
     }
 
@@ -163,7 +171,7 @@ impl ImageStore {
         }
         if !read.is_empty() {
             let running: BTreeSet<String> = holders.keys().cloned().collect();
-            self.save(&running);
+            self.save(&running, metrics);
         }
         read
     }
@@ -182,6 +190,10 @@ impl ImageStore {
                 metrics.layers_read.inc_by(cost.layers_read);
                 metrics.layer_bytes_decompressed.inc_by(cost.bytes_decompressed);
                 metrics.layer_cache_hits.inc_by(cost.layer_cache_hits);
+                metrics
+                    .state_write_errors
+                    .with_label_values(&["layer_cache"])
+                    .inc_by(cost.layer_cache_write_errors);
                 tracing::info!(image = %digest, packages = record.inventory.packages.len(), "image inventoried in {took:?}");
                 self.counted_hits.insert(digest.to_string());
                 self.failures.remove(digest);
@@ -212,9 +224,22 @@ impl ImageStore {
 
     /// Writes the cache (running images are never dropped to fit the bound). Called from the
     /// engine's own thread, never from the workers that answer HTTP.
-    pub fn save(&mut self, running: &BTreeSet<String>) {
+    pub fn save(&mut self, running: &BTreeSet<String>, metrics: &Metrics) {
+        self.unsaved = false;
         if let Err(e) = self.cache.save(self.state_max_bytes, running) {
+            self.unsaved = true;
+            metrics
+                .state_write_errors
+                .with_label_values(&["image_cache"])
+                .inc();
             tracing::warn!("saving the image cache: {e:#}");
+        }
+    }
+
+    /// Saves again after a failed save; nothing to do otherwise.
+    pub fn save_if_unsaved(&mut self, running: &BTreeSet<String>, metrics: &Metrics) {
+        if self.unsaved {
+            self.save(running, metrics);
         }
     }
 }

@@ -75,6 +75,7 @@ pub fn scan(
                 cost.layers_read += 1;
                 cost.bytes_decompressed += bytes;
                 if let Err(e) = layers.put(&layer.digest, &d) {
+                    cost.layer_cache_write_errors += 1;
                     tracing::warn!("caching layer {}: {e:#}", layer.digest);
                 }
                 d
