@@ -8,9 +8,9 @@ mod common;
 
 use std::cmp::Ordering;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::require;
+use common::{require, with_stdin};
 use stalewatch_core::version::Scheme;
 
 /// An ecosystem's own comparison: a ? b, b ? c, c ? a.
@@ -85,14 +85,7 @@ fn php(v: &[String; 3]) -> [Ordering; 3] {
         .map(|&(i, j)| format!("{} {}\n", hex(&v[i]), hex(&v[j])))
         .collect();
     let script = r#"while (($l = fgets(STDIN)) !== false) { [$a, $b] = explode(" ", trim($l)); echo version_compare(hex2bin($a), hex2bin($b)), "\n"; }"#;
-    let mut child = Command::new("php")
-        .args(["-r", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run php");
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = with_stdin("php", &["-r", script], &input);
     assert!(out.status.success());
     let answers: Vec<Ordering> = String::from_utf8(out.stdout)
         .unwrap()

@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::require;
+use common::{require, with_stdin};
 use stalewatch_core::version::Scheme;
 
 /// Versions from a fixed-seed generator (xorshift): tokens glued by separators.
@@ -67,17 +65,7 @@ fn packagist_order_equals_php_version_compare() {
         .map(|(a, b)| format!("{a}\t{b}\n{b}\t{a}\n"))
         .collect();
     let script = r#"while (($l = fgets(STDIN)) !== false) { [$a, $b] = explode("\t", rtrim($l, "\n"), 2); echo version_compare($a, $b), "\n"; }"#;
-    let mut child = Command::new("php")
-        .args(["-r", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Fed from a thread: PHP answers as it reads, and a full pipe would stall both sides.
-    let mut stdin = child.stdin.take().unwrap();
-    let feeder = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, input.as_bytes()));
-    let out = child.wait_with_output().unwrap();
-    feeder.join().unwrap().unwrap();
+    let out = with_stdin("php", &["-r", script], &input);
     assert!(out.status.success());
     let php: Vec<i32> = String::from_utf8(out.stdout)
         .unwrap()

@@ -120,16 +120,25 @@ pub fn schema_errors(schema: &Path, doc: &str) -> Result<(), String> {
 
 /// `python3 ARGS…` with `stdin` on its standard input.
 fn python_with_stdin<S: AsRef<std::ffi::OsStr>>(args: &[S], stdin: &str) -> Output {
-    let mut child = Command::new("python3")
+    with_stdin("python3", args, stdin)
+}
+
+/// `PROGRAM ARGS…` with `stdin` on its standard input, fed from a thread: a program that
+/// answers as it reads would otherwise stall both sides on a full pipe.
+pub fn with_stdin<S: AsRef<std::ffi::OsStr>>(program: &str, args: &[S], stdin: &str) -> Output {
+    let mut child = Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("run python3");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+        .unwrap_or_else(|e| panic!("run {program}: {e}"));
+    let mut input = child.stdin.take().unwrap();
+    let bytes = stdin.as_bytes().to_vec();
+    let feeder = std::thread::spawn(move || std::io::Write::write_all(&mut input, &bytes));
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap().unwrap();
+    out
 }
 
 fn both_outputs(out: &Output) -> String {
