@@ -264,8 +264,9 @@ fn mirror_faults(full: &[u8], url: &str, path: &str) -> Vec<(Fault, &'static str
             "too_large",
         ),
         (
+            // Connection: close: the server hangs up after each hop, so no hop may reuse it.
             head(
-                &format!("HTTP/1.1 302 Found\r\nLocation: {url}{path}\r\nContent-Length: 0\r\n\r\n"),
+                &format!("HTTP/1.1 302 Found\r\nLocation: {url}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
                 0,
             ),
             "redirect",
