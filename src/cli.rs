@@ -95,6 +95,17 @@ pub struct AgentArgs {
     /// `off`; the same address as --listen serves it there.
     #[arg(long, env = "STALEWATCH_FINDINGS_LISTEN", default_value = "127.0.0.1:9478", value_parser = parse_optional_listen)]
     pub findings_listen: Off<SocketAddr>,
+    /// A request's headers must arrive whole within this (a client trickling bytes is cut
+    /// off, not kept alive by each byte).
+    #[arg(long, env = "STALEWATCH_HTTP_HEADER_TIMEOUT", default_value = "5s", value_parser = parse_interval)]
+    pub http_header_timeout: Duration,
+    /// Open HTTP connections at most, per listener; at the cap the oldest connection still
+    /// waiting for a request is closed to admit a new one.
+    #[arg(long, env = "STALEWATCH_HTTP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_max_connections: u32,
+    /// Bytes of a request's head (request line and headers) at most; larger ones get 431.
+    #[arg(long, env = "STALEWATCH_HTTP_MAX_HEADER_BYTES", default_value_t = 16384, value_parser = clap::value_parser!(u32).range(8192..))]
+    pub http_max_header_bytes: u32,
     /// How often the runtime checks run on each container — packages in use (process maps)
     /// and drift (live package databases vs the image) — or `off` where `SYS_PTRACE` is
     /// refused. A steady check costs about 0.14 ms per container (docs/benchmarks.md).
@@ -285,6 +296,11 @@ impl AgentArgs {
             ecosystems: ecosystems_or_all(&self.ecosystems),
             listen: self.listen,
             findings_listen: self.findings_listen.0,
+            http_limits: crate::agent::HttpLimits {
+                header_timeout: self.http_header_timeout,
+                max_connections: self.http_max_connections as usize,
+                max_header_bytes: self.http_max_header_bytes as usize,
+            },
             stale_after: self.stale_after,
             events,
             node_name,

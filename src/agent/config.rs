@@ -20,6 +20,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Where `/v1/findings` is served (`None`: nowhere).
     pub findings_listen: Option<SocketAddr>,
+    /// Header deadline, connection cap and header size of both listeners.
+    pub http_limits: super::listener::Limits,
     /// Fix age beyond which a container is a stale runtime.
     pub stale_after: Duration,
     /// Kubernetes Events (`None`: off).

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::config::Config;
+use super::listener;
 use super::publishing::Shared;
 
 /// Binds the listeners (every bind error reported before the agent starts work) and serves
@@ -20,6 +21,7 @@ pub async fn serve(
     shared: Arc<Shared>,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     use anyhow::Context;
+    listener::raise_open_file_limit();
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("listen on {}", cfg.listen))?;
@@ -30,16 +32,25 @@ pub async fn serve(
         "serving /metrics, /healthz, /readyz{extra} on {}",
         listener.local_addr()?
     );
-    let server = axum::serve(listener, router(shared.clone(), findings_on_main))
-        .with_graceful_shutdown(shutdown_signal());
-    let server = tokio::spawn(async move { server.await });
+    let limits = cfg.http_limits;
+    let server = listener::serve(
+        listener,
+        router(shared.clone(), findings_on_main),
+        limits,
+        shutdown_signal(),
+    );
+    let server = tokio::spawn(server);
     if let Some(addr) = cfg.findings_listen.filter(|_| !findings_on_main) {
         let l = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listen on {addr} (--findings-listen)"))?;
         tracing::info!("serving /v1/findings on {}", l.local_addr()?);
-        let s = axum::serve(l, findings_router(shared)).with_graceful_shutdown(shutdown_signal());
-        tokio::spawn(async move { s.await });
+        tokio::spawn(listener::serve(
+            l,
+            findings_router(shared),
+            limits,
+            shutdown_signal(),
+        ));
     }
     Ok(server)
 }
@@ -85,11 +96,33 @@ fn findings_router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.encode(),
-    )
+/// The exposition, gzipped when the scraper accepts it (Prometheus does).
+async fn metrics(State(s): State<Arc<Shared>>, headers: axum::http::HeaderMap) -> impl IntoResponse {
+    let content_type = (header::CONTENT_TYPE, "text/plain; version=0.0.4");
+    if accepts_gzip(&headers) {
+        let gzip = (header::CONTENT_ENCODING, "gzip");
+        ([content_type, gzip], s.metrics.encode_gzip()).into_response()
+    } else {
+        ([content_type], s.metrics.encode()).into_response()
+    }
+}
+
+/// `Accept-Encoding` lists gzip (or `*`) with a non-zero weight.
+fn accepts_gzip(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                let q = p.strip_prefix("q=").or_else(|| p.strip_prefix("Q="));
+                q.and_then(|q| q.trim().parse::<f32>().ok()) == Some(0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
 }
 
 async fn readyz(State(s): State<Arc<Shared>>) -> impl IntoResponse {
@@ -195,4 +228,27 @@ fn runtime_evidence(
         )
     };
     Some(stalewatch_core::export::openvex::RuntimeEvidence { loaded, note })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepts(v: &str) -> bool {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(header::ACCEPT_ENCODING, v.parse().unwrap());
+        accepts_gzip(&h)
+    }
+
+    /// RFC 9110 §12.5.3: codings with weights; q=0 means "not acceptable".
+    #[test]
+    fn gzip_is_served_only_when_accepted() {
+        assert!(accepts("gzip"));
+        assert!(accepts("identity, GZIP;q=0.5"));
+        assert!(accepts("*"));
+        assert!(!accepts("identity"));
+        assert!(!accepts("gzip;q=0"));
+        assert!(!accepts("gzip; q=0.000"));
+        assert!(!accepts(""));
+    }
 }

@@ -358,6 +358,8 @@ const EXPOSITION_MAX_AGE: Duration = Duration::from_millis(500);
 struct Exposition {
     body: Bytes,
     encoded: Option<Instant>,
+    /// The gzip of a body (the plain body it was made from, to know it still matches).
+    gzip: Option<(Bytes, Bytes)>,
 }
 
 pub struct Metrics {
@@ -463,6 +465,7 @@ impl Metrics {
             exposition: Mutex::new(Exposition {
                 body: Bytes::new(),
                 encoded: None,
+                gzip: None,
             }),
             registry,
         })
@@ -665,8 +668,29 @@ impl Metrics {
         *self.exposition.lock().unwrap_or_else(|e| e.into_inner()) = Exposition {
             body: body.clone(),
             encoded: Some(Instant::now()),
+            gzip: None,
         };
         body
+    }
+
+    /// The exposition gzipped (what Prometheus asks for), compressed once per encoded body.
+    pub fn encode_gzip(&self) -> Bytes {
+        use std::io::Write;
+        let body = self.encode();
+        if let Some((plain, gz)) = &self.exposition.lock().unwrap_or_else(|e| e.into_inner()).gzip {
+            if plain.as_ptr() == body.as_ptr() && plain.len() == body.len() {
+                return gz.clone();
+            }
+        }
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        // Writing into a Vec cannot fail.
+        let _ = enc.write_all(&body);
+        let gz = Bytes::from(enc.finish().unwrap_or_default());
+        let mut e = self.exposition.lock().unwrap_or_else(|e| e.into_inner());
+        if e.body.as_ptr() == body.as_ptr() {
+            e.gzip = Some((body, gz.clone()));
+        }
+        gz
     }
 
     /// The last body if it is fresh (or, with `stale_ok`, if there is one at all).

@@ -11,6 +11,7 @@ pub mod events;
 mod http;
 mod images;
 mod inventory;
+mod listener;
 mod matching;
 mod messages;
 mod metrics;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 pub use config::{Config, EventsConfig, Fallback, KubeAccess};
+pub use listener::Limits as HttpLimits;
 use messages::Msg;
 
 pub fn run(cfg: Config) -> anyhow::Result<()> {

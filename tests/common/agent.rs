@@ -38,8 +38,16 @@ impl Agent {
         Agent::start_under(&[], sock, state, source, extra)
     }
 
-    /// Starts the agent through `wrapper` (e.g. `setpriv …`), which execs it.
+    /// Starts the agent through `wrapper` (e.g. `setpriv …`), which execs it, and waits until
+    /// it is ready.
     pub fn start_under(wrapper: &[&str], sock: &Path, state: &Path, source: &str, extra: &[&str]) -> Agent {
+        let agent = Agent::serving(wrapper, sock, state, source, extra);
+        agent.wait_for("ready", Duration::from_secs(120), |a| a.get("/readyz").0 == 200);
+        agent
+    }
+
+    /// Starts the agent and returns once it serves HTTP, ready or not.
+    pub fn serving(wrapper: &[&str], sock: &Path, state: &Path, source: &str, extra: &[&str]) -> Agent {
         std::fs::create_dir_all(state).unwrap();
         // Each agent of a state directory gets a log of its own.
         let n = (0..)
@@ -105,14 +113,12 @@ impl Agent {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        let agent = Agent {
+        Agent {
             child,
             port,
             findings_port,
             log,
-        };
-        agent.wait_for("ready", Duration::from_secs(120), |a| a.get("/readyz").0 == 200);
-        agent
+        }
     }
 
     /// (status, body) of a GET on the metrics port.
