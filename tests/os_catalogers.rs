@@ -206,3 +206,58 @@ fn rootfs_symlinked_directories_are_followed_inside_the_root() {
     let names: Vec<&str> = pkgs.iter().map(|p| p.0.as_str()).collect();
     assert_eq!(names, ["base-files", "tzdata"], "{}", report["unreadable"]);
 }
+
+/// The inventory of a tar stream of `files` under `root`, each wanted file kept whole or as
+/// the catalogers' `keep` says (dpkg and apk databases filtered as they stream by).
+fn inventory_of(root: &Path, files: &[&str], filtered: bool) -> stalewatch_core::catalog::Inventory {
+    use stalewatch_core::catalog;
+    use stalewatch_core::layer::{tar::TarReader, Diagnostics, FileTree, Limits};
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(root)
+        .arg("-cf")
+        .arg("-")
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let limits = if filtered {
+        catalog::limits()
+    } else {
+        Limits::default()
+    };
+    let (mut tree, mut diag) = (FileTree::new(), Diagnostics::default());
+    let mut tar = TarReader::new(&out.stdout[..]);
+    tree.apply_layer(&mut tar, &catalog::wants, &limits, "layer", &mut diag)
+        .unwrap();
+    catalog::catalog(&tree, &mut diag)
+}
+
+/// Filtering the big databases as they stream by changes nothing the inventory holds: this
+/// machine's own dpkg database (with its `info/*.list` file lists) and Alpine's, whole and
+/// filtered, give the same packages, file owners and file-list set.
+#[test]
+fn filtered_databases_catalog_exactly_as_whole_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let alpine = unpack_alpine("3.20.3", tmp.path());
+    let roots: [(&Path, &[&str]); 2] = [
+        (
+            Path::new("/"),
+            &["etc/os-release", "var/lib/dpkg/status", "var/lib/dpkg/info"],
+        ),
+        (&alpine, &["etc/os-release", "lib/apk/db/installed"]),
+    ];
+    for (root, files) in roots {
+        let whole = inventory_of(root, files, false);
+        let filtered = inventory_of(root, files, true);
+        assert!(
+            whole.packages.len() > 10,
+            "{root:?}: {} packages",
+            whole.packages.len()
+        );
+        assert!(!whole.mapped_files.is_empty(), "{root:?}: no file lists");
+        assert_eq!(filtered.packages, whole.packages, "{root:?}");
+        assert_eq!(filtered.mapped_files, whole.mapped_files, "{root:?}");
+        assert_eq!(filtered.with_file_lists, whole.with_file_lists, "{root:?}");
+    }
+}

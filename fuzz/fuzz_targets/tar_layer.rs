@@ -3,7 +3,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use stalewatch_core::catalog;
-use stalewatch_core::layer::tree::{FileTree, Limits};
+use stalewatch_core::layer::tree::FileTree;
 use stalewatch_core::layer::{decompress, tar::TarReader, Diagnostics};
 
 fuzz_target!(|data: &[u8]| {
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     let mut tar = TarReader::new(stream);
     let mut tree = FileTree::new();
     let mut diag = Diagnostics::default();
-    let limits = Limits::default();
+    let limits = catalog::limits();
     let _ = tree.apply_layer_with(
         &mut tar,
         &catalog::wants,

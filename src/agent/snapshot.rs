@@ -390,7 +390,7 @@ mod tests {
             version: "1.0-r0".into(),
             source_name: name.into(),
             source_version: "1.0-r0".into(),
-            purl: format!("pkg:apk/alpine/{name}@1.0-r0"),
+            purl: format!("pkg:apk/alpine/{name}@1.0-r0").into(),
             path: "lib/apk/db/installed".into(),
             arch: "x86_64".into(),
             layer: None,

@@ -79,7 +79,7 @@ pub fn read_tree(
 
 /// Scans a target to an inventory plus what could not be read.
 pub fn inventory(target: &Target, ctrd: &ContainerdOptions) -> anyhow::Result<(Inventory, Vec<Unreadable>)> {
-    let limits = Limits::default();
+    let limits = catalog::limits();
     let mut diag = Diagnostics::default();
     let tree = read_tree(target, ctrd, &limits, &mut diag)?;
     let inv = catalog::catalog(&tree, &mut diag);

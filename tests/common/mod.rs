@@ -577,3 +577,27 @@ pub fn helm_template(extra: &[&str], test: &str) -> Option<String> {
     );
     Some(String::from_utf8(out.stdout).unwrap())
 }
+
+/// Unmounts a test's mount however the test ends (lazily: an agent may still hold files).
+pub struct Unmount(pub PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// (reason, what) of every entry of a report's `unreadable`.
+pub fn unreadable(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["unreadable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["reason"].as_str().unwrap().into(),
+                u["what"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}

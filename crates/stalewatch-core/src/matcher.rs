@@ -128,7 +128,7 @@ impl<'a> Matcher<'a> {
                 continue;
             }
             let (name, version) = query_key(p);
-            let key = (p.ecosystem.clone(), name.to_string(), version.to_string());
+            let key = (p.ecosystem.to_string(), name.to_string(), version.to_string());
             let verdicts = match self.memo.get(&key) {
                 Some(v) => v.clone(),
                 None => {
@@ -145,7 +145,11 @@ impl<'a> Matcher<'a> {
                             cvss_score,
                         })
                         .collect();
-                    self.memo.insert(key, v.clone());
+                    // Unaffected packages are not remembered (judging one again is a lookup
+                    // miss): the memo grows with the affected packages, not the inventory.
+                    if !v.is_empty() {
+                        self.memo.insert(key, v.clone());
+                    }
                     v
                 }
             };

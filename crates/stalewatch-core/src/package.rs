@@ -2,24 +2,29 @@
 
 use serde::{Deserialize, Serialize};
 
+/// A package's short strings: stored inline up to 24 bytes (names, versions, architectures,
+/// ecosystems, database paths), so a database of hundreds of thousands of packages costs no
+/// allocation per field.
+pub type Text = compact_str::CompactString;
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Package {
     /// OSV ecosystem with release, e.g. `Alpine:v3.20`; empty when the OS is unknown.
-    pub ecosystem: String,
-    pub name: String,
-    pub version: String,
-    pub source_name: String,
-    pub source_version: String,
-    pub purl: String,
+    pub ecosystem: Text,
+    pub name: Text,
+    pub version: Text,
+    pub source_name: Text,
+    pub source_version: Text,
+    pub purl: Text,
     /// The database file the package was found in.
-    pub path: String,
+    pub path: Text,
     #[serde(skip)]
-    pub arch: String,
+    pub arch: Text,
     /// The image layer (its digest) that last wrote the file the package was found in: for a
     /// language package, the layer that brought it; for an OS package, the last layer that
     /// changed its database. Absent outside images.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub layer: Option<String>,
+    pub layer: Option<std::sync::Arc<str>>,
 }
 
 /// Percent-encodes a purl component (the purl spec's reserved characters).

@@ -64,9 +64,9 @@ fn pkg(eco: &str, name: &str, version: &str, source: Option<(&str, &str)>) -> Pa
         version: version.into(),
         source_name: sn.into(),
         source_version: sv.into(),
-        purl: String::new(),
+        purl: Default::default(),
         path: "db".into(),
-        arch: String::new(),
+        arch: Default::default(),
         layer: None,
     }
 }

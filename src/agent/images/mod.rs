@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stalewatch_core::layer::Limits;
+use stalewatch_core::catalog;
 
 use super::config::{Config, Fallback};
 use super::metrics::Metrics;
@@ -264,7 +264,7 @@ impl ReadJob {
         let layers = self.layers.clone();
         let read = tokio::task::spawn_blocking(move || {
             lower_priority();
-            read::scan(&c, handle, &d, &Limits::default(), &layers)
+            read::scan(&c, handle, &d, &catalog::limits(), &layers)
         })
         .await
         .map_err(|e| anyhow::anyhow!("scan task: {e}"))?;
@@ -284,7 +284,7 @@ impl ReadJob {
             let d = self.digest.clone();
             let read = tokio::task::spawn_blocking(move || {
                 lower_priority();
-                read::scan_unpacked(&from, &d, &Limits::default())
+                read::scan_unpacked(&from, &d, &catalog::limits())
             })
             .await
             .map_err(|e| anyhow::anyhow!("scan task: {e}"))?;

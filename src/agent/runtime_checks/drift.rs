@@ -12,8 +12,8 @@ use stalewatch_core::package::Package;
 
 pub use crate::agent::snapshot::{ChangedPackage, Drift, DriftPackage};
 
-fn key(p: &Package) -> (String, String, String) {
-    (p.path.clone(), p.name.clone(), p.arch.clone())
+fn key(p: &Package) -> (&str, &str, &str) {
+    (&p.path, &p.name, &p.arch)
 }
 
 /// Compares the image's inventory with the live one (pure).
@@ -26,13 +26,13 @@ pub fn compare<'a>(image: &'a Inventory, live: &'a Inventory) -> Drift {
     for (k, p) in &after {
         match before.get(k) {
             None => d.added.push(DriftPackage {
-                name: p.name.clone(),
-                version: p.version.clone(),
+                name: p.name.to_string(),
+                version: p.version.to_string(),
             }),
             Some(old) if old.version != p.version => d.changed.push(ChangedPackage {
-                name: p.name.clone(),
-                image_version: old.version.clone(),
-                live_version: p.version.clone(),
+                name: p.name.to_string(),
+                image_version: old.version.to_string(),
+                live_version: p.version.to_string(),
             }),
             Some(_) => {}
         }
@@ -40,8 +40,8 @@ pub fn compare<'a>(image: &'a Inventory, live: &'a Inventory) -> Drift {
     for (k, p) in &before {
         if !after.contains_key(k) {
             d.removed.push(DriftPackage {
-                name: p.name.clone(),
-                version: p.version.clone(),
+                name: p.name.to_string(),
+                version: p.version.to_string(),
             });
         }
     }
@@ -152,7 +152,7 @@ mod tests {
             version: version.into(),
             source_name: name.into(),
             source_version: version.into(),
-            purl: String::new(),
+            purl: Default::default(),
             path: "lib/apk/db/installed".into(),
             arch: "x86_64".into(),
             layer: None,
@@ -220,7 +220,7 @@ mod tests {
             source_version: "4.17.15".into(),
             purl: "pkg:npm/lodash@4.17.15".into(),
             path: "app/node_modules/lodash/package.json".into(),
-            arch: String::new(),
+            arch: Default::default(),
             layer: None,
         });
         // A Go binary's module: a language package too, though its path is no manifest.
@@ -232,7 +232,7 @@ mod tests {
             source_version: "v0.3.2".into(),
             purl: "pkg:golang/golang.org/x/text@v0.3.2".into(),
             path: "usr/local/bin/svc".into(),
-            arch: String::new(),
+            arch: Default::default(),
             layer: None,
         });
         // The live read sees OS databases only.

@@ -257,10 +257,14 @@ impl IndexReader {
             return Err(corrupt("entry points past the advisory table"));
         }
         let entries = Arc::new(entries);
-        self.entries
-            .lock()
-            .map_err(|_| corrupt("poisoned"))?
-            .insert(key, entries.clone());
+        // Only hits are kept: a miss costs one binary search again, and an inventory of
+        // hundreds of thousands of unaffected packages must not grow this map.
+        if !entries.is_empty() {
+            self.entries
+                .lock()
+                .map_err(|_| corrupt("poisoned"))?
+                .insert(key, entries.clone());
+        }
         Ok(entries)
     }
 

@@ -2,10 +2,61 @@
 //! one-letter fields. Alpine advisories name the origin (source) package (`o:`).
 
 use super::{ParseOutcome, RawPackage};
+use crate::layer::LineFilter;
+
+/// The lines [`parse_installed`] reads, kept as a database streams by: record separators,
+/// `P:` `V:` `o:` `A:` `F:`, and the `R:` files a process can map (the only file list
+/// entries the inventory keeps); checksums, descriptions and the other files are dropped.
+pub fn installed_filter() -> Box<dyn LineFilter> {
+    Box::new(InstalledFilter { dir: Vec::new() })
+}
+
+struct InstalledFilter {
+    /// The directory of the last `F:` line of the record.
+    dir: Vec<u8>,
+}
+
+impl LineFilter for InstalledFilter {
+    fn keep(&mut self, line: &[u8]) -> bool {
+        match line {
+            [] => {
+                self.dir.clear();
+                true
+            }
+            [b'P' | b'V' | b'o' | b'A', b':', ..] => true,
+            [b'F', b':', v @ ..] => {
+                self.dir = v.to_vec();
+                true
+            }
+            [b'R', b':', v @ ..] => {
+                let name = String::from_utf8_lossy(v);
+                let dir = String::from_utf8_lossy(&self.dir);
+                let dir = dir.trim().trim_matches('/');
+                let path = if dir.is_empty() {
+                    name.trim().to_string()
+                } else {
+                    format!("{dir}/{}", name.trim())
+                };
+                super::mappable(&path)
+            }
+            _ => false,
+        }
+    }
+}
 
 pub fn parse_installed(text: &[u8]) -> ParseOutcome {
-    let text = String::from_utf8_lossy(text);
     let mut out = ParseOutcome::default();
+    let mut packages = Vec::new();
+    out.malformed = each_installed(text, &mut |p| packages.push(p));
+    out.packages = packages;
+    out
+}
+
+/// [`parse_installed`] handing each package to `each` as it is read (no list of them all);
+/// returns how many records were malformed.
+pub fn each_installed(text: &[u8], each: &mut dyn FnMut(RawPackage)) -> u64 {
+    let text = String::from_utf8_lossy(text);
+    let mut malformed = 0;
     for record in text.split("\n\n") {
         if record.trim().is_empty() {
             continue;
@@ -32,7 +83,7 @@ pub fn parse_installed(text: &[u8]) -> ParseOutcome {
             }
         }
         match (name, version) {
-            (Some(n), Some(v)) if !n.is_empty() && !v.is_empty() => out.packages.push(RawPackage {
+            (Some(n), Some(v)) if !n.is_empty() && !v.is_empty() => each(RawPackage {
                 name: n.to_string(),
                 version: v.to_string(),
                 source_name: origin.filter(|o| !o.is_empty()).unwrap_or(n).to_string(),
@@ -40,10 +91,10 @@ pub fn parse_installed(text: &[u8]) -> ParseOutcome {
                 arch: arch.unwrap_or("").to_string(),
                 files: Some(files),
             }),
-            _ => out.malformed += 1,
+            _ => malformed += 1,
         }
     }
-    out
+    malformed
 }
 
 #[cfg(test)]

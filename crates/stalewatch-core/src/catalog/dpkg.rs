@@ -3,9 +3,32 @@
 
 use super::{ParseOutcome, RawPackage};
 
+/// The lines [`parse_status`] reads, kept as a status file streams by: stanza separators and
+/// the `Package`, `Version`, `Status`, `Source`, `Architecture` fields (descriptions and
+/// conffiles, most of a real file, are dropped).
+pub fn status_filter() -> Box<dyn crate::layer::LineFilter> {
+    struct StatusFilter;
+    impl crate::layer::LineFilter for StatusFilter {
+        fn keep(&mut self, line: &[u8]) -> bool {
+            const FIELDS: [&[u8]; 5] = [b"Package:", b"Version:", b"Status:", b"Source:", b"Architecture:"];
+            line.is_empty() || FIELDS.iter().any(|f| line.starts_with(f))
+        }
+    }
+    Box::new(StatusFilter)
+}
+
 /// Parses one status file. `require_status`: distroless `status.d` stanzas carry no
 /// `Status` field and are installed by construction.
 pub fn parse_status(text: &[u8], require_status: bool) -> ParseOutcome {
+    let mut packages = Vec::new();
+    let mut out = each_status(text, require_status, &mut |p| packages.push(p));
+    out.packages = packages;
+    out
+}
+
+/// [`parse_status`] handing each package to `each` as it is read; the outcome's counts
+/// (its `packages` stay empty).
+pub fn each_status(text: &[u8], require_status: bool, each: &mut dyn FnMut(RawPackage)) -> ParseOutcome {
     let text = String::from_utf8_lossy(text);
     let mut out = ParseOutcome::default();
     for stanza in text.split("\n\n") {
@@ -58,7 +81,7 @@ pub fn parse_status(text: &[u8], require_status: bool) -> ParseOutcome {
             },
             None => (name, version),
         };
-        out.packages.push(RawPackage {
+        each(RawPackage {
             name: name.to_string(),
             version: version.to_string(),
             source_name: source_name.to_string(),

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::layer::tree::ResolveError;
-use crate::layer::{Diagnostics, FileTree};
+use crate::layer::{Diagnostics, FileTree, Keep, Limits};
 use crate::os::{self, OsInfo};
 use crate::package::{purl_encode, Package};
 
@@ -79,6 +79,29 @@ pub fn wants_os_dir(dir: &str) -> bool {
 pub fn wants_dir(dir: &str) -> bool {
     let top = dir.split('/').next().unwrap_or(dir);
     !matches!(top, "proc" | "sys" | "dev") && !lang::in_data_dir(dir)
+}
+
+/// How the layer readers keep each wanted file: dpkg's status and apk's installed database
+/// filtered to the lines their parsers read as they stream by (a hostile 190 MiB database is
+/// never in memory whole), language manifests skipped unread over their cap.
+pub fn keep(path: &str) -> Keep {
+    if path == DPKG_STATUS {
+        Keep::Lines(dpkg::status_filter)
+    } else if APK_INSTALLED.contains(&path) {
+        Keep::Lines(apk::installed_filter)
+    } else if lang::wants(path) {
+        Keep::UpTo(lang::MAX_MANIFEST_BYTES as u64, "manifest_too_large")
+    } else {
+        Keep::Whole
+    }
+}
+
+/// The image limits with the catalogers' [`keep`].
+pub fn limits() -> Limits {
+    Limits {
+        keep,
+        ..Limits::default()
+    }
 }
 
 /// Whether a (normalised) path is one the catalogers read; everything else in a layer is
@@ -216,6 +239,8 @@ fn purl(os: Option<&OsInfo>, kind: &str, p: &RawPackage) -> String {
         s.push('?');
         s.push_str(&qualifiers.join("&"));
     }
+    // Kept per package, hundreds of thousands in a large database: no growth slack.
+    s.shrink_to_fit();
     s
 }
 
@@ -229,14 +254,29 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> Inventory {
             os,
             ..Default::default()
         },
+        file_lists_left_out: 0,
     };
     c.dpkg(diag);
     c.apk_and_rpm(diag);
+    if c.file_lists_left_out > 0 {
+        let why = format!(
+            "{} packages' file lists left out: over {MAX_MAPPED_FILES} mappable files (their use in processes is unknown)",
+            c.file_lists_left_out
+        );
+        diag.skip("mapped_files_cap", "package file lists", why);
+    }
     let (lang_packages, manifests) = lang::catalog(tree, diag);
     let mut inv = c.inv;
-    inv.packages.extend(lang_packages);
+    // Moved, not copied, when there are no OS packages: a copy doubles a large lockfile's cost.
+    if inv.packages.is_empty() {
+        inv.packages = lang_packages;
+    } else {
+        inv.packages.reserve_exact(lang_packages.len());
+        inv.packages.extend(lang_packages);
+    }
     inv.databases.extend(manifests);
-    inv.packages.sort();
+    // In place: equal packages are identical, and a stable sort's buffer is half the list.
+    inv.packages.sort_unstable();
     inv.packages.dedup();
     inv
 }
@@ -246,39 +286,77 @@ struct Cataloger<'a> {
     tree: &'a FileTree,
     ecosystem: String,
     inv: Inventory,
+    /// Packages whose file lists did not fit under `MAX_MAPPED_FILES`.
+    file_lists_left_out: u64,
 }
+
+/// Owners of mappable files (shared objects, executables) remembered per inventory, at most:
+/// a real image has a few thousand; a hostile database must not cost memory per file.
+const MAX_MAPPED_FILES: usize = 100_000;
 
 impl Cataloger<'_> {
     /// Adds one database's packages (and their mappable files' owners).
     fn add(&mut self, kind: &str, path: &str, out: ParseOutcome, diag: &mut Diagnostics) {
-        if out.malformed > 0 {
+        self.inv.packages.reserve_exact(out.packages.len());
+        for p in out.packages {
+            self.add_package(kind, path, p);
+        }
+        self.finish_database(path, out.malformed, diag);
+    }
+
+    /// Room for as many packages as lines of `db` start with `field`: a list grown by doubling
+    /// would hold up to twice its size while it moves.
+    fn reserve_for(&mut self, db: &[u8], field: &[u8]) {
+        let mut line_start = vec![b'\n'];
+        line_start.extend_from_slice(field);
+        let n = memchr::memmem::find_iter(db, &line_start).count() + usize::from(db.starts_with(field));
+        self.inv.packages.reserve_exact(n);
+    }
+
+    /// Notes a database read (its malformed entries counted).
+    fn finish_database(&mut self, path: &str, malformed: u64, diag: &mut Diagnostics) {
+        if malformed > 0 {
             diag.skip(
                 "malformed_package_entry",
                 path,
-                format!("{} entries could not be parsed", out.malformed),
+                format!("{malformed} entries could not be parsed"),
             );
         }
+        self.inv.databases.push(path.to_string());
+    }
+
+    /// Adds one package, and the owner of each of its mappable files while there is room.
+    fn add_package(&mut self, kind: &str, path: &str, p: RawPackage) {
+        if let Some(files) = &p.files {
+            self.own_files(&p.name, files);
+        }
         let inv = &mut self.inv;
-        inv.databases.push(path.to_string());
-        for p in out.packages {
-            if let Some(files) = &p.files {
-                inv.with_file_lists.insert(p.name.clone());
-                let owners = Arc::make_mut(&mut inv.mapped_files);
-                for f in files.iter().filter(|f| mappable(f)) {
-                    owners.insert(mapped_key(f).to_string(), p.name.clone());
-                }
-            }
-            inv.packages.push(Package {
-                ecosystem: self.ecosystem.clone(),
-                purl: purl(inv.os.as_ref(), kind, &p),
-                name: p.name,
-                version: p.version,
-                source_name: p.source_name,
-                source_version: p.source_version,
-                path: path.to_string(),
-                arch: p.arch,
-                layer: self.tree.origin(path).map(str::to_string),
-            });
+        inv.packages.push(Package {
+            ecosystem: self.ecosystem.as_str().into(),
+            purl: purl(inv.os.as_ref(), kind, &p).into(),
+            name: p.name.into(),
+            version: p.version.into(),
+            source_name: p.source_name.into(),
+            source_version: p.source_version.into(),
+            path: path.into(),
+            arch: p.arch.into(),
+            layer: self.tree.origin(path).map(Arc::from),
+        });
+    }
+
+    /// Records `name` as the owner of its mappable files. Past `MAX_MAPPED_FILES` a package's
+    /// list is left out whole (its files' use is then unknown, never wrongly "not loaded").
+    fn own_files(&mut self, name: &str, files: &[String]) {
+        let inv = &mut self.inv;
+        let mappable: Vec<&String> = files.iter().filter(|f| mappable(f)).collect();
+        if inv.mapped_files.len() + mappable.len() > MAX_MAPPED_FILES {
+            self.file_lists_left_out += 1;
+            return;
+        }
+        inv.with_file_lists.insert(name.to_string());
+        let owners = Arc::make_mut(&mut inv.mapped_files);
+        for f in mappable {
+            owners.insert(mapped_key(f).to_string(), name.to_string());
         }
     }
 
@@ -286,17 +364,18 @@ impl Cataloger<'_> {
     fn dpkg(&mut self, diag: &mut Diagnostics) {
         let tree = self.tree;
         if let Some(b) = read_or_note(tree, DPKG_STATUS, diag) {
-            let mut out = dpkg::parse_status(b, true);
+            self.reserve_for(b, b"Package:");
             // File lists from info/<name>[:<arch>].list, where the image kept them.
-            for p in &mut out.packages {
+            let out = dpkg::each_status(b, true, &mut |mut p| {
                 let with_arch = format!("{DPKG_INFO}/{}:{}.list", p.name, p.arch);
                 let plain = format!("{DPKG_INFO}/{}.list", p.name);
                 let list = [with_arch, plain]
-                    .iter()
-                    .find_map(|f| tree.read(f).ok().flatten().map(<[u8]>::to_vec));
-                p.files = list.map(|b| dpkg::parse_list(&b));
-            }
-            self.add("deb", DPKG_STATUS, out, diag);
+                    .into_iter()
+                    .find_map(|f| tree.read(&f).ok().flatten());
+                p.files = list.map(dpkg::parse_list);
+                self.add_package("deb", DPKG_STATUS, p);
+            });
+            self.finish_database(DPKG_STATUS, out.malformed, diag);
         }
         if let Ok(files) = tree.list_files(DPKG_STATUS_D) {
             for (name, b) in files {
@@ -320,7 +399,9 @@ impl Cataloger<'_> {
                 continue;
             }
             if let Some(b) = read_or_note(tree, path, diag) {
-                self.add("apk", path, apk::parse_installed(b), diag);
+                self.reserve_for(b, b"P:");
+                let malformed = apk::each_installed(b, &mut |p| self.add_package("apk", path, p));
+                self.finish_database(path, malformed, diag);
             }
         }
         for path in RPM_DBS {

@@ -204,7 +204,7 @@ pub(crate) mod tests {
             source_version: version.into(),
             purl: purl.into(),
             path: path.into(),
-            arch: String::new(),
+            arch: Default::default(),
             layer: None,
         };
         let inv = Inventory {

@@ -11,4 +11,4 @@ pub mod tree;
 
 pub use diagnostics::Diagnostics;
 pub use entry::{Entry, EntryKind, EntrySource, LayerError};
-pub use tree::{FileTree, Limits};
+pub use tree::{FileTree, Keep, Limits, LineFilter};

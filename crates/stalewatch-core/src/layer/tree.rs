@@ -9,9 +9,29 @@ use super::diagnostics::Diagnostics;
 use super::entry::{Entry, EntryKind, EntrySource, LayerError};
 use super::path::{self, components};
 
+/// How a wanted file is kept (catalogers decide by path: `catalog::keep`).
+pub enum Keep {
+    /// Whole, up to `Limits::max_file_bytes`.
+    Whole,
+    /// Whole, and skipped unread beyond this many bytes, with this reason (language
+    /// manifests: `manifest_too_large`).
+    UpTo(u64, &'static str),
+    /// Streamed line by line through a filter that keeps only what its cataloger reads, so a
+    /// database far larger than that is never in memory whole.
+    Lines(fn() -> Box<dyn LineFilter>),
+}
+
+/// Decides, line by line in file order, which lines of a streamed file are kept.
+pub trait LineFilter {
+    /// `line` without its `\n`.
+    fn keep(&mut self, line: &[u8]) -> bool;
+}
+
 /// Bounds on what one image may cost.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// How each wanted file is kept.
+    pub keep: fn(&str) -> Keep,
     /// A wanted file larger than this is skipped (and reported): 256 MiB by default, enough
     /// for the largest real rpm databases.
     pub max_file_bytes: u64,
@@ -26,6 +46,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
+            keep: |_| Keep::Whole,
             max_file_bytes: 256 << 20,
             max_kept_bytes: 1 << 30,
             max_layer_bytes: 32 << 30,
@@ -153,6 +174,51 @@ impl LayerDelta {
     }
 }
 
+/// The current entry's `size` bytes, read a chunk at a time, keeping the lines `filter` keeps
+/// (each with its `\n`; a last line without one stays without).
+fn read_filtered(
+    src: &mut dyn EntrySource,
+    size: u64,
+    filter: &mut dyn LineFilter,
+) -> Result<Vec<u8>, LayerError> {
+    const CHUNK: u64 = 1 << 20;
+    // A longer line is cut here: no database line is that long, and one newline-less
+    // hostile file must not be held whole.
+    const MAX_LINE: usize = 1 << 20;
+    let (mut out, mut partial, mut left) = (Vec::new(), Vec::new(), size);
+    while left > 0 {
+        let chunk = src.read_data(left.min(CHUNK))?;
+        if chunk.is_empty() {
+            break;
+        }
+        left -= chunk.len() as u64;
+        let mut rest = &chunk[..];
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
+            let line = if partial.is_empty() {
+                &rest[..nl]
+            } else {
+                let room = MAX_LINE.saturating_sub(partial.len());
+                partial.extend_from_slice(&rest[..nl.min(room)]);
+                &partial[..]
+            };
+            let line = &line[..line.len().min(MAX_LINE)];
+            if filter.keep(line) {
+                out.extend_from_slice(line);
+                out.push(b'\n');
+            }
+            partial.clear();
+            rest = &rest[nl + 1..];
+        }
+        let room = MAX_LINE.saturating_sub(partial.len());
+        partial.extend_from_slice(&rest[..rest.len().min(room)]);
+    }
+    if !partial.is_empty() && filter.keep(&partial) {
+        out.extend_from_slice(&partial);
+    }
+    out.shrink_to_fit();
+    Ok(out)
+}
+
 /// One layer's delta as its entries stream by.
 struct DeltaReader<'a> {
     d: LayerDelta,
@@ -258,7 +324,8 @@ impl DeltaReader<'_> {
         self.d.nodes.insert(p, Node::Symlink(link));
     }
 
-    /// A wanted file: kept whole, or a counted skip when it passes a cap.
+    /// A wanted file: kept whole or filtered, or a counted skip (before reading) when it
+    /// passes a cap.
     fn keep_file(
         &mut self,
         p: String,
@@ -268,18 +335,31 @@ impl DeltaReader<'_> {
     ) -> Result<(), LayerError> {
         self.d.hide_subtrees.push(p.clone());
         let (limits, at) = (self.limits, format!("{}:{p}", self.layer));
-        let node = if size > limits.max_file_bytes {
-            let why = format!("{size} bytes exceeds the {} byte cap", limits.max_file_bytes);
-            diag.skip("file_too_large", at, why);
-            Node::Skipped("file_too_large".into())
-        } else if self.kept_bytes + size > limits.max_kept_bytes {
+        let keep = (limits.keep)(&p);
+        let (cap, reason) = match keep {
+            Keep::UpTo(cap, reason) if cap < limits.max_file_bytes => (cap, reason),
+            _ => (limits.max_file_bytes, "file_too_large"),
+        };
+        let filtered = matches!(keep, Keep::Lines(_));
+        let node = if size > cap {
+            diag.skip(reason, at, format!("{size} bytes exceeds the {cap} byte cap"));
+            Node::Skipped(reason.into())
+        } else if !filtered && self.kept_bytes + size > limits.max_kept_bytes {
             diag.skip("kept_bytes_cap", at, "image keeps too many bytes");
             Node::Skipped("kept_bytes_cap".into())
         } else {
-            let data = src.read_data(size)?;
-            self.kept_bytes += data.len() as u64;
-            self.d.stats.kept_files += 1;
-            Node::File(data)
+            let data = match keep {
+                Keep::Lines(filter) => read_filtered(src, size, &mut *filter())?,
+                Keep::Whole | Keep::UpTo(..) => src.read_data(size)?,
+            };
+            if self.kept_bytes + data.len() as u64 > limits.max_kept_bytes {
+                diag.skip("kept_bytes_cap", at, "image keeps too many bytes");
+                Node::Skipped("kept_bytes_cap".into())
+            } else {
+                self.kept_bytes += data.len() as u64;
+                self.d.stats.kept_files += 1;
+                Node::File(data)
+            }
         };
         self.d.nodes.insert(p, node);
         Ok(())
@@ -768,5 +848,45 @@ mod tests {
         assert_eq!(d.count("file_too_large"), 1);
         assert_eq!(t.read("big"), Err(ResolveError::Skipped("file_too_large".into())));
         assert_eq!(t.read("etc/passwd").unwrap(), None);
+    }
+
+    /// A file's content handed out a few bytes per read, as a slow stream would.
+    struct Trickle(Vec<u8>, usize);
+    impl EntrySource for Trickle {
+        fn next_entry(&mut self) -> Result<Option<Entry>, LayerError> {
+            Ok(None)
+        }
+        fn read_data(&mut self, max: u64) -> Result<Vec<u8>, LayerError> {
+            let n = (max as usize).min(3).min(self.0.len() - self.1);
+            self.1 += n;
+            Ok(self.0[self.1 - n..self.1].to_vec())
+        }
+    }
+
+    /// Keeps lines that start with `k`.
+    struct StartsWithK;
+    impl LineFilter for StartsWithK {
+        fn keep(&mut self, line: &[u8]) -> bool {
+            line.starts_with(b"k")
+        }
+    }
+
+    #[test]
+    fn filtered_lines_across_reads_and_without_a_last_newline() {
+        let data = b"k1 kept\ndrop\n\nk2 across the 3-byte reads\nx\nk3 no newline".to_vec();
+        let size = data.len() as u64;
+        let out = read_filtered(&mut Trickle(data, 0), size, &mut StartsWithK).unwrap();
+        assert_eq!(out, b"k1 kept\nk2 across the 3-byte reads\nk3 no newline");
+    }
+
+    #[test]
+    fn an_overlong_line_is_cut_not_held_whole() {
+        let mut data = b"k".to_vec();
+        data.extend(std::iter::repeat_n(b'a', (1 << 20) + 5000));
+        data.extend(b"\nk-next\n");
+        let size = data.len() as u64;
+        let out = read_filtered(&mut Trickle(data, 0), size, &mut StartsWithK).unwrap();
+        assert_eq!(out.len(), (1 << 20) + 1 + b"k-next\n".len());
+        assert!(out.ends_with(b"a\nk-next\n"));
     }
 }

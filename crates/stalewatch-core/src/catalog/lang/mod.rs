@@ -284,40 +284,46 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> (Vec<Package>, Vec<St
             continue;
         }
         // (package, the archive inside this file it came from: Java's nested jars).
-        let located: Vec<(LangPackage, String)> = if kind == Manifest::JavaArchive {
+        // The packages, and for Java the archive inside this file each came from (nested
+        // jars); other manifests have no inner paths (no per-package copy of them is made).
+        let (found, inners): (Vec<LangPackage>, Vec<String>) = if kind == Manifest::JavaArchive {
             let (found, error) = java::parse_summary(bytes);
             if let Some(e) = error {
                 diag.skip("malformed_manifest", path, e);
             }
-            found
+            found.into_iter().unzip()
         } else {
             match parse(kind, bytes) {
-                Ok(found) => found.into_iter().map(|p| (p, String::new())).collect(),
+                Ok(found) => (found, Vec::new()),
                 Err(reason) => {
                     diag.skip("malformed_manifest", path, reason);
                     continue;
                 }
             }
         };
-        if located.is_empty() {
+        if found.is_empty() {
             continue;
         }
         manifests.push(path.to_string());
+        packages.reserve_exact(found.len());
+        let located = found
+            .into_iter()
+            .zip(inners.into_iter().chain(std::iter::repeat(String::new())));
         for (p, inner) in located {
             packages.push(Package {
-                ecosystem: kind.ecosystem().to_string(),
-                purl: purl(kind, &p),
-                source_name: normalize_name(kind.ecosystem(), &p.name),
-                source_version: p.version.clone(),
-                name: p.name,
-                version: p.version,
+                ecosystem: kind.ecosystem().into(),
+                purl: purl(kind, &p).into(),
+                source_name: normalize_name(kind.ecosystem(), &p.name).into(),
+                source_version: p.version.as_str().into(),
+                name: p.name.into(),
+                version: p.version.into(),
                 path: if inner.is_empty() {
-                    path.to_string()
+                    path.into()
                 } else {
-                    format!("{path}!/{inner}")
+                    format!("{path}!/{inner}").into()
                 },
-                arch: String::new(),
-                layer: tree.origin(path).map(str::to_string),
+                arch: Default::default(),
+                layer: tree.origin(path).map(std::sync::Arc::from),
             });
         }
     }
@@ -326,7 +332,7 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> (Vec<Package>, Vec<St
 
 /// Sorted by (name, version), without repeats: what every parser returns.
 fn sorted(mut v: Vec<LangPackage>) -> Vec<LangPackage> {
-    v.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
+    v.sort_unstable_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
     v.dedup();
     v
 }
