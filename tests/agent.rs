@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::agent::{count, get, value, Agent};
+use common::agent::{count, get, value, vulns, Agent};
 use common::containerd::Lab;
 use common::mirror::Mirror;
 use common::*;
@@ -21,15 +21,6 @@ fn write_mirror(dir: &Path, records: &[(&str, &[u8])]) {
 
 /// A generous deadline for what normally takes well under a second (timings: `bench/`).
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn vulns(m: &str, pod: &str) -> f64 {
-    value(
-        m,
-        "stalewatch_container_vulnerabilities",
-        &[("pod", pod), ("severity", "unknown"), ("fixable", "true")],
-    )
-    .unwrap_or(-1.0)
-}
 
 #[test]
 #[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
@@ -542,18 +533,6 @@ fn cri_pods_carry_kubelet_names_and_their_sandboxes_never_appear() {
     });
 }
 
-/// Unmounts the test's tmpfs however the test ends (lazily: the agent may still hold files).
-struct Tmpfs(std::path::PathBuf);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 /// Fills the file system under `dir` with one file until a write fails for want of space.
 fn fill(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("filler");
@@ -597,7 +576,7 @@ fn a_full_state_directory_is_counted_and_survived() {
         .status()
         .unwrap();
     assert!(mounted.success(), "mount a tmpfs (needs root)");
-    let _tmpfs = Tmpfs(state.clone());
+    let _tmpfs = Unmount(state.clone());
     let refresh = ["--reconcile-interval", "1s"];
     let agent = Agent::start(&lab.sock, &state, &mirror.url(), &refresh);
     let filler = fill(&state);

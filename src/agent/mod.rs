@@ -31,6 +31,15 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.state_dir)
         .with_context(|| format!("create state directory {}", cfg.state_dir.display()))?;
     std::fs::create_dir_all(&cfg.db_dir).with_context(|| format!("create {}", cfg.db_dir.display()))?;
+    // What a kill -9 left mid-write: the agent owns its state directory; the database
+    // directory may be shared with a `db update` that is writing now.
+    let minute = std::time::Duration::from_secs(60);
+    let removed = crate::db::remove_stale_temp_files(&cfg.state_dir, Default::default())
+        + crate::db::remove_stale_temp_files(&cfg.state_dir.join("layers"), Default::default())
+        + crate::db::remove_stale_temp_files(&cfg.db_dir, minute);
+    if removed > 0 {
+        tracing::info!("removed {removed} temp files an interrupted write left");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

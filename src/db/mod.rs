@@ -80,9 +80,32 @@ pub struct Store {
     dir: PathBuf,
 }
 
-/// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename.
+/// Removes the temp files [`write_atomic`] left in `dir` when its process was killed mid-write
+/// (`.tmp*`), those older than `min_age` (a live writer's are younger); returns how many.
+pub fn remove_stale_temp_files(dir: &Path, min_age: std::time::Duration) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let stale = |e: &fs::DirEntry| {
+        e.file_name().to_string_lossy().starts_with(".tmp")
+            && e.metadata().is_ok_and(|m| {
+                m.is_file()
+                    && m.modified()
+                        .is_ok_and(|t| t.elapsed().unwrap_or_default() >= min_age)
+            })
+    };
+    entries
+        .flatten()
+        .filter(stale)
+        .filter(|e| fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+/// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename. The
+/// directory is made again if it was deleted under a running agent.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path.parent().context("path has no parent")?;
+    fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("create temp file in {}", dir.display()))?;
     {

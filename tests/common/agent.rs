@@ -121,6 +121,10 @@ impl Agent {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// (status, body) of a GET on the metrics port.
     pub fn get(&self, path: &str) -> (u16, String) {
         get(self.port, path)
@@ -155,10 +159,6 @@ impl Agent {
     }
 
     /// The agent's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Stops the agent with SIGTERM and waits for it.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill").arg(self.child.id().to_string()).status();
@@ -191,6 +191,13 @@ pub fn value(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> 
             .all(|(k, val)| rest.split(',').any(|kv| kv == format!("{k}=\"{val}\"")));
         ok.then(|| v.parse().ok()).flatten()
     })
+}
+
+/// A pod's fixable vulnerabilities of unknown severity (what the Alpine OSV fixtures carry),
+/// or -1 when the pod has no such series.
+pub fn vulns(m: &str, pod: &str) -> f64 {
+    let labels = [("pod", pod), ("severity", "unknown"), ("fixable", "true")];
+    value(m, "stalewatch_container_vulnerabilities", &labels).unwrap_or(-1.0)
 }
 
 /// Every series of a metric whose labels include the given ones.

@@ -67,7 +67,7 @@ state = "{b}/state"
         Some(lab)
     }
 
-    fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child
             .as_ref()
             .map(Child::id)

@@ -193,7 +193,15 @@ impl LayerCache {
     }
 
     pub fn get(&self, digest: &str) -> Option<LayerDelta> {
-        cache_entry::decode(&std::fs::read(self.path(digest)?).ok()?)
+        let path = self.path(digest)?;
+        let delta = cache_entry::decode(&std::fs::read(&path).ok()?);
+        if delta.is_none() {
+            tracing::warn!(
+                "layer cache entry {} is corrupt or of an old version, reading the layer again",
+                path.display()
+            );
+        }
+        delta
     }
 
     pub fn put(&self, digest: &str, delta: &LayerDelta) -> anyhow::Result<()> {
