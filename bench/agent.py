@@ -88,12 +88,16 @@ def proc_mem(pid):
 class Agent:
     def __init__(self, sock, state, source, ecosystems, extra=()):
         s = socket.socket(); s.bind(("127.0.0.1", 0)); self.port = s.getsockname()[1]; s.close()
+        extra = list(extra)
+        # Defaults that `extra` may override (a flag given twice is a usage error).
+        for flag, default in (("--advisory-refresh", "2s"), ("--reconcile-interval", "30s")):
+            if flag not in extra:
+                extra += [flag, default]
         args = [BIN, "agent", "--containerd-address", sock, "--state-dir", state, "--db-dir", os.path.join(state, "db"),
-                "--advisory-source", source, "--listen", f"127.0.0.1:{self.port}", "--advisory-refresh", "2s",
-                "--reconcile-interval", "30s", "--log-level", "info"]
+                "--advisory-source", source, "--listen", f"127.0.0.1:{self.port}", "--log-level", "info"]
         for e in ecosystems:
             args += ["--ecosystem", e]
-        args += list(extra)
+        args += extra
         self.log = os.path.join(state, f"agent-{self.port}.log")
         os.makedirs(state, exist_ok=True)
         self.proc = subprocess.Popen(args, stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
