@@ -174,6 +174,24 @@ impl LayerDelta {
     }
 }
 
+/// `bytes` as a streamed wanted file of them would be kept through `filter`.
+pub fn filter_lines(bytes: &[u8], filter: &mut dyn LineFilter) -> Vec<u8> {
+    /// One file's bytes as an entry source, a chunk per read.
+    struct InMemory<'a>(&'a [u8]);
+    impl EntrySource for InMemory<'_> {
+        fn next_entry(&mut self) -> Result<Option<Entry>, LayerError> {
+            Ok(None)
+        }
+        fn read_data(&mut self, max: u64) -> Result<Vec<u8>, LayerError> {
+            let (now, rest) = self.0.split_at((max as usize).min(self.0.len()));
+            self.0 = rest;
+            Ok(now.to_vec())
+        }
+    }
+    // Reading from memory cannot fail.
+    read_filtered(&mut InMemory(bytes), bytes.len() as u64, filter).unwrap_or_default()
+}
+
 /// The current entry's `size` bytes, read a chunk at a time, keeping the lines `filter` keeps
 /// (each with its `\n`; a last line without one stays without).
 fn read_filtered(
