@@ -14,7 +14,7 @@ import argparse, gzip, os, re, shutil, statistics, sys, time, urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from agent import Agent, alpine_node, proc_mem  # noqa: E402
+from agent import Agent, alpine_node, proc_mem, value  # noqa: E402
 
 SHARED = os.path.join(HERE, "..", "..", "shared", "data")
 
@@ -54,12 +54,14 @@ def main():
         m = plain[-1][1].decode()
         got = exported(m)
         series = sum(1 for l in m.splitlines() if l and not l.startswith("#"))
+        layers = value(m, "stalewatch_layers_read_total")
         agent.stop()
     ms = lambda xs: (1000 * statistics.median(x[0] for x in xs), 1000 * max(x[0] for x in xs))
     print(f"| containers (images) | {len(running)} ({a.images}) |")
     print(f"| all exported after the agent's start | {took:.1f} s |")
     print(f"| agent RSS: peak / steady | {hwm:.1f} / {rss:.1f} MiB |")
     print(f"| series | {series} |")
+    print(f"| layers read (cold, no cache) | {layers:.0f} |")
     print(f"| scrape size: plain / gzip | {len(plain[-1][1]) / 1024:.1f} / {len(zipped[-1][1]) / 1024:.1f} KiB |")
     print(f"| scrape time plain: median / max of 50 | {ms(plain)[0]:.2f} / {ms(plain)[1]:.2f} ms |")
     print(f"| scrape time gzip: median / max of 50 | {ms(zipped)[0]:.2f} / {ms(zipped)[1]:.2f} ms |")

@@ -9,7 +9,8 @@
 # (not committed). Limits: 256 MiB RSS (below for ASan), 10 s per input. Exits non-zero on
 # any crash, leak, timeout or OOM and prints where the reproducer is; executions and coverage
 # of each target go to fuzz/work/stats.tsv (this run) and fuzz/work/history.tsv (every run,
-# dated: a campaign in pieces adds them up).
+# dated: a campaign in pieces adds them up). STALEWATCH_FUZZ_TARGET_DIR=DIR builds there instead
+# of fuzz/target (CI keeps it under /var/cache, so a warm run does not rebuild the targets).
 set -eu
 cd "$(dirname "$0")/.."
 secs=${1:?usage: scripts/fuzz.sh SECONDS [TARGET …]}
@@ -33,7 +34,13 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked --version 0.13.2
 fi
 cd fuzz
-cargo +nightly fuzz build -s "$sanitizer" >&2
+# Every cargo fuzz call below gets the same build directory.
+fuzz() {
+    sub=$1
+    shift
+    cargo +nightly fuzz "$sub" ${STALEWATCH_FUZZ_TARGET_DIR:+--target-dir "$STALEWATCH_FUZZ_TARGET_DIR"} "$@"
+}
+fuzz build -s "$sanitizer" >&2
 targets=${*:-$(cargo +nightly fuzz list)}
 mkdir -p work
 : > work/stats.tsv
@@ -47,7 +54,7 @@ for t in $targets; do
     [ -f "dict/$t.dict" ] && dict="-dict=dict/$t.dict"
     log="work/$t.log"
     # shellcheck disable=SC2086
-    if cargo +nightly fuzz run -s "$sanitizer" "$t" "work/$t" "corpus/$t" -- \
+    if fuzz run -s "$sanitizer" "$t" "work/$t" "corpus/$t" -- \
         -max_total_time="$secs" $limits -timeout=10 -print_final_stats=1 $dict \
         >"$log" 2>&1; then
         status=ok
@@ -61,7 +68,7 @@ for t in $targets; do
     if [ "$status" = ok ] && [ "${STALEWATCH_FUZZ_MINIMISE:-0}" = 1 ]; then
         # libFuzzer's set-cover merge: the fewest inputs that keep every feature of both.
         rm -rf "work/$t.min" && mkdir "work/$t.min"
-        if cargo +nightly fuzz run -s "$sanitizer" "$t" "work/$t.min" "corpus/$t" "work/$t" -- \
+        if fuzz run -s "$sanitizer" "$t" "work/$t.min" "corpus/$t" "work/$t" -- \
             -set_cover_merge=1 $limits >"work/$t.min.log" 2>&1; then
             rm -rf "corpus/$t" "work/$t" && mv "work/$t.min" "corpus/$t" && mkdir "work/$t"
         else
