@@ -359,4 +359,31 @@ mod tests {
         assert_eq!(name, event_name(&n.clone()));
         assert!(name.ends_with(".stalewatch.0123456789abcdef"));
     }
+
+    /// The API down or slow: notices wait in a bounded queue, the rest are dropped and
+    /// counted, and offering never blocks (scanning goes on).
+    #[test]
+    fn a_full_queue_drops_and_counts_without_blocking() {
+        let opts = prometheus::Opts::new("events", "test");
+        let outcomes = IntCounterVec::new(opts, &["reason", "result"]).unwrap();
+        let (tx, _rx) = mpsc::channel(2);
+        let queue = EventQueue {
+            tx,
+            outcomes: outcomes.clone(),
+        };
+        let notice = |pod: &str| Notice {
+            namespace: "shop".into(),
+            pod: pod.into(),
+            pod_uid: None,
+            container: "app".into(),
+            reason: super::super::announced::Reason::StaleRuntime,
+            note: "x".into(),
+            fingerprint: "0123456789abcdef".into(),
+        };
+        for i in 0..5 {
+            queue.offer(notice(&format!("p{i}")));
+        }
+        let dropped = outcomes.with_label_values(&["StaleRuntime", "dropped"]).get();
+        assert_eq!(dropped, 3, "two queued, three dropped");
+    }
 }
