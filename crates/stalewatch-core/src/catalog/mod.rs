@@ -255,16 +255,12 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> Inventory {
             ..Default::default()
         },
         file_lists_left_out: 0,
+        max_packages: MAX_OS_PACKAGES,
+        packages_left_out: 0,
     };
     c.dpkg(diag);
     c.apk_and_rpm(diag);
-    if c.file_lists_left_out > 0 {
-        let why = format!(
-            "{} packages' file lists left out: over {MAX_MAPPED_FILES} mappable files (their use in processes is unknown)",
-            c.file_lists_left_out
-        );
-        diag.skip("mapped_files_cap", "package file lists", why);
-    }
+    c.note_caps(diag);
     let (lang_packages, manifests) = lang::catalog(tree, diag);
     let mut inv = c.inv;
     // Moved, not copied, when there are no OS packages: a copy doubles a large lockfile's cost.
@@ -288,7 +284,14 @@ struct Cataloger<'a> {
     inv: Inventory,
     /// Packages whose file lists did not fit under `MAX_MAPPED_FILES`.
     file_lists_left_out: u64,
+    /// OS packages kept at most (`MAX_OS_PACKAGES`), and those left out beyond.
+    max_packages: usize,
+    packages_left_out: u64,
 }
+
+/// OS packages kept per image, at most: the largest real distributions install tens of
+/// thousands; a database of millions of tiny hostile records must not cost gigabytes.
+const MAX_OS_PACKAGES: usize = 1_000_000;
 
 /// Owners of mappable files (shared objects, executables) remembered per inventory, at most:
 /// a real image has a few thousand; a hostile database must not cost memory per file.
@@ -297,7 +300,8 @@ const MAX_MAPPED_FILES: usize = 100_000;
 impl Cataloger<'_> {
     /// Adds one database's packages (and their mappable files' owners).
     fn add(&mut self, kind: &str, path: &str, out: ParseOutcome, diag: &mut Diagnostics) {
-        self.inv.packages.reserve_exact(out.packages.len());
+        let room = self.max_packages.saturating_sub(self.inv.packages.len());
+        self.inv.packages.reserve_exact(out.packages.len().min(room));
         for p in out.packages {
             self.add_package(kind, path, p);
         }
@@ -310,7 +314,27 @@ impl Cataloger<'_> {
         let mut line_start = vec![b'\n'];
         line_start.extend_from_slice(field);
         let n = memchr::memmem::find_iter(db, &line_start).count() + usize::from(db.starts_with(field));
-        self.inv.packages.reserve_exact(n);
+        // Lines of the field need not be packages: never more than the cap allows.
+        let room = self.max_packages.saturating_sub(self.inv.packages.len());
+        self.inv.packages.reserve_exact(n.min(room));
+    }
+
+    /// Counts what the caps left out.
+    fn note_caps(&self, diag: &mut Diagnostics) {
+        if self.file_lists_left_out > 0 {
+            let why = format!(
+                "{} packages' file lists left out: over {MAX_MAPPED_FILES} mappable files (their use in processes is unknown)",
+                self.file_lists_left_out
+            );
+            diag.skip("mapped_files_cap", "package file lists", why);
+        }
+        if self.packages_left_out > 0 {
+            let why = format!(
+                "{} packages left out: over {} OS packages",
+                self.packages_left_out, self.max_packages
+            );
+            diag.skip("package_count_cap", "package databases", why);
+        }
     }
 
     /// Notes a database read (its malformed entries counted).
@@ -327,6 +351,10 @@ impl Cataloger<'_> {
 
     /// Adds one package, and the owner of each of its mappable files while there is room.
     fn add_package(&mut self, kind: &str, path: &str, p: RawPackage) {
+        if self.inv.packages.len() >= self.max_packages {
+            self.packages_left_out += 1;
+            return;
+        }
         if let Some(files) = &p.files {
             self.own_files(&p.name, files);
         }
@@ -452,6 +480,34 @@ mod tests {
         assert!(!wants_os_dir("usr/bin") && !wants_os_dir("var/lib/dpkg/status.d/x") && !wants_os_dir("et"));
         assert!(wants("app/node_modules/ms/package.json") && !wants_os("app/node_modules/ms/package.json"));
         assert!(wants_dir("app/node_modules") && !wants_dir("proc/1"));
+    }
+
+    /// Past the package cap, packages are counted, not kept; a reservation never passes it.
+    #[test]
+    fn the_os_package_cap_counts_what_it_leaves_out() {
+        let mut t = FileTree::new();
+        t.insert_file("etc/os-release", b"ID=alpine\nVERSION_ID=3.20.3\n".to_vec());
+        let db: String = (0..10).map(|i| format!("P:p{i}\nV:1.0-r0\n\n")).collect();
+        t.insert_file("lib/apk/db/installed", db.into_bytes());
+        let mut c = Cataloger {
+            tree: &t,
+            ecosystem: "Alpine:v3.20".into(),
+            inv: Inventory::default(),
+            file_lists_left_out: 0,
+            max_packages: 4,
+            packages_left_out: 0,
+        };
+        let mut diag = Diagnostics::default();
+        c.apk_and_rpm(&mut diag);
+        c.note_caps(&mut diag);
+        assert_eq!(c.inv.packages.len(), 4);
+        assert!(c.inv.packages.capacity() <= 4);
+        assert_eq!(c.packages_left_out, 6);
+        let notes = format!("{:?}", diag.notes);
+        assert!(
+            notes.contains("package_count_cap") && notes.contains("6 packages left out"),
+            "{notes}"
+        );
     }
 
     #[test]
