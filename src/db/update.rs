@@ -330,7 +330,12 @@ pub async fn refresh(
     let store = Store::new(dir);
     let lock_dir = dir.to_path_buf();
     let _lock = tokio::task::spawn_blocking(move || Store::new(&lock_dir).lock()).await??;
-    let mut state = store.state()?;
+    // A corrupt state file (it records only what conditional requests and `db status` use)
+    // must not stop every update from then on: it is started afresh, and rewritten below.
+    let mut state = store.state().unwrap_or_else(|e| {
+        tracing::warn!("{e:#}; starting from a fresh state (every source is fetched whole)");
+        Default::default()
+    });
     let mut results = Vec::new();
     for eco in ecosystems {
         let now = clock::rfc3339(clock::now_unix()?);
