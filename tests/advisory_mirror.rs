@@ -371,21 +371,6 @@ fn file_urls_and_directories_are_mirrors_too() {
         assert_eq!(db_status(&db)["ecosystems"]["Alpine"]["records"], 1);
     }
     // Unchanged archive (same size and mtime): no rebuild.
-    let out = stalewatch(&[
-        "db",
-        "update",
-        "--advisory-source",
-        site.to_str().unwrap(),
-        "--db-dir",
-        db_s,
-        "--ecosystem",
-        "Alpine",
-    ]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Alpine: unchanged"));
-    // A corrupt state file neither stops updates nor survives one: fetched whole, rewritten.
-    let state = db.join("state.json");
-    let whole = std::fs::read(&state).unwrap();
-    std::fs::write(&state, &whole[..whole.len() / 2]).unwrap();
     let update = [
         "db",
         "update",
@@ -396,6 +381,12 @@ fn file_urls_and_directories_are_mirrors_too() {
         "--ecosystem",
         "Alpine",
     ];
+    let out = stalewatch(&update);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Alpine: unchanged"));
+    // A corrupt state file neither stops updates nor survives one: fetched whole, rewritten.
+    let state = db.join("state.json");
+    let whole = std::fs::read(&state).unwrap();
+    std::fs::write(&state, &whole[..whole.len() / 2]).unwrap();
     let out = stalewatch(&update);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.contains("is corrupt"), "{stderr}");
