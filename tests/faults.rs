@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::agent::{get, value, vulns, Agent};
+use common::agent::{get, request, value, vulns, Agent};
 use common::containerd::Lab;
 use common::mirror::Mirror;
 use common::*;
@@ -226,18 +226,13 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// A GET with a 1 s deadline for the whole answer: its status, or an error.
 fn get_within_a_second(port: u16, path: &str) -> Result<u16, String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let head = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     let started = std::time::Instant::now();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut body = Vec::new();
-    s.read_to_end(&mut body).map_err(|e| format!("{path}: {e}"))?;
+    let (status, _, _) = request(port, &head, Duration::from_secs(1)).map_err(|e| format!("{path}: {e}"))?;
     if started.elapsed() > Duration::from_secs(1) {
         return Err(format!("{path} took {:?}", started.elapsed()));
     }
-    let head = String::from_utf8_lossy(&body[..body.len().min(12)]).to_string();
-    head.get(9..12).and_then(|c| c.parse().ok()).ok_or(head)
+    status.get(9..12).and_then(|c| c.parse().ok()).ok_or(status)
 }
 
 #[test]

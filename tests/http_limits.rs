@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::agent::Agent;
+use common::agent::{request, Agent};
 
 fn start(dir: &std::path::Path, header_timeout: &str) -> Agent {
     let sock = dir.join("no-containerd.sock");
@@ -26,20 +26,6 @@ fn start(dir: &std::path::Path, header_timeout: &str) -> Agent {
         dir.join("mirror").to_str().unwrap(),
         &extra,
     )
-}
-
-/// One request on a fresh connection, with a read deadline: (status line, headers, body).
-fn request(port: u16, head: &str, deadline: Duration) -> std::io::Result<(String, String, Vec<u8>)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(deadline))?;
-    s.write_all(head.as_bytes())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(raw.len());
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let body = raw.get(split + 4..).unwrap_or_default().to_vec();
-    let (status, headers) = head.split_once("\r\n").unwrap_or((&head, ""));
-    Ok((status.to_string(), headers.to_ascii_lowercase(), body))
 }
 
 fn get(port: u16, path: &str, extra: &str) -> (String, String, Vec<u8>) {

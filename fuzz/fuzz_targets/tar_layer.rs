@@ -1,4 +1,4 @@
-//! covers: layer::decompress, layer::tar, layer::tree, layer::path, catalog (every cataloger
+//! covers: layer::decompress, layer::tar, layer::tree, layer::filter, layer::path, catalog (every cataloger
 //! reached from a layer: OS databases, language manifests, ELF/Go/cargo-auditable/jar summaries)
 #![no_main]
 use libfuzzer_sys::fuzz_target;

@@ -29,18 +29,26 @@ impl LineFilter for InstalledFilter {
                 true
             }
             [b'R', b':', v @ ..] => {
-                let name = String::from_utf8_lossy(v);
                 let dir = String::from_utf8_lossy(&self.dir);
-                let dir = dir.trim().trim_matches('/');
-                let path = if dir.is_empty() {
-                    name.trim().to_string()
-                } else {
-                    format!("{dir}/{}", name.trim())
-                };
-                super::mappable(&path)
+                super::mappable(&file_path(dir_of(&dir), &String::from_utf8_lossy(v)))
             }
             _ => false,
         }
+    }
+}
+
+/// The directory an `F:` value names, relative to the root.
+fn dir_of(value: &str) -> &str {
+    value.trim().trim_matches('/')
+}
+
+/// The path of an `R:` file under the record's last `F:` directory (the parser and the
+/// streaming filter must agree on it).
+fn file_path(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.trim().to_string()
+    } else {
+        format!("{dir}/{}", name.trim())
     }
 }
 
@@ -73,12 +81,8 @@ pub fn each_installed(text: &[u8], each: &mut dyn FnMut(RawPackage)) -> u64 {
                 "V" => version = Some(v.trim()),
                 "o" => origin = Some(v.trim()),
                 "A" => arch = Some(v.trim()),
-                "F" => dir = v.trim().trim_matches('/'),
-                "R" if !v.trim().is_empty() => files.push(if dir.is_empty() {
-                    v.trim().to_string()
-                } else {
-                    format!("{dir}/{}", v.trim())
-                }),
+                "F" => dir = dir_of(v),
+                "R" if !v.trim().is_empty() => files.push(file_path(dir, v)),
                 _ => {}
             }
         }

@@ -5,6 +5,7 @@ pub mod cache_entry;
 pub mod decompress;
 pub mod diagnostics;
 pub mod entry;
+pub mod filter;
 pub mod path;
 pub mod tar;
 pub mod tree;
