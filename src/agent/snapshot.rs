@@ -394,6 +394,7 @@ mod tests {
             path: "lib/apk/db/installed".into(),
             arch: "x86_64".into(),
             layer: None,
+            introduced_layer: None,
         }
     }
 

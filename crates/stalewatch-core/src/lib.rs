@@ -7,6 +7,7 @@ pub mod eol;
 pub mod export;
 pub mod image;
 pub mod layer;
+pub mod lineage;
 pub mod matcher;
 pub mod os;
 pub mod package;

@@ -45,6 +45,12 @@ pub struct Finding {
     /// The VEX statement that applies, if one does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vex: Option<Arc<VexVerdict>>,
+    /// The layer whose package database first records the installed version (the package's
+    /// `introduced_layer`); null outside images.
+    pub introduced_layer: Option<Arc<str>>,
+    /// Whether that layer is one of the image's base layers; null when the base's layers are
+    /// unknown (or there is no base).
+    pub in_base: Option<bool>,
     /// The kind of an informational advisory (RustSec `unmaintained`, `unsound`, `notice`):
     /// not a vulnerability. Reports keep these apart (`Report::informational`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -164,6 +170,7 @@ impl<'a> Matcher<'a> {
                 self.intern(&p.path),
                 self.intern(&p.purl),
             );
+            let introduced_layer = p.introduced_layer.clone();
             for v in verdicts.iter() {
                 findings.push(Finding {
                     id: v.id.clone(),
@@ -186,6 +193,8 @@ impl<'a> Matcher<'a> {
                     epss: None,
                     vex: None,
                     informational: v.informational.clone(),
+                    introduced_layer: introduced_layer.clone(),
+                    in_base: None,
                 });
             }
         }

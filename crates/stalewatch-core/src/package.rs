@@ -25,6 +25,11 @@ pub struct Package {
     /// changed its database. Absent outside images.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer: Option<std::sync::Arc<str>>,
+    /// The image layer whose package database first records this name and version (for a
+    /// language package, its `layer`): a package an app layer did not touch keeps its base
+    /// layer here. Absent outside images, and where the database's history was too large.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub introduced_layer: Option<std::sync::Arc<str>>,
 }
 
 /// Percent-encodes a purl component (the purl spec's reserved characters).

@@ -6,6 +6,7 @@ use crate::advisory::Severity;
 use crate::catalog::Inventory;
 use crate::eol;
 use crate::layer::diagnostics::Unreadable;
+use crate::lineage::{self, Base, ImageFacts, Rebuild};
 use crate::matcher::Finding;
 use crate::package::Package;
 use crate::triage::{EpssScores, ImageIdentity, KevCatalog, VexSet};
@@ -99,6 +100,14 @@ pub struct Report {
     pub summary: Summary,
     /// What could not be read, and why: an unreadable part never looks clean.
     pub unreadable: Vec<Unreadable>,
+    /// The image's base; null when none is known (a normal state, not an error).
+    pub base: Option<Base>,
+    /// The image's `org.opencontainers.image.source` and `.revision`.
+    pub source: Option<String>,
+    pub revision: Option<String>,
+    /// What a rebuild on the newer build of the base (held by the node) would fix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebuild: Option<Rebuild>,
 }
 
 impl Report {
@@ -135,7 +144,23 @@ impl Report {
             suppressed: Vec::new(),
             summary,
             unreadable,
+            base: None,
+            source: None,
+            revision: None,
+            rebuild: None,
         }
+    }
+
+    /// Sets the image's base, source and revision, and whether each finding came with the
+    /// base (`image_layers`: the image's layer digests, bottom first).
+    pub fn set_lineage(&mut self, facts: Option<&ImageFacts>, base: Option<Base>, image_layers: &[String]) {
+        let base_layers = base.as_ref().and_then(|b| b.layers);
+        for list in [&mut self.findings, &mut self.suppressed, &mut self.informational] {
+            lineage::mark_in_base(list, image_layers, base_layers);
+        }
+        self.source = facts.and_then(|f| f.label(lineage::SOURCE)).map(str::to_string);
+        self.revision = facts.and_then(|f| f.label(lineage::REVISION)).map(str::to_string);
+        self.base = base;
     }
 
     /// Annotates every finding with the triage data at hand (KEV, EPSS, VEX), moves the

@@ -68,6 +68,7 @@ fn pkg(eco: &str, name: &str, version: &str, source: Option<(&str, &str)>) -> Pa
         path: "db".into(),
         arch: Default::default(),
         layer: None,
+        introduced_layer: None,
     }
 }
 

@@ -156,6 +156,7 @@ mod tests {
             path: "lib/apk/db/installed".into(),
             arch: "x86_64".into(),
             layer: None,
+            introduced_layer: None,
         }
     }
 
@@ -222,6 +223,7 @@ mod tests {
             path: "app/node_modules/lodash/package.json".into(),
             arch: Default::default(),
             layer: None,
+            introduced_layer: None,
         });
         // A Go binary's module: a language package too, though its path is no manifest.
         image.packages.push(Package {
@@ -234,6 +236,7 @@ mod tests {
             path: "usr/local/bin/svc".into(),
             arch: Default::default(),
             layer: None,
+            introduced_layer: None,
         });
         // The live read sees OS databases only.
         let live = inv(vec![pkg("musl", "1.2.5-r0"), pkg("curl", "8.9.0-r0")]);

@@ -4,6 +4,7 @@
 
 pub mod apk;
 pub mod dpkg;
+pub mod introduced;
 pub mod lang;
 pub mod rpm;
 
@@ -100,6 +101,7 @@ pub fn keep(path: &str) -> Keep {
 pub fn limits() -> Limits {
     Limits {
         keep,
+        history: introduced::tracked,
         ..Limits::default()
     }
 }
@@ -271,6 +273,7 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> Inventory {
         inv.packages.extend(lang_packages);
     }
     inv.databases.extend(manifests);
+    introduced::attribute(tree, &mut inv.packages);
     // In place: equal packages are identical, and a stable sort's buffer is half the list.
     inv.packages.sort_unstable();
     inv.packages.dedup();
@@ -369,6 +372,7 @@ impl Cataloger<'_> {
             path: path.into(),
             arch: p.arch.into(),
             layer: self.tree.origin(path).map(Arc::from),
+            introduced_layer: None,
         });
     }
 

@@ -206,6 +206,7 @@ pub(crate) mod tests {
             path: path.into(),
             arch: Default::default(),
             layer: None,
+            introduced_layer: None,
         };
         let inv = Inventory {
             os: Some(OsInfo {

@@ -6,6 +6,8 @@ pub mod decompress;
 pub mod diagnostics;
 pub mod entry;
 pub mod filter;
+pub mod history;
+pub mod limits;
 pub mod path;
 pub mod tar;
 pub mod tree;

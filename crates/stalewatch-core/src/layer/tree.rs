@@ -9,47 +9,9 @@ use super::diagnostics::Diagnostics;
 use super::entry::{Entry, EntryKind, EntrySource, LayerError};
 use super::filter::read_filtered;
 pub use super::filter::{filter_lines, LineFilter};
+use super::history::{History, Version};
+pub use super::limits::{Keep, Limits};
 use super::path::{self, components};
-
-/// How a wanted file is kept (catalogers decide by path: `catalog::keep`).
-pub enum Keep {
-    /// Whole, up to `Limits::max_file_bytes`.
-    Whole,
-    /// Whole, and skipped unread beyond this many bytes, with this reason (language
-    /// manifests: `manifest_too_large`).
-    UpTo(u64, &'static str),
-    /// Streamed line by line through a filter that keeps only what its cataloger reads, so a
-    /// database far larger than that is never in memory whole.
-    Lines(fn() -> Box<dyn LineFilter>),
-}
-
-/// Bounds on what one image may cost.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// How each wanted file is kept.
-    pub keep: fn(&str) -> Keep,
-    /// A wanted file larger than this is skipped (and reported): 256 MiB by default, enough
-    /// for the largest real rpm databases.
-    pub max_file_bytes: u64,
-    /// All kept files of one image together.
-    pub max_kept_bytes: u64,
-    /// Decompressed bytes of one layer (time bound against decompression bombs).
-    pub max_layer_bytes: u64,
-    /// Symlinks kept per image.
-    pub max_symlinks: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            keep: |_| Keep::Whole,
-            max_file_bytes: 256 << 20,
-            max_kept_bytes: 1 << 30,
-            max_layer_bytes: 32 << 30,
-            max_symlinks: 500_000,
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Node {
@@ -77,6 +39,9 @@ pub struct FileTree {
     origins: BTreeMap<String, std::sync::Arc<str>>,
     kept_bytes: u64,
     symlinks: usize,
+    /// Earlier versions of the tracked files (`Limits::history`), image layers only.
+    history: History,
+    track: Option<fn(&str) -> bool>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -356,7 +321,8 @@ impl FileTree {
             .is_some_and(|(k, _)| k.starts_with(&prefix))
     }
 
-    fn remove_descendants(&mut self, p: &str) {
+    /// Removes what is under `p`; `hidden_by` is the layer that hides it, for the history.
+    fn remove_descendants(&mut self, p: &str, hidden_by: Option<&std::sync::Arc<str>>) {
         let prefix = if p.is_empty() {
             String::new()
         } else {
@@ -369,17 +335,32 @@ impl FileTree {
             .map(|(k, _)| k.clone())
             .collect();
         for k in doomed {
-            if let Some(Node::File(b)) = self.nodes.remove(&k) {
-                self.kept_bytes -= b.len() as u64;
+            if self.remove(&k) {
+                if let Some(l) = hidden_by {
+                    self.history.hidden(&k, l.clone());
+                }
             }
         }
     }
 
-    fn remove(&mut self, p: &str) {
+    /// Removes a node; true when it was a tracked file, whose version the history keeps.
+    fn remove(&mut self, p: &str) -> bool {
         match self.nodes.remove(p) {
-            Some(Node::File(b)) => self.kept_bytes -= b.len() as u64,
-            Some(Node::Symlink(_)) => self.symlinks -= 1,
-            _ => {}
+            Some(Node::File(b)) => {
+                self.kept_bytes -= b.len() as u64;
+                match (self.track, self.origins.get(p)) {
+                    (Some(tracked), Some(origin)) if tracked(p) => {
+                        self.history.retire(p, origin.clone(), b);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            Some(Node::Symlink(_)) => {
+                self.symlinks -= 1;
+                false
+            }
+            _ => false,
         }
     }
 
@@ -416,12 +397,17 @@ impl FileTree {
 
     /// Applies a layer's delta (read now or from a cache) on top of the tree.
     pub fn apply(&mut self, delta: &LayerDelta, limits: &Limits, layer: &str, diag: &mut Diagnostics) {
+        let image_layer = layer.starts_with("sha256:");
+        self.track = image_layer.then_some(limits.history);
+        let label: std::sync::Arc<str> = std::sync::Arc::from(layer);
         // What this layer hides of the lower ones, before its own nodes land.
         for p in &delta.hide_subtrees {
-            self.remove_descendants(p);
+            self.remove_descendants(p, Some(&label));
         }
         for p in &delta.hide_nodes {
-            self.remove(p);
+            if self.remove(p) {
+                self.history.hidden(p, label.clone());
+            }
         }
         for (p, target) in &delta.hardlinks {
             // A hardlink's target is in this layer or below.
@@ -442,14 +428,19 @@ impl FileTree {
             self.insert(p, node.clone(), limits, layer, diag);
         }
         // Where each file of this layer came from (image layers are named by digest).
-        if layer.starts_with("sha256:") {
-            let label: std::sync::Arc<str> = std::sync::Arc::from(layer);
+        if image_layer {
             for (p, node) in &delta.nodes {
                 if matches!(node, Node::File(_)) {
                     self.origins.insert(p.clone(), label.clone());
                 }
             }
         }
+    }
+
+    /// The versions a tracked file had before its current one, oldest first (empty when
+    /// none; `None` when they were too large to keep).
+    pub fn history(&self, p: &str) -> Option<&[Version]> {
+        self.history.of(p)
     }
 
     /// The layer digest the file at `p` came from, if it came from an image layer.

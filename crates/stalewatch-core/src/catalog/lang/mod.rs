@@ -324,6 +324,7 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> (Vec<Package>, Vec<St
                 },
                 arch: Default::default(),
                 layer: tree.origin(path).map(std::sync::Arc::from),
+                introduced_layer: None,
             });
         }
     }
