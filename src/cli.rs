@@ -156,6 +156,16 @@ pub struct AgentArgs {
     /// The author `/v1/vex` documents name [default: stalewatch/<node name>].
     #[arg(long, env = "STALEWATCH_VEX_AUTHOR")]
     pub vex_author: Option<String>,
+    /// A base image the node's images are built on (a containerd reference; repeatable,
+    /// comma-separated in the environment): images whose layers start with its layers name
+    /// it as their base when their labels name none.
+    #[arg(
+        long = "base-image",
+        value_name = "REF",
+        env = "STALEWATCH_BASE_IMAGES",
+        value_delimiter = ','
+    )]
+    pub base_images: Vec<String>,
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long, env = "STALEWATCH_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -253,23 +263,7 @@ impl AgentArgs {
     /// must exist), reporting every error at once.
     pub fn config(&self) -> anyhow::Result<crate::agent::Config> {
         let mut errors = Vec::new();
-        if self.kube_events_per_minute == 0 {
-            errors.push("--kube-events-per-minute: must be at least 1".into());
-        }
-        if self.scan_concurrency == 0 {
-            errors.push("--scan-concurrency: must be at least 1".into());
-        }
-        if self.containerd_namespace.is_empty() {
-            errors.push("--containerd-namespace: empty".into());
-        }
-        for (flag, file) in [
-            ("--kubeconfig", &self.kubeconfig),
-            ("--advisory-ca-file", &self.advisory_ca_file),
-        ] {
-            if let Some(f) = file.as_ref().filter(|f| !f.is_file()) {
-                errors.push(format!("{flag} {}: not a readable file", f.display()));
-            }
-        }
+        self.check_values(&mut errors);
         let node_name = self
             .node_name
             .clone()
@@ -285,8 +279,11 @@ impl AgentArgs {
             .clone()
             .filter(|a| !a.trim().is_empty())
             .unwrap_or_else(|| format!("stalewatch/{node_name}"));
+        let mut base_images = self.base_images.clone();
+        base_images.retain(|b| !b.trim().is_empty());
         Ok(crate::agent::Config {
             vex_author,
+            base_images,
             containerd_address: self.containerd_address.clone(),
             containerd_namespace: self.containerd_namespace.clone(),
             db_dir: self.db_dir.clone(),
@@ -327,6 +324,27 @@ impl AgentArgs {
             vex_dir: self.vex_dir.clone(),
             vex_in_use_not_affected: self.vex_in_use_not_affected,
         })
+    }
+
+    /// Values single flags cannot refuse by themselves.
+    fn check_values(&self, errors: &mut Vec<String>) {
+        if self.kube_events_per_minute == 0 {
+            errors.push("--kube-events-per-minute: must be at least 1".into());
+        }
+        if self.scan_concurrency == 0 {
+            errors.push("--scan-concurrency: must be at least 1".into());
+        }
+        if self.containerd_namespace.is_empty() {
+            errors.push("--containerd-namespace: empty".into());
+        }
+        for (flag, file) in [
+            ("--kubeconfig", &self.kubeconfig),
+            ("--advisory-ca-file", &self.advisory_ca_file),
+        ] {
+            if let Some(f) = file.as_ref().filter(|f| !f.is_file()) {
+                errors.push(format!("{flag} {}: not a readable file", f.display()));
+            }
+        }
     }
 
     /// Events on or off (`auto`: in a cluster, or with a kubeconfig), and their settings.
@@ -403,6 +421,10 @@ pub struct ScanArgs {
     /// List the findings VEX statements suppressed in the table too.
     #[arg(long)]
     pub show_suppressed: bool,
+    /// The image's base, as a scan target (`oci-archive:FILE`, `containerd:REF`, …): used
+    /// when the image's labels name none and its layers start with the base's.
+    #[arg(long, value_name = "TARGET")]
+    pub base_image: Option<String>,
     /// The author `--format openvex` names (who stands behind its statements).
     #[arg(long, env = "STALEWATCH_VEX_AUTHOR", default_value = "stalewatch")]
     pub vex_author: String,
@@ -539,6 +561,13 @@ fn run_scan(a: &ScanArgs) -> anyhow::Result<ExitCode> {
     let target = source::Target::parse(&a.target)
         .map_err(|e| errors.push(e.to_string()))
         .ok();
+    let base_image = a
+        .base_image
+        .as_deref()
+        .map(|b| source::Target::parse(b).map_err(|e| errors.push(format!("--base-image: {e}"))))
+        .transpose()
+        .ok()
+        .flatten();
     let now = clock::now_unix().map_err(|e| errors.push(e.to_string())).ok();
     let db_dir = a.db.resolve().map_err(|e| errors.push(e.to_string())).ok();
     if let (Some(f), Some(dir)) = (&a.fail_on, &db_dir) {
@@ -570,7 +599,8 @@ fn run_scan(a: &ScanArgs) -> anyhow::Result<ExitCode> {
         address: a.containerd_address.clone(),
         namespace: a.containerd_namespace.clone(),
     };
-    let mut report = scan::run(&target, &a.target, &ctrd, &db_dir, now)?;
+    let base = base_image.as_ref().zip(a.base_image.as_deref());
+    let mut report = scan::run(&target, &a.target, base, &ctrd, &db_dir, now)?;
     let (kev, epss) = triage::load_feeds(&db::Store::new(&db_dir))?;
     let data = triage::TriageData { kev, epss, vex };
     report.apply_triage(&data.triage());

@@ -150,7 +150,8 @@ impl Containerd {
     }
 
     /// The digests every image record of the namespace points at.
-    pub async fn list_image_targets(&self) -> anyhow::Result<Vec<String>> {
+    /// Every image of the namespace: (name, target digest).
+    pub async fn list_images(&self) -> anyhow::Result<Vec<(String, String)>> {
         let resp = self
             .images()
             .list(self.request(containerd_client::services::v1::ListImagesRequest { filters: vec![] }))
@@ -160,7 +161,7 @@ impl Containerd {
             .into_inner()
             .images
             .into_iter()
-            .filter_map(|i| i.target.map(|t| t.digest))
+            .filter_map(|i| Some((i.name, i.target?.digest)))
             .collect())
     }
 

@@ -229,6 +229,9 @@ fn write_summary(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
         }
         None => writeln!(out, "OS: not recognised")?,
     }
+    if let Some(line) = lineage_line(r) {
+        writeln!(out, "{line}")?;
+    }
     if !r.unreadable.is_empty() {
         writeln!(
             out,
@@ -310,4 +313,25 @@ fn write_feeds(out: &mut impl Write, state: &State) -> std::io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The table's one line on the image's base, source and what a rebuild fixes.
+fn lineage_line(r: &Report) -> Option<String> {
+    let base = r.base.as_ref().map(|b| {
+        let name = b.name.as_deref().unwrap_or("(unnamed)");
+        let digest = b.digest.as_deref().map(|d| format!("@{d}")).unwrap_or_default();
+        format!("Base: {name}{digest} (by {})", b.detected_by.as_str())
+    });
+    let source = r.source.as_deref().map(|s| match &r.revision {
+        Some(rev) => format!("source {s} at {rev}"),
+        None => format!("source {s}"),
+    });
+    let rebuild = r.rebuild.as_ref().map(|rb| {
+        format!(
+            "a rebuild on {} fixes {} ({} remain)",
+            rb.new_base_digest, rb.fixed_by_rebuild, rb.remaining
+        )
+    });
+    let parts: Vec<String> = [base, source, rebuild].into_iter().flatten().collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
 }

@@ -5,11 +5,12 @@ use anyhow::bail;
 use std::path::Path;
 
 use stalewatch_core::catalog::Inventory;
+use stalewatch_core::lineage::{self, ImageFacts};
 use stalewatch_core::matcher;
 use stalewatch_core::report::Report;
 
 use crate::db::Store;
-use crate::source::{inventory, note, ContainerdOptions, Target};
+use crate::source::{image_meta, inventory, note, ContainerdOptions, Scanned, Target};
 
 /// The top-level OSV ecosystems an inventory needs.
 fn needed_ecosystems(inv: &Inventory) -> Vec<String> {
@@ -27,11 +28,18 @@ fn needed_ecosystems(inv: &Inventory) -> Vec<String> {
 pub fn run(
     target: &Target,
     target_text: &str,
+    base_image: Option<(&Target, &str)>,
     ctrd: &ContainerdOptions,
     db_dir: &Path,
     now: i64,
 ) -> anyhow::Result<Report> {
-    let (inv, mut unreadable) = inventory(target, ctrd)?;
+    // A declared base is read first (manifest and config only): a bad one fails fast.
+    let declared = declared_base(base_image, ctrd)?;
+    let Scanned {
+        inventory: inv,
+        mut unreadable,
+        meta,
+    } = inventory(target, ctrd)?;
     let store = Store::new(db_dir);
     let mut needed = needed_ecosystems(&inv);
     // An ecosystem the last update found absent from the advisory source has nothing to
@@ -61,5 +69,24 @@ pub fn run(
     }
     let db = store.load(&needed)?;
     let findings = matcher::match_inventory(&inv, &db)?;
-    Ok(Report::new(target_text, inv, findings, unreadable, now))
+    let mut report = Report::new(target_text, inv, findings, unreadable, now);
+    if let Some(meta) = meta {
+        let base = lineage::detect(&meta.facts, &declared, &[]);
+        report.set_lineage(Some(&meta.facts), base, &meta.layers);
+    }
+    Ok(report)
+}
+
+/// `--base-image TARGET`: its facts, named as given.
+fn declared_base(
+    base: Option<(&Target, &str)>,
+    ctrd: &ContainerdOptions,
+) -> anyhow::Result<Vec<(String, ImageFacts)>> {
+    let Some((target, text)) = base else {
+        return Ok(Vec::new());
+    };
+    match image_meta(target, ctrd)? {
+        Some(meta) => Ok(vec![(text.to_string(), meta.facts)]),
+        None => bail!("--base-image {text}: an unpacked root has no layers to compare; give an image"),
+    }
 }

@@ -48,6 +48,8 @@ pub struct Config {
     pub vex_in_use_not_affected: bool,
     /// Who `/v1/vex` documents name as their author.
     pub vex_author: String,
+    /// Declared bases (`--base-image`): containerd image references.
+    pub base_images: Vec<String>,
 }
 
 /// Sources of unpacked image files when blobs are missing.

@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::events::Announcer;
 use super::images::{Holder, ImageStore};
 use super::inventory::ContainerInventory;
+use super::lineage::Lineage;
 use super::matching::Matching;
 use super::messages::Msg;
 use super::metrics::Metrics;
@@ -23,6 +24,7 @@ pub struct Engine {
     pub inventory: ContainerInventory,
     pub images: ImageStore,
     pub matching: Matching,
+    pub lineage: Lineage,
     pub checks: RuntimeChecks,
     pub publisher: Publisher,
     pub announcer: Option<Announcer>,
@@ -37,6 +39,7 @@ impl Engine {
         inventory: ContainerInventory,
         images: ImageStore,
         matching: Matching,
+        lineage: Lineage,
         checks: RuntimeChecks,
         publisher: Publisher,
         announcer: Option<Announcer>,
@@ -46,6 +49,7 @@ impl Engine {
             inventory,
             images,
             matching,
+            lineage,
             checks,
             publisher,
             announcer,
@@ -107,9 +111,26 @@ impl Engine {
     fn publish(&mut self) {
         self.matching
             .rematch(&self.images.cache, &mut self.checks, &self.metrics);
-        let snap = self
-            .publisher
-            .build(&self.inventory, &self.images, &self.matching, &mut self.checks);
+        let running = self.inventory.wanted_images();
+        for u in self.lineage.apply(&running, &self.images, &mut self.matching) {
+            if let Some(r) = &u.report.rebuild {
+                tracing::info!(
+                    image = %u.image_digest,
+                    base = %r.base_name,
+                    new_base = %r.new_base_digest,
+                    "a newer build of the base is on the node: a rebuild fixes {} findings, {} remain",
+                    r.fixed_by_rebuild,
+                    r.remaining
+                );
+            }
+        }
+        let snap = self.publisher.build(
+            &self.inventory,
+            &self.images,
+            &self.matching,
+            &self.lineage,
+            &mut self.checks,
+        );
         if self.inventory.listed_once {
             if let Some(a) = &mut self.announcer {
                 a.announce(&snap, &self.metrics);
@@ -133,16 +154,20 @@ impl Engine {
             self.publish();
             return;
         }
-        let on_node = client.list_image_targets().await;
-        if let Ok(targets) = &on_node {
+        let listed = client.list_images().await;
+        if let Ok(listed) = &listed {
             let cached: Vec<String> = self.images.cache.images.keys().cloned().collect();
             let images = &self.images;
             let cached_chain = |d: &str| images.record(d).and_then(|r| r.chain_id.clone());
             self.inventory
-                .resolve(&client, targets, &cached, &cached_chain)
+                .resolve(&client, listed, &cached, &cached_chain)
                 .await;
         }
-        let wanted = self.inventory.wanted_images();
+        let on_node = listed.map(|l| l.into_iter().map(|(_, d)| d).collect::<Vec<_>>());
+        self.lineage.set_node(self.inventory.node_images());
+        // Running images, and the newer builds of their bases (what a rebuild would fix).
+        let mut wanted = self.inventory.wanted_images();
+        wanted.extend(self.lineage.newer_bases(&wanted));
         // Forget images no longer on the node (running ones are on it by definition).
         if let Ok(on_node) = on_node {
             let on_node: BTreeSet<String> = on_node.into_iter().chain(wanted.iter().cloned()).collect();

@@ -163,6 +163,24 @@ pub mod defs {
         "The image config's created time.",
         &["image", "image_digest"],
     );
+    pub const IMAGE_BASE_INFO: Def = def(
+        "stalewatch_image_base_info",
+        Gauge,
+        "One series per running image with a known base: the base and how it was found (label, config, layers).",
+        &["image", "image_digest", "base_name", "base_digest", "detected_by"],
+    );
+    pub const IMAGE_REBUILD_FIXABLE: Def = def(
+        "stalewatch_image_rebuild_fixable_vulnerabilities",
+        Gauge,
+        "Distinct vulnerabilities of the image's base layers that a rebuild on the newer build of its base (held by the node) would fix.",
+        &["image", "image_digest", "base_name"],
+    );
+    pub const BASE_IMAGE_PRESENT: Def = def(
+        "stalewatch_base_image_present",
+        Gauge,
+        "For each --base-image: 1 while the node holds an image of that name, else 0 (no rebuild signal without it).",
+        &["base_name"],
+    );
     pub const ADVISORY_UPDATED: Def = def(
         "stalewatch_advisory_db_updated_timestamp_seconds",
         Gauge,
@@ -289,6 +307,9 @@ pub const DEFS: &[Def] = {
         VEX_ERRORS,
         IMAGE_INFO,
         IMAGE_CREATED,
+        IMAGE_BASE_INFO,
+        IMAGE_REBUILD_FIXABLE,
+        BASE_IMAGE_PRESENT,
         ADVISORY_UPDATED,
         ADVISORY_RECORDS,
         ADVISORY_UPDATE_ERRORS,
@@ -383,6 +404,9 @@ pub struct Metrics {
     pub vex_errors: IntCounter,
     image_info: GaugeVec,
     image_created: GaugeVec,
+    image_base_info: GaugeVec,
+    image_rebuild_fixable: GaugeVec,
+    base_image_present: GaugeVec,
     advisory_updated: Gauge,
     advisory_records: GaugeVec,
     pub advisory_update_errors: IntCounterVec,
@@ -439,6 +463,9 @@ impl Metrics {
             vex_errors: r.counter(VEX_ERRORS)?,
             image_info: r.gauge_vec(IMAGE_INFO)?,
             image_created: r.gauge_vec(IMAGE_CREATED)?,
+            image_base_info: r.gauge_vec(IMAGE_BASE_INFO)?,
+            image_rebuild_fixable: r.gauge_vec(IMAGE_REBUILD_FIXABLE)?,
+            base_image_present: r.gauge_vec(BASE_IMAGE_PRESENT)?,
             advisory_updated: r.gauge(ADVISORY_UPDATED)?,
             advisory_records: r.gauge_vec(ADVISORY_RECORDS)?,
             advisory_update_errors: r.counter_vec(ADVISORY_UPDATE_ERRORS)?,
@@ -487,9 +514,17 @@ impl Metrics {
             &self.container_suppressed,
             &self.image_info,
             &self.image_created,
+            &self.image_base_info,
+            &self.image_rebuild_fixable,
+            &self.base_image_present,
             &self.advisory_records,
         ] {
             v.reset();
+        }
+        for (name, present) in &snap.declared_bases {
+            self.base_image_present
+                .with_label_values(&[name])
+                .set(if *present { 1.0 } else { 0.0 });
         }
         for c in &snap.containers {
             self.publish_container(c);
@@ -502,10 +537,23 @@ impl Metrics {
             self.epss_timestamp.set(t as f64);
         }
         for i in &snap.images {
-            let eol = if i.os_eol { "true" } else { "false" };
-            self.image_info
-                .with_label_values(&[&i.image, &i.image_digest, &i.os_id, &i.os_version, eol])
-                .set(1.0);
+            if let Some((id, version, eol)) = &i.os {
+                let eol = if *eol { "true" } else { "false" };
+                self.image_info
+                    .with_label_values(&[&i.image, &i.image_digest, id, version, eol])
+                    .set(1.0);
+            }
+            if let Some(b) = &i.base {
+                let (name, digest) = (b.name.as_deref().unwrap_or(""), b.digest.as_deref().unwrap_or(""));
+                self.image_base_info
+                    .with_label_values(&[&i.image, &i.image_digest, name, digest, b.detected_by.as_str()])
+                    .set(1.0);
+            }
+            if let Some((base, n)) = &i.rebuild_fixable {
+                self.image_rebuild_fixable
+                    .with_label_values(&[&i.image, &i.image_digest, base])
+                    .set(*n as f64);
+            }
             if let Some(t) = i.created {
                 self.image_created
                     .with_label_values(&[&i.image, &i.image_digest])
@@ -767,6 +815,7 @@ mod tests {
             assert!(
                 d.starts_with("stalewatch_container_")
                     || d.starts_with("stalewatch_image_")
+                    || *d == "stalewatch_base_image_present"
                     || *d == "stalewatch_advisory_records",
                 "{d} is never registered"
             );

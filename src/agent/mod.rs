@@ -11,6 +11,7 @@ pub mod events;
 mod http;
 mod images;
 mod inventory;
+mod lineage;
 mod listener;
 mod matching;
 mod messages;
@@ -60,6 +61,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         inventory::ContainerInventory::new(cfg.proc_root.clone()),
         images::ImageStore::new(&cfg),
         matching::Matching::new(&cfg),
+        lineage::Lineage::new(&cfg.state_dir, cfg.base_images.clone()),
         runtime_checks::RuntimeChecks::new(cfg.proc_root.clone(), cfg.drift_interval),
         publishing::Publisher::new(&cfg, shared),
         cfg.events.clone().map(|ec| {

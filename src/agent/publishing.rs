@@ -13,6 +13,7 @@ use super::config::Config;
 use super::images::ImageStore;
 use super::inventory::running::RunningContainer;
 use super::inventory::ContainerInventory;
+use super::lineage::Lineage;
 use super::matching::{self, Matching};
 use super::metrics::Metrics;
 use super::runtime_checks::RuntimeChecks;
@@ -88,6 +89,7 @@ impl Publisher {
         inventory: &ContainerInventory,
         images: &ImageStore,
         matching: &Matching,
+        lineage: &Lineage,
         checks: &mut RuntimeChecks,
     ) -> Snapshot {
         let now = clock::now_unix().unwrap_or(0);
@@ -121,6 +123,7 @@ impl Publisher {
             advisory_db: matching::db_view(&db_state),
             containers,
             images: image_views.into_values().collect(),
+            declared_bases: lineage.declared_present(),
             triage: matching.triage_view(),
             image_reports,
         }
@@ -195,16 +198,19 @@ impl Publisher {
         if let Some(r) = matching.report(digest) {
             part.sbom = Some((digest.clone(), rec.manifest_digest.clone(), r.clone()));
         }
-        if let Some(os) = &report.os {
-            part.image = Some(ImageView {
-                image: rc.image.clone(),
-                image_digest: digest.clone(),
-                os_id: os.id.clone(),
-                os_version: os.version_id.clone(),
-                os_eol: os.eol,
-                created: rec.created,
-            });
-        }
+        // The image's own report (not a drifted container's live one) carries its lineage.
+        let own = matching.report(digest);
+        part.image = Some(ImageView {
+            image: rc.image.clone(),
+            image_digest: digest.clone(),
+            os: report
+                .os
+                .as_ref()
+                .map(|os| (os.id.clone(), os.version_id.clone(), os.eol)),
+            created: rec.created,
+            base: own.and_then(|r| r.base.clone()),
+            rebuild_fixable: own.and_then(|r| snapshot::rebuild_fixable(r)),
+        });
         view.report = Some(report.clone());
         part
     }

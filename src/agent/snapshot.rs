@@ -129,10 +129,12 @@ impl Drift {
 pub struct ImageView {
     pub image: String,
     pub image_digest: String,
-    pub os_id: String,
-    pub os_version: String,
-    pub os_eol: bool,
+    /// (id, version, end of life) when the OS is known.
+    pub os: Option<(String, String, bool)>,
     pub created: Option<i64>,
+    pub base: Option<stalewatch_core::lineage::Base>,
+    /// (base name, distinct vulnerabilities a rebuild fixes) when the node holds a newer base.
+    pub rebuild_fixable: Option<(String, u64)>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -152,6 +154,9 @@ pub struct Snapshot {
     pub containers: Vec<ContainerView>,
     #[serde(skip)]
     pub images: Vec<ImageView>,
+    /// Each `--base-image` and whether the node holds it.
+    #[serde(skip)]
+    pub declared_bases: Vec<(String, bool)>,
     #[serde(skip)]
     pub triage: TriageView,
     /// The report of each image that runs, by its manifest digest and by its image (target)
@@ -344,6 +349,11 @@ impl Serialize for ContainerReport {
             suppressed: &'a [Finding],
             summary: &'a stalewatch_core::report::Summary,
             unreadable: &'a [stalewatch_core::layer::diagnostics::Unreadable],
+            base: &'a Option<stalewatch_core::lineage::Base>,
+            source: &'a Option<String>,
+            revision: &'a Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            rebuild: &'a Option<stalewatch_core::lineage::Rebuild>,
         }
         struct Annotated<'a>(&'a ContainerReport);
         impl Serialize for Annotated<'_> {
@@ -372,9 +382,30 @@ impl Serialize for ContainerReport {
             suppressed: &r.suppressed,
             summary: &r.summary,
             unreadable: &r.unreadable,
+            base: &r.base,
+            source: &r.source,
+            revision: &r.revision,
+            rebuild: &r.rebuild,
         }
         .serialize(s)
     }
+}
+
+/// Distinct vulnerabilities (alias groups) among the findings a rebuild fixes.
+pub fn rebuild_fixable(report: &Report) -> Option<(String, u64)> {
+    let r = report.rebuild.as_ref()?;
+    let fixed: std::collections::BTreeSet<(&str, &str)> = r
+        .fixed
+        .iter()
+        .map(|f| (f.id.as_str(), f.package.as_str()))
+        .collect();
+    let findings: Vec<stalewatch_core::matcher::Finding> = report
+        .findings
+        .iter()
+        .filter(|f| fixed.contains(&(&*f.id, &*f.package)))
+        .cloned()
+        .collect();
+    Some((r.base_name.clone(), vulnerability::group(&findings).len() as u64))
 }
 
 #[cfg(test)]

@@ -94,7 +94,33 @@ pub fn read_image(
     limits: &stalewatch_core::layer::Limits,
     tree: &mut stalewatch_core::layer::FileTree,
     diag: &mut stalewatch_core::layer::Diagnostics,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<super::image::ImageMeta> {
+    let (rt, store, target) = open_image(address, namespace, name)?;
+    let mut meta = super::image::read_image(&store, &target, limits, tree, diag)?;
+    meta.facts.names = vec![name.to_string()];
+    drop(store);
+    drop(rt);
+    Ok(meta)
+}
+
+/// An image's metadata (manifest, config) without its layers.
+pub fn read_meta(address: &Path, namespace: &str, name: &str) -> anyhow::Result<super::image::ImageMeta> {
+    let (_rt, store, target) = open_image(address, namespace, name)?;
+    let mut meta = super::image::read_meta(&store, &target)?;
+    meta.facts.names = vec![name.to_string()];
+    Ok(meta)
+}
+
+/// A runtime for the synchronous reader, the content store, and the image's target.
+fn open_image(
+    address: &Path,
+    namespace: &str,
+    name: &str,
+) -> anyhow::Result<(
+    tokio::runtime::Runtime,
+    ContentStore,
+    stalewatch_core::image::Descriptor,
+)> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -112,6 +138,5 @@ pub fn read_image(
         client,
         runtime: rt.handle().clone(),
     };
-    super::image::read_image(&store, &target, limits, tree, diag)?;
-    Ok(())
+    Ok((rt, store, target))
 }

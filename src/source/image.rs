@@ -13,6 +13,7 @@ use stalewatch_core::image::{self as meta, Descriptor};
 use stalewatch_core::layer::tar::TarReader;
 use stalewatch_core::layer::tree::LayerDelta;
 use stalewatch_core::layer::{decompress, Diagnostics, EntryKind, EntrySource, FileTree, Limits};
+use stalewatch_core::lineage::ImageFacts;
 
 /// Manifests, indexes and configs larger than this are refused (real ones are a few KiB).
 const MAX_METADATA_BYTES: u64 = 4 << 20;
@@ -227,16 +228,42 @@ fn apply_layer(
     Ok(stream_layer(raw, digest, label, limits, read)?.1)
 }
 
+/// What reading an image learned besides its files: its layers (as the tree labels them,
+/// bottom first) and its facts (chain, OCI labels, created).
+#[derive(Debug, Clone, Default)]
+pub struct ImageMeta {
+    pub layers: Vec<String>,
+    pub facts: ImageFacts,
+}
+
+/// An image's facts from its manifest and config; a config that is not one leaves only the
+/// digests (a base is then not found, never an error).
+pub fn facts_of(
+    store: &dyn BlobStore,
+    root: &str,
+    manifest_digest: &str,
+    manifest: &meta::Manifest,
+) -> ImageFacts {
+    let config = read_blob(store, &manifest.config);
+    let mut facts = config
+        .ok()
+        .and_then(|c| ImageFacts::from_config(&c, &manifest.string_annotations()))
+        .unwrap_or_default();
+    facts.digests = vec![root.to_string()];
+    if manifest_digest != root {
+        facts.digests.push(manifest_digest.to_string());
+    }
+    facts
+}
+
 /// Reads the image an OCI layout's index names (the host platform's manifest).
 pub fn read(
     layout: &OciLayout,
     limits: &Limits,
     tree: &mut FileTree,
     diag: &mut Diagnostics,
-) -> anyhow::Result<()> {
-    let index = meta::parse_index(&layout.blobs.read_small("index.json")?)?;
-    let desc = meta::select_platform(&index.manifests, meta::host_architecture())?.clone();
-    read_image(layout, &desc, limits, tree, diag)
+) -> anyhow::Result<ImageMeta> {
+    read_image(layout, &layout_root(layout)?, limits, tree, diag)
 }
 
 /// Follows a descriptor (index or manifest) through nested indexes to the host platform's
@@ -264,13 +291,31 @@ pub fn read_image(
     limits: &Limits,
     tree: &mut FileTree,
     diag: &mut Diagnostics,
-) -> anyhow::Result<()> {
-    let (_, manifest) = resolve_manifest(store, root)?;
+) -> anyhow::Result<ImageMeta> {
+    let (manifest_digest, manifest) = resolve_manifest(store, root)?;
     for layer in &manifest.layers {
         let raw = store.open_blob(&layer.digest)?;
         apply_layer(raw, Some(&layer.digest), &layer.digest, limits, tree, diag)?;
     }
-    Ok(())
+    Ok(ImageMeta {
+        layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
+        facts: facts_of(store, &root.digest, &manifest_digest, &manifest),
+    })
+}
+
+/// An image's metadata without its layers: the manifest and config only (a declared base).
+pub fn read_meta(store: &dyn BlobStore, root: &Descriptor) -> anyhow::Result<ImageMeta> {
+    let (manifest_digest, manifest) = resolve_manifest(store, root)?;
+    Ok(ImageMeta {
+        layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
+        facts: facts_of(store, &root.digest, &manifest_digest, &manifest),
+    })
+}
+
+/// The descriptor an OCI layout's index names for the host platform.
+pub fn layout_root(layout: &OciLayout) -> anyhow::Result<Descriptor> {
+    let index = meta::parse_index(&layout.blobs.read_small("index.json")?)?;
+    Ok(meta::select_platform(&index.manifests, meta::host_architecture())?.clone())
 }
 
 /// Reads one layer blob into a delta that can be cached: only wanted files, and shadowing
@@ -303,18 +348,43 @@ pub fn read_docker_archive(
     limits: &Limits,
     tree: &mut FileTree,
     diag: &mut Diagnostics,
-) -> anyhow::Result<()> {
-    let blobs = Blobs::archive(path)?;
-    let entries = meta::parse_docker_manifest(&blobs.read_small("manifest.json")?)?;
-    let Some(entry) = entries.first() else {
-        bail!("{}: manifest.json lists no image", path.display())
-    };
-    for layer in &entry.layers {
+) -> anyhow::Result<ImageMeta> {
+    let (blobs, entry, meta) = docker_archive(path)?;
+    for (layer, label) in entry.layers.iter().zip(&meta.layers) {
         // Newer docker writes layers as `blobs/sha256/<hex>`: the name is the digest.
         let digest = layer.strip_prefix("blobs/sha256/").map(|h| format!("sha256:{h}"));
-        apply_layer(blobs.open(layer)?, digest.as_deref(), layer, limits, tree, diag)?;
+        apply_layer(blobs.open(layer)?, digest.as_deref(), label, limits, tree, diag)?;
     }
-    Ok(())
+    Ok(meta)
+}
+
+/// A docker archive's first image and its metadata. Its layers are plain tars, each labelled
+/// by its digest (a `blobs/sha256/` name, else the config's diff_id); the image is known by
+/// its config's digest (docker's image ID).
+pub fn docker_archive(path: &Path) -> anyhow::Result<(Blobs, meta::DockerArchiveEntry, ImageMeta)> {
+    let blobs = Blobs::archive(path)?;
+    let entries = meta::parse_docker_manifest(&blobs.read_small("manifest.json")?)?;
+    let Some(entry) = entries.into_iter().next() else {
+        bail!("{}: manifest.json lists no image", path.display())
+    };
+    let config = blobs.read_small(&entry.config).ok();
+    let mut facts = config
+        .as_deref()
+        .and_then(|c| ImageFacts::from_config(c, &Default::default()))
+        .unwrap_or_default();
+    let layers = entry
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, layer)| match layer.strip_prefix("blobs/sha256/") {
+            Some(h) => format!("sha256:{h}"),
+            None => facts.diff_ids.get(i).cloned().unwrap_or_else(|| layer.clone()),
+        })
+        .collect();
+    if let Some(c) = &config {
+        facts.digests = vec![format!("sha256:{}", hex::encode(Sha256::digest(c)))];
+    }
+    Ok((blobs, entry, ImageMeta { layers, facts }))
 }
 
 #[cfg(test)]

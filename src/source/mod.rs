@@ -17,6 +17,8 @@ use stalewatch_core::catalog::{self, Inventory};
 use stalewatch_core::layer::diagnostics::Unreadable;
 use stalewatch_core::layer::{Diagnostics, FileTree, Limits};
 
+use image::ImageMeta;
+
 #[derive(Debug, Clone)]
 pub enum Target {
     Rootfs(PathBuf),
@@ -56,32 +58,66 @@ impl Target {
     }
 }
 
-/// Reads a target into a merged file tree of the files catalogers want.
+/// Reads a target into a merged file tree of the files catalogers want, with the image's
+/// metadata (none for an unpacked root).
 pub fn read_tree(
     target: &Target,
     ctrd: &ContainerdOptions,
     limits: &Limits,
     diag: &mut Diagnostics,
-) -> anyhow::Result<FileTree> {
+) -> anyhow::Result<(FileTree, Option<ImageMeta>)> {
     let mut tree = FileTree::new();
-    match target {
-        Target::Rootfs(dir) => rootfs::read_into(dir, &mut tree, rootfs::Scope::Packages, limits, diag)
-            .with_context(|| format!("read {}", dir.display()))?,
-        Target::OciDir(p) => image::read(&image::OciLayout::dir(p)?, limits, &mut tree, diag)?,
-        Target::OciArchive(p) => image::read(&image::OciLayout::archive(p)?, limits, &mut tree, diag)?,
-        Target::DockerArchive(p) => image::read_docker_archive(p, limits, &mut tree, diag)?,
-        Target::Containerd(name) => {
-            containerd::read_image(&ctrd.address, &ctrd.namespace, name, limits, &mut tree, diag)?
+    let meta = match target {
+        Target::Rootfs(dir) => {
+            rootfs::read_into(dir, &mut tree, rootfs::Scope::Packages, limits, diag)
+                .with_context(|| format!("read {}", dir.display()))?;
+            None
         }
-    }
-    Ok(tree)
+        Target::OciDir(p) => Some(image::read(&image::OciLayout::dir(p)?, limits, &mut tree, diag)?),
+        Target::OciArchive(p) => Some(image::read(
+            &image::OciLayout::archive(p)?,
+            limits,
+            &mut tree,
+            diag,
+        )?),
+        Target::DockerArchive(p) => Some(image::read_docker_archive(p, limits, &mut tree, diag)?),
+        Target::Containerd(name) => Some(containerd::read_image(
+            &ctrd.address,
+            &ctrd.namespace,
+            name,
+            limits,
+            &mut tree,
+            diag,
+        )?),
+    };
+    Ok((tree, meta))
+}
+
+/// A target's image metadata without reading its layers (a declared base); an unpacked root
+/// has none.
+pub fn image_meta(target: &Target, ctrd: &ContainerdOptions) -> anyhow::Result<Option<ImageMeta>> {
+    let layout_meta = |l: image::OciLayout| image::read_meta(&l, &image::layout_root(&l)?);
+    Ok(match target {
+        Target::Rootfs(_) => None,
+        Target::OciDir(p) => Some(layout_meta(image::OciLayout::dir(p)?)?),
+        Target::OciArchive(p) => Some(layout_meta(image::OciLayout::archive(p)?)?),
+        Target::DockerArchive(p) => Some(image::docker_archive(p)?.2),
+        Target::Containerd(name) => Some(containerd::read_meta(&ctrd.address, &ctrd.namespace, name)?),
+    })
+}
+
+/// A target read: its inventory, what could not be read, and the image's metadata.
+pub struct Scanned {
+    pub inventory: Inventory,
+    pub unreadable: Vec<Unreadable>,
+    pub meta: Option<ImageMeta>,
 }
 
 /// Scans a target to an inventory plus what could not be read.
-pub fn inventory(target: &Target, ctrd: &ContainerdOptions) -> anyhow::Result<(Inventory, Vec<Unreadable>)> {
+pub fn inventory(target: &Target, ctrd: &ContainerdOptions) -> anyhow::Result<Scanned> {
     let limits = catalog::limits();
     let mut diag = Diagnostics::default();
-    let tree = read_tree(target, ctrd, &limits, &mut diag)?;
+    let (tree, meta) = read_tree(target, ctrd, &limits, &mut diag)?;
     let inv = catalog::catalog(&tree, &mut diag);
     let mut unreadable = diag.notes;
     // OS packages need the OS's feed; language packages are matched whatever the OS.
@@ -103,7 +139,11 @@ pub fn inventory(target: &Target, ctrd: &ContainerdOptions) -> anyhow::Result<(I
             "no dpkg, apk or rpm database and no language manifest found",
         ));
     }
-    Ok((inv, unreadable))
+    Ok(Scanned {
+        inventory: inv,
+        unreadable,
+        meta,
+    })
 }
 
 pub fn note(reason: &str, detail: &str) -> Unreadable {

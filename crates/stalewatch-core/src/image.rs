@@ -40,6 +40,20 @@ pub struct Manifest {
     pub config: Descriptor,
     #[serde(default)]
     pub layers: Vec<Descriptor>,
+    /// The manifest's annotations (string values only; others are ignored, not an error).
+    #[serde(default)]
+    pub annotations: Option<std::collections::BTreeMap<String, serde_json::Value>>,
+}
+
+impl Manifest {
+    /// The annotations whose values are strings.
+    pub fn string_annotations(&self) -> std::collections::BTreeMap<String, String> {
+        self.annotations
+            .iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect()
+    }
 }
 
 /// An image document: an index (or Docker manifest list) or a manifest.

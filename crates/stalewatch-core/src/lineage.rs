@@ -174,7 +174,7 @@ fn longest<'a>(
 /// The image's base: its labels first, then a declared base (`declared`: reference and the
 /// facts of what it resolves to), then any image on the node. `None` when none applies.
 pub fn detect(image: &ImageFacts, declared: &[(String, ImageFacts)], node: &[ImageFacts]) -> Option<Base> {
-    if let Some(base) = from_labels(image, node) {
+    if let Some(base) = from_labels(image, declared, node) {
         return Some(base);
     }
     let declared = declared.iter().map(|(r, f)| (r.clone(), f));
@@ -196,8 +196,9 @@ pub fn detect(image: &ImageFacts, declared: &[(String, ImageFacts)], node: &[Ima
 }
 
 /// The base the image's labels name, with its layer count when the node holds it (by digest,
-/// or by name with a chain that is a prefix of the image's).
-fn from_labels(image: &ImageFacts, node: &[ImageFacts]) -> Option<Base> {
+/// or by name with a chain that is a prefix of the image's), else when a declared base's
+/// chain is a prefix (the operator said where the base ends).
+fn from_labels(image: &ImageFacts, declared: &[(String, ImageFacts)], node: &[ImageFacts]) -> Option<Base> {
     let name = image.label(BASE_NAME);
     let digest = image.label(BASE_DIGEST);
     if name.is_none() && digest.is_none() {
@@ -212,7 +213,8 @@ fn from_labels(image: &ImageFacts, node: &[ImageFacts]) -> Option<Base> {
             .filter_map(|c| Some((c.display_name()?, c)));
         longest(image, named).map(|(_, c)| c)
     };
-    let held = by_digest.or_else(by_name);
+    let by_declaration = || longest(image, declared.iter().map(|(r, f)| (r.clone(), f))).map(|(_, c)| c);
+    let held = by_digest.or_else(by_name).or_else(by_declaration);
     Some(Base {
         name: name.map(str::to_string),
         digest: digest

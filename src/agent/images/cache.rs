@@ -14,8 +14,10 @@ use stalewatch_core::layer::tree::LayerDelta;
 use crate::db::write_atomic;
 
 const CACHE_FILE: &str = "images-v1.json";
-/// 2: inventories carry the owners of mappable files (packages in use).
-const CACHE_VERSION: u32 = 4;
+/// 2: inventories carry the owners of mappable files (packages in use); 5: packages carry
+/// the layer that introduced them (records of older agents are made again from the layer
+/// cache, no layer read).
+const CACHE_VERSION: u32 = 5;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageRecord {

@@ -10,6 +10,7 @@ use stalewatch_core::catalog;
 use stalewatch_core::image::Descriptor;
 use stalewatch_core::layer::diagnostics::Unreadable;
 use stalewatch_core::layer::{Diagnostics, FileTree, Limits};
+use stalewatch_core::lineage::ImageFacts;
 
 use super::cache::{ImageRecord, LayerCache, ReadCost};
 use crate::containerd::Containerd;
@@ -101,16 +102,17 @@ pub fn scan(
     Ok((record, cost))
 }
 
-/// The chain ID of the image a descriptor digest points at (host platform), from its
-/// manifest and config: two small reads (blocking).
-pub fn chain_of(
+/// What the image a descriptor digest points at (host platform) is — chain, OCI labels and
+/// annotations, created — from its manifest and config: two small reads (blocking).
+pub fn facts_of(
     client: &Containerd,
     runtime: tokio::runtime::Handle,
     image_digest: &str,
-) -> anyhow::Result<Option<String>> {
-    let (store, _, manifest) = open_image(client, runtime, image_digest)?;
-    let config = read_blob(&store as &dyn BlobStore, &manifest.config)?;
-    Ok(config_chain_id(&config))
+) -> anyhow::Result<ImageFacts> {
+    let (store, manifest_digest, manifest) = open_image(client, runtime, image_digest)?;
+    let facts = crate::source::image::facts_of(&store, image_digest, &manifest_digest, &manifest);
+    anyhow::ensure!(!facts.diff_ids.is_empty(), "image config has no layers");
+    Ok(facts)
 }
 
 /// Where an image's unpacked files are read from when its blobs are gone.

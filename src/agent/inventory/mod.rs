@@ -9,6 +9,8 @@ pub mod running;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use stalewatch_core::lineage::ImageFacts;
+
 use crate::containerd::Containerd;
 use running::RunningContainer;
 
@@ -19,8 +21,10 @@ pub struct ContainerInventory {
     /// Whether containerd has listed what runs at least once (before that, an empty list
     /// means "unknown", not "nothing runs").
     pub listed_once: bool,
-    /// Chain IDs of the image digests on the node (`None`: not computable).
-    chains: BTreeMap<String, Option<String>>,
+    /// What the node's images are (chain, labels, created) by digest (`None`: unreadable),
+    /// read once per digest; names as containerd lists them now.
+    facts: BTreeMap<String, Option<ImageFacts>>,
+    names: BTreeMap<String, Vec<String>>,
 }
 
 impl ContainerInventory {
@@ -47,51 +51,67 @@ impl ContainerInventory {
             .collect()
     }
 
-    /// Learns the chain ID of every image on the node (once per digest: two small reads,
-    /// unless `cached_chain` knows it), then which image each running container really runs.
-    /// `cached` lists image digests whose inventories the agent keeps beyond `targets`.
+    /// Learns what every image on the node is (once per digest: two small reads, the manifest
+    /// and the config), then which image each running container really runs. `images` are
+    /// (name, digest) as containerd lists them; `cached` lists image digests whose
+    /// inventories the agent keeps beyond them, `cached_chain` their chain IDs.
     pub async fn resolve(
         &mut self,
         client: &Containerd,
-        targets: &[String],
+        images: &[(String, String)],
         cached: &[String],
         cached_chain: &dyn Fn(&str) -> Option<String>,
     ) {
-        let on_node: BTreeSet<&String> = targets.iter().collect();
-        self.chains.retain(|d, _| on_node.contains(d));
-        for d in targets {
-            if self.chains.contains_key(d) {
-                continue;
+        let on_node: BTreeSet<&String> = images.iter().map(|(_, d)| d).collect();
+        self.facts.retain(|d, _| on_node.contains(d));
+        self.names.clear();
+        for (name, d) in images {
+            self.names.entry(d.clone()).or_default().push(name.clone());
+            if !self.facts.contains_key(d) {
+                let facts = facts_from_store(client, d).await;
+                self.facts.insert(d.clone(), facts);
             }
-            let chain = match cached_chain(d) {
-                Some(c) => Some(c),
-                None => chain_from_store(client, d).await,
-            };
-            self.chains.insert(d.clone(), chain);
         }
         // Images the node still lists first, then inventories this agent kept.
-        let mut known: Vec<String> = targets.to_vec();
-        known.sort();
-        known.dedup();
+        let mut known: Vec<String> = on_node.iter().map(|d| d.to_string()).collect();
         known.extend(cached.iter().filter(|d| !on_node.contains(d)).cloned());
-        let chains = &self.chains;
-        let chain_of =
-            |d: &str| -> Option<String> { chains.get(d).cloned().flatten().or_else(|| cached_chain(d)) };
+        let facts = &self.facts;
+        let chain_of = |d: &str| -> Option<String> {
+            let read = facts.get(d).cloned().flatten();
+            read.and_then(|f| stalewatch_core::image::chain_id(&f.diff_ids))
+                .or_else(|| cached_chain(d))
+        };
         running::resolve_running(&mut self.running, &known, &chain_of);
+    }
+
+    /// The node's images as the lineage owner compares them: facts with their names now.
+    pub fn node_images(&self) -> Vec<ImageFacts> {
+        let mut out: Vec<ImageFacts> = self
+            .facts
+            .iter()
+            .filter_map(|(d, f)| {
+                let mut f = f.clone()?;
+                f.names = self.names.get(d).cloned().unwrap_or_default();
+                f.names.sort();
+                Some(f)
+            })
+            .collect();
+        out.sort_by(|a, b| a.digests.cmp(&b.digests));
+        out
     }
 }
 
-/// An image's chain ID read from the content store (blocking reads, off the workers).
-async fn chain_from_store(client: &Containerd, digest: &str) -> Option<String> {
+/// An image's facts read from the content store (blocking reads, off the workers).
+async fn facts_from_store(client: &Containerd, digest: &str) -> Option<ImageFacts> {
     let (c, h, d) = (
         client.clone(),
         tokio::runtime::Handle::current(),
         digest.to_string(),
     );
-    match tokio::task::spawn_blocking(move || super::images::read::chain_of(&c, h, &d)).await {
-        Ok(Ok(c)) => c,
+    match tokio::task::spawn_blocking(move || super::images::read::facts_of(&c, h, &d)).await {
+        Ok(Ok(f)) => Some(f),
         Ok(Err(e)) => {
-            tracing::debug!(image = %digest, "chain ID: {e:#}");
+            tracing::debug!(image = %digest, "image facts: {e:#}");
             None
         }
         Err(_) => None,

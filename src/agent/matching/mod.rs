@@ -66,6 +66,14 @@ impl Matching {
         self.reports.get(digest)
     }
 
+    /// Replaces an image's report with one amended by another owner (its lineage); the next
+    /// re-match makes it afresh, and the owner amends it again.
+    pub fn replace(&mut self, digest: &str, report: Arc<Report>) {
+        if let Some(r) = self.reports.get_mut(digest) {
+            *r = report;
+        }
+    }
+
     /// Loads every configured index present; a broken one keeps the previous set in force.
     /// True when a new set was loaded (every report must then be made again).
     fn load_db(&mut self) -> bool {

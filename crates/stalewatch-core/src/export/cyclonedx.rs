@@ -77,7 +77,7 @@ pub fn bom(report: &Report, timestamp: &str) -> Value {
         "metadata": {
             "timestamp": timestamp,
             "tools": { "components": [{ "type": "application", "name": super::TOOL, "version": super::TOOL_VERSION }] },
-            "component": { "type": "container", "bom-ref": format!("target:{}", report.target), "name": report.target },
+            "component": target_component(report),
         },
         "components": components,
         "vulnerabilities": vulnerabilities,
@@ -85,6 +85,35 @@ pub fn bom(report: &Report, timestamp: &str) -> Value {
     let content = serde_json::to_vec(&bom).unwrap_or_default();
     bom["serialNumber"] = json!(serial(&content));
     bom
+}
+
+/// The scanned image, with its lineage as properties (`stalewatch:base_name`,
+/// `stalewatch:base_digest`, `stalewatch:base_detected_by`, `stalewatch:source`,
+/// `stalewatch:revision`, `stalewatch:rebuild_fixes`, `stalewatch:new_base_digest`).
+fn target_component(report: &Report) -> Value {
+    let mut props = Vec::new();
+    let mut prop = |name: &str, value: Option<String>| {
+        if let Some(v) = value {
+            props.push(json!({"name": format!("stalewatch:{name}"), "value": v}));
+        }
+    };
+    if let Some(b) = &report.base {
+        prop("base_name", b.name.clone());
+        prop("base_digest", b.digest.clone());
+        prop("base_detected_by", Some(b.detected_by.as_str().to_string()));
+    }
+    prop("source", report.source.clone());
+    prop("revision", report.revision.clone());
+    if let Some(r) = &report.rebuild {
+        prop("new_base_digest", Some(r.new_base_digest.clone()));
+        prop("rebuild_fixes", Some(r.fixed_by_rebuild.to_string()));
+    }
+    let mut c =
+        json!({ "type": "container", "bom-ref": format!("target:{}", report.target), "name": report.target });
+    if !props.is_empty() {
+        c["properties"] = Value::Array(props);
+    }
+    c
 }
 
 fn os_component(os: &crate::report::ReportOs) -> Value {

@@ -1,0 +1,241 @@
+//! The lineage owner: each wanted image's base — its labels, a declared `--base-image`, or
+//! the longest layer prefix among the node's images — kept once known (`bases-v1.json`), so a
+//! base whose tag moved on to a newer build is still known; and the newer builds of bases
+//! the node holds, which it has inventoried like any image, so each report says what a
+//! rebuild would fix. Pure decisions live in the core (`stalewatch_core::lineage`).
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use stalewatch_core::lineage::{self, Base, ImageFacts};
+use stalewatch_core::report::Report;
+
+use super::images::ImageStore;
+use super::matching::Matching;
+use crate::db::write_atomic;
+
+const STATE_FILE: &str = "bases-v1.json";
+
+/// A newer build of an image's base appeared: what a pipeline is told (`base_updated`).
+#[derive(Debug, Clone)]
+pub struct BaseUpdated {
+    pub image_digest: String,
+    pub report: Arc<Report>,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Saved {
+    bases: BTreeMap<String, Base>,
+}
+
+pub struct Lineage {
+    path: PathBuf,
+    declared: Vec<String>,
+    /// The node's images as last listed.
+    node: Vec<ImageFacts>,
+    /// The base found for each image digest, kept once found.
+    known: BTreeMap<String, Base>,
+    /// The newer base each image was last announced with.
+    announced: BTreeMap<String, String>,
+}
+
+impl Lineage {
+    pub fn new(state_dir: &std::path::Path, declared: Vec<String>) -> Lineage {
+        let path = state_dir.join(STATE_FILE);
+        let known = match std::fs::read(&path) {
+            Ok(b) => {
+                serde_json::from_slice::<Saved>(&b)
+                    .map_err(|e| tracing::warn!("{} is corrupt ({e}), finding bases again", path.display()))
+                    .unwrap_or_default()
+                    .bases
+            }
+            Err(_) => BTreeMap::new(),
+        };
+        Lineage {
+            path,
+            declared,
+            node: Vec::new(),
+            known,
+            announced: BTreeMap::new(),
+        }
+    }
+
+    pub fn set_node(&mut self, node: Vec<ImageFacts>) {
+        self.node = node;
+    }
+
+    /// Each declared base and whether the node holds an image of that name.
+    pub fn declared_present(&self) -> Vec<(String, bool)> {
+        self.declared
+            .iter()
+            .map(|r| (r.clone(), self.node.iter().any(|f| f.named(r))))
+            .collect()
+    }
+
+    fn facts(&self, digest: &str) -> Option<&ImageFacts> {
+        self.node.iter().find(|f| f.known_as(digest))
+    }
+
+    /// The image's base now: what detection finds, or what was found before when that is
+    /// better (the image's chain never changes, so a base once found stays its base).
+    fn base_of(&mut self, digest: &str) -> Option<Base> {
+        let declared: Vec<(String, ImageFacts)> = self
+            .declared
+            .iter()
+            .flat_map(|r| {
+                self.node
+                    .iter()
+                    .filter(|f| f.named(r))
+                    .map(|f| (r.clone(), f.clone()))
+            })
+            .collect();
+        let found = self
+            .facts(digest)
+            .and_then(|f| lineage::detect(f, &declared, &self.node));
+        let chosen = match (found, self.known.get(digest)) {
+            (Some(f), Some(k)) => Some(better(f, k)),
+            (f, k) => f.or_else(|| k.cloned()),
+        };
+        if let Some(b) = chosen.as_ref().filter(|b| b.layers.is_some()) {
+            if self.known.get(digest) != Some(b) {
+                self.known.insert(digest.to_string(), b.clone());
+                self.save();
+            }
+        }
+        chosen
+    }
+
+    /// The newer builds of the wanted images' bases the node holds: inventoried like any image.
+    pub fn newer_bases(&mut self, wanted: &BTreeSet<String>) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for d in wanted {
+            if let Some(b) = self.base_of(d) {
+                if let Some(n) = lineage::newer_build(&b, &self.node).and_then(|n| n.digests.first()) {
+                    out.insert(n.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Sets each wanted image's lineage on its report (where it changed) and returns the
+    /// images whose newer base is new since last told.
+    pub fn apply(
+        &mut self,
+        wanted: &BTreeSet<String>,
+        images: &ImageStore,
+        matching: &mut Matching,
+    ) -> Vec<BaseUpdated> {
+        let mut updated = Vec::new();
+        for digest in wanted {
+            let Some(current) = matching.report(digest).cloned() else {
+                continue;
+            };
+            let base = self.base_of(digest);
+            let facts = self.facts(digest).cloned();
+            let layers = images
+                .record(digest)
+                .map(|r| r.layers.clone())
+                .unwrap_or_default();
+            let newer = base
+                .as_ref()
+                .and_then(|b| lineage::newer_build(b, &self.node).cloned());
+            let newer_report = newer
+                .as_ref()
+                .and_then(|n| n.digests.first())
+                .and_then(|d| matching.report(d).cloned());
+            let mut next = (*current).clone();
+            next.set_lineage(facts.as_ref(), base.clone(), &layers);
+            next.rebuild = match (&base, &newer, &newer_report) {
+                (Some(b), Some(n), Some(r)) => lineage::rebuild(&next.findings, b, n, &r.findings),
+                _ => None,
+            };
+            if same_lineage(&current, &next) {
+                continue;
+            }
+            let next = Arc::new(next);
+            matching.replace(digest, next.clone());
+            if let Some(r) = &next.rebuild {
+                if self.announced.get(digest) != Some(&r.new_base_digest) {
+                    self.announced.insert(digest.clone(), r.new_base_digest.clone());
+                    updated.push(BaseUpdated {
+                        image_digest: digest.clone(),
+                        report: next.clone(),
+                    });
+                }
+            }
+        }
+        self.known
+            .retain(|d, _| images.record(d).is_some() || wanted.contains(d));
+        updated
+    }
+
+    fn save(&self) {
+        let saved = Saved {
+            bases: self.known.clone(),
+        };
+        let bytes = serde_json::to_vec(&saved).unwrap_or_default();
+        if let Err(e) = write_atomic(&self.path, &bytes) {
+            tracing::warn!("saving {}: {e:#}", self.path.display());
+        }
+    }
+}
+
+/// Of a base found now and one found before: the method that ranks first (a label, then a
+/// declaration, then layers), then the one whose layers are known and more.
+fn better(found: Base, known: &Base) -> Base {
+    let rank = |b: &Base| (std::cmp::Reverse(b.detected_by), b.layers);
+    if found.layers.is_none() && known.layers.is_some() && found.name == known.name {
+        return Base {
+            layers: known.layers,
+            ..found
+        };
+    }
+    if rank(&found) >= rank(known) {
+        found
+    } else {
+        known.clone()
+    }
+}
+
+fn same_lineage(a: &Report, b: &Report) -> bool {
+    let in_base = |r: &Report| r.findings.iter().map(|f| f.in_base).collect::<Vec<_>>();
+    a.base == b.base
+        && a.source == b.source
+        && a.revision == b.revision
+        && a.rebuild == b.rebuild
+        && in_base(a) == in_base(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stalewatch_core::lineage::DetectedBy;
+
+    fn base(by: DetectedBy, layers: Option<usize>, name: &str) -> Base {
+        Base {
+            name: Some(name.into()),
+            digest: None,
+            detected_by: by,
+            layers,
+        }
+    }
+
+    #[test]
+    fn a_base_found_before_stays_unless_something_better_is_found() {
+        use DetectedBy::*;
+        // The tag moved on: a shorter prefix found now does not replace the longer one.
+        let known = base(Layers, Some(2), "base:1");
+        assert_eq!(better(base(Layers, Some(1), "alpine"), &known), known);
+        // A declaration made since wins over layers.
+        assert_eq!(
+            better(base(Config, Some(1), "alpine"), &known).detected_by,
+            Config
+        );
+        // A label whose base left the node keeps the layers counted while it was there.
+        let label = better(base(Label, None, "base:1"), &base(Label, Some(2), "base:1"));
+        assert_eq!((label.detected_by, label.layers), (Label, Some(2)));
+    }
+}
