@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod buildah;
 pub mod containerd;
 pub mod cri;
 pub mod kube;

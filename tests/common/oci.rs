@@ -69,3 +69,53 @@ pub fn write_layout(dir: &Path, layers: &[Vec<u8>]) {
     );
     std::fs::write(dir.join("index.json"), index).unwrap();
 }
+
+/// An OCI layout of one image with a real config (`rootfs.diff_ids` of the layers, gzip or
+/// plain), config labels, and `tag` as the index's ref name (what `ctr images import` names).
+pub fn write_image(dir: &Path, layers: &[Vec<u8>], labels: &[(&str, &str)], tag: &str) -> String {
+    use std::io::Read;
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| {
+            let mut plain = Vec::new();
+            if l.starts_with(&[0x1f, 0x8b]) {
+                flate2::read::GzDecoder::new(&l[..])
+                    .read_to_end(&mut plain)
+                    .unwrap();
+            } else {
+                plain = l.clone();
+            }
+            format!("sha256:{}", hex::encode(Sha256::digest(&plain)))
+        })
+        .collect();
+    let labels: serde_json::Map<String, serde_json::Value> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+        .collect();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "created": "2026-01-01T00:00:00Z",
+        "config": {"Labels": labels},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    })
+    .to_string();
+    let config_digest = put_blob(dir, config.as_bytes());
+    let layer_descs: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|l| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": put_blob(dir, l), "size": l.len()}))
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": layer_descs,
+    })
+    .to_string();
+    let md = put_blob(dir, manifest.as_bytes());
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": manifest.len(),
+        "annotations": {"org.opencontainers.image.ref.name": tag},
+    }]});
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    md
+}

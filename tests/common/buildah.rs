@@ -1,0 +1,147 @@
+//! buildah on a private storage (vfs driver, chroot isolation, no daemon): real images built
+//! as a pipeline builds them, `FROM` a base, with the OCI base annotations buildah writes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Buildah {
+    dir: tempfile::TempDir,
+}
+
+impl Buildah {
+    /// A private buildah, or `None` (loudly) where buildah is missing and CI is not set.
+    pub fn new(test: &str) -> Option<Buildah> {
+        if !super::require("buildah", test) {
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("stalewatch-buildah-")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        Some(Buildah { dir })
+    }
+
+    /// Runs buildah; its stdout, trimmed.
+    pub fn run(&self, args: &[&str]) -> String {
+        let d = self.dir.path();
+        let out = Command::new("buildah")
+            .args(["--root", &format!("{}/storage", d.display())])
+            .args(["--runroot", &format!("{}/run", d.display())])
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .env("TMPDIR", d.join("tmp"))
+            .output()
+            .expect("run buildah");
+        assert!(
+            out.status.success(),
+            "buildah {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// `name`: an Alpine minirootfs from the shared data as a one-layer image.
+    pub fn alpine(&self, version: &str, name: &str) {
+        let tgz =
+            super::shared_data().join(format!("rootfs/alpine/alpine-minirootfs-{version}-x86_64.tar.gz"));
+        let c = self.run(&["from", "scratch"]);
+        self.run(&["add", &c, tgz.to_str().unwrap(), "/"]);
+        self.run(&["commit", "-q", "--rm", &c, name]);
+    }
+
+    /// `name`: `FROM from`, with files written over it and labels set, one layer more.
+    pub fn derive(&self, from: &str, files: &[(&str, &[u8])], labels: &[(&str, &str)], name: &str) {
+        let c = self.run(&["from", "--pull=never", from]);
+        for (i, (path, bytes)) in files.iter().enumerate() {
+            let f = self.dir.path().join(format!("tmp/file-{i}"));
+            std::fs::write(&f, bytes).unwrap();
+            self.run(&["copy", &c, f.to_str().unwrap(), path]);
+        }
+        for (k, v) in labels {
+            self.run(&["config", "--label", &format!("{k}={v}"), &c]);
+        }
+        self.run(&["commit", "-q", "--rm", &c, name]);
+    }
+
+    /// Builds a Containerfile (no `RUN`: chroot isolation needs none of it).
+    pub fn bud(&self, containerfile: &str, name: &str) {
+        let ctx = self.dir.path().join("context");
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::write(ctx.join("Containerfile"), containerfile).unwrap();
+        self.run(&[
+            "bud",
+            "-q",
+            "--pull=never",
+            "--isolation",
+            "chroot",
+            "-t",
+            name,
+            "-f",
+            ctx.join("Containerfile").to_str().unwrap(),
+            ctx.to_str().unwrap(),
+        ]);
+    }
+
+    /// `name` as an OCI layout directory.
+    pub fn oci_dir(&self, name: &str, out: &Path) -> PathBuf {
+        self.run(&["push", "-q", name, &format!("oci:{}", out.display())]);
+        out.to_path_buf()
+    }
+
+    /// `name` as an OCI archive whose ref name is its tag (`ctr images import --base-name
+    /// REPO` names it `REPO:TAG`).
+    pub fn oci_archive(&self, name: &str, out: &Path) -> PathBuf {
+        let tag = name.rsplit(':').next().unwrap();
+        self.run(&[
+            "push",
+            "-q",
+            name,
+            &format!("oci-archive:{}:{tag}", out.display()),
+        ]);
+        out.to_path_buf()
+    }
+}
+
+/// The layer digests (bottom first) of a one-image OCI layout directory.
+pub fn layout_layers(layout: &Path) -> Vec<String> {
+    let read =
+        |p: PathBuf| -> serde_json::Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+    let index = read(layout.join("index.json"));
+    let digest = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest = read(
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+    );
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// (name, version) of every package an apk `installed` database lists: the P: and V: lines.
+pub fn apk_packages(db: &[u8]) -> std::collections::BTreeSet<(String, String)> {
+    let text = String::from_utf8_lossy(db);
+    let mut out = std::collections::BTreeSet::new();
+    for record in text.split("\n\n") {
+        let field = |k: &str| record.lines().find_map(|l| l.strip_prefix(k)).map(str::to_string);
+        if let (Some(p), Some(v)) = (field("P:"), field("V:")) {
+            out.insert((p, v));
+        }
+    }
+    out
+}
+
+/// The `lib/apk/db/installed` of an Alpine minirootfs from the shared data.
+pub fn alpine_installed(version: &str) -> Vec<u8> {
+    let tgz = super::shared_data().join(format!("rootfs/alpine/alpine-minirootfs-{version}-x86_64.tar.gz"));
+    let out = Command::new("tar")
+        .args(["-xzOf", tgz.to_str().unwrap(), "./lib/apk/db/installed"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
