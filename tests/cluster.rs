@@ -10,7 +10,7 @@ mod common;
 use common::agent::{get, get_at};
 use common::*;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -185,26 +185,7 @@ fn ready(pod: &serde_json::Value) -> bool {
 
 /// buildah on the image builder's storage (`scripts/build-image.sh`'s); its stdout, trimmed.
 fn buildah(args: &[&str]) -> String {
-    let cache = "/var/cache/stalewatch-image";
-    let out = Command::new("buildah")
-        .args([
-            "--root",
-            &format!("{cache}/storage"),
-            "--runroot",
-            &format!("{cache}/run"),
-            "--storage-driver",
-            "vfs",
-        ])
-        .args(args)
-        .env("TMPDIR", format!("{cache}/tmp"))
-        .output()
-        .expect("run buildah");
-    assert!(
-        out.status.success(),
-        "buildah {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    common::buildah::run_at(Path::new("/var/cache/stalewatch-image"), args)
 }
 
 /// Commits the working container `c` as `IMAGE` and saves it as the docker archive `tar`.

@@ -17,16 +17,7 @@ fn app_installed() -> Vec<u8> {
 }
 
 fn scan(target: &str, db: &Path, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec![
-        "scan",
-        target,
-        "--db-dir",
-        db.to_str().unwrap(),
-        "--format",
-        "json",
-    ];
-    args.extend(extra);
-    let out = stalewatch(&args);
+    let out = scan_json_with(target, db, extra);
     assert!(
         out.status.success(),
         "scan {target}: {}",
@@ -113,16 +104,21 @@ fn scans_name_each_images_base_and_the_layer_each_finding_came_with() {
         .filter(|p| p["path"] == "lib/apk/db/installed")
         .all(|p| p["layer"] == layers[1].as_str()));
 
+    other_bases(&b, &db, &base, &app_target, tmp.path());
+}
+
+/// A multi-stage build, an image with no base, the table's line.
+fn other_bases(b: &Buildah, db: &Path, base: &Path, app_target: &str, tmp: &Path) {
     // A multi-stage build: the final stage's base, not the builder's.
     b.bud("FROM localhost/base:1 AS build\nFROM localhost/other:1\nCOPY --from=build /etc/alpine-release /built-on\n", "localhost/multi:1");
-    let multi = b.oci_dir("localhost/multi:1", &tmp.path().join("multi"));
-    let r = scan(&format!("oci:{}", multi.display()), &db, &[]);
+    let multi = b.oci_dir("localhost/multi:1", &tmp.join("multi"));
+    let r = scan(&format!("oci:{}", multi.display()), db, &[]);
     assert_eq!(r["base"]["name"], "localhost/other:1");
 
     // An image built from scratch has no base: a normal state, not an error.
-    let r = scan(&format!("oci:{}", base.display()), &db, &[]);
+    let r = scan(&format!("oci:{}", base.display()), db, &[]);
     assert!(r["base"].is_null() && r["source"].is_null(), "{}", r["base"]);
-    let table = stalewatch(&["scan", &app_target, "--db-dir", db.to_str().unwrap()]);
+    let table = stalewatch(&["scan", app_target, "--db-dir", db.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(
         text.contains("Base: localhost/base:1@sha256:") && text.contains("(by label)"),

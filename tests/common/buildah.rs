@@ -24,21 +24,7 @@ impl Buildah {
 
     /// Runs buildah; its stdout, trimmed.
     pub fn run(&self, args: &[&str]) -> String {
-        let d = self.dir.path();
-        let out = Command::new("buildah")
-            .args(["--root", &format!("{}/storage", d.display())])
-            .args(["--runroot", &format!("{}/run", d.display())])
-            .args(["--storage-driver", "vfs"])
-            .args(args)
-            .env("TMPDIR", d.join("tmp"))
-            .output()
-            .expect("run buildah");
-        assert!(
-            out.status.success(),
-            "buildah {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
+        run_at(self.dir.path(), args)
     }
 
     /// `name`: an Alpine minirootfs from the shared data as a one-layer image.
@@ -144,4 +130,22 @@ pub fn alpine_installed(version: &str) -> Vec<u8> {
         .unwrap();
     assert!(out.status.success());
     out.stdout
+}
+
+/// buildah on the storage under `dir` (`storage`, `run`, `tmp`); its stdout, trimmed.
+pub fn run_at(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("buildah")
+        .args(["--root", &format!("{}/storage", dir.display())])
+        .args(["--runroot", &format!("{}/run", dir.display())])
+        .args(["--storage-driver", "vfs"])
+        .args(args)
+        .env("TMPDIR", dir.join("tmp"))
+        .output()
+        .expect("run buildah");
+    assert!(
+        out.status.success(),
+        "buildah {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }

@@ -97,14 +97,21 @@ pub fn stalewatch(args: &[&str]) -> Output {
 
 /// `stalewatch scan TARGET --db-dir DB --format json` (the report checked by `stalewatch`).
 pub fn scan_json(target: &str, db: &Path) -> Output {
-    stalewatch(&[
+    scan_json_with(target, db, &[])
+}
+
+/// [`scan_json`] with more flags.
+pub fn scan_json_with(target: &str, db: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
         "scan",
         target,
         "--db-dir",
         db.to_str().unwrap(),
         "--format",
         "json",
-    ])
+    ];
+    args.extend(extra);
+    stalewatch(&args)
 }
 
 /// Validates `doc` against a JSON Schema file with Python's `jsonschema` (the validator of
