@@ -166,6 +166,30 @@ pub struct AgentArgs {
         value_delimiter = ','
     )]
     pub base_images: Vec<String>,
+    /// POST CloudEvents (structured JSON: base_updated, stale_digest, vulnerable) to this
+    /// receiver (repeatable; comma-separated in the environment). Kept in a durable outbox
+    /// in the state directory until delivered.
+    #[arg(
+        long = "notify-url",
+        value_name = "URL",
+        env = "STALEWATCH_NOTIFY_URLS",
+        value_delimiter = ','
+    )]
+    pub notify_urls: Vec<String>,
+    /// Sign each CloudEvent's body with HMAC-SHA256 keyed by this file's content (surrounding
+    /// whitespace trimmed), sent as `X-Signature: sha256=<hex>` (Flux's generic-hmac form).
+    #[arg(long, env = "STALEWATCH_NOTIFY_SECRET_FILE")]
+    pub notify_secret_file: Option<PathBuf>,
+    /// `io.stalewatch.container.vulnerable` is sent for new findings at or above this
+    /// severity (critical, high, medium, low), or `kev` for known-exploited ones only.
+    #[arg(long, env = "STALEWATCH_NOTIFY_MIN_SEVERITY", default_value = "high", value_parser = parse_min_severity)]
+    pub notify_min_severity: crate::agent::notify::MinSeverity,
+    /// Deadline of one delivery attempt (connect, send, answer).
+    #[arg(long, env = "STALEWATCH_NOTIFY_TIMEOUT", default_value = "10s", value_parser = parse_interval)]
+    pub notify_timeout: Duration,
+    /// CloudEvents kept per receiver while it is unreachable; beyond, the oldest are dropped.
+    #[arg(long, env = "STALEWATCH_NOTIFY_OUTBOX_MAX", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub notify_outbox_max: u32,
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long, env = "STALEWATCH_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -204,6 +228,17 @@ pub enum FallbackArg {
 pub struct Off<T>(pub Option<T>);
 
 /// A humantime duration (90s, 5m, 1h) of more than zero.
+fn parse_min_severity(v: &str) -> Result<crate::agent::notify::MinSeverity, String> {
+    use crate::agent::notify::MinSeverity;
+    match v.trim() {
+        "kev" => Ok(MinSeverity::Kev),
+        s => match s.parse::<stalewatch_core::advisory::Severity>() {
+            Ok(sev) if sev != stalewatch_core::advisory::Severity::Unknown => Ok(MinSeverity::Severity(sev)),
+            _ => Err("critical, high, medium, low or kev".into()),
+        },
+    }
+}
+
 fn parse_interval(v: &str) -> Result<Duration, String> {
     match humantime::parse_duration(v.trim()) {
         Ok(d) if !d.is_zero() => Ok(d),
@@ -271,6 +306,7 @@ impl AgentArgs {
             .or_else(hostname)
             .unwrap_or_default();
         let events = self.events_config(&node_name, &mut errors);
+        let notify = self.notify_config(&mut errors);
         if !errors.is_empty() {
             bail!("invalid configuration: {}", errors.join("; "));
         }
@@ -284,6 +320,7 @@ impl AgentArgs {
         Ok(crate::agent::Config {
             vex_author,
             base_images,
+            notify,
             containerd_address: self.containerd_address.clone(),
             containerd_namespace: self.containerd_namespace.clone(),
             db_dir: self.db_dir.clone(),
@@ -323,6 +360,46 @@ impl AgentArgs {
             feeds: self.feeds.sources(),
             vex_dir: self.vex_dir.clone(),
             vex_in_use_not_affected: self.vex_in_use_not_affected,
+        })
+    }
+
+    /// `--notify-*`: the receivers' URLs checked, the secret read now (a missing or empty
+    /// file is a startup error, and its content never appears in one).
+    fn notify_config(&self, errors: &mut Vec<String>) -> Option<crate::agent::notify::NotifyConfig> {
+        let mut urls = self.notify_urls.clone();
+        urls.retain(|u| !u.trim().is_empty());
+        for u in &urls {
+            match reqwest::Url::parse(u) {
+                Ok(p) if matches!(p.scheme(), "http" | "https") => {}
+                _ => errors.push(format!("--notify-url {u:?}: not an http(s) URL")),
+            }
+        }
+        let secret = self
+            .notify_secret_file
+            .as_ref()
+            .and_then(|f| match std::fs::read(f) {
+                Ok(b) if !b.trim_ascii().is_empty() => Some(std::sync::Arc::from(b.trim_ascii())),
+                Ok(_) => {
+                    errors.push(format!("--notify-secret-file {}: empty", f.display()));
+                    None
+                }
+                Err(e) => {
+                    errors.push(format!("--notify-secret-file {}: {e}", f.display()));
+                    None
+                }
+            });
+        if urls.is_empty() {
+            if self.notify_secret_file.is_some() {
+                errors.push("--notify-secret-file: no --notify-url to sign for".into());
+            }
+            return None;
+        }
+        Some(crate::agent::notify::NotifyConfig {
+            urls,
+            secret,
+            min_severity: self.notify_min_severity,
+            timeout: self.notify_timeout,
+            outbox_max: self.notify_outbox_max as usize,
         })
     }
 

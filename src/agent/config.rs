@@ -50,6 +50,8 @@ pub struct Config {
     pub vex_author: String,
     /// Declared bases (`--base-image`): containerd image references.
     pub base_images: Vec<String>,
+    /// CloudEvents to pipelines (`None`: no `--notify-url`).
+    pub notify: Option<super::notify::NotifyConfig>,
 }
 
 /// Sources of unpacked image files when blobs are missing.

@@ -16,6 +16,7 @@ use super::lineage::Lineage;
 use super::matching::Matching;
 use super::messages::Msg;
 use super::metrics::Metrics;
+use super::notify::Notifier;
 use super::publishing::Publisher;
 use super::runtime_checks::RuntimeChecks;
 use crate::containerd::Containerd;
@@ -28,6 +29,7 @@ pub struct Engine {
     pub checks: RuntimeChecks,
     pub publisher: Publisher,
     pub announcer: Option<Announcer>,
+    pub notifier: Option<Notifier>,
     pub metrics: Arc<Metrics>,
     client: Option<Containerd>,
     /// Whether one reconcile finished (readiness needs it).
@@ -53,6 +55,7 @@ impl Engine {
             checks,
             publisher,
             announcer,
+            notifier: None,
             metrics,
             client: None,
             inventoried_once: false,
@@ -112,18 +115,7 @@ impl Engine {
         self.matching
             .rematch(&self.images.cache, &mut self.checks, &self.metrics);
         let running = self.inventory.wanted_images();
-        for u in self.lineage.apply(&running, &self.images, &mut self.matching) {
-            if let Some(r) = &u.report.rebuild {
-                tracing::info!(
-                    image = %u.image_digest,
-                    base = %r.base_name,
-                    new_base = %r.new_base_digest,
-                    "a newer build of the base is on the node: a rebuild fixes {} findings, {} remain",
-                    r.fixed_by_rebuild,
-                    r.remaining
-                );
-            }
-        }
+        self.lineage.apply(&running, &self.images, &mut self.matching);
         let snap = self.publisher.build(
             &self.inventory,
             &self.images,
@@ -134,6 +126,14 @@ impl Engine {
         if self.inventory.listed_once {
             if let Some(a) = &mut self.announcer {
                 a.announce(&snap, &self.metrics);
+            }
+            if let (Some(n), true) = (&mut self.notifier, self.matching.has_db()) {
+                let matching = &self.matching;
+                let reports = running
+                    .iter()
+                    .filter_map(|d| Some((d.clone(), matching.report(d)?.clone())))
+                    .collect();
+                n.observe(&snap, &reports, &|d| matching.report(d).cloned());
             }
         }
         let ready = self.matching.has_db() && self.inventoried_once;
@@ -165,9 +165,12 @@ impl Engine {
         }
         let on_node = listed.map(|l| l.into_iter().map(|(_, d)| d).collect::<Vec<_>>());
         self.lineage.set_node(self.inventory.node_images());
-        // Running images, and the newer builds of their bases (what a rebuild would fix).
+        // Running images, the newer builds of their bases (what a rebuild would fix) and of
+        // their tags (what a redeploy would run).
         let mut wanted = self.inventory.wanted_images();
         wanted.extend(self.lineage.newer_bases(&wanted));
+        let newer = self.inventory.running.iter().filter_map(|r| r.stale.as_ref());
+        wanted.extend(newer.map(|s| s.current_digest.clone()));
         // Forget images no longer on the node (running ones are on it by definition).
         if let Ok(on_node) = on_node {
             let on_node: BTreeSet<String> = on_node.into_iter().chain(wanted.iter().cloned()).collect();

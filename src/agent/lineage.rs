@@ -18,13 +18,6 @@ use crate::db::write_atomic;
 
 const STATE_FILE: &str = "bases-v1.json";
 
-/// A newer build of an image's base appeared: what a pipeline is told (`base_updated`).
-#[derive(Debug, Clone)]
-pub struct BaseUpdated {
-    pub image_digest: String,
-    pub report: Arc<Report>,
-}
-
 #[derive(Default, Serialize, Deserialize)]
 struct Saved {
     bases: BTreeMap<String, Base>,
@@ -37,8 +30,8 @@ pub struct Lineage {
     node: Vec<ImageFacts>,
     /// The base found for each image digest, kept once found.
     known: BTreeMap<String, Base>,
-    /// The newer base each image was last announced with.
-    announced: BTreeMap<String, String>,
+    /// The newer base each image was last logged with.
+    logged: BTreeMap<String, String>,
 }
 
 impl Lineage {
@@ -58,7 +51,7 @@ impl Lineage {
             declared,
             node: Vec::new(),
             known,
-            announced: BTreeMap::new(),
+            logged: BTreeMap::new(),
         }
     }
 
@@ -120,15 +113,8 @@ impl Lineage {
         out
     }
 
-    /// Sets each wanted image's lineage on its report (where it changed) and returns the
-    /// images whose newer base is new since last told.
-    pub fn apply(
-        &mut self,
-        wanted: &BTreeSet<String>,
-        images: &ImageStore,
-        matching: &mut Matching,
-    ) -> Vec<BaseUpdated> {
-        let mut updated = Vec::new();
+    /// Sets each wanted image's lineage on its report, where it changed.
+    pub fn apply(&mut self, wanted: &BTreeSet<String>, images: &ImageStore, matching: &mut Matching) {
         for digest in wanted {
             let Some(current) = matching.report(digest).cloned() else {
                 continue;
@@ -155,21 +141,23 @@ impl Lineage {
             if same_lineage(&current, &next) {
                 continue;
             }
-            let next = Arc::new(next);
-            matching.replace(digest, next.clone());
             if let Some(r) = &next.rebuild {
-                if self.announced.get(digest) != Some(&r.new_base_digest) {
-                    self.announced.insert(digest.clone(), r.new_base_digest.clone());
-                    updated.push(BaseUpdated {
-                        image_digest: digest.clone(),
-                        report: next.clone(),
-                    });
+                if self.logged.get(digest) != Some(&r.new_base_digest) {
+                    self.logged.insert(digest.clone(), r.new_base_digest.clone());
+                    tracing::info!(
+                        image = %digest,
+                        base = %r.base_name,
+                        new_base = %r.new_base_digest,
+                        "a newer build of the base is on the node: a rebuild fixes {} findings, {} remain",
+                        r.fixed_by_rebuild,
+                        r.remaining
+                    );
                 }
             }
+            matching.replace(digest, Arc::new(next));
         }
         self.known
             .retain(|d, _| images.record(d).is_some() || wanted.contains(d));
-        updated
     }
 
     fn save(&self) {

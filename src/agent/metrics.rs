@@ -181,6 +181,18 @@ pub mod defs {
         "For each --base-image: 1 while the node holds an image of that name, else 0 (no rebuild signal without it).",
         &["base_name"],
     );
+    pub const NOTIFICATIONS: Def = def(
+        "stalewatch_notifications_total",
+        Counter,
+        "CloudEvents by type and result (delivered, retried, refused, dropped, failed).",
+        &["type", "result"],
+    );
+    pub const NOTIFICATION_OUTBOX: Def = def(
+        "stalewatch_notification_outbox_events",
+        Gauge,
+        "CloudEvents waiting in the outboxes (one per receiver) to be delivered.",
+        &[],
+    );
     pub const ADVISORY_UPDATED: Def = def(
         "stalewatch_advisory_db_updated_timestamp_seconds",
         Gauge,
@@ -310,6 +322,8 @@ pub const DEFS: &[Def] = {
         IMAGE_BASE_INFO,
         IMAGE_REBUILD_FIXABLE,
         BASE_IMAGE_PRESENT,
+        NOTIFICATIONS,
+        NOTIFICATION_OUTBOX,
         ADVISORY_UPDATED,
         ADVISORY_RECORDS,
         ADVISORY_UPDATE_ERRORS,
@@ -424,11 +438,18 @@ pub struct Metrics {
     pub state_write_errors: IntCounterVec,
     /// Every (reason, result) pair is created by the Events owner, which knows them.
     pub kube_events: IntCounterVec,
+    notifications: IntCounterVec,
+    notification_outbox: Gauge,
     /// The opt-in per-finding series, its dropped count and its cap.
     vulnerability_info: Option<(GaugeVec, Gauge, usize)>,
 }
 
 impl Metrics {
+    /// The CloudEvents series, for the notifier (which creates every type and result).
+    pub fn notification_series(&self) -> (IntCounterVec, Gauge) {
+        (self.notifications.clone(), self.notification_outbox.clone())
+    }
+
     /// Registers every metric; `vulnerability_info` is the cap of the opt-in per-finding
     /// series (`None`: not exported).
     pub fn register(vulnerability_info: Option<usize>) -> prometheus::Result<Metrics> {
@@ -487,6 +508,8 @@ impl Metrics {
                 c
             },
             kube_events: r.counter_vec(KUBE_EVENTS)?,
+            notifications: r.counter_vec(NOTIFICATIONS)?,
+            notification_outbox: r.gauge(NOTIFICATION_OUTBOX)?,
             vulnerability_info,
             publish: Mutex::new(()),
             exposition: Mutex::new(Exposition {
@@ -816,6 +839,7 @@ mod tests {
                 d.starts_with("stalewatch_container_")
                     || d.starts_with("stalewatch_image_")
                     || *d == "stalewatch_base_image_present"
+                    || *d == "stalewatch_notifications_total"
                     || *d == "stalewatch_advisory_records",
                 "{d} is never registered"
             );

@@ -16,6 +16,7 @@ mod listener;
 mod matching;
 mod messages;
 mod metrics;
+pub mod notify;
 mod publishing;
 mod runtime_checks;
 mod snapshot;
@@ -37,7 +38,11 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     let minute = std::time::Duration::from_secs(60);
     let removed = crate::db::remove_stale_temp_files(&cfg.state_dir, Default::default())
         + crate::db::remove_stale_temp_files(&cfg.state_dir.join("layers"), Default::default())
-        + crate::db::remove_stale_temp_files(&cfg.db_dir, minute);
+        + crate::db::remove_stale_temp_files(&cfg.db_dir, minute)
+        + outboxes(&cfg.state_dir)
+            .iter()
+            .map(|d| crate::db::remove_stale_temp_files(d, Default::default()))
+            .sum::<usize>();
     if removed > 0 {
         tracing::info!("removed {removed} temp files an interrupted write left");
     }
@@ -57,7 +62,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         cfg.vex_author.clone(),
     ));
     let server = http::serve(&cfg, shared.clone()).await?;
-    let engine = engine::Engine::new(
+    let mut engine = engine::Engine::new(
         inventory::ContainerInventory::new(cfg.proc_root.clone()),
         images::ImageStore::new(&cfg),
         matching::Matching::new(&cfg),
@@ -69,6 +74,10 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             events::Announcer::start(ec, &cfg.state_dir, days, &metrics)
         }),
     );
+    if let Some(nc) = cfg.notify.clone() {
+        let (total, gauge) = metrics.notification_series();
+        engine.notifier = Some(notify::Notifier::start(nc, &cfg.state_dir, total, gauge)?);
+    }
     let (tx, rx) = mpsc::channel(messages::QUEUE);
     tokio::spawn(inventory::connection::run(cfg.clone(), metrics, tx.clone()));
     tokio::spawn(matching::refresh::run(cfg.clone(), tx.clone()));
@@ -87,6 +96,13 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     let _ = tokio::task::spawn_blocking(move || engine.join()).await;
     let _ = server.await;
     Ok(())
+}
+
+/// The notification outboxes' directories (one per receiver ever configured).
+fn outboxes(state_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(state_dir.join("outbox"))
+        .map(|r| r.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default()
 }
 
 /// A full reconcile at least every `interval` (events trigger one at once).

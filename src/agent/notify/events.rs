@@ -1,0 +1,242 @@
+//! The CloudEvents a snapshot calls for, in CloudEvents 1.0 structured JSON mode: what each
+//! type says, and ids derived from the transition (type, image digest, the newer digest or
+//! the new findings), so a retry, a restart or another node's agent sends the same id for
+//! the same transition and a consumer deduplicates. Encoded here (a JSON object is all the
+//! structured mode is); `tests/notify.rs` parses it with the CloudEvents Python SDK.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+
+use stalewatch_core::advisory::Severity;
+use stalewatch_core::report::Report;
+
+use crate::agent::snapshot::{ContainerView, Snapshot};
+
+pub const BASE_UPDATED: &str = "io.stalewatch.image.base_updated";
+pub const STALE_DIGEST: &str = "io.stalewatch.container.stale_digest";
+pub const VULNERABLE: &str = "io.stalewatch.container.vulnerable";
+pub const TYPES: [&str; 3] = [BASE_UPDATED, STALE_DIGEST, VULNERABLE];
+
+/// The schema version of each type's `data` (`docs/schemas/events/<type>.v1.json`).
+pub fn dataschema(kind: &str) -> String {
+    format!("urn:stalewatch:schema:{kind}:v1")
+}
+
+/// The id of a transition: the type and what identifies the transition, hashed.
+pub fn event_id(kind: &str, parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    h.update(kind.as_bytes());
+    for p in parts {
+        h.update(b"\n");
+        h.update(p.as_bytes());
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// One event, ready to be written to the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: String,
+    pub kind: &'static str,
+    /// The structured-mode body: exactly the bytes sent (and signed).
+    pub body: Vec<u8>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    specversion: &'static str,
+    id: &'a str,
+    source: String,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    subject: &'a str,
+    time: String,
+    datacontenttype: &'static str,
+    dataschema: String,
+    data: Value,
+}
+
+fn event(kind: &'static str, id: String, node: &str, subject: &str, now: i64, data: Value) -> Event {
+    let envelope = Envelope {
+        specversion: "1.0",
+        id: &id,
+        source: format!("/stalewatch/{node}"),
+        kind,
+        subject,
+        time: crate::clock::rfc3339(now),
+        datacontenttype: "application/json",
+        dataschema: dataschema(kind),
+        data,
+    };
+    let body = serde_json::to_vec(&envelope).unwrap_or_default();
+    Event { id, kind, body }
+}
+
+/// `{namespace, pod, container}` of each container running `digest`.
+fn pods(snap: &Snapshot, digest: &str) -> Vec<Value> {
+    snap.containers
+        .iter()
+        .filter(|c| c.image_digest.as_deref() == Some(digest))
+        .map(|c| json!({"namespace": c.namespace, "pod": c.pod, "container": c.container}))
+        .collect()
+}
+
+/// The image name its containers were started from (the first, sorted).
+fn image_name(snap: &Snapshot, digest: &str) -> String {
+    snap.containers
+        .iter()
+        .filter(|c| c.image_digest.as_deref() == Some(digest))
+        .map(|c| c.image.clone())
+        .min()
+        .unwrap_or_else(|| digest.to_string())
+}
+
+/// `base_updated`: each running image whose base has a newer build on the node.
+pub fn base_updated(
+    snap: &Snapshot,
+    reports: &BTreeMap<String, std::sync::Arc<Report>>,
+    now: i64,
+) -> Vec<Event> {
+    let mut out = Vec::new();
+    for (digest, report) in reports {
+        let Some(r) = &report.rebuild else { continue };
+        let image = image_name(snap, digest);
+        let data = json!({
+            "fixed_by_rebuild": r.fixed_by_rebuild,
+            "fixed": r.fixed,
+            "remaining": r.remaining,
+            "image": image,
+            "image_digest": digest,
+            "base": {"name": r.base_name, "old_digest": r.base_digest, "new_digest": r.new_base_digest},
+            "source": report.source,
+            "revision": report.revision,
+            "pods": pods(snap, digest),
+            "node": snap.node,
+        });
+        let id = event_id(BASE_UPDATED, &[digest, &r.new_base_digest]);
+        out.push(event(BASE_UPDATED, id, &snap.node, &image, now, data));
+    }
+    out
+}
+
+/// Finding counts of a report, as its summary has them.
+fn counts(report: Option<&Report>) -> Value {
+    match report {
+        Some(r) => {
+            json!({"total": r.summary.findings, "fixable": r.summary.fixable, "by_severity": r.summary.by_severity})
+        }
+        None => Value::Null,
+    }
+}
+
+/// `stale_digest`: each (running digest, newer digest) of containers whose tag moved on.
+pub fn stale_digest(
+    snap: &Snapshot,
+    report_of: &dyn Fn(&str) -> Option<std::sync::Arc<Report>>,
+    now: i64,
+) -> Vec<Event> {
+    let mut by_pair: BTreeMap<(String, String), Vec<&ContainerView>> = BTreeMap::new();
+    for c in &snap.containers {
+        if let Some(s) = &c.stale_digest {
+            by_pair
+                .entry((s.running_digest.clone(), s.current_digest.clone()))
+                .or_default()
+                .push(c);
+        }
+    }
+    let mut out = Vec::new();
+    for ((running, newer), containers) in by_pair {
+        let image = containers
+            .iter()
+            .map(|c| c.image.clone())
+            .min()
+            .unwrap_or_default();
+        let pods: Vec<Value> = containers
+            .iter()
+            .map(|c| json!({"namespace": c.namespace, "pod": c.pod, "container": c.container}))
+            .collect();
+        let running_report = containers
+            .iter()
+            .find_map(|c| c.report.as_ref())
+            .map(|r| r.report.clone());
+        let data = json!({
+            "image": image,
+            "running_digest": running,
+            "newer_digest": newer,
+            "pods": pods,
+            "running_findings": counts(running_report.as_deref()),
+            "newer_findings": counts(report_of(&newer).as_deref()),
+            "node": snap.node,
+        });
+        let id = event_id(STALE_DIGEST, &[&running, &newer]);
+        out.push(event(STALE_DIGEST, id, &snap.node, &image, now, data));
+    }
+    out
+}
+
+/// The minimum a finding must meet for `vulnerable`: a severity, or being known exploited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MinSeverity {
+    Severity(Severity),
+    Kev,
+}
+
+/// The ids of an image's findings that meet the minimum (its running containers' reports).
+pub fn notable_ids(snap: &Snapshot, min: MinSeverity) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for c in &snap.containers {
+        let (Some(d), Some(r)) = (&c.image_digest, &c.report) else {
+            continue;
+        };
+        let ids = out.entry(d.clone()).or_default();
+        for f in r.report.findings.iter() {
+            let meets = match min {
+                MinSeverity::Severity(s) => f.severity >= s && f.severity != Severity::Unknown,
+                MinSeverity::Kev => f.known_exploited == Some(true),
+            };
+            if meets {
+                ids.insert(f.id.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// `vulnerable`: an image whose running containers gained findings at or above the minimum
+/// (`new`: the ids not told before).
+pub fn vulnerable(snap: &Snapshot, digest: &str, new: &BTreeSet<String>, now: i64) -> Event {
+    let image = image_name(snap, digest);
+    let ids: Vec<&str> = new.iter().map(String::as_str).collect();
+    let data = json!({
+        "image": image,
+        "image_digest": digest,
+        "new_ids": ids,
+        "pods": pods(snap, digest),
+        "node": snap.node,
+    });
+    let mut parts = vec![digest];
+    parts.extend(ids.iter().copied());
+    let id = event_id(VULNERABLE, &parts);
+    event(VULNERABLE, id, &snap.node, &image, now, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_depend_on_the_transition_only() {
+        let a = event_id(BASE_UPDATED, &["sha256:app", "sha256:new"]);
+        assert_eq!(a, event_id(BASE_UPDATED, &["sha256:app", "sha256:new"]));
+        assert_ne!(a, event_id(BASE_UPDATED, &["sha256:app", "sha256:newer"]));
+        assert_ne!(a, event_id(STALE_DIGEST, &["sha256:app", "sha256:new"]));
+        // Parts are separated: ("ab", "c") is not ("a", "bc").
+        assert_ne!(
+            event_id(VULNERABLE, &["ab", "c"]),
+            event_id(VULNERABLE, &["a", "bc"])
+        );
+        assert_eq!(a.len(), 32);
+    }
+}
