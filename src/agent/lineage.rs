@@ -104,10 +104,11 @@ impl Lineage {
     pub fn newer_bases(&mut self, wanted: &BTreeSet<String>) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         for d in wanted {
-            if let Some(b) = self.base_of(d) {
-                if let Some(n) = lineage::newer_build(&b, &self.node).and_then(|n| n.digests.first()) {
-                    out.insert(n.clone());
-                }
+            let (Some(b), Some(f)) = (self.base_of(d), self.facts(d)) else {
+                continue;
+            };
+            if let Some(n) = lineage::newer_build(f, &b, &self.node).and_then(|n| n.digests.first()) {
+                out.insert(n.clone());
             }
         }
         out
@@ -125,9 +126,8 @@ impl Lineage {
                 .record(digest)
                 .map(|r| r.layers.clone())
                 .unwrap_or_default();
-            let newer = base
-                .as_ref()
-                .and_then(|b| lineage::newer_build(b, &self.node).cloned());
+            let newer = base.as_ref().zip(facts.as_ref());
+            let newer = newer.and_then(|(b, f)| lineage::newer_build(f, b, &self.node).cloned());
             let newer_report = newer
                 .as_ref()
                 .and_then(|n| n.digests.first())

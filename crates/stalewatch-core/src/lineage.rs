@@ -226,8 +226,10 @@ fn from_labels(image: &ImageFacts, declared: &[(String, ImageFacts)], node: &[Im
 }
 
 /// A newer build of `base` on the node: an image named as the base is, known by another
-/// digest and (when both times are known) created after it. The latest such build, if any.
-pub fn newer_build<'a>(base: &Base, node: &'a [ImageFacts]) -> Option<&'a ImageFacts> {
+/// digest, whose layers are not the ones `image` was built on (a base re-pushed under another
+/// digest is the same base), and (when both times are known) created after it. The latest
+/// such build, if any.
+pub fn newer_build<'a>(image: &ImageFacts, base: &Base, node: &'a [ImageFacts]) -> Option<&'a ImageFacts> {
     let name = base.name.as_deref()?;
     let old = base.digest.as_deref();
     let old_created = old
@@ -235,6 +237,7 @@ pub fn newer_build<'a>(base: &Base, node: &'a [ImageFacts]) -> Option<&'a ImageF
         .and_then(|c| c.created);
     node.iter()
         .filter(|c| c.named(name) && old.is_none_or(|d| !c.known_as(d)))
+        .filter(|c| !strict_prefix(&c.diff_ids, &image.diff_ids))
         .filter(|c| match (old_created, c.created) {
             (Some(o), Some(n)) => n > o,
             _ => true,
@@ -380,11 +383,15 @@ mod tests {
             detected_by: DetectedBy::Label,
             layers: Some(1),
         };
+        let app = img("app:1", "sha256:app", &["l1", "l2"], 150);
         let old = img("docker.io/library/base:0", "sha256:old", &["l1"], 100);
         let earlier = img("docker.io/library/base:1", "sha256:earlier", &["l0"], 50);
-        assert_eq!(newer_build(&base, &[old.clone(), earlier]), None);
+        assert_eq!(newer_build(&app, &base, &[old.clone(), earlier]), None);
+        // The base the app was built on, under another digest (pushed again): not newer.
+        let same = img("docker.io/library/base:1", "sha256:repushed", &["l1"], 300);
+        assert_eq!(newer_build(&app, &base, &[old.clone(), same]), None);
         let newer = img("docker.io/library/base:1", "sha256:new", &["l9"], 200);
-        assert_eq!(newer_build(&base, &[old, newer.clone()]), Some(&newer));
+        assert_eq!(newer_build(&app, &base, &[old, newer.clone()]), Some(&newer));
     }
 
     #[test]

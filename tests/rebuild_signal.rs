@@ -1,0 +1,290 @@
+//! The rebuild signal end to end on a private containerd: an app built with buildah `FROM
+//! base:1` runs; a rebuilt `base:1` whose packages fix some of the app's findings is
+//! imported; within 20 s the agent says so — a `base_updated` CloudEvent parsed by the
+//! CloudEvents Python SDK, its envelope and data checked against their schemas, its HMAC
+//! verified, its `fixed_by_rebuild` equal to what `scan --format json` of the app, the old
+//! base and the new base says — the rebuild metric is set, and only the new base's own new
+//! layer was read.
+
+mod common;
+
+use common::agent::{value, Agent};
+use common::buildah::{alpine_installed, layout_layers, Buildah};
+use common::containerd::Lab;
+use common::mirror::Mirror;
+use common::*;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+/// The test receiver (`cloudevents_receiver.py`), killed on drop.
+pub struct Receiver {
+    child: Child,
+    pub url: String,
+    pub log: PathBuf,
+}
+
+impl Receiver {
+    pub fn start(dir: &Path, statuses: &str, delay: f64) -> Receiver {
+        let portfile = dir.join("port");
+        let log = dir.join("requests.jsonl");
+        std::fs::create_dir_all(dir).unwrap();
+        let child = Command::new("python3")
+            .arg(project().join("tests/common/cloudevents_receiver.py"))
+            .args([portfile.to_str().unwrap(), log.to_str().unwrap()])
+            .args(["--statuses", statuses, "--delay", &delay.to_string()])
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !portfile.exists() {
+            assert!(std::time::Instant::now() < deadline, "the receiver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let port = std::fs::read_to_string(&portfile).unwrap();
+        Receiver {
+            child,
+            url: format!("http://127.0.0.1:{}/hook", port.trim()),
+            log,
+        }
+    }
+
+    /// The events received so far, checked by `check_cloudevents.py` (SDK, schemas, HMAC).
+    pub fn events(&self, secret: Option<&Path>) -> Vec<serde_json::Value> {
+        if !self.log.exists() {
+            return Vec::new();
+        }
+        let mut cmd = Command::new("python3");
+        cmd.arg(project().join("tests/common/check_cloudevents.py"))
+            .arg(&self.log)
+            .arg(shared_data().join("schemas/cloudevents/cloudevents.json"))
+            .arg(project().join("docs/schemas/events"));
+        if let Some(s) = secret {
+            cmd.arg(s);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "check_cloudevents: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// (id, package) of a report's findings.
+fn keys(report: &serde_json::Value) -> BTreeSet<(String, String)> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap().to_string(),
+                f["package"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn scan_report(layout: &Path, db: &Path) -> serde_json::Value {
+    let out = scan_json(&format!("oci:{}", layout.display()), db);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// base:1 (Alpine 3.16.9), app:1 FROM it (curl added), then base:1 rebuilt with busybox and
+/// ssl_client at their fixed version: the three as OCI layouts (for the oracle) and archives.
+fn images(b: &Buildah, dir: &Path) -> [(PathBuf, PathBuf); 3] {
+    b.alpine("3.16.9", "localhost/base:1");
+    let mut app_db = alpine_installed("3.16.9");
+    app_db.extend_from_slice(b"P:curl\nV:7.83.1-r0\nA:x86_64\no:curl\n\n");
+    b.derive(
+        "localhost/base:1",
+        &[("/lib/apk/db/installed", &app_db)],
+        &[("org.opencontainers.image.revision", "0123abc")],
+        "localhost/app:1",
+    );
+    let save = |name: &str, as_: &str| {
+        (
+            b.oci_dir(name, &dir.join(as_)),
+            b.oci_archive(name, &dir.join(format!("{as_}.tar"))),
+        )
+    };
+    let (base, app) = (save("localhost/base:1", "base"), save("localhost/app:1", "app"));
+    // The patched base: what `apk upgrade` of busybox would record, in a layer of its own.
+    let patched = String::from_utf8(alpine_installed("3.16.9"))
+        .unwrap()
+        .replace("V:1.35.0-r17\n", "V:1.35.0-r18\n");
+    assert_ne!(
+        patched.as_bytes(),
+        alpine_installed("3.16.9"),
+        "busybox's version changed"
+    );
+    b.derive(
+        "localhost/base:1",
+        &[("/lib/apk/db/installed", patched.as_bytes())],
+        &[],
+        "localhost/base:1",
+    );
+    let new_base = save("localhost/base:1", "base-new");
+    [base, app, new_base]
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
+fn a_rebuilt_base_is_told_to_pipelines_with_what_a_rebuild_fixes() {
+    let Some(lab) = Lab::start("rebuild signal") else {
+        return;
+    };
+    let Some(b) = Buildah::new("rebuild signal") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let [(base_dir, base_tar), (app_dir, app_tar), (new_dir, new_tar)] = images(&b, tmp.path());
+    // The oracle: the app's findings that its base has too (its base-layer findings) and the
+    // new base no longer has.
+    let db = tmp.path().join("db");
+    shared_db(&db, &["Alpine"]);
+    let (app, old, new) = (
+        scan_report(&app_dir, &db),
+        scan_report(&base_dir, &db),
+        scan_report(&new_dir, &db),
+    );
+    let expected: BTreeSet<(String, String)> = keys(&app)
+        .intersection(&keys(&old))
+        .filter(|k| !keys(&new).contains(k))
+        .cloned()
+        .collect();
+    assert!(!expected.is_empty(), "the patched base fixes something");
+
+    lab.import(&base_tar, "localhost/base");
+    lab.import(&app_tar, "localhost/app");
+    lab.run_container(
+        "app",
+        "localhost/app:1",
+        &[
+            ("io.kubernetes.pod.name", "app-0"),
+            ("io.kubernetes.pod.namespace", "shop"),
+            ("io.kubernetes.container.name", "app"),
+        ],
+    );
+    let receiver = Receiver::start(&tmp.path().join("receiver"), "202", 0.0);
+    let secret = tmp.path().join("secret");
+    std::fs::write(&secret, "s3cret-token\n").unwrap();
+    let mirror = Mirror::start(shared_data().join("osv"));
+    let agent = Agent::start(
+        &lab.sock,
+        &tmp.path().join("state"),
+        &mirror.url(),
+        &[
+            "--notify-url",
+            &receiver.url,
+            "--notify-secret-file",
+            secret.to_str().unwrap(),
+        ],
+    );
+    let based = |a: &Agent| {
+        value(
+            &a.metrics(),
+            "stalewatch_image_base_info",
+            &[("base_name", "localhost/base:1"), ("detected_by", "label")],
+        ) == Some(1.0)
+    };
+    agent.wait_for("the app's base known", Duration::from_secs(60), based);
+    assert_eq!(
+        value(
+            &agent.metrics(),
+            "stalewatch_image_rebuild_fixable_vulnerabilities",
+            &[]
+        ),
+        None
+    );
+    let read_before = value(&agent.metrics(), "stalewatch_layers_read_total", &[]).unwrap();
+
+    lab.import(&new_tar, "localhost/base");
+    let started = std::time::Instant::now();
+    let told = |a: &Agent| {
+        let _ = a;
+        receiver
+            .events(Some(&secret))
+            .iter()
+            .any(|e| e["attributes"]["type"] == "io.stalewatch.image.base_updated")
+    };
+    agent.wait_for("a base_updated CloudEvent", Duration::from_secs(20), told);
+    println!("base_updated received {:?} after the import", started.elapsed());
+    let events = receiver.events(Some(&secret));
+    let e = events
+        .iter()
+        .find(|e| e["attributes"]["type"] == "io.stalewatch.image.base_updated")
+        .unwrap();
+    println!("{}", serde_json::to_string_pretty(e).unwrap());
+    let data = &e["data"];
+    let fixed: BTreeSet<(String, String)> = data["fixed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap().to_string(),
+                f["package"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(fixed, expected);
+    assert_eq!(data["fixed_by_rebuild"].as_u64(), Some(expected.len() as u64));
+    assert_eq!(
+        data["remaining"].as_u64(),
+        Some((keys(&app).len() - expected.len()) as u64)
+    );
+    assert_eq!(data["base"]["name"], "localhost/base:1");
+    let new_manifest = layout_layers(&new_dir);
+    assert_eq!(data["revision"], "0123abc");
+    assert_eq!(data["pods"][0]["pod"], "app-0");
+    assert_eq!(e["attributes"]["source"], "/stalewatch/test-node");
+    assert_eq!(e["attributes"]["subject"], "localhost/app:1");
+
+    // Metrics: the distinct vulnerabilities a rebuild fixes (Alpine's records alias one CVE
+    // each, so one per id); only the new base's own new layer was read.
+    let ids: BTreeSet<&String> = expected.iter().map(|(id, _)| id).collect();
+    let fixable = |a: &Agent| {
+        value(
+            &a.metrics(),
+            "stalewatch_image_rebuild_fixable_vulnerabilities",
+            &[("image", "localhost/app:1"), ("base_name", "localhost/base:1")],
+        ) == Some(ids.len() as f64)
+    };
+    agent.wait_for("the rebuild metric", Duration::from_secs(10), fixable);
+    let known: BTreeSet<String> = layout_layers(&base_dir)
+        .into_iter()
+        .chain(layout_layers(&app_dir))
+        .collect();
+    let new_layers = new_manifest.iter().filter(|l| !known.contains(*l)).count();
+    assert_eq!(new_layers, 1);
+    let read_after = value(&agent.metrics(), "stalewatch_layers_read_total", &[]).unwrap();
+    assert_eq!(read_after - read_before, new_layers as f64);
+    // Told once: later reconciles send nothing more.
+    std::thread::sleep(Duration::from_secs(3));
+    let n = receiver
+        .events(Some(&secret))
+        .iter()
+        .filter(|e| e["attributes"]["type"] == "io.stalewatch.image.base_updated")
+        .count();
+    assert_eq!(n, 1);
+    let (_, findings) = agent.findings();
+    let doc: serde_json::Value = serde_json::from_str(&findings).unwrap();
+    let report = &container_of(&doc, "app-0")["report"];
+    assert_eq!(
+        report["rebuild"]["fixed_by_rebuild"].as_u64(),
+        Some(expected.len() as u64)
+    );
+    let log = std::fs::read_to_string(&agent.log).unwrap();
+    assert!(!log.contains("s3cret-token"), "the secret is never logged");
+}
