@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod buildah;
+pub mod cloudevents;
 pub mod containerd;
 pub mod cri;
 pub mod kube;
@@ -597,15 +598,15 @@ impl Drop for Unmount {
 
 /// (reason, what) of every entry of a report's `unreadable`.
 pub fn unreadable(report: &serde_json::Value) -> Vec<(String, String)> {
-    report["unreadable"]
-        .as_array()
+    string_pairs(&report["unreadable"], "reason", "what")
+}
+
+/// (a, b) string fields of every object of a JSON array.
+pub fn string_pairs(list: &serde_json::Value, a: &str, b: &str) -> Vec<(String, String)> {
+    let field = |o: &serde_json::Value, k: &str| o[k].as_str().unwrap().to_string();
+    list.as_array()
         .unwrap()
         .iter()
-        .map(|u| {
-            (
-                u["reason"].as_str().unwrap().into(),
-                u["what"].as_str().unwrap().into(),
-            )
-        })
+        .map(|o| (field(o, a), field(o, b)))
         .collect()
 }
