@@ -17,6 +17,11 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(dir: &Path, statuses: &str, delay: f64) -> Receiver {
+        Receiver::start_on(dir, 0, statuses, delay)
+    }
+
+    /// [`Receiver::start`] on a given port (0: any).
+    pub fn start_on(dir: &Path, port: u16, statuses: &str, delay: f64) -> Receiver {
         let portfile = dir.join("port");
         let log = dir.join("requests.jsonl");
         std::fs::create_dir_all(dir).unwrap();
@@ -24,6 +29,7 @@ impl Receiver {
             .arg(project().join("tests/common/cloudevents_receiver.py"))
             .args([portfile.to_str().unwrap(), log.to_str().unwrap()])
             .args(["--statuses", statuses, "--delay", &delay.to_string()])
+            .args(["--port", &port.to_string()])
             .spawn()
             .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -66,5 +72,14 @@ impl Drop for Receiver {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Receiver {
+    /// The requests received so far, unchecked (JSON lines of headers, body, status).
+    pub fn requests(&self) -> usize {
+        std::fs::read_to_string(&self.log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
     }
 }

@@ -3,7 +3,7 @@
 (the last one repeats), optionally after a delay, and records every request (headers and the
 exact body) as a JSON line. The port it bound is written to PORTFILE.
 
-usage: cloudevents_receiver.py PORTFILE LOG [--statuses 500,202] [--delay SECONDS]
+usage: cloudevents_receiver.py PORTFILE LOG [--statuses 500,202] [--delay SECONDS] [--port N]
 """
 import argparse
 import base64
@@ -17,6 +17,7 @@ args.add_argument("portfile")
 args.add_argument("log")
 args.add_argument("--statuses", default="202")
 args.add_argument("--delay", type=float, default=0.0)
+args.add_argument("--port", type=int, default=0)
 opts = args.parse_args()
 statuses = [int(s) for s in opts.statuses.split(",")]
 lock = threading.Lock()
@@ -45,7 +46,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server = ThreadingHTTPServer(("127.0.0.1", opts.port), Handler)
 with open(opts.portfile + ".tmp", "w") as f:
     f.write(str(server.server_address[1]))
 import os
