@@ -574,3 +574,60 @@ fn agents_read_the_mirror(data: &std::path::Path, tmp: &std::path::Path) {
     assert_eq!(status["feeds"]["kev"]["version"], "2025.08.25");
     assert_eq!(status["feeds"]["epss"]["entries"], 1);
 }
+
+/// Every manifest under `deploy/examples/` parsed as YAML (PyYAML); the Kubernetes kinds
+/// validated by kubernetes-validate; Flux's Receiver (its CRDs are not here) checked for the
+/// fields Flux's documentation names, with its secret in the same file.
+#[test]
+fn the_examples_are_valid_kubernetes_and_the_flux_receiver_is_well_formed() {
+    let test = "examples";
+    if !require("kubernetes-validate", test) {
+        return;
+    }
+    let docs = |file: &str| -> Vec<serde_json::Value> {
+        let script = "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(open(sys.argv[1])) if d]))";
+        let out = Command::new("python3")
+            .args(["-c", script, file])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    for file in [
+        "deploy/examples/networkpolicy.yaml",
+        "deploy/examples/base-prepull.yaml",
+    ] {
+        let out = Command::new("kubernetes-validate")
+            .arg("--strict")
+            .arg(project().join(file))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && !text.contains("ERROR"), "{file}:\n{text}");
+        assert_eq!(
+            text.matches("passed for resource").count(),
+            docs(&project().join(file).to_string_lossy()).len(),
+            "{text}"
+        );
+    }
+    let flux = docs(
+        &project()
+            .join("deploy/examples/flux-receiver.yaml")
+            .to_string_lossy(),
+    );
+    let receiver = flux.iter().find(|d| d["kind"] == "Receiver").unwrap();
+    let secret = flux.iter().find(|d| d["kind"] == "Secret").unwrap();
+    assert_eq!(receiver["apiVersion"], "notification.toolkit.fluxcd.io/v1");
+    assert_eq!(receiver["spec"]["type"], "generic-hmac");
+    assert_eq!(receiver["spec"]["secretRef"]["name"], secret["metadata"]["name"]);
+    assert_eq!(receiver["metadata"]["namespace"], secret["metadata"]["namespace"]);
+    assert!(
+        secret["stringData"]["token"].is_string(),
+        "Flux reads the `token` key"
+    );
+    assert!(!receiver["spec"]["resources"].as_array().unwrap().is_empty());
+}

@@ -18,6 +18,46 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// `deploy/examples/cloudevents-consumer.py` with the secret, its hook writing the event to
+/// `triggered.json`: (the process, its URL, its stdout file).
+fn example_consumer(dir: &Path, secret: &Path) -> (ChildGuard, String, PathBuf) {
+    let dir = dir.join("consumer");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (portfile, out) = (dir.join("port"), dir.join("stdout.jsonl"));
+    let child = std::process::Command::new("python3")
+        .arg(project().join("deploy/examples/cloudevents-consumer.py"))
+        .args(["--port", "0", "--port-file", portfile.to_str().unwrap()])
+        .args(["--secret-file", secret.to_str().unwrap()])
+        .args([
+            "--on-base-updated",
+            &format!("cat > {}", dir.join("triggered.json").display()),
+        ])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .spawn()
+        .unwrap();
+    let guard = ChildGuard(child);
+    let start = std::time::Instant::now();
+    while !portfile.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the consumer did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let port = std::fs::read_to_string(&portfile).unwrap();
+    (guard, format!("http://127.0.0.1:{}/", port.trim()), out)
+}
+
+/// Kills a child process on drop.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// (id, package) of a report's findings.
 fn keys(report: &serde_json::Value) -> BTreeSet<(String, String)> {
     string_pairs(&report["findings"], "id", "package")
@@ -110,6 +150,7 @@ fn a_rebuilt_base_is_told_to_pipelines_with_what_a_rebuild_fixes() {
     let receiver = Receiver::start(&tmp.path().join("receiver"), "202", 0.0);
     let secret = tmp.path().join("secret");
     std::fs::write(&secret, "s3cret-token\n").unwrap();
+    let (_consumer, consumer_url, consumer_out) = example_consumer(tmp.path(), &secret);
     let mirror = Mirror::start(shared_data().join("osv"));
     let agent = Agent::start(
         &lab.sock,
@@ -118,6 +159,8 @@ fn a_rebuilt_base_is_told_to_pipelines_with_what_a_rebuild_fixes() {
         &[
             "--notify-url",
             &receiver.url,
+            "--notify-url",
+            &consumer_url,
             "--notify-secret-file",
             secret.to_str().unwrap(),
         ],
@@ -201,6 +244,19 @@ fn a_rebuilt_base_is_told_to_pipelines_with_what_a_rebuild_fixes() {
         .filter(|e| e["attributes"]["type"] == "io.stalewatch.image.base_updated")
         .count();
     assert_eq!(n, 1);
+    // The example consumer (deploy/examples) took the same event and ran its hook.
+    let id = e["attributes"]["id"].as_str().unwrap();
+    let hook = consumer_out.with_file_name("triggered.json");
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&hook).is_ok_and(|t| t.contains(id)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the example consumer's hook did not run"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let printed = std::fs::read_to_string(&consumer_out).unwrap();
+    assert_eq!(printed.matches(id).count(), 1, "{printed}");
     let (_, findings) = agent.findings();
     let doc: serde_json::Value = serde_json::from_str(&findings).unwrap();
     let report = &container_of(&doc, "app-0")["report"];
