@@ -190,6 +190,19 @@ pub struct AgentArgs {
     /// CloudEvents kept per receiver while it is unreachable; beyond, the oldest are dropped.
     #[arg(long, env = "STALEWATCH_NOTIFY_OUTBOX_MAX", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub notify_outbox_max: u32,
+    /// Redeploy workloads labelled `stalewatch.io/redeploy=stale-digest` whose containers run
+    /// an older build of their tag, onto the newer build the node holds once it passed the
+    /// validation gate: `off`, `dry-run` (the patch sent with dryRun=All), `on`. Needs the
+    /// RBAC of deploy/components/redeploy (Helm: redeploy.enabled).
+    #[arg(long, env = "STALEWATCH_REDEPLOY", value_enum, default_value_t = RedeployArg::Off)]
+    pub redeploy: RedeployArg,
+    /// The gate: a newer build with a finding at or above this severity that the running one
+    /// lacks is not deployed (nor one with more findings in all).
+    #[arg(long, env = "STALEWATCH_REDEPLOY_MAX_SEVERITY", default_value = "high", value_parser = parse_severity)]
+    pub redeploy_max_severity: stalewatch_core::advisory::Severity,
+    /// At most one redeploy per workload within this.
+    #[arg(long, env = "STALEWATCH_REDEPLOY_INTERVAL", default_value = "1h", value_parser = parse_interval)]
+    pub redeploy_interval: Duration,
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long, env = "STALEWATCH_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -202,6 +215,14 @@ pub struct AgentArgs {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// `--redeploy`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedeployArg {
+    Off,
+    DryRun,
+    On,
 }
 
 /// `auto`, `on` or `off`.
@@ -228,6 +249,13 @@ pub enum FallbackArg {
 pub struct Off<T>(pub Option<T>);
 
 /// A humantime duration (90s, 5m, 1h) of more than zero.
+fn parse_severity(v: &str) -> Result<stalewatch_core::advisory::Severity, String> {
+    match v.trim().parse::<stalewatch_core::advisory::Severity>() {
+        Ok(s) if s != stalewatch_core::advisory::Severity::Unknown => Ok(s),
+        _ => Err("critical, high, medium or low".into()),
+    }
+}
+
 fn parse_min_severity(v: &str) -> Result<crate::agent::notify::MinSeverity, String> {
     use crate::agent::notify::MinSeverity;
     match v.trim() {
@@ -307,6 +335,7 @@ impl AgentArgs {
             .unwrap_or_default();
         let events = self.events_config(&node_name, &mut errors);
         let notify = self.notify_config(&mut errors);
+        let redeploy = self.redeploy_config(&node_name, &mut errors);
         if !errors.is_empty() {
             bail!("invalid configuration: {}", errors.join("; "));
         }
@@ -321,6 +350,7 @@ impl AgentArgs {
             vex_author,
             base_images,
             notify,
+            redeploy,
             containerd_address: self.containerd_address.clone(),
             containerd_namespace: self.containerd_namespace.clone(),
             db_dir: self.db_dir.clone(),
@@ -422,6 +452,35 @@ impl AgentArgs {
                 errors.push(format!("{flag} {}: not a readable file", f.display()));
             }
         }
+    }
+
+    /// `--redeploy dry-run|on`: the Kubernetes access it needs (in a cluster, or --kubeconfig).
+    fn redeploy_config(
+        &self,
+        node_name: &str,
+        errors: &mut Vec<String>,
+    ) -> Option<crate::agent::redeploy::RedeployConfig> {
+        use crate::agent::redeploy::{Mode, RedeployConfig};
+        let mode = match self.redeploy {
+            RedeployArg::Off => return None,
+            RedeployArg::DryRun => Mode::DryRun,
+            RedeployArg::On => Mode::On,
+        };
+        let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+        if self.kubeconfig.is_none() && !in_cluster {
+            errors
+                .push("--redeploy: needs the Kubernetes API (run in a cluster, or give --kubeconfig)".into());
+        }
+        Some(RedeployConfig {
+            mode,
+            max_severity: self.redeploy_max_severity,
+            interval: self.redeploy_interval,
+            access: match &self.kubeconfig {
+                Some(k) => KubeAccess::Kubeconfig(k.clone()),
+                None => KubeAccess::InCluster,
+            },
+            node_name: node_name.to_string(),
+        })
     }
 
     /// Events on or off (`auto`: in a cluster, or with a kubeconfig), and their settings.

@@ -52,6 +52,8 @@ pub struct Config {
     pub base_images: Vec<String>,
     /// CloudEvents to pipelines (`None`: no `--notify-url`).
     pub notify: Option<super::notify::NotifyConfig>,
+    /// The validated redeploy (`None`: `--redeploy off`).
+    pub redeploy: Option<super::redeploy::RedeployConfig>,
 }
 
 /// Sources of unpacked image files when blobs are missing.

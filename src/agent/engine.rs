@@ -18,6 +18,7 @@ use super::messages::Msg;
 use super::metrics::Metrics;
 use super::notify::Notifier;
 use super::publishing::Publisher;
+use super::redeploy::Redeployer;
 use super::runtime_checks::RuntimeChecks;
 use crate::containerd::Containerd;
 
@@ -30,6 +31,7 @@ pub struct Engine {
     pub publisher: Publisher,
     pub announcer: Option<Announcer>,
     pub notifier: Option<Notifier>,
+    pub redeployer: Option<Redeployer>,
     pub metrics: Arc<Metrics>,
     client: Option<Containerd>,
     /// Whether one reconcile finished (readiness needs it).
@@ -56,6 +58,7 @@ impl Engine {
             publisher,
             announcer,
             notifier: None,
+            redeployer: None,
             metrics,
             client: None,
             inventoried_once: false,
@@ -134,6 +137,10 @@ impl Engine {
                     .filter_map(|d| Some((d.clone(), matching.report(d)?.clone())))
                     .collect();
                 n.observe(&snap, &reports, &|d| matching.report(d).cloned());
+            }
+            if let (Some(r), true) = (&mut self.redeployer, self.matching.has_db()) {
+                let matching = &self.matching;
+                r.observe(&snap, &|d| matching.report(d).cloned());
             }
         }
         let ready = self.matching.has_db() && self.inventoried_once;

@@ -193,6 +193,12 @@ pub mod defs {
         "CloudEvents waiting in the outboxes (one per receiver) to be delivered.",
         &[],
     );
+    pub const REDEPLOYS: Def = def(
+        "stalewatch_redeploys_total",
+        Counter,
+        "Validated redeploys by result (redeployed, dry_run, blocked, not_opted_in, too_soon, precondition_failed, forbidden, failed).",
+        &["result"],
+    );
     pub const ADVISORY_UPDATED: Def = def(
         "stalewatch_advisory_db_updated_timestamp_seconds",
         Gauge,
@@ -324,6 +330,7 @@ pub const DEFS: &[Def] = {
         BASE_IMAGE_PRESENT,
         NOTIFICATIONS,
         NOTIFICATION_OUTBOX,
+        REDEPLOYS,
         ADVISORY_UPDATED,
         ADVISORY_RECORDS,
         ADVISORY_UPDATE_ERRORS,
@@ -440,11 +447,17 @@ pub struct Metrics {
     pub kube_events: IntCounterVec,
     notifications: IntCounterVec,
     notification_outbox: Gauge,
+    redeploys: IntCounterVec,
     /// The opt-in per-finding series, its dropped count and its cap.
     vulnerability_info: Option<(GaugeVec, Gauge, usize)>,
 }
 
 impl Metrics {
+    /// The redeploy counter, for the redeployer (which creates every result).
+    pub fn redeploy_series(&self) -> IntCounterVec {
+        self.redeploys.clone()
+    }
+
     /// The CloudEvents series, for the notifier (which creates every type and result).
     pub fn notification_series(&self) -> (IntCounterVec, Gauge) {
         (self.notifications.clone(), self.notification_outbox.clone())
@@ -510,6 +523,7 @@ impl Metrics {
             kube_events: r.counter_vec(KUBE_EVENTS)?,
             notifications: r.counter_vec(NOTIFICATIONS)?,
             notification_outbox: r.gauge(NOTIFICATION_OUTBOX)?,
+            redeploys: r.counter_vec(REDEPLOYS)?,
             vulnerability_info,
             publish: Mutex::new(()),
             exposition: Mutex::new(Exposition {
@@ -840,6 +854,7 @@ mod tests {
                     || d.starts_with("stalewatch_image_")
                     || *d == "stalewatch_base_image_present"
                     || *d == "stalewatch_notifications_total"
+                    || *d == "stalewatch_redeploys_total"
                     || *d == "stalewatch_advisory_records",
                 "{d} is never registered"
             );

@@ -18,6 +18,7 @@ mod messages;
 mod metrics;
 pub mod notify;
 mod publishing;
+pub mod redeploy;
 mod runtime_checks;
 mod snapshot;
 
@@ -77,6 +78,9 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     if let Some(nc) = cfg.notify.clone() {
         let (total, gauge) = metrics.notification_series();
         engine.notifier = Some(notify::Notifier::start(nc, &cfg.state_dir, total, gauge)?);
+    }
+    if let Some(rc) = cfg.redeploy.clone() {
+        engine.redeployer = Some(redeploy::Redeployer::start(rc, metrics.redeploy_series()));
     }
     let (tx, rx) = mpsc::channel(messages::QUEUE);
     tokio::spawn(inventory::connection::run(cfg.clone(), metrics, tx.clone()));

@@ -5,6 +5,7 @@ pub mod advisory;
 pub mod catalog;
 pub mod eol;
 pub mod export;
+pub mod gate;
 pub mod image;
 pub mod layer;
 pub mod lineage;

@@ -251,28 +251,52 @@ fn event(node: &str, n: &Notice, pod: Option<&NodePod>, now: MicroTime) -> Event
         }
         None => n.note.clone(),
     };
+    let regarding = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        namespace: Some(n.namespace.clone()),
+        name: Some(n.pod.clone()),
+        uid: n.pod_uid.clone().or_else(|| pod.map(|p| p.uid.clone())),
+        field_path: (!n.container.is_empty()).then(|| format!("spec.containers{{{}}}", n.container)),
+        ..Default::default()
+    };
+    let what = About {
+        name: event_name(n),
+        type_: "Warning",
+        reason: n.reason.as_str(),
+        action: ACTION,
+        note,
+        regarding,
+    };
+    event_object(node, what, now)
+}
+
+/// What an Event says, and about which object.
+pub struct About {
+    pub name: String,
+    pub type_: &'static str,
+    pub reason: &'static str,
+    pub action: &'static str,
+    pub note: String,
+    pub regarding: ObjectReference,
+}
+
+/// An `events.k8s.io/v1` Event from this node's agent, in the namespace of what it regards.
+pub fn event_object(node: &str, what: About, now: MicroTime) -> Event {
     Event {
         metadata: ObjectMeta {
-            name: Some(event_name(n)),
-            namespace: Some(n.namespace.clone()),
+            name: Some(what.name),
+            namespace: what.regarding.namespace.clone(),
             ..Default::default()
         },
         event_time: Some(now),
-        type_: Some("Warning".into()),
-        reason: Some(n.reason.as_str().into()),
-        action: Some(ACTION.into()),
-        note: Some(note),
+        type_: Some(what.type_.into()),
+        reason: Some(what.reason.into()),
+        action: Some(what.action.into()),
+        note: Some(what.note),
         reporting_controller: Some(REPORTING_CONTROLLER.into()),
         reporting_instance: Some(node.to_string()),
-        regarding: Some(ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            namespace: Some(n.namespace.clone()),
-            name: Some(n.pod.clone()),
-            uid: n.pod_uid.clone().or_else(|| pod.map(|p| p.uid.clone())),
-            field_path: (!n.container.is_empty()).then(|| format!("spec.containers{{{}}}", n.container)),
-            ..Default::default()
-        }),
+        regarding: Some(what.regarding),
         ..Default::default()
     }
 }
