@@ -364,6 +364,7 @@ fn the_chart_refuses_bad_values_with_a_clear_message() {
         ("image.digest=latest", "/image/digest"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
         ("podMonitor.enabled=maybe", "/podMonitor/enabled"),
+        ("redeploy.mode=yes", "/redeploy/mode"),
         ("unknownValue=1", "unknownValue"),
     ] {
         let Some(out) = helm(&["template", "x", "deploy/helm/stalewatch", "--set", set], test) else {
@@ -630,4 +631,60 @@ fn the_examples_are_valid_kubernetes_and_the_flux_receiver_is_well_formed() {
         "Flux reads the `token` key"
     );
     assert!(!receiver["spec"]["resources"].as_array().unwrap().is_empty());
+}
+
+/// The redeploy's RBAC and settings come only with the Kustomize component or Helm's
+/// `redeploy.enabled`, and both say the same: the base and the default chart grant nothing on
+/// workloads.
+#[test]
+fn the_redeploy_component_and_the_charts_redeploy_value_grant_the_same() {
+    let test = "redeploy rbac";
+    if !require("kubectl", test) {
+        return;
+    }
+    let docs = |yaml: &str| -> Vec<serde_json::Value> {
+        let script =
+            "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))";
+        let out = with_stdin("python3", &["-c", script], yaml);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let rules = |objects: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        objects
+            .iter()
+            .filter(|o| {
+                o["kind"] == "ClusterRole" && o["metadata"]["name"].as_str().unwrap().ends_with("-redeploy")
+            })
+            .flat_map(|o| o["rules"].as_array().unwrap().clone())
+            .collect()
+    };
+    let config = |objects: &[serde_json::Value]| -> serde_json::Value {
+        objects
+            .iter()
+            .find(|o| o["kind"] == "ConfigMap" && o["data"]["STALEWATCH_LOG_LEVEL"].is_string())
+            .unwrap()["data"]["STALEWATCH_REDEPLOY"]
+            .clone()
+    };
+    // kustomize takes relative paths only: an overlay under target/.
+    let overlay = project().join("target/test-overlays/redeploy");
+    std::fs::create_dir_all(&overlay).unwrap();
+    let kustomization = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../../../deploy/base]\ncomponents: [../../../deploy/components/redeploy]\n";
+    std::fs::write(overlay.join("kustomization.yaml"), kustomization).unwrap();
+    let with = docs(&kustomize("target/test-overlays/redeploy"));
+    let base = docs(&kustomize("deploy/base"));
+    assert!(rules(&base).is_empty() && config(&base).is_null());
+    let expected = serde_json::json!([
+        {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get"]},
+        {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "daemonsets"], "verbs": ["get", "patch"]},
+    ]);
+    assert_eq!(serde_json::Value::Array(rules(&with)), expected);
+    assert_eq!(config(&with), "dry-run");
+    let Some(chart) = helm_template(&["--set", "redeploy.enabled=true"], test) else {
+        return;
+    };
+    let chart = docs(&chart);
+    assert_eq!(serde_json::Value::Array(rules(&chart)), expected);
+    assert_eq!(config(&chart), "dry-run");
+    let plain = docs(&helm_template(&[], test).unwrap());
+    assert!(rules(&plain).is_empty() && config(&plain).is_null());
 }
