@@ -27,6 +27,9 @@ struct Workload {
     opted_in: bool,
     /// (container name, image) of its pod template, in order.
     containers: Vec<(String, String)>,
+    /// (container name, image) of the pod that runs the stale build: what the template had
+    /// when the pod was made, so the patch's precondition.
+    pod_images: Vec<(String, String)>,
 }
 
 fn resource(kind: &str) -> ApiResource {
@@ -47,6 +50,16 @@ async fn get(client: &Client, ns: &str, kind: &str, name: &str) -> Result<Dynami
 /// `None` for a pod no Deployment, StatefulSet or DaemonSet owns.
 async fn workload_of(client: &Client, ns: &str, pod: &str) -> Result<Option<Workload>, kube::Error> {
     let p = Api::<Pod>::namespaced(client.clone(), ns).get(pod).await?;
+    let pod_images = p
+        .spec
+        .as_ref()
+        .map(|s| {
+            s.containers
+                .iter()
+                .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
     let Some(owner) = controller(p.metadata.owner_references.as_ref()).cloned() else {
         return Ok(None);
     };
@@ -88,6 +101,7 @@ async fn workload_of(client: &Client, ns: &str, pod: &str) -> Result<Option<Work
         uid: object.metadata.uid.clone(),
         opted_in,
         containers,
+        pod_images,
     }))
 }
 
@@ -161,9 +175,18 @@ async fn redeploy(
         tracing::warn!(workload = %key, "redeploy: no container {} in the pod template", c.container);
         return Ok("failed");
     };
-    let current = w.containers[index].1.clone();
+    // The precondition is the image the stale pod was made from: a template changed since
+    // (another node's agent, a person) fails it and wins.
+    let Some(current) = w
+        .pod_images
+        .iter()
+        .find(|(n, _)| *n == c.container)
+        .map(|(_, i)| i.clone())
+    else {
+        return Ok("failed");
+    };
     let target = pinned(&current, &c.newer_digest);
-    if current == target {
+    if w.containers[index].1 == target {
         return Ok("precondition_failed");
     }
     let path = format!("/spec/template/spec/containers/{index}/image");
