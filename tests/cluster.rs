@@ -15,6 +15,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 const NS: &str = "shop";
+/// The namespace of the workload that opts in to the validated redeploy.
+const FRESH_NS: &str = "fresh";
 const IMAGE: &str = "localhost/legacy-alpine:3.16.9";
 
 struct Cluster {
@@ -330,6 +332,19 @@ fn stalewatch_as_deployed_on_a_real_cluster() {
     )
     .unwrap();
     lab.kubectl(&["apply", "-f", manifest.to_str().unwrap()]);
+    // The same image in a workload that opts in to redeploys (its own namespace, so the
+    // counts above stay the legacy pod's); step 4 turns the redeploy on.
+    lab.kubectl(&["create", "namespace", FRESH_NS]);
+    let fresh = tmp.path().join("fresh.yaml");
+    std::fs::write(
+        &fresh,
+        std::fs::read_to_string(&manifest).unwrap().replace(
+            &format!("namespace: {NS}}}"),
+            &format!("namespace: {FRESH_NS}, labels: {{stalewatch.io/redeploy: stale-digest}}}}"),
+        ),
+    )
+    .unwrap();
+    lab.kubectl(&["apply", "-f", fresh.to_str().unwrap()]);
     let series = format!("stalewatch_container_vulnerabilities{{namespace=\"{NS}\",container=\"app\"}}");
     wait_until(
         "the workload's series in Prometheus",
@@ -452,6 +467,15 @@ fn stalewatch_as_deployed_on_a_real_cluster() {
         ("Highest EPSS score", "no EPSS file is public data here: the lab runs with EPSS off"),
         ("Containers by highest EPSS score", "no EPSS file is public data here: the lab runs with EPSS off"),
         ("Suppressed by VEX", "no stalewatch-vex ConfigMap yet (step 4b makes one)"),
+        (
+            "Images a rebuild on the newer base would fix",
+            "the lab's workload is built FROM scratch: no base (tests/rebuild_signal.rs makes one)",
+        ),
+        ("Image bases", "the lab's workload is built FROM scratch: no base (tests/lineage.rs)"),
+        (
+            "CloudEvents to pipelines",
+            "the lab's agent has no --notify-url (tests/notify_delivery.rs, tests/rebuild_signal.rs)",
+        ),
     ]);
     let dashboard: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(project().join("deploy/grafana/stalewatch-dashboard.json")).unwrap(),
@@ -484,8 +508,18 @@ fn stalewatch_as_deployed_on_a_real_cluster() {
     );
 
     // 4. A restarted agent finds its inventories in the hostPath state: no layer read again.
+    // It restarts because the validated redeploy is turned on (its RBAC, then the setting).
     let before = lab.agent_pod()["metadata"]["name"].as_str().unwrap().to_string();
-    lab.kubectl(&["-n", "stalewatch", "rollout", "restart", "daemonset/stalewatch"]);
+    let rbac = project().join("deploy/components/redeploy/rbac.yaml");
+    lab.kubectl(&["apply", "-f", rbac.to_str().unwrap()]);
+    lab.kubectl(&[
+        "-n",
+        "stalewatch",
+        "set",
+        "env",
+        "daemonset/stalewatch",
+        "STALEWATCH_REDEPLOY=on",
+    ]);
     lab.kubectl(&[
         "-n",
         "stalewatch",
@@ -530,6 +564,58 @@ fn stalewatch_as_deployed_on_a_real_cluster() {
         ),
         "no known-exploited series:\n{m}"
     );
+
+    // 4a. The labelled workload was pinned to the newer build (the gate passed: the rebuild
+    // only adds a file), its rollout completed on the kubelet, a Redeployed Event says so; the
+    // unlabelled legacy workload still runs its tag.
+    let image_of = |ns: &str| {
+        lab.kubectl(&[
+            "-n",
+            ns,
+            "get",
+            "deployment",
+            "legacy",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ])
+    };
+    wait_until("the labelled workload pinned", Duration::from_secs(90), || {
+        image_of(FRESH_NS).contains("@sha256:")
+    });
+    let pinned = image_of(FRESH_NS);
+    assert!(pinned.starts_with(&format!("{IMAGE}@sha256:")), "{pinned}");
+    lab.kubectl(&[
+        "-n",
+        FRESH_NS,
+        "rollout",
+        "status",
+        "deployment/legacy",
+        "--timeout=120s",
+    ]);
+    let fresh_pods = lab.json(&["-n", FRESH_NS, "get", "pods"]);
+    let running: Vec<&serde_json::Value> = fresh_pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .collect();
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0]["spec"]["containers"][0]["image"], pinned.as_str());
+    assert!(ready(running[0]), "{:#}", running[0]["status"]);
+    let evs = lab.json(&["-n", FRESH_NS, "get", "events.events.k8s.io"]);
+    let redeployed = evs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["reason"] == "Redeployed")
+        .cloned();
+    let redeployed = redeployed.expect("a Redeployed Event");
+    assert_eq!(redeployed["regarding"]["kind"], "Deployment");
+    assert!(
+        redeployed["note"].as_str().unwrap().contains(&pinned),
+        "{redeployed:#}"
+    );
+    assert_eq!(image_of(NS), IMAGE, "the unlabelled workload is untouched");
 
     // 4b. OpenVEX from a ConfigMap: created after the agent started (the volume is optional),
     // its statement suppresses the workload's first CVE; a bad document in an update leaves

@@ -237,6 +237,8 @@ pub fn newer_build<'a>(image: &ImageFacts, base: &Base, node: &'a [ImageFacts]) 
         .and_then(|c| c.created);
     node.iter()
         .filter(|c| c.named(name) && old.is_none_or(|d| !c.known_as(d)))
+        // Not the image itself (an image whose label names its own tag: rebuilt in place).
+        .filter(|c| !image.digests.iter().any(|d| c.known_as(d)))
         .filter(|c| !strict_prefix(&c.diff_ids, &image.diff_ids))
         .filter(|c| match (old_created, c.created) {
             (Some(o), Some(n)) => n > o,
@@ -392,6 +394,12 @@ mod tests {
         assert_eq!(newer_build(&app, &base, &[old.clone(), same]), None);
         let newer = img("docker.io/library/base:1", "sha256:new", &["l9"], 200);
         assert_eq!(newer_build(&app, &base, &[old, newer.clone()]), Some(&newer));
+        // An image rebuilt in place under its base's tag is not its own newer base.
+        let in_place = img("docker.io/library/base:1", "sha256:app2", &["l1", "l3"], 400);
+        assert_eq!(
+            newer_build(&in_place, &base, std::slice::from_ref(&in_place)),
+            None
+        );
     }
 
     #[test]
