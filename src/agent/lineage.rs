@@ -120,28 +120,25 @@ impl Lineage {
             let Some(current) = matching.report(digest).cloned() else {
                 continue;
             };
-            let base = self.base_of(digest);
-            let facts = self.facts(digest).cloned();
             let layers = images
                 .record(digest)
-                .map(|r| r.layers.clone())
+                .map(|r| r.layers.as_slice())
                 .unwrap_or_default();
-            let newer = base.as_ref().zip(facts.as_ref());
-            let newer = newer.and_then(|(b, f)| lineage::newer_build(f, b, &self.node).cloned());
-            let newer_report = newer
-                .as_ref()
-                .and_then(|n| n.digests.first())
-                .and_then(|d| matching.report(d).cloned());
-            let mut next = (*current).clone();
-            next.set_lineage(facts.as_ref(), base.clone(), &layers);
-            next.rebuild = match (&base, &newer, &newer_report) {
-                (Some(b), Some(n), Some(r)) => lineage::rebuild(&next.findings, b, n, &r.findings),
-                _ => None,
-            };
-            if same_lineage(&current, &next) {
+            let d = self.desired(digest, &current, layers, matching);
+            // Compared before anything is copied: most publishes change no lineage.
+            let unchanged = current.base == d.base
+                && current.rebuild == d.rebuild
+                && current.source == d.label(lineage::SOURCE)
+                && current.revision == d.label(lineage::REVISION)
+                && current
+                    .findings
+                    .iter()
+                    .map(|f| f.in_base)
+                    .eq(d.marks.iter().copied());
+            if unchanged {
                 continue;
             }
-            if let Some(r) = &next.rebuild {
+            if let Some(r) = &d.rebuild {
                 if self.logged.get(digest) != Some(&r.new_base_digest) {
                     self.logged.insert(digest.clone(), r.new_base_digest.clone());
                     tracing::info!(
@@ -154,10 +151,40 @@ impl Lineage {
                     );
                 }
             }
+            let mut next = (*current).clone();
+            next.set_lineage(d.facts.as_ref(), d.base, layers);
+            next.rebuild = d.rebuild;
             matching.replace(digest, Arc::new(next));
         }
         self.known
             .retain(|d, _| images.record(d).is_some() || wanted.contains(d));
+    }
+
+    /// What an image's report should say of its lineage now.
+    fn desired(&mut self, digest: &str, current: &Report, layers: &[String], matching: &Matching) -> Desired {
+        let base = self.base_of(digest);
+        let facts = self.facts(digest).cloned();
+        let base_layers = base.as_ref().and_then(|b| b.layers);
+        let marks: Vec<Option<bool>> = current
+            .findings
+            .iter()
+            .map(|f| lineage::in_base(f, layers, base_layers))
+            .collect();
+        let newer = base.as_ref().zip(facts.as_ref());
+        let newer = newer.and_then(|(b, f)| lineage::newer_build(f, b, &self.node));
+        let newer_report = newer
+            .and_then(|n| n.digests.first())
+            .and_then(|d| matching.report(d));
+        let rebuild = match (&base, newer, newer_report) {
+            (Some(b), Some(n), Some(r)) => lineage::rebuild(&current.findings, &marks, b, n, &r.findings),
+            _ => None,
+        };
+        Desired {
+            base,
+            facts,
+            marks,
+            rebuild,
+        }
     }
 
     fn save(&self) {
@@ -188,13 +215,18 @@ fn better(found: Base, known: &Base) -> Base {
     }
 }
 
-fn same_lineage(a: &Report, b: &Report) -> bool {
-    let in_base = |r: &Report| r.findings.iter().map(|f| f.in_base).collect::<Vec<_>>();
-    a.base == b.base
-        && a.source == b.source
-        && a.revision == b.revision
-        && a.rebuild == b.rebuild
-        && in_base(a) == in_base(b)
+/// An image's lineage as it should be.
+struct Desired {
+    base: Option<Base>,
+    facts: Option<ImageFacts>,
+    marks: Vec<Option<bool>>,
+    rebuild: Option<lineage::Rebuild>,
+}
+
+impl Desired {
+    fn label(&self, key: &str) -> Option<String> {
+        self.facts.as_ref().and_then(|f| f.label(key)).map(str::to_string)
+    }
 }
 
 #[cfg(test)]

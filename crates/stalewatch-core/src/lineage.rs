@@ -252,10 +252,15 @@ pub fn newer_build<'a>(image: &ImageFacts, base: &Base, node: &'a [ImageFacts]) 
 /// the base's layers are, or the finding's layer is.
 pub fn mark_in_base(findings: &mut [Finding], image_layers: &[String], base_layers: Option<usize>) {
     for f in findings {
-        f.in_base = match (base_layers, f.introduced_layer.as_deref()) {
-            (Some(k), Some(l)) => Some(image_layers.iter().take(k).any(|b| b == l)),
-            _ => None,
-        };
+        f.in_base = in_base(f, image_layers, base_layers);
+    }
+}
+
+/// Whether a finding's package came with the base (see [`mark_in_base`]).
+pub fn in_base(f: &Finding, image_layers: &[String], base_layers: Option<usize>) -> Option<bool> {
+    match (base_layers, f.introduced_layer.as_deref()) {
+        (Some(k), Some(l)) => Some(image_layers.iter().take(k).any(|b| b == l)),
+        _ => None,
     }
 }
 
@@ -281,8 +286,10 @@ pub struct Rebuild {
 
 /// The app's findings in base layers that the newer base no longer has (by id and package:
 /// a package the new base dropped, or holds at a version the advisory does not affect).
+/// `in_base` holds each app finding's [`in_base`], in order.
 pub fn rebuild(
     app: &[Finding],
+    in_base: &[Option<bool>],
     base: &Base,
     new_base: &ImageFacts,
     new_base_findings: &[Finding],
@@ -290,7 +297,9 @@ pub fn rebuild(
     let still: BTreeSet<(&str, &str)> = new_base_findings.iter().map(|f| (&*f.id, &*f.package)).collect();
     let fixed: BTreeSet<Fixed> = app
         .iter()
-        .filter(|f| f.in_base == Some(true) && !still.contains(&(&*f.id, &*f.package)))
+        .zip(in_base)
+        .filter(|(f, b)| **b == Some(true) && !still.contains(&(&*f.id, &*f.package)))
+        .map(|(f, _)| f)
         .map(|f| Fixed {
             id: f.id.to_string(),
             package: f.package.to_string(),
@@ -425,7 +434,8 @@ mod tests {
             layers: Some(1),
         };
         let nb = img("base:1", "sha256:new", &[], 0);
-        let r = rebuild(&app, &base, &nb, &new_base).unwrap();
+        let marks: Vec<Option<bool>> = app.iter().map(|f| f.in_base).collect();
+        let r = rebuild(&app, &marks, &base, &nb, &new_base).unwrap();
         assert_eq!(r.fixed_by_rebuild, 2);
         assert_eq!(r.remaining, 3);
         let fixed: Vec<(&str, &str)> = r
