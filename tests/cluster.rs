@@ -119,22 +119,38 @@ impl Cluster {
         v["data"]["result"].as_array().cloned().unwrap_or_default()
     }
 
-    /// Imports a docker archive into the node's containerd (`--digests`: resolvable by digest).
+    /// Imports a docker archive into the node's containerd and names each image by digest too
+    /// (`name@sha256:…`), as a registry pull through CRI records it: the CRI plugin resolves a
+    /// digest reference only from an image of that exact name (`--digests` names it
+    /// `import-<date>@…`), and a redeploy pins workloads by digest.
     fn import(&self, tar: &std::path::Path) {
-        let out = Command::new("ctr")
-            .args([
-                "--address",
-                &self.env["CONTAINERD_ADDRESS"],
-                "-n",
-                "k8s.io",
-                "images",
-                "import",
-                "--digests",
-            ])
-            .arg(tar)
-            .output()
-            .unwrap();
+        let ctr = |args: &[&str]| {
+            Command::new("ctr")
+                .args(["--address", &self.env["CONTAINERD_ADDRESS"], "-n", "k8s.io"])
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let out = ctr(&["images", "import", "--digests", tar.to_str().unwrap()]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let listed = ctr(&["images", "ls"]);
+        for line in String::from_utf8_lossy(&listed.stdout).lines().skip(1) {
+            let mut fields = line.split_whitespace();
+            let (Some(name), Some(_), Some(digest)) = (fields.next(), fields.next(), fields.next()) else {
+                continue;
+            };
+            let Some((repo, _tag)) = name
+                .rsplit_once(':')
+                .filter(|(r, _)| !r.contains('@') && !name.starts_with("sha256:"))
+            else {
+                continue;
+            };
+            if repo.starts_with("import-") || repo.contains('@') {
+                continue;
+            }
+            // Already named so: `tag` fails harmlessly.
+            let _ = ctr(&["images", "tag", name, &format!("{repo}@{digest}")]);
+        }
     }
 
     fn agent_pod(&self) -> serde_json::Value {

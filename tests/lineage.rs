@@ -8,6 +8,7 @@ mod common;
 use common::buildah::{alpine_installed, apk_packages, layout_layers, Buildah};
 use common::*;
 use std::path::Path;
+use std::time::Duration;
 
 /// The apk database of the app built on the base: the base's, and curl (vulnerable in 3.16).
 fn app_installed() -> Vec<u8> {
@@ -118,6 +119,33 @@ fn other_bases(b: &Buildah, db: &Path, base: &Path, app_target: &str, tmp: &Path
     // An image built from scratch has no base: a normal state, not an error.
     let r = scan(&format!("oci:{}", base.display()), db, &[]);
     assert!(r["base"].is_null() && r["source"].is_null(), "{}", r["base"]);
+    // CycloneDX: the lineage as properties of the metadata component, schema-valid.
+    let out = stalewatch(&[
+        "scan",
+        app_target,
+        "--db-dir",
+        db.to_str().unwrap(),
+        "--format",
+        "cyclonedx",
+    ]);
+    let bom = String::from_utf8(out.stdout).unwrap();
+    if let Some(valid) = cyclonedx_schema_errors(&bom, "lineage cyclonedx") {
+        valid.unwrap();
+    }
+    let bom: serde_json::Value = serde_json::from_str(&bom).unwrap();
+    let props = string_pairs(&bom["metadata"]["component"]["properties"], "name", "value");
+    assert!(
+        props.contains(&("stalewatch:base_name".into(), "localhost/base:1".into())),
+        "{props:?}"
+    );
+    assert!(
+        props.contains(&("stalewatch:base_detected_by".into(), "label".into())),
+        "{props:?}"
+    );
+    assert!(
+        props.contains(&("stalewatch:revision".into(), "0123abc".into())),
+        "{props:?}"
+    );
     let table = stalewatch(&["scan", app_target, "--db-dir", db.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(
@@ -175,4 +203,101 @@ fn a_declared_base_is_matched_by_its_layers_when_no_label_names_one() {
     ]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--base-image"));
+}
+
+/// The agent on a real containerd, images without labels (the OCI writer: an Alpine
+/// minirootfs as the base's one layer, one more layer for the app): the base found by its
+/// layers — the longest prefix, ties broken by name, the same after a restart — then a
+/// declared `--base-image` beating the guess; a declared base the node lacks shows as 0.
+#[test]
+fn the_agent_finds_bases_by_layers_and_by_declaration() {
+    use common::agent::{value, Agent};
+    let Some(lab) = common::containerd::Lab::start("lineage agent") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let alpine =
+        std::fs::read(shared_data().join("rootfs/alpine/alpine-minirootfs-3.16.9-x86_64.tar.gz")).unwrap();
+    let mut extra = Vec::new();
+    oci::tar_entry(&mut extra, "etc/app.conf", b'0', b"app", "");
+    oci::tar_end(&mut extra);
+    let extra = oci::gzip(&extra);
+    let images = [
+        ("localhost/zzz-base", vec![alpine.clone()]),
+        ("localhost/aaa-base", vec![alpine.clone()]),
+        ("localhost/app", vec![alpine.clone(), extra]),
+    ];
+    for (name, layers) in &images {
+        let dir = tmp.path().join(name.rsplit('/').next().unwrap());
+        oci::write_image(&dir, layers, &[], "1");
+        let archive = tmp
+            .path()
+            .join(format!("{}.tar", name.rsplit('/').next().unwrap()));
+        let out = std::process::Command::new("tar")
+            .args(["-cf", archive.to_str().unwrap(), "-C", dir.to_str().unwrap(), "."])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        lab.import(&archive, name);
+    }
+    lab.run_container("app", "localhost/app:1", &[("io.kubernetes.pod.name", "app-0")]);
+    let site = tmp.path().join("site");
+    write_osv_zip(&site, "Alpine", &[]);
+    let mirror = common::mirror::Mirror::start(site);
+    let state = tmp.path().join("state");
+    let base_is = |a: &Agent, name: &str, by: &str| {
+        value(
+            &a.metrics(),
+            "stalewatch_image_base_info",
+            &[
+                ("image", "localhost/app:1"),
+                ("base_name", name),
+                ("detected_by", by),
+            ],
+        ) == Some(1.0)
+    };
+    let agent = Agent::start(&lab.sock, &state, &mirror.url(), &[]);
+    agent.wait_for("the base by layers, ties by name", Duration::from_secs(60), |a| {
+        base_is(a, "localhost/aaa-base:1", "layers")
+    });
+    let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
+    let base = &container_of(&doc, "app-0")["report"]["base"];
+    assert_eq!(
+        (base["detected_by"].as_str(), base["layers"].as_u64()),
+        (Some("layers"), Some(1)),
+        "{base}"
+    );
+    agent.stop();
+    let agent = Agent::start(&lab.sock, &state, &mirror.url(), &[]);
+    agent.wait_for("the same after a restart", Duration::from_secs(60), |a| {
+        base_is(a, "localhost/aaa-base:1", "layers")
+    });
+    agent.stop();
+    let declared = [
+        "--base-image",
+        "localhost/zzz-base:1",
+        "--base-image",
+        "localhost/missing:1",
+    ];
+    let agent = Agent::start(&lab.sock, &state, &mirror.url(), &declared);
+    agent.wait_for("the declared base", Duration::from_secs(60), |a| {
+        base_is(a, "localhost/zzz-base:1", "config")
+    });
+    let m = agent.metrics();
+    assert_eq!(
+        value(
+            &m,
+            "stalewatch_base_image_present",
+            &[("base_name", "localhost/zzz-base:1")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "stalewatch_base_image_present",
+            &[("base_name", "localhost/missing:1")]
+        ),
+        Some(0.0)
+    );
 }
