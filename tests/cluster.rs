@@ -745,6 +745,8 @@ fn stalewatch_as_deployed_on_a_real_cluster() {
         .unwrap()
         .join("deploy");
     lab.kubectl(&["delete", "-k", deploy_dir.to_str().unwrap(), "--wait=true"]);
+    // And the redeploy component's RBAC, applied in step 4 as a user would.
+    lab.kubectl(&["delete", "-f", rbac.to_str().unwrap(), "--wait=true"]);
     for kind in ["clusterrole", "clusterrolebinding", "priorityclass"] {
         let left = lab.kubectl(&["get", kind, "-o", "name"]);
         assert!(!left.contains("stalewatch"), "{kind} left: {left}");

@@ -210,6 +210,7 @@ fn a_declared_base_is_matched_by_its_layers_when_no_label_names_one() {
 /// layers — the longest prefix, ties broken by name, the same after a restart — then a
 /// declared `--base-image` beating the guess; a declared base the node lacks shows as 0.
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn the_agent_finds_bases_by_layers_and_by_declaration() {
     use common::agent::{value, Agent};
     let Some(lab) = common::containerd::Lab::start("lineage agent") else {
