@@ -365,6 +365,7 @@ fn the_chart_refuses_bad_values_with_a_clear_message() {
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
         ("podMonitor.enabled=maybe", "/podMonitor/enabled"),
         ("redeploy.mode=yes", "/redeploy/mode"),
+        ("notify.urls={ftp://x}", "/notify/urls"),
         ("unknownValue=1", "unknownValue"),
     ] {
         let Some(out) = helm(&["template", "x", "deploy/helm/stalewatch", "--set", set], test) else {
@@ -687,4 +688,57 @@ fn the_redeploy_component_and_the_charts_redeploy_value_grant_the_same() {
     assert_eq!(config(&chart), "dry-run");
     let plain = docs(&helm_template(&[], test).unwrap());
     assert!(rules(&plain).is_empty() && config(&plain).is_null());
+}
+
+/// The chart's CloudEvents and base-image values become the agent's settings, and the
+/// Secret's token a read-only file the agent is pointed at; the rendering is valid Kubernetes.
+#[test]
+fn the_charts_notify_and_base_image_values_reach_the_agent() {
+    let test = "chart notify values";
+    let set = [
+        "--set",
+        "notify.urls={https://flux.example/hook/abc,http://consumer.example:8080/}",
+        "--set",
+        "notify.secretName=stalewatch-notify",
+        "--set",
+        "agent.baseImages={docker.io/library/alpine:3.20}",
+    ];
+    let Some(rendered) = helm_template(&set, test) else {
+        return;
+    };
+    let config = rendered
+        .split("\n---")
+        .find(|d| d.contains("kind: ConfigMap") && d.contains("STALEWATCH_LOG_LEVEL"))
+        .unwrap();
+    for line in [
+        "STALEWATCH_NOTIFY_URLS: \"https://flux.example/hook/abc,http://consumer.example:8080/\"",
+        "STALEWATCH_NOTIFY_SECRET_FILE: \"/etc/stalewatch/notify/token\"",
+        "STALEWATCH_NOTIFY_MIN_SEVERITY: \"high\"",
+        "STALEWATCH_BASE_IMAGES: \"docker.io/library/alpine:3.20\"",
+    ] {
+        assert!(config.contains(line), "{line} not in:\n{config}");
+    }
+    let ds = rendered
+        .split("\n---")
+        .find(|d| d.contains("kind: DaemonSet") && d.contains("name: stalewatch\n"))
+        .unwrap();
+    assert!(
+        ds.contains("mountPath: /etc/stalewatch/notify") && ds.contains("secretName: stalewatch-notify"),
+        "{ds}"
+    );
+    if !require("kubernetes-validate", test) {
+        return;
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &rendered).unwrap();
+    let out = Command::new("kubernetes-validate")
+        .arg("--strict")
+        .arg(file.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !text.contains("ERROR"), "{text}");
+    // The default chart sets none of it.
+    let plain = helm_template(&[], test).unwrap();
+    assert!(!plain.contains("STALEWATCH_NOTIFY") && !plain.contains("STALEWATCH_BASE_IMAGES"));
 }
