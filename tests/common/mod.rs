@@ -357,13 +357,37 @@ pub fn debian_jars(root: &Path) -> Vec<String> {
 pub fn packages_without_layers(packages: &serde_json::Value, with_layers: bool) -> serde_json::Value {
     let mut packages = packages.clone();
     for p in packages.as_array_mut().unwrap() {
-        let layer = p.as_object_mut().unwrap().remove("layer");
-        let layer = layer.as_ref().and_then(|l| l.as_str()).unwrap_or_default();
-        if with_layers {
-            assert!(layer.starts_with("sha256:"), "{p} names no layer");
+        for key in ["layer", "introduced_layer"] {
+            let layer = p.as_object_mut().unwrap().remove(key);
+            let layer = layer.as_ref().and_then(|l| l.as_str()).unwrap_or_default();
+            if with_layers {
+                assert!(layer.starts_with("sha256:"), "{p} names no {key}");
+            }
         }
     }
     packages
+}
+
+/// Findings without the layer that introduced their package (an image names it, an unpacked
+/// root cannot), checked to be there when `with_layers`.
+pub fn findings_without_layers(findings: &serde_json::Value, with_layers: bool) -> serde_json::Value {
+    let mut findings = findings.clone();
+    for f in findings.as_array_mut().unwrap() {
+        let layer = f
+            .as_object_mut()
+            .unwrap()
+            .insert("introduced_layer".into(), serde_json::Value::Null);
+        if with_layers {
+            assert!(
+                layer
+                    .as_ref()
+                    .and_then(|l| l.as_str())
+                    .is_some_and(|l| l.starts_with("sha256:")),
+                "{f} names no layer"
+            );
+        }
+    }
+    findings
 }
 
 /// A database directory holding empty indexes: for tests about reading, not matching.
