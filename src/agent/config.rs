@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use stalewatch_core::advisory::Severity;
+
 use crate::db::update::{FeedSources, Source};
 
 /// Validated agent configuration.
@@ -53,7 +55,7 @@ pub struct Config {
     /// CloudEvents to pipelines (`None`: no `--notify-url`).
     pub notify: Option<super::notify::NotifyConfig>,
     /// The validated redeploy (`None`: `--redeploy off`).
-    pub redeploy: Option<super::redeploy::RedeployConfig>,
+    pub redeploy: Option<RedeployConfig>,
 }
 
 /// Sources of unpacked image files when blobs are missing.
@@ -83,4 +85,21 @@ pub struct EventsConfig {
     pub per_minute: u32,
     /// Notices waiting beyond this are dropped (and counted).
     pub queue: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The patch sent with `dryRun=All`: RBAC and admission exercised, nothing changed.
+    DryRun,
+    On,
+}
+
+/// `--redeploy*` settings (present only for `dry-run` and `on`).
+#[derive(Debug, Clone)]
+pub struct RedeployConfig {
+    pub mode: Mode,
+    pub max_severity: Severity,
+    pub interval: Duration,
+    pub access: KubeAccess,
+    pub node_name: String,
 }

@@ -10,36 +10,18 @@ pub mod kube;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 
 use stalewatch_core::advisory::Severity;
 use stalewatch_core::gate;
 use stalewatch_core::report::Report;
 
-use super::config::KubeAccess;
+pub use super::config::{Mode, RedeployConfig};
 use super::snapshot::Snapshot;
 
 /// The label a workload opts in with, and its value.
 pub const LABEL: &str = "stalewatch.io/redeploy";
 pub const LABEL_VALUE: &str = "stale-digest";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// The patch sent with `dryRun=All`: RBAC and admission exercised, nothing changed.
-    DryRun,
-    On,
-}
-
-/// `--redeploy*` settings (present only for `dry-run` and `on`).
-#[derive(Debug, Clone)]
-pub struct RedeployConfig {
-    pub mode: Mode,
-    pub max_severity: Severity,
-    pub interval: Duration,
-    pub access: KubeAccess,
-    pub node_name: String,
-}
 
 /// A container that runs an older build than the node holds, and the gate's verdict.
 #[derive(Debug, Clone)]
