@@ -90,7 +90,12 @@ fi
 
 log "building $TAG from $REPO/Dockerfile"
 start=$(date +%s)
-$B bud --isolation chroot --pull=never --layers -f "$REPO/Dockerfile" -t "$TAG" "$REPO" >&2
+# No layer cache (--layers): a cached COPY layer is chosen by content and keeps the mtimes of
+# the build that made it, so after a checkout of other sources cargo (which judges freshness by
+# mtime) could find the cache mount's artifacts newer than those sources and link stale code.
+# Fresh COPY layers carry the checkout's mtimes; the cargo registry and target cache mounts
+# still make the build incremental.
+$B bud --isolation chroot --pull=never -f "$REPO/Dockerfile" -t "$TAG" "$REPO" >&2
 log "built in $(($(date +%s) - start)) s"
 # The image runs: its entrypoint's binary starts in it (its libraries are there) and says its
 # version; no shell is needed, as there is none.
