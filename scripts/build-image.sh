@@ -88,15 +88,26 @@ if ! have "$DISTROLESS"; then
     $B commit -q --rm "$c" "$DISTROLESS" >/dev/null
 fi
 
-log "building $TAG from $REPO/Dockerfile"
-start=$(date +%s)
-# No layer cache (--layers): a cached COPY layer is chosen by content and keeps the mtimes of
-# the build that made it, so after a checkout of other sources cargo (which judges freshness by
-# mtime) could find the cache mount's artifacts newer than those sources and link stale code.
-# Fresh COPY layers carry the checkout's mtimes; the cargo registry and target cache mounts
-# still make the build incremental.
-$B bud --isolation chroot --pull=never -f "$REPO/Dockerfile" -t "$TAG" "$REPO" >&2
-log "built in $(($(date +%s) - start)) s"
+# What the image is built from, by content (names and bytes, never mtimes): an image of
+# the same sources is not built again, so a redeploy of unchanged sources runs the very image
+# (same digest) the node already inventoried.
+sources=$(cd "$REPO" && find Dockerfile Cargo.toml Cargo.lock rustfmt.toml crates src proto -type f -print0 |
+    sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+built=$($B inspect --type image --format '{{index .ImageAnnotations "io.stalewatch.sources"}}' "$TAG" 2>/dev/null || true)
+if [ "$built" = "$sources" ]; then
+    log "$TAG is up to date (sources $sources)"
+else
+    log "building $TAG from $REPO/Dockerfile"
+    start=$(date +%s)
+    # No layer cache (--layers): a cached COPY layer is chosen by content and keeps the mtimes
+    # of the build that made it, so after a checkout of other sources cargo (which judges
+    # freshness by mtime) could find the cache mount's artifacts newer than those sources and
+    # link stale code. Fresh COPY layers carry the checkout's mtimes; the cargo registry and
+    # target cache mounts still make the build incremental.
+    $B bud --isolation chroot --pull=never --annotation "io.stalewatch.sources=$sources" \
+        -f "$REPO/Dockerfile" -t "$TAG" "$REPO" >&2
+    log "built in $(($(date +%s) - start)) s"
+fi
 # The image runs: its entrypoint's binary starts in it (its libraries are there) and says its
 # version; no shell is needed, as there is none.
 c=$($B from --pull=never "$TAG")
