@@ -115,18 +115,7 @@ fn events_on_this_nodes_pods_with_the_shipped_rbac() {
     if !require("umoci", "kube events") {
         return;
     }
-    let base = project().join("deploy/base");
-    let f = |n: &str| base.join(n).display().to_string();
-    kube.kubectl(&[
-        "apply",
-        "-f",
-        &f("namespace.yaml"),
-        "-f",
-        &f("serviceaccount.yaml"),
-        "-f",
-        &f("rbac.yaml"),
-    ]);
-    let sa = kube.service_account_kubeconfig("stalewatch", "stalewatch");
+    let sa = kube.agent_kubeconfig();
     kube.apply(PODS);
     let uid = kube.kubectl(&[
         "-n",

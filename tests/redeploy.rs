@@ -143,18 +143,7 @@ fn labelled_workloads_are_pinned_to_validated_newer_builds_and_nothing_else_move
     );
     let (v3, v3_digest) = archive_digest(&b, IMAGE, &tmp.path().join("v3"));
 
-    let base = project().join("deploy/base");
-    let f = |n: &str| base.join(n).display().to_string();
-    kube.kubectl(&[
-        "apply",
-        "-f",
-        &f("namespace.yaml"),
-        "-f",
-        &f("serviceaccount.yaml"),
-        "-f",
-        &f("rbac.yaml"),
-    ]);
-    let sa = kube.service_account_kubeconfig("stalewatch", "stalewatch");
+    let sa = kube.agent_kubeconfig();
     kube.apply("apiVersion: v1\nkind: Node\nmetadata: {name: test-node}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n");
     for (kind, name, opted_in) in [
         ("Deployment", "web", true),

@@ -331,6 +331,23 @@ impl KubeLab {
         panic!("no token issued for service account {namespace}/{name}");
     }
 
+    /// The agent's namespace, ServiceAccount and RBAC of `deploy/base` applied as they are; a
+    /// kubeconfig that authenticates as that ServiceAccount.
+    pub fn agent_kubeconfig(&self) -> PathBuf {
+        let base = super::project().join("deploy/base");
+        let f = |n: &str| base.join(n).display().to_string();
+        self.kubectl(&[
+            "apply",
+            "-f",
+            &f("namespace.yaml"),
+            "-f",
+            &f("serviceaccount.yaml"),
+            "-f",
+            &f("rbac.yaml"),
+        ]);
+        self.service_account_kubeconfig("stalewatch", "stalewatch")
+    }
+
     /// A kubeconfig that authenticates as a service account.
     pub fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> PathBuf {
         let token = self.service_account_token(namespace, name);
