@@ -10,7 +10,7 @@
 mod common;
 
 use common::agent::{value, Agent};
-use common::buildah::{alpine_installed, Buildah};
+use common::buildah::{alpine_installed_busybox_upgraded, Buildah};
 use common::containerd::Lab;
 use common::kube::KubeLab;
 use common::mirror::Mirror;
@@ -124,9 +124,7 @@ fn labelled_workloads_are_pinned_to_validated_newer_builds_and_nothing_else_move
     // v1 runs; v2 fixes busybox (fewer findings); v3 adds curl with a critical advisory.
     b.alpine("3.16.9", IMAGE);
     let (v1, _) = archive_digest(&b, IMAGE, &tmp.path().join("v1"));
-    let patched = String::from_utf8(alpine_installed("3.16.9"))
-        .unwrap()
-        .replace("V:1.35.0-r17\n", "V:1.35.0-r18\n");
+    let patched = alpine_installed_busybox_upgraded();
     b.derive(
         IMAGE,
         &[("/lib/apk/db/installed", patched.as_bytes())],

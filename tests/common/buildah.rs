@@ -149,3 +149,14 @@ pub fn run_at(dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+/// Alpine 3.16.9's `installed` database as `apk upgrade` of busybox (and its ssl_client) to
+/// 1.35.0-r18 records it: the version that fixes ALPINE-CVE-2023-42366. Checked to change.
+pub fn alpine_installed_busybox_upgraded() -> String {
+    let original = alpine_installed("3.16.9");
+    let patched = String::from_utf8(original.clone())
+        .unwrap()
+        .replace("V:1.35.0-r17\n", "V:1.35.0-r18\n");
+    assert_ne!(patched.as_bytes(), original, "busybox's version changed");
+    patched
+}
