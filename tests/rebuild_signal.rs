@@ -36,16 +36,8 @@ fn example_consumer(dir: &Path, secret: &Path) -> (ChildGuard, String, PathBuf) 
         .spawn()
         .unwrap();
     let guard = ChildGuard(child);
-    let start = std::time::Instant::now();
-    while !portfile.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the consumer did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let port = std::fs::read_to_string(&portfile).unwrap();
-    (guard, format!("http://127.0.0.1:{}/", port.trim()), out)
+    let port = common::cloudevents::bound_port(&portfile, "the consumer");
+    (guard, format!("http://127.0.0.1:{}/", port), out)
 }
 
 /// Kills a child process on drop.

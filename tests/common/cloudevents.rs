@@ -32,15 +32,10 @@ impl Receiver {
             .args(["--port", &port.to_string()])
             .spawn()
             .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while !portfile.exists() {
-            assert!(std::time::Instant::now() < deadline, "the receiver did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let port = std::fs::read_to_string(&portfile).unwrap();
+        let port = bound_port(&portfile, "the receiver");
         Receiver {
             child,
-            url: format!("http://127.0.0.1:{}/hook", port.trim()),
+            url: format!("http://127.0.0.1:{}/hook", port),
             log,
         }
     }
@@ -82,4 +77,15 @@ impl Receiver {
             .map(|t| t.lines().count())
             .unwrap_or(0)
     }
+}
+
+/// The port a helper wrote to `portfile` once it listens (it writes the file whole, by a
+/// rename), waited for up to 20 s.
+pub fn bound_port(portfile: &Path, what: &str) -> u16 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !portfile.exists() {
+        assert!(std::time::Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::read_to_string(portfile).unwrap().trim().parse().unwrap()
 }
