@@ -4,7 +4,7 @@
 # it finds. Everything it starts is stopped and removed on exit or Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
+./scripts/setup.sh demo
 # A static busybox gives the sample image something to run.
 if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null
@@ -19,11 +19,16 @@ fi
 bin=$PWD/target/$profile/stalewatch
 shared=$(cd .. && pwd)/shared/data
 
+# STALEWATCH_DEMO_CONTAINERD=1.7 or 2 runs Debian 13's or unstable's containerd
+# (scripts/containerd-fetch.sh unpacks it under /var/cache); Debian 12's 1.6 by default.
+series=${STALEWATCH_DEMO_CONTAINERD:-1.6}
+ctrd_bin=""
+[ "$series" = 1.6 ] || ctrd_bin=$(./scripts/containerd-fetch.sh "$series" | awk '{print $3}')/
 base=$(mktemp -d /tmp/stalewatch-demo.XXXXXX)
 sock=$base/containerd.sock
 ctrd_pid=""
 agent_pid=""
-ctrx() { nsenter -t "$ctrd_pid" -m ctr -a "$sock" -n k8s.io "$@"; }
+ctrx() { nsenter -t "$ctrd_pid" -m "${ctrd_bin}ctr" -a "$sock" -n k8s.io "$@"; }
 cleanup() {
     set +e
     [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
@@ -42,7 +47,21 @@ trap cleanup EXIT INT TERM
 
 echo "== starting a private containerd in $base"
 mkdir -p "$base"/{root,state,run,opt}
-cat > "$base/config.toml" <<TOML
+if [ "$series" = 2 ]; then   # config version 3: the CRI plugin split into images and runtime
+    cat > "$base/config.toml" <<TOML
+version = 3
+root = "$base/root"
+state = "$base/state"
+[grpc]
+  address = "$sock"
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "$base/opt"
+  [plugins."io.containerd.cri.v1.runtime"]
+    restrict_oom_score_adj = true
+TOML
+else
+    cat > "$base/config.toml" <<TOML
 version = 2
 root = "$base/root"
 state = "$base/state"
@@ -54,11 +73,13 @@ state = "$base/state"
   [plugins."io.containerd.grpc.v1.cri"]
     restrict_oom_score_adj = true
 TOML
-setsid unshare --mount --propagation private -- \
-    sh -c "mount -n --bind '$base/run' /run && exec containerd --config '$base/config.toml'" \
+fi
+PATH="${ctrd_bin%/}${ctrd_bin:+:}$PATH" setsid unshare --mount --propagation private -- \
+    sh -c "mount -n --bind '$base/run' /run && exec ${ctrd_bin}containerd --config '$base/config.toml'" \
     >"$base/containerd.log" 2>&1 </dev/null &
 ctrd_pid=$!
-for _ in $(seq 200); do ctr -a "$sock" version >/dev/null 2>&1 && break; sleep 0.05; done
+for _ in $(seq 200); do "${ctrd_bin}ctr" -a "$sock" version >/dev/null 2>&1 && break; sleep 0.05; done
+echo "   containerd $("${ctrd_bin}containerd" --version | awk '{print $3}')"
 
 echo "== building and importing sample images"
 image() { # NAME TAG LAYER-DIRS...

@@ -145,7 +145,14 @@ T
 start_control_plane() {
     ip=$1
     P=$S/pki
-    start containerd containerd --config "$S/containerd.toml"
+    # containerd 1.7 by default (Debian 13's, scripts/containerd-fetch.sh): the newest series
+    # whose CRI still serves v1alpha2, which the 1.20 kubelet speaks; its shims first on PATH.
+    case $LAB_CONTAINERD in
+        1.6) start containerd containerd --config "$S/containerd.toml" ;;
+        *) dir=$("$HERE/containerd-fetch.sh" "$LAB_CONTAINERD" | awk '{print $3}')
+           log "containerd $("$dir/containerd" --version | awk '{print $3}') from $dir"
+           start containerd env PATH="$dir:$PATH" "$dir/containerd" --config "$S/containerd.toml" ;;
+    esac
     start etcd "$ETCD" --name lab --data-dir "$S/etcd" --listen-metrics-urls= \
         --listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
         --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \

@@ -1,12 +1,16 @@
 #!/bin/sh
-# Installs what a fresh Debian 12 machine lacks for building, testing and the demo.
+# Installs what a fresh Debian 12 machine lacks: `setup.sh demo` what the demo needs (build
+# tools, containerd, runc, umoci), `setup.sh` (or `setup.sh test`) also the test toolchain
+# (the peers the tests compare with, the tools that build fixtures, the containerd matrix).
 # Idempotent: installs only what is missing.
 set -eu
+what=${1:-test}
+pairs="protoc:protobuf-compiler umoci:umoci containerd:containerd runc:runc python3:python3 setpriv:util-linux"
+[ "$what" = demo ] || pairs="$pairs skopeo:skopeo rpmbuild:rpm db5.3_load:db5.3-util sqlite3:sqlite3
+    dpkg-deb:dpkg promtool:prometheus openssl:openssl kubectl:kubernetes-client debootstrap:debootstrap
+    go:golang-go gem:ruby composer:composer php:php-cli mvn:maven buildah:buildah"
 need=""
-for pair in protoc:protobuf-compiler umoci:umoci skopeo:skopeo rpmbuild:rpm db5.3_load:db5.3-util \
-            sqlite3:sqlite3 dpkg-deb:dpkg python3:python3 containerd:containerd runc:runc promtool:prometheus \
-            openssl:openssl setpriv:util-linux kubectl:kubernetes-client debootstrap:debootstrap \
-            go:golang-go gem:ruby composer:composer php:php-cli mvn:maven; do
+for pair in $pairs; do
     cmd=${pair%%:*}; pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || need="$need $pkg"
 done
@@ -18,6 +22,7 @@ if [ -n "$need" ]; then
     apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo (Rust toolchain) is required" >&2; exit 1; }
+[ "$what" = demo ] && exit 0
 # Language-package tests install real packages with pip and npm, and compare with cargo-audit.
 for cmd in pip npm; do
     command -v "$cmd" >/dev/null 2>&1 || { echo "setup: $cmd is required (language-package tests)" >&2; exit 1; }
@@ -45,3 +50,6 @@ pip_pin cyclonedx-python-lib "$CYCLONEDX_PYTHON_LIB_VERSION"
 # Rust binaries with embedded dependency lists are built in the tests with cargo-auditable.
 cargo install --list | grep -qx "cargo-auditable v$CARGO_AUDITABLE_VERSION:" ||
     cargo install -q --locked --version "$CARGO_AUDITABLE_VERSION" cargo-auditable
+# The containerd matrix: Debian 13's 1.7 and unstable's 2.x beside Debian 12's 1.6, unpacked
+# under /var/cache (not installed); the test lab picks one with STALEWATCH_CONTAINERD.
+"$(dirname "$0")/containerd-fetch.sh" 1.7 2 >&2

@@ -17,6 +17,8 @@ use tonic::transport::Channel;
 
 use stalewatch_core::image::Descriptor;
 
+pub mod view;
+
 /// What a containerd call can fail with: typed, so callers branch on the kind (a blob that
 /// is not in the content store) instead of on message text.
 #[derive(Debug, thiserror::Error)]

@@ -304,10 +304,11 @@ fn missing_blobs_fall_back_to_the_running_filesystem() {
     write_mirror(&site, &[("ALPINE-CVE-2024-9143.json", ALPINE_9143)]);
     let mirror = Mirror::start(site);
     // Both fallbacks, each from a fresh state: the snapshot's overlay layers (the default,
-    // first), and a running container's /proc/<pid>/root.
-    for (mode, how) in [
-        ("snapshot,proc", "snapshot's unpacked layers"),
-        ("proc", "running container's filesystem"),
+    // first: the image whole, its layers named by the manifest, nothing missing), and a
+    // running container's /proc/<pid>/root (no layers: said so).
+    for (mode, read_from, how) in [
+        ("snapshot,proc", "snapshot", None),
+        ("proc", "proc", Some("running container's filesystem")),
     ] {
         let args = [
             "--vulnerability-info-metric",
@@ -350,6 +351,7 @@ fn missing_blobs_fall_back_to_the_running_filesystem() {
         );
         let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
         let report = &doc["containers"][0]["report"];
+        assert_eq!(doc["containers"][0]["read_from"], read_from);
         assert_eq!(report["packages"].as_array().unwrap().len(), 14, "{mode}");
         let note = report["unreadable"]
             .as_array()
@@ -357,11 +359,16 @@ fn missing_blobs_fall_back_to_the_running_filesystem() {
             .iter()
             .find(|u| u["reason"] == "blobs_missing")
             .cloned();
-        assert!(
-            note.as_ref()
-                .is_some_and(|n| n["detail"].as_str().unwrap().contains(how)),
-            "{mode}: {note:?}"
-        );
+        match how {
+            Some(how) => assert!(
+                note.as_ref()
+                    .is_some_and(|n| n["detail"].as_str().unwrap().contains(how)),
+                "{mode}: {note:?}"
+            ),
+            None => assert_eq!(note, None, "{mode}"),
+        }
+        let reads = value(&m, "stalewatch_image_reads_total", &[("source", read_from)]);
+        assert_eq!(reads, Some(1.0), "{mode}: {m}");
         agent.stop();
     }
 }

@@ -163,8 +163,13 @@ fn the_agent_works_with_the_granted_capabilities_and_degrades_without_ptrace() {
             ) == Some(1.0)
     });
     let m = agent.metrics();
-    // The blobs are gone and the /proc fallback is refused: counted as a content-store read.
-    let content = value(&m, "stalewatch_scan_errors_total", &[("reason", "content_read")]);
+    // The blobs are gone and the /proc fallback is refused: the layers are missing, not a
+    // broken content store.
+    let content = value(
+        &m,
+        "stalewatch_scan_errors_total",
+        &[("reason", "layers_missing")],
+    );
     assert!(content.is_some_and(|v| v >= 1.0), "the failure is counted:\n{m}");
     // No drift or in-use without it: counted as drift_read, never guessed.
     assert!(!m.contains("stalewatch_container_drift_packages{"), "{m}");

@@ -9,7 +9,7 @@
 mod common;
 
 use common::agent::{value, Agent};
-use common::buildah::{alpine_installed, alpine_installed_busybox_upgraded, layout_layers, Buildah};
+use common::buildah::{layout_layers, rebuild_images, Buildah};
 use common::cloudevents::Receiver;
 use common::containerd::Lab;
 use common::mirror::Mirror;
@@ -63,37 +63,6 @@ fn scan_report(layout: &Path, db: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// base:1 (Alpine 3.16.9), app:1 FROM it (curl added), then base:1 rebuilt with busybox and
-/// ssl_client at their fixed version: the three as OCI layouts (for the oracle) and archives.
-fn images(b: &Buildah, dir: &Path) -> [(PathBuf, PathBuf); 3] {
-    b.alpine("3.16.9", "localhost/base:1");
-    let mut app_db = alpine_installed("3.16.9");
-    app_db.extend_from_slice(b"P:curl\nV:7.83.1-r0\nA:x86_64\no:curl\n\n");
-    b.derive(
-        "localhost/base:1",
-        &[("/lib/apk/db/installed", &app_db)],
-        &[("org.opencontainers.image.revision", "0123abc")],
-        "localhost/app:1",
-    );
-    let save = |name: &str, as_: &str| {
-        (
-            b.oci_dir(name, &dir.join(as_)),
-            b.oci_archive(name, &dir.join(format!("{as_}.tar"))),
-        )
-    };
-    let (base, app) = (save("localhost/base:1", "base"), save("localhost/app:1", "app"));
-    // The patched base: what `apk upgrade` of busybox would record, in a layer of its own.
-    let patched = alpine_installed_busybox_upgraded();
-    b.derive(
-        "localhost/base:1",
-        &[("/lib/apk/db/installed", patched.as_bytes())],
-        &[],
-        "localhost/base:1",
-    );
-    let new_base = save("localhost/base:1", "base-new");
-    [base, app, new_base]
-}
-
 #[test]
 #[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn a_rebuilt_base_is_told_to_pipelines_with_what_a_rebuild_fixes() {
@@ -104,7 +73,7 @@ fn a_rebuilt_base_is_told_to_pipelines_with_what_a_rebuild_fixes() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let [(base_dir, base_tar), (app_dir, app_tar), (new_dir, new_tar)] = images(&b, tmp.path());
+    let [(base_dir, base_tar), (app_dir, app_tar), (new_dir, new_tar)] = rebuild_images(&b, tmp.path());
     // The oracle: the app's findings that its base has too (its base-layer findings) and the
     // new base no longer has.
     let db = tmp.path().join("db");

@@ -7,6 +7,7 @@ BIN=$KLAB/bin
 ETCD=$KLAB/root/usr/bin/etcd
 PAUSE_TAR=$KLAB/pause/pause.tar
 PAUSE_IMAGE=localhost/pause:3.4.1
+LAB_CONTAINERD=${STALEWATCH_LAB_CONTAINERD:-1.7}   # 1.7 (scripts/containerd-fetch.sh) or 1.6 (Debian 12's)
 CNI_BIN=${CNI_BIN:-/usr/lib/cni}
 SHARED=${STALEWATCH_SHARED:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}   # the shared corpus beside the project
 S=$LAB/state

@@ -56,6 +56,8 @@ const fn def(name: &'static str, kind: Kind, help: &'static str, labels: &'stati
 }
 
 const C: &[&str] = &["namespace", "pod", "container", "image"];
+/// Where an image can be read from (`stalewatch_image_reads_total{source}`).
+pub const READ_SOURCES: [&str; 4] = ["content", "snapshot", "view", "proc"];
 const SECONDS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 const PASS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 const CHECK: &[f64] = &[
@@ -255,6 +257,18 @@ pub mod defs {
         &["reason"],
     );
     pub const LAYERS_READ: Def = def("stalewatch_layers_read_total", Counter, "Layer blobs read.", &[]);
+    pub const IMAGE_READS: Def = def(
+        "stalewatch_image_reads_total",
+        Counter,
+        "Images inventoried, by where their layers were read from.",
+        &["source"],
+    );
+    pub const SNAPSHOT_VIEWS: Def = def(
+        "stalewatch_snapshot_views_total",
+        Counter,
+        "Read-only snapshot views the agent made to read an image that no container runs.",
+        &["result"],
+    );
     pub const LAYER_BYTES: Def = def(
         "stalewatch_layer_bytes_decompressed_total",
         Counter,
@@ -342,6 +356,8 @@ pub const DEFS: &[Def] = {
         RUNTIME_REFRESH_DURATION,
         SCAN_ERRORS,
         LAYERS_READ,
+        IMAGE_READS,
+        SNAPSHOT_VIEWS,
         LAYER_BYTES,
         LAYER_CACHE_HITS,
         STATE_WRITE_ERRORS,
@@ -376,6 +392,15 @@ impl Registrar<'_> {
 
     fn counter_vec(&self, d: Def) -> prometheus::Result<IntCounterVec> {
         self.add(IntCounterVec::new(Self::opts(&d), d.labels)?)
+    }
+
+    /// A one-label counter vector with each of `values` exported from the start (at 0).
+    fn counter_vec_with(&self, d: Def, values: &[&str]) -> prometheus::Result<IntCounterVec> {
+        let c = self.counter_vec(d)?;
+        for v in values {
+            c.with_label_values(&[v]);
+        }
+        Ok(c)
     }
 
     fn counter(&self, d: Def) -> prometheus::Result<IntCounter> {
@@ -439,6 +464,10 @@ pub struct Metrics {
     pub runtime_refresh_duration: Histogram,
     pub scan_errors: IntCounterVec,
     pub layers_read: IntCounter,
+    /// By source: `content`, `snapshot`, `view`, `proc` (all exported from the start).
+    pub image_reads: IntCounterVec,
+    /// By result: `removed`, `create_failed`, `remove_failed` (all exported from the start).
+    pub snapshot_views: IntCounterVec,
     pub layer_bytes_decompressed: IntCounter,
     pub layer_cache_hits: IntCounter,
     /// By file: `image_cache` (images-v1.json), `layer_cache` (a layer delta).
@@ -511,6 +540,9 @@ impl Metrics {
             runtime_refresh_duration: r.histogram(RUNTIME_REFRESH_DURATION)?,
             scan_errors: r.counter_vec(SCAN_ERRORS)?,
             layers_read: r.counter(LAYERS_READ)?,
+            image_reads: r.counter_vec_with(IMAGE_READS, &READ_SOURCES)?,
+            snapshot_views: r
+                .counter_vec_with(SNAPSHOT_VIEWS, &["removed", "create_failed", "remove_failed"])?,
             layer_bytes_decompressed: r.counter(LAYER_BYTES)?,
             layer_cache_hits: r.counter(LAYER_CACHE_HITS)?,
             state_write_errors: {

@@ -160,6 +160,7 @@ impl Publisher {
         };
         view.manifest_digest = Some(rec.manifest_digest.clone());
         view.config_digest = Some(rec.config_digest.clone());
+        view.read_from = Some(rec.read_from.as_str());
         let inv = &rec.inventory;
         let live = checks.live.get_mut(&rc.id);
         view.drift = live.as_ref().map(|l| l.drift.clone());
@@ -257,6 +258,7 @@ fn container_view(rc: &RunningContainer) -> ContainerView {
         image_digest: rc.image_digest.clone(),
         manifest_digest: None,
         config_digest: None,
+        read_from: None,
         started_at: rc.started_at.map(clock::rfc3339),
         scan_status: ScanStatus::Pending,
         error: None,

@@ -45,6 +45,10 @@ pub struct ContainerView {
     pub image_digest: Option<String>,
     pub manifest_digest: Option<String>,
     pub config_digest: Option<String>,
+    /// Where the image's layers were read from: `content`, `snapshot`, `view` or `proc`
+    /// (absent until the image is inventoried).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_from: Option<&'static str>,
     pub started_at: Option<String>,
     pub scan_status: ScanStatus,
     /// Why the scan failed, when it did.

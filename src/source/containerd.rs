@@ -2,7 +2,7 @@
 //! bridged to the synchronous image reader through a bounded channel, and `scan
 //! containerd:NAME`'s reader. No registry is contacted; only what the node holds is read.
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use containerd_client::services::v1::ReadContentRequest;
 use std::io::{self, Read};
 use std::path::Path;
@@ -86,7 +86,9 @@ impl Read for ChannelReader {
 }
 
 /// Resolves `name` in containerd and reads the image into a tree (blocking; runs the gRPC
-/// streams on `runtime`).
+/// streams on `runtime`). When the node discarded the layer blobs after unpacking them, the
+/// layers are read from a read-only view of the image's snapshot, named by the manifest's
+/// digests as the blobs would be.
 pub fn read_image(
     address: &Path,
     namespace: &str,
@@ -96,11 +98,80 @@ pub fn read_image(
     diag: &mut stalewatch_core::layer::Diagnostics,
 ) -> anyhow::Result<super::image::ImageMeta> {
     let (rt, store, target) = open_image(address, namespace, name)?;
-    let mut meta = super::image::read_image(&store, &target, limits, tree, diag)?;
+    // A fresh tree each way: a read that stops at a missing blob leaves nothing half-applied.
+    let (mut from_blobs, mut blob_diag) = (stalewatch_core::layer::FileTree::new(), Default::default());
+    let mut meta = match super::image::read_image(&store, &target, limits, &mut from_blobs, &mut blob_diag) {
+        Ok(meta) => {
+            (*tree, *diag) = (from_blobs, blob_diag);
+            meta
+        }
+        Err(e) if blob_missing(&e) => {
+            let meta = super::image::read_meta(&store, &target)?;
+            read_from_view(&rt, &store.client, &meta, limits, tree, diag).with_context(|| {
+                format!("the layer blobs of {name} are gone ({e:#}); reading its snapshot")
+            })?;
+            meta
+        }
+        Err(e) => return Err(e),
+    };
     meta.facts.names = vec![name.to_string()];
     drop(store);
     drop(rt);
     Ok(meta)
+}
+
+/// Whether an error says a blob is not in the content store.
+fn blob_missing(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        let typed = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|i| i.downcast_ref::<ContainerdError>());
+        matches!(
+            c.downcast_ref::<ContainerdError>().or(typed),
+            Some(ContainerdError::BlobMissing { .. })
+        )
+    })
+}
+
+/// Reads an image's layers from a read-only view of its snapshot (made, read, removed).
+fn read_from_view(
+    rt: &tokio::runtime::Runtime,
+    client: &Containerd,
+    meta: &super::image::ImageMeta,
+    limits: &stalewatch_core::layer::Limits,
+    tree: &mut stalewatch_core::layer::FileTree,
+    diag: &mut stalewatch_core::layer::Diagnostics,
+) -> anyhow::Result<()> {
+    let chain =
+        stalewatch_core::image::chain_id(&meta.facts.diff_ids).context("the image config names no layers")?;
+    let view = rt.block_on(client.view_snapshot(crate::containerd::view::DEFAULT_SNAPSHOTTER, &chain))?;
+    let dirs = super::overlay::lower_dirs_of(&view.mounts);
+    let read = (|| {
+        anyhow::ensure!(
+            dirs.len() == meta.layers.len(),
+            "the snapshot has {} layer directories, the manifest {} layers",
+            dirs.len(),
+            meta.layers.len()
+        );
+        for (dir, digest) in dirs.iter().zip(&meta.layers) {
+            let mut src = super::overlay::LayerDir::new(dir)?;
+            tree.apply_layer_with(
+                &mut src,
+                &|p| stalewatch_core::catalog::wants(p),
+                Some(&stalewatch_core::catalog::lang::BINARIES),
+                limits,
+                digest,
+                diag,
+            )
+            .with_context(|| format!("layer {digest} at {}", dir.display()))?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = rt.block_on(view.remove()) {
+        eprintln!("stalewatch: removing the snapshot view: {e:#} (its lease expires)");
+    }
+    read
 }
 
 /// An image's metadata (manifest, config) without its layers.

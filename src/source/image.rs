@@ -327,20 +327,30 @@ pub fn read_layer_delta(
     diag: &mut Diagnostics,
 ) -> anyhow::Result<(LayerDelta, u64)> {
     let label = layer.digest.as_str();
+    let read = |src: &mut dyn EntrySource| cacheable_delta(src, label, limits, diag);
+    stream_layer(store.open_blob(&layer.digest)?, Some(label), label, limits, read)
+}
+
+/// One layer's entries into a delta that can be cached under the layer's digest, whatever
+/// they are read from (a blob's tar stream, an unpacked snapshot directory): only wanted
+/// files, and shadowing recorded for paths that can lead to one.
+pub fn cacheable_delta(
+    src: &mut dyn EntrySource,
+    label: &str,
+    limits: &Limits,
+    diag: &mut Diagnostics,
+) -> Result<LayerDelta, stalewatch_core::layer::LayerError> {
     let wants = |p: &str| catalog::wants(p);
     let relevant = |p: &str| catalog::wants(p) || catalog::wants_os_dir(p);
-    let read = |src: &mut dyn EntrySource| {
-        LayerDelta::read_with(
-            src,
-            &wants,
-            Some(&catalog::lang::BINARIES),
-            &relevant,
-            limits,
-            label,
-            diag,
-        )
-    };
-    stream_layer(store.open_blob(&layer.digest)?, Some(label), label, limits, read)
+    LayerDelta::read_with(
+        src,
+        &wants,
+        Some(&catalog::lang::BINARIES),
+        &relevant,
+        limits,
+        label,
+        diag,
+    )
 }
 
 pub fn read_docker_archive(

@@ -88,6 +88,31 @@ pub fn lower_dirs(options: &[String]) -> Vec<PathBuf> {
     dirs
 }
 
+/// The layer directories of a snapshot's mounts, bottom first: an overlay's lower
+/// directories, or the one directory a read-only bind mount shows (containerd's overlayfs
+/// snapshotter views a single-layer chain that way). Other mounts name none.
+pub fn lower_dirs_of(mounts: &[containerd_client::types::Mount]) -> Vec<PathBuf> {
+    mounts
+        .iter()
+        .flat_map(|m| match m.r#type.as_str() {
+            "bind" | "rbind" if !m.source.is_empty() => vec![PathBuf::from(&m.source)],
+            _ => lower_dirs(&m.options),
+        })
+        .collect()
+}
+
+/// One unpacked layer directory into a delta that is cached under the layer's digest, as
+/// one read from the layer's blob would be.
+pub fn read_layer_delta(
+    dir: &Path,
+    label: &str,
+    limits: &Limits,
+    diag: &mut Diagnostics,
+) -> anyhow::Result<stalewatch_core::layer::tree::LayerDelta> {
+    let mut src = LayerDir::new(dir)?;
+    Ok(super::image::cacheable_delta(&mut src, label, limits, diag)?)
+}
+
 /// Reads unpacked layers (bottom first) into a tree. Returns how many layer trees were read.
 pub fn read_layers(
     dirs: &[PathBuf],
@@ -121,5 +146,26 @@ mod tests {
         ];
         let dirs = super::lower_dirs(&opts);
         assert_eq!(dirs, ["/l1", "/l2", "/l3"].map(std::path::PathBuf::from));
+    }
+
+    #[test]
+    fn a_read_only_bind_mount_is_one_layer_and_other_mounts_none() {
+        let mount = |t: &str, source: &str, options: &[&str]| containerd_client::types::Mount {
+            r#type: t.into(),
+            source: source.into(),
+            options: options.iter().map(|o| o.to_string()).collect(),
+            ..Default::default()
+        };
+        let bind = [mount("bind", "/snap/1/fs", &["ro", "rbind"])];
+        assert_eq!(
+            super::lower_dirs_of(&bind),
+            [std::path::PathBuf::from("/snap/1/fs")]
+        );
+        let overlay = [mount("overlay", "overlay", &["lowerdir=/b:/a"])];
+        assert_eq!(
+            super::lower_dirs_of(&overlay),
+            ["/a", "/b"].map(std::path::PathBuf::from)
+        );
+        assert!(super::lower_dirs_of(&[mount("tmpfs", "", &[])]).is_empty());
     }
 }

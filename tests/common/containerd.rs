@@ -14,30 +14,50 @@ pub const SANDBOX_IMAGE: &str = "example.org/pause:1";
 pub struct Lab {
     pub dir: tempfile::TempDir,
     pub sock: PathBuf,
+    /// `1.6`, `1.7` or `2`.
+    pub series: String,
     child: Option<Child>,
     /// Containers this lab started (removed on drop).
     containers: RefCell<Vec<String>>,
 }
 
-impl Lab {
-    /// Starts containerd, or returns `None` (loudly) where it is not installed and CI is not set.
-    pub fn start(test: &str) -> Option<Lab> {
-        if !super::require("containerd", test)
-            || !super::require("ctr", test)
-            || !super::require("runc", test)
-        {
-            return None;
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("stalewatch-ctrd-")
-            .tempdir()
-            .unwrap();
-        let base = dir.path().to_path_buf();
-        for d in ["root", "state", "run", "opt"] {
-            std::fs::create_dir_all(base.join(d)).unwrap();
-        }
-        let sock = base.join("containerd.sock");
-        let config = format!(
+/// The containerd series a lab runs: `STALEWATCH_CONTAINERD` (`1.6`: Debian 12's package;
+/// `1.7`, `2`: Debian 13's and unstable's, unpacked by scripts/containerd-fetch.sh), `2`
+/// by default (closest to what AKS ships).
+pub fn series() -> String {
+    std::env::var("STALEWATCH_CONTAINERD").unwrap_or_else(|_| "2".into())
+}
+
+/// Where a series' binaries are: `None` for the system's (on PATH).
+pub fn bin_dir(series: &str) -> Option<PathBuf> {
+    match series {
+        "1.6" => None,
+        s => Some(
+            PathBuf::from(
+                std::env::var("STALEWATCH_CONTAINERD_CACHE")
+                    .unwrap_or_else(|_| "/var/cache/stalewatch-containerd".into()),
+            )
+            .join(s)
+            .join("root/usr/bin"),
+        ),
+    }
+}
+
+/// A series' binary (`containerd`, `ctr`) as a command line names it.
+pub fn binary(series: &str, name: &str) -> String {
+    match bin_dir(series) {
+        Some(d) => d.join(name).display().to_string(),
+        None => name.to_string(),
+    }
+}
+
+/// The config a series reads: version 2 for 1.x, version 3 for 2.x (the CRI plugin split
+/// into `io.containerd.cri.v1.images` and `.runtime`). Registries resolve to a closed port:
+/// a test never pulls from anywhere.
+fn config(series: &str, base: &Path, sock: &Path, extra_images: &str) -> String {
+    let (b, s) = (base.display(), sock.display());
+    if series.starts_with('1') {
+        return format!(
             r#"version = 2
 root = "{b}/root"
 state = "{b}/state"
@@ -48,23 +68,110 @@ state = "{b}/state"
     path = "{b}/opt"
   [plugins."io.containerd.grpc.v1.cri"]
     restrict_oom_score_adj = true
-    sandbox_image = "{sandbox}"
+    sandbox_image = "{SANDBOX_IMAGE}"
+    [plugins."io.containerd.grpc.v1.cri".containerd]
+      {extra_images}
     [plugins."io.containerd.grpc.v1.cri".registry.mirrors."*"]
       endpoint = ["http://127.0.0.1:1"]
-"#,
-            b = base.display(),
-            s = sock.display(),
-            sandbox = SANDBOX_IMAGE
+"#
         );
-        std::fs::write(base.join("config.toml"), config).unwrap();
+    }
+    format!(
+        r#"version = 3
+root = "{b}/root"
+state = "{b}/state"
+[grpc]
+  address = "{s}"
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "{b}/opt"
+  [plugins."io.containerd.cri.v1.images"]
+    {extra_images}
+    [plugins."io.containerd.cri.v1.images".pinned_images]
+      sandbox = "{SANDBOX_IMAGE}"
+    [plugins."io.containerd.cri.v1.images".registry]
+      config_path = "{b}/certs.d"
+  [plugins."io.containerd.cri.v1.runtime"]
+    restrict_oom_score_adj = true
+"#
+    )
+}
+
+impl Lab {
+    /// Starts containerd of the series `STALEWATCH_CONTAINERD` names, or returns `None`
+    /// (loudly) where it is not installed and CI is not set.
+    pub fn start(test: &str) -> Option<Lab> {
+        Self::start_series(test, &series())
+    }
+
+    /// Starts containerd of one series (`1.6`, `1.7`, `2`).
+    pub fn start_series(test: &str, series: &str) -> Option<Lab> {
+        Self::start_with(test, series, "")
+    }
+
+    /// Starts containerd with extra settings for the CRI images plugin (TOML lines).
+    pub fn start_with(test: &str, series: &str, extra_images: &str) -> Option<Lab> {
+        let found = match bin_dir(series) {
+            None => super::require("containerd", test) && super::require("ctr", test),
+            Some(d) => {
+                let ok = d.join("containerd").is_file() && d.join("ctr").is_file();
+                if !ok {
+                    super::not_run(
+                        test,
+                        &format!(
+                            "containerd {series} is not in {} (scripts/containerd-fetch.sh)",
+                            d.display()
+                        ),
+                    );
+                }
+                ok
+            }
+        };
+        if !found || !super::require("runc", test) {
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("stalewatch-ctrd-")
+            .tempdir()
+            .unwrap();
+        let base = dir.path().to_path_buf();
+        for d in ["root", "state", "run", "opt", "certs.d/_default"] {
+            std::fs::create_dir_all(base.join(d)).unwrap();
+        }
+        std::fs::write(
+            base.join("certs.d/_default/hosts.toml"),
+            "server = \"http://127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let sock = base.join("containerd.sock");
+        std::fs::write(
+            base.join("config.toml"),
+            config(series, &base, &sock, extra_images),
+        )
+        .unwrap();
         let mut lab = Lab {
             dir,
             sock,
+            series: series.to_string(),
             child: None,
             containers: RefCell::new(Vec::new()),
         };
         lab.start_again();
+        let version = lab.ctr(&["version"]);
+        eprintln!(
+            "lab containerd {series}: {}",
+            String::from_utf8_lossy(&version.stdout)
+                .lines()
+                .rfind(|l| l.contains("Version"))
+                .unwrap_or("?")
+                .trim()
+        );
         Some(lab)
+    }
+
+    /// `ctr` of this lab's series.
+    pub fn ctr_binary(&self) -> String {
+        binary(&self.series, "ctr")
     }
 
     pub fn pid(&self) -> u32 {
@@ -83,12 +190,19 @@ state = "{b}/state"
             .open(base.join("containerd.log"))
             .unwrap();
         let script = format!(
-            "mount -n --bind '{}' /run && exec containerd --config '{}'",
+            "mount -n --bind '{}' /run && exec '{}' --config '{}'",
             base.join("run").display(),
+            binary(&self.series, "containerd"),
             base.join("config.toml").display()
         );
+        // containerd finds its shim (containerd-shim-runc-v2) on PATH: its own series' first.
+        let path = match bin_dir(&self.series) {
+            Some(d) => format!("{}:{}", d.display(), std::env::var("PATH").unwrap_or_default()),
+            None => std::env::var("PATH").unwrap_or_default(),
+        };
         // setsid, unshare and sh exec into containerd: the child's pid is containerd's.
         let child = Command::new("setsid")
+            .env("PATH", path)
             .args([
                 "unshare",
                 "--mount",
@@ -107,7 +221,7 @@ state = "{b}/state"
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if Command::new("ctr")
+            if Command::new(self.ctr_binary())
                 .arg("-a")
                 .arg(&self.sock)
                 .arg("version")
@@ -134,7 +248,7 @@ state = "{b}/state"
 
     fn ctr_unchecked(&self, args: &[&str]) -> Output {
         Command::new("nsenter")
-            .args(["-t", &self.pid().to_string(), "-m", "ctr", "-a"])
+            .args(["-t", &self.pid().to_string(), "-m", &self.ctr_binary(), "-a"])
             .arg(&self.sock)
             .args(["-n", NAMESPACE])
             .args(args)

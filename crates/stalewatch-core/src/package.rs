@@ -18,7 +18,9 @@ pub struct Package {
     pub purl: Text,
     /// The database file the package was found in.
     pub path: Text,
-    #[serde(skip)]
+    /// The architecture the database records (empty where it records none). Kept in the
+    /// agent's cache: drift compares packages by (path, name, arch).
+    #[serde(default, skip_serializing_if = "Text::is_empty")]
     pub arch: Text,
     /// The image layer (its digest) that last wrote the file the package was found in: for a
     /// language package, the layer that brought it; for an OS package, the last layer that

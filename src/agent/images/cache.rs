@@ -16,8 +16,9 @@ use crate::db::write_atomic;
 const CACHE_FILE: &str = "images-v1.json";
 /// 2: inventories carry the owners of mappable files (packages in use); 5: packages carry
 /// the layer that introduced them (records of older agents are made again from the layer
-/// cache, no layer read).
-const CACHE_VERSION: u32 = 5;
+/// cache, no layer read); 6: packages keep their architecture (without it, every package of
+/// a restarted agent's images differed from the live ones: all drift).
+const CACHE_VERSION: u32 = 6;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageRecord {
@@ -33,6 +34,9 @@ pub struct ImageRecord {
     pub chain_id: Option<String>,
     pub inventory: Inventory,
     pub unreadable: Vec<Unreadable>,
+    /// Where the layers were read from (records of older agents: the content store).
+    #[serde(default)]
+    pub read_from: super::read::ReadFrom,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -251,6 +255,7 @@ mod tests {
             chain_id: None,
             inventory,
             unreadable: Vec::new(),
+            read_from: Default::default(),
         }
     }
 
@@ -285,6 +290,31 @@ mod tests {
         assert!(ImageCache::load(dir.path()).images.is_empty());
         std::fs::write(&path, b"\x00garbage").unwrap();
         assert!(ImageCache::load(dir.path()).images.is_empty());
+    }
+
+    #[test]
+    fn a_reloaded_record_keeps_what_drift_compares_and_where_it_was_read_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = ImageCache::load(dir.path());
+        let mut rec = record("sha256:01", &[]);
+        rec.read_from = super::super::read::ReadFrom::Snapshot;
+        rec.inventory.packages.push(stalewatch_core::package::Package {
+            ecosystem: "Debian:12".into(),
+            name: "libc6".into(),
+            version: "2.36-9".into(),
+            source_name: "glibc".into(),
+            source_version: "2.36-9".into(),
+            purl: String::new().into(),
+            path: "var/lib/dpkg/status".into(),
+            arch: "amd64".into(),
+            layer: None,
+            introduced_layer: None,
+        });
+        cache.insert("sha256:01".into(), rec.clone());
+        cache.save(u64::MAX, &Default::default()).unwrap();
+        let loaded = &ImageCache::load(dir.path()).images["sha256:01"];
+        assert_eq!(loaded.inventory.packages, rec.inventory.packages);
+        assert_eq!(loaded.read_from, rec.read_from);
     }
 
     #[test]

@@ -67,7 +67,9 @@ impl FailureKind {
     /// The `reason` label of `stalewatch_scan_errors_total`.
     pub fn reason(self) -> &'static str {
         match self {
-            FailureKind::BlobMissing | FailureKind::ContentRead => "content_read",
+            // Only after every unpacked fallback failed too: no layer is readable on the node.
+            FailureKind::BlobMissing => "layers_missing",
+            FailureKind::ContentRead => "content_read",
             FailureKind::DigestMismatch => "digest_mismatch",
             FailureKind::NoPlatform => "no_platform",
             FailureKind::Layer(r) => r,
@@ -117,6 +119,8 @@ mod tests {
         };
         let through_io = anyhow::Error::new(std::io::Error::other(read));
         assert_eq!(FailureKind::of(&through_io).reason(), "content_read");
+        // A missing blob and a broken containerd are told apart.
+        assert_eq!(FailureKind::of(&direct).reason(), "layers_missing");
         let mismatch = anyhow::Error::new(DigestMismatch {
             digest: "sha256:ab".into(),
             actual: "cd".into(),

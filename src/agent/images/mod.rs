@@ -19,7 +19,7 @@ use super::metrics::Metrics;
 use crate::containerd::Containerd;
 use cache::{ImageCache, ImageRecord, LayerCache, ReadCost};
 use failure::{retry_delay, FailureKind, ScanFailure};
-use read::Unpacked;
+use read::{Layers, ReadFrom, Unpacked};
 
 pub struct ImageStore {
     state_dir: PathBuf,
@@ -134,9 +134,14 @@ impl ImageStore {
         client: &Containerd,
         todo: Vec<String>,
         holders: &BTreeMap<String, Holder>,
-        metrics: &Metrics,
+        metrics: &Arc<Metrics>,
     ) -> Vec<String> {
         let sem = Arc::new(tokio::sync::Semaphore::new(self.concurrency));
+        // Views are made with the snapshotter the node's containers use.
+        let snapshotter = holders
+            .values()
+            .find_map(|h| h.snapshot.as_ref().map(|(s, _)| s.clone()))
+            .unwrap_or_else(|| crate::containerd::view::DEFAULT_SNAPSHOTTER.to_string());
         let mut set = tokio::task::JoinSet::new();
         for digest in todo {
             let holder = holders.get(&digest).cloned();
@@ -145,8 +150,10 @@ impl ImageStore {
                 layers: LayerCache::new(&self.state_dir),
                 digest,
                 holder,
+                snapshotter: snapshotter.clone(),
                 proc_root: self.proc_root.clone(),
                 fallbacks: self.fallbacks.clone(),
+                metrics: metrics.clone(),
             };
             let (sem, timeout) = (sem.clone(), self.timeout);
             set.spawn(async move {
@@ -250,75 +257,152 @@ struct ReadJob {
     layers: LayerCache,
     digest: String,
     holder: Option<Holder>,
+    /// The snapshotter a view of an image no container runs is made with.
+    snapshotter: String,
     proc_root: PathBuf,
     fallbacks: Vec<Fallback>,
+    metrics: Arc<Metrics>,
 }
 
 impl ReadJob {
+    /// Reads the image from the content store; when its layer blobs are gone, from its
+    /// unpacked layers by each fallback in order. Every success is counted by its source.
     async fn run(self) -> anyhow::Result<(ImageRecord, ReadCost)> {
-        let (c, handle, d) = (
-            self.client.clone(),
-            tokio::runtime::Handle::current(),
-            self.digest.clone(),
-        );
-        let layers = self.layers.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            lower_priority();
-            read::scan(&c, handle, &d, &catalog::limits(), &layers)
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("scan task: {e}"))?;
-        let err = match read {
+        let result = self.read().await;
+        if let Ok((record, _)) = &result {
+            self.metrics
+                .image_reads
+                .with_label_values(&[record.read_from.as_str()])
+                .inc();
+        }
+        result
+    }
+
+    async fn read(&self) -> anyhow::Result<(ImageRecord, ReadCost)> {
+        let err = match self.scan(None).await {
             Ok(r) => return Ok(r),
             Err(e) if FailureKind::of(&e) == FailureKind::BlobMissing => e,
             Err(e) => return Err(e),
         };
-        let Some(holder) = &self.holder else {
-            return Err(err);
-        };
         for fb in &self.fallbacks {
-            let Some(from) = self.unpacked_source(*fb, holder).await else {
-                continue;
+            let read = match (fb, &self.holder) {
+                (Fallback::Snapshot, Some(holder)) => self.read_container_snapshot(holder).await,
+                (Fallback::Snapshot, None) => self.read_view().await,
+                (Fallback::Proc, Some(holder)) => {
+                    let root = self.proc_root.join(holder.pid.to_string()).join("root");
+                    Some(self.scan_unpacked(Unpacked::LiveRoot(root)).await)
+                }
+                (Fallback::Proc, None) => None,
             };
-            tracing::info!(image = %self.digest, "blobs missing from the content store, reading {from:?}");
-            let d = self.digest.clone();
-            let read = tokio::task::spawn_blocking(move || {
-                lower_priority();
-                read::scan_unpacked(&from, &d, &catalog::limits())
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("scan task: {e}"))?;
             match read {
-                Ok(r) => return Ok(r),
-                Err(e) => tracing::warn!(image = %self.digest, "unpacked fallback failed: {e:#}"),
+                Some(Ok(r)) => return Ok(r),
+                Some(Err(e)) => {
+                    tracing::warn!(image = %self.digest, "unpacked fallback {fb:?} failed: {e:#}")
+                }
+                None => {}
             }
         }
         Err(err)
     }
 
-    /// Where a fallback would read the image's unpacked files (`None`: not available).
-    async fn unpacked_source(&self, fb: Fallback, holder: &Holder) -> Option<Unpacked> {
-        match fb {
-            Fallback::Snapshot => {
-                let (snapshotter, key) = holder.snapshot.as_ref()?;
-                match self.client.snapshot_mounts(snapshotter, key).await {
-                    Ok(m) => {
-                        let dirs: Vec<_> = m
-                            .iter()
-                            .flat_map(|m| crate::source::overlay::lower_dirs(&m.options))
-                            .collect();
-                        (!dirs.is_empty()).then_some(Unpacked::Layers(dirs))
-                    }
-                    Err(e) => {
-                        tracing::debug!("snapshot fallback for {}: {e:#}", self.digest);
-                        None
-                    }
-                }
+    /// Reads the image through the content store's manifest and config, its layers from the
+    /// blobs (`None`) or from unpacked directories, one per manifest layer.
+    async fn scan(
+        &self,
+        unpacked: Option<(Vec<PathBuf>, ReadFrom)>,
+    ) -> anyhow::Result<(ImageRecord, ReadCost)> {
+        let (c, handle, d, layers) = (
+            self.client.clone(),
+            tokio::runtime::Handle::current(),
+            self.digest.clone(),
+            self.layers.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            lower_priority();
+            let from = match &unpacked {
+                None => Layers::Blobs,
+                Some((dirs, how)) => Layers::Unpacked(dirs, *how),
+            };
+            read::scan(&c, handle, &d, &catalog::limits(), &layers, from)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("scan task: {e}"))?
+    }
+
+    /// Reads unpacked files without the manifest: the last resort, layers named by path.
+    async fn scan_unpacked(&self, from: Unpacked) -> anyhow::Result<(ImageRecord, ReadCost)> {
+        tracing::info!(image = %self.digest, "blobs missing from the content store, reading {from:?}");
+        let d = self.digest.clone();
+        tokio::task::spawn_blocking(move || {
+            lower_priority();
+            read::scan_unpacked(&from, &d, &catalog::limits())
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("scan task: {e}"))?
+    }
+
+    /// A running container's snapshot: its layers named by the manifest when the manifest
+    /// and the snapshot agree, else by path (`None`: the snapshot has no readable mounts).
+    async fn read_container_snapshot(
+        &self,
+        holder: &Holder,
+    ) -> Option<anyhow::Result<(ImageRecord, ReadCost)>> {
+        let (snapshotter, key) = holder.snapshot.as_ref()?;
+        let dirs = match self.client.snapshot_mounts(snapshotter, key).await {
+            Ok(m) => crate::source::overlay::lower_dirs_of(&m),
+            Err(e) => {
+                tracing::debug!("snapshot fallback for {}: {e:#}", self.digest);
+                return None;
             }
-            Fallback::Proc => Some(Unpacked::LiveRoot(
-                self.proc_root.join(holder.pid.to_string()).join("root"),
-            )),
+        };
+        if dirs.is_empty() {
+            return None;
         }
+        match self.scan(Some((dirs.clone(), ReadFrom::Snapshot))).await {
+            Ok(r) => Some(Ok(r)),
+            Err(e) => {
+                tracing::warn!(image = %self.digest, "reading the snapshot by the manifest's layers: {e:#}; reading it by path");
+                Some(self.scan_unpacked(Unpacked::Layers(dirs)).await)
+            }
+        }
+    }
+
+    /// An image no container runs: a read-only view of its layer chain, made for this read
+    /// and removed after it (`None`: its chain is unknown).
+    async fn read_view(&self) -> Option<anyhow::Result<(ImageRecord, ReadCost)>> {
+        let (c, handle, d) = (
+            self.client.clone(),
+            tokio::runtime::Handle::current(),
+            self.digest.clone(),
+        );
+        let facts = tokio::task::spawn_blocking(move || read::facts_of(&c, handle, &d)).await;
+        let chain = match facts {
+            Ok(Ok(f)) => stalewatch_core::image::chain_id(&f.diff_ids)?,
+            Ok(Err(e)) => return Some(Err(e)),
+            Err(e) => return Some(Err(anyhow::anyhow!("scan task: {e}"))),
+        };
+        let view = match self.client.view_snapshot(&self.snapshotter, &chain).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.metrics
+                    .snapshot_views
+                    .with_label_values(&["create_failed"])
+                    .inc();
+                return Some(Err(e));
+            }
+        };
+        let dirs = crate::source::overlay::lower_dirs_of(&view.mounts);
+        tracing::info!(image = %self.digest, "blobs missing from the content store, reading a view of {chain}");
+        let read = self.scan(Some((dirs, ReadFrom::View))).await;
+        let removed = match view.remove().await {
+            Ok(()) => "removed",
+            Err(e) => {
+                tracing::warn!(image = %self.digest, "removing the snapshot view: {e:#} (its lease expires)");
+                "remove_failed"
+            }
+        };
+        self.metrics.snapshot_views.with_label_values(&[removed]).inc();
+        Some(read)
     }
 }
 

@@ -3,7 +3,7 @@
 //! callers run these on blocking threads.
 
 use anyhow::Context;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 use stalewatch_core::catalog;
@@ -52,29 +52,95 @@ fn config_chain_id(config: &[u8]) -> Option<String> {
     stalewatch_core::image::config_diff_ids(config).and_then(|d| stalewatch_core::image::chain_id(&d))
 }
 
+/// Where an image's layers are read from, as `stalewatch_image_reads_total{source}` and
+/// `read_from` in `/v1/findings` say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFrom {
+    /// The layer blobs in containerd's content store.
+    #[default]
+    Content,
+    /// A running container's snapshot: its unpacked layers, named by the manifest's digests.
+    Snapshot,
+    /// A read-only view of the image's unpacked layers made for this read (no container).
+    View,
+    /// A running container's root filesystem (`/proc/<pid>/root`): no layers.
+    Proc,
+}
+
+impl ReadFrom {
+    #[cfg(test)]
+    pub const ALL: [ReadFrom; 4] = [
+        ReadFrom::Content,
+        ReadFrom::Snapshot,
+        ReadFrom::View,
+        ReadFrom::Proc,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadFrom::Content => "content",
+            ReadFrom::Snapshot => "snapshot",
+            ReadFrom::View => "view",
+            ReadFrom::Proc => "proc",
+        }
+    }
+}
+
+/// Where the layers' files come from: the content store's blobs, or unpacked layer
+/// directories (bottom first, one per manifest layer) when the blobs are gone.
+pub enum Layers<'a> {
+    Blobs,
+    Unpacked(&'a [PathBuf], ReadFrom),
+}
+
 /// Reads and catalogs one image from containerd (blocking; run it on a blocking thread).
-/// Layers already in `layers` are not read again.
+/// Layers already in `layers` are not read again. The manifest and config always come from
+/// the content store (nodes that discard layer blobs keep them), so an image read from its
+/// unpacked layers names each layer by the manifest's digest, as a read of the blobs does.
 pub fn scan(
     client: &Containerd,
     runtime: tokio::runtime::Handle,
     image_digest: &str,
     limits: &Limits,
     layers: &LayerCache,
+    from: Layers,
 ) -> anyhow::Result<(ImageRecord, ReadCost)> {
     let (store, manifest_digest, manifest) = open_image(client, runtime, image_digest)?;
+    let (dirs, read_from) = match from {
+        Layers::Blobs => (None, ReadFrom::Content),
+        Layers::Unpacked(dirs, how) => {
+            anyhow::ensure!(
+                dirs.len() == manifest.layers.len(),
+                "the snapshot has {} layer directories, the manifest {} layers",
+                dirs.len(),
+                manifest.layers.len()
+            );
+            (Some(dirs), how)
+        }
+    };
     let mut tree = FileTree::new();
     let mut diag = Diagnostics::default();
     let mut cost = ReadCost::default();
-    for layer in &manifest.layers {
+    for (i, layer) in manifest.layers.iter().enumerate() {
         let delta = match layers.get(&layer.digest) {
             Some(d) => {
                 cost.layer_cache_hits += 1;
                 d
             }
             None => {
-                let (d, bytes) = read_layer_delta(&store, layer, limits, &mut diag)?;
+                let d = match dirs {
+                    None => {
+                        let (d, bytes) = read_layer_delta(&store, layer, limits, &mut diag)?;
+                        cost.bytes_decompressed += bytes;
+                        d
+                    }
+                    Some(dirs) => {
+                        crate::source::overlay::read_layer_delta(&dirs[i], &layer.digest, limits, &mut diag)
+                            .with_context(|| format!("layer {} at {}", layer.digest, dirs[i].display()))?
+                    }
+                };
                 cost.layers_read += 1;
-                cost.bytes_decompressed += bytes;
                 if let Err(e) = layers.put(&layer.digest, &d) {
                     cost.layer_cache_write_errors += 1;
                     tracing::warn!("caching layer {}: {e:#}", layer.digest);
@@ -98,6 +164,7 @@ pub fn scan(
         chain_id,
         inventory,
         unreadable: diag.notes,
+        read_from,
     };
     Ok((record, cost))
 }
@@ -169,6 +236,10 @@ pub fn scan_unpacked(
         chain_id: None,
         inventory,
         unreadable,
+        read_from: match from {
+            Unpacked::Layers(_) => ReadFrom::Snapshot,
+            Unpacked::LiveRoot(_) => ReadFrom::Proc,
+        },
     };
     Ok((
         record,
@@ -181,6 +252,15 @@ pub fn scan_unpacked(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_read_source_is_a_metric_label() {
+        let sources: Vec<&str> = super::ReadFrom::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(sources, crate::agent::metrics::READ_SOURCES);
+        for r in super::ReadFrom::ALL {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+    }
+
     #[test]
     fn created_times() {
         assert_eq!(
