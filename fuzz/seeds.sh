@@ -26,6 +26,8 @@ seed rpm_bdb packages < "$(find "$tmp/rpm-bdb" -name Packages | head -1)"
 sqlite3 "$(find "$tmp/rpm-sqlite" -name rpmdb.sqlite | head -1)" \
     "SELECT writefile('$tmp/header', blob) FROM Packages LIMIT 1" >/dev/null
 seed rpm_header blob < "$tmp/header"
+sh tests/fixtures/make-rpm-root.sh "$tmp/azl" azurelinux >/dev/null
+seed rpm_manifest azurelinux-3 < "$tmp/azl/distroless/var/lib/rpmmanifest/container-manifest-2"
 for f in /etc/os-release /usr/lib/os-release; do [ -f "$f" ] && seed os_release "$(basename "$(dirname "$f")")" < "$f"; done
 printf 'ID=alpine\nVERSION_ID=3.20.3\nPRETTY_NAME="Alpine Linux v3.20"\n' | seed os_release alpine
 seed apk_installed installed <<'APK'

@@ -42,22 +42,14 @@ pub fn run(
     } = inventory(target, ctrd)?;
     let store = Store::new(db_dir);
     let mut needed = needed_ecosystems(&inv);
-    // An ecosystem the last update found absent from the advisory source has nothing to
-    // match against: its packages are listed, and the report says they were not matched.
+    // An ecosystem (or release) the advisory source has no records for has nothing to match
+    // against: its packages are listed, and the report says they were not matched.
     let state = store.state().unwrap_or_default();
+    for gap in crate::db::coverage::gaps(&inv, &state, None) {
+        unreadable.push(note("no_advisory_feed", &gap.detail()));
+    }
     let absent_upstream =
         |e: &String| !store.has_index(e) && state.ecosystems.get(e).is_some_and(|s| s.missing);
-    for e in needed.iter().filter(|e| absent_upstream(e)) {
-        let n = inv
-            .packages
-            .iter()
-            .filter(|p| p.ecosystem.split(':').next() == Some(e.as_str()))
-            .count();
-        unreadable.push(note(
-            "no_advisory_feed",
-            &format!("{e} is not on the advisory source: its {n} packages are listed, not matched"),
-        ));
-    }
     needed.retain(|e| !absent_upstream(e));
     let missing: Vec<&String> = needed.iter().filter(|e| !store.has_index(e)).collect();
     if !missing.is_empty() {

@@ -68,13 +68,13 @@ fn mirror_update_is_conditional_and_alpine_images_match_unpacked_roots() {
         );
     };
 
-    // First update: Alpine downloaded; Ubuntu is not on this mirror (reported, not fatal).
-    update(&["Alpine", "Ubuntu"]);
+    // First update: Alpine downloaded; SUSE is not on this mirror (reported, not fatal).
+    update(&["Alpine", "SUSE"]);
     let log = mirror.log.lock().unwrap().clone();
     // Exactly one request per ecosystem, in the order asked, nothing else.
     let want_log = [
         ("/Alpine/all.zip".to_string(), 200),
-        ("/Ubuntu/all.zip".to_string(), 404),
+        ("/SUSE/all.zip".to_string(), 404),
     ];
     assert_eq!(log, want_log, "{log:?}");
 
@@ -91,7 +91,7 @@ fn mirror_update_is_conditional_and_alpine_images_match_unpacked_roots() {
         alpine["entries"], want["affected_entries_per_ecosystem"],
         "per-release entries"
     );
-    assert_eq!(status["ecosystems"]["Ubuntu"]["missing"], true);
+    assert_eq!(status["ecosystems"]["SUSE"]["missing"], true);
 
     // Second update: one round trip answered 304, index kept, success recorded.
     mirror.log.lock().unwrap().clear();

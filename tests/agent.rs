@@ -281,6 +281,7 @@ fn agent_follows_containers_advisories_restarts_and_containerd_crashes() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn missing_blobs_fall_back_to_the_running_filesystem() {
     let Some(lab) = Lab::start("agent blob fallback") else {
         return;

@@ -73,7 +73,7 @@ pub mod defs {
         "Distinct vulnerabilities (records linked by aliases count once) affecting what the container runs.",
         &["namespace", "pod", "container", "image", "severity", "fixable"],
     );
-    pub const CONTAINER_SCAN_STATUS: Def = def("stalewatch_container_scan_status", Gauge, "One series per running container: its scan status (ok, pending, failed, unsupported_os, no_package_db).", &["namespace", "pod", "container", "image", "status"]);
+    pub const CONTAINER_SCAN_STATUS: Def = def("stalewatch_container_scan_status", Gauge, "One series per running container: its scan status (ok, pending, failed, unsupported_os, no_package_db, no_advisory_feed).", &["namespace", "pod", "container", "image", "status"]);
     pub const CONTAINER_OLDEST_FIX_AGE: Def = def(
         "stalewatch_container_oldest_fix_age_seconds",
         Gauge,

@@ -95,12 +95,16 @@ impl Publisher {
         let now = clock::now_unix().unwrap_or(0);
         let db_state = matching.db_state();
         let awaited = matching.awaited_ecosystems(&db_state);
+        let coverage = Coverage {
+            awaited: &awaited,
+            state: &db_state,
+        };
         let seen_before = self.first_seen.len();
         let mut containers = Vec::new();
         let mut image_views = BTreeMap::new();
         let mut image_reports = BTreeMap::new();
         for rc in &inventory.running {
-            let part = self.container(rc, images, matching, checks, &awaited, now);
+            let part = self.container(rc, images, matching, checks, &coverage, now);
             if let Some(iv) = part.image {
                 image_views.insert((iv.image.clone(), iv.image_digest.clone()), iv);
             }
@@ -136,7 +140,7 @@ impl Publisher {
         images: &ImageStore,
         matching: &Matching,
         checks: &mut RuntimeChecks,
-        awaited: &BTreeSet<String>,
+        coverage: &Coverage,
         now: i64,
     ) -> ContainerPart {
         let mut part = ContainerPart {
@@ -173,15 +177,21 @@ impl Publisher {
             }),
             None => matching.report(digest).cloned().map(ContainerReport::new),
         };
+        view.coverage_gaps = matching.gaps(rec, coverage.state);
         view.scan_status = if inv.databases.is_empty() {
             ScanStatus::NoPackageDb
-        } else if inv.os.as_ref().and_then(|o| o.ecosystem.as_ref()).is_none()
-            && inv.packages.iter().all(|p| p.ecosystem.is_empty())
+        } else if inv
+            .packages
+            .iter()
+            .any(|p| p.ecosystem.is_empty() && stalewatch_core::catalog::is_os_package(p))
         {
-            // Neither OS packages with an advisory feed nor language packages.
+            // OS packages of a release stalewatch knows no advisory feed for: whatever else
+            // was matched, these never were.
             ScanStatus::UnsupportedOs
-        } else if report.is_none() || matching.index_missing(rec, awaited) {
+        } else if report.is_none() || matching.index_missing(rec, coverage.awaited) {
             ScanStatus::Pending
+        } else if !view.coverage_gaps.is_empty() {
+            ScanStatus::NoAdvisoryFeed
         } else {
             ScanStatus::Ok
         };
@@ -248,6 +258,13 @@ impl Publisher {
 }
 
 /// The view of one running container before its image is looked at.
+/// What the advisory data covers, read once per snapshot: the ecosystems still to come, and
+/// the last update's state (missing ecosystems, records per release).
+struct Coverage<'a> {
+    awaited: &'a BTreeSet<String>,
+    state: &'a crate::db::State,
+}
+
 fn container_view(rc: &RunningContainer) -> ContainerView {
     ContainerView {
         id: rc.id.clone(),
@@ -259,6 +276,7 @@ fn container_view(rc: &RunningContainer) -> ContainerView {
         manifest_digest: None,
         config_digest: None,
         read_from: None,
+        coverage_gaps: Vec::new(),
         started_at: rc.started_at.map(clock::rfc3339),
         scan_status: ScanStatus::Pending,
         error: None,

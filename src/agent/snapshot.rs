@@ -21,6 +21,9 @@ pub enum ScanStatus {
     Failed,
     UnsupportedOs,
     NoPackageDb,
+    /// Matched, but some of its packages could not be: their ecosystem or release has no
+    /// advisory data on the source (`coverage_gaps` says which).
+    NoAdvisoryFeed,
 }
 
 impl ScanStatus {
@@ -31,7 +34,14 @@ impl ScanStatus {
             ScanStatus::Failed => "failed",
             ScanStatus::UnsupportedOs => "unsupported_os",
             ScanStatus::NoPackageDb => "no_package_db",
+            ScanStatus::NoAdvisoryFeed => "no_advisory_feed",
         }
+    }
+
+    /// Whether the container has a report of findings (all of its packages matched, or all
+    /// but those its `coverage_gaps` name).
+    pub fn has_report(self) -> bool {
+        matches!(self, ScanStatus::Ok | ScanStatus::NoAdvisoryFeed)
     }
 }
 
@@ -55,6 +65,9 @@ pub struct ContainerView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub stale_digest: Option<StaleDigest>,
+    /// Packages listed but not matched, per ecosystem release, and why (`no_advisory_feed`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub coverage_gaps: Vec<crate::db::coverage::Gap>,
     pub report: Option<ContainerReport>,
     pub drift: Option<Drift>,
     #[serde(skip)]

@@ -1,6 +1,7 @@
 //! The on-disk advisory database: one index file per ecosystem plus `state.json`, written
 //! atomically under a lock so readers (CLI or agent) never see a half-written index.
 
+pub mod coverage;
 pub mod feeds;
 pub mod outcome;
 pub mod update;
@@ -15,9 +16,10 @@ use std::path::{Path, PathBuf};
 use stalewatch_core::advisory::{ByteSource, IndexReader, IndexSet};
 
 /// Ecosystems `db update` fetches by default (top-level OSV names).
-pub const SUPPORTED_ECOSYSTEMS: [&str; 14] = [
+pub const SUPPORTED_ECOSYSTEMS: [&str; 15] = [
     "AlmaLinux",
     "Alpine",
+    "Azure Linux",
     "Debian",
     "Go",
     "Maven",

@@ -57,9 +57,18 @@ pub struct Finding {
     pub informational: Option<Arc<str>>,
 }
 
-/// Distribution feeds name source packages for dpkg and apk, binary packages for rpm.
+/// Distribution feeds name source packages for dpkg and apk, binary packages for rpm — but
+/// Azure Linux's, whose records name the source rpm: there the source rpm's name and
+/// version-release are queried. Its fixed versions carry no epoch (the OVAL conversion drops
+/// them), so an installed epoch is left out of the comparison rather than making every fix
+/// look older.
 fn query_key(p: &Package) -> (&str, &str) {
     match Scheme::for_ecosystem(&p.ecosystem) {
+        Some(Scheme::Rpm) if p.ecosystem.starts_with("Azure Linux:") => {
+            let v = p.source_version.as_str();
+            let without_epoch = v.split_once(':').map_or(v, |(_, vr)| vr);
+            (&p.source_name, without_epoch)
+        }
         Some(Scheme::Rpm) => (&p.name, &p.version),
         _ => (&p.source_name, &p.source_version),
     }

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OsInfo {
-    /// os-release `ID` (`alpine`, `debian`, `ubuntu`, `almalinux`, `rocky`, `rhel`, …).
+    /// os-release `ID` (`alpine`, `debian`, `ubuntu`, `almalinux`, `rocky`, `rhel`,
+    /// `azurelinux`, `mariner`, …).
     pub id: String,
     pub version_id: String,
     pub pretty_name: String,
@@ -64,6 +65,9 @@ pub fn ecosystem_for(id: &str, version_id: &str, version: &str) -> Option<String
         // Red Hat's OSV ecosystems name product streams (`Red Hat:enterprise_linux:9::baseos`);
         // the matcher expands this prefix to every stream of the major release.
         "rhel" => format!("Red Hat:enterprise_linux:{}::", major(version_id)),
+        // Azure Linux 3 (`ID=azurelinux`, `VERSION_ID=3.0`) and its predecessor CBL-Mariner 2
+        // (`ID=mariner`, `VERSION_ID=2.0`): one OSV ecosystem, by major release.
+        "azurelinux" | "mariner" => format!("Azure Linux:{}", major(version_id)),
         _ => return None,
     })
 }
@@ -197,6 +201,26 @@ mod tests {
                 .ecosystem
                 .as_deref(),
             Some("AlmaLinux:9")
+        );
+        // Microsoft's own: /etc/os-release of mcr.microsoft.com/azurelinux/base/core:3.0 and
+        // cbl-mariner/base/core:2.0.
+        let azl =
+            "NAME=\"Microsoft Azure Linux\"\nVERSION=\"3.0.20241005\"\nID=azurelinux\nVERSION_ID=\"3.0\"\n";
+        assert_eq!(
+            detect(&files(&[("etc/os-release", azl)]))
+                .unwrap()
+                .ecosystem
+                .as_deref(),
+            Some("Azure Linux:3")
+        );
+        let mariner =
+            "NAME=\"Common Base Linux Mariner\"\nVERSION=\"2.0.20240609\"\nID=mariner\nVERSION_ID=\"2.0\"\n";
+        assert_eq!(
+            detect(&files(&[("etc/os-release", mariner)]))
+                .unwrap()
+                .ecosystem
+                .as_deref(),
+            Some("Azure Linux:2")
         );
         let sid = "PRETTY_NAME=\"Debian GNU/Linux trixie/sid\"\nID=debian\n";
         assert_eq!(

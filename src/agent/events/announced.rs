@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use stalewatch_core::advisory::Severity;
 
-use crate::agent::snapshot::{ScanStatus, Snapshot};
+use crate::agent::snapshot::Snapshot;
 
 /// Event reasons, most important first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -116,7 +116,7 @@ fn pod_facts(snap: &Snapshot) -> BTreeMap<PodKey, PodFacts> {
     let mut out: BTreeMap<PodKey, PodFacts> = BTreeMap::new();
     for c in &snap.containers {
         // Only Kubernetes pods (CRI labels) get Events; only scanned containers have facts.
-        if c.namespace.is_empty() || c.scan_status != ScanStatus::Ok {
+        if c.namespace.is_empty() || !c.scan_status.has_report() {
             continue;
         }
         let Some(report) = &c.report else { continue };
@@ -327,6 +327,7 @@ impl Announced {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::snapshot::ScanStatus;
 
     fn state(stale: &[&str], severe: &[&str], eol: &[&str]) -> PodState {
         let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();

@@ -36,7 +36,7 @@ pub struct ImageRecord {
     pub unreadable: Vec<Unreadable>,
     /// Where the layers were read from (records of older agents: the content store).
     #[serde(default)]
-    pub read_from: super::read::ReadFrom,
+    pub read_from: ReadFrom,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +50,41 @@ struct CacheFile {
 struct CacheFileRef<'a> {
     version: u32,
     images: &'a BTreeMap<String, ImageRecord>,
+}
+
+/// Where an image's layers are read from, as `stalewatch_image_reads_total{source}` and
+/// `read_from` in `/v1/findings` say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFrom {
+    /// The layer blobs in containerd's content store.
+    #[default]
+    Content,
+    /// A running container's snapshot: its unpacked layers, named by the manifest's digests.
+    Snapshot,
+    /// A read-only view of the image's unpacked layers made for this read (no container).
+    View,
+    /// A running container's root filesystem (`/proc/<pid>/root`): no layers.
+    Proc,
+}
+
+impl ReadFrom {
+    #[cfg(test)]
+    pub const ALL: [ReadFrom; 4] = [
+        ReadFrom::Content,
+        ReadFrom::Snapshot,
+        ReadFrom::View,
+        ReadFrom::Proc,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadFrom::Content => "content",
+            ReadFrom::Snapshot => "snapshot",
+            ReadFrom::View => "view",
+            ReadFrom::Proc => "proc",
+        }
+    }
 }
 
 /// What reading an image cost.
@@ -297,7 +332,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cache = ImageCache::load(dir.path());
         let mut rec = record("sha256:01", &[]);
-        rec.read_from = super::super::read::ReadFrom::Snapshot;
+        rec.read_from = ReadFrom::Snapshot;
         rec.inventory.packages.push(stalewatch_core::package::Package {
             ecosystem: "Debian:12".into(),
             name: "libc6".into(),

@@ -17,9 +17,9 @@ use stalewatch_core::catalog;
 use super::config::{Config, Fallback};
 use super::metrics::Metrics;
 use crate::containerd::Containerd;
-use cache::{ImageCache, ImageRecord, LayerCache, ReadCost};
+use cache::{ImageCache, ImageRecord, LayerCache, ReadCost, ReadFrom};
 use failure::{retry_delay, FailureKind, ScanFailure};
-use read::{Layers, ReadFrom, Unpacked};
+use read::{Layers, Unpacked};
 
 pub struct ImageStore {
     state_dir: PathBuf,

@@ -3,7 +3,7 @@
 //! callers run these on blocking threads.
 
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::path::PathBuf;
 
 use stalewatch_core::catalog;
@@ -12,7 +12,7 @@ use stalewatch_core::layer::diagnostics::Unreadable;
 use stalewatch_core::layer::{Diagnostics, FileTree, Limits};
 use stalewatch_core::lineage::ImageFacts;
 
-use super::cache::{ImageRecord, LayerCache, ReadCost};
+use super::cache::{ImageRecord, LayerCache, ReadCost, ReadFrom};
 use crate::containerd::Containerd;
 use crate::source::containerd::ContentStore;
 use crate::source::image::{read_blob, read_layer_delta, resolve_manifest, BlobStore};
@@ -50,41 +50,6 @@ fn open_image(
 /// The layer chain ID an image config describes (`rootfs.diff_ids`).
 fn config_chain_id(config: &[u8]) -> Option<String> {
     stalewatch_core::image::config_diff_ids(config).and_then(|d| stalewatch_core::image::chain_id(&d))
-}
-
-/// Where an image's layers are read from, as `stalewatch_image_reads_total{source}` and
-/// `read_from` in `/v1/findings` say.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReadFrom {
-    /// The layer blobs in containerd's content store.
-    #[default]
-    Content,
-    /// A running container's snapshot: its unpacked layers, named by the manifest's digests.
-    Snapshot,
-    /// A read-only view of the image's unpacked layers made for this read (no container).
-    View,
-    /// A running container's root filesystem (`/proc/<pid>/root`): no layers.
-    Proc,
-}
-
-impl ReadFrom {
-    #[cfg(test)]
-    pub const ALL: [ReadFrom; 4] = [
-        ReadFrom::Content,
-        ReadFrom::Snapshot,
-        ReadFrom::View,
-        ReadFrom::Proc,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReadFrom::Content => "content",
-            ReadFrom::Snapshot => "snapshot",
-            ReadFrom::View => "view",
-            ReadFrom::Proc => "proc",
-        }
-    }
 }
 
 /// Where the layers' files come from: the content store's blobs, or unpacked layer

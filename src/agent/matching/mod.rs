@@ -257,6 +257,13 @@ impl Matching {
             .collect()
     }
 
+    /// The image's packages the advisory data cannot match (their ecosystem or release is
+    /// not on the source, or not fetched).
+    pub fn gaps(&self, rec: &ImageRecord, state: &State) -> Vec<crate::db::coverage::Gap> {
+        let fetched: BTreeSet<String> = self.ecosystems.iter().cloned().collect();
+        crate::db::coverage::gaps(&rec.inventory, state, Some(&fetched))
+    }
+
     /// Whether a package of the image needs an awaited ecosystem whose index is not loaded
     /// (yet). Ecosystems not configured, or missing from the advisory source, have no
     /// advisories to wait for.

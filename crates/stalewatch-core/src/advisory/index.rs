@@ -128,6 +128,18 @@ fn summary_of(r: &Record) -> String {
     }
 }
 
+/// Whether every ECOSYSTEM event of the ranges can be a version of the ecosystem's scheme.
+fn events_are_versions(ecosystem: &str, ranges: &[VersionRange]) -> bool {
+    let Some(scheme) = crate::version::Scheme::for_ecosystem(ecosystem) else {
+        return true;
+    };
+    ranges
+        .iter()
+        .filter(|r| r.kind == RangeKind::Ecosystem)
+        .flat_map(|r| &r.events)
+        .all(|e| scheme.accepts(&e.version))
+}
+
 fn convert_range(r: &osv::Range) -> Option<VersionRange> {
     let kind = match r.kind.as_str() {
         "ECOSYSTEM" => RangeKind::Ecosystem,
@@ -207,10 +219,9 @@ impl EcosystemIndex {
             if base_ecosystem(&pkg.ecosystem) != self.ecosystem || pkg.name.is_empty() {
                 continue;
             }
-            let ranges: Vec<VersionRange> = a.ranges.iter().filter_map(convert_range).collect();
-            if ranges.is_empty() && a.versions.is_empty() {
+            let Some(ranges) = self.usable_ranges(a, &pkg.ecosystem) else {
                 continue;
-            }
+            };
             let cvss = severity::best_cvss(&a.severity).or(record_cvss);
             let sev = match cvss {
                 Some(s) => Severity::from_score(s),
@@ -249,6 +260,21 @@ impl EcosystemIndex {
             modified: r.modified.clone(),
             informational,
         });
+    }
+
+    /// An affected entry's ranges, when it can be judged: `None` when it has neither ranges
+    /// nor versions, or when an event is no version of the ecosystem's scheme (dropped and
+    /// counted as `invalid_version`: never matched as something it is not).
+    fn usable_ranges(&mut self, a: &osv::Affected, ecosystem: &str) -> Option<Vec<VersionRange>> {
+        let ranges: Vec<VersionRange> = a.ranges.iter().filter_map(convert_range).collect();
+        if ranges.is_empty() && a.versions.is_empty() {
+            return None;
+        }
+        if !events_are_versions(ecosystem, &ranges) {
+            self.stats.skip("invalid_version");
+            return None;
+        }
+        Some(ranges)
     }
 
     /// Red Hat and its rebuilds put their impact rating in the summary
@@ -345,6 +371,29 @@ mod tests {
         assert_eq!(reader.meta().stats, idx.stats);
         assert!(set.lookup("Alpine:v3.19", "openssl").unwrap().is_none());
         assert!(set.lookup("Alpine:v3.20", "zlib").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_fixed_version_that_is_a_list_is_a_counted_skip() {
+        // Shaped as the Azure Linux mirror's AZL-34750 (golang), whose OVAL test lists three
+        // EVRs in one field; a well-formed entry of the same record is kept.
+        let rec = |fixed: &str| {
+            format!(
+                r#"{{"id":"AZL-34750","modified":"2024-06-01T00:00:00Z","affected":[
+                {{"package":{{"ecosystem":"Azure Linux:3","name":"golang"}},
+                  "ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}},{{"fixed":"{fixed}"}}]}}]}},
+                {{"package":{{"ecosystem":"Azure Linux:3","name":"msft-golang"}},
+                  "ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}},{{"fixed":"1.21.6-1.azl3"}}]}}]}}]}}"#
+            )
+        };
+        let mut idx = EcosystemIndex::new("Azure Linux");
+        idx.add_record_json(rec("1.17.13-2,1.18.8-2,1.21.6-1.azl3").as_bytes());
+        assert_eq!(idx.stats.skipped.get("invalid_version"), Some(&1));
+        assert_eq!(idx.affected_entries(), 1, "msft-golang stays");
+        let mut idx = EcosystemIndex::new("Azure Linux");
+        idx.add_record_json(rec("1.21.6-1.azl3").as_bytes());
+        assert_eq!(idx.stats.skipped_total(), 0);
+        assert_eq!(idx.affected_entries(), 2);
     }
 
     #[test]

@@ -51,6 +51,8 @@ const RPM_DBS: [&str; 4] = [
     "usr/lib/sysimage/rpm/Packages",
 ];
 const RPM_NDB: [&str; 2] = ["var/lib/rpm/Packages.db", "usr/lib/sysimage/rpm/Packages.db"];
+/// Azure Linux distroless: the packages as a text manifest, no rpm database.
+const RPM_MANIFEST: &str = rpm::manifest::PATH;
 
 /// Every fixed path the catalogers read (the `status.d` directory's files come on top).
 pub fn wanted_paths() -> impl Iterator<Item = &'static str> {
@@ -60,6 +62,7 @@ pub fn wanted_paths() -> impl Iterator<Item = &'static str> {
         .chain(APK_INSTALLED.iter())
         .chain(RPM_DBS.iter())
         .chain(RPM_NDB.iter())
+        .chain(std::iter::once(&RPM_MANIFEST))
         .copied()
 }
 
@@ -136,6 +139,7 @@ pub fn wants_os(path: &str) -> bool {
         || APK_INSTALLED.contains(&path)
         || RPM_DBS.contains(&path)
         || RPM_NDB.contains(&path)
+        || path == RPM_MANIFEST
 }
 
 /// The packages of one image or filesystem, with its OS.
@@ -436,15 +440,25 @@ impl Cataloger<'_> {
                 self.finish_database(path, malformed, diag);
             }
         }
+        let mut rpm_db_read = false;
         for path in RPM_DBS {
             if !first_time(path) {
                 continue;
             }
             if let Some(b) = read_or_note(tree, path, diag) {
                 match rpm::parse_any(b) {
-                    Ok(out) => self.add("rpm", path, out, diag),
+                    Ok(out) => {
+                        rpm_db_read = true;
+                        self.add("rpm", path, out, diag);
+                    }
                     Err(e) => diag.skip("corrupt_package_db", path, e.0),
                 }
+            }
+        }
+        // The distroless manifest lists what an rpm database would: read only without one.
+        if !rpm_db_read && first_time(RPM_MANIFEST) {
+            if let Some(b) = read_or_note(tree, RPM_MANIFEST, diag) {
+                self.add("rpm", RPM_MANIFEST, rpm::manifest::parse_manifest(b), diag);
             }
         }
         for path in RPM_NDB {

@@ -50,7 +50,9 @@ impl Scheme {
         match base {
             "Debian" | "Ubuntu" => Some(Scheme::Dpkg),
             "Alpine" => Some(Scheme::Apk),
-            "AlmaLinux" | "Rocky Linux" | "Red Hat" | "openSUSE" | "SUSE" | "Mageia" => Some(Scheme::Rpm),
+            "AlmaLinux" | "Rocky Linux" | "Red Hat" | "Azure Linux" | "openSUSE" | "SUSE" | "Mageia" => {
+                Some(Scheme::Rpm)
+            }
             "crates.io" | "npm" | "Go" | "Hex" | "Pub" => Some(Scheme::Semver),
             "PyPI" => Some(Scheme::Pep440),
             "Maven" => Some(Scheme::Maven),
@@ -58,6 +60,19 @@ impl Scheme {
             "NuGet" => Some(Scheme::NuGet),
             "Packagist" => Some(Scheme::Packagist),
             _ => None,
+        }
+    }
+
+    /// Whether a range event's version can be one of this scheme's versions at all: the
+    /// distributions' (dpkg, apk, rpm) have no spaces nor commas — a list of versions in one
+    /// field (real feed dirt: an Azure Linux record's `1.17.13-2,1.18.8-2,1.21.6-1.azl3`)
+    /// would otherwise be compared piece by piece as if it were one version.
+    pub fn accepts(self, v: &str) -> bool {
+        match self {
+            Scheme::Dpkg | Scheme::Apk | Scheme::Rpm => {
+                !v.is_empty() && !v.contains(|c: char| c == ',' || c.is_whitespace())
+            }
+            _ => true,
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod bdb;
 pub mod header;
+pub mod manifest;
 pub mod sqlite;
 
 use super::{ParseOutcome, RawPackage};

@@ -1,0 +1,158 @@
+//! Azure Linux 3 as Microsoft ships it: a root with a real rpm database (rpmbuild, `rpm
+//! --justdb`) and the distroless form of the same packages (no database: the manifest
+//! `var/lib/rpmmanifest/container-manifest-2`, written by `rpm -qa --qf` in its documented
+//! format) scan to the same findings, equal to an oracle that applies the feed's own rule
+//! with rpm's comparison (tests/support/azl_oracle.py: source rpm name, source
+//! version-release lower than the fixed one) over the mirror's Azure Linux records; the
+//! manifest's package list equals syft's.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+const ECOSYSTEM: &str = "Azure Linux:3";
+
+fn scan(root: &Path, db: &Path) -> serde_json::Value {
+    let out = scan_json(&format!("rootfs:{}", root.display()), db);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// (id, binary package, severity) of a report's findings.
+fn findings(report: &serde_json::Value) -> Vec<(String, String, String)> {
+    let mut v: Vec<(String, String, String)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap().to_string(),
+                f["package"].as_str().unwrap().to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn packages(report: &serde_json::Value) -> BTreeSet<(String, String)> {
+    report["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_string(),
+                p["version"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn oracle(root: &Path) -> Vec<(String, String, String)> {
+    let out = Command::new("python3")
+        .arg(project().join("tests/support/azl_oracle.py"))
+        .arg(root)
+        .arg(ECOSYSTEM)
+        .arg(shared_data().join("osv/Azure Linux/all.zip"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn azure_linux_rpmdb_and_distroless_manifest_match_the_feed_by_source_rpm() {
+    let test = "Azure Linux";
+    if !require("rpmbuild", test) || !require("syft", test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = tmp.path().join("azl");
+    run_script("make-rpm-root.sh", &[fixture.to_str().unwrap(), "azurelinux"]);
+    let db = tmp.path().join("db");
+    shared_db(&db, &["Azure Linux"]);
+
+    let with_db = scan(&fixture.join("rpmdb"), &db);
+    assert_eq!(with_db["os"]["ecosystem"], ECOSYSTEM);
+    let expected = oracle(&fixture.join("rpmdb"));
+    assert!(expected.len() >= 10, "{expected:?}");
+    // Binary packages named apart from their source rpm are matched through it.
+    for binary in ["openssl-libs", "libcurl", "krb5-libs"] {
+        assert!(expected.iter().any(|(_, b, _)| b == binary), "{binary}");
+    }
+    assert_eq!(findings(&with_db), expected);
+    assert!(
+        expected.iter().any(|(_, _, s)| s == "critical"),
+        "real severities"
+    );
+
+    // The distroless manifest of the same packages: the same packages, the same findings.
+    let distroless = scan(&fixture.join("distroless"), &db);
+    assert_eq!(distroless["os"]["ecosystem"], ECOSYSTEM);
+    assert_eq!(packages(&distroless), packages(&with_db));
+    assert_eq!(findings(&distroless), expected);
+    let paths: BTreeSet<&str> = distroless["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        BTreeSet::from(["var/lib/rpmmanifest/container-manifest-2"])
+    );
+
+    // syft's package list of the manifest.
+    let out = Command::new("syft")
+        .arg(format!("dir:{}", fixture.join("distroless").display()))
+        .args(["-o", "json", "-q"])
+        .env("SYFT_CHECK_FOR_APP_UPDATE", "false")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let syft: BTreeSet<(String, String)> = doc["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap().to_string(),
+                a["version"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(packages(&distroless), syft);
+}
+
+#[test]
+fn mariner_2_is_azure_linux_2_and_without_its_feed_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("var/lib/rpmmanifest")).unwrap();
+    std::fs::write(
+        root.join("etc/os-release"),
+        "NAME=\"Common Base Linux Mariner\"\nVERSION=\"2.0.20240609\"\nID=mariner\nVERSION_ID=\"2.0\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("var/lib/rpmmanifest/container-manifest-2"),
+        "openssl\t1.1.1k-31.cm2\t1717000000\t1716000000\tMicrosoft Corporation\t(none)\t1\tx86_64\t0\topenssl-1.1.1k-31.cm2.src.rpm\n",
+    )
+    .unwrap();
+    // The shared mirror has no Mariner 2.0 data: the scan must say it matched nothing.
+    let db = tmp.path().join("db");
+    shared_db(&db, &["Azure Linux"]);
+    let r = scan(&root, &db);
+    assert_eq!(r["os"]["ecosystem"], "Azure Linux:2");
+    assert_eq!(r["packages"].as_array().unwrap().len(), 1);
+    assert!(r["findings"].as_array().unwrap().is_empty());
+    let notes = r["unreadable"].to_string() + &r["notes"].to_string();
+    assert!(notes.contains("Azure Linux:2"), "{r:#}");
+}
