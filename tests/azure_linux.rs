@@ -156,3 +156,89 @@ fn mariner_2_is_azure_linux_2_and_without_its_feed_says_so() {
     let notes = r["unreadable"].to_string() + &r["notes"].to_string();
     assert!(notes.contains("Azure Linux:2"), "{r:#}");
 }
+
+/// The agent is never quieter than `scan`: an Azure Linux image on a mirror that lacks Azure
+/// Linux is `no_advisory_feed` (not `ok` with 0 findings) in `/v1/findings` and the metric,
+/// its OS named; with Azure Linux on the mirror it is `ok` with the oracle's findings.
+#[test]
+fn the_agent_says_no_advisory_feed_when_the_mirror_lacks_the_os() {
+    let test = "Azure Linux agent coverage";
+    use common::agent::{value, Agent};
+    use common::containerd::Lab;
+    use common::mirror::Mirror;
+    if !require("rpmbuild", test) || !require("umoci", test) || !require("busybox", test) {
+        return;
+    }
+    let Some(lab) = Lab::start(test) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = tmp.path().join("azl");
+    run_script("make-rpm-root.sh", &[fixture.to_str().unwrap(), "azurelinux"]);
+    // The distroless root, with a static busybox so that its container really runs.
+    let root = fixture.join("distroless");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    let busybox = String::from_utf8(
+        Command::new("sh")
+            .args(["-c", "command -v busybox"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    std::fs::copy(busybox.trim(), root.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.join("bin/sleep")).unwrap();
+    let (_, archive) = umoci_archive(&root, tmp.path());
+    lab.import(&archive, "mcr.example/azurelinux/distroless");
+    let labels = [
+        ("io.kubernetes.pod.name", "azl-0"),
+        ("io.kubernetes.pod.namespace", "shop"),
+        ("io.kubernetes.container.name", "app"),
+    ];
+    lab.run_container("azl", "mcr.example/azurelinux/distroless:latest", &labels);
+
+    let status = |a: &Agent, s: &str| {
+        value(
+            &a.metrics(),
+            "stalewatch_container_scan_status",
+            &[("pod", "azl-0"), ("status", s)],
+        ) == Some(1.0)
+    };
+    // A mirror of Alpine only.
+    let alpine_only = tmp.path().join("mirror");
+    std::fs::create_dir_all(&alpine_only).unwrap();
+    std::os::unix::fs::symlink(shared_data().join("osv/Alpine"), alpine_only.join("Alpine")).unwrap();
+    let mirror = Mirror::start(alpine_only);
+    let azl = ["--ecosystem", "Azure Linux"];
+    let agent = Agent::start(&lab.sock, &tmp.path().join("state-1"), &mirror.url(), &azl);
+    agent.wait_for("no_advisory_feed", std::time::Duration::from_secs(60), |a| {
+        status(a, "no_advisory_feed")
+    });
+    let m = agent.metrics();
+    assert!(!status(&agent, "ok"), "{m}");
+    let info = value(
+        &m,
+        "stalewatch_image_info",
+        &[("os_id", "azurelinux"), ("os_version", "3.0")],
+    );
+    assert_eq!(info, Some(1.0), "{m}");
+    let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
+    let c = container_of(&doc, "azl-0");
+    assert_eq!(c["scan_status"], "no_advisory_feed");
+    assert_eq!(c["report"]["os"]["ecosystem"], ECOSYSTEM);
+    assert_eq!(
+        c["coverage_gaps"],
+        serde_json::json!([{"ecosystem": ECOSYSTEM, "packages": 7, "reason": "not_on_source"}])
+    );
+    agent.stop();
+
+    // The full mirror: ok, and the oracle's findings.
+    let mirror = Mirror::start(shared_data().join("osv"));
+    let agent = Agent::start(&lab.sock, &tmp.path().join("state-2"), &mirror.url(), &azl);
+    agent.wait_for("ok", std::time::Duration::from_secs(60), |a| status(a, "ok"));
+    let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
+    let c = container_of(&doc, "azl-0");
+    assert_eq!(findings(&c["report"]), oracle(&fixture.join("rpmdb")));
+    assert!(c.get("coverage_gaps").is_none(), "{c:#}");
+    agent.stop();
+}
