@@ -2,7 +2,8 @@
 //! no more security fixes for the release in its own archive (Debian: end of LTS; Ubuntu: end
 //! of standard support; Alpine: the branch's end of life; RHEL and rebuilds: end of
 //! maintenance support). Dates are facts from endoflife.date (checked against
-//! `shared/data/eol/` in a test); Rocky Linux follows its published lifecycle.
+//! `shared/data/eol/` in a test); Rocky Linux follows its published lifecycle, Azure Linux
+//! Microsoft's (its source named in the table).
 
 /// (os-release ID, release cycle, end-of-life date).
 const TABLE: &[(&str, &str, &str)] = &[
@@ -112,6 +113,12 @@ const TABLE: &[(&str, &str, &str)] = &[
     ("rhel", "4", "2012-02-29"),
     ("rocky", "9", "2032-05-31"),
     ("rocky", "8", "2029-05-31"),
+    // Not on endoflife.date; hand-written from Microsoft Learn, "Azure Linux Container Host
+    // support lifecycle" (learn.microsoft.com/azure/azure-linux/support-cycle): security
+    // updates for Azure Linux 2.0 (CBL-Mariner, `ID=mariner`) ceased on 2025-11-30. Azure
+    // Linux 3.0 has no published date yet ("roughly three years after" AKS 1.32): none is
+    // claimed, so its images are never called end of life on a guess.
+    ("mariner", "2", "2025-11-30"),
 ];
 
 /// Paid extended security maintenance after end of life (Ubuntu Pro ESM), reported beside
@@ -199,6 +206,12 @@ mod tests {
     }
 
     /// Every date in the table equals endoflife.date's (the column DESIGN.md names).
+    #[test]
+    fn mariner_2_is_past_its_end_and_azure_linux_3_has_none_claimed() {
+        assert_eq!(eol_date("mariner", "2.0"), Some("2025-11-30"));
+        assert_eq!(eol_date("azurelinux", "3.0"), None);
+    }
+
     #[test]
     fn table_matches_shared_endoflife_data() {
         let dir = format!("{}/../../../shared/data/eol", env!("CARGO_MANIFEST_DIR"));
