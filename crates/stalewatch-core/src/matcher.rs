@@ -55,6 +55,10 @@ pub struct Finding {
     /// not a vulnerability. Reports keep these apart (`Report::informational`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub informational: Option<Arc<str>>,
+    /// What installing the fix takes beyond the release's own archive: `ubuntu-pro` when the
+    /// only fix is in an Ubuntu Pro (ESM) stream of the package's release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix_requires: Option<Arc<str>>,
 }
 
 /// Distribution feeds name source packages for dpkg and apk, binary packages for rpm — but
@@ -104,6 +108,7 @@ struct Verdicts {
     fixed: Option<Arc<str>>,
     published: Option<Arc<str>>,
     informational: Option<Arc<str>>,
+    fix_requires: Option<Arc<str>>,
 }
 
 /// A matcher over one index that remembers each (ecosystem, name, version) it has judged:
@@ -147,10 +152,11 @@ impl<'a> Matcher<'a> {
             let verdicts = match self.memo.get(&key) {
                 Some(v) => v.clone(),
                 None => {
-                    let judged = judge(self.db, &p.ecosystem, name, version)?;
+                    let judged = judge_streams(self.db, &p.ecosystem, name, version)?;
                     let v: Arc<[Verdicts]> = judged
                         .into_iter()
-                        .map(|(advisory, severity, cvss_score, fixed)| Verdicts {
+                        .map(|((advisory, severity, cvss_score, fixed), needs)| Verdicts {
+                            fix_requires: needs.map(|n| self.intern(n)),
                             id: self.intern(&advisory.id),
                             fixed: fixed.map(|f| self.intern(&f)),
                             published: advisory.published.as_deref().map(|p| self.intern(p)),
@@ -204,6 +210,7 @@ impl<'a> Matcher<'a> {
                     informational: v.informational.clone(),
                     introduced_layer: introduced_layer.clone(),
                     in_base: None,
+                    fix_requires: v.fix_requires.clone(),
                 });
             }
         }
@@ -215,6 +222,64 @@ impl<'a> Matcher<'a> {
 /// Matches one inventory against the index (a fresh [`Matcher`]).
 pub fn match_inventory(inv: &Inventory, db: &IndexSet) -> Result<Vec<Finding>, IndexError> {
     Matcher::new(db).match_inventory(inv)
+}
+
+/// Ubuntu's streams for one installed version: Canonical publishes an LTS release's fixes
+/// after its standard support in Ubuntu Pro streams (`Ubuntu:Pro:18.04:LTS`, and the FIPS
+/// ones). A package installed from one (a `+esm` version; a `fips` one) is judged by those
+/// streams; any other package by its release's own stream, and — for what that stream has
+/// no record of — by the release's Pro stream, whose fixes it can only get with Pro.
+/// Returns (streams that apply, Pro streams that only tell what Pro would fix).
+fn ubuntu_streams<'a>(ecosystem: &'a str, version: &str, db: &'a IndexSet) -> (Vec<String>, Vec<String>) {
+    let own = || (vec![ecosystem.to_string()], Vec::new());
+    let Some(release) = ecosystem.strip_prefix("Ubuntu:") else {
+        return own();
+    };
+    if release.starts_with("Pro:") || !release.ends_with(":LTS") {
+        return own();
+    }
+    let pro = format!("Ubuntu:Pro:{release}");
+    if version.contains("+esm") {
+        return (vec![pro], Vec::new());
+    }
+    if version.to_ascii_lowercase().contains("fips") {
+        let suffix = format!(":{release}");
+        let mut fips: Vec<String> = db
+            .full_ecosystems()
+            .filter(|e| e.starts_with("Ubuntu:Pro:FIPS") && e.ends_with(&suffix))
+            .map(str::to_string)
+            .collect();
+        fips.sort();
+        fips.dedup();
+        return (fips, Vec::new());
+    }
+    (vec![ecosystem.to_string()], vec![pro])
+}
+
+/// Every advisory affecting `name` at `version` in `ecosystem`'s streams, sorted by id, each
+/// with what its fix requires (`ubuntu-pro` for fixes only a Pro stream has).
+fn judge_streams(
+    db: &IndexSet,
+    ecosystem: &str,
+    name: &str,
+    version: &str,
+) -> Result<Vec<(Judged, Option<&'static str>)>, IndexError> {
+    let (streams, pro_only) = ubuntu_streams(ecosystem, version, db);
+    let mut out: Vec<(Judged, Option<&'static str>)> = Vec::new();
+    for s in &streams {
+        out.extend(judge(db, s, name, version)?.into_iter().map(|j| (j, None)));
+    }
+    for s in &pro_only {
+        for j in judge(db, s, name, version)? {
+            if !out.iter().any(|(o, _)| o.0.id == j.0.id) {
+                let needs = j.3.is_some().then_some("ubuntu-pro");
+                out.push((j, needs));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0 .0.id.cmp(&b.0 .0.id));
+    out.dedup_by(|a, b| a.0 .0.id == b.0 .0.id);
+    Ok(out)
 }
 
 /// Every advisory affecting `name` at `version` in `ecosystem`, sorted by id.
