@@ -28,6 +28,12 @@ sqlite3 "$(find "$tmp/rpm-sqlite" -name rpmdb.sqlite | head -1)" \
 seed rpm_header blob < "$tmp/header"
 sh tests/fixtures/make-rpm-root.sh "$tmp/azl" azurelinux >/dev/null
 seed rpm_manifest azurelinux-3 < "$tmp/azl/distroless/var/lib/rpmmanifest/container-manifest-2"
+# Chisel's manifest (no chisel tool here): the jsonwall Chisel documents, compressed by zstd.
+printf '%s\n' '{"jsonwall":"1.0","schema":"1.0","count":2}' \
+    '{"kind":"package","name":"libc6","version":"2.39-0ubuntu8.3","sha256":"00","arch":"amd64"}' \
+    '{"kind":"slice","name":"libc6_libs"}' > "$tmp/manifest"
+seed chisel_manifest plain < "$tmp/manifest"
+zstd -q -c "$tmp/manifest" | seed chisel_manifest zstd
 for f in /etc/os-release /usr/lib/os-release; do [ -f "$f" ] && seed os_release "$(basename "$(dirname "$f")")" < "$f"; done
 printf 'ID=alpine\nVERSION_ID=3.20.3\nPRETTY_NAME="Alpine Linux v3.20"\n' | seed os_release alpine
 seed apk_installed installed <<'APK'

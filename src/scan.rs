@@ -60,7 +60,14 @@ pub fn run(
         );
     }
     let db = store.load(&needed)?;
-    let findings = matcher::match_inventory(&inv, &db)?;
+    let mut m = matcher::Matcher::new(&db);
+    let findings = m.match_inventory(&inv)?;
+    let unresolved = m.unresolved_binaries(&inv)?;
+    unreadable.extend(
+        unresolved
+            .iter()
+            .map(|b| stalewatch_core::catalog::chisel::unresolved_note(b)),
+    );
     let mut report = Report::new(target_text, inv, findings, unreadable, now);
     if let Some(meta) = meta {
         let base = lineage::detect(&meta.facts, &declared, &[]);

@@ -124,3 +124,70 @@ fn ubuntu_findings_equal_the_dpkg_oracle_over_canonicals_records() {
         .filter(|f| f["fix_requires"] == "ubuntu-pro")
         .all(|f| !f["installed_version"].as_str().unwrap().contains("+esm")));
 }
+
+/// A chiseled root (Chisel's manifest, no dpkg database) of the same packages as a dpkg root,
+/// written in the jsonwall format Chisel documents (sorted lines after the header) and
+/// compressed by the real zstd; plus one binary no record names.
+fn chiseled_like(dpkg_root: &Path, out: &Path, extra: (&str, &str)) {
+    let listed = Command::new("dpkg-query")
+        .arg(format!("--admindir={}", dpkg_root.join("var/lib/dpkg").display()))
+        .args(["-W", "-f", "${Package}\t${Version}\t${Architecture}\n"])
+        .output()
+        .unwrap();
+    assert!(listed.status.success());
+    let mut lines: Vec<String> = String::from_utf8(listed.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split('\t').collect::<Vec<_>>())
+        .chain(std::iter::once(vec![extra.0, extra.1, "amd64"]))
+        .flat_map(|f| {
+            let pkg = serde_json::json!({"kind": "package", "name": f[0], "version": f[1], "sha256": "0".repeat(64), "arch": f[2]});
+            let slice = serde_json::json!({"kind": "slice", "name": format!("{}_libs", f[0])});
+            [pkg.to_string(), slice.to_string()]
+        })
+        .collect();
+    lines.sort();
+    let header = serde_json::json!({"jsonwall": "1.0", "schema": "1.0", "count": lines.len()});
+    let wall = format!("{header}\n{}\n", lines.join("\n"));
+    std::fs::create_dir_all(out.join("var/lib/chisel")).unwrap();
+    std::fs::create_dir_all(out.join("etc")).unwrap();
+    std::fs::copy(dpkg_root.join("etc/os-release"), out.join("etc/os-release")).unwrap();
+    let plain = out.join("var/lib/chisel/manifest");
+    std::fs::write(&plain, wall).unwrap();
+    let z = Command::new("zstd")
+        .args(["-q", "--rm", "-o"])
+        .arg(out.join("var/lib/chisel/manifest.wall"))
+        .arg(&plain)
+        .status()
+        .unwrap();
+    assert!(z.success());
+}
+
+#[test]
+fn a_chiseled_root_has_the_findings_of_the_same_packages_in_dpkg() {
+    if !require("dpkg-query", "chiseled Ubuntu") || !require("zstd", "chiseled Ubuntu") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    shared_db(&db, &["Ubuntu"]);
+    for release in ["24.04", "18.04"] {
+        let (root, oracle) = root_and_oracle(tmp.path(), release);
+        let chiseled = tmp.path().join(format!("chiseled-{release}"));
+        // base-files: in every chiseled image, in no advisory record.
+        chiseled_like(&root, &chiseled, ("base-files", "13ubuntu10.1"));
+        let report = scan(&chiseled, &db);
+        assert_eq!(report["os"]["ecosystem"], format!("Ubuntu:{release}:LTS"));
+        assert_eq!(rows(&report), oracle, "{release}");
+        let dpkg_packages = scan(&root, &db)["packages"].as_array().unwrap().len();
+        assert_eq!(report["packages"].as_array().unwrap().len(), dpkg_packages + 1);
+        let notes: Vec<&serde_json::Value> = report["unreadable"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["reason"] == "unresolved_binary")
+            .collect();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(notes[0]["what"], "var/lib/chisel/manifest.wall:base-files");
+    }
+}

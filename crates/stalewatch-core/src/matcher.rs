@@ -148,11 +148,17 @@ impl<'a> Matcher<'a> {
                 continue;
             }
             let (name, version) = query_key(p);
-            let key = (p.ecosystem.to_string(), name.to_string(), version.to_string());
+            // A binary known without its source (a chiseled image): the records' binary lists
+            // name its source, else it is taken as a source of its own name.
+            let name = match source_unknown(p) {
+                true => self.source_of(p)?.unwrap_or_else(|| p.name.to_string()),
+                false => name.to_string(),
+            };
+            let key = (p.ecosystem.to_string(), name, version.to_string());
             let verdicts = match self.memo.get(&key) {
                 Some(v) => v.clone(),
                 None => {
-                    let judged = judge_streams(self.db, &p.ecosystem, name, version)?;
+                    let judged = judge_streams(self.db, &p.ecosystem, &key.1, version)?;
                     let v: Arc<[Verdicts]> = judged
                         .into_iter()
                         .map(|((advisory, severity, cvss_score, fixed), needs)| Verdicts {
@@ -217,6 +223,48 @@ impl<'a> Matcher<'a> {
         sort_findings(&mut findings);
         Ok(findings)
     }
+}
+
+impl Matcher<'_> {
+    /// The binaries of `inv` known without their source (a chiseled image's) that no record
+    /// names — neither in its binary lists nor as a source: matched as sources of their own
+    /// name, which misses any advisory that names their real source only.
+    pub fn unresolved_binaries(&self, inv: &Inventory) -> Result<Vec<String>, IndexError> {
+        let mut out = Vec::new();
+        for p in inv.packages.iter().filter(|p| source_unknown(p)) {
+            if self.source_of(p)?.is_some() {
+                continue;
+            }
+            let (streams, pro) = ubuntu_streams(&p.ecosystem, &p.version, self.db);
+            let mut named = false;
+            for s in streams.iter().chain(&pro) {
+                named |= self.db.lookup(s, &p.name)?.is_some();
+            }
+            if !named {
+                out.push(p.name.to_string());
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// The source package the records name a binary under, in its release's streams (the
+    /// first in name order where they disagree).
+    fn source_of(&self, p: &Package) -> Result<Option<String>, IndexError> {
+        let (streams, pro) = ubuntu_streams(&p.ecosystem, &p.version, self.db);
+        let mut sources = Vec::new();
+        for s in streams.iter().chain(&pro) {
+            sources.extend(self.db.sources_of_binary(s, &p.name)?);
+        }
+        sources.sort();
+        Ok(sources.into_iter().next())
+    }
+}
+
+/// A dpkg package whose database did not say its source (Chisel's manifest).
+fn source_unknown(p: &Package) -> bool {
+    p.source_name.is_empty() && Scheme::for_ecosystem(&p.ecosystem) == Some(Scheme::Dpkg)
 }
 
 /// Matches one inventory against the index (a fresh [`Matcher`]).

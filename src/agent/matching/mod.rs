@@ -216,11 +216,20 @@ impl Matching {
             if self.reports.contains_key(digest) {
                 continue;
             }
-            match matcher.match_inventory(&rec.inventory) {
-                Ok(f) => {
+            let matched = matcher
+                .match_inventory(&rec.inventory)
+                .and_then(|f| Ok((f, matcher.unresolved_binaries(&rec.inventory)?)));
+            match matched {
+                Ok((f, unresolved)) => {
                     let inv = rec.inventory.without_file_owners();
                     let target = format!("containerd:{digest}");
-                    let mut report = Report::new(&target, inv, f, rec.unreadable.clone(), now);
+                    let mut notes = rec.unreadable.clone();
+                    notes.extend(
+                        unresolved
+                            .iter()
+                            .map(|b| stalewatch_core::catalog::chisel::unresolved_note(b)),
+                    );
+                    let mut report = Report::new(&target, inv, f, notes, now);
                     // `pkg:oci/…` VEX products name the image by its digest.
                     let image = ImageIdentity {
                         digest: Some(digest.clone()),

@@ -24,7 +24,8 @@ const MAGIC: &[u8; 6] = b"SWIDX\0";
 /// Bumped whenever the layout changes; an older file is rebuilt, never misread.
 // 3: PyPI package names are stored PEP 503-normalised.
 // 4: advisories carry their CVE ids (id, aliases, upstream and related).
-pub const FORMAT_VERSION: u16 = 4;
+// 5: the binary packages records list, by source (`binary:BINARY:SOURCE`, no entries).
+pub const FORMAT_VERSION: u16 = 5;
 const HEADER_LEN: u64 = 24;
 const ADVISORY_SLOT: u64 = 12;
 /// No single blob of a sane index is this large; a bigger length means corruption.
@@ -238,6 +239,21 @@ impl IndexReader {
             .map_err(|_| corrupt("poisoned"))?
             .insert(ecosystem.to_string(), t.clone());
         Ok(Some(t))
+    }
+
+    /// The source packages the records of one release name a binary package under (their
+    /// `binaries` lists), sorted.
+    pub fn sources_of_binary(&self, ecosystem: &str, binary: &str) -> Result<Vec<String>, IndexError> {
+        let Some(table) = self.table(ecosystem)? else {
+            return Ok(Vec::new());
+        };
+        let prefix = format!("{}{binary}:", super::index::BINARY_KEY);
+        let start = table.partition_point(|(n, _)| n.as_str() < prefix.as_str());
+        Ok(table[start..]
+            .iter()
+            .map_while(|(n, _)| n.strip_prefix(prefix.as_str()))
+            .map(str::to_string)
+            .collect())
     }
 
     /// The affected entries of one package of one release ecosystem.

@@ -128,6 +128,32 @@ fn summary_of(r: &Record) -> String {
     }
 }
 
+/// The key prefix of the binary → source records (`binary:libssl3:openssl`): no Debian or
+/// Ubuntu package name contains a `:`.
+pub const BINARY_KEY: &str = "binary:";
+
+/// The binary package names of an affected entry's `ecosystem_specific.binaries`: a list of
+/// `{binary_name, binary_version}` objects, or of name → version maps (both are Canonical's).
+fn binary_names(specific: Option<&serde_json::Value>) -> Vec<String> {
+    let Some(list) = specific
+        .and_then(|s| s.get("binaries"))
+        .and_then(|b| b.as_array())
+    else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = Vec::new();
+    for item in list.iter().filter_map(|i| i.as_object()) {
+        match item.get("binary_name").and_then(|n| n.as_str()) {
+            Some(n) => out.push(n.to_string()),
+            None => out.extend(item.keys().cloned()),
+        }
+    }
+    out.retain(|n| !n.is_empty() && !n.contains(':') && n.len() <= 256);
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Whether every ECOSYSTEM event of the ranges can be a version of the ecosystem's scheme.
 fn events_are_versions(ecosystem: &str, ranges: &[VersionRange]) -> bool {
     let Some(scheme) = crate::version::Scheme::for_ecosystem(ecosystem) else {
@@ -232,18 +258,14 @@ impl EcosystemIndex {
                 .or(record_word)
                 .unwrap_or_default(),
             };
-            self.packages
-                .entry(pkg.ecosystem.clone())
-                .or_default()
-                .entry(crate::catalog::lang::normalize_name(&self.ecosystem, &pkg.name))
-                .or_default()
-                .push(AffectedEntry {
-                    advisory: advisory_idx,
-                    ranges,
-                    versions: a.versions.clone(),
-                    severity: sev,
-                    cvss_score: cvss.map(|s| s as f32),
-                });
+            let entry = AffectedEntry {
+                advisory: advisory_idx,
+                ranges,
+                versions: a.versions.clone(),
+                severity: sev,
+                cvss_score: cvss.map(|s| s as f32),
+            };
+            self.insert_entry(&pkg.ecosystem, &pkg.name, a.ecosystem_specific.as_ref(), entry);
             used = true;
         }
         if !used {
@@ -260,6 +282,27 @@ impl EcosystemIndex {
             modified: r.modified.clone(),
             informational,
         });
+    }
+
+    /// Files an entry under its package, and records which source each binary package its
+    /// record lists (Canonical's `binaries`) comes from — an empty entry list under
+    /// `binary:<binary>:<source>` — so packages known only by their binary name (a chiseled
+    /// image) are matched as their source.
+    fn insert_entry(
+        &mut self,
+        ecosystem: &str,
+        name: &str,
+        specific: Option<&serde_json::Value>,
+        entry: AffectedEntry,
+    ) {
+        let release = self.packages.entry(ecosystem.to_string()).or_default();
+        for b in binary_names(specific) {
+            release.entry(format!("{BINARY_KEY}{b}:{name}")).or_default();
+        }
+        release
+            .entry(crate::catalog::lang::normalize_name(&self.ecosystem, name))
+            .or_default()
+            .push(entry);
     }
 
     /// An affected entry's ranges, when it can be judged: `None` when it has neither ranges

@@ -63,6 +63,15 @@ impl IndexSet {
         Ok((!entries.is_empty()).then_some((reader, entries)))
     }
 
+    /// The source packages a release's records name a binary under (see
+    /// [`IndexReader::sources_of_binary`]).
+    pub fn sources_of_binary(&self, ecosystem: &str, binary: &str) -> Result<Vec<String>, IndexError> {
+        match self.readers.get(base_ecosystem(ecosystem)) {
+            Some(r) => r.sources_of_binary(ecosystem, binary),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// The highest severity any loaded index gives one of these ids.
     pub fn severity_by_alias<'a>(
         &self,

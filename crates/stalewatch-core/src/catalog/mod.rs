@@ -3,6 +3,7 @@
 //! (`lang`). Each format has its own parser module (bytes in, packages out).
 
 pub mod apk;
+pub mod chisel;
 pub mod dpkg;
 pub mod introduced;
 pub mod lang;
@@ -63,6 +64,7 @@ pub fn wanted_paths() -> impl Iterator<Item = &'static str> {
         .chain(RPM_DBS.iter())
         .chain(RPM_NDB.iter())
         .chain(std::iter::once(&RPM_MANIFEST))
+        .chain(std::iter::once(&chisel::PATH))
         .copied()
 }
 
@@ -140,6 +142,7 @@ pub fn wants_os(path: &str) -> bool {
         || RPM_DBS.contains(&path)
         || RPM_NDB.contains(&path)
         || path == RPM_MANIFEST
+        || path == chisel::PATH
 }
 
 /// The packages of one image or filesystem, with its OS.
@@ -396,8 +399,23 @@ impl Cataloger<'_> {
         }
     }
 
-    /// dpkg's status file (with its `info/*.list` file lists) and distroless `status.d`.
+    /// dpkg's status file (with its `info/*.list` file lists) and distroless `status.d`;
+    /// without either, a chiseled image's manifest.
     fn dpkg(&mut self, diag: &mut Diagnostics) {
+        let tree = self.tree;
+        let before = self.inv.databases.len();
+        self.dpkg_databases(diag);
+        if self.inv.databases.len() == before {
+            if let Some(b) = read_or_note(tree, chisel::PATH, diag) {
+                match chisel::parse_manifest(b) {
+                    Ok(out) => self.add("deb", chisel::PATH, out, diag),
+                    Err(e) => diag.skip("corrupt_package_db", chisel::PATH, e.0),
+                }
+            }
+        }
+    }
+
+    fn dpkg_databases(&mut self, diag: &mut Diagnostics) {
         let tree = self.tree;
         if let Some(b) = read_or_note(tree, DPKG_STATUS, diag) {
             self.reserve_for(b, b"Package:");
