@@ -93,6 +93,10 @@ image() { # NAME TAG LAYER-DIRS...
 }
 mkdir -p "$base/busybox/bin" && cp /bin/busybox "$base/busybox/bin/" && ln -s busybox "$base/busybox/bin/sleep"
 image example.org/shop/checkout 1.4.2 "$base/busybox" samples/rootfs
+# Microsoft's kinds of image (synthetic: none can be pulled here; real package names and
+# versions): an Ubuntu 24.04 base, and an Azure Linux 3.0 distroless one (its rpm manifest).
+image example.org/shop/payments 5.2.0 samples/ubuntu-24.04 "$base/busybox"
+image example.org/shop/reports 1.0.3 samples/azurelinux-3.0 "$base/busybox"
 if [ -d "$shared/rootfs/alpine" ]; then
     for v in 3.16.9 3.20.3; do
         mkdir -p "$base/alpine-$v" && tar -xzf "$shared/rootfs/alpine/alpine-minirootfs-$v-x86_64.tar.gz" -C "$base/alpine-$v"
@@ -110,6 +114,8 @@ run() { # ID IMAGE NAMESPACE POD CONTAINER
     echo "   $3/$4/$5 ← $2"
 }
 run checkout example.org/shop/checkout:1.4.2 shop checkout-7d9f checkout
+run payments example.org/shop/payments:5.2.0 shop payments-6b7c payments
+run reports example.org/shop/reports:1.0.3 analytics reports-0 reports
 if [ -d "$shared/rootfs/alpine" ]; then
     run legacy example.org/shop/legacy-api:2.0.0 shop legacy-api-0 api
     run frontend example.org/shop/frontend:3.1.0 web frontend-5c4b nginx
@@ -126,7 +132,7 @@ port=$(free_port)
 fport=$(free_port)
 echo "== starting the agent (advisories from $mirror, metrics on 127.0.0.1:$port, findings on 127.0.0.1:$fport)"
 "$bin" agent --containerd-address "$sock" --state-dir "$base/agent" --db-dir "$base/agent/db" \
-    --advisory-source "$mirror" --ecosystem Alpine --listen "127.0.0.1:$port" --node-name demo-node \
+    --advisory-source "$mirror" --ecosystem Alpine --ecosystem Ubuntu --ecosystem "Azure Linux" --listen "127.0.0.1:$port" --node-name demo-node \
     --findings-listen "127.0.0.1:$fport" --kube-events off \
     >"$base/agent.log" 2>&1 &
 agent_pid=$!
@@ -140,5 +146,6 @@ echo
 curl -s "127.0.0.1:$fport/v1/findings" | python3 scripts/summary.py
 echo
 echo "== a few of the Prometheus series (curl 127.0.0.1:$port/metrics)"
-curl -s "127.0.0.1:$port/metrics" | grep -E '^stalewatch_container_vulnerabilities\{.*fixable="true".*severity="unknown"' | head -5
+curl -s "127.0.0.1:$port/metrics" | grep -E '^stalewatch_container_vulnerabilities\{.*fixable="true".*severity="unknown"' | head -3
+curl -s "127.0.0.1:$port/metrics" | grep -E '^stalewatch_container_vulnerabilities\{.*fixable="true".*severity="(critical|high)"' | grep -v ' 0$' | head -4
 curl -s "127.0.0.1:$port/metrics" | grep -E '^stalewatch_(container_oldest_fix_age_seconds|image_info)' | head -6
