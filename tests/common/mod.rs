@@ -634,3 +634,21 @@ pub fn string_pairs(list: &serde_json::Value, a: &str, b: &str) -> Vec<(String, 
         .map(|o| (field(o, a), field(o, b)))
         .collect()
 }
+
+/// The named string fields of every object of a JSON array, one row each, sorted (a missing
+/// or null field is "").
+pub fn string_rows(list: &serde_json::Value, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut rows: Vec<Vec<String>> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            fields
+                .iter()
+                .map(|k| o[*k].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .collect();
+    rows.sort();
+    rows
+}
