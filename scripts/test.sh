@@ -20,7 +20,7 @@ STALEWATCH_CONTAINERD=2 cargo test --workspace --locked "$@" || status=$?
 if [ $# -eq 0 ]; then
     # The smoke set on 1.6: inventory and re-match, a stale digest, discarded layer blobs.
     STALEWATCH_CONTAINERD=1.6 cargo test --locked --test agent --test stale_digest --test discarded_layers \
-        -- agent_follows_containers a_tag_moved images_whose_layer_blobs || status=$?
+        -- agent_follows_containers a_tag_moved images_whose_layer_blobs a_cri_pull || status=$?
 fi
 if [ -s target/not-run.txt ]; then
     echo "test.sh: $(wc -l < target/not-run.txt) test(s) did NOT RUN (STALEWATCH_ALLOW_MISSING_TOOLS=1):" >&2

@@ -11,8 +11,9 @@
 mod common;
 
 use common::agent::{value, Agent};
-use common::buildah::{layout_layers, rebuild_images, Buildah};
+use common::buildah::{layout_layers, rebuild_images, rebuild_images_in, Buildah};
 use common::containerd::Lab;
+use common::cri::Cri;
 use common::mirror::Mirror;
 use common::*;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,52 @@ fn discard(lab: &Lab, layouts: &[&Path]) {
     assert!(layers.iter().all(|l| !left.contains(l.as_str())), "{left}");
 }
 
+/// The agent's first run on a node where the app runs: until it knows the app's base
+/// (`repo/base:1`, by its label). Returns its metrics.
+fn agent_learns_the_base(lab: &Lab, repo: &str, state: &Path, mirror: &Mirror) -> String {
+    let agent = Agent::start(&lab.sock, state, &mirror.url(), &[]);
+    let base = format!("{repo}/base:1");
+    agent.wait_for("the app's base known", Duration::from_secs(60), |a| {
+        value(
+            &a.metrics(),
+            "stalewatch_image_base_info",
+            &[("base_name", base.as_str()), ("detected_by", "label")],
+        ) == Some(1.0)
+    });
+    let m = agent.metrics();
+    agent.stop();
+    m
+}
+
+/// The agent back on its state once the rebuilt base is on the node: until it tells the
+/// rebuild. Returns (the app's /v1/findings container, its metrics).
+fn agent_tells_the_rebuild(
+    lab: &Lab,
+    repo: &str,
+    state: &Path,
+    mirror: &Mirror,
+) -> (serde_json::Value, String) {
+    let agent = Agent::start(&lab.sock, state, &mirror.url(), &[]);
+    let (app, base) = (format!("{repo}/app:1"), format!("{repo}/base:1"));
+    let rebuilt = |a: &Agent| {
+        value(
+            &a.metrics(),
+            "stalewatch_image_rebuild_fixable_vulnerabilities",
+            &[("image", app.as_str()), ("base_name", base.as_str())],
+        )
+        .is_some_and(|v| v > 0.0)
+    };
+    agent.wait_for(
+        "the rebuild a newer base brings",
+        Duration::from_secs(60),
+        rebuilt,
+    );
+    let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
+    let m = agent.metrics();
+    agent.stop();
+    (container_of(&doc, POD), m)
+}
+
 /// The node and its agent (restarted on its state) through the rebuild: base:1 and app:1
 /// imported, the app run, the agent learns the app's base; then the rebuilt base:1 arrives
 /// (not run) and the agent comes back. With `discarding`, every layer blob is removed right
@@ -94,38 +141,13 @@ fn through_the_rebuild(
             ("io.kubernetes.container.name", "app"),
         ],
     );
-    let agent = Agent::start(&lab.sock, state, &mirror.url(), &[]);
-    agent.wait_for("the app's base known", Duration::from_secs(60), |a| {
-        value(
-            &a.metrics(),
-            "stalewatch_image_base_info",
-            &[("base_name", "localhost/base:1"), ("detected_by", "label")],
-        ) == Some(1.0)
-    });
-    let first = agent.metrics();
-    agent.stop();
+    let first = agent_learns_the_base(lab, "localhost", state, mirror);
     lab.import(new_tar, "localhost/base");
     if discarding {
         discard(lab, &[new_dir]);
     }
-    let agent = Agent::start(&lab.sock, state, &mirror.url(), &[]);
-    let rebuilt = |a: &Agent| {
-        value(
-            &a.metrics(),
-            "stalewatch_image_rebuild_fixable_vulnerabilities",
-            &[("image", "localhost/app:1"), ("base_name", "localhost/base:1")],
-        )
-        .is_some_and(|v| v > 0.0)
-    };
-    agent.wait_for(
-        "the rebuild a newer base brings",
-        Duration::from_secs(60),
-        rebuilt,
-    );
-    let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
-    let second = agent.metrics();
-    agent.stop();
-    (container_of(&doc, POD), first, second)
+    let (app, second) = agent_tells_the_rebuild(lab, "localhost", state, mirror);
+    (app, first, second)
 }
 
 fn scan_containerd(lab: &Lab, db: &Path) -> serde_json::Value {
@@ -300,4 +322,123 @@ fn an_image_with_no_blob_and_no_snapshot_is_layers_missing() {
     let c = container_of(&doc, "gone-0");
     assert_eq!(c["scan_status"], "failed");
     assert!(c.get("read_from").is_none(), "{c:#}");
+}
+
+/// Whether a lab's content store holds any layer blob of these layouts.
+fn holds_layers(lab: &Lab, layouts: &[&Path]) -> bool {
+    let held = String::from_utf8_lossy(&lab.ctr(&["content", "ls", "-q"]).stdout).into_owned();
+    layouts
+        .iter()
+        .flat_map(|l| layout_layers(l))
+        .any(|l| held.contains(&l))
+}
+
+/// Waits until the garbage collector has removed the layer blobs a pull released (it runs
+/// after the pull returns).
+fn blobs_discarded(lab: &Lab, layouts: &[&Path]) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while holds_layers(lab, layouts) {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    true
+}
+
+/// CRI pods a test started, removed on drop (their shims must not outlive the lab).
+struct Pods<'a>(Vec<(Cri, String, String)>, std::marker::PhantomData<&'a ()>);
+
+impl Drop for Pods<'_> {
+    fn drop(&mut self) {
+        for (cri, sandbox, container) in &self.0 {
+            cri.remove_pod(sandbox, container);
+        }
+    }
+}
+
+/// The end state of EKS and GKE for real: containerd's CRI plugin with
+/// `discard_unpacked_layers = true` pulls the images from a loopback registry (the PullImage
+/// request the kubelet sends), unpacks them and drops their layer blobs; the app runs as a CRI
+/// pod, the rebuilt base is pulled and does not run. The same pulls on a node that keeps its
+/// blobs are the oracle.
+#[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
+fn a_cri_pull_that_discards_layers_reads_as_one_that_keeps_them() {
+    let test = "discarded layers: CRI pull";
+    let Some(b) = Buildah::new(test) else {
+        return;
+    };
+    let Some(registry) = common::Registry::start(test) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = registry.host.clone();
+    let images = rebuild_images_in(&b, tmp.path(), &repo);
+    let [(base_dir, _), (app_dir, _), (new_dir, _)] = &images;
+    registry.push(base_dir, "base:1");
+    registry.push(app_dir, "app:1");
+    let mirror = Mirror::start(shared_data().join("osv"));
+    let series = common::containerd::series();
+    let Some(keeping) = Lab::start_with(test, &series, "") else {
+        return;
+    };
+    let discarding = Lab::start_with(test, &series, "discard_unpacked_layers = true").unwrap();
+    let pause = pause_archive(tmp.path());
+    let mut pods = Pods(Vec::new(), std::marker::PhantomData);
+    let labs = [
+        (&keeping, tmp.path().join("state-keeping")),
+        (&discarding, tmp.path().join("state-discarding")),
+    ];
+    for (lab, _) in &labs {
+        lab.allow_registry(&repo);
+        lab.import(&pause, "example.org/pause");
+        let cri = Cri::connect(&lab.sock);
+        cri.pull_image(&format!("{repo}/base:1"));
+        cri.pull_image(&format!("{repo}/app:1"));
+        let (sandbox, container) = cri.run_pod("shop", POD, "app", &format!("{repo}/app:1"));
+        pods.0.push((cri, sandbox, container));
+    }
+    assert!(holds_layers(&keeping, &[app_dir]));
+    assert!(
+        blobs_discarded(&discarding, &[base_dir, app_dir]),
+        "the CRI plugin discarded the blobs"
+    );
+    let firsts: Vec<String> = labs
+        .iter()
+        .map(|(lab, state)| agent_learns_the_base(lab, &repo, state, &mirror))
+        .collect();
+    // The rebuilt base reaches the registry and both nodes, and runs nowhere.
+    registry.push(new_dir, "base:1");
+    for (lab, _) in &labs {
+        Cri::connect(&lab.sock).pull_image(&format!("{repo}/base:1"));
+    }
+    assert!(blobs_discarded(&discarding, &[new_dir]));
+    let (expected, _) = agent_tells_the_rebuild(&keeping, &repo, &labs[0].1, &mirror);
+    let (got, second) = agent_tells_the_rebuild(&discarding, &repo, &labs[1].1, &mirror);
+
+    assert_eq!(expected["read_from"], "content");
+    assert_eq!(got["read_from"], "snapshot");
+    assert_eq!(
+        essentials(&got["report"]),
+        essentials(&expected["report"]),
+        "{got:#}"
+    );
+    assert!(got["report"]["rebuild"]["fixed_by_rebuild"]
+        .as_u64()
+        .is_some_and(|n| n > 0));
+    let reads = |m: &str, source: &str| value(m, "stalewatch_image_reads_total", &[("source", source)]);
+    assert_eq!(reads(&firsts[1], "snapshot"), Some(1.0), "{}", firsts[1]);
+    assert_eq!(reads(&second, "view"), Some(1.0), "{second}");
+    assert_eq!(reads(&second, "content"), Some(0.0), "{second}");
+    assert_eq!(
+        value(
+            &second,
+            "stalewatch_snapshot_views_total",
+            &[("result", "removed")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(views_left(&discarding), "", "the view and its lease are removed");
+    drop(pods);
 }

@@ -164,14 +164,20 @@ pub fn alpine_installed_busybox_upgraded() -> String {
 /// base:1 (Alpine 3.16.9), app:1 FROM it (curl added), then base:1 rebuilt with busybox and
 /// ssl_client at their fixed version: the three as (OCI layout, OCI archive), in that order.
 pub fn rebuild_images(b: &Buildah, dir: &Path) -> [(PathBuf, PathBuf); 3] {
-    b.alpine("3.16.9", "localhost/base:1");
+    rebuild_images_in(b, dir, "localhost")
+}
+
+/// [`rebuild_images`] named under `repo` (`127.0.0.1:5000`).
+pub fn rebuild_images_in(b: &Buildah, dir: &Path, repo: &str) -> [(PathBuf, PathBuf); 3] {
+    let (base_name, app_name) = (format!("{repo}/base:1"), format!("{repo}/app:1"));
+    b.alpine("3.16.9", &base_name);
     let mut app_db = alpine_installed("3.16.9");
     app_db.extend_from_slice(b"P:curl\nV:7.83.1-r0\nA:x86_64\no:curl\n\n");
     b.derive(
-        "localhost/base:1",
+        &base_name,
         &[("/lib/apk/db/installed", &app_db)],
         &[("org.opencontainers.image.revision", "0123abc")],
-        "localhost/app:1",
+        &app_name,
     );
     let save = |name: &str, as_: &str| {
         (
@@ -179,15 +185,15 @@ pub fn rebuild_images(b: &Buildah, dir: &Path) -> [(PathBuf, PathBuf); 3] {
             b.oci_archive(name, &dir.join(format!("{as_}.tar"))),
         )
     };
-    let (base, app) = (save("localhost/base:1", "base"), save("localhost/app:1", "app"));
+    let (base, app) = (save(&base_name, "base"), save(&app_name, "app"));
     // The patched base: what `apk upgrade` of busybox would record, in a layer of its own.
     let patched = alpine_installed_busybox_upgraded();
     b.derive(
-        "localhost/base:1",
+        &base_name,
         &[("/lib/apk/db/installed", patched.as_bytes())],
         &[],
-        "localhost/base:1",
+        &base_name,
     );
-    let new_base = save("localhost/base:1", "base-new");
+    let new_base = save(&base_name, "base-new");
     [base, app, new_base]
 }

@@ -71,8 +71,8 @@ state = "{b}/state"
     sandbox_image = "{SANDBOX_IMAGE}"
     [plugins."io.containerd.grpc.v1.cri".containerd]
       {extra_images}
-    [plugins."io.containerd.grpc.v1.cri".registry.mirrors."*"]
-      endpoint = ["http://127.0.0.1:1"]
+    [plugins."io.containerd.grpc.v1.cri".registry]
+      config_path = "{b}/certs.d"
 "#
         );
     }
@@ -167,6 +167,17 @@ impl Lab {
                 .trim()
         );
         Some(lab)
+    }
+
+    /// Lets CRI pulls reach a plain-HTTP registry at `host` (`127.0.0.1:PORT`); every other
+    /// registry stays unreachable.
+    pub fn allow_registry(&self, host: &str) {
+        let dir = self.dir.path().join("certs.d").join(host);
+        std::fs::create_dir_all(&dir).unwrap();
+        let hosts = format!(
+            "server = \"http://{host}\"\n[host.\"http://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+        );
+        std::fs::write(dir.join("hosts.toml"), hosts).unwrap();
     }
 
     /// `ctr` of this lab's series.

@@ -110,6 +110,17 @@ pub struct StopContainerRequest {
     pub timeout: i64,
 }
 
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PullImageRequest {
+    #[prost(message, optional, tag = "1")]
+    pub image: Option<ImageSpec>,
+}
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PullImageResponse {
+    #[prost(string, tag = "1")]
+    pub image_ref: String,
+}
+
 /// NamespaceMode NODE: host networking, as the lab has no CNI.
 const NODE: i32 = 2;
 
@@ -220,6 +231,18 @@ impl Cri {
             },
         );
         (sandbox.id, created.id)
+    }
+
+    /// PullImage, as the kubelet asks for an image: the CRI plugin pulls and unpacks it (and,
+    /// with `discard_unpacked_layers`, drops its layer blobs). Returns the image's reference.
+    pub fn pull_image(&self, image: &str) -> String {
+        let resp: PullImageResponse = self.call(
+            "/runtime.v1.ImageService/PullImage",
+            PullImageRequest {
+                image: Some(ImageSpec { image: image.into() }),
+            },
+        );
+        resp.image_ref
     }
 
     /// StopContainer, RemoveContainer, StopPodSandbox, RemovePodSandbox.

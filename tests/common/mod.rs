@@ -652,3 +652,69 @@ pub fn string_rows(list: &serde_json::Value, fields: &[&str]) -> Vec<Vec<String>
     rows.sort();
     rows
 }
+
+/// A loopback registry (Debian's `docker-registry`), stopped on drop; `None` (loudly) where it
+/// is missing and CI is not set.
+pub struct Registry {
+    child: std::process::Child,
+    pub host: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start(test: &str) -> Option<Registry> {
+        if !require("docker-registry", test) || !require("skopeo", test) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = agent::free_port();
+        let host = format!("127.0.0.1:{port}");
+        let config = format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\nlog:\n  level: warn\n",
+            dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(&host).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the registry did not come up"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Some(Registry {
+            child,
+            host,
+            _dir: dir,
+        })
+    }
+
+    /// Copies an OCI layout to `<host>/<name>` with skopeo, manifest and digests unchanged.
+    pub fn push(&self, layout: &Path, name: &str) {
+        let out = Command::new("skopeo")
+            .args(["copy", "-q", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}", layout.display()))
+            .arg(format!("docker://{}/{name}", self.host))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
