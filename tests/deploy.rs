@@ -282,6 +282,26 @@ fn kustomize(dir: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The documents of a YAML stream, as JSON.
+fn yaml_docs(yaml: &str) -> Vec<serde_json::Value> {
+    let script = "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))";
+    let out = with_stdin("python3", &["-c", script], yaml);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A Kustomize overlay of deploy/base with `component`, rendered (kustomize takes relative
+/// paths only: the overlay lives under target/).
+fn kustomize_with_component(component: &str) -> String {
+    let overlay = format!("target/test-overlays/{component}");
+    std::fs::create_dir_all(project().join(&overlay)).unwrap();
+    let kustomization = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../../../deploy/base]\ncomponents: [../../../deploy/components/{component}]\n"
+    );
+    std::fs::write(project().join(&overlay).join("kustomization.yaml"), kustomization).unwrap();
+    kustomize(&overlay)
+}
+
 /// `tests/support/compare_manifests.py`: (passed, what it printed).
 fn compare_manifests(kustomized: &str, helmed: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -643,13 +663,7 @@ fn the_redeploy_component_and_the_charts_redeploy_value_grant_the_same() {
     if !require("kubectl", test) {
         return;
     }
-    let docs = |yaml: &str| -> Vec<serde_json::Value> {
-        let script =
-            "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))";
-        let out = with_stdin("python3", &["-c", script], yaml);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let docs = yaml_docs;
     let rules = |objects: &[serde_json::Value]| -> Vec<serde_json::Value> {
         objects
             .iter()
@@ -666,12 +680,7 @@ fn the_redeploy_component_and_the_charts_redeploy_value_grant_the_same() {
             .unwrap()["data"]["STALEWATCH_REDEPLOY"]
             .clone()
     };
-    // kustomize takes relative paths only: an overlay under target/.
-    let overlay = project().join("target/test-overlays/redeploy");
-    std::fs::create_dir_all(&overlay).unwrap();
-    let kustomization = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../../../deploy/base]\ncomponents: [../../../deploy/components/redeploy]\n";
-    std::fs::write(overlay.join("kustomization.yaml"), kustomization).unwrap();
-    let with = docs(&kustomize("target/test-overlays/redeploy"));
+    let with = docs(&kustomize_with_component("redeploy"));
     let base = docs(&kustomize("deploy/base"));
     assert!(rules(&base).is_empty() && config(&base).is_null());
     let expected = serde_json::json!([
@@ -741,4 +750,60 @@ fn the_charts_notify_and_base_image_values_reach_the_agent() {
     // The default chart sets none of it.
     let plain = helm_template(&[], test).unwrap();
     assert!(!plain.contains("STALEWATCH_NOTIFY") && !plain.contains("STALEWATCH_BASE_IMAGES"));
+}
+
+/// The agent's host mounts as (mount path, read-only, propagation) of a rendering's DaemonSet.
+fn agent_mounts(objects: &[serde_json::Value]) -> BTreeSet<(String, bool, String)> {
+    let ds = objects
+        .iter()
+        .find(|o| o["kind"] == "DaemonSet" && o["metadata"]["name"] == "stalewatch")
+        .unwrap();
+    ds["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["mountPath"].as_str().unwrap().to_string(),
+                m["readOnly"].as_bool().unwrap_or(false),
+                m["mountPropagation"].as_str().unwrap_or("None").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Snapshots of lazily pulled images appear on the host after the agent starts, under the
+/// containerd root or a proxy snapshotter's: both renderings mount them read-only with
+/// host-to-container propagation, the Kustomize component and the chart's value alike.
+#[test]
+fn snapshotter_roots_are_mounted_read_only_with_host_propagation() {
+    let test = "snapshotter roots";
+    if !require("kubectl", test) {
+        return;
+    }
+    let roots = [
+        "/var/lib/soci-snapshotter-grpc",
+        "/var/lib/containerd-stargz-grpc",
+    ];
+    let wanted = |mounts: BTreeSet<(String, bool, String)>| -> BTreeSet<(String, bool, String)> {
+        mounts
+            .into_iter()
+            .filter(|m| m.0 == "/var/lib/containerd" || roots.contains(&m.0.as_str()))
+            .collect()
+    };
+    let expected: BTreeSet<(String, bool, String)> = std::iter::once("/var/lib/containerd")
+        .chain(roots)
+        .map(|p| (p.to_string(), true, "HostToContainer".to_string()))
+        .collect();
+    let base = wanted(agent_mounts(&yaml_docs(&kustomize("deploy/base"))));
+    assert_eq!(base, expected.iter().take(1).cloned().collect());
+    let with = wanted(agent_mounts(&yaml_docs(&kustomize_with_component(
+        "snapshotter-roots",
+    ))));
+    assert_eq!(with, expected);
+    let set = format!("containerd.snapshotterRoots={{{}}}", roots.join(","));
+    let Some(chart) = helm_template(&["--set", &set], test) else {
+        return;
+    };
+    assert_eq!(wanted(agent_mounts(&yaml_docs(&chart))), expected);
 }

@@ -442,3 +442,99 @@ fn a_cri_pull_that_discards_layers_reads_as_one_that_keeps_them() {
     assert_eq!(views_left(&discarding), "", "the view and its lease are removed");
     drop(pods);
 }
+
+/// Unmounts what a test mounted over a path, on drop.
+struct Unmount(Vec<PathBuf>);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::process::Command::new("umount").arg(p).status();
+        }
+    }
+}
+
+/// A snapshot the agent cannot see into — a lazily pulled layer not fetched yet, a FUSE mount
+/// in another mount namespace — made here by mounting an empty tmpfs over the container
+/// snapshot's lower directory in the agent's (the host's) mount namespace, while containerd's
+/// private namespace and the container keep the real files: the snapshot read fails with
+/// its own reason (`snapshot_empty`, never a clean `no_package_db`), the `proc` fallback then
+/// reads what runs; without it the container is `failed`.
+#[test]
+fn an_empty_snapshot_is_a_failure_then_the_next_fallback() {
+    let test = "empty snapshot";
+    let Some(lab) = Lab::start(test) else {
+        return;
+    };
+    if !require("umoci", test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = unpack_alpine("3.20.3", tmp.path());
+    let (layout, archive) = umoci_archive(&root, tmp.path());
+    lab.import(&archive, "example.org/lazy");
+    let labels = [
+        ("io.kubernetes.pod.name", POD),
+        ("io.kubernetes.pod.namespace", "shop"),
+        ("io.kubernetes.container.name", "app"),
+    ];
+    lab.run_container("lazy", "example.org/lazy:latest", &labels);
+    lab.ctr(&["content", "rm", &first_layer(&layout)]);
+    let mounts =
+        String::from_utf8_lossy(&lab.ctr(&["snapshots", "mounts", "/x", "lazy"]).stdout).into_owned();
+    let lower: Vec<PathBuf> = mounts
+        .split([',', ' '])
+        .filter_map(|o| o.strip_prefix("lowerdir="))
+        .flat_map(|l| l.split(':'))
+        .map(PathBuf::from)
+        .collect();
+    assert!(!lower.is_empty(), "{mounts}");
+    let mut guard = Unmount(Vec::new());
+    for d in &lower {
+        let st = std::process::Command::new("mount")
+            .args(["-n", "-t", "tmpfs", "tmpfs"])
+            .arg(d)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        guard.0.push(d.clone());
+    }
+    let mirror = Mirror::start(shared_data().join("osv"));
+    let status = |a: &Agent, s: &str| {
+        value(
+            &a.metrics(),
+            "stalewatch_container_scan_status",
+            &[("pod", POD), ("status", s)],
+        ) == Some(1.0)
+    };
+    let empty = |m: &str| value(m, "stalewatch_scan_errors_total", &[("reason", "snapshot_empty")]);
+
+    let agent = Agent::start(&lab.sock, &tmp.path().join("state-1"), &mirror.url(), &[]);
+    agent.wait_for("ok through /proc", Duration::from_secs(60), |a| status(a, "ok"));
+    let m = agent.metrics();
+    assert_eq!(empty(&m), Some(1.0), "{m}");
+    let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
+    let c = container_of(&doc, POD);
+    assert_eq!(c["read_from"], "proc");
+    assert_eq!(
+        c["report"]["packages"].as_array().unwrap().len(),
+        14,
+        "alpine 3.20.3's packages"
+    );
+    agent.stop();
+
+    let only = ["--unpacked-fallback", "snapshot"];
+    let agent = Agent::start(&lab.sock, &tmp.path().join("state-2"), &mirror.url(), &only);
+    agent.wait_for("failed", Duration::from_secs(60), |a| status(a, "failed"));
+    let m = agent.metrics();
+    assert!(!status(&agent, "no_package_db") && !status(&agent, "ok"), "{m}");
+    assert_eq!(empty(&m), Some(1.0), "{m}");
+    let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
+    let error = container_of(&doc, POD)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.contains("hold no file"), "{error}");
+    agent.stop();
+    drop(guard);
+}

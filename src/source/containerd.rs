@@ -148,23 +148,30 @@ fn read_from_view(
     let view = rt.block_on(client.view_snapshot(crate::containerd::view::DEFAULT_SNAPSHOTTER, &chain))?;
     let dirs = super::overlay::lower_dirs_of(&view.mounts);
     let read = (|| {
+        let dirs = dirs?;
         anyhow::ensure!(
             dirs.len() == meta.layers.len(),
             "the snapshot has {} layer directories, the manifest {} layers",
             dirs.len(),
             meta.layers.len()
         );
+        let mut entries = 0;
         for (dir, digest) in dirs.iter().zip(&meta.layers) {
             let mut src = super::overlay::LayerDir::new(dir)?;
-            tree.apply_layer_with(
-                &mut src,
-                &|p| stalewatch_core::catalog::wants(p),
-                Some(&stalewatch_core::catalog::lang::BINARIES),
-                limits,
-                digest,
-                diag,
-            )
-            .with_context(|| format!("layer {digest} at {}", dir.display()))?;
+            entries += tree
+                .apply_layer_with(
+                    &mut src,
+                    &|p| stalewatch_core::catalog::wants(p),
+                    Some(&stalewatch_core::catalog::lang::BINARIES),
+                    limits,
+                    digest,
+                    diag,
+                )
+                .with_context(|| format!("layer {digest} at {}", dir.display()))?
+                .entries;
+        }
+        if entries == 0 {
+            return Err(super::overlay::SnapshotError::Empty.into());
         }
         Ok(())
     })();

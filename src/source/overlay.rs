@@ -88,17 +88,56 @@ pub fn lower_dirs(options: &[String]) -> Vec<PathBuf> {
     dirs
 }
 
+/// Why a snapshot could not be read as layers: each its own `stalewatch_scan_errors_total`
+/// reason, never a clean empty image.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// A mount the agent does not read: templated options (containerd 2.2's mount manager),
+    /// EROFS or block devices, or no layer directory at all.
+    #[error("the snapshot's mounts cannot be read as layer directories: {0}")]
+    UnsupportedMount(String),
+    /// Layer directories with no file in them: a lazily pulled layer not fetched yet, or a
+    /// FUSE mount the agent's mount namespace does not see.
+    #[error("the snapshot's layer directories hold no file (a lazy pull not materialised, or a mount not visible to the agent)")]
+    Empty,
+}
+
+impl SnapshotError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SnapshotError::UnsupportedMount(_) => "unsupported_mount",
+            SnapshotError::Empty => "snapshot_empty",
+        }
+    }
+}
+
 /// The layer directories of a snapshot's mounts, bottom first: an overlay's lower
 /// directories, or the one directory a read-only bind mount shows (containerd's overlayfs
-/// snapshotter views a single-layer chain that way). Other mounts name none.
-pub fn lower_dirs_of(mounts: &[containerd_client::types::Mount]) -> Vec<PathBuf> {
-    mounts
-        .iter()
-        .flat_map(|m| match m.r#type.as_str() {
-            "bind" | "rbind" if !m.source.is_empty() => vec![PathBuf::from(&m.source)],
-            _ => lower_dirs(&m.options),
-        })
-        .collect()
+/// snapshotter views a single-layer chain that way). Anything else is refused by name.
+pub fn lower_dirs_of(mounts: &[containerd_client::types::Mount]) -> Result<Vec<PathBuf>, SnapshotError> {
+    let mut dirs = Vec::new();
+    for m in mounts {
+        if m.options.iter().any(|o| o.contains("{{")) || m.source.contains("{{") {
+            return Err(SnapshotError::UnsupportedMount(format!(
+                "templated {} mount (resolved by containerd's mount manager, not a path)",
+                m.r#type
+            )));
+        }
+        match m.r#type.as_str() {
+            "bind" | "rbind" if !m.source.is_empty() => dirs.push(PathBuf::from(&m.source)),
+            "overlay" => dirs.extend(lower_dirs(&m.options)),
+            other => {
+                return Err(SnapshotError::UnsupportedMount(format!(
+                    "a {other:?} mount of {:?}",
+                    m.source
+                )))
+            }
+        }
+    }
+    if dirs.is_empty() {
+        return Err(SnapshotError::UnsupportedMount("no layer directory".into()));
+    }
+    Ok(dirs)
 }
 
 /// One unpacked layer directory into a delta that is cached under the layer's digest, as
@@ -120,16 +159,22 @@ pub fn read_layers(
     limits: &Limits,
     diag: &mut Diagnostics,
 ) -> anyhow::Result<u64> {
+    let mut entries = 0;
     for d in dirs {
         let mut src = LayerDir::new(d)?;
-        tree.apply_layer_with(
-            &mut src,
-            &|p| stalewatch_core::catalog::wants(p),
-            Some(&stalewatch_core::catalog::lang::BINARIES),
-            limits,
-            &d.display().to_string(),
-            diag,
-        )?;
+        entries += tree
+            .apply_layer_with(
+                &mut src,
+                &|p| stalewatch_core::catalog::wants(p),
+                Some(&stalewatch_core::catalog::lang::BINARIES),
+                limits,
+                &d.display().to_string(),
+                diag,
+            )?
+            .entries;
+    }
+    if entries == 0 {
+        return Err(SnapshotError::Empty.into());
     }
     Ok(dirs.len() as u64)
 }
@@ -158,14 +203,35 @@ mod tests {
         };
         let bind = [mount("bind", "/snap/1/fs", &["ro", "rbind"])];
         assert_eq!(
-            super::lower_dirs_of(&bind),
+            super::lower_dirs_of(&bind).unwrap(),
             [std::path::PathBuf::from("/snap/1/fs")]
         );
         let overlay = [mount("overlay", "overlay", &["lowerdir=/b:/a"])];
         assert_eq!(
-            super::lower_dirs_of(&overlay),
+            super::lower_dirs_of(&overlay).unwrap(),
             ["/a", "/b"].map(std::path::PathBuf::from)
         );
-        assert!(super::lower_dirs_of(&[mount("tmpfs", "", &[])]).is_empty());
+        let reason = |m: &[containerd_client::types::Mount]| super::lower_dirs_of(m).unwrap_err().reason();
+        assert_eq!(reason(&[mount("tmpfs", "", &[])]), "unsupported_mount");
+        assert_eq!(reason(&[]), "unsupported_mount");
+        // containerd 2.2's mount manager: an EROFS layer, then an overlay whose lower
+        // directories are templates over the mounts before it.
+        let managed = [
+            mount(
+                "erofs",
+                "/var/lib/containerd/io.containerd.snapshotter.v1.erofs/snapshots/4/layer.erofs",
+                &["ro"],
+            ),
+            mount(
+                "format/mkdir/overlay",
+                "overlay",
+                &["lowerdir={{ overlay 0 4 }}", "upperdir=/u", "workdir=/w"],
+            ),
+        ];
+        assert_eq!(reason(&managed), "unsupported_mount");
+        assert_eq!(
+            reason(&[mount("overlay", "overlay", &["lowerdir={{ overlay 0 1 }}"])]),
+            "unsupported_mount"
+        );
     }
 }

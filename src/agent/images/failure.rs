@@ -21,6 +21,8 @@ pub enum FailureKind {
     DigestMismatch,
     NoPlatform,
     Layer(&'static str),
+    /// A snapshot the unpacked fallback could not read (`snapshot_empty`, `unsupported_mount`).
+    Snapshot(&'static str),
     Timeout,
     Other,
 }
@@ -43,6 +45,9 @@ impl FailureKind {
                 _ => FailureKind::ContentRead,
             });
         }
+        if let Some(s) = cause.downcast_ref::<crate::source::overlay::SnapshotError>() {
+            return Some(FailureKind::Snapshot(s.reason()));
+        }
         if cause.downcast_ref::<DigestMismatch>().is_some() {
             return Some(FailureKind::DigestMismatch);
         }
@@ -64,6 +69,10 @@ impl FailureKind {
         }
     }
 
+    pub fn is_snapshot(self) -> bool {
+        matches!(self, FailureKind::Snapshot(_))
+    }
+
     /// The `reason` label of `stalewatch_scan_errors_total`.
     pub fn reason(self) -> &'static str {
         match self {
@@ -72,7 +81,7 @@ impl FailureKind {
             FailureKind::ContentRead => "content_read",
             FailureKind::DigestMismatch => "digest_mismatch",
             FailureKind::NoPlatform => "no_platform",
-            FailureKind::Layer(r) => r,
+            FailureKind::Layer(r) | FailureKind::Snapshot(r) => r,
             FailureKind::Timeout => "timeout",
             FailureKind::Other => "other",
         }

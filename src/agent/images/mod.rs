@@ -278,12 +278,15 @@ impl ReadJob {
         result
     }
 
+    /// A snapshot that cannot be read is counted with its own reason before the next fallback
+    /// is tried; the image's failure is the last snapshot's, else the blobs' absence.
     async fn read(&self) -> anyhow::Result<(ImageRecord, ReadCost)> {
-        let err = match self.scan(None).await {
+        let mut err = match self.scan(None).await {
             Ok(r) => return Ok(r),
             Err(e) if FailureKind::of(&e) == FailureKind::BlobMissing => e,
             Err(e) => return Err(e),
         };
+        let mut snapshot_failed = None;
         for fb in &self.fallbacks {
             let read = match (fb, &self.holder) {
                 (Fallback::Snapshot, Some(holder)) => self.read_container_snapshot(holder).await,
@@ -295,9 +298,21 @@ impl ReadJob {
                 (Fallback::Proc, None) => None,
             };
             match read {
-                Some(Ok(r)) => return Ok(r),
+                Some(Ok(r)) => {
+                    if let Some(reason) = snapshot_failed {
+                        self.metrics.scan_errors.with_label_values(&[reason]).inc();
+                    }
+                    return Ok(r);
+                }
                 Some(Err(e)) => {
-                    tracing::warn!(image = %self.digest, "unpacked fallback {fb:?} failed: {e:#}")
+                    let reason = FailureKind::of(&e).reason();
+                    tracing::warn!(image = %self.digest, reason, "unpacked fallback {fb:?} failed: {e:#}");
+                    // A snapshot's own reason becomes the image's (counted with it, when no
+                    // later fallback succeeds); another failure leaves the blobs' absence.
+                    if FailureKind::of(&e).is_snapshot() {
+                        snapshot_failed = Some(reason);
+                        err = e;
+                    }
                 }
                 None => {}
             }
@@ -355,11 +370,14 @@ impl ReadJob {
                 return None;
             }
         };
-        if dirs.is_empty() {
-            return None;
-        }
+        let dirs = match dirs {
+            Ok(d) => d,
+            Err(e) => return Some(Err(e.into())),
+        };
         match self.scan(Some((dirs.clone(), ReadFrom::Snapshot))).await {
             Ok(r) => Some(Ok(r)),
+            // Nothing to read by path either.
+            Err(e) if FailureKind::of(&e).is_snapshot() => Some(Err(e)),
             Err(e) => {
                 tracing::warn!(image = %self.digest, "reading the snapshot by the manifest's layers: {e:#}; reading it by path");
                 Some(self.scan_unpacked(Unpacked::Layers(dirs)).await)
@@ -391,9 +409,11 @@ impl ReadJob {
                 return Some(Err(e));
             }
         };
-        let dirs = crate::source::overlay::lower_dirs_of(&view.mounts);
         tracing::info!(image = %self.digest, "blobs missing from the content store, reading a view of {chain}");
-        let read = self.scan(Some((dirs, ReadFrom::View))).await;
+        let read = match crate::source::overlay::lower_dirs_of(&view.mounts) {
+            Ok(dirs) => self.scan(Some((dirs, ReadFrom::View))).await,
+            Err(e) => Err(e.into()),
+        };
         let removed = match view.remove().await {
             Ok(()) => "removed",
             Err(e) => {

@@ -87,6 +87,8 @@ pub fn scan(
     let mut tree = FileTree::new();
     let mut diag = Diagnostics::default();
     let mut cost = ReadCost::default();
+    // Entries read from unpacked directories: none at all is a snapshot not there to read.
+    let mut unpacked_entries = 0;
     for (i, layer) in manifest.layers.iter().enumerate() {
         let delta = match layers.get(&layer.digest) {
             Some(d) => {
@@ -101,8 +103,15 @@ pub fn scan(
                         d
                     }
                     Some(dirs) => {
-                        crate::source::overlay::read_layer_delta(&dirs[i], &layer.digest, limits, &mut diag)
-                            .with_context(|| format!("layer {} at {}", layer.digest, dirs[i].display()))?
+                        let d = crate::source::overlay::read_layer_delta(
+                            &dirs[i],
+                            &layer.digest,
+                            limits,
+                            &mut diag,
+                        )
+                        .with_context(|| format!("layer {} at {}", layer.digest, dirs[i].display()))?;
+                        unpacked_entries += d.stats.entries;
+                        d
                     }
                 };
                 cost.layers_read += 1;
@@ -114,6 +123,9 @@ pub fn scan(
             }
         };
         tree.apply(&delta, limits, &layer.digest, &mut diag);
+    }
+    if dirs.is_some() && cost.layer_cache_hits == 0 && unpacked_entries == 0 {
+        return Err(crate::source::overlay::SnapshotError::Empty.into());
     }
     let config = &manifest.config;
     let config_bytes = read_blob(&store as &dyn BlobStore, config).ok();
