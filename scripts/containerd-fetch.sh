@@ -5,7 +5,9 @@
 # `dpkg-deb -x` under /var/cache/stalewatch-containerd/<series>/ (they run on Debian 12 with
 # its runc). Idempotent: a series already unpacked is kept.
 #
-#   scripts/containerd-fetch.sh [1.7] [2]     # prints "<series> <version> <bin dir>" per series
+#   scripts/containerd-fetch.sh [1.7] [2] [soci]  # prints "<series> <version> <bin dir>" per series
+# `soci`: Debian 13's soci-snapshotter (the daemon and its CLI), a real lazy-pulling proxy
+# snapshotter for the tests.
 #
 # apt serves only a suite's current version: when a suite no longer offers the series the
 # tests expect, this fails loudly so the expectation is updated on purpose.
@@ -14,12 +16,13 @@ cache=${STALEWATCH_CONTAINERD_CACHE:-/var/cache/stalewatch-containerd}
 [ $# -gt 0 ] || set -- 1.7 2
 for series in "$@"; do
     case $series in
-        1.7) suite=trixie; expect='1.7.*' ;;
-        2) suite=sid; expect='2.*' ;;
-        *) echo "containerd-fetch: unknown series $series (1.7 or 2)" >&2; exit 2 ;;
+        1.7) suite=trixie; expect='1.7.*'; package=containerd ;;
+        2) suite=sid; expect='2.*'; package=containerd ;;
+        soci) suite=trixie; expect='0.*'; package=soci-snapshotter ;;
+        *) echo "containerd-fetch: unknown series $series (1.7, 2 or soci)" >&2; exit 2 ;;
     esac
     dir=$cache/$series
-    if [ ! -x "$dir/root/usr/bin/containerd" ]; then
+    if [ ! -f "$dir/VERSION" ]; then
         apt=$cache/apt-$suite
         mkdir -p "$apt/lists/partial" "$apt/archives/partial"
         echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian $suite main" \
@@ -29,20 +32,20 @@ for series in "$@"; do
         # shellcheck disable=SC2086
         apt-get -qq $opts update
         # shellcheck disable=SC2086
-        version=$(apt-cache $opts show containerd | sed -n 's/^Version: //p' | head -n 1)
+        version=$(apt-cache $opts show "$package" | sed -n 's/^Version: //p' | head -n 1)
         case $version in
             $expect) ;;
-            *) echo "containerd-fetch: Debian $suite now offers containerd $version, not $expect:" \
+            *) echo "containerd-fetch: Debian $suite now offers $package $version, not $expect:" \
                     "update the series the tests expect (scripts/containerd-fetch.sh, docs/install.md)" >&2
                exit 1 ;;
         esac
-        rm -f "$apt"/containerd_*.deb
+        rm -f "$apt/${package}"_*.deb
         # shellcheck disable=SC2086
-        (cd "$apt" && apt-get -qq $opts download "containerd=$version")
+        (cd "$apt" && apt-get -qq $opts download "$package=$version")
         rm -rf "$dir" && mkdir -p "$dir"
-        dpkg-deb -x "$apt"/containerd_*.deb "$dir/root"
+        dpkg-deb -x "$apt/${package}"_*.deb "$dir/root"
         echo "$version" > "$dir/VERSION"
-        echo "containerd-fetch: containerd $version from Debian $suite in $dir" >&2
+        echo "containerd-fetch: $package $version from Debian $suite in $dir" >&2
     fi
     echo "$series $(cat "$dir/VERSION") $dir/root/usr/bin"
 done

@@ -50,6 +50,6 @@ pip_pin cyclonedx-python-lib "$CYCLONEDX_PYTHON_LIB_VERSION"
 # Rust binaries with embedded dependency lists are built in the tests with cargo-auditable.
 cargo install --list | grep -qx "cargo-auditable v$CARGO_AUDITABLE_VERSION:" ||
     cargo install -q --locked --version "$CARGO_AUDITABLE_VERSION" cargo-auditable
-# The containerd matrix: Debian 13's 1.7 and unstable's 2.x beside Debian 12's 1.6, unpacked
+# The containerd matrix (Debian 13's 1.7, unstable's 2.x beside Debian 12's 1.6) and SOCI, unpacked
 # under /var/cache (not installed); the test lab picks one with STALEWATCH_CONTAINERD.
-"$(dirname "$0")/containerd-fetch.sh" 1.7 2 >&2
+"$(dirname "$0")/containerd-fetch.sh" 1.7 2 soci >&2

@@ -144,9 +144,15 @@ impl Lab {
         )
         .unwrap();
         let sock = base.join("containerd.sock");
+        // The SOCI snapshotter, where a test starts one (`start_soci`): a proxy plugin whose
+        // socket is dialled lazily, so it may come up after containerd.
+        let soci = format!(
+            "[proxy_plugins.soci]\n  type = \"snapshot\"\n  address = \"{}\"\n",
+            base.join("soci.sock").display()
+        );
         std::fs::write(
             base.join("config.toml"),
-            config(series, &base, &sock, extra_images),
+            config(series, &base, &sock, extra_images) + &soci,
         )
         .unwrap();
         let mut lab = Lab {
@@ -178,6 +184,62 @@ impl Lab {
             "server = \"http://{host}\"\n[host.\"http://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
         );
         std::fs::write(dir.join("hosts.toml"), hosts).unwrap();
+    }
+
+    /// Starts the SOCI snapshotter (scripts/containerd-fetch.sh soci) inside containerd's
+    /// mount namespace, where its FUSE mounts are then visible (and only there); `None`
+    /// (loudly) where it is not fetched. Stopped on drop of the returned guard.
+    pub fn start_soci(&self, test: &str) -> Option<Soci> {
+        let bin = bin_dir("soci").unwrap();
+        if !bin.join("soci-snapshotter-grpc").is_file() {
+            super::not_run(
+                test,
+                "the SOCI snapshotter is not fetched (scripts/containerd-fetch.sh soci)",
+            );
+            return None;
+        }
+        let base = self.dir.path();
+        std::fs::write(base.join("soci.toml"), "").unwrap();
+        let child = Command::new("nsenter")
+            .args(["-t", &self.pid().to_string(), "-m", "--"])
+            .arg(bin.join("soci-snapshotter-grpc"))
+            .arg("--address")
+            .arg(base.join("soci.sock"))
+            .arg("--root")
+            .arg(base.join("soci-root"))
+            .arg("--config")
+            .arg(base.join("soci.toml"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(base.join("soci.log")).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !base.join("soci.sock").exists() {
+            assert!(Instant::now() < deadline, "the SOCI snapshotter did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Soci {
+            child,
+            cli: bin.join("soci"),
+        })
+    }
+
+    /// The `soci` CLI against this lab, in containerd's mount namespace.
+    pub fn soci(&self, soci: &Soci, args: &[&str]) -> String {
+        let out = Command::new("nsenter")
+            .args(["-t", &self.pid().to_string(), "-m", "--"])
+            .arg(&soci.cli)
+            .arg("--address")
+            .arg(&self.sock)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "soci {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// `ctr` of this lab's series.
@@ -291,7 +353,13 @@ impl Lab {
 
     /// Runs `/bin/sleep` in a new container of `image`, with the given labels.
     pub fn run_container(&self, id: &str, image: &str, labels: &[(&str, &str)]) {
+        self.run_container_with(id, image, labels, &[]);
+    }
+
+    /// [`Lab::run_container`] with more `ctr run` options (`--snapshotter soci`).
+    pub fn run_container_with(&self, id: &str, image: &str, labels: &[(&str, &str)], options: &[&str]) {
         let mut args: Vec<String> = vec!["run".into(), "-d".into(), "--null-io".into()];
+        args.extend(options.iter().map(|o| o.to_string()));
         for (k, v) in labels {
             args.push("--label".into());
             args.push(format!("{k}={v}"));
@@ -353,5 +421,18 @@ impl Drop for Lab {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A running SOCI snapshotter, killed on drop (its FUSE mounts go with it).
+pub struct Soci {
+    child: Child,
+    cli: PathBuf,
+}
+
+impl Drop for Soci {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
