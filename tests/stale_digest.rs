@@ -179,3 +179,68 @@ fn a_tag_moved_to_a_new_build_flags_the_containers_still_running_the_old_one() {
         |a| count(&a.metrics(), "stalewatch_container_stale_digest", &[]) == 0,
     );
 }
+
+/// A pod without host users (`hostUsers: false`) on a snapshotter without idmapped mounts runs
+/// on a remapped copy of its image's layers: a committed snapshot between the image's chain
+/// and the container's (`ctr run --uidmap`, the same client code the CRI plugin uses). Its
+/// key is not the image's chain, yet the container runs the image its name resolves to: no
+/// stale digest, and its findings are the image's.
+#[test]
+fn a_remapped_snapshot_is_not_a_stale_digest() {
+    let test = "remapped snapshot";
+    let Some(lab) = Lab::start(test) else {
+        return;
+    };
+    if !require("umoci", test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = unpack_alpine("3.20.3", tmp.path());
+    let (_, archive) = umoci_archive(&root, tmp.path());
+    lab.import(&archive, "example.org/userns");
+    let labels = [
+        ("io.kubernetes.pod.name", "userns-0"),
+        ("io.kubernetes.pod.namespace", "shop"),
+        ("io.kubernetes.container.name", "app"),
+    ];
+    let maps = ["--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536"];
+    lab.run_container_with("userns", "example.org/userns:latest", &labels, &maps);
+    // The container's snapshot does not stand on the image's chain directly.
+    let snaps = String::from_utf8_lossy(&lab.ctr(&["snapshots", "ls"]).stdout).into_owned();
+    let parent = snaps
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("userns")
+                .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
+        })
+        .unwrap();
+    let committed: Vec<&str> = snaps.lines().filter(|l| l.contains("Committed")).collect();
+    assert_eq!(
+        committed.len(),
+        2,
+        "the image's layer and its remapped copy:\n{snaps}"
+    );
+
+    let site = tmp.path().join("site");
+    write_osv_zip(&site, "Alpine", &[("ALPINE-CVE-2024-9143.json", ALPINE_9143)]);
+    let mirror = Mirror::start(site);
+    let agent = Agent::start(&lab.sock, &tmp.path().join("state"), &mirror.url(), &[]);
+    agent.wait_for("ok", Duration::from_secs(60), |a| {
+        value(
+            &a.metrics(),
+            "stalewatch_container_scan_status",
+            &[("pod", "userns-0"), ("status", "ok")],
+        ) == Some(1.0)
+    });
+    let m = agent.metrics();
+    assert_eq!(
+        count(&m, "stalewatch_container_stale_digest", &[("pod", "userns-0")]),
+        0,
+        "{parent}: {m}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
+    let c = container_of(&doc, "userns-0");
+    assert!(c["stale_digest"].is_null(), "{c:#}");
+    assert_eq!(ids(&agent, "userns-0"), ["ALPINE-CVE-2024-9143"]);
+    agent.stop();
+}

@@ -81,6 +81,10 @@ impl ContainerInventory {
             read.and_then(|f| stalewatch_core::image::chain_id(&f.diff_ids))
                 .or_else(|| cached_chain(d))
         };
+        let chains: BTreeSet<String> = known.iter().filter_map(|d| chain_of(d)).collect();
+        for rc in &mut self.running {
+            rc.snapshot_parent = unmapped_parent(client, rc, &chains).await;
+        }
         running::resolve_running(&mut self.running, &known, &chain_of);
     }
 
@@ -115,5 +119,29 @@ async fn facts_from_store(client: &Containerd, digest: &str) -> Option<ImageFact
             None
         }
         Err(_) => None,
+    }
+}
+
+/// The chain a container's snapshot really stands on. A pod with `hostUsers: false` on a
+/// snapshotter without idmapped mounts runs on a remapped copy of its image's layers: a
+/// committed snapshot whose own parent is the image's chain, keyed `<chain>-<uid>-<gid>`
+/// (containerd before 2.0) or by a digest of the chain and the ID maps (2.x,
+/// `client/snapshotter_opts_unix.go`). Taken at its word, that key would be a stale digest.
+async fn unmapped_parent(
+    client: &Containerd,
+    rc: &RunningContainer,
+    chains: &BTreeSet<String>,
+) -> Option<String> {
+    let parent = rc.snapshot_parent.clone()?;
+    if chains.contains(&parent) {
+        return Some(parent);
+    }
+    if let Some(chain) = running::legacy_remapped_chain(&parent) {
+        return Some(chain.to_string());
+    }
+    let (snapshotter, _) = rc.snapshot.as_ref()?;
+    match client.snapshot_parent(snapshotter, &parent).await {
+        Ok(Some(grand)) if chains.contains(&grand) => Some(grand),
+        _ => Some(parent),
     }
 }

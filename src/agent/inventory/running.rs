@@ -73,6 +73,16 @@ pub fn resolve_running(
     }
 }
 
+/// The chain of a remapped snapshot keyed `<chain>-<uid>-<gid>` (containerd's client before
+/// 2.0), if `key` is one.
+pub fn legacy_remapped_chain(key: &str) -> Option<&str> {
+    let (chain, ids) = key.split_at_checked("sha256:".len() + 64)?;
+    let hex = chain.strip_prefix("sha256:")?;
+    let (uid, gid) = ids.strip_prefix('-')?.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (hex.bytes().all(|b| b.is_ascii_hexdigit()) && digits(uid) && digits(gid)).then_some(chain)
+}
+
 /// Seconds since the epoch at which a process started, from `<proc_root>/<pid>/stat` and
 /// `<proc_root>/stat` (boot time), so a host `/proc` mounted elsewhere works.
 pub fn process_start(proc_root: &Path, pid: u32) -> Option<i64> {
@@ -161,4 +171,27 @@ pub async fn list_running(client: &Containerd, proc_root: &Path) -> anyhow::Resu
         }
     }
     Ok(by_name.into_values().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn legacy_remapped_keys_name_their_chain() {
+        let chain = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(
+            super::legacy_remapped_chain(&format!("{chain}-100000-100000")),
+            Some(chain.as_str())
+        );
+        for not in [
+            chain.clone(),
+            format!("{chain}-100000"),
+            format!("{chain}-x-1"),
+            format!("{chain}-1-"),
+            format!("sha256:{}-1-1", "zz".repeat(32)),
+            "sha256:short-1-1".to_string(),
+            format!("sha512:{}-1-1", "ab".repeat(32)),
+        ] {
+            assert_eq!(super::legacy_remapped_chain(&not), None, "{not}");
+        }
+    }
 }
