@@ -123,6 +123,48 @@ fn mariner_2_is_azure_linux_2_and_without_its_feed_says_so() {
     assert!(r["findings"].as_array().unwrap().is_empty());
     let notes = r["unreadable"].to_string() + &r["notes"].to_string();
     assert!(notes.contains("Azure Linux:2"), "{r:#}");
+
+    // With records for Azure Linux:2 (fixtures in the feed's shape: no 2.0 data is obtainable
+    // here), the source rpm is matched, and an installed epoch does not hide a fix the feed
+    // writes without one (shadow-utils, epoch 2).
+    std::fs::write(
+        root.join("var/lib/rpmmanifest/container-manifest-2"),
+        "openssl\t1.1.1k-31.cm2\t1717000000\t1716000000\tMicrosoft Corporation\t(none)\t1\tx86_64\t0\topenssl-1.1.1k-31.cm2.src.rpm\n\
+         shadow-utils\t4.14.3-2.cm2\t1717000000\t1716000000\tMicrosoft Corporation\t2\t1\tx86_64\t2\tshadow-utils-4.14.3-2.cm2.src.rpm\n",
+    )
+    .unwrap();
+    let record = |id: &str, name: &str, fixed: &str| {
+        format!(
+            r#"{{"id":"{id}","modified":"2025-01-01T00:00:00Z","summary":"fixture in the Azure Linux feed's shape",
+            "affected":[{{"package":{{"ecosystem":"Azure Linux:2","name":"{name}"}},
+            "ranges":[{{"type":"ECOSYSTEM","events":[{{"introduced":"0"}},{{"fixed":"{fixed}"}}]}}],
+            "database_specific":{{"severity":"HIGH"}}}}]}}"#
+        )
+    };
+    let (a, b) = (
+        record("AZL-FIXTURE-1", "openssl", "1.1.1k-32.cm2"),
+        record("AZL-FIXTURE-2", "shadow-utils", "4.14.3-3.cm2"),
+    );
+    let feed = tmp.path().join("feed");
+    write_osv_zip(
+        &feed,
+        "Azure Linux",
+        &[
+            ("AZL-FIXTURE-1.json", a.as_bytes()),
+            ("AZL-FIXTURE-2.json", b.as_bytes()),
+        ],
+    );
+    let db2 = tmp.path().join("db2");
+    db_from(&feed, &db2, &["Azure Linux"]);
+    let r = scan(&root, &db2);
+    assert_eq!(
+        findings(&r),
+        [
+            vec!["AZL-FIXTURE-1".to_string(), "openssl".into(), "high".into()],
+            vec!["AZL-FIXTURE-2".to_string(), "shadow-utils".into(), "high".into()],
+        ]
+    );
+    assert!(!r["unreadable"].to_string().contains("no_advisory_feed"), "{r:#}");
 }
 
 /// The agent is never quieter than `scan`: an Azure Linux image on a mirror that lacks Azure

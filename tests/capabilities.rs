@@ -13,6 +13,7 @@ use common::*;
 use std::time::Duration;
 
 const ALPINE_9143: &[u8] = include_bytes!("fixtures/osv/ALPINE-CVE-2024-9143.json");
+const ALPINE_42366: &[u8] = include_bytes!("fixtures/osv/ALPINE-CVE-2023-42366.json");
 
 /// The capabilities `deploy/base/daemonset.yaml` adds after dropping ALL, lower-case.
 fn granted() -> Vec<String> {
@@ -99,7 +100,13 @@ fn the_agent_works_with_the_granted_capabilities_and_degrades_without_ptrace() {
     lab.ctr(&["content", "rm", &first_layer(&layout)]);
 
     let site = tmp.path().join("site");
-    write_osv_zip(&site, "Alpine", &[("ALPINE-CVE-2024-9143.json", ALPINE_9143)]);
+    // A record for each image's release: a release the mirror has no record for is
+    // `no_advisory_feed`, not `ok`.
+    let records = [
+        ("ALPINE-CVE-2024-9143.json", ALPINE_9143),
+        ("ALPINE-CVE-2023-42366.json", ALPINE_42366),
+    ];
+    write_osv_zip(&site, "Alpine", &records);
     let mirror = Mirror::start(site);
     let ok = |a: &Agent, pod: &str| {
         value(

@@ -123,7 +123,10 @@ pub fn lower_dirs_of(mounts: &[containerd_client::types::Mount]) -> Result<Vec<P
                 m.r#type
             )));
         }
-        match m.r#type.as_str() {
+        // containerd 2.2's transformers (`mkdir/`, `format/`) prefix the type; with no
+        // template left, what they wrap is an ordinary mount.
+        let kind = m.r#type.rsplit('/').next().unwrap_or_default();
+        match kind {
             "bind" | "rbind" if !m.source.is_empty() => dirs.push(PathBuf::from(&m.source)),
             "overlay" => dirs.extend(lower_dirs(&m.options)),
             other => {
@@ -214,8 +217,41 @@ mod tests {
         let reason = |m: &[containerd_client::types::Mount]| super::lower_dirs_of(m).unwrap_err().reason();
         assert_eq!(reason(&[mount("tmpfs", "", &[])]), "unsupported_mount");
         assert_eq!(reason(&[]), "unsupported_mount");
-        // containerd 2.2's mount manager: an EROFS layer, then an overlay whose lower
-        // directories are templates over the mounts before it.
+        // containerd 2.2's mount manager (docs/mounts.md of its tree): a directory made
+        // before an overlay over a literal lower directory is read; an EROFS layer, a loop
+        // device, or an overlay whose lower directories are templates over the mounts before
+        // it (`{{ mount 0 }}`, `{{ overlay 0 2 }}`) are not.
+        let mkdir = [mount(
+            "mkdir/overlay",
+            "overlay",
+            &[
+                "X-containerd.mkdir.path=/w/upper:0755",
+                "lowerdir=/snapshots/base",
+                "upperdir=/w/upper",
+                "workdir=/w/work",
+            ],
+        )];
+        assert_eq!(
+            super::lower_dirs_of(&mkdir).unwrap(),
+            [std::path::PathBuf::from("/snapshots/base")]
+        );
+        let bound = [
+            mount("bind", "/var/lib/containerd/snapshots/1", &["ro"]),
+            mount(
+                "format/overlay",
+                "overlay",
+                &["lowerdir={{ mount 0 }}", "upperdir=/upper", "workdir=/work"],
+            ),
+        ];
+        assert_eq!(reason(&bound), "unsupported_mount");
+        assert_eq!(
+            reason(&[mount(
+                "mkfs/loop",
+                "/data/fs.img",
+                &["X-containerd.mkfs.size=500MiB"]
+            )]),
+            "unsupported_mount"
+        );
         let managed = [
             mount(
                 "erofs",
