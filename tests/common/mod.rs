@@ -718,3 +718,13 @@ impl Drop for Registry {
         let _ = self.child.wait();
     }
 }
+
+/// One record of the shared OSV export (`osv/<ecosystem>/all.zip`), as its bytes.
+pub fn shared_record(ecosystem: &str, name: &str) -> Vec<u8> {
+    use std::io::Read;
+    let file = std::fs::File::open(shared_data().join("osv").join(ecosystem).join("all.zip")).unwrap();
+    let mut zip = zip::ZipArchive::new(file).unwrap();
+    let mut out = Vec::new();
+    zip.by_name(name).unwrap().read_to_end(&mut out).unwrap();
+    out
+}
