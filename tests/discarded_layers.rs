@@ -285,9 +285,7 @@ fn an_image_with_no_blob_and_no_snapshot_is_layers_missing() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let root = unpack_alpine("3.20.3", tmp.path());
-    let (layout, archive) = umoci_archive(&root, tmp.path());
-    lab.import(&archive, "example.org/gone");
+    let layout = lab.import_alpine(tmp.path(), "3.20.3", "example.org/gone");
     lab.run_container(
         "gone",
         "example.org/gone:latest",
@@ -470,9 +468,7 @@ fn an_empty_snapshot_is_a_failure_then_the_next_fallback() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let root = unpack_alpine("3.20.3", tmp.path());
-    let (layout, archive) = umoci_archive(&root, tmp.path());
-    lab.import(&archive, "example.org/lazy");
+    let layout = lab.import_alpine(tmp.path(), "3.20.3", "example.org/lazy");
     let labels = [
         ("io.kubernetes.pod.name", POD),
         ("io.kubernetes.pod.namespace", "shop"),

@@ -195,9 +195,7 @@ fn a_remapped_snapshot_is_not_a_stale_digest() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let root = unpack_alpine("3.20.3", tmp.path());
-    let (_, archive) = umoci_archive(&root, tmp.path());
-    lab.import(&archive, "example.org/userns");
+    lab.import_alpine(tmp.path(), "3.20.3", "example.org/userns");
     let labels = [
         ("io.kubernetes.pod.name", "userns-0"),
         ("io.kubernetes.pod.namespace", "shop"),

@@ -155,24 +155,7 @@ fn read_from_view(
             dirs.len(),
             meta.layers.len()
         );
-        let mut entries = 0;
-        for (dir, digest) in dirs.iter().zip(&meta.layers) {
-            let mut src = super::overlay::LayerDir::new(dir)?;
-            entries += tree
-                .apply_layer_with(
-                    &mut src,
-                    &|p| stalewatch_core::catalog::wants(p),
-                    Some(&stalewatch_core::catalog::lang::BINARIES),
-                    limits,
-                    digest,
-                    diag,
-                )
-                .with_context(|| format!("layer {digest} at {}", dir.display()))?
-                .entries;
-        }
-        if entries == 0 {
-            return Err(super::overlay::SnapshotError::Empty.into());
-        }
+        super::overlay::read_layers_as(&dirs, &meta.layers, tree, limits, diag)?;
         Ok(())
     })();
     if let Err(e) = rt.block_on(view.remove()) {

@@ -3,6 +3,7 @@
 //! carry the `trusted.overlay.opaque` xattr. They are turned back into OCI whiteout entries
 //! so the same tree logic applies.
 
+use anyhow::Context;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -155,15 +156,30 @@ pub fn read_layer_delta(
     Ok(super::image::cacheable_delta(&mut src, label, limits, diag)?)
 }
 
-/// Reads unpacked layers (bottom first) into a tree. Returns how many layer trees were read.
+/// Reads unpacked layers (bottom first) into a tree, each labelled by its path. Returns how
+/// many layer trees were read.
 pub fn read_layers(
     dirs: &[PathBuf],
     tree: &mut FileTree,
     limits: &Limits,
     diag: &mut Diagnostics,
 ) -> anyhow::Result<u64> {
+    let labels: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+    read_layers_as(dirs, &labels, tree, limits, diag)?;
+    Ok(dirs.len() as u64)
+}
+
+/// Reads unpacked layers (bottom first) into a tree, each under its label (a layer digest,
+/// where the manifest names them). No file in any of them is a snapshot not there to read.
+pub fn read_layers_as(
+    dirs: &[PathBuf],
+    labels: &[String],
+    tree: &mut FileTree,
+    limits: &Limits,
+    diag: &mut Diagnostics,
+) -> anyhow::Result<()> {
     let mut entries = 0;
-    for d in dirs {
+    for (d, label) in dirs.iter().zip(labels) {
         let mut src = LayerDir::new(d)?;
         entries += tree
             .apply_layer_with(
@@ -171,15 +187,16 @@ pub fn read_layers(
                 &|p| stalewatch_core::catalog::wants(p),
                 Some(&stalewatch_core::catalog::lang::BINARIES),
                 limits,
-                &d.display().to_string(),
+                label,
                 diag,
-            )?
+            )
+            .with_context(|| format!("layer {label} at {}", d.display()))?
             .entries;
     }
     if entries == 0 {
         return Err(SnapshotError::Empty.into());
     }
-    Ok(dirs.len() as u64)
+    Ok(())
 }
 
 #[cfg(test)]

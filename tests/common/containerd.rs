@@ -351,6 +351,15 @@ impl Lab {
         ]);
     }
 
+    /// Imports the shared Alpine minirootfs `version` as a one-layer image `base_name:latest`
+    /// (umoci); returns its OCI layout.
+    pub fn import_alpine(&self, work: &Path, version: &str, base_name: &str) -> PathBuf {
+        let root = super::unpack_alpine(version, work);
+        let (layout, archive) = super::umoci_archive(&root, work);
+        self.import(&archive, base_name);
+        layout
+    }
+
     /// Runs `/bin/sleep` in a new container of `image`, with the given labels.
     pub fn run_container(&self, id: &str, image: &str, labels: &[(&str, &str)]) {
         self.run_container_with(id, image, labels, &[]);
