@@ -145,6 +145,15 @@ T
 start_control_plane() {
     ip=$1
     P=$S/pki
+    # The agent mounts the containerd root with HostToContainer propagation (snapshots of lazy
+    # pulls appear after it starts), which the CRI plugin allows only from a shared or slave
+    # mount: systemd makes / shared on real nodes; this machine's / is private, so the lab
+    # makes /var/lib/containerd a shared mount of its own (`down` unmounts it).
+    mkdir -p /var/lib/containerd
+    if ! grep -q " /var/lib/containerd .*shared:" /proc/self/mountinfo; then
+        mount -n --bind /var/lib/containerd /var/lib/containerd
+        mount -n --make-shared /var/lib/containerd
+    fi
     # containerd 1.7 by default (Debian 13's, scripts/containerd-fetch.sh): the newest series
     # whose CRI still serves v1alpha2, which the 1.20 kubelet speaks; its shims first on PATH.
     case $LAB_CONTAINERD in

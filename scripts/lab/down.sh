@@ -38,7 +38,7 @@ down() {
     sleep 1
     # Mounts under the lab's state, the kubelet's and containerd's, deepest first; new netns.
     for _ in 1 2 3; do
-        awk '{print $5}' /proc/self/mountinfo | grep -e "^$S/" -e "^/var/lib/containerd/" -e "^/run/containerd/" -e "^/var/lib/kubelet/" |
+        awk '{print $5}' /proc/self/mountinfo | grep -e "^$S/" -e "^/var/lib/containerd/" -e "^/var/lib/containerd$" -e "^/run/containerd/" -e "^/var/lib/kubelet/" |
             sort -r | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
     done
     for n in $(ls /run/netns 2>/dev/null); do
