@@ -95,9 +95,11 @@ impl Publisher {
         let now = clock::now_unix().unwrap_or(0);
         let db_state = matching.db_state();
         let awaited = matching.awaited_ecosystems(&db_state);
+        let fetched = matching.fetched_ecosystems();
         let coverage = Coverage {
             awaited: &awaited,
             state: &db_state,
+            fetched: &fetched,
         };
         let seen_before = self.first_seen.len();
         let mut containers = Vec::new();
@@ -177,7 +179,7 @@ impl Publisher {
             }),
             None => matching.report(digest).cloned().map(ContainerReport::new),
         };
-        view.coverage_gaps = matching.gaps(rec, coverage.state);
+        view.coverage_gaps = Matching::gaps(rec, coverage.state, coverage.fetched);
         view.scan_status = if inv.databases.is_empty() {
             ScanStatus::NoPackageDb
         } else if inv
@@ -263,6 +265,7 @@ impl Publisher {
 struct Coverage<'a> {
     awaited: &'a BTreeSet<String>,
     state: &'a crate::db::State,
+    fetched: &'a BTreeSet<String>,
 }
 
 fn container_view(rc: &RunningContainer) -> ContainerView {

@@ -268,9 +268,17 @@ impl Matching {
 
     /// The image's packages the advisory data cannot match (their ecosystem or release is
     /// not on the source, or not fetched).
-    pub fn gaps(&self, rec: &ImageRecord, state: &State) -> Vec<crate::db::coverage::Gap> {
-        let fetched: BTreeSet<String> = self.ecosystems.iter().cloned().collect();
-        crate::db::coverage::gaps(&rec.inventory, state, Some(&fetched))
+    pub fn gaps(
+        rec: &ImageRecord,
+        state: &State,
+        fetched: &BTreeSet<String>,
+    ) -> Vec<crate::db::coverage::Gap> {
+        crate::db::coverage::gaps(&rec.inventory, state, Some(fetched))
+    }
+
+    /// The ecosystems the agent fetches (`--ecosystem`), as a set.
+    pub fn fetched_ecosystems(&self) -> BTreeSet<String> {
+        self.ecosystems.iter().cloned().collect()
     }
 
     /// Whether a package of the image needs an awaited ecosystem whose index is not loaded
