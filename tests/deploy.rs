@@ -269,18 +269,6 @@ fn metric_names_are_found_in_promql() {
 }
 
 /// `kubectl kustomize DIR` (the kubectl on PATH; tests/kube.rs also dry-runs on a real 1.20).
-/// A Kustomize overlay of deploy/base with `component`, rendered (kustomize takes relative
-/// paths only: the overlay lives under target/).
-fn kustomize_with_component(component: &str) -> String {
-    let overlay = format!("target/test-overlays/{component}");
-    std::fs::create_dir_all(project().join(&overlay)).unwrap();
-    let kustomization = format!(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../../../deploy/base]\ncomponents: [../../../deploy/components/{component}]\n"
-    );
-    std::fs::write(project().join(&overlay).join("kustomization.yaml"), kustomization).unwrap();
-    kustomize(&overlay)
-}
-
 /// `tests/support/compare_manifests.py`: (passed, what it printed).
 fn compare_manifests(kustomized: &str, helmed: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();

@@ -467,3 +467,68 @@ fn the_daemonset_fails_baseline_only_for_hostpath_and_two_capabilities() {
         vec!["Capabilities", "HostPath Volumes", "SELinux"]
     );
 }
+
+/// kubernetes-validate (strict, its newest schemas) on a rendered stream: the DaemonSet passes.
+fn valid_kubernetes(what: &str, rendered: &str) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), rendered).unwrap();
+    let out = std::process::Command::new("kubernetes-validate")
+        .arg("--strict")
+        .arg(file.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success()
+            && !text.contains("ERROR")
+            && text.contains("passed for resource daemonset/stalewatch"),
+        "{what}:\n{text}"
+    );
+}
+
+/// The Kustomize confinement examples: valid Kubernetes, the field set on the agent, AppArmor
+/// within baseline, SELinux's `spc_t` outside it (as the docs say).
+#[test]
+fn the_kustomize_confinement_components_set_what_the_docs_say() {
+    let test = "pod security: components";
+    if !require("kubernetes-validate", test) || !require("kubectl", test) {
+        return;
+    }
+    let apparmor = kustomize_with_component("apparmor");
+    let docs = yaml_docs(&apparmor);
+    let ds = docs.iter().find(|d| d["kind"] == "DaemonSet").unwrap();
+    assert_eq!(
+        ds["spec"]["template"]["spec"]["containers"][0]["securityContext"]["appArmorProfile"],
+        serde_json::json!({"type": "RuntimeDefault"})
+    );
+    assert_eq!(
+        names(&failing(&apparmor, Profile::Baseline)),
+        vec!["Capabilities", "HostPath Volumes"]
+    );
+    valid_kubernetes("apparmor", &apparmor);
+    let selinux = kustomize_with_component("selinux");
+    assert_eq!(
+        names(&failing(&selinux, Profile::Baseline)),
+        vec!["Capabilities", "HostPath Volumes", "SELinux"]
+    );
+    valid_kubernetes("selinux", &selinux);
+    // And the chart's values, rendered for 1.30.
+    let Some(chart) = helm_template(
+        &[
+            "--set",
+            "appArmorProfile.type=RuntimeDefault",
+            "--set",
+            "seLinuxOptions.type=spc_t",
+            "--kube-version",
+            "1.30.0",
+        ],
+        test,
+    ) else {
+        return;
+    };
+    valid_kubernetes("chart", &chart);
+}

@@ -750,3 +750,15 @@ pub fn yaml_docs(yaml: &str) -> Vec<serde_json::Value> {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// A Kustomize overlay of deploy/base with `component`, rendered (kustomize takes relative
+/// paths only: the overlay lives under target/).
+pub fn kustomize_with_component(component: &str) -> String {
+    let overlay = format!("target/test-overlays/{component}");
+    std::fs::create_dir_all(project().join(&overlay)).unwrap();
+    let kustomization = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../../../deploy/base]\ncomponents: [../../../deploy/components/{component}]\n"
+    );
+    std::fs::write(project().join(&overlay).join("kustomization.yaml"), kustomization).unwrap();
+    kustomize(&overlay)
+}
