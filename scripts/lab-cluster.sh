@@ -16,8 +16,8 @@ REPO=$(cd "$HERE/.." && pwd)
 report() {
     printf 'KUBECONFIG=%s\nCONTAINERD_ADDRESS=%s\nPROMETHEUS_URL=%s\nALERTMANAGER_URL=%s\n' \
         "$S/admin.kubeconfig" /run/containerd/containerd.sock "http://127.0.0.1:$PROM_PORT" "http://127.0.0.1:$AM_PORT"
-    printf 'ALERT_WEBHOOK_LOG=%s\nMIRROR_URL=%s\nAPISERVER=%s\nNODE=%s\n' \
-        "$S/alerts.jsonl" "http://$(host_ip):$MIRROR_PORT" "https://$(host_ip):$API_PORT" "$NODE"
+    printf 'ALERT_WEBHOOK_LOG=%s\nMIRROR_URL=%s\nAPISERVER=%s\nNODE=%s\nHOST_IP=%s\nREGISTRY_HOSTS_DIR=%s\n' \
+        "$S/alerts.jsonl" "http://$(host_ip):$MIRROR_PORT" "https://$(host_ip):$API_PORT" "$NODE" "$(host_ip)" "$S/certs.d"
 }
 node_ready() { $K get node "$NODE" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' | grep -qx True; }
 healthy() {
@@ -132,7 +132,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "$CNI_BIN"
     conf_dir = "$S/cni"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    discard_unpacked_layers = $LAB_DISCARD_LAYERS
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$S/certs.d"
 T
+    # Registries the kubelet may pull from over plain HTTP: a hosts.toml per host under
+    # certs.d (REGISTRY_HOSTS_DIR), read by containerd at every pull.
+    mkdir -p "$S/certs.d"
     # The lab serves the shared OSV export as a mirror (the agent never needs the internet), or
     # the directory STALEWATCH_LAB_OSV names (a test's feed, in the bucket's layout), and CISA's
     # KEV catalog beside it as deploy/mirror lays it out (kev/…). No EPSS file is public data

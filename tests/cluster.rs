@@ -1,9 +1,10 @@
 //! stalewatch as deployed, end to end on the lab cluster (`scripts/lab-cluster.sh`): the image
 //! built from the Dockerfile, the DaemonSet scheduled by a real kubelet, its pod discovered and
 //! scraped by Prometheus as the PodMonitor says, alerts through Alertmanager to a receiver, an
-//! Event on the vulnerable pod, a restart that reads no layer again, a deleted workload's
-//! series gone, an uninstall that leaves only the documented state. The cluster is always torn
-//! down, also when an assertion fails.
+//! Event on the vulnerable pod, a restart that reads no layer again, a kubelet pull that
+//! discards its layer blobs (EKS's and GKE's setting) told like one that keeps them, a deleted
+//! workload's series gone, an uninstall that leaves only the documented state. The cluster is
+//! always torn down, also when an assertion fails.
 
 mod common;
 
@@ -18,6 +19,8 @@ const NS: &str = "shop";
 /// The namespace of the workload that opts in to the validated redeploy.
 const FRESH_NS: &str = "fresh";
 const IMAGE: &str = "localhost/legacy-alpine:3.16.9";
+/// The namespace of the workload the kubelet pulls from the loopback registry.
+const PULLED_NS: &str = "pulled";
 
 struct Cluster {
     env: BTreeMap<String, String>,
@@ -151,6 +154,105 @@ impl Cluster {
             // Already named so: `tag` fails harmlessly.
             let _ = ctr(&["images", "tag", name, &format!("{repo}@{digest}")]);
         }
+    }
+
+    /// `ctr` on the node's containerd, namespace k8s.io: its stdout.
+    fn ctr(&self, args: &[&str]) -> String {
+        let out = Command::new("ctr")
+            .args(["--address", &self.env["CONTAINERD_ADDRESS"], "-n", "k8s.io"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ctr {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Lets the node's containerd pull from `host` over plain HTTP: a hosts.toml under the
+    /// lab's certs.d, which containerd reads at every pull.
+    fn allow_registry(&self, host: &str) {
+        let dir = PathBuf::from(&self.env["REGISTRY_HOSTS_DIR"]).join(host);
+        std::fs::create_dir_all(&dir).unwrap();
+        let hosts = format!(
+            "server = \"http://{host}\"\n[host.\"http://{host}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+        );
+        std::fs::write(dir.join("hosts.toml"), hosts).unwrap();
+    }
+
+    /// The kubelet pulls `image` for a pod, then the pod is deleted: the image stays on the
+    /// node and no container runs it. With `run`, its container runs `true` and exits (a job);
+    /// without, its command does not exist, so the pull is all that happens (no task ever
+    /// runs: nothing of it can be read but its image).
+    fn pull_only(&self, name: &str, image: &str, dir: &Path, run: bool) {
+        let command = if run { "true" } else { "/stalewatch-lab-never-runs" };
+        let manifest = dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {PULLED_NS}}}\nspec:\n  restartPolicy: Never\n  terminationGracePeriodSeconds: 1\n  containers:\n    - name: pull\n      image: {image}\n      imagePullPolicy: Always\n      command: [\"{command}\"]\n"
+            ),
+        )
+        .unwrap();
+        self.kubectl(&["apply", "-f", manifest.to_str().unwrap()]);
+        wait_until(
+            &format!("{image} pulled by the kubelet"),
+            Duration::from_secs(120),
+            || {
+                let pod = self.json(&["-n", PULLED_NS, "get", "pod", name]);
+                let status = &pod["status"]["containerStatuses"][0];
+                let waiting = status["state"]["waiting"]["reason"].as_str().unwrap_or("");
+                let past_pull = status["state"]["terminated"].is_object()
+                    || !["", "ContainerCreating", "ErrImagePull", "ImagePullBackOff"].contains(&waiting);
+                if run {
+                    assert_ne!(pod["status"]["phase"], "Failed", "{:#}", pod["status"]);
+                    pod["status"]["phase"] == "Succeeded"
+                } else {
+                    past_pull
+                }
+            },
+        );
+        self.kubectl(&["-n", PULLED_NS, "delete", "pod", name, "--wait=true"]);
+    }
+
+    /// Whether none of the layouts' layer blobs is in the node's content store.
+    fn blobs_discarded(&self, layouts: &[&Path]) -> bool {
+        let held = self.ctr(&["content", "ls", "-q"]);
+        layouts
+            .iter()
+            .flat_map(|l| common::buildah::layout_layers(l))
+            .all(|l| !held.contains(&l))
+    }
+
+    /// `/v1/findings` of the agent pod `pod`: on its loopback only, reached as a user would,
+    /// through `kubectl port-forward`.
+    fn findings(&self, pod: &str) -> serde_json::Value {
+        let port = common::agent::free_port();
+        let mut forward = Command::new(&self.kubectl)
+            .arg(format!("--kubeconfig={}", self.env["KUBECONFIG"]))
+            .args(["-n", "stalewatch", "port-forward", &format!("pod/{pod}")])
+            .arg(format!("{port}:9478"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run kubectl port-forward");
+        let started = Instant::now();
+        let body = loop {
+            let (code, body) = get(port, "/v1/findings");
+            if code == 200 {
+                break body;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = forward.kill();
+                panic!("/v1/findings through port-forward: {code} {body}");
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        let _ = forward.kill();
+        let _ = forward.wait();
+        serde_json::from_str(&body).unwrap()
     }
 
     fn agent_pod(&self) -> serde_json::Value {
@@ -361,6 +463,88 @@ fn stalewatch_as_deployed_on_a_real_cluster() {
     )
     .unwrap();
     lab.kubectl(&["apply", "-f", fresh.to_str().unwrap()]);
+    // 2b. EKS's and GKE's nodes: the kubelet pulls from a registry (Debian's docker-registry on
+    // loopback) and containerd discards each layer blob once unpacked. An app built FROM
+    // base:1 runs; base:1 itself ran once (a job) and left. The oracle of step 4c: `scan` of
+    // the three OCI layouts, which reads their blobs.
+    let Some(builder) = common::buildah::Buildah::new("lab cluster: discarding pulls") else {
+        return;
+    };
+    let Some(registry) = common::Registry::start("lab cluster: discarding pulls") else {
+        return;
+    };
+    let repo = registry.host.clone();
+    let rebuild_dir = tmp.path().join("rebuild");
+    std::fs::create_dir_all(&rebuild_dir).unwrap();
+    let [(base_dir, _), (app_dir, _), (new_dir, _)] =
+        common::buildah::rebuild_images_in(&builder, &rebuild_dir, &repo);
+    let (app_ref, base_ref) = (format!("{repo}/app:1"), format!("{repo}/base:1"));
+    let scan_layout = |dir: &Path| -> serde_json::Value {
+        let out = scan_json(&format!("oci:{}", dir.display()), &db);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let (app_scan, old_scan, new_scan) = (
+        scan_layout(&app_dir),
+        scan_layout(&base_dir),
+        scan_layout(&new_dir),
+    );
+    let keys = |r: &serde_json::Value| -> BTreeSet<(String, String)> {
+        string_pairs(&r["findings"], "id", "package")
+            .into_iter()
+            .collect()
+    };
+    let fixed_by_rebuild: BTreeSet<(String, String)> = keys(&app_scan)
+        .intersection(&keys(&old_scan))
+        .filter(|k| !keys(&new_scan).contains(k))
+        .cloned()
+        .collect();
+    assert!(!fixed_by_rebuild.is_empty(), "the patched base fixes something");
+    registry.push(&base_dir, "base:1");
+    registry.push(&app_dir, "app:1");
+    lab.allow_registry(&repo);
+    lab.kubectl(&["create", "namespace", PULLED_NS]);
+    lab.pull_only("base-job", &base_ref, tmp.path(), true);
+    let pulled = tmp.path().join("pulled.yaml");
+    std::fs::write(
+        &pulled,
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app, namespace: {PULLED_NS}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: app}}}}\n  template:\n    metadata: {{labels: {{app: app}}}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n        - name: app\n          image: {app_ref}\n          imagePullPolicy: Always\n          command: [sleep, \"86400\"]\n"
+        ),
+    )
+    .unwrap();
+    lab.kubectl(&["apply", "-f", pulled.to_str().unwrap()]);
+    lab.kubectl(&[
+        "-n",
+        PULLED_NS,
+        "rollout",
+        "status",
+        "deployment/app",
+        "--timeout=120s",
+    ]);
+    assert!(
+        lab.blobs_discarded(&[&base_dir, &app_dir]),
+        "the kubelet's pulls left layer blobs: {}",
+        lab.ctr(&["content", "ls", "-q"])
+    );
+    wait_until(
+        "the pulled app read from its snapshot, its base known",
+        Duration::from_secs(120),
+        || {
+            !lab.query(&format!(
+                "stalewatch_container_scan_status{{namespace=\"{PULLED_NS}\",status=\"ok\"}} == 1"
+            ))
+            .is_empty()
+                && !lab
+                    .query("stalewatch_image_reads_total{source=\"snapshot\"} >= 1")
+                    .is_empty()
+                && !lab
+                    .query(&format!(
+                        "stalewatch_image_base_info{{base_name=\"{base_ref}\",detected_by=\"label\"}} == 1"
+                    ))
+                    .is_empty()
+        },
+    );
     let series = format!("stalewatch_container_vulnerabilities{{namespace=\"{NS}\",container=\"app\"}}");
     wait_until(
         "the workload's series in Prometheus",
@@ -487,15 +671,14 @@ fn stalewatch_as_deployed_on_a_real_cluster() {
         ),
         ("Highest EPSS score", "no EPSS file is public data here: the lab runs with EPSS off"),
         ("Containers by highest EPSS score", "no EPSS file is public data here: the lab runs with EPSS off"),
-        ("Suppressed by VEX", "no stalewatch-vex ConfigMap yet (step 4b makes one)"),
+        ("Suppressed by VEX", "no stalewatch-vex ConfigMap yet (step 4c makes one)"),
         (
             "Images a rebuild on the newer base would fix",
-            "the lab's workload is built FROM scratch: no base (tests/rebuild_signal.rs makes one)",
+            "the pulled app's newer base arrives in step 4b",
         ),
-        ("Image bases", "the lab's workload is built FROM scratch: no base (tests/lineage.rs)"),
         (
             "CloudEvents to pipelines",
-            "the lab's agent has no --notify-url (tests/notify_delivery.rs, tests/rebuild_signal.rs)",
+            "the agent gets its --notify-url in step 4",
         ),
     ]);
     let dashboard: serde_json::Value = serde_json::from_str(
@@ -531,6 +714,14 @@ fn stalewatch_as_deployed_on_a_real_cluster() {
     // 4. A restarted agent finds its inventories in the hostPath state: no layer read again.
     // It restarts because the validated redeploy is turned on (its RBAC, then the setting).
     let before = lab.agent_pod()["metadata"]["name"].as_str().unwrap().to_string();
+    // And a CloudEvents receiver on the host's address (what pods reach).
+    let receiver = common::cloudevents::Receiver::start_at(
+        &tmp.path().join("receiver"),
+        &lab.env["HOST_IP"],
+        0,
+        "202",
+        0.0,
+    );
     let rbac = project().join("deploy/components/redeploy/rbac.yaml");
     lab.kubectl(&["apply", "-f", rbac.to_str().unwrap()]);
     lab.kubectl(&[
@@ -540,6 +731,7 @@ fn stalewatch_as_deployed_on_a_real_cluster() {
         "env",
         "daemonset/stalewatch",
         "STALEWATCH_REDEPLOY=on",
+        &format!("STALEWATCH_NOTIFY_URLS={}", receiver.url),
     ]);
     lab.kubectl(&[
         "-n",
@@ -638,9 +830,131 @@ fn stalewatch_as_deployed_on_a_real_cluster() {
     );
     assert_eq!(image_of(NS), IMAGE, "the unlabelled workload is untouched");
 
-    // 4b. OpenVEX from a ConfigMap: created after the agent started (the volume is optional),
+    // 4b. The newer build of the pulled app's base reaches the registry; the kubelet pulls it
+    // for a pod that never starts, then the pod goes: it runs nowhere, its blobs are
+    // discarded too. The agent reads it through a snapshot view under a lease, removes both,
+    // and tells the rebuild as with blobs: a base_updated CloudEvent whose fixes are the scans', the rebuild metric, each
+    // finding's layer and in_base as `scan` of the app's layout says.
+    registry.push(&new_dir, "base:1");
+    lab.pull_only("new-base-pull", &base_ref, tmp.path(), false);
+    assert!(lab.blobs_discarded(&[&new_dir]));
+    let base_updated = || {
+        receiver.events(None).into_iter().find(|e| {
+            e["attributes"]["type"] == "io.stalewatch.image.base_updated"
+                && e["attributes"]["subject"] == app_ref.as_str()
+        })
+    };
+    wait_until("a base_updated CloudEvent", Duration::from_secs(120), || {
+        base_updated().is_some()
+    });
+    let data = base_updated().unwrap()["data"].clone();
+    let told: BTreeSet<(String, String)> = string_pairs(&data["fixed"], "id", "package")
+        .into_iter()
+        .collect();
+    let findings = lab.findings(name);
+    let app = findings["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["namespace"] == PULLED_NS)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {PULLED_NS} container in {findings:#}"));
+    let lineage_of = |c: &serde_json::Value| {
+        let marks: Vec<String> = c["report"]["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                format!(
+                    "{} {} {} in_base={}",
+                    f["id"], f["package"], f["introduced_layer"], f["in_base"]
+                )
+            })
+            .collect();
+        format!(
+            "base {:#}\nrebuild {:#}\n{}",
+            c["report"]["base"],
+            c["report"]["rebuild"],
+            marks.join("\n")
+        )
+    };
+    assert_eq!(
+        told,
+        fixed_by_rebuild,
+        "{data:#}\n{}\nimages: {:#}",
+        lineage_of(&app),
+        findings["images"]
+    );
+    assert_eq!(data["base"]["name"], base_ref.as_str(), "{data:#}");
+    let ids: BTreeSet<&String> = fixed_by_rebuild.iter().map(|(id, _)| id).collect();
+    wait_until("the rebuild metric", Duration::from_secs(60), || {
+        common::agent::value(
+            &metrics(),
+            "stalewatch_image_rebuild_fixable_vulnerabilities",
+            &[("image", app_ref.as_str()), ("base_name", base_ref.as_str())],
+        ) == Some(ids.len() as f64)
+    });
+    let m = metrics();
+    let counter = |name: &str, label: (&str, &str)| common::agent::value(&m, name, &[label]).unwrap_or(0.0);
+    // The new base runs nowhere: read from its blobs when the agent saw it before the CRI
+    // plugin discarded them (the pull and the agent race), else through a view
+    // (tests/discarded_layers.rs makes the view path certain); a view is removed after.
+    let (content, view) = (
+        counter("stalewatch_image_reads_total", ("source", "content")),
+        counter("stalewatch_image_reads_total", ("source", "view")),
+    );
+    assert!(content + view >= 1.0, "{m}");
+    assert_eq!(
+        counter("stalewatch_snapshot_views_total", ("result", "removed")),
+        view,
+        "{m}"
+    );
+    eprintln!(
+        "cluster: the new base read from {}",
+        if view >= 1.0 { "a view" } else { "its blobs" }
+    );
+    let views = format!("{}{}", lab.ctr(&["snapshots", "ls"]), lab.ctr(&["leases", "ls"]));
+    assert!(
+        !views.contains("stalewatch-view"),
+        "views or leases left:\n{views}"
+    );
+    // As with blobs: the restarted agent says how it read the app, and each finding's layer
+    // and in_base are what `scan` of the app's layout (which reads the blobs) says.
+    assert_eq!(app["read_from"], "snapshot", "{app:#}");
+    let layered = |r: &serde_json::Value| -> BTreeSet<(String, String, String)> {
+        r["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                let s = |k: &str| f[k].as_str().unwrap_or("null").to_string();
+                (s("id"), s("package"), s("introduced_layer"))
+            })
+            .collect()
+    };
+    assert_eq!(
+        layered(&app["report"]),
+        layered(&app_scan),
+        "{}",
+        lineage_of(&app)
+    );
+    for f in app["report"]["findings"].as_array().unwrap() {
+        let key = (
+            f["id"].as_str().unwrap().to_string(),
+            f["package"].as_str().unwrap().to_string(),
+        );
+        assert_eq!(
+            f["in_base"].as_bool(),
+            Some(keys(&old_scan).contains(&key)),
+            "{f:#}"
+        );
+    }
+    drop(registry);
+
+    // 4c. OpenVEX from a ConfigMap: created after the agent started (the volume is optional),
     // its statement suppresses the workload's first CVE; a bad document in an update leaves
-    // the statement in force.
+    // the statement in force. No layer is read for it.
+    let read_before = common::agent::value(&metrics(), "stalewatch_layers_read_total", &[]);
     let report: serde_json::Value = serde_json::from_slice(&scanned.stdout).unwrap();
     let findings = report["findings"].as_array().unwrap();
     let cve = findings
@@ -701,8 +1015,9 @@ fn stalewatch_as_deployed_on_a_real_cluster() {
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
         .sum();
     assert_eq!(exported as usize, expected);
-    assert!(
-        m.lines().any(|l| l == "stalewatch_layers_read_total 0"),
+    assert_eq!(
+        common::agent::value(&m, "stalewatch_layers_read_total", &[]),
+        read_before,
         "layers read for VEX:\n{m}"
     );
     let bad = tmp.path().join("bad.json");

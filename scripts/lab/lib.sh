@@ -8,6 +8,8 @@ ETCD=$KLAB/root/usr/bin/etcd
 PAUSE_TAR=$KLAB/pause/pause.tar
 PAUSE_IMAGE=localhost/pause:3.4.1
 LAB_CONTAINERD=${STALEWATCH_LAB_CONTAINERD:-1.7}   # 1.7 (scripts/containerd-fetch.sh) or 1.6 (Debian 12's)
+# EKS's and GKE's setting: a CRI pull keeps no layer blob once unpacked (docs/lab-cluster.md).
+LAB_DISCARD_LAYERS=${STALEWATCH_LAB_DISCARD_LAYERS:-true}
 CNI_BIN=${CNI_BIN:-/usr/lib/cni}
 SHARED=${STALEWATCH_SHARED:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}   # the shared corpus beside the project
 S=$LAB/state

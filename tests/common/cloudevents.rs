@@ -22,6 +22,11 @@ impl Receiver {
 
     /// [`Receiver::start`] on a given port (0: any).
     pub fn start_on(dir: &Path, port: u16, statuses: &str, delay: f64) -> Receiver {
+        Receiver::start_at(dir, "127.0.0.1", port, statuses, delay)
+    }
+
+    /// [`Receiver::start_on`] on a given address (a lab cluster's pods reach the host's).
+    pub fn start_at(dir: &Path, host: &str, port: u16, statuses: &str, delay: f64) -> Receiver {
         let portfile = dir.join("port");
         let log = dir.join("requests.jsonl");
         std::fs::create_dir_all(dir).unwrap();
@@ -29,13 +34,13 @@ impl Receiver {
             .arg(project().join("tests/common/cloudevents_receiver.py"))
             .args([portfile.to_str().unwrap(), log.to_str().unwrap()])
             .args(["--statuses", statuses, "--delay", &delay.to_string()])
-            .args(["--port", &port.to_string()])
+            .args(["--port", &port.to_string(), "--host", host])
             .spawn()
             .unwrap();
         let port = bound_port(&portfile, "the receiver");
         Receiver {
             child,
-            url: format!("http://127.0.0.1:{}/hook", port),
+            url: format!("http://{host}:{port}/hook"),
             log,
         }
     }

@@ -18,6 +18,7 @@ args.add_argument("log")
 args.add_argument("--statuses", default="202")
 args.add_argument("--delay", type=float, default=0.0)
 args.add_argument("--port", type=int, default=0)
+args.add_argument("--host", default="127.0.0.1")  # a lab cluster's pods reach the host's address
 opts = args.parse_args()
 statuses = [int(s) for s in opts.statuses.split(",")]
 lock = threading.Lock()
@@ -46,7 +47,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-server = ThreadingHTTPServer(("127.0.0.1", opts.port), Handler)
+server = ThreadingHTTPServer((opts.host, opts.port), Handler)
 with open(opts.portfile + ".tmp", "w") as f:
     f.write(str(server.server_address[1]))
 import os
