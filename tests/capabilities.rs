@@ -189,8 +189,27 @@ fn the_agent_works_with_the_granted_capabilities_and_degrades_without_ptrace() {
         )
         .is_some_and(|v| v >= 1.0)
     });
+    // Counted as runtime-check errors too, with the kernel's verdict: `denied`.
+    let m = agent.metrics();
+    for check in ["in_use", "drift"] {
+        let n = value(
+            &m,
+            "stalewatch_runtime_check_errors_total",
+            &[("check", check), ("reason", "denied")],
+        );
+        assert!(n.is_some_and(|n| n >= 1.0), "{check}: {n:?}\n{m}");
+    }
     assert_eq!(agent.get("/readyz").0, 200);
     let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
+    // Shown on the container whose image was scanned: its checks are unknown, and why.
+    let kept = container_of(&doc, "kept-0");
+    assert_eq!(kept["scan_status"], "ok", "{kept:#}");
+    let denied = serde_json::json!({"state": "unknown", "reason": "denied"});
+    assert_eq!(
+        kept["runtime_checks"],
+        serde_json::json!({"in_use": denied, "drift": denied}),
+        "{kept:#}"
+    );
     let gone = container_of(&doc, "gone-0");
     assert_eq!(gone["scan_status"], "failed");
     let error = gone["error"].as_str().unwrap_or_default();
