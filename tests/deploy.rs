@@ -269,27 +269,6 @@ fn metric_names_are_found_in_promql() {
 }
 
 /// `kubectl kustomize DIR` (the kubectl on PATH; tests/kube.rs also dry-runs on a real 1.20).
-fn kustomize(dir: &str) -> String {
-    let out = Command::new("kubectl")
-        .args(["kustomize", &project().join(dir).display().to_string()])
-        .output()
-        .expect("run kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl kustomize {dir}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// The documents of a YAML stream, as JSON.
-fn yaml_docs(yaml: &str) -> Vec<serde_json::Value> {
-    let script = "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))";
-    let out = with_stdin("python3", &["-c", script], yaml);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// A Kustomize overlay of deploy/base with `component`, rendered (kustomize takes relative
 /// paths only: the overlay lives under target/).
 fn kustomize_with_component(component: &str) -> String {

@@ -728,3 +728,25 @@ pub fn shared_record(ecosystem: &str, name: &str) -> Vec<u8> {
     zip.by_name(name).unwrap().read_to_end(&mut out).unwrap();
     out
 }
+
+/// `kubectl kustomize` of a directory of the project.
+pub fn kustomize(dir: &str) -> String {
+    let out = Command::new("kubectl")
+        .args(["kustomize", &project().join(dir).display().to_string()])
+        .output()
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The documents of a YAML stream, as JSON.
+pub fn yaml_docs(yaml: &str) -> Vec<serde_json::Value> {
+    let script = "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))";
+    let out = with_stdin("python3", &["-c", script], yaml);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}

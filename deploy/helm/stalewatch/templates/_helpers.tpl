@@ -67,3 +67,12 @@ http://osv-mirror.{{ .Release.Namespace }}.svc
 {{ .Values.agent.epssSource }}
 {{- end -}}
 {{- end -}}
+
+{{/* The AppArmor annotation's value for appArmorProfile (Kubernetes before 1.30). */}}
+{{- define "stalewatch.appArmorAnnotation" -}}
+{{- $p := .Values.appArmorProfile -}}
+{{- if eq $p.type "RuntimeDefault" -}}runtime/default
+{{- else if eq $p.type "Localhost" -}}localhost/{{ $p.localhostProfile }}
+{{- else -}}unconfined
+{{- end -}}
+{{- end }}
