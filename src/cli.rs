@@ -133,6 +133,18 @@ pub struct AgentArgs {
     /// Where the host's /proc is mounted.
     #[arg(long, env = "STALEWATCH_PROC_ROOT", default_value = "/proc")]
     pub proc_root: PathBuf,
+    /// Deadline of one containerd call; a containerd that does not answer within it is down.
+    #[arg(long, env = "STALEWATCH_CONTAINERD_TIMEOUT", default_value = "30s", value_parser = parse_interval)]
+    pub containerd_timeout: Duration,
+    /// Runtimes whose task PID is a VM's or a sandbox's, not the container's (a trailing `*`:
+    /// a prefix): no `/proc` read is made for their containers.
+    #[arg(
+        long,
+        env = "STALEWATCH_SANDBOXED_RUNTIMES",
+        default_value = "io.containerd.kata*,io.containerd.runsc*",
+        value_delimiter = ','
+    )]
+    pub sandboxed_runtimes: Vec<String>,
     /// Images inventoried at once.
     #[arg(long, env = "STALEWATCH_SCAN_CONCURRENCY", default_value_t = 1)]
     pub scan_concurrency: usize,

@@ -12,7 +12,9 @@ use containerd_client::services::v1::{
 };
 use containerd_client::types::v1::{Process, Status};
 use containerd_client::types::Envelope;
+use std::future::Future;
 use std::path::Path;
+use std::time::Duration;
 use tonic::transport::Channel;
 
 use stalewatch_core::image::Descriptor;
@@ -39,7 +41,17 @@ pub enum ContainerdError {
     BlobMissing { digest: String, message: String },
     #[error("read blob {digest}: {message}")]
     BlobRead { digest: String, message: String },
+    /// containerd accepted the call and did not answer in time (frozen, overloaded).
+    #[error("{what}: containerd did not answer within {}", humantime::format_duration(*after))]
+    Deadline { what: String, after: Duration },
 }
+
+/// How long one containerd call may take by default (`--containerd-timeout`).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The largest reply accepted from containerd: its own default send limit. Container records
+/// carry whole OCI specs (seccomp profiles, service-link variables): far beyond tonic's 4 MiB.
+const MAX_REPLY: usize = 16 << 20;
 
 impl ContainerdError {
     fn call(what: impl Into<String>, s: tonic::Status) -> ContainerdError {
@@ -47,6 +59,24 @@ impl ContainerdError {
             what: what.into(),
             code: s.code(),
             message: s.message().to_string(),
+        }
+    }
+
+    /// A short, stable name of the failure for a metric label: `deadline`, `too_large`,
+    /// `unavailable` or `error`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ContainerdError::Deadline { .. } => "deadline",
+            ContainerdError::Connect { .. } => "unavailable",
+            ContainerdError::Call { code, .. } => match code {
+                tonic::Code::DeadlineExceeded => "deadline",
+                // tonic refuses a reply over the decoding limit with OutOfRange; containerd a
+                // request or reply over its own with ResourceExhausted.
+                tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => "too_large",
+                tonic::Code::Unavailable | tonic::Code::Cancelled => "unavailable",
+                _ => "error",
+            },
+            ContainerdError::BlobMissing { .. } | ContainerdError::BlobRead { .. } => "error",
         }
     }
 
@@ -63,20 +93,59 @@ impl ContainerdError {
 pub struct Containerd {
     channel: Channel,
     namespace: String,
+    /// How long one call may take: a containerd that accepts connections and never answers
+    /// is an outage, never a wedged caller.
+    deadline: Duration,
 }
 
 impl Containerd {
+    /// Connects with the default per-call deadline.
     pub async fn connect(address: &Path, namespace: &str) -> anyhow::Result<Self> {
-        let channel = containerd_client::connect(address)
-            .await
-            .map_err(|e| ContainerdError::Connect {
+        Containerd::connect_within(address, namespace, DEFAULT_DEADLINE).await
+    }
+
+    /// Connects; every call then fails with [`ContainerdError::Deadline`] past `deadline`.
+    pub async fn connect_within(address: &Path, namespace: &str, deadline: Duration) -> anyhow::Result<Self> {
+        let connecting = containerd_client::connect(address);
+        let channel = match tokio::time::timeout(deadline, connecting).await {
+            Ok(c) => c.map_err(|e| ContainerdError::Connect {
                 address: address.to_path_buf(),
                 detail: source_chain(&e),
-            })?;
+            })?,
+            Err(_) => {
+                return Err(ContainerdError::Deadline {
+                    what: format!("connect to {}", address.display()),
+                    after: deadline,
+                }
+                .into())
+            }
+        };
         Ok(Containerd {
             channel,
             namespace: namespace.to_string(),
+            deadline,
         })
+    }
+
+    /// The per-call deadline.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// Awaits one call within the deadline; its status or the deadline as a typed error.
+    pub async fn within<T>(
+        &self,
+        what: impl FnOnce() -> String,
+        call: impl Future<Output = Result<T, tonic::Status>>,
+    ) -> Result<T, ContainerdError> {
+        match tokio::time::timeout(self.deadline, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(s)) => Err(ContainerdError::call(what(), s)),
+            Err(_) => Err(ContainerdError::Deadline {
+                what: what(),
+                after: self.deadline,
+            }),
+        }
     }
 
     pub fn request<T>(&self, msg: T) -> tonic::Request<T> {
@@ -88,19 +157,19 @@ impl Containerd {
     }
 
     pub fn images(&self) -> ImagesClient<Channel> {
-        ImagesClient::new(self.channel.clone())
+        ImagesClient::new(self.channel.clone()).max_decoding_message_size(MAX_REPLY)
     }
 
     pub fn content(&self) -> ContentClient<Channel> {
-        ContentClient::new(self.channel.clone()).max_decoding_message_size(16 << 20)
+        ContentClient::new(self.channel.clone()).max_decoding_message_size(MAX_REPLY)
     }
 
     pub fn containers(&self) -> ContainersClient<Channel> {
-        ContainersClient::new(self.channel.clone())
+        ContainersClient::new(self.channel.clone()).max_decoding_message_size(MAX_REPLY)
     }
 
     pub fn tasks(&self) -> TasksClient<Channel> {
-        TasksClient::new(self.channel.clone())
+        TasksClient::new(self.channel.clone()).max_decoding_message_size(MAX_REPLY)
     }
 
     pub fn events(&self) -> EventsClient<Channel> {
@@ -117,12 +186,15 @@ impl Containerd {
             snapshotter: snapshotter.to_string(),
             key: key.to_string(),
         };
-        let resp = containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient::new(
+        let mut client = containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient::new(
             self.channel.clone(),
-        )
-        .mounts(self.request(req))
-        .await
-        .map_err(|s| ContainerdError::call(format!("snapshot {key} mounts"), s))?;
+        );
+        let resp = self
+            .within(
+                || format!("snapshot {key} mounts"),
+                client.mounts(self.request(req)),
+            )
+            .await?;
         Ok(resp.into_inner().mounts)
     }
 
@@ -133,32 +205,32 @@ impl Containerd {
             snapshotter: snapshotter.to_string(),
             key: key.to_string(),
         };
-        let resp = containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient::new(
+        let mut client = containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient::new(
             self.channel.clone(),
-        )
-        .stat(self.request(req))
-        .await
-        .map_err(|s| ContainerdError::call(format!("snapshot {key}"), s))?;
+        );
+        let resp = self
+            .within(|| format!("snapshot {key}"), client.stat(self.request(req)))
+            .await?;
         Ok(resp.into_inner().info.map(|i| i.parent).filter(|p| !p.is_empty()))
     }
 
     /// containerd's version (also a cheap liveness check).
     pub async fn version(&self) -> anyhow::Result<String> {
-        let resp = containerd_client::services::v1::version_client::VersionClient::new(self.channel.clone())
-            .version(())
-            .await
-            .map_err(|s| ContainerdError::call("containerd version", s))?;
+        let mut client =
+            containerd_client::services::v1::version_client::VersionClient::new(self.channel.clone());
+        let resp = self
+            .within(|| "containerd version".to_string(), client.version(()))
+            .await?;
         Ok(resp.into_inner().version)
     }
 
-    /// The digests every image record of the namespace points at.
     /// Every image of the namespace: (name, target digest).
-    pub async fn list_images(&self) -> anyhow::Result<Vec<(String, String)>> {
+    pub async fn list_images(&self) -> Result<Vec<(String, String)>, ContainerdError> {
+        let mut client = self.images();
+        let req = self.request(containerd_client::services::v1::ListImagesRequest { filters: vec![] });
         let resp = self
-            .images()
-            .list(self.request(containerd_client::services::v1::ListImagesRequest { filters: vec![] }))
-            .await
-            .map_err(|s| ContainerdError::call("list images", s))?;
+            .within(|| "list images".to_string(), client.list(req))
+            .await?;
         Ok(resp
             .into_inner()
             .images
@@ -167,25 +239,39 @@ impl Containerd {
             .collect())
     }
 
-    /// Every container record of the namespace.
-    pub async fn list_containers(&self) -> anyhow::Result<Vec<Container>> {
-        let resp = self
-            .containers()
-            .list(self.request(ListContainersRequest { filters: vec![] }))
-            .await
-            .map_err(|s| ContainerdError::call("list containers", s))?;
-        Ok(resp.into_inner().containers)
+    /// Every container record of the namespace, streamed one record per message
+    /// (`Containers.ListStream`): one `List` reply holds every spec at once and outgrows any
+    /// message limit on a busy node. The whole listing shares one deadline. A containerd
+    /// without the stream (none since 1.3) is asked with `List`.
+    pub async fn list_containers(&self) -> Result<Vec<Container>, ContainerdError> {
+        let what = || "list containers".to_string();
+        let listing = async {
+            let mut client = self.containers();
+            let req = self.request(ListContainersRequest { filters: vec![] });
+            let mut stream = match client.list_stream(req).await {
+                Ok(r) => r.into_inner(),
+                Err(s) if s.code() == tonic::Code::Unimplemented => {
+                    let req = self.request(ListContainersRequest { filters: vec![] });
+                    return client.list(req).await.map(|r| r.into_inner().containers);
+                }
+                Err(s) => return Err(s),
+            };
+            let mut out = Vec::new();
+            while let Some(msg) = stream.message().await? {
+                out.extend(msg.container);
+            }
+            Ok(out)
+        };
+        self.within(what, listing).await
     }
 
     /// Every task of the namespace.
-    pub async fn list_tasks(&self) -> anyhow::Result<Vec<Process>> {
-        let resp = self
-            .tasks()
-            .list(self.request(ListTasksRequest {
-                filter: String::new(),
-            }))
-            .await
-            .map_err(|s| ContainerdError::call("list tasks", s))?;
+    pub async fn list_tasks(&self) -> Result<Vec<Process>, ContainerdError> {
+        let mut client = self.tasks();
+        let req = self.request(ListTasksRequest {
+            filter: String::new(),
+        });
+        let resp = self.within(|| "list tasks".to_string(), client.list(req)).await?;
         Ok(resp.into_inner().tasks)
     }
 
@@ -204,15 +290,16 @@ impl Containerd {
 
     /// The image record a name resolves to.
     pub async fn image(&self, name: &str) -> anyhow::Result<Image> {
+        let mut client = self.images();
+        let req = self.request(GetImageRequest {
+            name: name.to_string(),
+        });
         let resp = self
-            .images()
-            .get(self.request(GetImageRequest {
-                name: name.to_string(),
-            }))
-            .await
-            .map_err(|s| {
-                ContainerdError::call(format!("image {name:?} in namespace {}", self.namespace), s)
-            })?;
+            .within(
+                || format!("image {name:?} in namespace {}", self.namespace),
+                client.get(req),
+            )
+            .await?;
         resp.into_inner().image.context("containerd returned no image")
     }
 

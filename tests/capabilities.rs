@@ -97,6 +97,14 @@ fn the_agent_works_with_the_granted_capabilities_and_degrades_without_ptrace() {
         "example.org/gone:latest",
         &[("io.kubernetes.pod.name", "gone-0")],
     );
+    // And a container of another user: without SYS_PTRACE the kernel refuses the agent its
+    // maps and root by uid alone (ptrace access mode), not only by capability.
+    lab.run_container_with(
+        "other",
+        "example.org/kept:latest",
+        &[("io.kubernetes.pod.name", "other-0")],
+        &["--user", "1000:1000"],
+    );
     lab.ctr(&["content", "rm", &first_layer(&layout)]);
 
     let site = tmp.path().join("site");
@@ -138,20 +146,29 @@ fn the_agent_works_with_the_granted_capabilities_and_degrades_without_ptrace() {
         ok(a, "kept-0") && ok(a, "gone-0")
     });
     // The runtime checks work with this set too: drift and packages in use.
+    // (for the other user's container too: SYS_PTRACE is what lets the agent read it).
     agent.wait_for("drift and in-use known", Duration::from_secs(30), |a| {
         let m = a.metrics();
-        value(
-            &m,
-            "stalewatch_container_drift_packages",
-            &[("pod", "kept-0"), ("change", "added")],
-        ) == Some(0.0)
-            && value(
+        ["kept-0", "other-0"].iter().all(|pod| {
+            value(
                 &m,
-                "stalewatch_container_vulnerabilities_in_use",
-                &[("pod", "kept-0"), ("severity", "critical")],
-            )
-            .is_some()
+                "stalewatch_container_drift_packages",
+                &[("pod", pod), ("change", "added")],
+            ) == Some(0.0)
+                && value(
+                    &m,
+                    "stalewatch_container_vulnerabilities_in_use",
+                    &[("pod", pod), ("severity", "critical")],
+                )
+                .is_some()
+        })
     });
+    let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
+    let checked = serde_json::json!({"state": "ok"});
+    assert_eq!(
+        container_of(&doc, "other-0")["runtime_checks"],
+        serde_json::json!({"in_use": checked, "drift": checked})
+    );
     agent.stop();
 
     // Without SYS_PTRACE: the container's root is refused; that image fails with a reason,
@@ -189,8 +206,34 @@ fn the_agent_works_with_the_granted_capabilities_and_degrades_without_ptrace() {
         )
         .is_some_and(|v| v >= 1.0)
     });
+    // Counted as runtime-check errors too, with the kernel's verdict: `denied`.
+    let m = agent.metrics();
+    for check in ["in_use", "drift"] {
+        let n = value(
+            &m,
+            "stalewatch_runtime_check_errors_total",
+            &[("check", check), ("reason", "denied")],
+        );
+        assert!(n.is_some_and(|n| n >= 1.0), "{check}: {n:?}\n{m}");
+    }
     assert_eq!(agent.get("/readyz").0, 200);
     let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
+    // Shown on the container whose image was scanned: its checks are unknown, and why.
+    let kept = container_of(&doc, "kept-0");
+    assert_eq!(kept["scan_status"], "ok", "{kept:#}");
+    let denied = serde_json::json!({"state": "unknown", "reason": "denied"});
+    assert_eq!(
+        kept["runtime_checks"],
+        serde_json::json!({"in_use": denied, "drift": denied}),
+        "{kept:#}"
+    );
+    let other = container_of(&doc, "other-0");
+    assert_eq!(other["scan_status"], "ok", "{other:#}");
+    assert_eq!(
+        other["runtime_checks"],
+        serde_json::json!({"in_use": denied, "drift": denied}),
+        "{other:#}"
+    );
     let gone = container_of(&doc, "gone-0");
     assert_eq!(gone["scan_status"], "failed");
     let error = gone["error"].as_str().unwrap_or_default();

@@ -252,9 +252,16 @@ fn a_frozen_containerd_never_stops_metrics_or_healthz() {
         return;
     };
     let state = tmp.path().join("state");
-    let agent = Agent::start(&lab.sock, &state, &mirror.url(), &["--reconcile-interval", "1s"]);
+    let agent = Agent::start(
+        &lab.sock,
+        &state,
+        &mirror.url(),
+        &["--reconcile-interval", "1s", "--containerd-timeout", "3s"],
+    );
     agent.wait_for("a exported", DEADLINE, |a| vulns(&a.metrics(), "a") == 1.0);
     let before = rss_kib(agent.pid());
+    let up = |a: &Agent| value(&a.metrics(), "stalewatch_containerd_up", &[]);
+    assert_eq!(up(&agent), Some(1.0));
 
     // SIGSTOP for 60 s: containerd accepts connections (the kernel does) but answers nothing.
     let signal = |sig: &str| {
@@ -267,6 +274,7 @@ fn a_frozen_containerd_never_stops_metrics_or_healthz() {
     signal("-STOP");
     let frozen = std::time::Instant::now();
     let mut failures = Vec::new();
+    let mut down_after = None;
     while frozen.elapsed() < Duration::from_secs(60) {
         for path in ["/metrics", "/healthz"] {
             match get_within_a_second(agent.port, path) {
@@ -274,11 +282,31 @@ fn a_frozen_containerd_never_stops_metrics_or_healthz() {
                 other => failures.push(format!("{:?} {path}: {other:?}", frozen.elapsed())),
             }
         }
+        if down_after.is_none() && up(&agent) == Some(0.0) {
+            down_after = Some(frozen.elapsed());
+        }
         std::thread::sleep(Duration::from_millis(500));
     }
     let during = rss_kib(agent.pid());
+    let m = agent.metrics();
     signal("-CONT");
     assert!(failures.is_empty(), "{failures:#?}");
+    // An outage, not a wedge: down within the deadline (3 s) and a probe's period (1.5 s),
+    // and the list that was waiting counted with its reason.
+    let down_after = down_after.expect("stalewatch_containerd_up never went to 0 while frozen");
+    println!("containerd_up 0 after {down_after:?} frozen");
+    assert!(down_after < Duration::from_secs(10), "{down_after:?}");
+    let deadline_failures: f64 = ["tasks", "containers"]
+        .iter()
+        .filter_map(|l| {
+            value(
+                &m,
+                "stalewatch_containerd_list_failures_total",
+                &[("list", l), ("reason", "deadline")],
+            )
+        })
+        .sum();
+    assert!(deadline_failures >= 1.0, "a list failed on the deadline:\n{m}");
     // The last good state stayed exported while containerd was frozen.
     assert_eq!(vulns(&agent.metrics(), "a"), 1.0);
     assert!(
@@ -291,5 +319,6 @@ fn a_frozen_containerd_never_stops_metrics_or_healthz() {
     agent.wait_for("b exported after the thaw", Duration::from_secs(90), |a| {
         scanned(&a.metrics(), "b")
     });
+    assert_eq!(up(&agent), Some(1.0), "containerd is up again");
     assert_eq!(vulns(&agent.metrics(), "a"), 1.0);
 }

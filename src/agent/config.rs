@@ -30,6 +30,10 @@ pub struct Config {
     pub events: Option<EventsConfig>,
     pub node_name: String,
     pub proc_root: PathBuf,
+    /// Deadline of one containerd call (`--containerd-timeout`).
+    pub containerd_timeout: Duration,
+    /// Runtimes whose containers get no `/proc` read (`--sandboxed-runtimes`).
+    pub sandboxed_runtimes: SandboxedRuntimes,
     pub scan_concurrency: usize,
     pub scan_timeout: Duration,
     pub reconcile_interval: Duration,
@@ -102,4 +106,57 @@ pub struct RedeployConfig {
     pub interval: Duration,
     pub access: KubeAccess,
     pub node_name: String,
+}
+
+/// Runtime names whose task PID is not the container's: a Kata VM's, a gVisor sandbox's.
+/// `/proc/<pid>/root` of such a task is the host's (or the VM's) root, never the container's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxedRuntimes(Vec<String>);
+
+impl SandboxedRuntimes {
+    /// Entries as given (`io.containerd.kata.v2`, or `io.containerd.kata*` for a prefix);
+    /// blank ones dropped.
+    pub fn new(entries: &[String]) -> SandboxedRuntimes {
+        SandboxedRuntimes(
+            entries
+                .iter()
+                .map(|e| e.trim().to_string())
+                .filter(|e| !e.is_empty())
+                .collect(),
+        )
+    }
+
+    /// Whether a container of this runtime runs sandboxed.
+    pub fn contains(&self, runtime: &str) -> bool {
+        self.0.iter().any(|e| match e.strip_suffix('*') {
+            Some(prefix) => runtime.starts_with(prefix),
+            None => runtime == e,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SandboxedRuntimes;
+
+    #[test]
+    fn sandboxed_runtimes_match_names_and_prefixes() {
+        let s = SandboxedRuntimes::new(&[
+            "io.containerd.kata*".into(),
+            " io.containerd.runsc.v1 ".into(),
+            "".into(),
+        ]);
+        for yes in [
+            "io.containerd.kata.v2",
+            "io.containerd.kata-qemu.v2",
+            "io.containerd.kata-clh.v2",
+            "io.containerd.runsc.v1",
+        ] {
+            assert!(s.contains(yes), "{yes}");
+        }
+        for no in ["io.containerd.runc.v2", "io.containerd.runsc.v2", "", "kata"] {
+            assert!(!s.contains(no), "{no}");
+        }
+        assert!(!SandboxedRuntimes::new(&[]).contains("io.containerd.kata.v2"));
+    }
 }

@@ -156,12 +156,23 @@ impl Engine {
             return;
         };
         if let Err(e) = self.inventory.list(&client).await {
-            tracing::warn!("listing containers: {e:#}");
+            self.metrics
+                .containerd_list_failures
+                .with_label_values(&[e.list, e.error.reason()])
+                .inc();
+            tracing::warn!("{e:#}; the last list stays in force");
             self.inventoried_once = true;
             self.publish();
             return;
         }
         let listed = client.list_images().await;
+        if let Err(e) = &listed {
+            self.metrics
+                .containerd_list_failures
+                .with_label_values(&["images", e.reason()])
+                .inc();
+            tracing::warn!("{e:#}; the node's images are those of the last list");
+        }
         if let Ok(listed) = &listed {
             let cached: Vec<String> = self.images.cache.images.keys().cloned().collect();
             let images = &self.images;
@@ -212,10 +223,17 @@ impl Engine {
         let mut out = BTreeMap::new();
         for r in &self.inventory.running {
             if let Some(d) = &r.image_digest {
-                out.entry(d.clone()).or_insert_with(|| Holder {
-                    pid: r.pid,
+                let holder = Holder {
+                    pid: (!r.sandboxed).then_some(r.pid),
                     snapshot: r.snapshot.clone(),
-                });
+                };
+                // A container whose /proc root can be read is the better holder.
+                match out.get(d) {
+                    Some(Holder { pid: Some(_), .. }) => {}
+                    _ => {
+                        out.insert(d.clone(), holder);
+                    }
+                }
             }
         }
         out

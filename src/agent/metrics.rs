@@ -58,6 +58,8 @@ const fn def(name: &'static str, kind: Kind, help: &'static str, labels: &'stati
 const C: &[&str] = &["namespace", "pod", "container", "image"];
 /// Where an image can be read from (`stalewatch_image_reads_total{source}`).
 pub const READ_SOURCES: [&str; 4] = ["content", "snapshot", "view", "proc"];
+/// The results of `stalewatch_snapshot_views_total`.
+pub const VIEW_RESULTS: [&str; 3] = ["removed", "create_failed", "remove_failed"];
 const SECONDS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 const PASS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 const CHECK: &[f64] = &[
@@ -231,6 +233,18 @@ pub mod defs {
         "Connections to containerd re-established.",
         &[],
     );
+    pub const CONTAINERD_LIST_FAILURES: Def = def(
+        "stalewatch_containerd_list_failures_total",
+        Counter,
+        "Failed listings of what the node runs, by list (containers, tasks, images) and reason (deadline, too_large, unavailable, error).",
+        &["list", "reason"],
+    );
+    pub const RUNTIME_CHECK_ERRORS: Def = def(
+        "stalewatch_runtime_check_errors_total",
+        Counter,
+        "Runtime checks of a container not made, by check (in_use, drift) and reason (sandboxed, denied, read_failed).",
+        &["check", "reason"],
+    );
     pub const SCAN_DURATION: Def = def(
         "stalewatch_scan_duration_seconds",
         Histogram(SECONDS),
@@ -350,6 +364,8 @@ pub const DEFS: &[Def] = {
         ADVISORY_UPDATE_ERRORS,
         CONTAINERD_UP,
         CONTAINERD_RECONNECTS,
+        CONTAINERD_LIST_FAILURES,
+        RUNTIME_CHECK_ERRORS,
         SCAN_DURATION,
         REMATCH_DURATION,
         RUNTIME_CHECK_DURATION,
@@ -392,6 +408,17 @@ impl Registrar<'_> {
 
     fn counter_vec(&self, d: Def) -> prometheus::Result<IntCounterVec> {
         self.add(IntCounterVec::new(Self::opts(&d), d.labels)?)
+    }
+
+    /// A two-label counter vector with every pair of `a` × `b` exported from the start (at 0).
+    fn counter_vec_grid(&self, d: Def, a: &[&str], b: &[&str]) -> prometheus::Result<IntCounterVec> {
+        let c = self.counter_vec(d)?;
+        for x in a {
+            for y in b {
+                c.with_label_values(&[x, y]);
+            }
+        }
+        Ok(c)
     }
 
     /// A one-label counter vector with each of `values` exported from the start (at 0).
@@ -458,6 +485,10 @@ pub struct Metrics {
     pub advisory_update_errors: IntCounterVec,
     pub containerd_up: Gauge,
     pub containerd_reconnects: IntCounter,
+    /// By (list, reason).
+    pub containerd_list_failures: IntCounterVec,
+    /// By (check, reason).
+    pub runtime_check_errors: IntCounterVec,
     pub scan_duration: Histogram,
     pub rematch_duration: Histogram,
     pub runtime_check_duration: Histogram,
@@ -534,6 +565,16 @@ impl Metrics {
             advisory_update_errors: r.counter_vec(ADVISORY_UPDATE_ERRORS)?,
             containerd_up: r.gauge(CONTAINERD_UP)?,
             containerd_reconnects: r.counter(CONTAINERD_RECONNECTS)?,
+            containerd_list_failures: r.counter_vec_grid(
+                CONTAINERD_LIST_FAILURES,
+                &["containers", "tasks", "images"],
+                &["deadline", "too_large", "unavailable", "error"],
+            )?,
+            runtime_check_errors: r.counter_vec_grid(
+                RUNTIME_CHECK_ERRORS,
+                &["in_use", "drift"],
+                &["sandboxed", "denied", "read_failed"],
+            )?,
             scan_duration: r.histogram(SCAN_DURATION)?,
             rematch_duration: r.histogram(REMATCH_DURATION)?,
             runtime_check_duration: r.histogram(RUNTIME_CHECK_DURATION)?,
@@ -541,8 +582,7 @@ impl Metrics {
             scan_errors: r.counter_vec(SCAN_ERRORS)?,
             layers_read: r.counter(LAYERS_READ)?,
             image_reads: r.counter_vec_with(IMAGE_READS, &READ_SOURCES)?,
-            snapshot_views: r
-                .counter_vec_with(SNAPSHOT_VIEWS, &["removed", "create_failed", "remove_failed"])?,
+            snapshot_views: r.counter_vec_with(SNAPSHOT_VIEWS, &VIEW_RESULTS)?,
             layer_bytes_decompressed: r.counter(LAYER_BYTES)?,
             layer_cache_hits: r.counter(LAYER_CACHE_HITS)?,
             state_write_errors: {

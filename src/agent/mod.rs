@@ -21,12 +21,14 @@ mod publishing;
 pub mod redeploy;
 mod runtime_checks;
 mod snapshot;
+#[cfg(test)]
+mod troubleshooting_table;
 
 use anyhow::Context;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-pub use config::{Config, EventsConfig, Fallback, KubeAccess};
+pub use config::{Config, EventsConfig, Fallback, KubeAccess, SandboxedRuntimes};
 pub use listener::Limits as HttpLimits;
 use messages::Msg;
 
@@ -64,7 +66,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     ));
     let server = http::serve(&cfg, shared.clone()).await?;
     let mut engine = engine::Engine::new(
-        inventory::ContainerInventory::new(cfg.proc_root.clone()),
+        inventory::ContainerInventory::new(cfg.proc_root.clone(), cfg.sandboxed_runtimes.clone()),
         images::ImageStore::new(&cfg),
         matching::Matching::new(&cfg),
         lineage::Lineage::new(&cfg.state_dir, cfg.base_images.clone()),

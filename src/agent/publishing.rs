@@ -151,6 +151,7 @@ impl Publisher {
             sbom: None,
         };
         let view = &mut part.view;
+        view.runtime_checks = checks.states(&rc.id);
         let Some(digest) = &rc.image_digest else {
             view.scan_status = ScanStatus::Failed;
             view.error = Some(format!("image {} is not in containerd's image store", rc.image));
@@ -286,6 +287,7 @@ fn container_view(rc: &RunningContainer) -> ContainerView {
         stale_digest: rc.stale.clone(),
         report: None,
         drift: None,
+        runtime_checks: Default::default(),
         started_unix: rc.started_at,
         vulnerabilities: BTreeMap::new(),
         triage: Default::default(),

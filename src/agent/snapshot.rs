@@ -70,6 +70,8 @@ pub struct ContainerView {
     pub coverage_gaps: Vec<crate::db::coverage::Gap>,
     pub report: Option<ContainerReport>,
     pub drift: Option<Drift>,
+    /// Whether the runtime checks were made, and why not.
+    pub runtime_checks: RuntimeCheckStates,
     #[serde(skip)]
     pub started_unix: Option<i64>,
     /// (severity, fixable) → distinct vulnerabilities.
@@ -101,6 +103,83 @@ pub struct StaleDigest {
     /// Whether `running_digest` is a chain ID (the image itself is gone from the node).
     pub running_image_gone: bool,
     pub current_digest: String,
+}
+
+/// Why a runtime check of a container was not made: a runtime-check reason, never a scan
+/// status (the image is still scanned). `stalewatch_runtime_check_errors_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unchecked {
+    /// A VM or sandbox runtime (`--sandboxed-runtimes`): its task PID is not the container's,
+    /// so nothing is read through `/proc`.
+    Sandboxed,
+    /// The kernel refused the read (no `SYS_PTRACE`, or a process the agent may not trace).
+    Denied,
+    /// Any other read failure.
+    ReadFailed,
+}
+
+impl Unchecked {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Unchecked::Sandboxed => "sandboxed",
+            Unchecked::Denied => "denied",
+            Unchecked::ReadFailed => "read_failed",
+        }
+    }
+
+    /// The reason an I/O error gives.
+    pub fn of_io(e: &std::io::Error) -> Unchecked {
+        match e.kind() {
+            std::io::ErrorKind::PermissionDenied => Unchecked::Denied,
+            _ => Unchecked::ReadFailed,
+        }
+    }
+}
+
+/// One runtime check of a container as `/v1/findings` shows it: `ok`, `unknown` (with its
+/// reason), `pending` (not made yet) or `off` (`--drift-interval off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CheckState {
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Unchecked>,
+}
+
+impl Default for CheckState {
+    fn default() -> CheckState {
+        CheckState::PENDING
+    }
+}
+
+impl CheckState {
+    pub const OK: CheckState = CheckState {
+        state: "ok",
+        reason: None,
+    };
+    pub const PENDING: CheckState = CheckState {
+        state: "pending",
+        reason: None,
+    };
+    pub const OFF: CheckState = CheckState {
+        state: "off",
+        reason: None,
+    };
+
+    pub fn unknown(reason: Unchecked) -> CheckState {
+        CheckState {
+            state: "unknown",
+            reason: Some(reason),
+        }
+    }
+}
+
+/// A container's runtime checks: packages in use (its processes' maps) and drift (its live
+/// package databases).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RuntimeCheckStates {
+    pub in_use: CheckState,
+    pub drift: CheckState,
 }
 
 /// A package as drift reports it.

@@ -55,6 +55,8 @@ impl AgentArgs {
             events,
             node_name,
             proc_root: self.proc_root.clone(),
+            containerd_timeout: self.containerd_timeout,
+            sandboxed_runtimes: crate::agent::SandboxedRuntimes::new(&self.sandboxed_runtimes),
             scan_concurrency: self.scan_concurrency,
             scan_timeout: self.scan_timeout,
             reconcile_interval: self.reconcile_interval,

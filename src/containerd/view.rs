@@ -12,7 +12,7 @@ use containerd_client::services::v1::snapshots::{RemoveSnapshotRequest, ViewSnap
 use containerd_client::services::v1::{CreateRequest, DeleteRequest};
 use containerd_client::types::Mount;
 
-use super::{Containerd, ContainerdError};
+use super::Containerd;
 
 /// containerd's default snapshotter on Linux: views are made with it when nothing names another.
 pub const DEFAULT_SNAPSHOTTER: &str = "overlayfs";
@@ -48,13 +48,13 @@ impl Containerd {
             (LEASE_LABEL_EXPIRE.to_string(), expire),
             (LEASE_LABEL_OWNER.to_string(), "image-read".to_string()),
         ]);
-        LeasesClient::new(self.channel.clone())
-            .create(self.request(CreateRequest {
-                id: id.clone(),
-                labels,
-            }))
-            .await
-            .map_err(|s| ContainerdError::call(format!("create lease {id}"), s))?;
+        let mut leases = LeasesClient::new(self.channel.clone());
+        let req = self.request(CreateRequest {
+            id: id.clone(),
+            labels,
+        });
+        self.within(|| format!("create lease {id}"), leases.create(req))
+            .await?;
         let mut req = self.request(ViewSnapshotRequest {
             snapshotter: snapshotter.to_string(),
             key: id.clone(),
@@ -71,15 +71,21 @@ impl Containerd {
             lease: id.clone(),
             mounts: Vec::new(),
         };
-        match SnapshotsClient::new(self.channel.clone()).view(req).await {
+        let mut snapshots = SnapshotsClient::new(self.channel.clone());
+        let viewing = self.within(
+            || format!("view snapshot {parent} ({snapshotter})"),
+            snapshots.view(req),
+        );
+        match viewing.await {
             Ok(resp) => Ok(SnapshotView {
                 mounts: resp.into_inner().mounts,
                 ..view
             }),
-            Err(s) => {
-                // No snapshot was made: the lease alone goes.
+            Err(e) => {
+                // No snapshot was made (or, past the deadline, the lease's expiry collects
+                // it): the lease goes now.
                 let _ = view.delete_lease().await;
-                Err(ContainerdError::call(format!("view snapshot {parent} ({snapshotter})"), s).into())
+                Err(e.into())
             }
         }
     }
@@ -88,26 +94,29 @@ impl Containerd {
 impl SnapshotView {
     /// Removes the view and its lease. Either failing leaves the lease's expiry to collect it.
     pub async fn remove(self) -> anyhow::Result<()> {
-        let removed = SnapshotsClient::new(self.client.channel.clone())
-            .remove(self.client.request(RemoveSnapshotRequest {
-                snapshotter: self.snapshotter.clone(),
-                key: self.key.clone(),
-            }))
-            .await
-            .map_err(|s| ContainerdError::call(format!("remove view {}", self.key), s));
+        let mut snapshots = SnapshotsClient::new(self.client.channel.clone());
+        let req = self.client.request(RemoveSnapshotRequest {
+            snapshotter: self.snapshotter.clone(),
+            key: self.key.clone(),
+        });
+        let removed = self
+            .client
+            .within(|| format!("remove view {}", self.key), snapshots.remove(req))
+            .await;
         let deleted = self.delete_lease().await;
         removed?;
         deleted
     }
 
     async fn delete_lease(&self) -> anyhow::Result<()> {
-        LeasesClient::new(self.client.channel.clone())
-            .delete(self.client.request(DeleteRequest {
-                id: self.lease.clone(),
-                sync: false,
-            }))
-            .await
-            .map_err(|s| ContainerdError::call(format!("delete lease {}", self.lease), s))?;
+        let mut leases = LeasesClient::new(self.client.channel.clone());
+        let req = self.client.request(DeleteRequest {
+            id: self.lease.clone(),
+            sync: false,
+        });
+        self.client
+            .within(|| format!("delete lease {}", self.lease), leases.delete(req))
+            .await?;
         Ok(())
     }
 }

@@ -33,14 +33,33 @@ impl BlobStore for ContentStore {
                 offset: 0,
                 size: 0,
             });
-            let mut stream = match client.content().read(req).await {
-                Ok(r) => r.into_inner(),
-                Err(s) => {
+            // Each step (the call, then every chunk) within the client's deadline: a frozen
+            // containerd fails the read instead of holding a scan slot.
+            let stalled = || ContainerdError::Deadline {
+                what: format!("read blob {digest}"),
+                after: client.deadline(),
+            };
+            let mut content = client.content();
+            let mut stream = match tokio::time::timeout(client.deadline(), content.read(req)).await {
+                Ok(Ok(r)) => r.into_inner(),
+                Ok(Err(s)) => {
                     let _ = tx.send(Err(ContainerdError::blob(&digest, &s))).await;
                     return;
                 }
+                Err(_) => {
+                    let _ = tx.send(Err(stalled())).await;
+                    return;
+                }
             };
-            while let Some(item) = stream.next().await {
+            loop {
+                let item = match tokio::time::timeout(client.deadline(), stream.next()).await {
+                    Ok(Some(item)) => item,
+                    Ok(None) => return,
+                    Err(_) => {
+                        let _ = tx.send(Err(stalled())).await;
+                        return;
+                    }
+                };
                 let msg = item
                     .map(|r| r.data)
                     .map_err(|s| ContainerdError::blob(&digest, &s));

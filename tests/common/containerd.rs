@@ -254,6 +254,30 @@ impl Lab {
             .expect("containerd is not running")
     }
 
+    /// Makes the runtime `io.containerd.<name>.v2` exist: containerd runs the shim
+    /// `containerd-shim-<name>-v2` from PATH, here the series' runc shim under that name, so a
+    /// container of "Kata" really runs (on runc) while containerd records Kata's runtime name.
+    pub fn shim_alias(&self, name: &str) {
+        let runc_shim = match bin_dir(&self.series) {
+            Some(d) => d.join("containerd-shim-runc-v2"),
+            None => {
+                let out = Command::new("sh")
+                    .args(["-c", "command -v containerd-shim-runc-v2"])
+                    .output()
+                    .unwrap();
+                PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+            }
+        };
+        assert!(runc_shim.is_file(), "no runc shim at {}", runc_shim.display());
+        let alias = self
+            .dir
+            .path()
+            .join("shims")
+            .join(format!("containerd-shim-{name}-v2"));
+        let _ = std::fs::remove_file(&alias);
+        std::os::unix::fs::symlink(runc_shim, alias).unwrap();
+    }
+
     /// Starts containerd (again) on the lab's state and waits until it answers.
     pub fn start_again(&mut self) {
         let base = self.dir.path();
@@ -268,10 +292,22 @@ impl Lab {
             binary(&self.series, "containerd"),
             base.join("config.toml").display()
         );
-        // containerd finds its shim (containerd-shim-runc-v2) on PATH: its own series' first.
+        // containerd finds its shim (containerd-shim-runc-v2) on PATH: the lab's aliases
+        // (`shim_alias`) first, then its own series', then the system's.
+        let shims = base.join("shims");
+        std::fs::create_dir_all(&shims).unwrap();
         let path = match bin_dir(&self.series) {
-            Some(d) => format!("{}:{}", d.display(), std::env::var("PATH").unwrap_or_default()),
-            None => std::env::var("PATH").unwrap_or_default(),
+            Some(d) => format!(
+                "{}:{}:{}",
+                shims.display(),
+                d.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+            None => format!(
+                "{}:{}",
+                shims.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
         };
         // setsid, unshare and sh exec into containerd: the child's pid is containerd's.
         let child = Command::new("setsid")

@@ -39,11 +39,12 @@ pub struct ImageStore {
     unsaved: bool,
 }
 
-/// A running container of an image, for the unpacked fallbacks: its init process and its
-/// snapshot (snapshotter, key).
+/// A running container of an image, for the unpacked fallbacks: its init process (`None`
+/// for a sandboxed runtime, whose task PID is not the container's) and its snapshot
+/// (snapshotter, key).
 #[derive(Debug, Clone)]
 pub struct Holder {
-    pub pid: u32,
+    pub pid: Option<u32>,
     pub snapshot: Option<(String, String)>,
 }
 
@@ -291,11 +292,13 @@ impl ReadJob {
             let read = match (fb, &self.holder) {
                 (Fallback::Snapshot, Some(holder)) => self.read_container_snapshot(holder).await,
                 (Fallback::Snapshot, None) => self.read_view().await,
-                (Fallback::Proc, Some(holder)) => {
-                    let root = self.proc_root.join(holder.pid.to_string()).join("root");
+                // A sandboxed container's PID is its VM's or sandbox's: its /proc root is
+                // not the container's, so no holder's pid is offered.
+                (Fallback::Proc, Some(Holder { pid: Some(pid), .. })) => {
+                    let root = self.proc_root.join(pid.to_string()).join("root");
                     Some(self.scan_unpacked(Unpacked::LiveRoot(root)).await)
                 }
-                (Fallback::Proc, None) => None,
+                (Fallback::Proc, _) => None,
             };
             match read {
                 Some(Ok(r)) => {

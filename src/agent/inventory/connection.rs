@@ -1,6 +1,8 @@
 //! The connection to containerd: connect (with backoff), check its version, follow its event
 //! stream, and tell the engine when the client changes or something happened. Owns the
-//! reconnect state; nothing else dials containerd.
+//! reconnect state and `stalewatch_containerd_up`; nothing else dials containerd. A containerd
+//! that keeps the connection but stops answering (frozen, overloaded) is found by a probe:
+//! a version call within the deadline every half deadline; one that misses it is down.
 
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -18,7 +20,12 @@ pub async fn run(cfg: Config, metrics: std::sync::Arc<Metrics>, tx: mpsc::Sender
     let mut connected_before = false;
     loop {
         let attempt = async {
-            let c = Containerd::connect(&cfg.containerd_address, &cfg.containerd_namespace).await?;
+            let c = Containerd::connect_within(
+                &cfg.containerd_address,
+                &cfg.containerd_namespace,
+                cfg.containerd_timeout,
+            )
+            .await?;
             let version = c.version().await?;
             Ok::<_, anyhow::Error>((c, version))
         };
@@ -42,7 +49,13 @@ pub async fn run(cfg: Config, metrics: std::sync::Arc<Metrics>, tx: mpsc::Sender
                 }
                 // containerd sends the stream's headers with its first event: subscribing only
                 // after publishing the client keeps a quiet node from looking disconnected.
-                follow_events(&client, &tx).await;
+                tokio::select! {
+                    () = follow_events(&client, &tx) => {}
+                    e = probe(&client) => {
+                        tracing::warn!("containerd stopped answering, treated as down: {e:#}");
+                        was_up = Some(false);
+                    }
+                }
                 metrics.containerd_up.set(0.0);
                 if tx.send(Msg::Client(None)).await.is_err() {
                     return;
@@ -58,6 +71,18 @@ pub async fn run(cfg: Config, metrics: std::sync::Arc<Metrics>, tx: mpsc::Sender
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
+        }
+    }
+}
+
+/// Asks containerd its version every half deadline until a call fails or misses the
+/// deadline; returns that error.
+async fn probe(client: &Containerd) -> anyhow::Error {
+    let every = (client.deadline() / 2).clamp(Duration::from_millis(500), Duration::from_secs(15));
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = client.version().await {
+            return e;
         }
     }
 }

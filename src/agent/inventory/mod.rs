@@ -11,12 +11,14 @@ use std::path::PathBuf;
 
 use stalewatch_core::lineage::ImageFacts;
 
+use crate::agent::config::SandboxedRuntimes;
 use crate::containerd::Containerd;
 use running::RunningContainer;
 
 #[derive(Default)]
 pub struct ContainerInventory {
     proc_root: PathBuf,
+    sandboxed: SandboxedRuntimes,
     pub running: Vec<RunningContainer>,
     /// Whether containerd has listed what runs at least once (before that, an empty list
     /// means "unknown", not "nothing runs").
@@ -28,16 +30,17 @@ pub struct ContainerInventory {
 }
 
 impl ContainerInventory {
-    pub fn new(proc_root: PathBuf) -> ContainerInventory {
+    pub fn new(proc_root: PathBuf, sandboxed: SandboxedRuntimes) -> ContainerInventory {
         ContainerInventory {
             proc_root,
+            sandboxed,
             ..Default::default()
         }
     }
 
     /// Lists what runs now; on failure the last list stands.
-    pub async fn list(&mut self, client: &Containerd) -> anyhow::Result<()> {
-        self.running = running::list_running(client, &self.proc_root).await?;
+    pub async fn list(&mut self, client: &Containerd) -> Result<(), running::ListFailed> {
+        self.running = running::list_running(client, &self.proc_root, &self.sandboxed).await?;
         self.listed_once = true;
         tracing::debug!("{} running containers", self.running.len());
         Ok(())

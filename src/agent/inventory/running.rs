@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::agent::config::SandboxedRuntimes;
 use crate::agent::snapshot::StaleDigest;
-use crate::containerd::{task_is_running, Containerd};
+use crate::containerd::{task_is_running, Containerd, ContainerdError};
 
 const LABEL_KIND: &str = "io.cri-containerd.kind";
 const LABEL_NAMESPACE: &str = "io.kubernetes.pod.namespace";
@@ -27,7 +28,15 @@ pub struct RunningContainer {
     /// What that name resolves to in containerd now (index or manifest digest).
     pub image_digest: Option<String>,
     pub pid: u32,
-    /// Task start (seconds since the epoch), from procfs.
+    /// The runtime containerd runs it with (`io.containerd.runc.v2`, `io.containerd.kata.v2`).
+    #[serde(skip)]
+    pub runtime: String,
+    /// Whether that runtime is sandboxed (`--sandboxed-runtimes`): `pid` is then a VM's or a
+    /// sandbox's, and nothing of the container is read through `/proc`.
+    #[serde(skip)]
+    pub sandboxed: bool,
+    /// Task start (seconds since the epoch), from procfs; for a sandboxed container, the
+    /// creation of its containerd record (procfs would give the VM's).
     pub started_at: Option<i64>,
     /// containerd's creation time of the container record, to pick the newest of duplicates.
     #[serde(skip)]
@@ -101,28 +110,45 @@ pub fn process_start(proc_root: &Path, pid: u32) -> Option<i64> {
     Some(btime + stat.starttime as i64 / ticks.max(1))
 }
 
-/// Lists running containers (sandboxes skipped, CRI names where labelled, the newest of
-/// several with the same pod/container name).
-pub async fn list_running(client: &Containerd, proc_root: &Path) -> anyhow::Result<Vec<RunningContainer>> {
-    let tasks = client.list_tasks().await?;
+/// The init PID of each running task, by container ID.
+fn running_pids(tasks: &[containerd_client::types::v1::Process]) -> BTreeMap<String, u32> {
     // containerd 1.6 fills `id` (the container's) and leaves `container_id` empty here.
-    let running: BTreeMap<String, u32> = tasks
+    tasks
         .iter()
         .filter(|t| task_is_running(t))
         .map(|t| {
-            (
-                if t.container_id.is_empty() {
-                    t.id.clone()
-                } else {
-                    t.container_id.clone()
-                },
-                t.pid,
-            )
+            let id = match t.container_id.is_empty() {
+                true => t.id.clone(),
+                false => t.container_id.clone(),
+            };
+            (id, t.pid)
         })
-        .collect();
+        .collect()
+}
+
+/// A listing of what runs that failed: which list (`containers`, `tasks`), and why.
+#[derive(Debug, thiserror::Error)]
+#[error("listing {list}: {error}")]
+pub struct ListFailed {
+    pub list: &'static str,
+    #[source]
+    pub error: ContainerdError,
+}
+
+/// Lists running containers (sandboxes skipped, CRI names where labelled, the newest of
+/// several with the same pod/container name).
+pub async fn list_running(
+    client: &Containerd,
+    proc_root: &Path,
+    sandboxed: &SandboxedRuntimes,
+) -> Result<Vec<RunningContainer>, ListFailed> {
+    let failed = |list| move |error| ListFailed { list, error };
+    let tasks = client.list_tasks().await.map_err(failed("tasks"))?;
+    let running = running_pids(&tasks);
     let mut image_digests: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut by_name: BTreeMap<(String, String, String), RunningContainer> = BTreeMap::new();
-    for c in client.list_containers().await? {
+    let containers = client.list_containers().await.map_err(failed("containers"))?;
+    for c in containers {
         let Some(&pid) = running.get(&c.id) else { continue };
         if c.labels.get(LABEL_KIND).map(String::as_str) == Some("sandbox") {
             continue;
@@ -138,6 +164,9 @@ pub async fn list_running(client: &Containerd, proc_root: &Path) -> anyhow::Resu
             image_digests.insert(c.image.clone(), d);
         }
         let label = |k: &str| c.labels.get(k).cloned().filter(|v| !v.is_empty());
+        let runtime = c.runtime.as_ref().map(|r| r.name.clone()).unwrap_or_default();
+        let is_sandboxed = sandboxed.contains(&runtime);
+        let created_at = c.created_at.as_ref().map(|t| t.seconds).unwrap_or(0);
         let rc = RunningContainer {
             namespace: label(LABEL_NAMESPACE).unwrap_or_default(),
             pod: label(LABEL_POD).unwrap_or_else(|| c.id.clone()),
@@ -146,8 +175,13 @@ pub async fn list_running(client: &Containerd, proc_root: &Path) -> anyhow::Resu
             image: c.image.clone(),
             image_digest: image_digests.get(&c.image).cloned().flatten(),
             pid,
-            started_at: process_start(proc_root, pid),
-            created_at: c.created_at.as_ref().map(|t| t.seconds).unwrap_or(0),
+            started_at: match is_sandboxed {
+                true => (created_at > 0).then_some(created_at),
+                false => process_start(proc_root, pid),
+            },
+            runtime,
+            sandboxed: is_sandboxed,
+            created_at,
             snapshot_parent: match c.snapshot_key.as_str() {
                 "" => None,
                 key => client

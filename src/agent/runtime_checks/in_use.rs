@@ -12,6 +12,8 @@ use stalewatch_core::catalog::mapped_key;
 use stalewatch_core::report::Report;
 use stalewatch_core::vulnerability;
 
+use crate::agent::snapshot::Unchecked;
+
 /// What a container's processes map.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Mapped {
@@ -65,25 +67,39 @@ pub fn pid_namespaces(proc_root: &Path) -> BTreeMap<String, Vec<u32>> {
     out
 }
 
-/// What the processes sharing `init`'s PID namespace map. `None` when nothing could be read
-/// (the container is gone, or the kernel refused: no `SYS_PTRACE`).
+/// What the processes sharing `init`'s PID namespace map. `Ok(None)` when the container is
+/// gone; `Err` when nothing could be read and why (the kernel refused: no `SYS_PTRACE`, or a
+/// process the agent may not trace — never silently "nothing in use").
 pub fn container_maps(
     proc_root: &Path,
     init: u32,
     namespaces: &BTreeMap<String, Vec<u32>>,
-) -> Option<Mapped> {
-    let ns = std::fs::read_link(proc_root.join(init.to_string()).join("ns/pid")).ok()?;
-    let pids = namespaces.get(ns.to_string_lossy().as_ref())?;
+) -> Result<Option<Mapped>, Unchecked> {
+    let ns = match std::fs::read_link(proc_root.join(init.to_string()).join("ns/pid")) {
+        Ok(ns) => ns,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Unchecked::of_io(&e)),
+    };
+    let Some(pids) = namespaces.get(ns.to_string_lossy().as_ref()) else {
+        return Ok(None);
+    };
     let mut m = Mapped::default();
     let mut read_any = false;
+    let mut refused = None;
     for pid in pids {
         // Bounded: a maps file is a few KiB; a pathological one is cut at 4 MiB.
-        let Ok(f) = std::fs::File::open(proc_root.join(pid.to_string()).join("maps")) else {
-            continue;
+        let f = match std::fs::File::open(proc_root.join(pid.to_string()).join("maps")) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                refused = Some(Unchecked::of_io(&e));
+                continue;
+            }
         };
         let mut text = String::new();
         use std::io::Read;
-        if f.take(4 << 20).read_to_string(&mut text).is_err() {
+        if let Err(e) = f.take(4 << 20).read_to_string(&mut text) {
+            refused = Some(Unchecked::of_io(&e));
             continue;
         }
         read_any = true;
@@ -95,7 +111,11 @@ pub fn container_maps(
             m.files.insert(key);
         }
     }
-    read_any.then_some(m)
+    match (read_any, refused) {
+        (true, _) => Ok(Some(m)),
+        (false, Some(r)) => Err(r),
+        (false, None) => Ok(None),
+    }
 }
 
 /// Whether each finding of `report` is in use (true or false where the package's database
@@ -157,7 +177,9 @@ mod tests {
     fn this_process_maps_itself() {
         let me = std::process::id();
         let ns = pid_namespaces(Path::new("/proc"));
-        let m = container_maps(Path::new("/proc"), me, &ns).expect("own maps");
+        let m = container_maps(Path::new("/proc"), me, &ns)
+            .unwrap()
+            .expect("own maps");
         let exe = std::fs::read_link("/proc/self/exe").unwrap();
         assert!(
             m.files.contains(mapped_key(exe.to_str().unwrap())),

@@ -23,6 +23,7 @@ use super::images::cache::ImageCache;
 use super::images::lower_priority;
 use super::inventory::running::RunningContainer;
 use super::metrics::Metrics;
+use super::snapshot::{CheckState, RuntimeCheckStates, Unchecked};
 
 /// A container's last runtime check.
 pub struct LiveState {
@@ -93,9 +94,16 @@ struct Checked {
     /// The databases' identity did not change: only the maps were read.
     unchanged: bool,
     live: anyhow::Result<Option<Inventory>>,
-    mapped: Option<in_use::Mapped>,
+    mapped: Result<Option<in_use::Mapped>, Unchecked>,
     signature: Option<drift::DbSignature>,
     took: Duration,
+}
+
+/// A container's last check attempt: when, and what could not be checked.
+struct Attempt {
+    at: Instant,
+    in_use: Option<Unchecked>,
+    drift: Option<Unchecked>,
 }
 
 pub struct RuntimeChecks {
@@ -103,6 +111,8 @@ pub struct RuntimeChecks {
     /// `None`: the checks are off.
     interval: Option<Duration>,
     pub live: BTreeMap<String, LiveState>,
+    /// Per container: its last attempt (what decides when the next is due).
+    attempts: BTreeMap<String, Attempt>,
 }
 
 impl RuntimeChecks {
@@ -111,6 +121,31 @@ impl RuntimeChecks {
             proc_root,
             interval,
             live: BTreeMap::new(),
+            attempts: BTreeMap::new(),
+        }
+    }
+
+    /// Whether a container's checks were made, and why not.
+    pub fn states(&self, id: &str) -> RuntimeCheckStates {
+        if self.interval.is_none() {
+            return RuntimeCheckStates {
+                in_use: CheckState::OFF,
+                drift: CheckState::OFF,
+            };
+        }
+        let Some(a) = self.attempts.get(id) else {
+            return RuntimeCheckStates::default();
+        };
+        let state = |u: Option<Unchecked>, known: bool| match (u, known) {
+            (Some(u), _) => CheckState::unknown(u),
+            (None, true) => CheckState::OK,
+            // Read, but nothing came of it (the container was exiting): the next pass says.
+            (None, false) => CheckState::PENDING,
+        };
+        let live = self.live.get(id);
+        RuntimeCheckStates {
+            in_use: state(a.in_use, live.is_some_and(|l| l.mapped.is_some())),
+            drift: state(a.drift, live.is_some()),
         }
     }
 
@@ -158,22 +193,21 @@ impl RuntimeChecks {
     pub async fn check(&mut self, running: &[RunningContainer], images: &ImageCache, metrics: &Metrics) {
         let ids: BTreeSet<&String> = running.iter().map(|r| &r.id).collect();
         self.live.retain(|id, _| ids.contains(id));
+        self.attempts.retain(|id, _| ids.contains(id));
         let Some(interval) = self.interval else {
             return;
         };
-        let due: Vec<(String, u32, String)> = running
+        let due: Vec<&RunningContainer> = running
             .iter()
             .filter(|r| {
-                self.live
+                self.attempts
                     .get(&r.id)
-                    .is_none_or(|l| l.read_at.elapsed() >= interval)
+                    .is_none_or(|a| a.at.elapsed() >= interval)
             })
-            .filter_map(|r| {
-                let d = r.image_digest.as_ref()?;
-                images
-                    .images
-                    .contains_key(d)
-                    .then(|| (r.id.clone(), r.pid, d.clone()))
+            .filter(|r| {
+                r.image_digest
+                    .as_ref()
+                    .is_some_and(|d| images.images.contains_key(d))
             })
             .collect();
         if due.is_empty() {
@@ -186,50 +220,101 @@ impl RuntimeChecks {
                 .await
                 .unwrap_or_default(),
         );
-        for (id, pid, digest) in due {
-            let (proc_root, ns) = (self.proc_root.clone(), namespaces.clone());
-            let known = self.live.get(&id).and_then(|l| l.signature.clone());
+        for r in due {
+            // A sandboxed container's PID is its VM's or sandbox's: /proc/<pid> is not the
+            // container, so nothing is read and both checks say why.
+            if r.sandboxed {
+                self.live.remove(&r.id);
+                self.record(
+                    &r.id,
+                    Some(Unchecked::Sandboxed),
+                    Some(Unchecked::Sandboxed),
+                    metrics,
+                );
+                continue;
+            }
+            let (proc_root, ns, pid) = (self.proc_root.clone(), namespaces.clone(), r.pid);
+            let known = self.live.get(&r.id).and_then(|l| l.signature.clone());
             let Ok(checked) =
                 tokio::task::spawn_blocking(move || check_one(&proc_root, pid, &ns, known)).await
             else {
                 continue;
             };
             metrics.runtime_check_duration.observe(checked.took.as_secs_f64());
-            let Some(image) = images.images.get(&digest).map(|r| &r.inventory) else {
+            let Some(image) = r
+                .image_digest
+                .as_ref()
+                .and_then(|d| images.images.get(d))
+                .map(|rec| &rec.inventory)
+            else {
                 continue;
             };
-            self.apply(&id, checked, image, metrics);
+            self.apply(&r.id, checked, image, metrics);
         }
         metrics
             .runtime_refresh_duration
             .observe(pass.elapsed().as_secs_f64());
     }
 
+    /// Records an attempt, counting each check not made.
+    fn record(&mut self, id: &str, in_use: Option<Unchecked>, drift: Option<Unchecked>, metrics: &Metrics) {
+        for (check, u) in [("in_use", in_use), ("drift", drift)] {
+            if let Some(u) = u {
+                metrics
+                    .runtime_check_errors
+                    .with_label_values(&[check, u.reason()])
+                    .inc();
+            }
+        }
+        self.attempts.insert(
+            id.to_string(),
+            Attempt {
+                at: Instant::now(),
+                in_use,
+                drift,
+            },
+        );
+    }
+
     /// Records one container's check.
     fn apply(&mut self, id: &str, c: Checked, image: &Inventory, metrics: &Metrics) {
+        let (mapped, maps_failed) = match c.mapped {
+            Ok(m) => (m, None),
+            Err(u) => {
+                tracing::debug!(container = %id, reason = u.reason(), "in use: maps not read");
+                (None, Some(u))
+            }
+        };
         if c.unchanged {
+            self.record(id, maps_failed, None, metrics);
             if let Some(l) = self.live.get_mut(id) {
                 l.read_at = Instant::now();
-                l.set_mapped(c.mapped);
+                l.set_mapped(mapped);
             }
             return;
         }
         let live = match c.live {
             Ok(Some(inv)) => inv,
-            Ok(None) => return,
+            Ok(None) => {
+                self.record(id, maps_failed, None, metrics);
+                return;
+            }
             Err(e) => {
-                tracing::debug!(container = %id, "drift: {e:#}");
+                let u = io_reason(&e);
+                tracing::debug!(container = %id, reason = u.reason(), "drift: {e:#}");
                 metrics.scan_errors.with_label_values(&["drift_read"]).inc();
+                self.record(id, maps_failed, Some(u), metrics);
                 // Retried at the next interval; the image's findings stand meanwhile.
                 self.live.remove(id);
                 return;
             }
         };
+        self.record(id, maps_failed, None, metrics);
         let d = drift::compare(image, &live);
         // The same differences against the same image inventory: the same findings.
         if let Some(l) = self.live.get_mut(id).filter(|l| l.drift == d) {
             l.read_at = Instant::now();
-            l.set_mapped(c.mapped);
+            l.set_mapped(mapped);
             l.signature = c.signature;
             return;
         }
@@ -244,12 +329,19 @@ impl RuntimeChecks {
                 inventory,
                 drift: d,
                 report: None,
-                mapped: c.mapped,
+                mapped,
                 signature: c.signature,
                 marks: None,
             },
         );
     }
+}
+
+/// The reason a failed read gives: the first I/O error in its chain.
+fn io_reason(e: &anyhow::Error) -> Unchecked {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<std::io::Error>())
+        .map_or(Unchecked::ReadFailed, Unchecked::of_io)
 }
 
 /// One container's check: its maps always, its package databases only when their identity
