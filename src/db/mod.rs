@@ -16,10 +16,11 @@ use std::path::{Path, PathBuf};
 use stalewatch_core::advisory::{ByteSource, IndexReader, IndexSet};
 
 /// Ecosystems `db update` fetches by default (top-level OSV names).
-pub const SUPPORTED_ECOSYSTEMS: [&str; 15] = [
+pub const SUPPORTED_ECOSYSTEMS: [&str; 17] = [
     "AlmaLinux",
     "Alpine",
     "Azure Linux",
+    "Chainguard",
     "Debian",
     "Go",
     "Maven",
@@ -30,6 +31,7 @@ pub const SUPPORTED_ECOSYSTEMS: [&str; 15] = [
     "Rocky Linux",
     "RubyGems",
     "Ubuntu",
+    "Wolfi",
     "crates.io",
     "npm",
 ];

@@ -47,6 +47,13 @@ fn major_minor(v: &str) -> String {
 
 /// The OSV ecosystem for a distribution release.
 pub fn ecosystem_for(id: &str, version_id: &str, version: &str) -> Option<String> {
+    // Wolfi and Chainguard roll: one ecosystem each, no release (their VERSION_ID is a build
+    // date with no bearing on advisories).
+    match id {
+        "wolfi" => return Some("Wolfi".into()),
+        "chainguard" => return Some("Chainguard".into()),
+        _ => {}
+    }
     if version_id.is_empty() {
         return None;
     }
@@ -232,6 +239,26 @@ mod tests {
             .ecosystem,
             None
         );
+    }
+
+    #[test]
+    fn wolfi_and_chainguard_are_release_less_ecosystems() {
+        // Their os-release files as Chainguard's scanner documentation shows them; a missing
+        // VERSION_ID changes nothing (it is a build date).
+        for (text, want) in [
+            (
+                "ID=wolfi\nNAME=\"Wolfi\"\nPRETTY_NAME=\"Wolfi\"\nVERSION_ID=\"20230201\"\n",
+                "Wolfi",
+            ),
+            (
+                "ID=chainguard\nNAME=\"Chainguard\"\nVERSION_ID=\"20230214\"\n",
+                "Chainguard",
+            ),
+            ("ID=wolfi\nNAME=\"Wolfi\"\n", "Wolfi"),
+        ] {
+            let os = detect(&files(&[("etc/os-release", text)])).unwrap();
+            assert_eq!(os.ecosystem.as_deref(), Some(want), "{text}");
+        }
     }
 
     #[test]

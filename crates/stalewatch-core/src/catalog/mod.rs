@@ -237,7 +237,13 @@ fn purl(os: Option<&OsInfo>, kind: &str, p: &RawPackage) -> String {
     if !distro.is_empty() {
         qualifiers.push(format!("distro={}", purl_encode(&distro)));
     }
-    let ns = if kind == "apk" { "alpine" } else { distro_ns };
+    // apk's namespace is the distribution's where it is one of apk's own (Wolfi's and
+    // Chainguard's purls say `wolfi`/`chainguard`), else Alpine's.
+    let ns = match (kind, distro_ns) {
+        ("apk", "wolfi" | "chainguard") => distro_ns,
+        ("apk", _) => "alpine",
+        _ => distro_ns,
+    };
     let mut s = format!(
         "pkg:{kind}/{}/{}@{}",
         purl_encode(ns),

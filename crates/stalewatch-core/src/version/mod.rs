@@ -49,7 +49,7 @@ impl Scheme {
         let base = ecosystem.split(':').next().unwrap_or_default();
         match base {
             "Debian" | "Ubuntu" => Some(Scheme::Dpkg),
-            "Alpine" => Some(Scheme::Apk),
+            "Alpine" | "Wolfi" | "Chainguard" => Some(Scheme::Apk),
             "AlmaLinux" | "Rocky Linux" | "Red Hat" | "Azure Linux" | "openSUSE" | "SUSE" | "Mageia" => {
                 Some(Scheme::Rpm)
             }
