@@ -221,3 +221,98 @@ fn a_rebuilt_base_is_told_to_pipelines_with_what_a_rebuild_fixes() {
     let log = std::fs::read_to_string(&agent.log).unwrap();
     assert!(!log.contains("s3cret-token"), "the secret is never logged");
 }
+
+/// Bases built reproducibly (Bazel rules_oci, ko, apko, Google's distroless) carry one fixed
+/// `created` across rebuilds — here the epoch, as `buildah commit --timestamp 0` writes it.
+/// The same build re-tagged (and imported again) tells nothing; the rebuilt base arriving
+/// under the base's name tells the rebuild, with the fixes `scan` computes.
+#[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
+fn a_reproducibly_built_base_is_told_when_its_name_moves_and_not_when_it_is_retagged() {
+    let test = "rebuild signal: reproducible bases";
+    let Some(lab) = Lab::start(test) else {
+        return;
+    };
+    let Some(b) = Buildah::new(test) else {
+        return;
+    };
+    let b = b.reproducible(0);
+    let tmp = tempfile::tempdir().unwrap();
+    let [(base_dir, base_tar), (app_dir, app_tar), (new_dir, new_tar)] = rebuild_images(&b, tmp.path());
+    let created = |d: &Path| common::buildah::layout_config(d)["created"].clone();
+    assert_eq!(created(&base_dir), "1970-01-01T00:00:00Z");
+    assert_eq!(created(&new_dir), created(&base_dir), "two builds, one time");
+    assert_ne!(layout_layers(&new_dir), layout_layers(&base_dir));
+    let db = tmp.path().join("db");
+    shared_db(&db, &["Alpine"]);
+    let (app, old, new) = (
+        scan_report(&app_dir, &db),
+        scan_report(&base_dir, &db),
+        scan_report(&new_dir, &db),
+    );
+    let expected: BTreeSet<(String, String)> = keys(&app)
+        .intersection(&keys(&old))
+        .filter(|k| !keys(&new).contains(k))
+        .cloned()
+        .collect();
+    assert!(!expected.is_empty());
+
+    lab.import(&base_tar, "localhost/base");
+    lab.import(&app_tar, "localhost/app");
+    lab.run_container(
+        "app",
+        "localhost/app:1",
+        &[
+            ("io.kubernetes.pod.name", "app-0"),
+            ("io.kubernetes.pod.namespace", "shop"),
+            ("io.kubernetes.container.name", "app"),
+        ],
+    );
+    let receiver = Receiver::start(&tmp.path().join("receiver"), "202", 0.0);
+    let mirror = Mirror::start(shared_data().join("osv"));
+    let agent = Agent::start(
+        &lab.sock,
+        &tmp.path().join("state"),
+        &mirror.url(),
+        &["--notify-url", &receiver.url, "--reconcile-interval", "1s"],
+    );
+    agent.wait_for("the app's base known", Duration::from_secs(60), |a| {
+        value(
+            &a.metrics(),
+            "stalewatch_image_base_info",
+            &[("base_name", "localhost/base:1"), ("detected_by", "label")],
+        ) == Some(1.0)
+    });
+    let told = || {
+        receiver
+            .events(None)
+            .into_iter()
+            .filter(|e| e["attributes"]["type"] == "io.stalewatch.image.base_updated")
+            .collect::<Vec<_>>()
+    };
+    // The same build under another tag, and imported again under its own: nothing to tell.
+    lab.ctr(&["images", "tag", "localhost/base:1", "localhost/base:1-again"]);
+    lab.import(&base_tar, "localhost/base");
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(told().is_empty(), "{:#?}", told());
+    assert_eq!(
+        value(
+            &agent.metrics(),
+            "stalewatch_image_rebuild_fixable_vulnerabilities",
+            &[]
+        ),
+        None
+    );
+    // The rebuilt base under the base's name: told, with the scans' fixes.
+    lab.import(&new_tar, "localhost/base");
+    agent.wait_for("a base_updated CloudEvent", Duration::from_secs(30), |_| {
+        !told().is_empty()
+    });
+    let events = told();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let fixed: BTreeSet<(String, String)> = string_pairs(&events[0]["data"]["fixed"], "id", "package")
+        .into_iter()
+        .collect();
+    assert_eq!(fixed, expected);
+    assert_eq!(events[0]["attributes"]["subject"], "localhost/app:1");
+}

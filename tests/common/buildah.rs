@@ -6,6 +6,9 @@ use std::process::Command;
 
 pub struct Buildah {
     dir: tempfile::TempDir,
+    /// `Some(t)`: every commit sets `created` to `t` (epoch seconds), as reproducible build
+    /// tools do (Bazel rules_oci, ko, apko and Google's distroless use the epoch).
+    timestamp: Option<i64>,
 }
 
 impl Buildah {
@@ -19,7 +22,24 @@ impl Buildah {
             .tempdir()
             .unwrap();
         std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
-        Some(Buildah { dir })
+        Some(Buildah { dir, timestamp: None })
+    }
+
+    /// Every later commit reproducible: `created` fixed at `t` (`buildah commit --timestamp`).
+    pub fn reproducible(mut self, t: i64) -> Buildah {
+        self.timestamp = Some(t);
+        self
+    }
+
+    /// `buildah commit -q --rm CONTAINER NAME`, with the fixed timestamp when reproducible.
+    fn commit(&self, c: &str, name: &str) {
+        let t = self.timestamp.map(|t| t.to_string());
+        let mut args = vec!["commit", "-q", "--rm"];
+        if let Some(t) = &t {
+            args.extend(["--timestamp", t.as_str()]);
+        }
+        args.extend([c, name]);
+        self.run(&args);
     }
 
     /// Runs buildah; its stdout, trimmed.
@@ -33,7 +53,7 @@ impl Buildah {
             super::shared_data().join(format!("rootfs/alpine/alpine-minirootfs-{version}-x86_64.tar.gz"));
         let c = self.run(&["from", "scratch"]);
         self.run(&["add", &c, tgz.to_str().unwrap(), "/"]);
-        self.run(&["commit", "-q", "--rm", &c, name]);
+        self.commit(&c, name);
     }
 
     /// `name`: `FROM from`, with files written over it and labels set, one layer more.
@@ -47,7 +67,7 @@ impl Buildah {
         for (k, v) in labels {
             self.run(&["config", "--label", &format!("{k}={v}"), &c]);
         }
-        self.run(&["commit", "-q", "--rm", &c, name]);
+        self.commit(&c, name);
     }
 
     /// Builds a Containerfile (no `RUN`: chroot isolation needs none of it).
@@ -196,4 +216,14 @@ pub fn rebuild_images_in(b: &Buildah, dir: &Path, repo: &str) -> [(PathBuf, Path
     );
     let new_base = save(&base_name, "base-new");
     [base, app, new_base]
+}
+
+/// The config of a one-image OCI layout directory.
+pub fn layout_config(layout: &Path) -> serde_json::Value {
+    let read =
+        |p: PathBuf| -> serde_json::Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+    let blob = |d: &str| layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let index = read(layout.join("index.json"));
+    let manifest = read(blob(index["manifests"][0]["digest"].as_str().unwrap()));
+    read(blob(manifest["config"]["digest"].as_str().unwrap()))
 }

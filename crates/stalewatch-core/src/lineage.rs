@@ -227,8 +227,10 @@ fn from_labels(image: &ImageFacts, declared: &[(String, ImageFacts)], node: &[Im
 
 /// A newer build of `base` on the node: an image named as the base is, known by another
 /// digest, whose layers are not the ones `image` was built on (a base re-pushed under another
-/// digest is the same base), and (when both times are known) created after it. The latest
-/// such build, if any.
+/// digest is the same base), and (when both times are known) not created before it. Equal
+/// times are the rule for bases built reproducibly (Bazel rules_oci, ko, apko, distroless fix
+/// `created`, often at the epoch): there the evidence of "newer" is that the base's name now
+/// names another build. The latest such build, if any.
 pub fn newer_build<'a>(image: &ImageFacts, base: &Base, node: &'a [ImageFacts]) -> Option<&'a ImageFacts> {
     let name = base.name.as_deref()?;
     let old = base.digest.as_deref();
@@ -241,7 +243,7 @@ pub fn newer_build<'a>(image: &ImageFacts, base: &Base, node: &'a [ImageFacts]) 
         .filter(|c| !image.digests.iter().any(|d| c.known_as(d)))
         .filter(|c| !strict_prefix(&c.diff_ids, &image.diff_ids))
         .filter(|c| match (old_created, c.created) {
-            (Some(o), Some(n)) => n > o,
+            (Some(o), Some(n)) => n >= o,
             _ => true,
         })
         .max_by(|a, b| a.created.cmp(&b.created).then_with(|| b.digests.cmp(&a.digests)))
@@ -403,6 +405,24 @@ mod tests {
         assert_eq!(newer_build(&app, &base, &[old.clone(), same]), None);
         let newer = img("docker.io/library/base:1", "sha256:new", &["l9"], 200);
         assert_eq!(newer_build(&app, &base, &[old, newer.clone()]), Some(&newer));
+        // Reproducible builds: every build's `created` is the same (the epoch). The other
+        // build under the base's name is newer; the same build under it (re-tagged, or pushed
+        // again under another digest) is not; an older build is not, at any time.
+        let (old0, app0) = (
+            img("docker.io/library/base:0", "sha256:old", &["l1"], 0),
+            img("app:1", "sha256:app", &["l1", "l2"], 0),
+        );
+        let rebuilt = img("docker.io/library/base:1", "sha256:rebuilt", &["l7"], 0);
+        assert_eq!(
+            newer_build(&app0, &base, &[old0.clone(), rebuilt.clone()]),
+            Some(&rebuilt)
+        );
+        let retagged = img("docker.io/library/base:1", "sha256:old", &["l1"], 0);
+        assert_eq!(newer_build(&app0, &base, &[old0.clone(), retagged]), None);
+        let repushed = img("docker.io/library/base:1", "sha256:other", &["l1"], 0);
+        assert_eq!(newer_build(&app0, &base, &[old0.clone(), repushed]), None);
+        let before = img("docker.io/library/base:1", "sha256:before", &["l8"], -1);
+        assert_eq!(newer_build(&app0, &base, &[old0, before]), None);
         // An image rebuilt in place under its base's tag is not its own newer base.
         let in_place = img("docker.io/library/base:1", "sha256:app2", &["l1", "l3"], 400);
         assert_eq!(
