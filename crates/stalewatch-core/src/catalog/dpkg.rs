@@ -103,6 +103,17 @@ pub fn parse_list(text: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// The paths of a package's `md5sums` file (`<md5>  <path>` per line, paths relative to
+/// the root): distroless's file list of a `status.d` package.
+pub fn parse_md5sums(text: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(text)
+        .lines()
+        .filter_map(|l| l.trim().split_once(char::is_whitespace))
+        .map(|(_, path)| path.trim().trim_start_matches('/').to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,7 +76,15 @@ pub const WANTED_DIRS: [&str; 2] = [DPKG_STATUS_D, DPKG_INFO];
 /// shadowing of lower layers a layer cache records.
 pub fn wants_os_dir(dir: &str) -> bool {
     let under = |w: &str| w.len() > dir.len() && w.starts_with(dir) && w.as_bytes()[dir.len()] == b'/';
-    dir.is_empty() || WANTED_DIRS.contains(&dir) || wanted_paths().chain(WANTED_DIRS).any(under)
+    // A directory per package under status.d is read only to be named as unread.
+    let package_dir = dir
+        .strip_prefix(DPKG_STATUS_D)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'));
+    dir.is_empty()
+        || WANTED_DIRS.contains(&dir)
+        || package_dir
+        || wanted_paths().chain(WANTED_DIRS).any(under)
 }
 
 /// Whether a directory can hold a wanted file, OS or language: any but the kernel's
@@ -134,9 +142,12 @@ fn is_dpkg_file_list(path: &str) -> bool {
 pub fn wants_os(path: &str) -> bool {
     os::FILES.contains(&path)
         || path == DPKG_STATUS
+        // status.d/<name> and <name>.md5sums; status.d/<name>/<file> too, only to say that
+        // layout (a directory per package) is not read.
         || path
             .strip_prefix(DPKG_STATUS_D)
-            .is_some_and(|rest| rest.starts_with('/') && !rest[1..].contains('/'))
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(|rest| !rest.is_empty() && rest.split('/').count() <= 2)
         || is_dpkg_file_list(path)
         || APK_INSTALLED.contains(&path)
         || RPM_DBS.contains(&path)
@@ -438,13 +449,36 @@ impl Cataloger<'_> {
             self.finish_database(DPKG_STATUS, out.malformed, diag);
         }
         if let Ok(files) = tree.list_files(DPKG_STATUS_D) {
-            for (name, b) in files {
+            for (name, b) in &files {
                 if name.ends_with(".md5sums") {
                     continue;
                 }
                 let path = format!("{DPKG_STATUS_D}/{name}");
-                self.add("deb", &path, dpkg::parse_status(b, false), diag);
+                let mut out = dpkg::parse_status(b, false);
+                // distroless keeps each package's md5sums beside its stanza: its file list.
+                let sums = format!("{name}.md5sums");
+                if let Some((_, sums)) = files.iter().find(|(n, _)| *n == sums) {
+                    for p in &mut out.packages {
+                        p.files = Some(dpkg::parse_md5sums(sums));
+                    }
+                }
+                self.add("deb", &path, out, diag);
             }
+        }
+        // One build-rule version of 2024 wrote a directory per package
+        // (`status.d/<name>/control`): no scanner reads it, and an image of it must not look
+        // like one without packages.
+        let nested = tree.subdirectories(DPKG_STATUS_D);
+        if !nested.is_empty() {
+            diag.skip(
+                "unsupported_package_db",
+                DPKG_STATUS_D,
+                format!(
+                    "{} packages as directories (status.d/<name>/, e.g. {}/): this layout is not read",
+                    nested.len(),
+                    nested[0]
+                ),
+            );
         }
     }
 
@@ -508,7 +542,11 @@ mod tests {
     fn wanted_paths() {
         assert!(wants("var/lib/dpkg/status"));
         assert!(wants("var/lib/dpkg/status.d/base-files"));
-        assert!(!wants("var/lib/dpkg/status.d/a/b"));
+        assert!(
+            wants("var/lib/dpkg/status.d/a/control"),
+            "kept to be named unread"
+        );
+        assert!(!wants("var/lib/dpkg/status.d/a/b/c"));
         assert!(!wants("var/lib/dpkg/status-old"));
         assert!(wants("lib/apk/db/installed"));
         assert!(wants("var/lib/rpm/rpmdb.sqlite"));
@@ -519,7 +557,8 @@ mod tests {
                 && wants_os_dir("var/lib/dpkg/status.d")
                 && wants_os_dir("usr/lib")
         );
-        assert!(!wants_os_dir("usr/bin") && !wants_os_dir("var/lib/dpkg/status.d/x") && !wants_os_dir("et"));
+        assert!(wants_os_dir("var/lib/dpkg/status.d/x") && !wants_os_dir("var/lib/dpkg/status.d/x/y"));
+        assert!(!wants_os_dir("usr/bin") && !wants_os_dir("et"));
         assert!(wants("app/node_modules/ms/package.json") && !wants_os("app/node_modules/ms/package.json"));
         assert!(wants_dir("app/node_modules") && !wants_dir("proc/1"));
     }
@@ -570,5 +609,51 @@ mod tests {
             "pkg:apk/alpine/libcrypto3@3.3.2-r0?arch=x86_64&distro=alpine-3.20.3"
         );
         assert_eq!(d.count("malformed_package_entry"), 1);
+    }
+
+    /// Distroless's layout: a stanza per file with no `Status:` line, its md5sums beside it
+    /// (the package's file list); a directory per package is named unread, never empty.
+    #[test]
+    fn distroless_status_d_with_md5sums_and_the_unread_directory_layout() {
+        let mut t = FileTree::new();
+        t.insert_file("etc/os-release", b"ID=debian\nVERSION_ID=\"12\"\n".to_vec());
+        t.insert_file(
+            "var/lib/dpkg/status.d/libssl3",
+            b"Package: libssl3\nVersion: 3.0.15-1~deb12u1\nArchitecture: amd64\nSource: openssl\n".to_vec(),
+        );
+        t.insert_file(
+            "var/lib/dpkg/status.d/libssl3.md5sums",
+            b"0123456789abcdef0123456789abcdef  usr/lib/x86_64-linux-gnu/libssl.so.3\n".to_vec(),
+        );
+        let mut d = Diagnostics::default();
+        let inv = catalog(&t, &mut d);
+        assert_eq!(inv.packages.len(), 1, "{:?}", inv.packages);
+        assert_eq!(&*inv.packages[0].source_name, "openssl");
+        assert!(inv.with_file_lists.contains("libssl3"));
+        assert_eq!(
+            inv.mapped_files
+                .get(mapped_key("/usr/lib/x86_64-linux-gnu/libssl.so.3"))
+                .map(String::as_str),
+            Some("libssl3")
+        );
+        assert!(d.notes.is_empty(), "{:?}", d.notes);
+
+        let mut t = FileTree::new();
+        t.insert_file("etc/os-release", b"ID=debian\nVERSION_ID=\"12\"\n".to_vec());
+        for name in ["base-files", "libc6"] {
+            t.insert_file(
+                &format!("var/lib/dpkg/status.d/{name}/control"),
+                format!("Package: {name}\nVersion: 1\nArchitecture: amd64\n").into_bytes(),
+            );
+        }
+        let mut d = Diagnostics::default();
+        let inv = catalog(&t, &mut d);
+        assert!(inv.packages.is_empty());
+        assert_eq!(d.count("unsupported_package_db"), 1, "{:?}", d.notes);
+        let notes = format!("{:?}", d.notes);
+        assert!(
+            notes.contains("2 packages as directories") && notes.contains("base-files/"),
+            "{notes}"
+        );
     }
 }

@@ -548,6 +548,31 @@ impl FileTree {
         Ok(out)
     }
 
+    /// The names of the directories directly inside a directory (resolved) that hold a
+    /// kept entry, sorted.
+    pub fn subdirectories(&self, dir: &str) -> Vec<String> {
+        let Ok(real) = self.resolve_path(dir) else {
+            return Vec::new();
+        };
+        let prefix = if real.is_empty() {
+            String::new()
+        } else {
+            format!("{real}/")
+        };
+        let mut out: Vec<String> = Vec::new();
+        for (k, _) in self.nodes.range(prefix.clone()..) {
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if let Some((sub, _)) = k[prefix.len()..].split_once('/') {
+                if out.last().map(String::as_str) != Some(sub) {
+                    out.push(sub.to_string());
+                }
+            }
+        }
+        out
+    }
+
     /// Whether the path itself, or one of its parents, is a symlink in the tree.
     pub fn is_symlink_chain(&self, p: &str) -> bool {
         let mut at = String::new();
