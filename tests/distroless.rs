@@ -303,3 +303,59 @@ fn the_directory_per_package_layout_is_unreadable_not_empty() {
     // The peer reads nothing there either: not a package list we miss.
     assert!(syft_debs(&format!("dir:{}", root.display())).is_empty());
 }
+
+/// The agent is never quieter than `scan`: a running image whose only package metadata is
+/// the directory layout is `failed`, its error naming it — not `no_package_db`. (An Alpine
+/// root without its apk database, for a `sleep` to run, and the layout made from real .debs.)
+#[test]
+fn the_agent_fails_an_image_of_the_directory_layout() {
+    use common::agent::{value, Agent};
+    let test = "distroless: the agent on a directory per package";
+    let Some(debs) = debs(test) else {
+        return;
+    };
+    let Some(lab) = common::containerd::Lab::start(test) else {
+        return;
+    };
+    if !require("umoci", test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = unpack_alpine("3.20.3", tmp.path());
+    std::fs::remove_file(root.join("lib/apk/db/installed")).unwrap();
+    let (_, base_files) = debs.iter().find(|(p, _)| p == "base-files").unwrap();
+    install(base_files, &root.join("x"), true);
+    std::fs::create_dir_all(root.join("var/lib/dpkg")).unwrap();
+    std::fs::rename(
+        root.join("x/var/lib/dpkg/status.d"),
+        root.join("var/lib/dpkg/status.d"),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(root.join("x")).unwrap();
+    let (_, archive) = umoci_archive(&root, tmp.path());
+    lab.import(&archive, "example.org/dirlayout");
+    lab.run_container(
+        "dirlayout",
+        "example.org/dirlayout:latest",
+        &[("io.kubernetes.pod.name", "dirlayout-0")],
+    );
+    let site = tmp.path().join("site");
+    let record = shared_record("Alpine", "ALPINE-CVE-2022-37434.json");
+    write_osv_zip(&site, "Alpine", &[("ALPINE-CVE-2022-37434.json", &record)]);
+    let mirror = common::mirror::Mirror::start(site);
+    let agent = Agent::start(&lab.sock, &tmp.path().join("state"), &mirror.url(), &[]);
+    agent.wait_for("the image failed", std::time::Duration::from_secs(60), |a| {
+        value(
+            &a.metrics(),
+            "stalewatch_container_scan_status",
+            &[("pod", "dirlayout-0"), ("status", "failed")],
+        ) == Some(1.0)
+    });
+    let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
+    let c = container_of(&doc, "dirlayout-0");
+    let error = c["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("var/lib/dpkg/status.d") && error.contains("packages as directories"),
+        "{c:#}"
+    );
+}

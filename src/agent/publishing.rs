@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use stalewatch_core::report::Report;
 
 use super::config::Config;
+use super::images::cache::ImageRecord;
 use super::images::ImageStore;
 use super::inventory::running::RunningContainer;
 use super::inventory::ContainerInventory;
@@ -181,23 +182,10 @@ impl Publisher {
             None => matching.report(digest).cloned().map(ContainerReport::new),
         };
         view.coverage_gaps = Matching::gaps(rec, coverage.state, coverage.fetched);
-        view.scan_status = if inv.databases.is_empty() {
-            ScanStatus::NoPackageDb
-        } else if inv
-            .packages
-            .iter()
-            .any(|p| p.ecosystem.is_empty() && stalewatch_core::catalog::is_os_package(p))
-        {
-            // OS packages of a release stalewatch knows no advisory feed for: whatever else
-            // was matched, these never were.
-            ScanStatus::UnsupportedOs
-        } else if report.is_none() || matching.index_missing(rec, coverage.awaited) {
-            ScanStatus::Pending
-        } else if !view.coverage_gaps.is_empty() {
-            ScanStatus::NoAdvisoryFeed
-        } else {
-            ScanStatus::Ok
-        };
+        let pending = report.is_none() || matching.index_missing(rec, coverage.awaited);
+        let (status, error) = scan_status(rec, pending, !view.coverage_gaps.is_empty());
+        view.scan_status = status;
+        view.error = error;
         let Some(report) = report.as_mut() else {
             return part;
         };
@@ -258,6 +246,38 @@ impl Publisher {
             self.shared.ready.store(true, Ordering::SeqCst);
         }
     }
+}
+
+/// An inventoried image's scan status (and the error of a failed one): `pending` while its
+/// report or index is awaited, `no_advisory_feed` with coverage gaps.
+fn scan_status(rec: &ImageRecord, pending: bool, gaps: bool) -> (ScanStatus, Option<String>) {
+    let inv = &rec.inventory;
+    // A package database the agent found and cannot read (rpm's ndb, a directory per package
+    // under status.d) is a failure to scan, never "nothing to scan".
+    let unsupported = rec
+        .unreadable
+        .iter()
+        .find(|u| u.reason == "unsupported_package_db");
+    let status = if let (true, Some(u)) = (inv.databases.is_empty(), unsupported) {
+        return (ScanStatus::Failed, Some(format!("{}: {}", u.what, u.detail)));
+    } else if inv.databases.is_empty() {
+        ScanStatus::NoPackageDb
+    } else if inv
+        .packages
+        .iter()
+        .any(|p| p.ecosystem.is_empty() && stalewatch_core::catalog::is_os_package(p))
+    {
+        // OS packages of a release stalewatch knows no advisory feed for: whatever else was
+        // matched, these never were.
+        ScanStatus::UnsupportedOs
+    } else if pending {
+        ScanStatus::Pending
+    } else if gaps {
+        ScanStatus::NoAdvisoryFeed
+    } else {
+        ScanStatus::Ok
+    };
+    (status, None)
 }
 
 /// The view of one running container before its image is looked at.
