@@ -261,3 +261,77 @@ fn filtered_databases_catalog_exactly_as_whole_ones() {
         assert_eq!(filtered.with_file_lists, whole.with_file_lists, "{root:?}");
     }
 }
+
+/// An rpm built in a module (nodejs from the nodejs:18 stream, written by the real rpmbuild
+/// and rpm) against AlmaLinux 9's real records: findings are exactly the records of its stream
+/// whose fix rpm's own `rpm.vercmp` orders above the installed version — never nodejs:20's or
+/// :22's (higher versions, another stream), never the non-modular nodejs 16's.
+#[test]
+fn a_modular_rpm_is_judged_by_its_streams_records_only() {
+    let test = "rpm module streams";
+    if !require("rpmbuild", test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("modular");
+    run_script("make-rpm-root.sh", &[root.to_str().unwrap(), "modular"]);
+    let db = tmp.path().join("db");
+    shared_db(&db, &["AlmaLinux"]);
+    let out = scan_json(&format!("rootfs:{}", root.display()), &db);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodejs = report["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "nodejs")
+        .unwrap();
+    assert!(
+        nodejs["purl"]
+            .as_str()
+            .unwrap()
+            .contains("rpmmod=nodejs%3A18%3A9020020230531123456%3Arhel9"),
+        "{nodejs:#}"
+    );
+    let ours: std::collections::BTreeSet<String> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect();
+    // The oracle: the records' summaries name the stream; rpm compares the versions.
+    let script = r#"
+import json, subprocess, sys, zipfile
+installed = "1:18.14.2-2.module_el9.2.0+29+de583a0b"
+z = zipfile.ZipFile(sys.argv[1])
+candidates = []
+for name in z.namelist():
+    r = json.loads(z.read(name))
+    if "nodejs:18 " not in r.get("summary", "") + " ":
+        continue
+    for a in r.get("affected", []):
+        p = a.get("package", {})
+        if p.get("ecosystem") == "AlmaLinux:9" and p.get("name") == "nodejs":
+            candidates += [(r["id"], e["fixed"]) for rg in a.get("ranges", []) for e in rg.get("events", []) if e.get("fixed")]
+# rpm's own comparison (rpm.vercmp, through rpm --eval and its Lua), one process for all.
+lua = "".join(f'print(rpm.vercmp("{installed}", "{f}"), " ")' for _, f in candidates)
+verdicts = subprocess.run(["rpm", "--eval", "%{lua:" + lua + "}"], capture_output=True, text=True, check=True).stdout.split()
+print("\n".join(sorted({i for (i, _), v in zip(candidates, verdicts) if int(v) < 0})))
+"#;
+    let oracle = Command::new("python3")
+        .args(["-c", script])
+        .arg(shared_data().join("osv/AlmaLinux/all.zip"))
+        .output()
+        .unwrap();
+    assert!(
+        oracle.status.success(),
+        "{}",
+        String::from_utf8_lossy(&oracle.stderr)
+    );
+    let expected: std::collections::BTreeSet<String> = String::from_utf8_lossy(&oracle.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(expected.contains("ALSA-2023:3577"), "{expected:?}");
+    assert_eq!(ours, expected);
+}

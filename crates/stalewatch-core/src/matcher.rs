@@ -115,9 +115,12 @@ struct Verdicts {
 /// binary packages of one source, and the images of a node that share a base, are judged
 /// once per index. Findings it makes share their strings (a node's reports repeat the same
 /// packages and ids many times). Create one per index (a new index needs a new matcher).
+/// What a package is judged by: (ecosystem, name, version, module stream).
+type JudgedKey = (String, String, String, Option<String>);
+
 pub struct Matcher<'a> {
     db: &'a IndexSet,
-    memo: HashMap<(String, String, String), Arc<[Verdicts]>>,
+    memo: HashMap<JudgedKey, Arc<[Verdicts]>>,
     strings: HashSet<Arc<str>>,
 }
 
@@ -154,11 +157,12 @@ impl<'a> Matcher<'a> {
                 true => self.source_of(p)?.unwrap_or_else(|| p.name.to_string()),
                 false => name.to_string(),
             };
-            let key = (p.ecosystem.to_string(), name, version.to_string());
+            let module = package_module(p);
+            let key = (p.ecosystem.to_string(), name, version.to_string(), module);
             let verdicts = match self.memo.get(&key) {
                 Some(v) => v.clone(),
                 None => {
-                    let judged = judge_streams(self.db, &p.ecosystem, &key.1, version)?;
+                    let judged = judge_streams(self.db, &p.ecosystem, &key.1, version, key.3.as_deref())?;
                     let v: Arc<[Verdicts]> = judged
                         .into_iter()
                         .map(|((advisory, severity, cvss_score, fixed), needs)| Verdicts {
@@ -311,14 +315,19 @@ fn judge_streams(
     ecosystem: &str,
     name: &str,
     version: &str,
+    module: Option<&str>,
 ) -> Result<Vec<(Judged, Option<&'static str>)>, IndexError> {
     let (streams, pro_only) = ubuntu_streams(ecosystem, version, db);
     let mut out: Vec<(Judged, Option<&'static str>)> = Vec::new();
     for s in &streams {
-        out.extend(judge(db, s, name, version)?.into_iter().map(|j| (j, None)));
+        out.extend(
+            judge(db, s, name, version, module)?
+                .into_iter()
+                .map(|j| (j, None)),
+        );
     }
     for s in &pro_only {
-        for j in judge(db, s, name, version)? {
+        for j in judge(db, s, name, version, module)? {
             if !out.iter().any(|(o, _)| o.0.id == j.0.id) {
                 let needs = j.3.is_some().then_some("ubuntu-pro");
                 out.push((j, needs));
@@ -330,8 +339,37 @@ fn judge_streams(
     Ok(out)
 }
 
-/// Every advisory affecting `name` at `version` in `ecosystem`, sorted by id.
-fn judge(db: &IndexSet, ecosystem: &str, name: &str, version: &str) -> Result<Vec<Judged>, IndexError> {
+/// The RPM module stream a package was built in (`nodejs:18`), from its purl's `rpmmod`.
+fn package_module(p: &Package) -> Option<String> {
+    crate::package::purl_qualifier(&p.purl, "rpmmod").map(|l| crate::package::module_stream(&l))
+}
+
+/// Whether an affected entry judges a package, by RPM module stream: a modular entry judges
+/// only packages of its stream (any modular package where its record names no stream); in the
+/// RHEL family a non-modular entry does not judge a modular build (its fixes are another
+/// stream's: nodejs 16's fix says nothing of nodejs:20's builds).
+fn module_applies(entry: Option<&str>, package: Option<&str>, ecosystem: &str) -> bool {
+    match (entry, package) {
+        (Some(""), Some(_)) => true,
+        (Some(e), Some(p)) => e == p,
+        (Some(_), None) => false,
+        (None, Some(_)) => !matches!(
+            ecosystem.split(':').next().unwrap_or_default(),
+            "Red Hat" | "AlmaLinux" | "Rocky Linux"
+        ),
+        (None, None) => true,
+    }
+}
+
+/// Every advisory affecting `name` at `version` (of module stream `module`) in `ecosystem`,
+/// sorted by id.
+fn judge(
+    db: &IndexSet,
+    ecosystem: &str,
+    name: &str,
+    version: &str,
+    module: Option<&str>,
+) -> Result<Vec<Judged>, IndexError> {
     let scheme = Scheme::for_ecosystem(ecosystem);
     let name = &crate::catalog::lang::normalize_name(ecosystem.split(':').next().unwrap_or_default(), name);
     let mut hits: BTreeMap<String, Hit> = BTreeMap::new();
@@ -340,6 +378,9 @@ fn judge(db: &IndexSet, ecosystem: &str, name: &str, version: &str) -> Result<Ve
             continue;
         };
         for entry in entries.iter() {
+            if !module_applies(entry.module.as_deref(), module, eco) {
+                continue;
+            }
             let mut affected = entry.versions.iter().any(|v| v == version);
             let mut fixes = Vec::new();
             for r in &entry.ranges {

@@ -43,6 +43,36 @@ const RECORDS: &[(&str, &str)] = &[
         r#"{"id":"ALPINE-CVE-2022-1473","upstream":["CVE-2022-1473"],"affected":[
         {"package":{"ecosystem":"Alpine:v3.17","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"3.0.3-r0"}]}]}]}"#,
     ),
+    // AlmaLinux 9's nodejs: the non-modular 16 and the module streams 18, 20 and 22 share the
+    // package name; a modular fix says its stream only in the summary (real records, trimmed).
+    (
+        "AlmaLinux",
+        r#"{"id":"ALSA-2023:3586","summary":"Important: nodejs security update","affected":[
+        {"package":{"ecosystem":"AlmaLinux:9","name":"nodejs"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1:16.19.1-2.el9_2"}]}]}]}"#,
+    ),
+    (
+        "AlmaLinux",
+        r#"{"id":"ALSA-2023:3577","summary":"Important: nodejs:18 security update","affected":[
+        {"package":{"ecosystem":"AlmaLinux:9","name":"nodejs"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1:18.14.2-3.module_el9.2.0+30+e3312493"}]}]}]}"#,
+    ),
+    (
+        "AlmaLinux",
+        r#"{"id":"ALSA-2024:1688","summary":"Important: nodejs:20 security update","affected":[
+        {"package":{"ecosystem":"AlmaLinux:9","name":"nodejs"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1:20.11.1-1.module_el9.3.0+88+29afeaa2"}]}]}]}"#,
+    ),
+    (
+        "AlmaLinux",
+        r#"{"id":"ALSA-2025:1613","summary":"Important: nodejs:22 security update","affected":[
+        {"package":{"ecosystem":"AlmaLinux:9","name":"nodejs"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1:22.13.1-1.module_el9.5.0+139+09296491"}]}]}]}"#,
+    ),
+    // Red Hat names a modular build's stream in the affected package's purl (`rpmmod`, Red
+    // Hat's security-data guidelines for scanning vendors); this record is written in that
+    // shape with RHSA-2024:1688's facts as AlmaLinux rebuilt them above.
+    (
+        "Red Hat",
+        r#"{"id":"RHSA-2024:1688","summary":"Important: nodejs:20 security update","affected":[
+        {"package":{"ecosystem":"Red Hat:enterprise_linux:9::appstream","name":"nodejs","purl":"pkg:rpm/redhat/nodejs?arch=x86_64&epoch=1&rpmmod=nodejs:20:9030020240315084024:rhel9"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1:20.11.1-1.module+el9.3.0+21556+3f7d6bd0"}]}]}]}"#,
+    ),
 ];
 
 fn db() -> IndexSet {
@@ -294,4 +324,60 @@ fn a_shared_matcher_gives_each_inventory_its_own_findings() {
     }
     // 3.0.7-1 is affected through both binary packages, 3.0.8-1 is the fix, hyper is affected.
     assert_eq!(counts, vec![2, 0, 2]);
+}
+
+/// An rpm built in a module, as the rpm cataloger gives it: its label in the purl.
+fn modular(eco: &str, version: &str, label: Option<&str>) -> Package {
+    let mut p = pkg(eco, "nodejs", version, None);
+    p.purl = match label {
+        Some(l) => format!(
+            "pkg:rpm/almalinux/nodejs@{version}?arch=x86_64&rpmmod={}",
+            l.replace(':', "%3A")
+        ),
+        None => format!("pkg:rpm/almalinux/nodejs@{version}?arch=x86_64"),
+    }
+    .into();
+    p
+}
+
+/// Module streams: a modular build is judged only by its stream's records, a non-modular one
+/// never by a module's (the expected sets are written from the records above, with reasons).
+#[test]
+fn module_streams_judge_only_their_own_builds() {
+    let ids = |found: &[Finding]| -> Vec<String> { found.iter().map(|f| f.id.to_string()).collect() };
+    // nodejs:18 at 1:18.14.2-2: ALSA-2023:3577 (nodejs:18, fixed in -3). Not the nodejs:20 and
+    // :22 fixes (20.x and 22.x are above 18.x: without streams both would match), not the
+    // non-modular 16 fix.
+    let n18 = modular(
+        "AlmaLinux:9",
+        "1:18.14.2-2.module_el9.2.0+29+de583a0b",
+        Some("nodejs:18:9020020230531:rhel9"),
+    );
+    assert_eq!(ids(&run(vec![n18])), vec!["ALSA-2023:3577"]);
+    // nodejs:20 at 1:20.11.0: ALSA-2024:1688 only.
+    let n20 = modular(
+        "AlmaLinux:9",
+        "1:20.11.0-1.module_el9.3.0+82+a1b2c3d4",
+        Some("nodejs:20:9030020240101:rhel9"),
+    );
+    assert_eq!(ids(&run(vec![n20])), vec!["ALSA-2024:1688"]);
+    // The non-modular nodejs 16 at 1:16.19.1-1: ALSA-2023:3586 only (every module fix is
+    // higher, and none is its).
+    let n16 = modular("AlmaLinux:9", "1:16.19.1-1.el9_2", None);
+    assert_eq!(ids(&run(vec![n16])), vec!["ALSA-2023:3586"]);
+    // Red Hat: the stream from the purl. nodejs:20 below the fix → RHSA-2024:1688; nodejs:18
+    // or a non-modular nodejs of the same version → nothing of Red Hat's.
+    let rh = |label: Option<&str>| {
+        modular(
+            "Red Hat:enterprise_linux:9::",
+            "1:20.10.0-1.module+el9.3.0+20000+aaaaaaaa",
+            label,
+        )
+    };
+    assert_eq!(
+        ids(&run(vec![rh(Some("nodejs:20:9030020231101:rhel9"))])),
+        vec!["RHSA-2024:1688"]
+    );
+    assert!(run(vec![rh(Some("nodejs:18:9020020230531:rhel9"))]).is_empty());
+    assert!(run(vec![rh(None)]).is_empty());
 }

@@ -17,8 +17,9 @@ const CACHE_FILE: &str = "images-v1.json";
 /// 2: inventories carry the owners of mappable files (packages in use); 5: packages carry
 /// the layer that introduced them (records of older agents are made again from the layer
 /// cache, no layer read); 6: packages keep their architecture (without it, every package of
-/// a restarted agent's images differed from the live ones: all drift).
-const CACHE_VERSION: u32 = 6;
+/// a restarted agent's images differed from the live ones: all drift); 7: an rpm built in a
+/// module carries its stream (`rpmmod` in its purl), which modular advisories judge by.
+const CACHE_VERSION: u32 = 7;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageRecord {

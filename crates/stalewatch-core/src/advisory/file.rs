@@ -25,7 +25,8 @@ const MAGIC: &[u8; 6] = b"SWIDX\0";
 // 3: PyPI package names are stored PEP 503-normalised.
 // 4: advisories carry their CVE ids (id, aliases, upstream and related).
 // 5: the binary packages records list, by source (`binary:BINARY:SOURCE`, no entries).
-pub const FORMAT_VERSION: u16 = 5;
+// 6: affected entries carry their RPM module stream.
+pub const FORMAT_VERSION: u16 = 6;
 const HEADER_LEN: u64 = 24;
 const ADVISORY_SLOT: u64 = 12;
 /// No single blob of a sane index is this large; a bigger length means corruption.

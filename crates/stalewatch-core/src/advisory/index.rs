@@ -43,6 +43,12 @@ pub struct AffectedEntry {
     /// Severity from this entry's or its record's CVSS vectors or distribution word.
     pub severity: Severity,
     pub cvss_score: Option<f32>,
+    /// The RPM module stream (`nodejs:18`) the entry's builds belong to: from Red Hat's purl
+    /// (`rpmmod=nodejs:18:…`), or from a modular fixed version (`.module+el…`, `.module_el…`)
+    /// and the stream its record's summary names (AlmaLinux, Rocky Linux). `Some("")`: a
+    /// modular entry whose stream is not named. Modular entries judge only packages of their
+    /// stream; see `matcher`.
+    pub module: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -106,6 +112,28 @@ fn ids_of(r: &Record) -> (Vec<String>, Vec<String>) {
     cves.sort();
     cves.dedup();
     (aliases, cves)
+}
+
+/// The module stream of an affected entry (see [`AffectedEntry::module`]).
+fn module_of(purl: Option<&str>, ranges: &[VersionRange], summary: Option<&str>) -> Option<String> {
+    if let Some(label) = purl.and_then(|p| crate::package::purl_qualifier(p, "rpmmod")) {
+        return Some(crate::package::module_stream(&label));
+    }
+    let modular = ranges.iter().flat_map(|r| r.events.iter()).any(|e| {
+        let v = &e.version;
+        v.contains(".module+el") || v.contains(".module_el")
+    });
+    if !modular {
+        return None;
+    }
+    // `Moderate: nodejs:18 security, bug fix, and enhancement update`: the stream is the first
+    // word after the rating that names one.
+    let named = summary
+        .map(|s| s.split_once(": ").map_or(s, |(_, rest)| rest))
+        .and_then(|s| s.split_whitespace().next())
+        .filter(|w| w.contains(':'))
+        .map(|w| crate::package::module_stream(w.trim_end_matches(',')));
+    Some(named.unwrap_or_default())
 }
 
 fn base_ecosystem(e: &str) -> &str {
@@ -258,12 +286,14 @@ impl EcosystemIndex {
                 .or(record_word)
                 .unwrap_or_default(),
             };
+            let module = module_of(pkg.purl.as_deref(), &ranges, r.summary.as_deref());
             let entry = AffectedEntry {
                 advisory: advisory_idx,
                 ranges,
                 versions: a.versions.clone(),
                 severity: sev,
                 cvss_score: cvss.map(|s| s as f32),
+                module,
             };
             self.insert_entry(&pkg.ecosystem, &pkg.name, a.ecosystem_specific.as_ref(), entry);
             used = true;

@@ -94,6 +94,7 @@ pub fn each_installed(text: &[u8], each: &mut dyn FnMut(RawPackage)) -> u64 {
                 source_version: v.to_string(),
                 arch: arch.unwrap_or("").to_string(),
                 files: Some(files),
+                module: None,
             }),
             _ => malformed += 1,
         }

@@ -84,6 +84,7 @@ pub fn parse_jsonwall(text: &[u8]) -> Result<ParseOutcome, ChiselError> {
             source_version: version.to_string(),
             arch: field("arch").to_string(),
             files: None,
+            module: None,
         });
     }
     Ok(out)

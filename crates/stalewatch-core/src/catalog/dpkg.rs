@@ -88,6 +88,7 @@ pub fn each_status(text: &[u8], require_status: bool, each: &mut dyn FnMut(RawPa
             source_version: source_version.to_string(),
             arch: arch.unwrap_or("").to_string(),
             files: None,
+            module: None,
         });
     }
     out

@@ -28,6 +28,9 @@ pub struct RawPackage {
     pub arch: String,
     /// Files the package installed (relative to the root), where its database lists them.
     pub files: Option<Vec<String>>,
+    /// An rpm's modularity label (`nodejs:18:9020020230531:rhel9`), where it was built in a
+    /// module: it becomes the purl's `rpmmod` qualifier, which modular advisories judge by.
+    pub module: Option<String>,
 }
 
 /// What one database parse yields.
@@ -247,6 +250,9 @@ fn purl(os: Option<&OsInfo>, kind: &str, p: &RawPackage) -> String {
     }
     if !distro.is_empty() {
         qualifiers.push(format!("distro={}", purl_encode(&distro)));
+    }
+    if let Some(m) = &p.module {
+        qualifiers.push(format!("rpmmod={}", purl_encode(m)));
     }
     // apk's namespace is the distribution's where it is one of apk's own (Wolfi's and
     // Chainguard's purls say `wolfi`/`chainguard`), else Alpine's.

@@ -13,6 +13,7 @@ const TAG_SOURCERPM: u32 = 1044;
 const TAG_DIRINDEXES: u32 = 1116;
 const TAG_BASENAMES: u32 = 1117;
 const TAG_DIRNAMES: u32 = 1118;
+const TAG_MODULARITYLABEL: u32 = 5096;
 
 const TYPE_INT32: u32 = 4;
 const TYPE_STRING: u32 = 6;
@@ -151,6 +152,10 @@ impl<'a> Header<'a> {
             self.string(TAG_SOURCERPM),
         );
         p.files = self.files();
+        p.module = self
+            .string(TAG_MODULARITYLABEL)
+            .filter(|m| !m.is_empty())
+            .map(str::to_string);
         Some(p)
     }
 }

@@ -84,6 +84,7 @@ impl RawPackage {
             source_version,
             arch: arch.to_string(),
             files: None,
+            module: None,
         }
     }
 }
