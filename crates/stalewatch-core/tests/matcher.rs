@@ -73,6 +73,14 @@ const RECORDS: &[(&str, &str)] = &[
         r#"{"id":"RHSA-2024:1688","summary":"Important: nodejs:20 security update","affected":[
         {"package":{"ecosystem":"Red Hat:enterprise_linux:9::appstream","name":"nodejs","purl":"pkg:rpm/redhat/nodejs?arch=x86_64&epoch=1&rpmmod=nodejs:20:9030020240315084024:rhel9"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1:20.11.1-1.module+el9.3.0+21556+3f7d6bd0"}]}]}]}"#,
     ),
+    // Red Hat's fixed versions carry the epoch. RHSA-2022:6224's openssl fix for RHEL 9
+    // (1:3.0.1-41.el9_0, in baseos and appstream: Red Hat's security data for CVE-2022-1473).
+    (
+        "Red Hat",
+        r#"{"id":"RHSA-2022:6224","upstream":["CVE-2022-1473"],"summary":"Moderate: openssl security and bug fix update","affected":[
+        {"package":{"ecosystem":"Red Hat:enterprise_linux:9::baseos","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1:3.0.1-41.el9_0"}]}]},
+        {"package":{"ecosystem":"Red Hat:enterprise_linux:9::appstream","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1:3.0.1-41.el9_0"}]}]}]}"#,
+    ),
 ];
 
 fn db() -> IndexSet {
@@ -380,4 +388,20 @@ fn module_streams_judge_only_their_own_builds() {
     );
     assert!(run(vec![rh(Some("nodejs:18:9020020230531:rhel9"))]).is_empty());
     assert!(run(vec![rh(None)]).is_empty());
+}
+
+/// Epochs, as osv-scanner#2915 measured them (111 records instead of 10 without them): the
+/// installed epoch is part of the version compared, a missing one is rpm's 0.
+#[test]
+fn red_hat_epochs_are_compared_never_dropped() {
+    let rh = |v: &str| pkg("Red Hat:enterprise_linux:9::", "openssl", v, None);
+    let ids = |v: &str| -> Vec<String> { run(vec![rh(v)]).iter().map(|f| f.id.to_string()).collect() };
+    // One release below the fix, same epoch: affected, once (two streams, one advisory).
+    assert_eq!(ids("1:3.0.1-40.el9_0"), vec!["RHSA-2022:6224"]);
+    // At the fix, and a later build: not.
+    assert!(ids("1:3.0.1-41.el9_0").is_empty());
+    assert!(ids("1:3.0.7-27.el9").is_empty());
+    // The same later build with its epoch lost is epoch 0, older than every fix: what a
+    // cataloger that drops epochs would report (ours keeps it: tests/os_catalogers.rs).
+    assert_eq!(ids("3.0.7-27.el9"), vec!["RHSA-2022:6224"]);
 }
