@@ -66,8 +66,10 @@ const RECORDS: &[(&str, &str)] = &[
         {"package":{"ecosystem":"AlmaLinux:9","name":"nodejs"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1:22.13.1-1.module_el9.5.0+139+09296491"}]}]}]}"#,
     ),
     // Red Hat names a modular build's stream in the affected package's purl (`rpmmod`, Red
-    // Hat's security-data guidelines for scanning vendors); this record is written in that
-    // shape with RHSA-2024:1688's facts as AlmaLinux rebuilt them above.
+    // Hat's security-data guidelines for scanning vendors). Written in that shape: the id, the
+    // stream and the upstream version are RHSA-2024:1688's (AlmaLinux's ALSA-2024:1688 above
+    // rebuilds it); the release's build ids and the label's version/context are illustrative
+    // (no Red Hat record is in the data here) — only the stream is judged.
     (
         "Red Hat",
         r#"{"id":"RHSA-2024:1688","summary":"Important: nodejs:20 security update","affected":[
