@@ -133,6 +133,10 @@ pub struct AgentArgs {
     /// Where the host's /proc is mounted.
     #[arg(long, env = "STALEWATCH_PROC_ROOT", default_value = "/proc")]
     pub proc_root: PathBuf,
+    /// How long the engine may go without a heartbeat before `/healthz` fails (default:
+    /// `--scan-timeout` plus 10 minutes: one image read may legitimately take that long).
+    #[arg(long, env = "STALEWATCH_STUCK_AFTER", value_parser = parse_interval)]
+    pub stuck_after: Option<Duration>,
     /// Deadline of one containerd call; a containerd that does not answer within it is down.
     #[arg(long, env = "STALEWATCH_CONTAINERD_TIMEOUT", default_value = "30s", value_parser = parse_interval)]
     pub containerd_timeout: Duration,

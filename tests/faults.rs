@@ -322,3 +322,43 @@ fn a_frozen_containerd_never_stops_metrics_or_healthz() {
     assert_eq!(up(&agent), Some(1.0), "containerd is up again");
     assert_eq!(vulns(&agent.metrics(), "a"), 1.0);
 }
+
+/// A wedged engine (the test-only fault hook of debug builds: the engine stops while a file
+/// exists) fails `/healthz` within `--stuck-after`, while `/metrics` keeps answering; it
+/// passes again once the engine moves. A frozen containerd does not (the test above).
+#[test]
+fn a_wedged_engine_fails_healthz_and_a_moving_one_passes() {
+    let Some(Setup { lab, tmp, mirror }) = setup("engine wedged", "a") else {
+        return;
+    };
+    let wedge = tmp.path().join("wedge");
+    let env = format!("STALEWATCH_TEST_WEDGE_FILE={}", wedge.display());
+    let agent = Agent::start_under(
+        &["env", &env],
+        &lab.sock,
+        &tmp.path().join("state"),
+        &mirror.url(),
+        &["--reconcile-interval", "1s", "--stuck-after", "4s"],
+    );
+    agent.wait_for("a exported", DEADLINE, |a| vulns(&a.metrics(), "a") == 1.0);
+    assert_eq!(agent.get("/healthz").0, 200);
+    let m = agent.metrics();
+    assert!(
+        value(&m, "stalewatch_last_reconcile_timestamp_seconds", &[]).is_some_and(|t| t > 0.0),
+        "{m}"
+    );
+    std::fs::write(&wedge, b"").unwrap();
+    let wedged = std::time::Instant::now();
+    agent.wait_for("/healthz failing", DEADLINE, |a| a.get("/healthz").0 == 503);
+    let after = wedged.elapsed();
+    println!("/healthz 503 after {after:?} wedged (bound 4 s)");
+    assert!(
+        after >= Duration::from_secs(3),
+        "failed before the bound: {after:?}"
+    );
+    let (_, body) = agent.get("/healthz");
+    assert!(body.contains("engine stuck"), "{body}");
+    assert_eq!(agent.get("/metrics").0, 200, "metrics keep answering");
+    std::fs::remove_file(&wedge).unwrap();
+    agent.wait_for("/healthz passing again", DEADLINE, |a| a.get("/healthz").0 == 200);
+}

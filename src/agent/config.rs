@@ -30,6 +30,8 @@ pub struct Config {
     pub events: Option<EventsConfig>,
     pub node_name: String,
     pub proc_root: PathBuf,
+    /// The engine's silence that fails `/healthz` (`--stuck-after`).
+    pub stuck_after: Duration,
     /// Deadline of one containerd call (`--containerd-timeout`).
     pub containerd_timeout: Duration,
     /// Runtimes whose containers get no `/proc` read (`--sandboxed-runtimes`).

@@ -68,6 +68,8 @@ impl Engine {
     /// Runs until `Stop` (or until every sender is gone), then saves the cache.
     pub fn run(mut self, mut rx: mpsc::Receiver<Msg>, rt: tokio::runtime::Handle) {
         while let Some(first) = rx.blocking_recv() {
+            self.publisher.shared.heartbeat.beat();
+            wedge_for_tests();
             let mut look = false;
             let mut refreshed = false;
             let mut stop = false;
@@ -200,9 +202,11 @@ impl Engine {
         if !todo.is_empty() {
             // Publish `pending` first: new containers appear at once, findings follow.
             self.publish();
+            let shared = self.publisher.shared.clone();
+            let beat = move || shared.heartbeat.beat();
             let read = self
                 .images
-                .read_images(&client, todo, &self.holders(), &self.metrics)
+                .read_images(&client, todo, &self.holders(), &self.metrics, &beat)
                 .await;
             for d in &read {
                 self.matching.invalidate(d);
@@ -215,6 +219,9 @@ impl Engine {
             .check(&self.inventory.running, &self.images.cache, &metrics)
             .await;
         self.inventoried_once = true;
+        self.metrics
+            .last_reconcile
+            .set(crate::clock::now_unix().unwrap_or(0) as f64);
         self.publish();
     }
 
@@ -237,5 +244,17 @@ impl Engine {
             }
         }
         out
+    }
+}
+
+/// A fault hook for the liveness tests, in debug builds only (never in the release image):
+/// while the file `STALEWATCH_TEST_WEDGE_FILE` names exists, the engine stops as a wedged one
+/// would — no beat, no reconcile.
+fn wedge_for_tests() {
+    #[cfg(debug_assertions)]
+    if let Some(f) = std::env::var_os("STALEWATCH_TEST_WEDGE_FILE") {
+        while std::path::Path::new(&f).exists() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 }

@@ -75,7 +75,7 @@ pub async fn shutdown_signal() {
 fn router(shared: Arc<Shared>, with_findings: bool) -> Router {
     let r = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
     let r = if with_findings {
         r.route("/v1/findings", get(findings))
@@ -123,6 +123,22 @@ fn accepts_gzip(headers: &axum::http::HeaderMap) -> bool {
             });
             (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
         })
+}
+
+/// 200 while the engine beats; 503 once it has been silent past `--stuck-after` (a containerd
+/// outage is not a silence: the engine keeps beating through it).
+async fn healthz(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    match s.heartbeat.stuck() {
+        None => (StatusCode::OK, "ok\n".to_string()),
+        Some(silence) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "engine stuck: no heartbeat for {}s (bound {}s)\n",
+                silence.as_secs(),
+                s.heartbeat.bound.as_secs()
+            ),
+        ),
+    }
 }
 
 async fn readyz(State(s): State<Arc<Shared>>) -> impl IntoResponse {

@@ -58,6 +58,13 @@ const fn def(name: &'static str, kind: Kind, help: &'static str, labels: &'stati
 const C: &[&str] = &["namespace", "pod", "container", "image"];
 /// Where an image can be read from (`stalewatch_image_reads_total{source}`).
 pub const READ_SOURCES: [&str; 4] = ["content", "snapshot", "view", "proc"];
+/// The supervised tasks (`stalewatch_task_failures_total{task}`).
+pub const TASKS: [&str; 4] = [
+    "containerd_connection",
+    "advisory_refresh",
+    "reconcile_ticker",
+    "vex_reload",
+];
 /// The results of `stalewatch_snapshot_views_total`.
 pub const VIEW_RESULTS: [&str; 3] = ["removed", "create_failed", "remove_failed"];
 const SECONDS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
@@ -233,6 +240,18 @@ pub mod defs {
         "Connections to containerd re-established.",
         &[],
     );
+    pub const LAST_RECONCILE: Def = def(
+        "stalewatch_last_reconcile_timestamp_seconds",
+        Gauge,
+        "When the engine last finished a reconcile.",
+        &[],
+    );
+    pub const TASK_FAILURES: Def = def(
+        "stalewatch_task_failures_total",
+        Counter,
+        "Agent tasks that ended or panicked and were started again, by task.",
+        &["task"],
+    );
     pub const CONTAINERD_LIST_FAILURES: Def = def(
         "stalewatch_containerd_list_failures_total",
         Counter,
@@ -364,6 +383,8 @@ pub const DEFS: &[Def] = {
         ADVISORY_UPDATE_ERRORS,
         CONTAINERD_UP,
         CONTAINERD_RECONNECTS,
+        LAST_RECONCILE,
+        TASK_FAILURES,
         CONTAINERD_LIST_FAILURES,
         RUNTIME_CHECK_ERRORS,
         SCAN_DURATION,
@@ -485,6 +506,9 @@ pub struct Metrics {
     pub advisory_update_errors: IntCounterVec,
     pub containerd_up: Gauge,
     pub containerd_reconnects: IntCounter,
+    pub last_reconcile: Gauge,
+    /// By task (`TASKS`, all exported from the start).
+    pub task_failures: IntCounterVec,
     /// By (list, reason).
     pub containerd_list_failures: IntCounterVec,
     /// By (check, reason).
@@ -525,6 +549,7 @@ impl Metrics {
 
     /// Registers every metric; `vulnerability_info` is the cap of the opt-in per-finding
     /// series (`None`: not exported).
+    #[allow(clippy::too_many_lines)] // one line per row of the table (issue 27 generates it)
     pub fn register(vulnerability_info: Option<usize>) -> prometheus::Result<Metrics> {
         use defs::*;
         let registry = Registry::new();
@@ -565,6 +590,8 @@ impl Metrics {
             advisory_update_errors: r.counter_vec(ADVISORY_UPDATE_ERRORS)?,
             containerd_up: r.gauge(CONTAINERD_UP)?,
             containerd_reconnects: r.counter(CONTAINERD_RECONNECTS)?,
+            last_reconcile: r.gauge(LAST_RECONCILE)?,
+            task_failures: r.counter_vec_with(TASK_FAILURES, &TASKS)?,
             containerd_list_failures: r.counter_vec_grid(
                 CONTAINERD_LIST_FAILURES,
                 &["containers", "tasks", "images"],

@@ -8,6 +8,7 @@
 pub mod config;
 mod engine;
 pub mod events;
+mod health;
 mod http;
 mod images;
 mod inventory;
@@ -63,6 +64,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         metrics.clone(),
         cfg.vex_in_use_not_affected,
         cfg.vex_author.clone(),
+        cfg.stuck_after,
     ));
     let server = http::serve(&cfg, shared.clone()).await?;
     let mut engine = engine::Engine::new(
@@ -85,21 +87,54 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         engine.redeployer = Some(redeploy::Redeployer::start(rc, metrics.redeploy_series()));
     }
     let (tx, rx) = mpsc::channel(messages::QUEUE);
-    tokio::spawn(inventory::connection::run(cfg.clone(), metrics, tx.clone()));
-    tokio::spawn(matching::refresh::run(cfg.clone(), tx.clone()));
-    tokio::spawn(tick(cfg.reconcile_interval, tx.clone()));
+    // Every task supervised: one that ends or panics is counted and started again.
+    let failures = metrics.task_failures.clone();
+    let (c, m, t) = (cfg.clone(), metrics.clone(), tx.clone());
+    tokio::spawn(health::supervise(
+        "containerd_connection",
+        failures.clone(),
+        move || inventory::connection::run(c.clone(), m.clone(), t.clone()),
+    ));
+    let (c, t) = (cfg.clone(), tx.clone());
+    tokio::spawn(health::supervise(
+        "advisory_refresh",
+        failures.clone(),
+        move || matching::refresh::run(c.clone(), t.clone()),
+    ));
+    let (interval, t) = (cfg.reconcile_interval, tx.clone());
+    tokio::spawn(health::supervise(
+        "reconcile_ticker",
+        failures.clone(),
+        move || tick(interval, t.clone()),
+    ));
     if let Some(dir) = cfg.vex_dir.clone() {
-        tokio::spawn(matching::vex_dir::run(dir, tx.clone()));
+        let t = tx.clone();
+        tokio::spawn(health::supervise("vex_reload", failures, move || {
+            matching::vex_dir::run(dir.clone(), t.clone())
+        }));
     }
     let rt = tokio::runtime::Handle::current();
     let engine = std::thread::Builder::new()
         .name("stalewatch-engine".into())
         .spawn(move || engine.run(rx, rt))
         .context("start the engine thread")?;
-    http::shutdown_signal().await;
+    // The engine is critical: if its thread ends before it is told to stop, the process
+    // exits so the kubelet restarts the pod (a frozen snapshot is never served on).
+    let mut engine_done = tokio::task::spawn_blocking(move || engine.join());
+    tokio::select! {
+        () = http::shutdown_signal() => {}
+        joined = &mut engine_done => {
+            let how = match joined {
+                Ok(Ok(())) => "ended".to_string(),
+                _ => "panicked".to_string(),
+            };
+            tracing::error!("the engine {how}: exiting so the pod is restarted");
+            std::process::exit(70);
+        }
+    }
     // The engine saves its cache and ends; its thread is joined off the workers.
     let _ = tx.send(Msg::Stop).await;
-    let _ = tokio::task::spawn_blocking(move || engine.join()).await;
+    let _ = engine_done.await;
     let _ = server.await;
     Ok(())
 }

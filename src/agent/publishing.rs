@@ -33,16 +33,26 @@ pub struct Shared {
     pub vex_author: String,
     snapshot: RwLock<Arc<Snapshot>>,
     pub ready: AtomicBool,
+    /// The engine's heartbeat (`/healthz`).
+    pub heartbeat: super::health::Heartbeat,
 }
 
 impl Shared {
-    pub fn new(metrics: Arc<Metrics>, vex_in_use_not_affected: bool, vex_author: String) -> Shared {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        vex_in_use_not_affected: bool,
+        vex_author: String,
+        stuck_after: std::time::Duration,
+    ) -> Shared {
+        let heartbeat = super::health::Heartbeat::new(stuck_after);
+        heartbeat.beat();
         Shared {
             metrics,
             vex_in_use_not_affected,
             vex_author,
             snapshot: RwLock::new(Arc::new(Snapshot::default())),
             ready: AtomicBool::new(false),
+            heartbeat,
         }
     }
 

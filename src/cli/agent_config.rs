@@ -56,6 +56,7 @@ impl AgentArgs {
             node_name,
             proc_root: self.proc_root.clone(),
             containerd_timeout: self.containerd_timeout,
+            stuck_after: self.stuck_after(),
             sandboxed_runtimes: crate::agent::SandboxedRuntimes::new(&self.sandboxed_runtimes),
             scan_concurrency: self.scan_concurrency,
             scan_timeout: self.scan_timeout,
@@ -122,7 +123,19 @@ impl AgentArgs {
     }
 
     /// Values single flags cannot refuse by themselves.
+    /// `--stuck-after`, by default the longest quiet a live engine has (an image read, or the
+    /// wait for the next reconcile) and 10 minutes more.
+    fn stuck_after(&self) -> std::time::Duration {
+        self.stuck_after
+            .unwrap_or(self.scan_timeout.max(self.reconcile_interval) + std::time::Duration::from_secs(600))
+    }
+
     fn check_values(&self, errors: &mut Vec<String>) {
+        if self.stuck_after() <= self.reconcile_interval {
+            errors.push(
+                "--stuck-after: must be longer than --reconcile-interval (an idle engine beats once per reconcile)".into(),
+            );
+        }
         if self.kube_events_per_minute == 0 {
             errors.push("--kube-events-per-minute: must be at least 1".into());
         }

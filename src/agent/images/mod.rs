@@ -136,6 +136,7 @@ impl ImageStore {
         todo: Vec<String>,
         holders: &BTreeMap<String, Holder>,
         metrics: &Arc<Metrics>,
+        beat: &dyn Fn(),
     ) -> Vec<String> {
         let sem = Arc::new(tokio::sync::Semaphore::new(self.concurrency));
         // Views are made with the snapshotter the node's containers use.
@@ -170,6 +171,9 @@ impl ImageStore {
         }
         let mut read = Vec::new();
         while let Some(joined) = set.join_next().await {
+            // Each read is bounded by the scan timeout: a first inventory of a big node may
+            // take minutes and is no wedge.
+            beat();
             let Ok((digest, result, took)) = joined else {
                 continue;
             };
