@@ -13,6 +13,17 @@ pub fn now_unix() -> anyhow::Result<i64> {
     }
 }
 
+/// Seconds since the epoch for the agent, whose configuration validated `STALEWATCH_NOW` at
+/// start: the system clock should the variable have become unreadable since.
+pub fn now() -> i64 {
+    now_unix().unwrap_or_else(|_| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    })
+}
+
 fn parse(v: &str) -> anyhow::Result<i64> {
     let v = v.trim();
     if let Ok(secs) = v.parse::<i64>() {

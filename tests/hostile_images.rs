@@ -299,6 +299,10 @@ fn bad_targets_and_flags_are_usage_errors() {
             vec!["agent", "--scan-concurrency", "0", "--kubeconfig", "/nope"],
             "--scan-concurrency: must be at least 1; --kubeconfig /nope: not a readable file",
         ),
+        (
+            vec!["agent", "--stuck-after", "30s", "--reconcile-interval", "1m"],
+            "--stuck-after: must be longer than --reconcile-interval",
+        ),
     ] {
         let out = stalewatch(&args);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -306,6 +310,18 @@ fn bad_targets_and_flags_are_usage_errors() {
         assert!(err.contains(says), "{args:?}: expected {says:?} in: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+    // The agent's clock is validated with the rest: never a silent epoch 0.
+    let out = std::process::Command::new(bin())
+        .args(["agent", "--scan-concurrency", "0"])
+        .env("STALEWATCH_NOW", "tomorrow")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("STALEWATCH_NOW=\"tomorrow\"") && err.contains("--scan-concurrency"),
+        "both errors at once: {err}"
+    );
     assert!(
         !Path::new("/tmp/stalewatch-never").exists(),
         "a refused command touched the disk"

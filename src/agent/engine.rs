@@ -219,9 +219,7 @@ impl Engine {
             .check(&self.inventory.running, &self.images.cache, &metrics)
             .await;
         self.inventoried_once = true;
-        self.metrics
-            .last_reconcile
-            .set(crate::clock::now_unix().unwrap_or(0) as f64);
+        self.metrics.last_reconcile.set(crate::clock::now() as f64);
         self.publish();
     }
 

@@ -163,7 +163,7 @@ async fn sbom(State(s): State<Arc<Shared>>, Path(digest): Path<String>) -> impl 
     let snap = s.snapshot();
     match snap.image_reports.get(&digest) {
         Some(r) => {
-            let now = crate::clock::now_unix().unwrap_or(0);
+            let now = crate::clock::now();
             let bom = stalewatch_core::export::cyclonedx::bom(r, &crate::clock::rfc3339(now));
             (
                 StatusCode::OK,
@@ -193,7 +193,7 @@ async fn vex(State(s): State<Arc<Shared>>, Path(digest): Path<String>) -> axum::
         let body = serde_json::json!({ "error": format!("no running image with manifest or image digest {digest}") });
         return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
     };
-    let now = crate::clock::rfc3339(crate::clock::now_unix().unwrap_or(0));
+    let now = crate::clock::rfc3339(crate::clock::now());
     let data_version = snap.advisory_db.updated_at.clone().unwrap_or_default();
     let ctx = stalewatch_core::export::openvex::VexContext {
         author: &s.vex_author,

@@ -103,7 +103,7 @@ impl Publisher {
         lineage: &Lineage,
         checks: &mut RuntimeChecks,
     ) -> Snapshot {
-        let now = clock::now_unix().unwrap_or(0);
+        let now = clock::now();
         let db_state = matching.db_state();
         let awaited = matching.awaited_ecosystems(&db_state);
         let fetched = matching.fetched_ecosystems();

@@ -131,6 +131,10 @@ impl AgentArgs {
     }
 
     fn check_values(&self, errors: &mut Vec<String>) {
+        // The agent's one clock: a bad STALEWATCH_NOW is a configuration error, never epoch 0.
+        if let Err(e) = crate::clock::now_unix() {
+            errors.push(e.to_string());
+        }
         if self.stuck_after() <= self.reconcile_interval {
             errors.push(
                 "--stuck-after: must be longer than --reconcile-interval (an idle engine beats once per reconcile)".into(),

@@ -192,7 +192,7 @@ impl Matching {
     /// no report for the current index (and day) yet.
     pub fn rematch(&mut self, images: &ImageCache, live: &mut RuntimeChecks, metrics: &Metrics) {
         let Some(db) = self.db.clone() else { return };
-        let now = clock::now_unix().unwrap_or(0);
+        let now = clock::now();
         if now.div_euclid(86400) != self.report_day {
             self.report_day = now.div_euclid(86400);
             self.reports.clear();

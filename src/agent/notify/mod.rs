@@ -142,7 +142,7 @@ impl Notifier {
         reports: &BTreeMap<String, Arc<Report>>,
         report_of: &dyn Fn(&str) -> Option<Arc<Report>>,
     ) {
-        let now = crate::clock::now_unix().unwrap_or(0);
+        let now = crate::clock::now();
         let mut out = events::base_updated(snap, reports, now);
         out.extend(events::stale_digest(snap, report_of, now));
         let notable = events::notable_ids(snap, self.min);
