@@ -110,8 +110,9 @@ fn events_survive_down_failing_refusing_and_hung_receivers() {
     while Instant::now() < deadline {
         let t = Instant::now();
         assert_eq!(get(agent.port, "/metrics").0, 200);
+        // Generous for a 2-core CI: a scrape waiting on the hung receiver would take 2 s+.
         assert!(
-            t.elapsed() < Duration::from_secs(1),
+            t.elapsed() < Duration::from_millis(1800),
             "a scrape took {:?}",
             t.elapsed()
         );

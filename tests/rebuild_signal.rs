@@ -117,6 +117,9 @@ fn a_rebuilt_base_is_told_to_pipelines_with_what_a_rebuild_fixes() {
             &consumer_url,
             "--notify-secret-file",
             secret.to_str().unwrap(),
+            // Reconciles every second: the "told once" window below spans several.
+            "--reconcile-interval",
+            "1s",
         ],
     );
     let based = |a: &Agent| {
@@ -190,8 +193,24 @@ fn a_rebuilt_base_is_told_to_pipelines_with_what_a_rebuild_fixes() {
     assert_eq!(new_layers, 1);
     let read_after = value(&agent.metrics(), "stalewatch_layers_read_total", &[]).unwrap();
     assert_eq!(read_after - read_before, new_layers as f64);
-    // Told once: later reconciles send nothing more.
+    // Told once: later reconciles (at least two in this window) send nothing more.
+    let before = value(
+        &agent.metrics(),
+        "stalewatch_last_reconcile_timestamp_seconds",
+        &[],
+    )
+    .unwrap();
     std::thread::sleep(Duration::from_secs(3));
+    let after = value(
+        &agent.metrics(),
+        "stalewatch_last_reconcile_timestamp_seconds",
+        &[],
+    )
+    .unwrap();
+    assert!(
+        after >= before + 2.0,
+        "reconciles in the window: {before} → {after}"
+    );
     let n = receiver
         .events(Some(&secret))
         .iter()

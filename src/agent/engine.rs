@@ -219,7 +219,11 @@ impl Engine {
             .check(&self.inventory.running, &self.images.cache, &metrics)
             .await;
         self.inventoried_once = true;
-        self.metrics.last_reconcile.set(crate::clock::now() as f64);
+        // The wall clock, never STALEWATCH_NOW: alerts compare it with Prometheus' time().
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.metrics.last_reconcile.set(wall);
         self.publish();
     }
 

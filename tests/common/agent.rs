@@ -135,8 +135,12 @@ impl Agent {
         get(self.findings_port, "/v1/findings")
     }
 
+    /// The agent's metrics; a failed scrape is a test failure, never an empty body (an
+    /// absence asserted on nothing would pass).
     pub fn metrics(&self) -> String {
-        self.get("/metrics").1
+        let (code, body) = self.get("/metrics");
+        assert_eq!(code, 200, "scraping /metrics failed: {body}");
+        body
     }
 
     /// Waits until `cond` holds (panics with the last metrics and the log otherwise): a generous deadline, not a speed test (speed is measured in
