@@ -110,7 +110,29 @@ fn corrupt_caches_and_a_read_only_or_deleted_state_directory_are_survived() {
     for l in &layers {
         std::fs::write(l, rand::random::<[u8; 64]>()).unwrap();
     }
+    // A corrupt fix-age state: kept aside (never deleted), counted, started afresh.
+    let first_seen = state.join("fixes-first-seen.json");
+    assert!(first_seen.is_file(), "the agent saved its fix ages");
+    std::fs::write(&first_seen, b"{\"ALPINE-CVE").unwrap();
     let agent = Agent::start(&lab.sock, &state, &mirror.url(), &refresh);
+    let m = agent.metrics();
+    assert_eq!(
+        value(
+            &m,
+            "stalewatch_state_load_errors_total",
+            &[("file", "fixes_first_seen"), ("reason", "corrupt")]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    let aside: Vec<String> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("fixes-first-seen.json.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "kept aside: {aside:?}");
+    assert_eq!(std::fs::read(state.join(&aside[0])).unwrap(), b"{\"ALPINE-CVE");
     agent.wait_for("a exported from a rebuilt cache", DEADLINE, |a| {
         let m = a.metrics();
         vulns(&m, "a") == 1.0 && value(&m, "stalewatch_layers_read_total", &[]) == Some(layers.len() as f64)

@@ -6,7 +6,6 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use stalewatch_core::lineage::{self, Base, ImageFacts};
@@ -14,7 +13,6 @@ use stalewatch_core::report::Report;
 
 use super::images::ImageStore;
 use super::matching::Matching;
-use crate::db::write_atomic;
 
 const STATE_FILE: &str = "bases-v1.json";
 
@@ -24,7 +22,7 @@ struct Saved {
 }
 
 pub struct Lineage {
-    path: PathBuf,
+    file: crate::agent::state_file::StateFile<Saved>,
     declared: Vec<String>,
     /// The node's images as last listed.
     node: Vec<ImageFacts>,
@@ -35,19 +33,17 @@ pub struct Lineage {
 }
 
 impl Lineage {
-    pub fn new(state_dir: &std::path::Path, declared: Vec<String>) -> Lineage {
-        let path = state_dir.join(STATE_FILE);
-        let known = match std::fs::read(&path) {
-            Ok(b) => {
-                serde_json::from_slice::<Saved>(&b)
-                    .map_err(|e| tracing::warn!("{} is corrupt ({e}), finding bases again", path.display()))
-                    .unwrap_or_default()
-                    .bases
-            }
-            Err(_) => BTreeMap::new(),
-        };
+    pub fn new(
+        state_dir: &std::path::Path,
+        declared: Vec<String>,
+        state: crate::agent::state_file::StateCounters,
+    ) -> Lineage {
+        // Lost, the bases are found again (labels, layers): nothing is told twice for it.
+        let file: crate::agent::state_file::StateFile<Saved> =
+            crate::agent::state_file::StateFile::new(state_dir, STATE_FILE, "bases", 1, state);
+        let known = file.load().0.bases;
         Lineage {
-            path,
+            file,
             declared,
             node: Vec::new(),
             known,
@@ -191,10 +187,7 @@ impl Lineage {
         let saved = Saved {
             bases: self.known.clone(),
         };
-        let bytes = serde_json::to_vec(&saved).unwrap_or_default();
-        if let Err(e) = write_atomic(&self.path, &bytes) {
-            tracing::warn!("saving {}: {e:#}", self.path.display());
-        }
+        self.file.save(&saved);
     }
 }
 

@@ -58,6 +58,8 @@ const fn def(name: &'static str, kind: Kind, help: &'static str, labels: &'stati
 const C: &[&str] = &["namespace", "pod", "container", "image"];
 /// Where an image can be read from (`stalewatch_image_reads_total{source}`).
 pub const READ_SOURCES: [&str; 4] = ["content", "snapshot", "view", "proc"];
+/// The small state files (`state_file::StateFile`), by their `file` label.
+pub const STATE_FILES: [&str; 4] = ["notified", "events_announced", "fixes_first_seen", "bases"];
 /// The supervised tasks (`stalewatch_task_failures_total{task}`).
 pub const TASKS: [&str; 4] = [
     "containerd_connection",
@@ -314,6 +316,12 @@ pub mod defs {
         "Layers whose inventory came from the cache instead of a read.",
         &[],
     );
+    pub const STATE_LOAD_ERRORS: Def = def(
+        "stalewatch_state_load_errors_total",
+        Counter,
+        "State files that could not be used at start (kept aside, started afresh), by file and reason (corrupt, wrong_version, unreadable).",
+        &["file", "reason"],
+    );
     pub const STATE_WRITE_ERRORS: Def = def(
         "stalewatch_state_write_errors_total",
         Counter,
@@ -397,6 +405,7 @@ pub const DEFS: &[Def] = {
         SNAPSHOT_VIEWS,
         LAYER_BYTES,
         LAYER_CACHE_HITS,
+        STATE_LOAD_ERRORS,
         STATE_WRITE_ERRORS,
         KUBE_EVENTS,
         BUILD_INFO,
@@ -525,7 +534,9 @@ pub struct Metrics {
     pub snapshot_views: IntCounterVec,
     pub layer_bytes_decompressed: IntCounter,
     pub layer_cache_hits: IntCounter,
-    /// By file: `image_cache` (images-v1.json), `layer_cache` (a layer delta).
+    /// By file and reason (`STATE_FILES` × corrupt, wrong_version, unreadable).
+    pub state_load_errors: IntCounterVec,
+    /// By file: `image_cache` (images-v1.json), `layer_cache` (a layer delta), `STATE_FILES`.
     pub state_write_errors: IntCounterVec,
     /// Every (reason, result) pair is created by the Events owner, which knows them.
     pub kube_events: IntCounterVec,
@@ -540,6 +551,14 @@ impl Metrics {
     /// The redeploy counter, for the redeployer (which creates every result).
     pub fn redeploy_series(&self) -> IntCounterVec {
         self.redeploys.clone()
+    }
+
+    /// The counters every state file reports to.
+    pub fn state_counters(&self) -> super::state_file::StateCounters {
+        super::state_file::StateCounters {
+            load_errors: self.state_load_errors.clone(),
+            write_errors: self.state_write_errors.clone(),
+        }
     }
 
     /// The CloudEvents series, for the notifier (which creates every type and result).
@@ -612,9 +631,14 @@ impl Metrics {
             snapshot_views: r.counter_vec_with(SNAPSHOT_VIEWS, &VIEW_RESULTS)?,
             layer_bytes_decompressed: r.counter(LAYER_BYTES)?,
             layer_cache_hits: r.counter(LAYER_CACHE_HITS)?,
+            state_load_errors: r.counter_vec_grid(
+                STATE_LOAD_ERRORS,
+                &STATE_FILES,
+                &["corrupt", "wrong_version", "unreadable"],
+            )?,
             state_write_errors: {
                 let c = r.counter_vec(STATE_WRITE_ERRORS)?;
-                for file in ["image_cache", "layer_cache"] {
+                for file in ["image_cache", "layer_cache"].iter().chain(STATE_FILES.iter()) {
                     c.with_label_values(&[file]);
                 }
                 c

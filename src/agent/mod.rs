@@ -22,6 +22,7 @@ mod publishing;
 pub mod redeploy;
 mod runtime_checks;
 mod snapshot;
+mod state_file;
 #[cfg(test)]
 mod troubleshooting_table;
 
@@ -71,7 +72,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         inventory::ContainerInventory::new(cfg.proc_root.clone(), cfg.sandboxed_runtimes.clone()),
         images::ImageStore::new(&cfg),
         matching::Matching::new(&cfg),
-        lineage::Lineage::new(&cfg.state_dir, cfg.base_images.clone()),
+        lineage::Lineage::new(&cfg.state_dir, cfg.base_images.clone(), metrics.state_counters()),
         runtime_checks::RuntimeChecks::new(cfg.proc_root.clone(), cfg.drift_interval),
         publishing::Publisher::new(&cfg, shared),
         cfg.events.clone().map(|ec| {
@@ -81,13 +82,47 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     );
     if let Some(nc) = cfg.notify.clone() {
         let (total, gauge) = metrics.notification_series();
-        engine.notifier = Some(notify::Notifier::start(nc, &cfg.state_dir, total, gauge)?);
+        engine.notifier = Some(notify::Notifier::start(
+            nc,
+            &cfg.state_dir,
+            total,
+            gauge,
+            metrics.state_counters(),
+        )?);
     }
     if let Some(rc) = cfg.redeploy.clone() {
         engine.redeployer = Some(redeploy::Redeployer::start(rc, metrics.redeploy_series()));
     }
     let (tx, rx) = mpsc::channel(messages::QUEUE);
-    // Every task supervised: one that ends or panics is counted and started again.
+    spawn_tasks(&cfg, &metrics, &tx);
+    let rt = tokio::runtime::Handle::current();
+    let engine = std::thread::Builder::new()
+        .name("stalewatch-engine".into())
+        .spawn(move || engine.run(rx, rt))
+        .context("start the engine thread")?;
+    // The engine is critical: if its thread ends before it is told to stop, the process
+    // exits so the kubelet restarts the pod (a frozen snapshot is never served on).
+    let mut engine_done = tokio::task::spawn_blocking(move || engine.join());
+    tokio::select! {
+        () = http::shutdown_signal() => {}
+        joined = &mut engine_done => {
+            let how = match joined {
+                Ok(Ok(())) => "ended".to_string(),
+                _ => "panicked".to_string(),
+            };
+            tracing::error!("the engine {how}: exiting so the pod is restarted");
+            std::process::exit(70);
+        }
+    }
+    // The engine saves its cache and ends; its thread is joined off the workers.
+    let _ = tx.send(Msg::Stop).await;
+    let _ = engine_done.await;
+    let _ = server.await;
+    Ok(())
+}
+
+/// Every task supervised: one that ends or panics is counted and started again.
+fn spawn_tasks(cfg: &Config, metrics: &Arc<metrics::Metrics>, tx: &mpsc::Sender<Msg>) {
     let failures = metrics.task_failures.clone();
     let (c, m, t) = (cfg.clone(), metrics.clone(), tx.clone());
     tokio::spawn(health::supervise(
@@ -113,30 +148,6 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             matching::vex_dir::run(dir.clone(), t.clone())
         }));
     }
-    let rt = tokio::runtime::Handle::current();
-    let engine = std::thread::Builder::new()
-        .name("stalewatch-engine".into())
-        .spawn(move || engine.run(rx, rt))
-        .context("start the engine thread")?;
-    // The engine is critical: if its thread ends before it is told to stop, the process
-    // exits so the kubelet restarts the pod (a frozen snapshot is never served on).
-    let mut engine_done = tokio::task::spawn_blocking(move || engine.join());
-    tokio::select! {
-        () = http::shutdown_signal() => {}
-        joined = &mut engine_done => {
-            let how = match joined {
-                Ok(Ok(())) => "ended".to_string(),
-                _ => "panicked".to_string(),
-            };
-            tracing::error!("the engine {how}: exiting so the pod is restarted");
-            std::process::exit(70);
-        }
-    }
-    // The engine saves its cache and ends; its thread is joined off the workers.
-    let _ = tx.send(Msg::Stop).await;
-    let _ = engine_done.await;
-    let _ = server.await;
-    Ok(())
 }
 
 /// The notification outboxes' directories (one per receiver ever configured).

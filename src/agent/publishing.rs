@@ -3,7 +3,6 @@
 //! swaps it in whole, so readers never see half of an update and never wait for a build.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -20,7 +19,6 @@ use super::metrics::Metrics;
 use super::runtime_checks::RuntimeChecks;
 use super::snapshot::{self, ContainerReport, ContainerView, ImageView, Notable, ScanStatus, Snapshot};
 use crate::clock;
-use crate::db::write_atomic;
 
 const FIRST_SEEN_FILE: &str = "fixes-first-seen.json";
 
@@ -63,12 +61,12 @@ impl Shared {
 
 pub struct Publisher {
     pub shared: Arc<Shared>,
-    state_dir: PathBuf,
     node_name: String,
     stale_after: i64,
     /// When this agent first saw each fix (`fixes-first-seen.json`): the fix age of a finding
     /// whose record has no `published` date.
     first_seen: BTreeMap<String, i64>,
+    first_seen_file: super::state_file::StateFile<BTreeMap<String, i64>>,
 }
 
 /// What one running container adds to a snapshot.
@@ -81,16 +79,21 @@ struct ContainerPart {
 
 impl Publisher {
     pub fn new(cfg: &Config, shared: Arc<Shared>) -> Publisher {
-        let first_seen = std::fs::read(cfg.state_dir.join(FIRST_SEEN_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        // Lost, fix ages start again from now: kept aside and counted, never silently.
+        let first_seen_file = super::state_file::StateFile::new(
+            &cfg.state_dir,
+            FIRST_SEEN_FILE,
+            "fixes_first_seen",
+            1,
+            shared.metrics.state_counters(),
+        );
+        let (first_seen, _) = first_seen_file.load();
         Publisher {
             shared,
-            state_dir: cfg.state_dir.clone(),
             node_name: cfg.node_name.clone(),
             stale_after: cfg.stale_after.as_secs() as i64,
             first_seen,
+            first_seen_file,
         }
     }
 
@@ -239,13 +242,7 @@ impl Publisher {
     }
 
     fn save_first_seen(&self) {
-        let path = self.state_dir.join(FIRST_SEEN_FILE);
-        if let Err(e) = serde_json::to_vec(&self.first_seen)
-            .map_err(anyhow::Error::from)
-            .and_then(|b| write_atomic(&path, &b))
-        {
-            tracing::warn!("saving {}: {e:#}", path.display());
-        }
+        self.first_seen_file.save(&self.first_seen);
     }
 
     /// Rewrites the metric series from the snapshot and swaps it in for the HTTP side.

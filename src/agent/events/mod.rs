@@ -6,12 +6,10 @@ pub mod announced;
 pub mod kube;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
 use super::config::EventsConfig;
 use super::metrics::Metrics;
 use super::snapshot::Snapshot;
-use crate::db::write_atomic;
 use announced::Announced;
 
 const ANNOUNCED_FILE: &str = "events-announced.json";
@@ -21,7 +19,7 @@ pub struct Announcer {
     announced: Announced,
     /// Pods announced by an earlier run that this run has not seen yet.
     restored: BTreeSet<String>,
-    path: PathBuf,
+    file: crate::agent::state_file::StateFile<Announced>,
     stale_after_days: i64,
 }
 
@@ -33,11 +31,15 @@ impl Announcer {
         stale_after_days: i64,
         metrics: &Metrics,
     ) -> Announcer {
-        let path = state_dir.join(ANNOUNCED_FILE);
-        let announced: Announced = std::fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        // Lost, what runs is announced again, within the per-minute limit.
+        let file = crate::agent::state_file::StateFile::new(
+            state_dir,
+            ANNOUNCED_FILE,
+            "events_announced",
+            1,
+            metrics.state_counters(),
+        );
+        let (announced, _): (Announced, _) = file.load();
         let restored: BTreeSet<String> = announced.pods.keys().cloned().collect();
         tracing::info!(
             node = %cfg.node_name,
@@ -48,7 +50,7 @@ impl Announcer {
             queue: kube::start_publisher(cfg, metrics.kube_events.clone()),
             announced,
             restored,
-            path,
+            file,
             stale_after_days,
         }
     }
@@ -68,12 +70,7 @@ impl Announcer {
             self.queue.offer(n);
         }
         if obs.changed {
-            if let Err(e) = serde_json::to_vec(&self.announced)
-                .map_err(anyhow::Error::from)
-                .and_then(|b| write_atomic(&self.path, &b))
-            {
-                tracing::warn!("saving {}: {e:#}", self.path.display());
-            }
+            self.file.save(&self.announced);
         }
     }
 }

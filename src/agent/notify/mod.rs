@@ -8,10 +8,10 @@ pub mod delivery;
 pub mod events;
 pub mod outbox;
 
+use crate::agent::state_file::StateFile;
 use prometheus::{Gauge, IntCounterVec};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -19,7 +19,6 @@ use tokio::sync::Notify;
 use stalewatch_core::report::Report;
 
 use super::snapshot::Snapshot;
-use crate::db::write_atomic;
 pub use events::MinSeverity;
 use outbox::Outbox;
 
@@ -66,7 +65,7 @@ struct Told {
 
 pub struct Notifier {
     receivers: Vec<(Arc<Outbox>, Arc<Notify>)>,
-    path: PathBuf,
+    file: StateFile<Told>,
     told: Told,
     min: MinSeverity,
     metrics: Arc<NotifyMetrics>,
@@ -83,6 +82,7 @@ impl Notifier {
         state_dir: &std::path::Path,
         total: IntCounterVec,
         gauge: Gauge,
+        state: crate::agent::state_file::StateCounters,
     ) -> anyhow::Result<Notifier> {
         let client = reqwest::Client::builder()
             .timeout(cfg.timeout)
@@ -118,15 +118,14 @@ impl Notifier {
                 metrics.clone(),
             ));
         }
-        let path = state_dir.join(TOLD_FILE);
-        let told = std::fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
+        // A lost "told" state tells again what runs (each event keeps its id: a receiver that
+        // de-duplicates by id sees nothing new), within the outboxes' bounds.
+        let file = StateFile::new(state_dir, TOLD_FILE, "notified", 1, state);
+        let (told, _) = file.load();
         tracing::info!(receivers = receivers.len(), "sending CloudEvents");
         Ok(Notifier {
             receivers: receivers.into_iter().map(|(o, w, _)| (o, w)).collect(),
-            path,
+            file,
             told,
             min: cfg.min_severity,
             metrics,
@@ -209,9 +208,6 @@ impl Notifier {
     }
 
     fn save(&self) {
-        let bytes = serde_json::to_vec(&self.told).unwrap_or_default();
-        if let Err(e) = write_atomic(&self.path, &bytes) {
-            tracing::warn!("saving {}: {e:#}", self.path.display());
-        }
+        self.file.save(&self.told);
     }
 }
