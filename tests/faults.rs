@@ -85,6 +85,7 @@ fn mount(args: &[&str]) {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn corrupt_caches_and_a_read_only_or_deleted_state_directory_are_survived() {
     let Some(Setup { lab, tmp, mirror }) = setup("state directory faults", "a") else {
         return;
