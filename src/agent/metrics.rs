@@ -953,6 +953,36 @@ mod tests {
         assert_eq!(documented(), code, "docs/metrics.md and metrics::DEFS differ");
     }
 
+    /// Every label value the agent exports from the start is named in its metric's row.
+    #[test]
+    fn the_documented_rows_name_every_exported_label_value() {
+        let doc = include_str!("../../docs/metrics.md");
+        let m = Metrics::register(Some(10)).unwrap();
+        let mut checked = 0;
+        for family in m.registry.gather() {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` |", family.name())))
+                .unwrap_or_else(|| panic!("{} has no row", family.name()));
+            for metric in family.get_metric() {
+                for pair in metric.get_label() {
+                    if pair.name() == "version" {
+                        continue; // the build's own version
+                    }
+                    assert!(
+                        row.contains(&format!("`{}`", pair.value())),
+                        "{}: the value {}={:?} is exported but not documented",
+                        family.name(),
+                        pair.name(),
+                        pair.value()
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 30, "label values checked: {checked}");
+    }
+
     #[test]
     fn every_row_is_registered_and_nothing_else() {
         let m = Metrics::register(Some(10)).unwrap();
