@@ -395,4 +395,20 @@ fn a_wedged_engine_fails_healthz_and_a_moving_one_passes() {
     assert_eq!(agent.get("/metrics").0, 200, "metrics keep answering");
     std::fs::remove_file(&wedge).unwrap();
     agent.wait_for("/healthz passing again", DEADLINE, |a| a.get("/healthz").0 == 200);
+    assert_eq!(
+        value(
+            &agent.metrics(),
+            "stalewatch_task_failures_total",
+            &[("task", "reconcile_ticker")]
+        ),
+        Some(0.0)
+    );
+    // A graceful stop ends the tasks with the engine: no task failure is logged for it.
+    let log = agent.log.clone();
+    assert!(agent.stop().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains("task ended") && !text.contains("task panicked"),
+        "{text}"
+    );
 }

@@ -46,16 +46,25 @@ impl Heartbeat {
 }
 
 /// Runs the task `make` builds, again whenever it ends or panics (after a pause that grows
-/// to 30 s), counting each end in `failures{task}`. Returns only if the runtime shuts down.
-pub async fn supervise<F, Fut>(task: &'static str, failures: IntCounterVec, make: F)
-where
+/// to 30 s), counting each end in `failures{task}`. Returns when the runtime shuts down, or
+/// when the task ended because the agent is stopping (`stopping()`): no failure then.
+pub async fn supervise<F, Fut>(
+    task: &'static str,
+    failures: IntCounterVec,
+    stopping: impl Fn() -> bool,
+    make: F,
+) where
     F: Fn() -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let mut pause = Duration::from_millis(500);
     loop {
         let started = Instant::now();
-        match tokio::spawn(make()).await {
+        let ended = tokio::spawn(make()).await;
+        if stopping() {
+            return;
+        }
+        match ended {
             Ok(()) => tracing::error!(task, "task ended; starting it again"),
             Err(e) if e.is_cancelled() => return,
             Err(e) => tracing::error!(task, "task panicked: {e}; starting it again"),
@@ -89,15 +98,20 @@ mod tests {
         let failures = IntCounterVec::new(prometheus::Opts::new("f", "f"), &["task"]).unwrap();
         let runs = std::sync::Arc::new(AtomicU64::new(0));
         let r = runs.clone();
-        let sup = tokio::spawn(supervise("t", failures.clone(), move || {
-            let r = r.clone();
-            async move {
-                if r.fetch_add(1, Ordering::SeqCst) == 0 {
-                    panic!("first run fails");
+        let sup = tokio::spawn(supervise(
+            "t",
+            failures.clone(),
+            || false,
+            move || {
+                let r = r.clone();
+                async move {
+                    if r.fetch_add(1, Ordering::SeqCst) == 0 {
+                        panic!("first run fails");
+                    }
+                    std::future::pending::<()>().await;
                 }
-                std::future::pending::<()>().await;
-            }
-        }));
+            },
+        ));
         for _ in 0..50 {
             if runs.load(Ordering::SeqCst) >= 2 {
                 break;
@@ -107,5 +121,12 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 2);
         assert_eq!(failures.with_label_values(&["t"]).get(), 1);
         sup.abort();
+    }
+
+    #[tokio::test]
+    async fn a_task_that_ends_because_the_agent_stops_is_no_failure() {
+        let failures = IntCounterVec::new(prometheus::Opts::new("f", "f"), &["task"]).unwrap();
+        supervise("t", failures.clone(), || true, || async {}).await;
+        assert_eq!(failures.with_label_values(&["t"]).get(), 0);
     }
 }

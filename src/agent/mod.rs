@@ -128,26 +128,38 @@ fn spawn_tasks(cfg: &Config, metrics: &Arc<metrics::Metrics>, tx: &mpsc::Sender<
     tokio::spawn(health::supervise(
         "containerd_connection",
         failures.clone(),
+        stopping(tx),
         move || inventory::connection::run(c.clone(), m.clone(), t.clone()),
     ));
     let (c, t) = (cfg.clone(), tx.clone());
     tokio::spawn(health::supervise(
         "advisory_refresh",
         failures.clone(),
+        stopping(tx),
         move || matching::refresh::run(c.clone(), t.clone()),
     ));
     let (interval, t) = (cfg.reconcile_interval, tx.clone());
     tokio::spawn(health::supervise(
         "reconcile_ticker",
         failures.clone(),
+        stopping(tx),
         move || tick(interval, t.clone()),
     ));
     if let Some(dir) = cfg.vex_dir.clone() {
         let t = tx.clone();
-        tokio::spawn(health::supervise("vex_reload", failures, move || {
-            matching::vex_dir::run(dir.clone(), t.clone())
-        }));
+        tokio::spawn(health::supervise(
+            "vex_reload",
+            failures,
+            stopping(tx),
+            move || matching::vex_dir::run(dir.clone(), t.clone()),
+        ));
     }
+}
+
+/// Whether the agent is stopping: the engine, the receiver of every task's messages, is gone.
+fn stopping(tx: &mpsc::Sender<Msg>) -> impl Fn() -> bool + Send + 'static {
+    let tx = tx.clone();
+    move || tx.is_closed()
 }
 
 /// The notification outboxes' directories (one per receiver ever configured).
