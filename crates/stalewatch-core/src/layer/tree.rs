@@ -518,27 +518,31 @@ impl FileTree {
         }
     }
 
-    /// Regular files directly inside a directory (resolved), sorted by name.
-    pub fn list_files(&self, dir: &str) -> Result<Vec<(String, &[u8])>, ResolveError> {
+    /// Every kept entry under a directory (resolved), in name order: (path below it, node).
+    fn under(&self, dir: &str) -> Result<impl Iterator<Item = (&str, &Node)>, ResolveError> {
         let real = self.resolve_path(dir)?;
         let prefix = if real.is_empty() {
             String::new()
         } else {
             format!("{real}/")
         };
+        let start = prefix.len();
+        Ok(self
+            .nodes
+            .range(prefix.clone()..)
+            .take_while(move |(k, _)| k.starts_with(&prefix))
+            .map(move |(k, n)| (&k[start..], n)))
+    }
+
+    /// Regular files directly inside a directory (resolved), sorted by name.
+    pub fn list_files(&self, dir: &str) -> Result<Vec<(String, &[u8])>, ResolveError> {
+        let real = self.resolve_path(dir)?;
         let mut out = Vec::new();
-        for (k, node) in self.nodes.range(prefix.clone()..) {
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            let name = &k[prefix.len()..];
-            if name.contains('/') {
-                continue;
-            }
+        for (name, node) in self.under(dir)?.filter(|(name, _)| !name.contains('/')) {
             match node {
                 Node::File(b) => out.push((name.to_string(), b.as_slice())),
                 Node::Symlink(_) => {
-                    if let Ok(Some(b)) = self.read(k) {
+                    if let Ok(Some(b)) = self.read(&path::join(&real, name)) {
                         out.push((name.to_string(), b));
                     }
                 }
@@ -548,28 +552,14 @@ impl FileTree {
         Ok(out)
     }
 
-    /// The names of the directories directly inside a directory (resolved) that hold a
-    /// kept entry, sorted.
+    /// The names of the directories directly inside a directory (resolved) that hold a kept
+    /// entry, sorted.
     pub fn subdirectories(&self, dir: &str) -> Vec<String> {
-        let Ok(real) = self.resolve_path(dir) else {
-            return Vec::new();
-        };
-        let prefix = if real.is_empty() {
-            String::new()
-        } else {
-            format!("{real}/")
-        };
-        let mut out: Vec<String> = Vec::new();
-        for (k, _) in self.nodes.range(prefix.clone()..) {
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            if let Some((sub, _)) = k[prefix.len()..].split_once('/') {
-                if out.last().map(String::as_str) != Some(sub) {
-                    out.push(sub.to_string());
-                }
-            }
-        }
+        let subs = self.under(dir).into_iter().flatten();
+        let mut out: Vec<String> = subs
+            .filter_map(|(n, _)| Some(n.split_once('/')?.0.to_string()))
+            .collect();
+        out.dedup();
         out
     }
 
