@@ -60,6 +60,8 @@ const C: &[&str] = &["namespace", "pod", "container", "image"];
 pub const READ_SOURCES: [&str; 4] = ["content", "snapshot", "view", "proc"];
 /// The small state files (`state_file::StateFile`), by their `file` label.
 pub const STATE_FILES: [&str; 4] = ["notified", "events_announced", "fixes_first_seen", "bases"];
+/// Why a state file could not be used (`state_file::StateFile::load`).
+pub const STATE_LOAD_REASONS: [&str; 3] = ["corrupt", "wrong_version", "unreadable"];
 /// The supervised tasks (`stalewatch_task_failures_total{task}`).
 pub const TASKS: [&str; 4] = [
     "containerd_connection",
@@ -631,11 +633,7 @@ impl Metrics {
             snapshot_views: r.counter_vec_with(SNAPSHOT_VIEWS, &VIEW_RESULTS)?,
             layer_bytes_decompressed: r.counter(LAYER_BYTES)?,
             layer_cache_hits: r.counter(LAYER_CACHE_HITS)?,
-            state_load_errors: r.counter_vec_grid(
-                STATE_LOAD_ERRORS,
-                &STATE_FILES,
-                &["corrupt", "wrong_version", "unreadable"],
-            )?,
+            state_load_errors: r.counter_vec_grid(STATE_LOAD_ERRORS, &STATE_FILES, &STATE_LOAD_REASONS)?,
             state_write_errors: {
                 let c = r.counter_vec(STATE_WRITE_ERRORS)?;
                 for file in ["image_cache", "layer_cache"].iter().chain(STATE_FILES.iter()) {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use stalewatch_core::layer::LayerError;
 
 use super::images::failure::FailureKind;
-use super::metrics::VIEW_RESULTS;
+use super::metrics::{STATE_LOAD_REASONS, TASKS, VIEW_RESULTS};
 use super::snapshot::{ScanStatus, Unchecked};
 use crate::containerd::ContainerdError;
 use crate::source::overlay::SnapshotError;
@@ -169,6 +169,8 @@ fn the_troubleshooting_table_lists_exactly_the_reasons_the_code_reports() {
             "stalewatch_snapshot_views_total",
             set(VIEW_RESULTS.into_iter().filter(|r| *r != "removed")),
         ),
+        ("stalewatch_state_load_errors_total", set(STATE_LOAD_REASONS)),
+        ("stalewatch_task_failures_total", set(TASKS)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
