@@ -341,7 +341,7 @@ fn judge_streams(
 
 /// The RPM module stream a package was built in (`nodejs:18`), from its purl's `rpmmod`.
 fn package_module(p: &Package) -> Option<String> {
-    crate::package::purl_qualifier(&p.purl, "rpmmod").map(|l| crate::package::module_stream(&l))
+    crate::package::rpm_module(&p.purl)
 }
 
 /// Whether an affected entry judges a package, by RPM module stream: a modular entry judges

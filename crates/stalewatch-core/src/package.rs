@@ -50,40 +50,16 @@ pub fn purl_encode(s: &str) -> String {
     out
 }
 
-/// A qualifier's value in a purl (`pkg:rpm/redhat/nodejs?arch=x86_64&rpmmod=nodejs:18`),
-/// percent-decoded; `None` where absent or empty.
-pub fn purl_qualifier(purl: &str, key: &str) -> Option<String> {
-    let (_, qualifiers) = purl.split_once('?')?;
-    let qualifiers = qualifiers.split('#').next().unwrap_or(qualifiers);
-    let value = qualifiers
-        .split('&')
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))?;
-    let decoded = percent_decode(value);
-    (!decoded.is_empty()).then_some(decoded)
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).and_then(|c| hex(*c)),
-            b.get(i + 2).and_then(|c| hex(*c)),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
+/// The RPM module stream (`nodejs:18`) a purl's `rpmmod` qualifier names, if it names one
+/// (`pkg:rpm/redhat/nodejs?arch=x86_64&rpmmod=nodejs:18:9020020230531:rhel9`). Purls without
+/// the qualifier are not parsed: the matcher asks this of every package.
+pub fn rpm_module(purl: &str) -> Option<String> {
+    if !purl.contains("rpmmod=") {
+        return None;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    let parsed = crate::triage::purl::Purl::parse(purl)?;
+    let label = parsed.qualifiers.get("rpmmod").filter(|l| !l.is_empty())?;
+    Some(module_stream(label))
 }
 
 /// The stream of an RPM modularity label (`name:stream:version:context[:arch]`):
@@ -97,18 +73,17 @@ mod module_tests {
     use super::*;
 
     #[test]
-    fn purl_qualifiers_and_module_streams() {
+    fn rpm_module_streams_from_purls() {
         let p = "pkg:rpm/redhat/perl-libs@5.32.1-473.module%2Bel8.10.0?arch=x86_64&epoch=4&rpmmod=perl:5.32:8100020240314121426:9fe1d287";
-        assert_eq!(purl_qualifier(p, "epoch").as_deref(), Some("4"));
-        let label = purl_qualifier(p, "rpmmod").unwrap();
-        assert_eq!(module_stream(&label), "perl:5.32");
+        assert_eq!(rpm_module(p).as_deref(), Some("perl:5.32"));
         assert_eq!(
-            purl_qualifier("pkg:rpm/x/y?rpmmod=nodejs%3A18%3A1%3Aabc", "rpmmod").as_deref(),
-            Some("nodejs:18:1:abc")
+            rpm_module("pkg:rpm/x/y?rpmmod=nodejs%3A18%3A1%3Aabc").as_deref(),
+            Some("nodejs:18")
         );
-        assert_eq!(purl_qualifier("pkg:rpm/x/y?arch=x86_64", "rpmmod"), None);
-        assert_eq!(purl_qualifier("pkg:rpm/x/y", "rpmmod"), None);
-        assert_eq!(purl_qualifier("pkg:rpm/x/y?xrpmmod=a", "rpmmod"), None);
+        assert_eq!(rpm_module("pkg:rpm/x/y?arch=x86_64"), None);
+        assert_eq!(rpm_module("pkg:rpm/x/y"), None);
+        assert_eq!(rpm_module("pkg:rpm/x/y?xrpmmod=a"), None);
+        assert_eq!(rpm_module("pkg:rpm/x/y?rpmmod="), None);
         assert_eq!(module_stream("nodejs:20"), "nodejs:20");
     }
 }

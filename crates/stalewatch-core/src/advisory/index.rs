@@ -116,8 +116,8 @@ fn ids_of(r: &Record) -> (Vec<String>, Vec<String>) {
 
 /// The module stream of an affected entry (see [`AffectedEntry::module`]).
 fn module_of(purl: Option<&str>, ranges: &[VersionRange], summary: Option<&str>) -> Option<String> {
-    if let Some(label) = purl.and_then(|p| crate::package::purl_qualifier(p, "rpmmod")) {
-        return Some(crate::package::module_stream(&label));
+    if let Some(stream) = purl.and_then(crate::package::rpm_module) {
+        return Some(stream);
     }
     let modular = ranges.iter().flat_map(|r| r.events.iter()).any(|e| {
         let v = &e.version;
