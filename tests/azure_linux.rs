@@ -16,9 +16,7 @@ use std::process::Command;
 const ECOSYSTEM: &str = "Azure Linux:3";
 
 fn scan(root: &Path, db: &Path) -> serde_json::Value {
-    let out = scan_json(&format!("rootfs:{}", root.display()), db);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    report_of(&format!("rootfs:{}", root.display()), db, &[])
 }
 
 /// (id, binary package, severity) of a report's findings.

@@ -479,11 +479,7 @@ fn stalewatch_as_deployed_on_a_real_cluster() {
     let [(base_dir, _), (app_dir, _), (new_dir, _)] =
         common::buildah::rebuild_images_in(&builder, &rebuild_dir, &repo);
     let (app_ref, base_ref) = (format!("{repo}/app:1"), format!("{repo}/base:1"));
-    let scan_layout = |dir: &Path| -> serde_json::Value {
-        let out = scan_json(&format!("oci:{}", dir.display()), &db);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let scan_layout = |dir: &Path| report_of(&format!("oci:{}", dir.display()), &db, &[]);
     let (app_scan, old_scan, new_scan) = (
         scan_layout(&app_dir),
         scan_layout(&base_dir),

@@ -127,12 +127,6 @@ fn as_dpkg_status(debs: &[(String, PathBuf)], base_root: &Path, dir: &Path) -> P
     root
 }
 
-fn scan(target: &str, db: &Path) -> serde_json::Value {
-    let out = scan_json(target, db);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// syft's deb packages of a source (`dir:…`, `oci-dir:…`): (name, version).
 fn syft_debs(source: &str) -> BTreeSet<(String, String)> {
     let out = run(Command::new("syft")
@@ -227,13 +221,11 @@ fn a_distroless_image_is_read_as_a_dpkg_one_and_as_syft_reads_it() {
     shared_db(&db, &["Debian"]);
     // The base's layer count from the base itself (its label names it; no node holds it).
     let base_layout = b.oci_dir("localhost/distroless-base:12", &tmp.path().join("base"));
-    let out = scan_json_with(
+    let report = report_of(
         &format!("oci:{}", layout.display()),
         &db,
         &["--base-image", &format!("oci:{}", base_layout.display())],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["os"]["id"], "debian", "{:#}", report["os"]);
 
     // The package list: syft's, and every package installed.
@@ -245,7 +237,7 @@ fn a_distroless_image_is_read_as_a_dpkg_one_and_as_syft_reads_it() {
 
     // Findings as for the same packages in a dpkg status.
     let dpkg_root = as_dpkg_status(&debs, &base_root, tmp.path());
-    let classic = scan(&format!("rootfs:{}", dpkg_root.display()), &db);
+    let classic = report_of(&format!("rootfs:{}", dpkg_root.display()), &db, &[]);
     assert_eq!(our_debs(&classic), ours);
     let got = findings(&report);
     assert!(!got.is_empty(), "Debian 12's glibc and openssl have advisories");
@@ -291,7 +283,7 @@ fn the_directory_per_package_layout_is_unreadable_not_empty() {
     }
     let db = tmp.path().join("db");
     shared_db(&db, &["Debian"]);
-    let report = scan(&format!("rootfs:{}", root.display()), &db);
+    let report = report_of(&format!("rootfs:{}", root.display()), &db, &[]);
     assert!(our_debs(&report).is_empty());
     let notes = unreadable(&report);
     assert!(

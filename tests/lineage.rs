@@ -17,16 +17,6 @@ fn app_installed() -> Vec<u8> {
     db
 }
 
-fn scan(target: &str, db: &Path, extra: &[&str]) -> serde_json::Value {
-    let out = scan_json_with(target, db, extra);
-    assert!(
-        out.status.success(),
-        "scan {target}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn scans_name_each_images_base_and_the_layer_each_finding_came_with() {
     let Some(b) = Buildah::new("lineage scan") else {
@@ -50,7 +40,7 @@ fn scans_name_each_images_base_and_the_layer_each_finding_came_with() {
     let app_target = format!("oci:{}", app.display());
 
     // The label names the base; its layers are known once the base is declared.
-    let r = scan(&app_target, &db, &[]);
+    let r = report_of(&app_target, &db, &[]);
     assert_eq!(r["base"]["name"], "localhost/base:1");
     assert_eq!(r["base"]["detected_by"], "label");
     assert!(r["base"]["digest"].as_str().unwrap().starts_with("sha256:"));
@@ -63,7 +53,7 @@ fn scans_name_each_images_base_and_the_layer_each_finding_came_with() {
         findings.iter().all(|f| f["in_base"].is_null()),
         "no layers known, no in_base"
     );
-    let r = scan(
+    let r = report_of(
         &app_target,
         &db,
         &["--base-image", &format!("oci:{}", base.display())],
@@ -113,11 +103,11 @@ fn other_bases(b: &Buildah, db: &Path, base: &Path, app_target: &str, tmp: &Path
     // A multi-stage build: the final stage's base, not the builder's.
     b.bud("FROM localhost/base:1 AS build\nFROM localhost/other:1\nCOPY --from=build /etc/alpine-release /built-on\n", "localhost/multi:1");
     let multi = b.oci_dir("localhost/multi:1", &tmp.join("multi"));
-    let r = scan(&format!("oci:{}", multi.display()), db, &[]);
+    let r = report_of(&format!("oci:{}", multi.display()), db, &[]);
     assert_eq!(r["base"]["name"], "localhost/other:1");
 
     // An image built from scratch has no base: a normal state, not an error.
-    let r = scan(&format!("oci:{}", base.display()), db, &[]);
+    let r = report_of(&format!("oci:{}", base.display()), db, &[]);
     assert!(r["base"].is_null() && r["source"].is_null(), "{}", r["base"]);
     // CycloneDX: the lineage as properties of the metadata component, schema-valid.
     let out = stalewatch(&[
@@ -173,7 +163,7 @@ fn a_declared_base_is_matched_by_its_layers_when_no_label_names_one() {
     oci::write_image(&app, &[a.clone(), b, c.clone()], &[], "1");
     oci::write_image(&unrelated, &[c, a], &[], "1");
     let declared = format!("oci:{}", base.display());
-    let r = scan(
+    let r = report_of(
         &format!("oci:{}", app.display()),
         &db,
         &["--base-image", &declared],
@@ -184,14 +174,14 @@ fn a_declared_base_is_matched_by_its_layers_when_no_label_names_one() {
         (Some("config"), Some(2))
     );
     // A declared image whose layers are not a prefix is not the base.
-    let r = scan(
+    let r = report_of(
         &format!("oci:{}", unrelated.display()),
         &db,
         &["--base-image", &declared],
     );
     assert!(r["base"].is_null());
     // An image is not its own base (a strict prefix only).
-    let r = scan(&declared, &db, &["--base-image", &declared]);
+    let r = report_of(&declared, &db, &["--base-image", &declared]);
     assert!(r["base"].is_null());
     let bad = stalewatch(&[
         "scan",

@@ -277,9 +277,7 @@ fn a_modular_rpm_is_judged_by_its_streams_records_only() {
     run_script("make-rpm-root.sh", &[root.to_str().unwrap(), "modular"]);
     let db = tmp.path().join("db");
     shared_db(&db, &["AlmaLinux"]);
-    let out = scan_json(&format!("rootfs:{}", root.display()), &db);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = report_of(&format!("rootfs:{}", root.display()), &db, &[]);
     let nodejs = report["packages"]
         .as_array()
         .unwrap()

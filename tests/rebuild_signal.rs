@@ -58,9 +58,7 @@ fn keys(report: &serde_json::Value) -> BTreeSet<(String, String)> {
 }
 
 fn scan_report(layout: &Path, db: &Path) -> serde_json::Value {
-    let out = scan_json(&format!("oci:{}", layout.display()), db);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    report_of(&format!("oci:{}", layout.display()), db, &[])
 }
 
 #[test]

@@ -72,9 +72,7 @@ fn root_and_oracle(dir: &Path, release: &str) -> (std::path::PathBuf, Vec<Row>) 
 }
 
 fn scan(root: &Path, db: &Path) -> serde_json::Value {
-    let out = scan_json(&format!("rootfs:{}", root.display()), db);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    report_of(&format!("rootfs:{}", root.display()), db, &[])
 }
 
 #[test]

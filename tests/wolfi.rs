@@ -50,9 +50,7 @@ fn root(dir: &Path, id: &str, name: &str, version: &str) -> PathBuf {
 }
 
 fn scan(root: &Path, db: &Path) -> serde_json::Value {
-    let out = scan_json(&format!("rootfs:{}", root.display()), db);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
+    report_of(&format!("rootfs:{}", root.display()), db, &[])
 }
 
 fn ids(report: &serde_json::Value) -> BTreeSet<String> {

@@ -101,6 +101,36 @@ pub fn scan_json(target: &str, db: &Path) -> Output {
     scan_json_with(target, db, &[])
 }
 
+/// `scan TARGET --format json` with more flags, which must succeed: its report.
+pub fn report_of(target: &str, db: &Path, extra: &[&str]) -> serde_json::Value {
+    let out = scan_json_with(target, db, extra);
+    assert!(
+        out.status.success(),
+        "scan {target}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `kubernetes-validate --strict` (its newest schemas) on a rendered stream, which must pass
+/// without an error: what it printed.
+pub fn kubernetes_validate(what: &str, rendered: &str) -> String {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), rendered).unwrap();
+    let out = Command::new("kubernetes-validate")
+        .arg("--strict")
+        .arg(file.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && !text.contains("ERROR"), "{what}:\n{text}");
+    text
+}
+
 /// [`scan_json`] with more flags.
 pub fn scan_json_with(target: &str, db: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
