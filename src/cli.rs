@@ -124,6 +124,10 @@ pub struct AgentArgs {
     /// At most this many Events per minute from this node (burst of the same size).
     #[arg(long, env = "STALEWATCH_KUBE_EVENTS_PER_MINUTE", default_value_t = 30)]
     pub kube_events_per_minute: u32,
+    /// `VulnerableImage` Events are published for new fixable vulnerabilities at or above
+    /// this severity (critical, high, medium, low), or `kev` for known-exploited ones only.
+    #[arg(long, env = "STALEWATCH_KUBE_EVENTS_MIN_SEVERITY", default_value = "high", value_parser = parse_min_severity)]
+    pub kube_events_min_severity: crate::agent::notify::MinSeverity,
     /// Events waiting to be published beyond this are dropped and counted.
     #[arg(long, env = "STALEWATCH_KUBE_EVENTS_QUEUE", default_value_t = 256)]
     pub kube_events_queue: usize,

@@ -38,8 +38,7 @@ fn parse(v: &str) -> anyhow::Result<i64> {
 
 /// RFC 3339 (UTC, seconds) of an epoch time.
 pub fn rfc3339(secs: i64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64))
-        .to_string()
+    stalewatch_core::time::format_rfc3339(secs.max(0))
 }
 
 #[cfg(test)]

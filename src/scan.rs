@@ -18,7 +18,7 @@ fn needed_ecosystems(inv: &Inventory) -> Vec<String> {
         .packages
         .iter()
         .filter(|p| !p.ecosystem.is_empty())
-        .map(|p| p.ecosystem.split(':').next().unwrap_or_default().to_string())
+        .map(|p| stalewatch_core::ecosystem::base(&p.ecosystem).to_string())
         .collect();
     v.sort();
     v.dedup();

@@ -464,3 +464,135 @@ fn the_core_has_no_async_network_or_io_dependency() {
         }
     }
 }
+
+/// Each non-test agent file under `src/agent`, by its path relative to it, with its code.
+fn agent_code() -> Vec<(String, String)> {
+    let root = crate_roots()[0].join("agent");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    files
+        .iter()
+        .map(|f| {
+            let rel = f.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+            (rel, non_test_code(&std::fs::read_to_string(f).unwrap()))
+        })
+        .collect()
+}
+
+/// Whether `code` has `token` not as the tail of a longer name (`ContainerReport::new(` is
+/// not `Report::new(`).
+fn names(code: &str, token: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    code.match_indices(token)
+        .any(|(i, _)| !token.starts_with(ident) || !code[..i].chars().next_back().is_some_and(ident))
+}
+
+#[test]
+fn only_the_findings_store_holds_reports_mutably() {
+    // What editing a held report looks like; a matching pass makes new ones (and triages
+    // them before handing them over), nobody else makes or edits one.
+    let edits = [
+        "&mut Report",
+        "Arc::make_mut",
+        "set_lineage(",
+        ".rebuild =",
+        "findings.push",
+        "findings.retain",
+        "findings.iter_mut",
+    ];
+    let makes = ["Report::new(", "apply_triage("];
+    let files = agent_code();
+    assert!(files.len() > 20, "found {} agent files", files.len());
+    let mut found = Vec::new();
+    for (file, code) in &files {
+        for e in edits.iter().filter(|e| names(code, e)) {
+            if file != "store.rs" {
+                found.push(format!("{file}: {e}"));
+            }
+        }
+        for m in makes.iter().filter(|m| names(code, m)) {
+            if file != "store.rs" && file != "matching/mod.rs" {
+                found.push(format!("{file}: {m}"));
+            }
+        }
+    }
+    assert!(found.is_empty(), "reports edited outside the store: {found:?}");
+    // The store itself is where they are edited (the check above would pass on any names).
+    let store = &files
+        .iter()
+        .find(|(f, _)| f == "store.rs")
+        .expect("src/agent/store.rs")
+        .1;
+    assert!(store.contains("Arc::make_mut") && store.contains("set_lineage("));
+}
+
+#[test]
+fn the_snapshot_is_built_without_a_clock_a_file_a_socket_or_a_runtime() {
+    let g = graph(&crate_roots()[0]);
+    let io = [
+        "std::fs",
+        "File::",
+        "tokio",
+        "std::net",
+        "reqwest",
+        "hyper",
+        "SystemTime",
+        "Instant::now",
+        "std::env",
+        "std::process",
+    ];
+    for (module, file) in [
+        (vec!["agent", "publishing", "build"], "publishing/build.rs"),
+        (vec!["agent", "snapshot"], "snapshot.rs"),
+    ] {
+        let module: Module = module.into_iter().map(String::from).collect();
+        let edges = g
+            .get(&module)
+            .unwrap_or_else(|| panic!("no module {}", module.join("::")));
+        assert!(
+            !edges.contains(&vec!["clock".to_string()]),
+            "{file} reads the clock: the time is an argument"
+        );
+        let code = &agent_code().into_iter().find(|(f, _)| f == file).unwrap().1;
+        let used: Vec<&str> = io.iter().copied().filter(|w| code.contains(w)).collect();
+        assert!(used.is_empty(), "{file} does I/O: {used:?}");
+    }
+    // The builder is the pure function the issue asks for: `Snapshot::build(&inputs, now)`.
+    let build = &agent_code()
+        .into_iter()
+        .find(|(f, _)| f == "publishing/build.rs")
+        .unwrap()
+        .1;
+    assert!(build.contains("pub fn build(inputs: &Inputs, now: i64) -> Snapshot"));
+}
+
+#[test]
+fn notifiers_read_the_snapshot_not_the_owners_that_make_it() {
+    let g = graph(&crate_roots()[0]);
+    let folded = owners(&g, &["agent"]);
+    let makers = [
+        "matching",
+        "runtime_checks",
+        "images",
+        "inventory",
+        "store",
+        "lineage",
+        "publishing",
+    ];
+    for notifier in ["events", "notify", "redeploy"] {
+        let key = vec!["agent".to_string(), notifier.to_string()];
+        let edges = folded
+            .get(&key)
+            .unwrap_or_else(|| panic!("no owner agent::{notifier}"));
+        let bad: Vec<String> = edges
+            .iter()
+            .filter(|t| t.len() == 2 && t[0] == "agent" && makers.contains(&t[1].as_str()))
+            .map(|t| t.join("::"))
+            .collect();
+        assert!(bad.is_empty(), "agent::{notifier} imports {bad:?}");
+        assert!(
+            edges.contains(&vec!["agent".to_string(), "snapshot".to_string()]),
+            "agent::{notifier} should read the snapshot"
+        );
+    }
+}

@@ -91,6 +91,8 @@ pub struct EventsConfig {
     pub per_minute: u32,
     /// Notices waiting beyond this are dropped (and counted).
     pub queue: usize,
+    /// `--kube-events-min-severity`: what a `VulnerableImage` Event is published for.
+    pub min_severity: super::snapshot::MinSeverity,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,15 +17,19 @@ use super::matching::Matching;
 use super::messages::Msg;
 use super::metrics::Metrics;
 use super::notify::Notifier;
-use super::publishing::Publisher;
+use super::publishing::{Inputs, Publisher};
 use super::redeploy::Redeployer;
 use super::runtime_checks::RuntimeChecks;
+use super::snapshot::Snapshot;
+use super::store::{FindingsStore, Stale};
 use crate::containerd::Containerd;
 
 pub struct Engine {
     pub inventory: ContainerInventory,
     pub images: ImageStore,
     pub matching: Matching,
+    /// Every report, and when each is stale.
+    pub store: FindingsStore,
     pub lineage: Lineage,
     pub checks: RuntimeChecks,
     pub publisher: Publisher,
@@ -53,6 +57,7 @@ impl Engine {
             inventory,
             images,
             matching,
+            store: FindingsStore::new(),
             lineage,
             checks,
             publisher,
@@ -88,13 +93,13 @@ impl Engine {
                     Msg::Changed | Msg::Tick => look = true,
                     Msg::Refreshed(results) => {
                         if self.matching.apply_refresh(results, &self.metrics) {
-                            self.checks.forget_reports();
+                            self.store.invalidate(Stale::NewIndex);
                         }
                         refreshed = true;
                     }
                     Msg::Vex(set) => {
                         if self.matching.apply_vex(set, &self.metrics) {
-                            self.checks.forget_reports();
+                            self.store.invalidate(Stale::NewVex);
                         }
                         refreshed = true;
                     }
@@ -117,32 +122,61 @@ impl Engine {
 
     /// Re-matches what needs it, builds the snapshot once, announces it and swaps it in.
     fn publish(&mut self) {
-        self.matching
-            .rematch(&self.images.cache, &mut self.checks, &self.metrics);
-        let running = self.inventory.wanted_images();
-        self.lineage.apply(&running, &self.images, &mut self.matching);
-        let snap = self.publisher.build(
-            &self.inventory,
-            &self.images,
+        let now = crate::clock::now();
+        let drifted = self.checks.drifted();
+        self.store.refresh(
             &self.matching,
-            &self.lineage,
-            &mut self.checks,
+            &self.images.cache.images,
+            &drifted,
+            now,
+            &self.metrics,
         );
+        let running = self.inventory.wanted_images();
+        for (digest, update) in self.lineage.decide(&running, &self.images, &self.store) {
+            let layers = self
+                .images
+                .record(&digest)
+                .map(|r| r.layers.as_slice())
+                .unwrap_or_default();
+            self.store.apply_lineage(&digest, update, layers);
+        }
+        self.checks
+            .mark_in_use(&self.inventory.running, &self.store, &self.images.cache.images);
+        self.publisher
+            .remember_fixes(&self.inventory.running, &self.store, &self.checks, now);
+        let db_state = self.matching.db_state();
+        let awaited = self.matching.awaited_ecosystems(&db_state);
+        let inputs = Inputs {
+            known: self.publisher.known(),
+            running: &self.inventory.running,
+            records: &self.images.cache.images,
+            failures: self.images.failures(),
+            store: &self.store,
+            checks: &self.checks,
+            db_state: &db_state,
+            loaded: &self.matching.loaded(&awaited),
+            awaited: &awaited,
+            fetched: &self.matching.fetched_ecosystems(),
+            advisory_db: super::matching::db_view(&db_state),
+            triage: self.matching.triage_view(),
+            declared_bases: self.lineage.declared_present(),
+        };
+        let snap = Snapshot::build(&inputs, now);
         if self.inventory.listed_once {
             if let Some(a) = &mut self.announcer {
                 a.announce(&snap, &self.metrics);
             }
             if let (Some(n), true) = (&mut self.notifier, self.matching.has_db()) {
-                let matching = &self.matching;
+                let store = &self.store;
                 let reports = running
                     .iter()
-                    .filter_map(|d| Some((d.clone(), matching.report(d)?.clone())))
+                    .filter_map(|d| Some((d.clone(), store.image(d)?.clone())))
                     .collect();
-                n.observe(&snap, &reports, &|d| matching.report(d).cloned());
+                n.observe(&snap, &reports, &|d| store.image(d).cloned());
             }
             if let (Some(r), true) = (&mut self.redeployer, self.matching.has_db()) {
-                let matching = &self.matching;
-                r.observe(&snap, &|d| matching.report(d).cloned());
+                let store = &self.store;
+                r.observe(&snap, &|d| store.image(d).cloned());
             }
         }
         let ready = self.matching.has_db() && self.inventoried_once;
@@ -195,7 +229,7 @@ impl Engine {
         if let Ok(on_node) = on_node {
             let on_node: BTreeSet<String> = on_node.into_iter().chain(wanted.iter().cloned()).collect();
             let gone = self.images.forget_absent(&on_node, &wanted, &self.metrics);
-            self.matching.forget(&gone);
+            self.store.invalidate(Stale::ImagesGone(&gone));
         }
         self.images.save_if_unsaved(&wanted, &self.metrics);
         let todo = self.images.due_for_reading(&wanted, &self.metrics);
@@ -209,7 +243,7 @@ impl Engine {
                 .read_images(&client, todo, &self.holders(), &self.metrics, &beat)
                 .await;
             for d in &read {
-                self.matching.invalidate(d);
+                self.store.invalidate(Stale::ImageRead(d));
             }
             // Findings first: the runtime checks of new containers come after.
             self.publish();

@@ -6,13 +6,12 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use stalewatch_core::lineage::{self, Base, ImageFacts};
 use stalewatch_core::report::Report;
 
 use super::images::ImageStore;
-use super::matching::Matching;
+use super::store::{lineage_unchanged, FindingsStore, LineageUpdate};
 
 const STATE_FILE: &str = "bases-v1.json";
 
@@ -110,28 +109,26 @@ impl Lineage {
         out
     }
 
-    /// Sets each wanted image's lineage on its report, where it changed.
-    pub fn apply(&mut self, wanted: &BTreeSet<String>, images: &ImageStore, matching: &mut Matching) {
+    /// What each wanted image's report should say of its lineage, where that changed (the
+    /// findings store sets it).
+    pub fn decide(
+        &mut self,
+        wanted: &BTreeSet<String>,
+        images: &ImageStore,
+        store: &FindingsStore,
+    ) -> Vec<(String, LineageUpdate)> {
+        let mut out = Vec::new();
         for digest in wanted {
-            let Some(current) = matching.report(digest).cloned() else {
+            let Some(current) = store.image(digest) else {
                 continue;
             };
             let layers = images
                 .record(digest)
                 .map(|r| r.layers.as_slice())
                 .unwrap_or_default();
-            let d = self.desired(digest, &current, layers, matching);
+            let d = self.desired(digest, current, layers, store);
             // Compared before anything is copied: most publishes change no lineage.
-            let unchanged = current.base == d.base
-                && current.rebuild == d.rebuild
-                && current.source == d.label(lineage::SOURCE)
-                && current.revision == d.label(lineage::REVISION)
-                && current
-                    .findings
-                    .iter()
-                    .map(|f| f.in_base)
-                    .eq(d.marks.iter().copied());
-            if unchanged {
+            if lineage_unchanged(current, &d) {
                 continue;
             }
             if let Some(r) = &d.rebuild {
@@ -147,38 +144,40 @@ impl Lineage {
                     );
                 }
             }
-            let mut next = (*current).clone();
-            next.set_lineage(d.facts.as_ref(), d.base, layers);
-            next.rebuild = d.rebuild;
-            matching.replace(digest, Arc::new(next));
+            out.push((digest.clone(), d));
         }
         self.known
             .retain(|d, _| images.record(d).is_some() || wanted.contains(d));
+        out
     }
 
     /// What an image's report should say of its lineage now.
-    fn desired(&mut self, digest: &str, current: &Report, layers: &[String], matching: &Matching) -> Desired {
+    fn desired(
+        &mut self,
+        digest: &str,
+        current: &Report,
+        layers: &[String],
+        store: &FindingsStore,
+    ) -> LineageUpdate {
         let base = self.base_of(digest);
         let facts = self.facts(digest).cloned();
         let base_layers = base.as_ref().and_then(|b| b.layers);
-        let marks: Vec<Option<bool>> = current
+        let in_base: Vec<Option<bool>> = current
             .findings
             .iter()
             .map(|f| lineage::in_base(f, layers, base_layers))
             .collect();
         let newer = base.as_ref().zip(facts.as_ref());
         let newer = newer.and_then(|(b, f)| lineage::newer_build(f, b, &self.node));
-        let newer_report = newer
-            .and_then(|n| n.digests.first())
-            .and_then(|d| matching.report(d));
+        let newer_report = newer.and_then(|n| n.digests.first()).and_then(|d| store.image(d));
         let rebuild = match (&base, newer, newer_report) {
-            (Some(b), Some(n), Some(r)) => lineage::rebuild(&current.findings, &marks, b, n, &r.findings),
+            (Some(b), Some(n), Some(r)) => lineage::rebuild(&current.findings, &in_base, b, n, &r.findings),
             _ => None,
         };
-        Desired {
+        LineageUpdate {
             base,
             facts,
-            marks,
+            in_base,
             rebuild,
         }
     }
@@ -205,20 +204,6 @@ fn better(found: Base, known: &Base) -> Base {
         found
     } else {
         known.clone()
-    }
-}
-
-/// An image's lineage as it should be.
-struct Desired {
-    base: Option<Base>,
-    facts: Option<ImageFacts>,
-    marks: Vec<Option<bool>>,
-    rebuild: Option<lineage::Rebuild>,
-}
-
-impl Desired {
-    fn label(&self, key: &str) -> Option<String> {
-        self.facts.as_ref().and_then(|f| f.label(key)).map(str::to_string)
     }
 }
 

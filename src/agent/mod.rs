@@ -2,8 +2,9 @@
 //! built from the validated config, the tasks around the engine (containerd connection,
 //! advisory refresh, reconcile ticker, shutdown) feed its one bounded queue, the engine runs
 //! on a thread of its own, and the HTTP listeners read what it publishes. Data flows one
-//! way: inventory → images → matching → runtime checks → publishing → metrics, findings,
-//! Events. `docs/ARCHITECTURE.md` draws it.
+//! way: inventory → images → the findings store (reports made by matching, lineage's
+//! decisions applied) → runtime checks → publishing (a pure build) → metrics, findings,
+//! Events, CloudEvents, redeploys. `docs/ARCHITECTURE.md` draws it.
 
 pub mod config;
 mod engine;
@@ -23,6 +24,7 @@ pub mod redeploy;
 mod runtime_checks;
 mod snapshot;
 mod state_file;
+mod store;
 #[cfg(test)]
 mod troubleshooting_table;
 

@@ -320,9 +320,7 @@ fn fix_known_at(f: &Finding, first_seen: &BTreeMap<String, i64>) -> Option<i64> 
     let published = f
         .published
         .as_deref()
-        .and_then(|p| humantime::parse_rfc3339_weak(p.trim_end_matches('Z').split('.').next()?).ok())
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs() as i64);
+        .and_then(stalewatch_core::time::rfc3339_seconds);
     published.or_else(|| first_seen.get(&fix_key(f)).copied())
 }
 
@@ -337,13 +335,33 @@ pub fn oldest_fix_age(findings: &[Finding], first_seen: &BTreeMap<String, i64>, 
         .unwrap_or(0)
 }
 
-/// The vulnerabilities an operator must hear about, each named by its first id: `stale`
-/// (a fix known for longer than `stale_after` seconds, any severity) and `severe` (fixable,
-/// critical or high).
+/// What a notifier is told about: findings at or above a severity, or known-exploited ones
+/// only (`--kube-events-min-severity`, `--notify-min-severity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MinSeverity {
+    Severity(Severity),
+    Kev,
+}
+
+impl MinSeverity {
+    /// Whether a finding of `severity` (known exploited or not) meets the minimum; a finding
+    /// of unknown severity meets only `kev`, when it is known exploited.
+    pub fn admits(self, severity: Severity, known_exploited: bool) -> bool {
+        match self {
+            MinSeverity::Severity(s) => severity >= s && severity != Severity::Unknown,
+            MinSeverity::Kev => known_exploited,
+        }
+    }
+}
+
+/// The vulnerabilities an operator may hear about, each named by its first id: `stale` (a
+/// fix known for longer than `stale_after` seconds, any severity) and `fixable` (each
+/// fixable one, its severity and whether it is known exploited: each notifier keeps those
+/// its own minimum admits).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Notable {
     pub stale: Vec<String>,
-    pub severe: Vec<(String, Severity)>,
+    pub fixable: Vec<(String, Severity, bool)>,
 }
 
 pub fn notable(
@@ -366,9 +384,11 @@ pub fn notable(
         if oldest.is_some_and(|known| now - known > stale_after) {
             out.stale.push(id.clone());
         }
-        if v.severity >= Severity::High {
-            out.severe.push((id.clone(), v.severity));
-        }
+        let kev = v
+            .findings
+            .iter()
+            .any(|&i| findings[i].known_exploited == Some(true));
+        out.fixable.push((id.clone(), v.severity, kev));
     }
     out
 }
@@ -505,19 +525,24 @@ pub fn rebuild_fixable(report: &Report) -> Option<(String, u64)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use stalewatch_core::catalog::Inventory;
     use stalewatch_core::package::Package;
 
     fn package(name: &str) -> Package {
+        package_of("Alpine:v3.20", name, "1.0-r0")
+    }
+
+    /// An apk package as the cataloger lists it (the snapshot's tests and the builder's).
+    pub(crate) fn package_of(eco: &str, name: &str, version: &str) -> Package {
         Package {
-            ecosystem: "Alpine:v3.20".into(),
+            ecosystem: eco.into(),
             name: name.into(),
-            version: "1.0-r0".into(),
+            version: version.into(),
             source_name: name.into(),
-            source_version: "1.0-r0".into(),
-            purl: format!("pkg:apk/alpine/{name}@1.0-r0").into(),
+            source_version: version.into(),
+            purl: format!("pkg:apk/alpine/{name}@{version}").into(),
             path: "lib/apk/db/installed".into(),
             arch: "x86_64".into(),
             layer: None,
@@ -546,13 +571,8 @@ mod tests {
         }
     }
 
-    /// musl (listed, mapped), openssl (listed, not mapped), tzdata (no file list).
-    fn fixture() -> (Report, Inventory, crate::agent::runtime_checks::in_use::Mapped) {
-        let mut inv = Inventory {
-            packages: vec![package("musl"), package("openssl"), package("tzdata")],
-            databases: vec!["lib/apk/db/installed".into()],
-            ..Default::default()
-        };
+    /// musl's and openssl's file lists, as apk's database gives them (musl's loader, libcrypto).
+    pub(crate) fn with_musl_and_openssl_files(inv: &mut Inventory) {
         inv.with_file_lists = ["musl", "openssl"].iter().map(|s| s.to_string()).collect();
         inv.mapped_files = Arc::new(
             [
@@ -563,6 +583,16 @@ mod tests {
             .map(|(f, p)| (f.to_string(), p.to_string()))
             .collect(),
         );
+    }
+
+    /// musl (listed, mapped), openssl (listed, not mapped), tzdata (no file list).
+    fn fixture() -> (Report, Inventory, crate::agent::runtime_checks::in_use::Mapped) {
+        let mut inv = Inventory {
+            packages: vec![package("musl"), package("openssl"), package("tzdata")],
+            databases: vec!["lib/apk/db/installed".into()],
+            ..Default::default()
+        };
+        with_musl_and_openssl_files(&mut inv);
         let findings = vec![
             finding("CVE-2025-1", "musl"),
             finding("CVE-2025-2", "openssl"),

@@ -207,6 +207,7 @@ impl AgentArgs {
             node_name: node_name.to_string(),
             per_minute: self.kube_events_per_minute,
             queue: self.kube_events_queue,
+            min_severity: self.kube_events_min_severity,
         })
     }
 }

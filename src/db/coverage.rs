@@ -61,7 +61,7 @@ pub fn gaps(inv: &Inventory, state: &State, fetched: Option<&BTreeSet<String>>) 
     }
     let mut out = Vec::new();
     for (release, packages) in by_release {
-        let top = release.split(':').next().unwrap_or(release);
+        let top = stalewatch_core::ecosystem::base(release);
         let reason = if fetched.is_some_and(|f| !f.contains(top)) {
             GapReason::NotConfigured
         } else {

@@ -161,23 +161,7 @@ pub fn extended_support_date(id: &str, version_id: &str) -> Option<&'static str>
         .map(|(_, _, e)| *e)
 }
 
-/// Days since 1970-01-01 of a `YYYY-MM-DD` date (proleptic Gregorian).
-pub fn days_from_date(date: &str) -> Option<i64> {
-    let mut it = date.get(..10)?.split('-');
-    let y: i64 = it.next()?.parse().ok()?;
-    let m: i64 = it.next()?.parse().ok()?;
-    let d: i64 = it.next()?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146097 + doe - 719468)
-}
+pub use crate::time::days_from_date;
 
 /// Whether `date` has passed at `now` (seconds since the epoch): the release is supported
 /// through its end-of-life day.

@@ -3,6 +3,7 @@
 
 pub mod advisory;
 pub mod catalog;
+pub mod ecosystem;
 pub mod eol;
 pub mod export;
 pub mod gate;
@@ -13,6 +14,7 @@ pub mod matcher;
 pub mod os;
 pub mod package;
 pub mod report;
+pub mod time;
 pub mod triage;
 pub mod version;
 pub mod vulnerability;

@@ -354,7 +354,7 @@ fn module_applies(entry: Option<&str>, package: Option<&str>, ecosystem: &str) -
         (Some(e), Some(p)) => e == p,
         (Some(_), None) => false,
         (None, Some(_)) => !matches!(
-            ecosystem.split(':').next().unwrap_or_default(),
+            crate::ecosystem::base(ecosystem),
             "Red Hat" | "AlmaLinux" | "Rocky Linux"
         ),
         (None, None) => true,
@@ -371,7 +371,7 @@ fn judge(
     module: Option<&str>,
 ) -> Result<Vec<Judged>, IndexError> {
     let scheme = Scheme::for_ecosystem(ecosystem);
-    let name = &crate::catalog::lang::normalize_name(ecosystem.split(':').next().unwrap_or_default(), name);
+    let name = &crate::catalog::lang::normalize_name(crate::ecosystem::base(ecosystem), name);
     let mut hits: BTreeMap<String, Hit> = BTreeMap::new();
     for eco in ecosystems_for(ecosystem, db) {
         let Some((reader, entries)) = db.lookup(eco, name)? else {

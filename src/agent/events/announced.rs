@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use stalewatch_core::advisory::Severity;
 
-use crate::agent::snapshot::Snapshot;
+use crate::agent::snapshot::{MinSeverity, Snapshot};
 
 /// Event reasons, most important first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -112,7 +112,7 @@ struct PodFacts {
 }
 
 /// The states of every pod with a scanned container, from a snapshot.
-fn pod_facts(snap: &Snapshot) -> BTreeMap<PodKey, PodFacts> {
+fn pod_facts(snap: &Snapshot, min: MinSeverity) -> BTreeMap<PodKey, PodFacts> {
     let mut out: BTreeMap<PodKey, PodFacts> = BTreeMap::new();
     for c in &snap.containers {
         // Only Kubernetes pods (CRI labels) get Events; only scanned containers have facts.
@@ -127,7 +127,12 @@ fn pod_facts(snap: &Snapshot) -> BTreeMap<PodKey, PodFacts> {
         }
         let before = facts.state.clone();
         facts.state.stale.extend(c.notable.stale.iter().cloned());
-        for (id, sev) in &c.notable.severe {
+        let admitted = c
+            .notable
+            .fixable
+            .iter()
+            .filter(|(_, sev, kev)| min.admits(*sev, *kev));
+        for (id, sev, _) in admitted {
             if facts.state.severe.insert(id.clone()) {
                 facts.severe.push((*sev, id.clone()));
             }
@@ -168,17 +173,46 @@ fn truncate(mut s: String, limit: usize) -> String {
     s
 }
 
-fn note(f: &PodFacts, stale_after_days: i64) -> String {
+/// "3 fixable critical/high vulnerabilities (1 critical, 2 high)": each severity
+/// `--kube-events-min-severity` admits, most severe first (with `kev`, those present).
+fn severe_phrase(severe: &[(Severity, String)], min: MinSeverity) -> String {
+    let admitted: Vec<Severity> = match min {
+        MinSeverity::Severity(m) => [
+            Severity::Critical,
+            Severity::High,
+            Severity::Medium,
+            Severity::Low,
+        ]
+        .into_iter()
+        .filter(|s| *s >= m)
+        .collect(),
+        MinSeverity::Kev => {
+            let present: BTreeSet<std::cmp::Reverse<Severity>> =
+                severe.iter().map(|(s, _)| std::cmp::Reverse(*s)).collect();
+            present.into_iter().map(|s| s.0).collect()
+        }
+    };
+    let kind = match min {
+        MinSeverity::Kev => "known-exploited".to_string(),
+        MinSeverity::Severity(_) => admitted.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("/"),
+    };
+    let counts: Vec<String> = admitted
+        .iter()
+        .map(|s| format!("{} {}", severe.iter().filter(|(x, _)| x == s).count(), s.as_str()))
+        .collect();
+    format!(
+        "{} fixable {kind} vulnerabilities ({})",
+        severe.len(),
+        counts.join(", ")
+    )
+}
+
+fn note(f: &PodFacts, min: MinSeverity, stale_after_days: i64) -> String {
     let mut severe = f.severe.clone();
     severe.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    let critical = severe.iter().filter(|(s, _)| *s == Severity::Critical).count();
     let mut parts = Vec::new();
     if !severe.is_empty() {
-        parts.push(format!(
-            "{} fixable critical/high vulnerabilities ({critical} critical, {} high)",
-            severe.len(),
-            severe.len() - critical
-        ));
+        parts.push(severe_phrase(&severe, min));
     }
     if !f.state.stale.is_empty() {
         parts.push(format!(
@@ -274,11 +308,12 @@ impl Announced {
     pub fn observe(
         &mut self,
         snap: &Snapshot,
+        min: MinSeverity,
         stale_after_days: i64,
         restored: &mut BTreeSet<String>,
     ) -> Observation {
         let mut obs = Observation::default();
-        let facts = pod_facts(snap);
+        let facts = pod_facts(snap, min);
         // Pods still running, scanned or not: a pod whose new container is still pending
         // keeps what was announced about it.
         let present: BTreeSet<String> = snap
@@ -302,7 +337,7 @@ impl Announced {
                     pod_uid: f.uid.clone(),
                     container: f.containers.iter().next().cloned().unwrap_or_default(),
                     reason,
-                    note: note(f, stale_after_days),
+                    note: note(f, min, stale_after_days),
                     fingerprint: fingerprint(reason, &f.state),
                 });
             }
@@ -329,6 +364,8 @@ mod tests {
     use super::*;
     use crate::agent::snapshot::ScanStatus;
 
+    const HIGH: MinSeverity = MinSeverity::Severity(Severity::High);
+
     fn state(stale: &[&str], severe: &[&str], eol: &[&str]) -> PodState {
         let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
         PodState {
@@ -337,6 +374,35 @@ mod tests {
             eol: set(eol),
             stale_image: BTreeSet::new(),
         }
+    }
+
+    #[test]
+    fn the_events_minimum_decides_what_is_a_vulnerable_image() {
+        let snap = snapshot(&[(
+            "a",
+            &[],
+            &[("CVE-M", Severity::Medium), ("CVE-L", Severity::Low)],
+            None,
+        )]);
+        // The default (high): a medium and a low are no news.
+        let obs = Announced::default().observe(&snap, HIGH, 7, &mut BTreeSet::new());
+        assert!(obs.notices.is_empty(), "{obs:?}");
+        // `medium`: the medium one only, and the note counts it by its severity.
+        let medium = MinSeverity::Severity(Severity::Medium);
+        let obs = Announced::default().observe(&snap, medium, 7, &mut BTreeSet::new());
+        assert_eq!(obs.notices.len(), 1);
+        assert_eq!(obs.notices[0].reason, Reason::VulnerableImage);
+        assert!(
+            obs.notices[0]
+                .note
+                .starts_with("1 fixable critical/high/medium vulnerabilities (0 critical, 0 high, 1 medium)"),
+            "{}",
+            obs.notices[0].note
+        );
+        assert!(!obs.notices[0].note.contains("CVE-L"), "{}", obs.notices[0].note);
+        // `kev`: neither is known exploited.
+        let obs = Announced::default().observe(&snap, MinSeverity::Kev, 7, &mut BTreeSet::new());
+        assert!(obs.notices.is_empty());
     }
 
     #[test]
@@ -409,7 +475,7 @@ mod tests {
                 )));
                 v.notable = Notable {
                     stale: stale.iter().map(|s| s.to_string()).collect(),
-                    severe: severe.iter().map(|(i, s)| (i.to_string(), *s)).collect(),
+                    fixable: severe.iter().map(|(i, s)| (i.to_string(), *s, false)).collect(),
                 };
                 v
             })
@@ -425,7 +491,7 @@ mod tests {
         let mut announced = Announced::default();
         let mut restored = BTreeSet::new();
         let before = snapshot(&[("a", &["CVE-1"], &[], None), ("b", &[], &[], None)]);
-        let obs = announced.observe(&before, 7, &mut restored);
+        let obs = announced.observe(&before, HIGH, 7, &mut restored);
         assert_eq!(obs.notices.len(), 1);
         let n = &obs.notices[0];
         // The involved object: the pod, in its namespace, at the container the news is about.
@@ -440,13 +506,16 @@ mod tests {
         );
         assert!(n.note.contains("CVE-1"), "{}", n.note);
         // The same snapshot again: nothing.
-        assert!(announced.observe(&before, 7, &mut restored).notices.is_empty());
+        assert!(announced
+            .observe(&before, HIGH, 7, &mut restored)
+            .notices
+            .is_empty());
         // An advisory refresh: a new critical on both pods, and pod b's base is now end of life.
         let after = snapshot(&[
             ("a", &["CVE-1"], &[("CVE-2", Severity::Critical)], None),
             ("b", &[], &[("CVE-2", Severity::Critical)], Some("3.16.9")),
         ]);
-        let obs = announced.observe(&after, 7, &mut restored);
+        let obs = announced.observe(&after, HIGH, 7, &mut restored);
         let got: Vec<(&str, Reason)> = obs.notices.iter().map(|n| (n.pod.as_str(), n.reason)).collect();
         assert_eq!(
             got,
@@ -465,11 +534,12 @@ mod tests {
         // Pod a goes away: forgotten; it comes back with the same state: news again.
         let obs = announced.observe(
             &snapshot(&[("b", &[], &[("CVE-2", Severity::Critical)], Some("3.16.9"))]),
+            HIGH,
             7,
             &mut restored,
         );
         assert!(obs.notices.is_empty() && obs.changed);
-        let obs = announced.observe(&after, 7, &mut restored);
+        let obs = announced.observe(&after, HIGH, 7, &mut restored);
         assert_eq!(obs.notices.len(), 1);
         assert_eq!(obs.notices[0].pod, "a");
     }
@@ -478,14 +548,14 @@ mod tests {
     fn pending_containers_keep_what_was_announced_and_restored_pods_are_suppressed() {
         let mut announced = Announced::default();
         let snap = snapshot(&[("a", &["CVE-1"], &[], None)]);
-        announced.observe(&snap, 7, &mut BTreeSet::new());
+        announced.observe(&snap, HIGH, 7, &mut BTreeSet::new());
         // A restart: the pod's container is pending first (not scanned yet), then ok.
         let mut restored: BTreeSet<String> = announced.pods.keys().cloned().collect();
         let mut pending = snap.clone();
         pending.containers[0].scan_status = ScanStatus::Pending;
-        let obs = announced.observe(&pending, 7, &mut restored);
+        let obs = announced.observe(&pending, HIGH, 7, &mut restored);
         assert!(obs.notices.is_empty() && !obs.changed);
-        let obs = announced.observe(&snap, 7, &mut restored);
+        let obs = announced.observe(&snap, HIGH, 7, &mut restored);
         assert!(obs.notices.is_empty());
         assert_eq!(obs.suppressed, vec![Reason::StaleRuntime]);
         assert!(restored.is_empty());
@@ -509,7 +579,7 @@ mod tests {
         }
         f.containers.insert("app".into());
         f.images.insert("x".repeat(3000));
-        let n = note(&f, 7);
+        let n = note(&f, HIGH, 7);
         assert!(n.len() <= NOTE_LIMIT, "{} bytes", n.len());
         assert!(
             n.starts_with("400 fixable critical/high vulnerabilities (1 critical, 399 high)"),

@@ -21,6 +21,8 @@ pub struct Announcer {
     restored: BTreeSet<String>,
     file: crate::agent::state_file::StateFile<Announced>,
     stale_after_days: i64,
+    /// `--kube-events-min-severity`.
+    min: crate::agent::snapshot::MinSeverity,
 }
 
 impl Announcer {
@@ -46,10 +48,12 @@ impl Announcer {
             announced_pods = restored.len(),
             "publishing Kubernetes Events on this node's pods"
         );
+        let min = cfg.min_severity;
         Announcer {
             queue: kube::start_publisher(cfg, metrics.kube_events.clone()),
             announced,
             restored,
+            min,
             file,
             stale_after_days,
         }
@@ -59,7 +63,7 @@ impl Announcer {
     pub fn announce(&mut self, snap: &Snapshot, metrics: &Metrics) {
         let obs = self
             .announced
-            .observe(snap, self.stale_after_days, &mut self.restored);
+            .observe(snap, self.min, self.stale_after_days, &mut self.restored);
         for r in obs.suppressed {
             metrics
                 .kube_events

@@ -72,8 +72,9 @@ impl ImageStore {
         self.cache.images.get(digest)
     }
 
-    pub fn failure(&self, digest: &str) -> Option<&ScanFailure> {
-        self.failures.get(digest)
+    /// The images whose scan failed: why, and when to try again.
+    pub fn failures(&self) -> &BTreeMap<String, ScanFailure> {
+        &self.failures
     }
 
     /// Forgets images no longer on the node (and the layers only they used); returns the

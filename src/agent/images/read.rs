@@ -23,8 +23,8 @@ fn parse_created(config: &[u8]) -> Option<i64> {
         created: Option<String>,
     }
     let c: Config = serde_json::from_slice(config).ok()?;
-    let t = humantime::parse_rfc3339_weak(c.created?.trim_end_matches('Z').split('.').next()?).ok()?;
-    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64)
+    // The core's parser, as lineage reads the same field: any offset is the same instant.
+    stalewatch_core::time::rfc3339_seconds(&c.created?)
 }
 
 /// The content store of `client` and the host platform's manifest of an image digest.
@@ -229,6 +229,15 @@ pub fn scan_unpacked(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn created_with_an_offset_is_kept() {
+        // buildah writes UTC; other builders keep the builder's zone (`+02:00`).
+        let utc = super::parse_created(br#"{"created":"2024-05-01T10:00:00.123456789Z"}"#);
+        let offset = super::parse_created(br#"{"created":"2024-05-01T12:00:00+02:00"}"#);
+        assert_eq!(utc, Some(1_714_557_600));
+        assert_eq!(offset, utc);
+    }
+
     #[test]
     fn every_read_source_is_a_metric_label() {
         let sources: Vec<&str> = super::ReadFrom::ALL.iter().map(|r| r.as_str()).collect();

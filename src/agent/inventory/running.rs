@@ -14,7 +14,7 @@ const LABEL_POD: &str = "io.kubernetes.pod.name";
 const LABEL_CONTAINER: &str = "io.kubernetes.container.name";
 const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RunningContainer {
     pub id: String,
     pub namespace: String,

@@ -1,28 +1,27 @@
-//! The matching owner: the advisory database in use, each image's report against it, and the
-//! re-match of cached inventories when the data (or the date, which moves end of life)
-//! changes. No layer is read here: a refresh re-enters at the matcher.
+//! The matching owner: the advisory data in force (indexes, KEV, EPSS, `--vex-dir`), its
+//! refresh, and the passes that make reports from inventories (the findings store keeps
+//! them, and says when they are stale). No layer is read here: a refresh re-enters at the
+//! matcher with the cached inventories.
 
 pub mod refresh;
 pub mod vex_dir;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
-use stalewatch_core::advisory::IndexSet;
+use stalewatch_core::advisory::{IndexError, IndexSet};
+use stalewatch_core::catalog::Inventory;
 use stalewatch_core::matcher::Matcher;
 use stalewatch_core::report::Report;
 use stalewatch_core::report::Triage;
-use stalewatch_core::triage::vex::rfc3339_seconds;
+use stalewatch_core::time::rfc3339_seconds;
 use stalewatch_core::triage::{EpssScores, ImageIdentity, KevCatalog, VexSet};
 
 use super::config::Config;
-use super::images::cache::{ImageCache, ImageRecord};
+use super::images::cache::ImageRecord;
 use super::metrics::Metrics;
-use super::runtime_checks::RuntimeChecks;
 use super::snapshot::{DbView, TriageView};
-use crate::clock;
 use crate::db::update::{Change, EcosystemResult};
 use crate::db::{State, Store};
 
@@ -30,10 +29,6 @@ pub struct Matching {
     db_dir: PathBuf,
     ecosystems: Vec<String>,
     db: Option<Arc<IndexSet>>,
-    /// The report of each image against the current index (shared by its containers).
-    reports: BTreeMap<String, Arc<Report>>,
-    /// The day (since the epoch) the reports were built: end of life moves with the date.
-    report_day: i64,
     /// KEV, EPSS (stored beside the indexes) and the `--vex-dir` set in force.
     kev: Option<Arc<KevCatalog>>,
     /// The EPSS scores' date when the stored file is good: the scores themselves (3.4 MiB for
@@ -48,8 +43,6 @@ impl Matching {
             db_dir: cfg.db_dir.clone(),
             ecosystems: cfg.ecosystems.clone(),
             db: None,
-            reports: BTreeMap::new(),
-            report_day: 0,
             kev: None,
             epss_date: None,
             vex: None,
@@ -60,18 +53,6 @@ impl Matching {
 
     pub fn has_db(&self) -> bool {
         self.db.is_some()
-    }
-
-    pub fn report(&self, digest: &str) -> Option<&Arc<Report>> {
-        self.reports.get(digest)
-    }
-
-    /// Replaces an image's report with one amended by another owner (its lineage); the next
-    /// re-match makes it afresh, and the owner amends it again.
-    pub fn replace(&mut self, digest: &str, report: Arc<Report>) {
-        if let Some(r) = self.reports.get_mut(digest) {
-            *r = report;
-        }
     }
 
     /// Loads every configured index present; a broken one keeps the previous set in force.
@@ -91,7 +72,6 @@ impl Matching {
         match store.load(&present) {
             Ok(set) => {
                 self.db = Some(Arc::new(set));
-                self.reports.clear();
                 true
             }
             Err(e) => {
@@ -135,7 +115,6 @@ impl Matching {
             Ok(set) => {
                 metrics.vex_statements.set(set.statements() as f64);
                 self.vex = Some(Arc::new(set));
-                self.reports.clear();
                 true
             }
             Err(_) => {
@@ -176,80 +155,16 @@ impl Matching {
         changed && self.load_db()
     }
 
-    /// Forgets the reports of images that left the node.
-    pub fn forget(&mut self, digests: &[String]) {
-        for d in digests {
-            self.reports.remove(d);
-        }
-    }
-
-    /// Drops an image's report (its inventory was read again).
-    pub fn invalidate(&mut self, digest: &str) {
-        self.reports.remove(digest);
-    }
-
-    /// Matches every cached image, and every drifted container's live inventory, that has
-    /// no report for the current index (and day) yet.
-    pub fn rematch(&mut self, images: &ImageCache, live: &mut RuntimeChecks, metrics: &Metrics) {
-        let Some(db) = self.db.clone() else { return };
-        let now = clock::now();
-        if now.div_euclid(86400) != self.report_day {
-            self.report_day = now.div_euclid(86400);
-            self.reports.clear();
-            live.forget_reports();
-        }
-        if images.images.keys().all(|d| self.reports.contains_key(d)) && !live.has_unmatched() {
-            return;
-        }
-        let started = Instant::now();
-        // One matcher for the pass: images sharing a base judge each package once.
-        let mut matcher = Matcher::new(&db);
-        let epss = self.pass_epss();
-        let base = Triage {
+    /// A matching pass over the index in force (`None` before one is loaded): one matcher,
+    /// so images sharing a base judge each package once, and the triage data read once.
+    pub fn pass(&self) -> Option<Pass<'_>> {
+        let db = self.db.as_deref()?;
+        Some(Pass {
+            matcher: Matcher::new(db),
             kev: self.kev.as_deref(),
-            epss: epss.as_ref(),
+            epss: self.pass_epss(),
             vex: self.vex.as_deref(),
-            image: None,
-        };
-        let mut n = 0;
-        for (digest, rec) in &images.images {
-            if self.reports.contains_key(digest) {
-                continue;
-            }
-            let matched = matcher
-                .match_inventory(&rec.inventory)
-                .and_then(|f| Ok((f, matcher.unresolved_binaries(&rec.inventory)?)));
-            match matched {
-                Ok((f, unresolved)) => {
-                    let inv = rec.inventory.without_file_owners();
-                    let target = format!("containerd:{digest}");
-                    let mut notes = rec.unreadable.clone();
-                    notes.extend(
-                        unresolved
-                            .iter()
-                            .map(|b| stalewatch_core::catalog::chisel::unresolved_note(b)),
-                    );
-                    let mut report = Report::new(&target, inv, f, notes, now);
-                    // `pkg:oci/…` VEX products name the image by its digest.
-                    let image = ImageIdentity {
-                        digest: Some(digest.clone()),
-                        name: None,
-                    };
-                    report.apply_triage(&Triage {
-                        image: Some(&image),
-                        ..base
-                    });
-                    self.reports.insert(digest.clone(), Arc::new(report));
-                    n += 1;
-                }
-                Err(e) => tracing::error!("matching {digest}: {e}"),
-            }
-        }
-        // Containers whose live packages differ from their image: matched on what runs.
-        n += live.match_unmatched(&mut matcher, &base, now);
-        if n > 0 {
-            metrics.rematch_duration.observe(started.elapsed().as_secs_f64());
-        }
+        })
     }
 
     /// The advisory state file, read once per snapshot.
@@ -266,31 +181,68 @@ impl Matching {
             .collect()
     }
 
-    /// The image's packages the advisory data cannot match (their ecosystem or release is
-    /// not on the source, or not fetched).
-    pub fn gaps(
-        rec: &ImageRecord,
-        state: &State,
-        fetched: &BTreeSet<String>,
-    ) -> Vec<crate::db::coverage::Gap> {
-        crate::db::coverage::gaps(&rec.inventory, state, Some(fetched))
-    }
-
     /// The ecosystems the agent fetches (`--ecosystem`), as a set.
     pub fn fetched_ecosystems(&self) -> BTreeSet<String> {
         self.ecosystems.iter().cloned().collect()
     }
 
-    /// Whether a package of the image needs an awaited ecosystem whose index is not loaded
-    /// (yet). Ecosystems not configured, or missing from the advisory source, have no
-    /// advisories to wait for.
-    pub fn index_missing(&self, rec: &ImageRecord, awaited: &BTreeSet<String>) -> bool {
-        rec.inventory
-            .packages
+    /// Of `awaited`, the ecosystems whose index is loaded.
+    pub fn loaded(&self, awaited: &BTreeSet<String>) -> BTreeSet<String> {
+        awaited
             .iter()
-            .map(|p| p.ecosystem.split(':').next().unwrap_or_default())
-            .filter(|e| awaited.contains(*e))
-            .any(|e| self.db.as_deref().is_none_or(|db| db.get(e).is_none()))
+            .filter(|e| self.db.as_deref().is_some_and(|db| db.get(e).is_some()))
+            .cloned()
+            .collect()
+    }
+}
+
+/// One pass that makes reports: inventories in, triaged reports out (the findings store keeps
+/// them).
+pub struct Pass<'a> {
+    matcher: Matcher<'a>,
+    kev: Option<&'a KevCatalog>,
+    epss: Option<EpssScores>,
+    vex: Option<&'a VexSet>,
+}
+
+impl Pass<'_> {
+    fn triage<'t>(&'t self, image: Option<&'t ImageIdentity>) -> Triage<'t> {
+        Triage {
+            kev: self.kev,
+            epss: self.epss.as_ref(),
+            vex: self.vex,
+            image,
+        }
+    }
+
+    /// An image's report from its cached record.
+    pub fn image_report(&mut self, digest: &str, rec: &ImageRecord, now: i64) -> Result<Report, IndexError> {
+        let findings = self.matcher.match_inventory(&rec.inventory)?;
+        let unresolved = self.matcher.unresolved_binaries(&rec.inventory)?;
+        let mut notes = rec.unreadable.clone();
+        notes.extend(
+            unresolved
+                .iter()
+                .map(|b| stalewatch_core::catalog::chisel::unresolved_note(b)),
+        );
+        let target = format!("containerd:{digest}");
+        let mut report = Report::new(&target, rec.inventory.without_file_owners(), findings, notes, now);
+        // `pkg:oci/…` VEX products name the image by its digest.
+        let image = ImageIdentity {
+            digest: Some(digest.to_string()),
+            name: None,
+        };
+        report.apply_triage(&self.triage(Some(&image)));
+        Ok(report)
+    }
+
+    /// A drifted container's report of the packages that run.
+    pub fn live_report(&mut self, id: &str, inv: &Inventory, now: i64) -> Result<Report, IndexError> {
+        let findings = self.matcher.match_inventory(inv)?;
+        let target = format!("container:{id}");
+        let mut report = Report::new(&target, inv.without_file_owners(), findings, Vec::new(), now);
+        report.apply_triage(&self.triage(None));
+        Ok(report)
     }
 }
 
@@ -301,11 +253,7 @@ pub fn db_view(state: &State) -> DbView {
         .values()
         .filter_map(|e| e.last_success.clone())
         .max();
-    let updated_unix = last
-        .as_deref()
-        .and_then(|t| humantime::parse_rfc3339_weak(t.trim_end_matches('Z')).ok())
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs() as i64);
+    let updated_unix = last.as_deref().and_then(rfc3339_seconds);
     DbView {
         updated_at: last,
         records: state

@@ -9,10 +9,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 
-use stalewatch_core::advisory::Severity;
 use stalewatch_core::report::Report;
 
-use crate::agent::snapshot::{ContainerView, Snapshot};
+use crate::agent::snapshot::{ContainerView, MinSeverity, Snapshot};
 
 pub const BASE_UPDATED: &str = "io.stalewatch.image.base_updated";
 pub const STALE_DIGEST: &str = "io.stalewatch.container.stale_digest";
@@ -176,13 +175,6 @@ pub fn stale_digest(
     out
 }
 
-/// The minimum a finding must meet for `vulnerable`: a severity, or being known exploited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MinSeverity {
-    Severity(Severity),
-    Kev,
-}
-
 /// The ids of an image's findings that meet the minimum (its running containers' reports).
 pub fn notable_ids(snap: &Snapshot, min: MinSeverity) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -192,11 +184,7 @@ pub fn notable_ids(snap: &Snapshot, min: MinSeverity) -> BTreeMap<String, BTreeS
         };
         let ids = out.entry(d.clone()).or_default();
         for f in r.report.findings.iter() {
-            let meets = match min {
-                MinSeverity::Severity(s) => f.severity >= s && f.severity != Severity::Unknown,
-                MinSeverity::Kev => f.known_exploited == Some(true),
-            };
-            if meets {
+            if min.admits(f.severity, f.known_exploited == Some(true)) {
                 ids.insert(f.id.to_string());
             }
         }

@@ -18,8 +18,8 @@ use tokio::sync::Notify;
 
 use stalewatch_core::report::Report;
 
+pub use super::snapshot::MinSeverity;
 use super::snapshot::Snapshot;
-pub use events::MinSeverity;
 use outbox::Outbox;
 
 const TOLD_FILE: &str = "notified-v1.json";

@@ -15,38 +15,28 @@ use std::time::{Duration, Instant};
 use stalewatch_core::advisory::Severity;
 use stalewatch_core::catalog::Inventory;
 use stalewatch_core::layer::Limits;
-use stalewatch_core::matcher::Matcher;
 use stalewatch_core::report::Report;
-use stalewatch_core::report::Triage;
 
-use super::images::cache::ImageCache;
+use super::images::cache::{ImageCache, ImageRecord};
 use super::images::lower_priority;
 use super::inventory::running::RunningContainer;
 use super::metrics::Metrics;
 use super::snapshot::{CheckState, RuntimeCheckStates, Unchecked};
+use super::store::{Drifted, FindingsStore};
 
 /// A container's last runtime check.
 pub struct LiveState {
     read_at: Instant,
     pub drift: drift::Drift,
-    /// The live inventory, kept only while it differs from the image's.
-    pub inventory: Option<Inventory>,
-    /// Its report against the current index (`None`: to be matched).
-    pub report: Option<LiveReport>,
+    /// The live inventory, kept only while it differs from the image's (the findings store
+    /// matches it).
+    pub inventory: Option<Arc<Inventory>>,
     /// What its processes map (`None`: unknown).
     pub mapped: Option<in_use::Mapped>,
     /// Its package databases as last read (`drift::db_signature`).
     signature: Option<drift::DbSignature>,
     /// The in-use marks of a report's findings for `mapped`: kept until either changes.
     marks: Option<InUseMarks>,
-}
-
-/// The report of a drifted container's live inventory, and per finding whether its package
-/// was `added` or `changed` at run time (the agent's annotation, not the core's).
-#[derive(Clone)]
-pub struct LiveReport {
-    pub report: Arc<Report>,
-    pub drift: Arc<[Option<&'static str>]>,
 }
 
 /// The in-use marks of one report.
@@ -69,15 +59,18 @@ impl LiveState {
     }
 
     /// The in-use marks of `report` (whose packages `image` describes unless the container
-    /// drifted); computed once per (report, maps). `None` where the maps are unknown.
-    pub fn in_use(&mut self, report: &Arc<Report>, image: &Inventory) -> Option<&InUseMarks> {
-        let mapped = self.mapped.as_ref()?;
+    /// drifted), computed once per (report, maps).
+    fn mark(&mut self, report: &Arc<Report>, image: &Inventory) {
+        let Some(mapped) = self.mapped.as_ref() else {
+            self.marks = None;
+            return;
+        };
         if self
             .marks
             .as_ref()
             .is_none_or(|m| !Arc::ptr_eq(&m.report, report))
         {
-            let inv = self.inventory.as_ref().unwrap_or(image);
+            let inv = self.inventory.as_deref().unwrap_or(image);
             let (marks, counts) = in_use::marks(report, inv, mapped);
             self.marks = Some(InUseMarks {
                 report: report.clone(),
@@ -85,7 +78,11 @@ impl LiveState {
                 counts,
             });
         }
-        self.marks.as_ref()
+    }
+
+    /// The in-use marks of the container's report, where its maps were read.
+    pub fn marks(&self) -> Option<&InUseMarks> {
+        self.marks.as_ref().filter(|_| self.mapped.is_some())
     }
 }
 
@@ -149,44 +146,44 @@ impl RuntimeChecks {
         }
     }
 
-    /// Reports of live inventories are made again (a new index, a new day).
-    pub fn forget_reports(&mut self) {
-        self.live.values_mut().for_each(|l| l.report = None);
-    }
-
-    /// Whether a drifted container waits for its report.
-    pub fn has_unmatched(&self) -> bool {
+    /// The containers whose packages differ from their image's, for the findings store.
+    pub fn drifted(&self) -> Vec<Drifted<'_>> {
         self.live
-            .values()
-            .any(|l| l.report.is_none() && l.inventory.is_some())
+            .iter()
+            .filter_map(|(id, l)| {
+                Some(Drifted {
+                    id,
+                    inventory: l.inventory.as_ref()?,
+                    drift: &l.drift,
+                })
+            })
+            .collect()
     }
 
-    /// Matches every drifted container that has no report yet; returns how many.
-    pub fn match_unmatched(&mut self, matcher: &mut Matcher<'_>, triage: &Triage, now: i64) -> usize {
-        let mut n = 0;
-        for (id, l) in self.live.iter_mut().filter(|(_, l)| l.report.is_none()) {
-            let Some(inv) = &l.inventory else { continue };
-            match matcher.match_inventory(inv) {
-                Ok(f) => {
-                    let target = format!("container:{id}");
-                    let mut report = Report::new(&target, inv.without_file_owners(), f, Vec::new(), now);
-                    report.apply_triage(triage);
-                    // Per finding of the report as triaged (VEX may have taken some out).
-                    let drift = report
-                        .findings
-                        .iter()
-                        .map(|x| l.drift.kind_of(&x.package))
-                        .collect();
-                    l.report = Some(LiveReport {
-                        report: Arc::new(report),
-                        drift,
-                    });
-                    n += 1;
-                }
-                Err(e) => tracing::error!("matching container {id}: {e}"),
+    /// Marks the findings of each checked container's report (its live one where it
+    /// drifted, its image's otherwise) with whether a process maps its package.
+    pub fn mark_in_use(
+        &mut self,
+        running: &[RunningContainer],
+        store: &FindingsStore,
+        images: &BTreeMap<String, ImageRecord>,
+    ) {
+        for r in running {
+            let Some(l) = self.live.get_mut(&r.id) else {
+                continue;
+            };
+            let Some((digest, rec)) = r.image_digest.as_ref().and_then(|d| Some((d, images.get(d)?))) else {
+                continue;
+            };
+            let report = match &l.inventory {
+                Some(_) => store.live(&r.id).map(|lr| &lr.report),
+                None => store.image(digest),
+            };
+            match report {
+                Some(report) => l.mark(&report.clone(), &rec.inventory),
+                None => l.marks = None,
             }
         }
-        n
     }
 
     /// Checks every running container due for it (the engine publishes after the pass).
@@ -321,16 +318,53 @@ impl RuntimeChecks {
         if !d.is_empty() {
             tracing::info!(container = %id, added = d.added.len(), removed = d.removed.len(), changed = d.changed.len(), "packages drifted from the image");
         }
-        let inventory = (!d.is_empty()).then(|| drift::with_image_language_packages(live, image));
+        let inventory = (!d.is_empty()).then(|| Arc::new(drift::with_image_language_packages(live, image)));
         self.live.insert(
             id.to_string(),
             LiveState {
                 read_at: Instant::now(),
                 inventory,
                 drift: d,
-                report: None,
                 mapped,
                 signature: c.signature,
+                marks: None,
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+impl RuntimeChecks {
+    /// A container checked as the snapshot's table tests need: its live inventory (`None`:
+    /// the same as its image's) and what its processes map.
+    pub fn checked_for_test(
+        &mut self,
+        id: &str,
+        image: &Inventory,
+        live: Option<Inventory>,
+        mapped: Option<in_use::Mapped>,
+    ) {
+        let d = live
+            .as_ref()
+            .map(|l| drift::compare(image, l))
+            .unwrap_or_default();
+        let inventory = live.filter(|_| !d.is_empty()).map(Arc::new);
+        self.attempts.insert(
+            id.to_string(),
+            Attempt {
+                at: Instant::now(),
+                in_use: None,
+                drift: None,
+            },
+        );
+        self.live.insert(
+            id.to_string(),
+            LiveState {
+                read_at: Instant::now(),
+                drift: d,
+                inventory,
+                mapped,
+                signature: None,
                 marks: None,
             },
         );

@@ -136,10 +136,6 @@ fn module_of(purl: Option<&str>, ranges: &[VersionRange], summary: Option<&str>)
     Some(named.unwrap_or_default())
 }
 
-fn base_ecosystem(e: &str) -> &str {
-    e.split(':').next().unwrap_or(e)
-}
-
 fn summary_of(r: &Record) -> String {
     let text = r
         .summary
@@ -270,7 +266,7 @@ impl EcosystemIndex {
         let mut used = false;
         for a in &r.affected {
             let Some(pkg) = &a.package else { continue };
-            if base_ecosystem(&pkg.ecosystem) != self.ecosystem || pkg.name.is_empty() {
+            if crate::ecosystem::base(&pkg.ecosystem) != self.ecosystem || pkg.name.is_empty() {
                 continue;
             }
             let Some(ranges) = self.usable_ranges(a, &pkg.ecosystem) else {

@@ -12,10 +12,6 @@ pub struct IndexSet {
     readers: BTreeMap<String, IndexReader>,
 }
 
-fn base_ecosystem(e: &str) -> &str {
-    e.split(':').next().unwrap_or(e)
-}
-
 impl IndexSet {
     pub fn new(readers: impl IntoIterator<Item = IndexReader>) -> Self {
         IndexSet {
@@ -56,7 +52,7 @@ impl IndexSet {
         ecosystem: &str,
         name: &str,
     ) -> Result<Option<(&IndexReader, PackageEntries)>, IndexError> {
-        let Some(reader) = self.readers.get(base_ecosystem(ecosystem)) else {
+        let Some(reader) = self.readers.get(crate::ecosystem::base(ecosystem)) else {
             return Ok(None);
         };
         let entries = reader.entries(ecosystem, name)?;
@@ -66,7 +62,7 @@ impl IndexSet {
     /// The source packages a release's records name a binary under (see
     /// [`IndexReader::sources_of_binary`]).
     pub fn sources_of_binary(&self, ecosystem: &str, binary: &str) -> Result<Vec<String>, IndexError> {
-        match self.readers.get(base_ecosystem(ecosystem)) {
+        match self.readers.get(crate::ecosystem::base(ecosystem)) {
             Some(r) => r.sources_of_binary(ecosystem, binary),
             None => Ok(Vec::new()),
         }

@@ -157,40 +157,7 @@ struct RawStatement {
     impact_statement: Option<String>,
 }
 
-/// Seconds since the epoch of an RFC 3339 date-time (`2023-01-08T18:02:03.647787998-06:00`).
-pub fn rfc3339_seconds(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let days = crate::eol::days_from_date(s)?;
-    let t = s.get(10..)?;
-    let t = t
-        .strip_prefix('T')
-        .or_else(|| t.strip_prefix('t'))
-        .or_else(|| t.strip_prefix(' '))?;
-    let num = |a: usize, b: usize| t.get(a..b)?.parse::<i64>().ok();
-    let (h, m, sec) = (num(0, 2)?, num(3, 5)?, num(6, 8)?);
-    if t.get(2..3)? != ":" || t.get(5..6)? != ":" || h > 23 || m > 59 || sec > 60 {
-        return None;
-    }
-    let zone = t
-        .get(8..)?
-        .trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
-    let offset = match zone {
-        "Z" | "z" => 0,
-        // `+01:00`, and `+0100` as FIRST's EPSS files write it.
-        z if (z.len() == 6 && z.get(3..4) == Some(":") || z.len() == 5)
-            && (z.starts_with('+') || z.starts_with('-')) =>
-        {
-            let mins = z.get(1..3)?.parse::<i64>().ok()? * 60 + z.get(z.len() - 2..)?.parse::<i64>().ok()?;
-            if z.starts_with('-') {
-                -mins * 60
-            } else {
-                mins * 60
-            }
-        }
-        _ => return None,
-    };
-    Some(days * 86400 + h * 3600 + m * 60 + sec - offset)
-}
+pub use crate::time::rfc3339_seconds;
 
 fn product_purl(id: Option<&String>, identifiers: Option<&HashMap<String, String>>) -> Option<Purl> {
     identifiers

@@ -46,7 +46,7 @@ impl Scheme {
     /// `None` for ecosystems whose ordering is not implemented yet: their records can only
     /// match through explicit `versions` lists.
     pub fn for_ecosystem(ecosystem: &str) -> Option<Scheme> {
-        let base = ecosystem.split(':').next().unwrap_or_default();
+        let base = crate::ecosystem::base(ecosystem);
         match base {
             "Debian" | "Ubuntu" => Some(Scheme::Dpkg),
             "Alpine" | "Wolfi" | "Chainguard" => Some(Scheme::Apk),
