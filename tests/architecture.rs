@@ -544,6 +544,7 @@ fn the_snapshot_is_built_without_a_clock_a_file_a_socket_or_a_runtime() {
     for (module, file) in [
         (vec!["agent", "publishing", "build"], "publishing/build.rs"),
         (vec!["agent", "snapshot"], "snapshot.rs"),
+        (vec!["agent", "changes"], "changes.rs"),
     ] {
         let module: Module = module.into_iter().map(String::from).collect();
         let edges = g
@@ -567,10 +568,11 @@ fn the_snapshot_is_built_without_a_clock_a_file_a_socket_or_a_runtime() {
 }
 
 #[test]
-fn notifiers_read_the_snapshot_not_the_owners_that_make_it() {
+fn notifiers_take_the_change_list_not_the_owners_that_make_it() {
     let g = graph(&crate_roots()[0]);
     let folded = owners(&g, &["agent"]);
     let makers = [
+        "telling",
         "matching",
         "runtime_checks",
         "images",
@@ -591,8 +593,8 @@ fn notifiers_read_the_snapshot_not_the_owners_that_make_it() {
             .collect();
         assert!(bad.is_empty(), "agent::{notifier} imports {bad:?}");
         assert!(
-            edges.contains(&vec!["agent".to_string(), "snapshot".to_string()]),
-            "agent::{notifier} should read the snapshot"
+            edges.contains(&vec!["agent".to_string(), "changes".to_string()]),
+            "agent::{notifier} should take the change list"
         );
     }
 }

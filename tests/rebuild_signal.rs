@@ -104,22 +104,19 @@ fn a_rebuilt_base_is_told_to_pipelines_with_what_a_rebuild_fixes() {
     std::fs::write(&secret, "s3cret-token\n").unwrap();
     let (_consumer, consumer_url, consumer_out) = example_consumer(tmp.path(), &secret);
     let mirror = Mirror::start(shared_data().join("osv"));
-    let agent = Agent::start(
-        &lab.sock,
-        &tmp.path().join("state"),
-        &mirror.url(),
-        &[
-            "--notify-url",
-            &receiver.url,
-            "--notify-url",
-            &consumer_url,
-            "--notify-secret-file",
-            secret.to_str().unwrap(),
-            // Reconciles every second: the "told once" window below spans several.
-            "--reconcile-interval",
-            "1s",
-        ],
-    );
+    let flags = [
+        "--notify-url",
+        &receiver.url,
+        "--notify-url",
+        &consumer_url,
+        "--notify-secret-file",
+        secret.to_str().unwrap(),
+        // Reconciles every second: the "told once" window below spans several.
+        "--reconcile-interval",
+        "1s",
+    ];
+    let state = tmp.path().join("state");
+    let agent = Agent::start(&lab.sock, &state, &mirror.url(), &flags);
     let based = |a: &Agent| {
         value(
             &a.metrics(),
@@ -237,6 +234,61 @@ fn a_rebuilt_base_is_told_to_pipelines_with_what_a_rebuild_fixes() {
     );
     let log = std::fs::read_to_string(&agent.log).unwrap();
     assert!(!log.contains("s3cret-token"), "the secret is never logged");
+
+    // The told state lost (a corrupt told-v1.json): kept aside and counted; the restarted
+    // agent tells what runs again, under the id it had, counted as told again — and the
+    // example consumer, which de-duplicates on id, neither prints nor triggers it twice.
+    let id = id.to_string();
+    assert!(agent.stop().success());
+    std::fs::write(state.join("told-v1.json"), b"{\"version\":1,\"data\":[").unwrap();
+    let agent = Agent::start(&lab.sock, &state, &mirror.url(), &flags);
+    let base_ids = || -> Vec<String> {
+        receiver
+            .events(Some(&secret))
+            .iter()
+            .filter(|e| e["attributes"]["type"] == "io.stalewatch.image.base_updated")
+            .map(|e| e["attributes"]["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    agent.wait_for("base_updated told again", Duration::from_secs(60), |_| {
+        base_ids().len() == 2
+    });
+    assert_eq!(base_ids(), vec![id.clone(), id.clone()], "the same id");
+    let m = agent.metrics();
+    assert_eq!(
+        value(
+            &m,
+            "stalewatch_state_load_errors_total",
+            &[("file", "told"), ("reason", "corrupt")]
+        ),
+        Some(1.0)
+    );
+    let again = value(&m, "stalewatch_told_again_total", &[("notifier", "cloudevents")]).unwrap();
+    assert!(again >= 1.0, "{again}");
+    let aside = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("told-v1.json.corrupt-")
+        })
+        .count();
+    assert_eq!(aside, 1, "kept aside, never deleted");
+    // The consumer got it (the agent counted it delivered to both receivers) and printed
+    // nothing new.
+    agent.wait_for("delivered again", Duration::from_secs(20), |a| {
+        value(
+            &a.metrics(),
+            "stalewatch_notifications_total",
+            &[
+                ("type", "io.stalewatch.image.base_updated"),
+                ("result", "delivered"),
+            ],
+        ) == Some(2.0)
+    });
+    let printed = std::fs::read_to_string(&consumer_out).unwrap();
+    assert_eq!(printed.matches(id.as_str()).count(), 1, "{printed}");
 }
 
 /// Bases built reproducibly (Bazel rules_oci, ko, apko, Google's distroless) carry one fixed

@@ -22,6 +22,7 @@ use super::redeploy::Redeployer;
 use super::runtime_checks::RuntimeChecks;
 use super::snapshot::Snapshot;
 use super::store::{FindingsStore, Stale};
+use super::telling::Telling;
 use crate::containerd::Containerd;
 
 pub struct Engine {
@@ -36,6 +37,8 @@ pub struct Engine {
     pub announcer: Option<Announcer>,
     pub notifier: Option<Notifier>,
     pub redeployer: Option<Redeployer>,
+    /// What every notifier told (one state), and the change list of each snapshot.
+    pub telling: Telling,
     pub metrics: Arc<Metrics>,
     client: Option<Containerd>,
     /// Whether one reconcile finished (readiness needs it).
@@ -50,7 +53,7 @@ impl Engine {
         lineage: Lineage,
         checks: RuntimeChecks,
         publisher: Publisher,
-        announcer: Option<Announcer>,
+        telling: Telling,
     ) -> Engine {
         let metrics = publisher.shared.metrics.clone();
         Engine {
@@ -61,9 +64,10 @@ impl Engine {
             lineage,
             checks,
             publisher,
-            announcer,
+            announcer: None,
             notifier: None,
             redeployer: None,
+            telling,
             metrics,
             client: None,
             inventoried_once: false,
@@ -163,20 +167,19 @@ impl Engine {
         };
         let snap = Snapshot::build(&inputs, now);
         if self.inventory.listed_once {
+            // One change list, computed once, read by every notifier.
+            let settled = self.inventoried_once;
+            let list = self
+                .telling
+                .changes(&snap, self.matching.has_db(), settled, now, &self.metrics);
             if let Some(a) = &mut self.announcer {
-                a.announce(&snap, &self.metrics);
+                a.announce(&list, &self.metrics);
             }
-            if let (Some(n), true) = (&mut self.notifier, self.matching.has_db()) {
-                let store = &self.store;
-                let reports = running
-                    .iter()
-                    .filter_map(|d| Some((d.clone(), store.image(d)?.clone())))
-                    .collect();
-                n.observe(&snap, &reports, &|d| store.image(d).cloned());
+            if let Some(n) = &mut self.notifier {
+                n.observe(&snap, &list, now);
             }
-            if let (Some(r), true) = (&mut self.redeployer, self.matching.has_db()) {
-                let store = &self.store;
-                r.observe(&snap, &|d| store.image(d).cloned());
+            if let Some(r) = &mut self.redeployer {
+                r.observe(&list);
             }
         }
         let ready = self.matching.has_db() && self.inventoried_once;

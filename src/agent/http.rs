@@ -154,7 +154,7 @@ async fn readyz(State(s): State<Arc<Shared>>) -> impl IntoResponse {
 
 async fn findings(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     let snap = s.snapshot();
-    let body = serde_json::to_vec_pretty(&*snap).unwrap_or_default();
+    let body = serde_json::to_vec_pretty(&super::findings_v1::Findings::of(&snap)).unwrap_or_default();
     ([(header::CONTENT_TYPE, "application/json")], body)
 }
 

@@ -59,7 +59,7 @@ const C: &[&str] = &["namespace", "pod", "container", "image"];
 /// Where an image can be read from (`stalewatch_image_reads_total{source}`).
 pub const READ_SOURCES: [&str; 4] = ["content", "snapshot", "view", "proc"];
 /// The small state files (`state_file::StateFile`), by their `file` label.
-pub const STATE_FILES: [&str; 4] = ["notified", "events_announced", "fixes_first_seen", "bases"];
+pub const STATE_FILES: [&str; 3] = ["told", "fixes_first_seen", "bases"];
 /// Why a state file could not be used (`state_file::StateFile::load`).
 pub const STATE_LOAD_REASONS: [&str; 3] = ["corrupt", "wrong_version", "unreadable"];
 /// The supervised tasks (`stalewatch_task_failures_total{task}`).
@@ -256,6 +256,12 @@ pub mod defs {
         "Agent tasks that ended or panicked and were started again, by task.",
         &["task"],
     );
+    pub const TOLD_AGAIN: Def = def(
+        "stalewatch_told_again_total",
+        Counter,
+        "Events and CloudEvents told again after the told state was lost, by notifier (kube_events, cloudevents).",
+        &["notifier"],
+    );
     pub const CONTAINERD_LIST_FAILURES: Def = def(
         "stalewatch_containerd_list_failures_total",
         Counter,
@@ -409,6 +415,7 @@ pub const DEFS: &[Def] = {
         LAYER_CACHE_HITS,
         STATE_LOAD_ERRORS,
         STATE_WRITE_ERRORS,
+        TOLD_AGAIN,
         KUBE_EVENTS,
         BUILD_INFO,
         VULNERABILITY_INFO,
@@ -522,6 +529,8 @@ pub struct Metrics {
     pub task_failures: IntCounterVec,
     /// By (list, reason).
     pub containerd_list_failures: IntCounterVec,
+    /// By notifier: `kube_events`, `cloudevents` (both exported from the start).
+    pub told_again: IntCounterVec,
     /// By (check, reason).
     pub runtime_check_errors: IntCounterVec,
     pub scan_duration: Histogram,
@@ -613,6 +622,7 @@ impl Metrics {
             containerd_reconnects: r.counter(CONTAINERD_RECONNECTS)?,
             last_reconcile: r.gauge(LAST_RECONCILE)?,
             task_failures: r.counter_vec_with(TASK_FAILURES, &TASKS)?,
+            told_again: r.counter_vec_with(TOLD_AGAIN, &["kube_events", "cloudevents"])?,
             containerd_list_failures: r.counter_vec_grid(
                 CONTAINERD_LIST_FAILURES,
                 &["containers", "tasks", "images"],

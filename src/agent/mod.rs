@@ -6,9 +6,11 @@
 //! decisions applied) → runtime checks → publishing (a pure build) → metrics, findings,
 //! Events, CloudEvents, redeploys. `docs/ARCHITECTURE.md` draws it.
 
+mod changes;
 pub mod config;
 mod engine;
 pub mod events;
+mod findings_v1;
 mod health;
 mod http;
 mod images;
@@ -25,6 +27,7 @@ mod runtime_checks;
 mod snapshot;
 mod state_file;
 mod store;
+mod telling;
 #[cfg(test)]
 mod troubleshooting_table;
 
@@ -60,6 +63,15 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     rt.block_on(run_async(cfg))
 }
 
+/// Each notifier's threshold, from its flag; `None` for a notifier that is off.
+fn thresholds(cfg: &Config) -> changes::Thresholds {
+    changes::Thresholds {
+        kube_events: cfg.events.as_ref().map(|e| e.min_severity),
+        notify: cfg.notify.as_ref().map(|n| n.min_severity),
+        redeploy: cfg.redeploy.is_some(),
+    }
+}
+
 async fn run_async(cfg: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::register(cfg.vulnerability_info).context("register metrics")?);
     events::kube::init_outcomes(&metrics.kube_events);
@@ -77,20 +89,15 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         lineage::Lineage::new(&cfg.state_dir, cfg.base_images.clone(), metrics.state_counters()),
         runtime_checks::RuntimeChecks::new(cfg.proc_root.clone(), cfg.drift_interval),
         publishing::Publisher::new(&cfg, shared),
-        cfg.events.clone().map(|ec| {
-            let days = (cfg.stale_after.as_secs() / 86400) as i64;
-            events::Announcer::start(ec, &cfg.state_dir, days, &metrics)
-        }),
+        telling::Telling::new(&cfg.state_dir, thresholds(&cfg), &metrics),
     );
+    if let Some(ec) = cfg.events.clone() {
+        let days = (cfg.stale_after.as_secs() / 86400) as i64;
+        engine.announcer = Some(events::Announcer::start(ec, days, &metrics));
+    }
     if let Some(nc) = cfg.notify.clone() {
         let (total, gauge) = metrics.notification_series();
-        engine.notifier = Some(notify::Notifier::start(
-            nc,
-            &cfg.state_dir,
-            total,
-            gauge,
-            metrics.state_counters(),
-        )?);
+        engine.notifier = Some(notify::Notifier::start(nc, &cfg.state_dir, total, gauge)?);
     }
     if let Some(rc) = cfg.redeploy.clone() {
         engine.redeployer = Some(redeploy::Redeployer::start(rc, metrics.redeploy_series()));

@@ -45,7 +45,9 @@ impl ScanStatus {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+/// A running container as the snapshot holds it: what `/v1/findings` shows
+/// (`findings_v1.rs`, the wire type) and the counts the metrics and the change list read.
+#[derive(Debug, Clone, Default)]
 pub struct ContainerView {
     pub id: String,
     pub namespace: String,
@@ -57,40 +59,29 @@ pub struct ContainerView {
     pub config_digest: Option<String>,
     /// Where the image's layers were read from: `content`, `snapshot`, `view` or `proc`
     /// (absent until the image is inventoried).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub read_from: Option<&'static str>,
     pub started_at: Option<String>,
     pub scan_status: ScanStatus,
     /// Why the scan failed, when it did.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub stale_digest: Option<StaleDigest>,
     /// Packages listed but not matched, per ecosystem release, and why (`no_advisory_feed`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub coverage_gaps: Vec<crate::db::coverage::Gap>,
     pub report: Option<ContainerReport>,
     pub drift: Option<Drift>,
     /// Whether the runtime checks were made, and why not.
     pub runtime_checks: RuntimeCheckStates,
-    #[serde(skip)]
     pub started_unix: Option<i64>,
     /// (severity, fixable) → distinct vulnerabilities.
-    #[serde(skip)]
     pub vulnerabilities: BTreeMap<(Severity, bool), u64>,
-    #[serde(skip)]
     pub triage: TriageCounts,
-    #[serde(skip)]
     pub oldest_fix_age: i64,
-    #[serde(skip)]
     pub pod_uid: Option<String>,
-    #[serde(skip)]
     pub notable: Notable,
     /// Distinct vulnerabilities by severity whose package a process of the container maps
     /// (`None`: unknown — no map read).
-    #[serde(skip)]
     pub vulnerabilities_in_use: Option<BTreeMap<Severity, u64>>,
     /// Files its processes map that were replaced or removed on disk: old copies still run.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub deleted_files_in_use: Vec<String>,
 }
 
@@ -241,24 +232,23 @@ pub struct DbView {
     pub updated_unix: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub schema: &'static str,
     pub node: String,
     pub generated_at: String,
     pub advisory_db: DbView,
     pub containers: Vec<ContainerView>,
-    #[serde(skip)]
     pub images: Vec<ImageView>,
     /// Each `--base-image` and whether the node holds it.
-    #[serde(skip)]
     pub declared_bases: Vec<(String, bool)>,
-    #[serde(skip)]
     pub triage: TriageView,
     /// The report of each image that runs, by its manifest digest and by its image (target)
     /// digest: what `/v1/sbom/<digest>` serves.
-    #[serde(skip)]
     pub image_reports: BTreeMap<String, Arc<Report>>,
+    /// The report of each newer build the node holds of a running container's tag (its stale
+    /// digest's current one), by image digest: what a redeploy would run.
+    pub newer_reports: BTreeMap<String, Arc<Report>>,
 }
 
 /// Which triage data was in force when the snapshot was built (metrics are absent, not 0,

@@ -1,83 +1,14 @@
-//! Which Kubernetes Events a snapshot calls for. Plain data in, notices out: what each pod
-//! runs that an operator must hear about, compared with what was already announced, so an
-//! unchanged state is never announced twice and each change gives at most one Event per pod.
+//! What a Kubernetes Event says: the change list's pods whose facts grew become notices (at
+//! most one per pod per change, under its most important reason), each with a note that fits
+//! Kubernetes' 1 KiB and a fingerprint stable over identical states (the Event's name).
 
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use stalewatch_core::advisory::Severity;
 
-use crate::agent::snapshot::{MinSeverity, Snapshot};
-
-/// Event reasons, most important first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Reason {
-    /// New fixable critical or high vulnerabilities.
-    VulnerableImage,
-    /// The container's image name now resolves to a newer image than the one it runs.
-    StaleImage,
-    /// A fix older than `--stale-after` is not deployed.
-    StaleRuntime,
-    /// The base OS is past its end of life.
-    EndOfLifeBase,
-}
-
-impl Reason {
-    pub const ALL: [Reason; 3] = [
-        Reason::VulnerableImage,
-        Reason::StaleRuntime,
-        Reason::EndOfLifeBase,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::VulnerableImage => "VulnerableImage",
-            Reason::StaleImage => "StaleImage",
-            Reason::StaleRuntime => "StaleRuntime",
-            Reason::EndOfLifeBase => "EndOfLifeBase",
-        }
-    }
-}
-
-/// What one pod runs that is worth an Event (over all its scanned containers).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PodState {
-    /// First ids of fixable vulnerabilities whose fix is older than `--stale-after`.
-    pub stale: BTreeSet<String>,
-    /// First ids of fixable critical or high vulnerabilities.
-    pub severe: BTreeSet<String>,
-    /// `os_id os_version` of an end-of-life base, one per distinct base.
-    pub eol: BTreeSet<String>,
-    /// `container current-digest` of containers running an older build than their image
-    /// name now resolves to.
-    #[serde(default)]
-    pub stale_image: BTreeSet<String>,
-}
-
-impl PodState {
-    fn is_empty(&self) -> bool {
-        self.stale.is_empty() && self.severe.is_empty() && self.eol.is_empty() && self.stale_image.is_empty()
-    }
-
-    /// The reason to announce `self` after `before`, if it holds anything new.
-    fn news_since(&self, before: &PodState) -> Option<Reason> {
-        let grew = |now: &BTreeSet<String>, then: &BTreeSet<String>| now.difference(then).next().is_some();
-        if grew(&self.severe, &before.severe) {
-            Some(Reason::VulnerableImage)
-        } else if grew(&self.stale_image, &before.stale_image) {
-            Some(Reason::StaleImage)
-        } else if grew(&self.stale, &before.stale) {
-            Some(Reason::StaleRuntime)
-        } else if grew(&self.eol, &before.eol) {
-            Some(Reason::EndOfLifeBase)
-        } else {
-            None
-        }
-    }
-}
-
-/// (namespace, pod).
-pub type PodKey = (String, String);
+pub use crate::agent::changes::Reason;
+use crate::agent::changes::{ChangeList, PodFacts, PodState};
+use crate::agent::snapshot::MinSeverity;
 
 /// One Event to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,62 +31,6 @@ pub const NOTE_LIMIT: usize = 1024;
 
 /// Most severe ids named in a note.
 const NOTE_IDS: usize = 5;
-
-#[derive(Default)]
-struct PodFacts {
-    state: PodState,
-    uid: Option<String>,
-    containers: BTreeSet<String>,
-    images: BTreeSet<String>,
-    severe: Vec<(Severity, String)>,
-    eol_dates: BTreeSet<String>,
-}
-
-/// The states of every pod with a scanned container, from a snapshot.
-fn pod_facts(snap: &Snapshot, min: MinSeverity) -> BTreeMap<PodKey, PodFacts> {
-    let mut out: BTreeMap<PodKey, PodFacts> = BTreeMap::new();
-    for c in &snap.containers {
-        // Only Kubernetes pods (CRI labels) get Events; only scanned containers have facts.
-        if c.namespace.is_empty() || !c.scan_status.has_report() {
-            continue;
-        }
-        let Some(report) = &c.report else { continue };
-        let key = (c.namespace.clone(), c.pod.clone());
-        let facts = out.entry(key).or_default();
-        if facts.uid.is_none() {
-            facts.uid = c.pod_uid.clone();
-        }
-        let before = facts.state.clone();
-        facts.state.stale.extend(c.notable.stale.iter().cloned());
-        let admitted = c
-            .notable
-            .fixable
-            .iter()
-            .filter(|(_, sev, kev)| min.admits(*sev, *kev));
-        for (id, sev, _) in admitted {
-            if facts.state.severe.insert(id.clone()) {
-                facts.severe.push((*sev, id.clone()));
-            }
-        }
-        if let Some(st) = &c.stale_digest {
-            facts
-                .state
-                .stale_image
-                .insert(format!("{} {}", c.container, st.current_digest));
-        }
-        if let Some(os) = report.os.as_ref().filter(|o| o.eol) {
-            facts.state.eol.insert(format!("{} {}", os.id, os.version_id));
-            if let Some(d) = &os.eol_date {
-                facts.eol_dates.insert(d.clone());
-            }
-        }
-        if facts.state != before {
-            facts.containers.insert(c.container.clone());
-            facts.images.insert(c.image.clone());
-        }
-    }
-    out
-}
 
 /// Truncates at a character boundary to at most `limit` bytes.
 fn truncate(mut s: String, limit: usize) -> String {
@@ -282,87 +157,54 @@ fn fingerprint(reason: Reason, state: &PodState) -> String {
 }
 
 /// What has been announced, per pod, and the comparison that yields new notices.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Announced {
-    pub pods: BTreeMap<String, PodState>,
-}
-
-fn key_string(k: &PodKey) -> String {
-    format!("{}/{}", k.0, k.1)
-}
-
-/// The outcome of comparing a snapshot with what was announced.
-#[derive(Debug, Default)]
-pub struct Observation {
-    pub notices: Vec<Notice>,
-    /// Pods whose state had been announced by an earlier run of the agent (not re-announced).
-    pub suppressed: Vec<Reason>,
-    /// Whether `Announced` changed (and should be saved).
-    pub changed: bool,
-}
-
-impl Announced {
-    /// Compares the snapshot with what was announced, records the new states, and returns
-    /// at most one notice per pod whose state holds something new. `restored` names the pods
-    /// loaded from an earlier run that this run has not looked at yet.
-    pub fn observe(
-        &mut self,
-        snap: &Snapshot,
-        min: MinSeverity,
-        stale_after_days: i64,
-        restored: &mut BTreeSet<String>,
-    ) -> Observation {
-        let mut obs = Observation::default();
-        let facts = pod_facts(snap, min);
-        // Pods still running, scanned or not: a pod whose new container is still pending
-        // keeps what was announced about it.
-        let present: BTreeSet<String> = snap
-            .containers
-            .iter()
-            .filter(|c| !c.namespace.is_empty())
-            .map(|c| format!("{}/{}", c.namespace, c.pod))
-            .collect();
-        for (key, f) in &facts {
-            let k = key_string(key);
-            let before = self.pods.get(&k).cloned().unwrap_or_default();
-            if restored.remove(&k) && f.state.news_since(&before).is_none() {
-                // Announced by an earlier run: counted under its main reason, not re-sent.
-                obs.suppressed.extend(f.state.news_since(&PodState::default()));
-            }
-            if let Some(reason) = f.state.news_since(&before) {
-                tracing::debug!(pod = %k, ?before, now = ?f.state, "news");
-                obs.notices.push(Notice {
-                    namespace: key.0.clone(),
-                    pod: key.1.clone(),
-                    pod_uid: f.uid.clone(),
-                    container: f.containers.iter().next().cloned().unwrap_or_default(),
-                    reason,
-                    note: note(f, min, stale_after_days),
-                    fingerprint: fingerprint(reason, &f.state),
-                });
-            }
-            if before != f.state {
-                // Nothing left to say (fixes deployed): forgotten, so a relapse is news.
-                if f.state.is_empty() {
-                    self.pods.remove(&k);
-                } else {
-                    self.pods.insert(k, f.state.clone());
-                }
-                obs.changed = true;
-            }
-        }
-        // Pods that are gone are forgotten: one that comes back vulnerable is news again.
-        let before = self.pods.len();
-        self.pods.retain(|k, _| present.contains(k));
-        obs.changed |= self.pods.len() != before;
-        obs
-    }
+/// The Events a change list calls for: one per pod whose facts grew.
+pub fn notices(list: &ChangeList, min: MinSeverity, stale_after_days: i64) -> Vec<Notice> {
+    list.pods
+        .iter()
+        .map(|n| Notice {
+            namespace: n.namespace.clone(),
+            pod: n.pod.clone(),
+            pod_uid: n.facts.uid.clone(),
+            container: n.facts.containers.iter().next().cloned().unwrap_or_default(),
+            reason: n.reason,
+            note: note(&n.facts, min, stale_after_days),
+            fingerprint: fingerprint(n.reason, &n.facts.state),
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::snapshot::ScanStatus;
+    use crate::agent::changes::{Thresholds, Told};
+    use crate::agent::snapshot::{ScanStatus, Snapshot};
+
+    /// What Events a snapshot calls for after what was told (the change list's pod part).
+    #[derive(Debug)]
+    struct Observation {
+        notices: Vec<Notice>,
+        suppressed: Vec<Reason>,
+        changed: bool,
+    }
+
+    fn observe(
+        told: &mut Told,
+        snap: &Snapshot,
+        min: MinSeverity,
+        days: i64,
+        restored: &mut BTreeSet<String>,
+    ) -> Observation {
+        let th = Thresholds {
+            kube_events: Some(min),
+            ..Default::default()
+        };
+        let list = ChangeList::between(told, restored, snap, &th, 0);
+        Observation {
+            notices: notices(&list, min, days),
+            suppressed: list.recalled,
+            changed: list.told_changed,
+        }
+    }
 
     const HIGH: MinSeverity = MinSeverity::Severity(Severity::High);
 
@@ -385,11 +227,11 @@ mod tests {
             None,
         )]);
         // The default (high): a medium and a low are no news.
-        let obs = Announced::default().observe(&snap, HIGH, 7, &mut BTreeSet::new());
+        let obs = observe(&mut Told::default(), &snap, HIGH, 7, &mut BTreeSet::new());
         assert!(obs.notices.is_empty(), "{obs:?}");
         // `medium`: the medium one only, and the note counts it by its severity.
         let medium = MinSeverity::Severity(Severity::Medium);
-        let obs = Announced::default().observe(&snap, medium, 7, &mut BTreeSet::new());
+        let obs = observe(&mut Told::default(), &snap, medium, 7, &mut BTreeSet::new());
         assert_eq!(obs.notices.len(), 1);
         assert_eq!(obs.notices[0].reason, Reason::VulnerableImage);
         assert!(
@@ -401,7 +243,13 @@ mod tests {
         );
         assert!(!obs.notices[0].note.contains("CVE-L"), "{}", obs.notices[0].note);
         // `kev`: neither is known exploited.
-        let obs = Announced::default().observe(&snap, MinSeverity::Kev, 7, &mut BTreeSet::new());
+        let obs = observe(
+            &mut Told::default(),
+            &snap,
+            MinSeverity::Kev,
+            7,
+            &mut BTreeSet::new(),
+        );
         assert!(obs.notices.is_empty());
     }
 
@@ -488,10 +336,10 @@ mod tests {
 
     #[test]
     fn a_refresh_that_adds_a_critical_vulnerability_is_one_vulnerable_image_event() {
-        let mut announced = Announced::default();
+        let mut announced = Told::default();
         let mut restored = BTreeSet::new();
         let before = snapshot(&[("a", &["CVE-1"], &[], None), ("b", &[], &[], None)]);
-        let obs = announced.observe(&before, HIGH, 7, &mut restored);
+        let obs = observe(&mut announced, &before, HIGH, 7, &mut restored);
         assert_eq!(obs.notices.len(), 1);
         let n = &obs.notices[0];
         // The involved object: the pod, in its namespace, at the container the news is about.
@@ -506,8 +354,7 @@ mod tests {
         );
         assert!(n.note.contains("CVE-1"), "{}", n.note);
         // The same snapshot again: nothing.
-        assert!(announced
-            .observe(&before, HIGH, 7, &mut restored)
+        assert!(observe(&mut announced, &before, HIGH, 7, &mut restored)
             .notices
             .is_empty());
         // An advisory refresh: a new critical on both pods, and pod b's base is now end of life.
@@ -515,7 +362,7 @@ mod tests {
             ("a", &["CVE-1"], &[("CVE-2", Severity::Critical)], None),
             ("b", &[], &[("CVE-2", Severity::Critical)], Some("3.16.9")),
         ]);
-        let obs = announced.observe(&after, HIGH, 7, &mut restored);
+        let obs = observe(&mut announced, &after, HIGH, 7, &mut restored);
         let got: Vec<(&str, Reason)> = obs.notices.iter().map(|n| (n.pod.as_str(), n.reason)).collect();
         assert_eq!(
             got,
@@ -532,30 +379,31 @@ mod tests {
             obs.notices[1].note
         );
         // Pod a goes away: forgotten; it comes back with the same state: news again.
-        let obs = announced.observe(
+        let obs = observe(
+            &mut announced,
             &snapshot(&[("b", &[], &[("CVE-2", Severity::Critical)], Some("3.16.9"))]),
             HIGH,
             7,
             &mut restored,
         );
         assert!(obs.notices.is_empty() && obs.changed);
-        let obs = announced.observe(&after, HIGH, 7, &mut restored);
+        let obs = observe(&mut announced, &after, HIGH, 7, &mut restored);
         assert_eq!(obs.notices.len(), 1);
         assert_eq!(obs.notices[0].pod, "a");
     }
 
     #[test]
     fn pending_containers_keep_what_was_announced_and_restored_pods_are_suppressed() {
-        let mut announced = Announced::default();
+        let mut announced = Told::default();
         let snap = snapshot(&[("a", &["CVE-1"], &[], None)]);
-        announced.observe(&snap, HIGH, 7, &mut BTreeSet::new());
+        observe(&mut announced, &snap, HIGH, 7, &mut BTreeSet::new());
         // A restart: the pod's container is pending first (not scanned yet), then ok.
         let mut restored: BTreeSet<String> = announced.pods.keys().cloned().collect();
         let mut pending = snap.clone();
         pending.containers[0].scan_status = ScanStatus::Pending;
-        let obs = announced.observe(&pending, HIGH, 7, &mut restored);
+        let obs = observe(&mut announced, &pending, HIGH, 7, &mut restored);
         assert!(obs.notices.is_empty() && !obs.changed);
-        let obs = announced.observe(&snap, HIGH, 7, &mut restored);
+        let obs = observe(&mut announced, &snap, HIGH, 7, &mut restored);
         assert!(obs.notices.is_empty());
         assert_eq!(obs.suppressed, vec![Reason::StaleRuntime]);
         assert!(restored.is_empty());

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use stalewatch_core::report::Report;
 
-use crate::agent::snapshot::{ContainerView, MinSeverity, Snapshot};
+use crate::agent::snapshot::{ContainerView, Snapshot};
 
 pub const BASE_UPDATED: &str = "io.stalewatch.image.base_updated";
 pub const STALE_DIGEST: &str = "io.stalewatch.container.stale_digest";
@@ -92,14 +92,13 @@ fn image_name(snap: &Snapshot, digest: &str) -> String {
         .unwrap_or_else(|| digest.to_string())
 }
 
-/// `base_updated`: each running image whose base has a newer build on the node.
-pub fn base_updated(
-    snap: &Snapshot,
-    reports: &BTreeMap<String, std::sync::Arc<Report>>,
-    now: i64,
-) -> Vec<Event> {
+/// `base_updated`: each running image (of `digests`) whose base has a newer build on the node.
+pub fn base_updated(snap: &Snapshot, digests: &[String], now: i64) -> Vec<Event> {
     let mut out = Vec::new();
-    for (digest, report) in reports {
+    for digest in digests {
+        let Some(report) = snap.image_reports.get(digest) else {
+            continue;
+        };
         let Some(r) = &report.rebuild else { continue };
         let image = image_name(snap, digest);
         let data = json!({
@@ -130,15 +129,20 @@ fn counts(report: Option<&Report>) -> Value {
     }
 }
 
-/// `stale_digest`: each (running digest, newer digest) of containers whose tag moved on.
-pub fn stale_digest(
-    snap: &Snapshot,
-    report_of: &dyn Fn(&str) -> Option<std::sync::Arc<Report>>,
-    now: i64,
-) -> Vec<Event> {
+/// `stale_digest`: each (running digest, newer digest) of `pairs`, with the containers whose
+/// tag moved on.
+pub fn stale_digest(snap: &Snapshot, pairs: &[(String, String)], now: i64) -> Vec<Event> {
     let mut by_pair: BTreeMap<(String, String), Vec<&ContainerView>> = BTreeMap::new();
     for c in &snap.containers {
-        if let Some(s) = &c.stale_digest {
+        let pair = c
+            .stale_digest
+            .as_ref()
+            .map(|s| (s.running_digest.clone(), s.current_digest.clone()));
+        if let Some(s) = pair
+            .as_ref()
+            .filter(|p| pairs.contains(p))
+            .and(c.stale_digest.as_ref())
+        {
             by_pair
                 .entry((s.running_digest.clone(), s.current_digest.clone()))
                 .or_default()
@@ -166,28 +170,11 @@ pub fn stale_digest(
             "newer_digest": newer,
             "pods": pods,
             "running_findings": counts(running_report.as_deref()),
-            "newer_findings": counts(report_of(&newer).as_deref()),
+            "newer_findings": counts(snap.newer_reports.get(&newer).map(|r| &**r)),
             "node": snap.node,
         });
         let id = event_id(STALE_DIGEST, &[&running, &newer]);
         out.push(event(STALE_DIGEST, id, &snap.node, &image, now, data));
-    }
-    out
-}
-
-/// The ids of an image's findings that meet the minimum (its running containers' reports).
-pub fn notable_ids(snap: &Snapshot, min: MinSeverity) -> BTreeMap<String, BTreeSet<String>> {
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for c in &snap.containers {
-        let (Some(d), Some(r)) = (&c.image_digest, &c.report) else {
-            continue;
-        };
-        let ids = out.entry(d.clone()).or_default();
-        for f in r.report.findings.iter() {
-            if min.admits(f.severity, f.known_exploited == Some(true)) {
-                ids.insert(f.id.to_string());
-            }
-        }
     }
     out
 }

@@ -1,6 +1,6 @@
-//! The owner of CloudEvents to build pipelines (`--notify-url`): which transitions a snapshot
-//! shows that were not told before (`notified-v1.json` remembers them, so a restart does not
-//! repeat itself), written to each receiver's durable outbox, delivered by a task per
+//! The owner of CloudEvents to build pipelines (`--notify-url`): the change list's transitions
+//! (what was told is the one told state, `agent/telling.rs`, so a restart does not repeat
+//! itself) written as events to each receiver's durable outbox, delivered by a task per
 //! receiver (`delivery`). The engine only writes files and wakes tasks: it never waits for a
 //! receiver.
 
@@ -8,23 +8,15 @@ pub mod delivery;
 pub mod events;
 pub mod outbox;
 
-use crate::agent::state_file::StateFile;
 use prometheus::{Gauge, IntCounterVec};
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
-use stalewatch_core::report::Report;
-
+use super::changes::ChangeList;
 pub use super::snapshot::MinSeverity;
 use super::snapshot::Snapshot;
 use outbox::Outbox;
-
-const TOLD_FILE: &str = "notified-v1.json";
-/// Event ids remembered as sent, at most (the oldest forgotten first).
-const MAX_TOLD: usize = 10_000;
 
 /// `--notify-*` settings.
 #[derive(Debug, Clone)]
@@ -56,18 +48,8 @@ impl NotifyMetrics {
     }
 }
 
-/// What was told: event ids sent (with when), and each image's findings told `vulnerable`.
-#[derive(Default, Serialize, Deserialize)]
-struct Told {
-    sent: BTreeMap<String, i64>,
-    vulnerable: BTreeMap<String, BTreeSet<String>>,
-}
-
 pub struct Notifier {
     receivers: Vec<(Arc<Outbox>, Arc<Notify>)>,
-    file: StateFile<Told>,
-    told: Told,
-    min: MinSeverity,
     metrics: Arc<NotifyMetrics>,
     sequence: u128,
 }
@@ -82,7 +64,6 @@ impl Notifier {
         state_dir: &std::path::Path,
         total: IntCounterVec,
         gauge: Gauge,
-        state: crate::agent::state_file::StateCounters,
     ) -> anyhow::Result<Notifier> {
         let client = reqwest::Client::builder()
             .timeout(cfg.timeout)
@@ -118,56 +99,30 @@ impl Notifier {
                 metrics.clone(),
             ));
         }
-        // A lost "told" state tells again what runs (each event keeps its id: a receiver that
-        // de-duplicates by id sees nothing new), within the outboxes' bounds.
-        let file = StateFile::new(state_dir, TOLD_FILE, "notified", 1, state);
-        let (told, _) = file.load();
         tracing::info!(receivers = receivers.len(), "sending CloudEvents");
         Ok(Notifier {
             receivers: receivers.into_iter().map(|(o, w, _)| (o, w)).collect(),
-            file,
-            told,
-            min: cfg.min_severity,
             metrics,
             sequence: 0,
         })
     }
 
-    /// Writes the events this snapshot calls for (and were not sent before) to every outbox.
-    /// `reports`: the running images' own reports (their lineage); `report_of`: any image's.
-    pub fn observe(
-        &mut self,
-        snap: &Snapshot,
-        reports: &BTreeMap<String, Arc<Report>>,
-        report_of: &dyn Fn(&str) -> Option<Arc<Report>>,
-    ) {
-        let now = crate::clock::now();
-        let mut out = events::base_updated(snap, reports, now);
-        out.extend(events::stale_digest(snap, report_of, now));
-        let notable = events::notable_ids(snap, self.min);
-        for (digest, ids) in &notable {
-            let told = self.told.vulnerable.entry(digest.clone()).or_default();
-            let new: BTreeSet<String> = ids.difference(told).cloned().collect();
-            if !new.is_empty() {
-                out.push(events::vulnerable(snap, digest, &new, now));
-                told.extend(new);
-            }
+    /// Writes the events the change list calls for to every outbox (each transition's id is
+    /// stable: a receiver that de-duplicates by id sees a transition once, however often it
+    /// is told). Returns how many were written.
+    pub fn observe(&mut self, snap: &Snapshot, list: &ChangeList, now: i64) -> usize {
+        let mut out = events::base_updated(snap, &list.base_updated, now);
+        out.extend(events::stale_digest(snap, &list.stale_digest, now));
+        for (digest, new) in &list.vulnerable {
+            out.push(events::vulnerable(snap, digest, new, now));
         }
-        // Images no longer running are forgotten: running again, they are told again.
-        self.told.vulnerable.retain(|d, _| notable.contains_key(d));
-        let fresh: Vec<events::Event> = out
-            .into_iter()
-            .filter(|e| !self.told.sent.contains_key(&e.id))
-            .collect();
-        for e in &fresh {
+        for e in &out {
             self.enqueue(e);
-            self.told.sent.insert(e.id.clone(), now);
         }
-        if !fresh.is_empty() {
-            self.forget_oldest();
-            self.save();
+        if !out.is_empty() {
             self.metrics.outbox_changed();
         }
+        out.len()
     }
 
     fn enqueue(&mut self, e: &events::Event) {
@@ -190,24 +145,5 @@ impl Notifier {
                 }
             }
         }
-    }
-
-    fn forget_oldest(&mut self) {
-        while self.told.sent.len() > MAX_TOLD {
-            let oldest = self
-                .told
-                .sent
-                .iter()
-                .min_by_key(|(id, t)| (**t, (*id).clone()))
-                .map(|(id, _)| id.clone());
-            match oldest {
-                Some(id) => self.told.sent.remove(&id),
-                None => break,
-            };
-        }
-    }
-
-    fn save(&self) {
-        self.file.save(&self.told);
     }
 }

@@ -80,6 +80,17 @@ impl Snapshot {
             }
             containers.push(part.view);
         }
+        let newer_reports = inputs
+            .running
+            .iter()
+            .filter_map(|rc| rc.stale.as_ref())
+            .filter_map(|s| {
+                Some((
+                    s.current_digest.clone(),
+                    inputs.store.image(&s.current_digest)?.clone(),
+                ))
+            })
+            .collect();
         containers.sort_by(|a, b| {
             (&a.namespace, &a.pod, &a.container, &a.id).cmp(&(&b.namespace, &b.pod, &b.container, &b.id))
         });
@@ -93,6 +104,7 @@ impl Snapshot {
             declared_bases: inputs.declared_bases.clone(),
             triage: inputs.triage,
             image_reports,
+            newer_reports,
         }
     }
 }

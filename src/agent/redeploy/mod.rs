@@ -1,39 +1,39 @@
 //! The opt-in validated redeploy (`--redeploy dry-run|on`): a container runs an older build
 //! of its tag while the node holds the newer one (a stale digest); once the newer build is
 //! inventoried and matched, the gate (`stalewatch_core::gate`) decides whether it may replace
-//! what runs. The engine side (here) turns snapshots into candidates, each offered once; the
+//! what runs. The engine side (here) judges the change list's candidates (each offered once
+//! while it stays one) with `--redeploy-max-severity`; the
 //! Kubernetes side (`kube`) finds the workload through the pod's owners, keeps to the ones
 //! labelled `stalewatch.io/redeploy=stale-digest`, patches them with a JSON-patch `test`
 //! precondition and says what it did with Events. It never blocks the engine.
 
 pub mod kube;
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use stalewatch_core::advisory::Severity;
 use stalewatch_core::gate;
-use stalewatch_core::report::Report;
 
+use super::changes::{ChangeList, Offer};
 pub use super::config::{Mode, RedeployConfig};
-use super::snapshot::Snapshot;
 
 /// The label a workload opts in with, and its value.
 pub const LABEL: &str = "stalewatch.io/redeploy";
 pub const LABEL_VALUE: &str = "stale-digest";
 
-/// A container that runs an older build than the node holds, and the gate's verdict.
+/// A container that runs an older build than the node holds (the change list's offer), and
+/// the gate's verdict.
 #[derive(Debug, Clone)]
 pub struct Candidate {
-    pub namespace: String,
-    pub pod: String,
-    pub container: String,
-    /// The image reference the container was started from (`name:tag`).
-    pub image: String,
-    pub running_digest: String,
-    pub newer_digest: String,
+    pub offer: Offer,
     pub verdict: Result<(), gate::Blocked>,
+}
+
+impl std::ops::Deref for Candidate {
+    type Target = Offer;
+    fn deref(&self) -> &Offer {
+        &self.offer
+    }
 }
 
 /// Results counted in `stalewatch_redeploys_total{result}`.
@@ -51,8 +51,8 @@ pub const RESULTS: [&str; 8] = [
 pub struct Redeployer {
     tx: mpsc::Sender<Candidate>,
     max_severity: Severity,
-    /// (namespace, pod, container, newer digest) already offered.
-    offered: BTreeSet<(String, String, String, String)>,
+    /// Candidates the queue had no room for: sent first next time.
+    unsent: Vec<Candidate>,
 }
 
 impl Redeployer {
@@ -68,44 +68,26 @@ impl Redeployer {
         Redeployer {
             tx,
             max_severity,
-            offered: BTreeSet::new(),
+            unsent: Vec::new(),
         }
     }
 
-    /// Offers each stale container whose newer build has a report, once.
-    pub fn observe(&mut self, snap: &Snapshot, report_of: &dyn Fn(&str) -> Option<Arc<Report>>) {
-        let mut now = BTreeSet::new();
-        for c in &snap.containers {
-            let (Some(stale), Some(running)) = (&c.stale_digest, &c.report) else {
-                continue;
-            };
-            let Some(newer) = report_of(&stale.current_digest) else {
-                continue; // not inventoried and matched yet: the gate cannot decide
-            };
-            let key = (
-                c.namespace.clone(),
-                c.pod.clone(),
-                c.container.clone(),
-                stale.current_digest.clone(),
-            );
-            now.insert(key.clone());
-            if self.offered.contains(&key) {
-                continue;
-            }
-            let candidate = Candidate {
-                namespace: c.namespace.clone(),
-                pod: c.pod.clone(),
-                container: c.container.clone(),
-                image: c.image.clone(),
-                running_digest: stale.running_digest.clone(),
-                newer_digest: stale.current_digest.clone(),
-                verdict: gate::validate(&running.report, &newer, self.max_severity),
-            };
-            // A full queue offers it again on the next snapshot.
-            if self.tx.try_send(candidate).is_ok() {
-                self.offered.insert(key);
+    /// Judges each candidate of the change list (offered once while it stays one) and hands
+    /// it to the Kubernetes side.
+    pub fn observe(&mut self, list: &ChangeList) {
+        let judged = list.redeploy.iter().map(|o| Candidate {
+            offer: o.clone(),
+            verdict: gate::validate(&o.running, &o.newer, self.max_severity),
+        });
+        let todo: Vec<Candidate> = std::mem::take(&mut self.unsent)
+            .into_iter()
+            .chain(judged)
+            .collect();
+        for c in todo {
+            // A full queue: kept, and sent first with the next change list.
+            if let Err(mpsc::error::TrySendError::Full(c)) = self.tx.try_send(c) {
+                self.unsent.push(c);
             }
         }
-        self.offered.retain(|k| now.contains(k));
     }
 }
