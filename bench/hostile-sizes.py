@@ -6,7 +6,10 @@ another (the baseline) in the same run:
 - a 200 MiB `var/lib/dpkg/status` of stanzas shaped like Debian's (long descriptions);
 - a Cargo.lock of 260k crates.io packages (about 26 MiB, under the 32 MiB manifest cap);
 - a 200 MB Cargo.lock (over the cap);
-- a 1 GiB status file (sparse: over the 256 MiB per-file cap).
+- a 1 GiB status file (sparse: over the 256 MiB per-file cap);
+- one 200 MB record between ordinary ones, in an apk `installed` (`R:` lines of shared
+  libraries, all of which the filter keeps) and in a dpkg `status` (`Package:` lines, no blank
+  line): the record is refused (`record_too_large`), the others read (issue 27 §5).
 
 Each case also checks the package count against the file's own count (the tests compare the
 full lists with Python parsers: tests/hostile_sizes.rs).
@@ -102,6 +105,21 @@ def cases(base):
     with open(os.path.join(r, "var/lib/dpkg/status"), "w") as f:
         f.truncate(1 << 30)
     out.append(("dpkg status 1 GiB (sparse)", r, None, "var/lib/dpkg/status"))
+    for kind, path, line, os_release in (
+        ("apk", "lib/apk/db/installed", lambda i: f"R:libhostile{i}.so.1\n", ALPINE),
+        ("dpkg", "var/lib/dpkg/status", lambda i: f"Package: hostile-{i}\n", DEBIAN),
+    ):
+        r = root(base, f"{kind}-one-record", os_release)
+        make = apk_record if kind == "apk" else dpkg_stanza
+        with open(os.path.join(r, path), "w") as f:
+            f.write("".join(make(i) for i in range(1000)))
+            f.write("P:hostile\nV:1-r0\nF:usr/lib\n" if kind == "apk" else "Status: install ok installed\n")
+            i = 0
+            while f.tell() < 200_000_000:
+                f.write("".join(line(i + k) for k in range(10_000)))
+                i += 10_000
+            f.write("\n\n" + "".join(make(1000 + i) for i in range(1000)))
+        out.append((f"{kind} one 200 MB record", r, 2000, path))
     return out
 
 
@@ -126,6 +144,11 @@ def peak(binary, rootfs, db):
 
 def check(report, expected, skipped):
     pk = len(report["packages"])
+    if skipped and expected is not None:
+        # A refused record: the file read, every other record listed.
+        why = [u["reason"] for u in report["unreadable"] if u["what"].endswith(skipped)]
+        ok = "record_too_large" in why and pk == expected
+        return f"{pk} packages, {', '.join(why) or 'nothing refused'}", ok
     if skipped:
         why = [u["reason"] for u in report["unreadable"] if u["what"].endswith(skipped)]
         ok = any(r in ("file_too_large", "manifest_too_large") for r in why)

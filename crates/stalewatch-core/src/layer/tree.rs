@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::diagnostics::Diagnostics;
 use super::entry::{Entry, EntryKind, EntrySource, LayerError};
-use super::filter::read_filtered;
+use super::filter::read_kept_lines;
 pub use super::filter::{filter_lines, LineFilter};
 use super::history::{History, Version};
 pub use super::limits::{Keep, Limits};
@@ -265,7 +265,7 @@ impl DeltaReader<'_> {
             Node::Skipped("kept_bytes_cap".into())
         } else {
             let data = match keep {
-                Keep::Lines(filter) => read_filtered(src, size, &mut *filter())?,
+                Keep::Lines(filter) => read_kept_lines(src, size, &mut *filter(), diag, &at)?,
                 Keep::Whole | Keep::UpTo(..) => src.read_data(size)?,
             };
             if self.kept_bytes + data.len() as u64 > limits.max_kept_bytes {
