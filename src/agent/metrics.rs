@@ -1,5 +1,6 @@
-//! Prometheus metrics (DESIGN.md's names), registered once from one table (`DEFS`) that
-//! `docs/metrics.md` is checked against, so the two cannot drift. Per-container series are
+//! Prometheus metrics (DESIGN.md's names), registered once from one table (`metric_table!`:
+//! each family's definition, field, registration and whether each snapshot rewrites it, in one
+//! row) that `docs/metrics.md` is checked against, so the two cannot drift. Per-container series are
 //! rewritten from a whole snapshot under the same lock an encoding takes, so no scrape ever
 //! sees half of an update. A scrape is served an encoded body at most `EXPOSITION_MAX_AGE` old
 //! and never waits behind a publish: a burst of scrapes encodes once.
@@ -77,351 +78,382 @@ const CHECK: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
 ];
 
-/// Every metric the agent can export.
-pub mod defs {
-    use super::{def, Def, Kind::*, C, CHECK, PASS, SECONDS};
-    pub const CONTAINER_VULNERABILITIES: Def = def(
+/// The metric table: one row per family — the field that holds it, whether its series are
+/// rewritten from each snapshot (`snapshot`: reset before every publish, so the series of a
+/// gone container or image go with it) or live on (`kept`), its definition (name, kind, help,
+/// labels: what docs/metrics.md is checked against) and how it is registered (every value of
+/// a bounded label created at 0). The `defs` constants, `DEFS`, the `Families` struct, its
+/// registration and its reset are generated from it, so a family is added in one place.
+macro_rules! metric_table {
+    (
+        $r:ident;
+        $( $(#[$attr:meta])* family $vis:vis $field:ident : $ty:ty, $series:ident, $def:ident ( $($arg:tt)* ) => $init:expr; )*
+        unstored: $( $udef:ident ( $($uarg:tt)* ); )*
+    ) => {
+        /// Every metric the agent can export.
+        pub mod defs {
+            use super::{def, Def, Kind::*, C, CHECK, PASS, SECONDS};
+            $( pub const $def: Def = def($($arg)*); )*
+            $( pub const $udef: Def = def($($uarg)*); )*
+        }
+
+        /// The table, in `docs/metrics.md`'s order (what the docs are checked against).
+        #[cfg(test)]
+        pub const DEFS: &[Def] = &[$(defs::$def,)* $(defs::$udef,)*];
+
+        /// The families, one field each.
+        pub struct Families {
+            $( $(#[$attr])* $vis $field: $ty, )*
+        }
+
+        impl Families {
+            /// Registers every family of the table.
+            fn register($r: &Registrar) -> prometheus::Result<Families> {
+                use defs::*;
+                Ok(Families { $( $field: $init, )* })
+            }
+
+            /// Drops the series of every family rewritten from the snapshot.
+            fn reset_snapshot_series(&self) {
+                $( metric_table!(@reset $series self.$field); )*
+            }
+
+            /// The names of the families rewritten from the snapshot.
+            #[cfg(test)]
+            fn snapshot_series() -> Vec<&'static str> {
+                let mut out = Vec::new();
+                $( if metric_table!(@is_snapshot $series) { out.push(defs::$def.name); } )*
+                out
+            }
+        }
+    };
+    (@reset snapshot $e:expr) => { $e.reset() };
+    (@reset kept $e:expr) => { () };
+    (@is_snapshot snapshot) => { true };
+    (@is_snapshot kept) => { false };
+}
+
+metric_table! {
+    r;
+    family container_vulnerabilities: GaugeVec, snapshot, CONTAINER_VULNERABILITIES(
         "stalewatch_container_vulnerabilities",
         Gauge,
         "Distinct vulnerabilities (records linked by aliases count once) affecting what the container runs.",
         &["namespace", "pod", "container", "image", "severity", "fixable"],
-    );
-    pub const CONTAINER_SCAN_STATUS: Def = def("stalewatch_container_scan_status", Gauge, "One series per running container: its scan status (ok, pending, failed, unsupported_os, no_package_db, no_advisory_feed).", &["namespace", "pod", "container", "image", "status"]);
-    pub const CONTAINER_OLDEST_FIX_AGE: Def = def(
+    ) => r.gauge_vec(CONTAINER_VULNERABILITIES)?;
+    family container_scan_status: GaugeVec, snapshot, CONTAINER_SCAN_STATUS(
+        "stalewatch_container_scan_status",
+        Gauge,
+        "One series per running container: its scan status (ok, pending, failed, unsupported_os, no_package_db, no_advisory_feed).",
+        &["namespace", "pod", "container", "image", "status"],
+    ) => r.gauge_vec(CONTAINER_SCAN_STATUS)?;
+    family container_oldest_fix_age: GaugeVec, snapshot, CONTAINER_OLDEST_FIX_AGE(
         "stalewatch_container_oldest_fix_age_seconds",
         Gauge,
         "Age of the container's oldest fix that is not deployed (0 when none); an estimate.",
         C,
-    );
-    pub const CONTAINER_STARTED: Def = def(
+    ) => r.gauge_vec(CONTAINER_OLDEST_FIX_AGE)?;
+    family container_started: GaugeVec, snapshot, CONTAINER_STARTED(
         "stalewatch_container_started_timestamp_seconds",
         Gauge,
         "When the container's task started.",
         C,
-    );
-    pub const CONTAINER_STALE_DIGEST: Def = def(
+    ) => r.gauge_vec(CONTAINER_STARTED)?;
+    family container_stale_digest: GaugeVec, snapshot, CONTAINER_STALE_DIGEST(
         "stalewatch_container_stale_digest",
         Gauge,
         "Present (1) while the container's image name resolves to another image than the one it runs.",
-        &[
-            "namespace",
-            "pod",
-            "container",
-            "image",
-            "running_digest",
-            "current_digest",
-        ],
-    );
-    pub const CONTAINER_DRIFT: Def = def(
+        &["namespace", "pod", "container", "image", "running_digest", "current_digest"],
+    ) => r.gauge_vec(CONTAINER_STALE_DIGEST)?;
+    family container_drift: GaugeVec, snapshot, CONTAINER_DRIFT(
         "stalewatch_container_drift_packages",
         Gauge,
         "Packages added, removed or changed in the container's live root filesystem relative to its image.",
         &["namespace", "pod", "container", "image", "change"],
-    );
-    pub const CONTAINER_IN_USE: Def = def(
+    ) => r.gauge_vec(CONTAINER_DRIFT)?;
+    family container_in_use: GaugeVec, snapshot, CONTAINER_IN_USE(
         "stalewatch_container_vulnerabilities_in_use",
         Gauge,
         "Distinct vulnerabilities whose package has a file mapped by a process of the container.",
         &["namespace", "pod", "container", "image", "severity"],
-    );
-    pub const CONTAINER_KNOWN_EXPLOITED: Def = def(
+    ) => r.gauge_vec(CONTAINER_IN_USE)?;
+    family container_known_exploited: GaugeVec, snapshot, CONTAINER_KNOWN_EXPLOITED(
         "stalewatch_container_known_exploited_vulnerabilities",
         Gauge,
         "Distinct vulnerabilities of the container with a CVE in CISA's KEV catalog (absent without a catalog).",
         C,
-    );
-    pub const CONTAINER_MAX_EPSS: Def = def(
+    ) => r.gauge_vec(CONTAINER_KNOWN_EXPLOITED)?;
+    family container_max_epss: GaugeVec, snapshot, CONTAINER_MAX_EPSS(
         "stalewatch_container_max_epss",
         Gauge,
         "Highest EPSS score among the container's findings (absent without EPSS scores).",
         C,
-    );
-    pub const CONTAINER_SUPPRESSED: Def = def(
+    ) => r.gauge_vec(CONTAINER_MAX_EPSS)?;
+    family container_suppressed: GaugeVec, snapshot, CONTAINER_SUPPRESSED(
         "stalewatch_container_suppressed_vulnerabilities",
         Gauge,
         "Distinct vulnerabilities an OpenVEX statement marks not_affected or fixed (absent without --vex-dir).",
         C,
-    );
-    pub const KEV_TIMESTAMP: Def = def(
+    ) => r.gauge_vec(CONTAINER_SUPPRESSED)?;
+    family kev_timestamp: Gauge, kept, KEV_TIMESTAMP(
         "stalewatch_kev_catalog_timestamp_seconds",
         Gauge,
         "The dateReleased of the KEV catalog in force.",
         &[],
-    );
-    pub const EPSS_TIMESTAMP: Def = def(
+    ) => r.gauge(KEV_TIMESTAMP)?;
+    family epss_timestamp: Gauge, kept, EPSS_TIMESTAMP(
         "stalewatch_epss_scores_timestamp_seconds",
         Gauge,
         "The score_date of the EPSS scores in force.",
         &[],
-    );
-    pub const VEX_STATEMENTS: Def = def(
+    ) => r.gauge(EPSS_TIMESTAMP)?;
+    family pub vex_statements: Gauge, kept, VEX_STATEMENTS(
         "stalewatch_vex_statements",
         Gauge,
         "OpenVEX statements in force from --vex-dir.",
         &[],
-    );
-    pub const VEX_ERRORS: Def = def(
+    ) => r.gauge(VEX_STATEMENTS)?;
+    family pub vex_errors: IntCounter, kept, VEX_ERRORS(
         "stalewatch_vex_reload_errors_total",
         Counter,
         "Sets of --vex-dir documents refused (a bad document; the previous set stays in force).",
         &[],
-    );
-    pub const IMAGE_INFO: Def = def(
+    ) => r.counter(VEX_ERRORS)?;
+    family image_info: GaugeVec, snapshot, IMAGE_INFO(
         "stalewatch_image_info",
         Gauge,
         "One series per running image.",
         &["image", "image_digest", "os_id", "os_version", "os_eol"],
-    );
-    pub const IMAGE_CREATED: Def = def(
+    ) => r.gauge_vec(IMAGE_INFO)?;
+    family image_created: GaugeVec, snapshot, IMAGE_CREATED(
         "stalewatch_image_created_timestamp_seconds",
         Gauge,
         "The image config's created time.",
         &["image", "image_digest"],
-    );
-    pub const IMAGE_BASE_INFO: Def = def(
+    ) => r.gauge_vec(IMAGE_CREATED)?;
+    family image_base_info: GaugeVec, snapshot, IMAGE_BASE_INFO(
         "stalewatch_image_base_info",
         Gauge,
         "One series per running image with a known base: the base and how it was found (label, config, layers).",
         &["image", "image_digest", "base_name", "base_digest", "detected_by"],
-    );
-    pub const IMAGE_REBUILD_FIXABLE: Def = def(
+    ) => r.gauge_vec(IMAGE_BASE_INFO)?;
+    family image_rebuild_fixable: GaugeVec, snapshot, IMAGE_REBUILD_FIXABLE(
         "stalewatch_image_rebuild_fixable_vulnerabilities",
         Gauge,
         "Distinct vulnerabilities of the image's base layers that a rebuild on the newer build of its base (held by the node) would fix.",
         &["image", "image_digest", "base_name"],
-    );
-    pub const BASE_IMAGE_PRESENT: Def = def(
+    ) => r.gauge_vec(IMAGE_REBUILD_FIXABLE)?;
+    family base_image_present: GaugeVec, snapshot, BASE_IMAGE_PRESENT(
         "stalewatch_base_image_present",
         Gauge,
         "For each --base-image: 1 while the node holds an image of that name, else 0 (no rebuild signal without it).",
         &["base_name"],
-    );
-    pub const NOTIFICATIONS: Def = def(
+    ) => r.gauge_vec(BASE_IMAGE_PRESENT)?;
+    family notifications: IntCounterVec, kept, NOTIFICATIONS(
         "stalewatch_notifications_total",
         Counter,
         "CloudEvents by type and result (delivered, retried, refused, dropped, failed).",
         &["type", "result"],
-    );
-    pub const NOTIFICATION_OUTBOX: Def = def(
+    ) => r.counter_vec(NOTIFICATIONS)?;
+    family notification_outbox: Gauge, kept, NOTIFICATION_OUTBOX(
         "stalewatch_notification_outbox_events",
         Gauge,
         "CloudEvents waiting in the outboxes (one per receiver) to be delivered.",
         &[],
-    );
-    pub const REDEPLOYS: Def = def(
+    ) => r.gauge(NOTIFICATION_OUTBOX)?;
+    family redeploys: IntCounterVec, kept, REDEPLOYS(
         "stalewatch_redeploys_total",
         Counter,
         "Validated redeploys by result (redeployed, dry_run, blocked, not_opted_in, too_soon, precondition_failed, forbidden, failed).",
         &["result"],
-    );
-    pub const ADVISORY_UPDATED: Def = def(
+    ) => r.counter_vec(REDEPLOYS)?;
+    family advisory_updated: Gauge, kept, ADVISORY_UPDATED(
         "stalewatch_advisory_db_updated_timestamp_seconds",
         Gauge,
         "Last successful advisory refresh.",
         &[],
-    );
-    pub const ADVISORY_RECORDS: Def = def(
+    ) => r.gauge(ADVISORY_UPDATED)?;
+    family advisory_records: GaugeVec, snapshot, ADVISORY_RECORDS(
         "stalewatch_advisory_records",
         Gauge,
         "Advisory records loaded.",
         &["ecosystem"],
-    );
-    pub const ADVISORY_UPDATE_ERRORS: Def = def(
+    ) => r.gauge_vec(ADVISORY_RECORDS)?;
+    family pub advisory_update_errors: IntCounterVec, kept, ADVISORY_UPDATE_ERRORS(
         "stalewatch_advisory_update_errors_total",
         Counter,
         "Failed advisory refreshes.",
         &["reason"],
-    );
-    pub const CONTAINERD_UP: Def = def(
+    ) => r.counter_vec(ADVISORY_UPDATE_ERRORS)?;
+    family pub containerd_up: Gauge, kept, CONTAINERD_UP(
         "stalewatch_containerd_up",
         Gauge,
         "1 while the agent is connected to containerd.",
         &[],
-    );
-    pub const CONTAINERD_RECONNECTS: Def = def(
+    ) => r.gauge(CONTAINERD_UP)?;
+    family pub containerd_reconnects: IntCounter, kept, CONTAINERD_RECONNECTS(
         "stalewatch_containerd_reconnects_total",
         Counter,
         "Connections to containerd re-established.",
         &[],
-    );
-    pub const LAST_RECONCILE: Def = def(
+    ) => r.counter(CONTAINERD_RECONNECTS)?;
+    family pub last_reconcile: Gauge, kept, LAST_RECONCILE(
         "stalewatch_last_reconcile_timestamp_seconds",
         Gauge,
         "When the engine last finished a reconcile.",
         &[],
-    );
-    pub const TASK_FAILURES: Def = def(
+    ) => r.gauge(LAST_RECONCILE)?;
+    /// By task (`TASKS`, all exported from the start).
+    family pub task_failures: IntCounterVec, kept, TASK_FAILURES(
         "stalewatch_task_failures_total",
         Counter,
         "Agent tasks that ended or panicked and were started again, by task.",
         &["task"],
-    );
-    pub const TOLD_AGAIN: Def = def(
-        "stalewatch_told_again_total",
-        Counter,
-        "Events and CloudEvents told again after the told state was lost, by notifier (kube_events, cloudevents).",
-        &["notifier"],
-    );
-    pub const CONTAINERD_LIST_FAILURES: Def = def(
+    ) => r.counter_vec_with(TASK_FAILURES, &TASKS)?;
+    /// By (list, reason).
+    family pub containerd_list_failures: IntCounterVec, kept, CONTAINERD_LIST_FAILURES(
         "stalewatch_containerd_list_failures_total",
         Counter,
         "Failed listings of what the node runs, by list (containers, tasks, images) and reason (deadline, too_large, unavailable, error).",
         &["list", "reason"],
-    );
-    pub const RUNTIME_CHECK_ERRORS: Def = def(
+    ) => r.counter_vec_grid(
+        CONTAINERD_LIST_FAILURES,
+        &["containers", "tasks", "images"],
+        &["deadline", "too_large", "unavailable", "error"],
+    )?;
+    /// By (check, reason).
+    family pub runtime_check_errors: IntCounterVec, kept, RUNTIME_CHECK_ERRORS(
         "stalewatch_runtime_check_errors_total",
         Counter,
         "Runtime checks of a container not made, by check (in_use, drift) and reason (sandboxed, denied, read_failed).",
         &["check", "reason"],
-    );
-    pub const SCAN_DURATION: Def = def(
+    ) => r.counter_vec_grid(
+        RUNTIME_CHECK_ERRORS,
+        &["in_use", "drift"],
+        &["sandboxed", "denied", "read_failed"],
+    )?;
+    family pub scan_duration: Histogram, kept, SCAN_DURATION(
         "stalewatch_scan_duration_seconds",
         Histogram(SECONDS),
         "Time to inventory one image.",
         &[],
-    );
-    pub const REMATCH_DURATION: Def = def(
+    ) => r.histogram(SCAN_DURATION)?;
+    family pub rematch_duration: Histogram, kept, REMATCH_DURATION(
         "stalewatch_rematch_duration_seconds",
         Histogram(PASS),
         "Time to re-match all cached inventories.",
         &[],
-    );
-    pub const RUNTIME_CHECK_DURATION: Def = def(
+    ) => r.histogram(REMATCH_DURATION)?;
+    family pub runtime_check_duration: Histogram, kept, RUNTIME_CHECK_DURATION(
         "stalewatch_runtime_check_duration_seconds",
         Histogram(CHECK),
         "Time of one container's runtime check (its processes' maps and its live package databases).",
         &[],
-    );
-    pub const RUNTIME_REFRESH_DURATION: Def = def("stalewatch_runtime_refresh_duration_seconds", Histogram(PASS), "Time of one pass of runtime checks over every container due (the host's PID namespaces listed once).", &[]);
-    pub const SCAN_ERRORS: Def = def(
+    ) => r.histogram(RUNTIME_CHECK_DURATION)?;
+    family pub runtime_refresh_duration: Histogram, kept, RUNTIME_REFRESH_DURATION(
+        "stalewatch_runtime_refresh_duration_seconds",
+        Histogram(PASS),
+        "Time of one pass of runtime checks over every container due (the host's PID namespaces listed once).",
+        &[],
+    ) => r.histogram(RUNTIME_REFRESH_DURATION)?;
+    family pub scan_errors: IntCounterVec, kept, SCAN_ERRORS(
         "stalewatch_scan_errors_total",
         Counter,
         "Failed image scans.",
         &["reason"],
-    );
-    pub const LAYERS_READ: Def = def("stalewatch_layers_read_total", Counter, "Layer blobs read.", &[]);
-    pub const IMAGE_READS: Def = def(
+    ) => r.counter_vec(SCAN_ERRORS)?;
+    family pub layers_read: IntCounter, kept, LAYERS_READ(
+        "stalewatch_layers_read_total",
+        Counter,
+        "Layer blobs read.",
+        &[],
+    ) => r.counter(LAYERS_READ)?;
+    /// By source: `content`, `snapshot`, `view`, `proc` (all exported from the start).
+    family pub image_reads: IntCounterVec, kept, IMAGE_READS(
         "stalewatch_image_reads_total",
         Counter,
         "Images inventoried, by where their layers were read from.",
         &["source"],
-    );
-    pub const SNAPSHOT_VIEWS: Def = def(
+    ) => r.counter_vec_with(IMAGE_READS, &READ_SOURCES)?;
+    /// By result: `removed`, `create_failed`, `remove_failed` (all exported from the start).
+    family pub snapshot_views: IntCounterVec, kept, SNAPSHOT_VIEWS(
         "stalewatch_snapshot_views_total",
         Counter,
         "Read-only snapshot views the agent made to read an image that no container runs.",
         &["result"],
-    );
-    pub const LAYER_BYTES: Def = def(
+    ) => r.counter_vec_with(SNAPSHOT_VIEWS, &VIEW_RESULTS)?;
+    family pub layer_bytes_decompressed: IntCounter, kept, LAYER_BYTES(
         "stalewatch_layer_bytes_decompressed_total",
         Counter,
         "Bytes of layers decompressed.",
         &[],
-    );
-    pub const LAYER_CACHE_HITS: Def = def(
+    ) => r.counter(LAYER_BYTES)?;
+    family pub layer_cache_hits: IntCounter, kept, LAYER_CACHE_HITS(
         "stalewatch_layer_cache_hits_total",
         Counter,
         "Layers whose inventory came from the cache instead of a read.",
         &[],
-    );
-    pub const STATE_LOAD_ERRORS: Def = def(
+    ) => r.counter(LAYER_CACHE_HITS)?;
+    /// By file and reason (`STATE_FILES` × corrupt, wrong_version, unreadable).
+    family pub state_load_errors: IntCounterVec, kept, STATE_LOAD_ERRORS(
         "stalewatch_state_load_errors_total",
         Counter,
         "State files that could not be used at start (kept aside, started afresh), by file and reason (corrupt, wrong_version, unreadable).",
         &["file", "reason"],
-    );
-    pub const STATE_WRITE_ERRORS: Def = def(
+    ) => r.counter_vec_grid(STATE_LOAD_ERRORS, &STATE_FILES, &STATE_LOAD_REASONS)?;
+    /// By file: `image_cache` (images-v1.json), `layer_cache` (a layer delta), `STATE_FILES`.
+    family pub state_write_errors: IntCounterVec, kept, STATE_WRITE_ERRORS(
         "stalewatch_state_write_errors_total",
         Counter,
         "State files that could not be written (the state directory full, read-only or gone).",
         &["file"],
-    );
-    pub const KUBE_EVENTS: Def = def(
+    ) => {
+        let c = r.counter_vec(STATE_WRITE_ERRORS)?;
+        for file in ["image_cache", "layer_cache"].iter().chain(STATE_FILES.iter()) {
+            c.with_label_values(&[file]);
+        }
+        c
+    };
+    /// By notifier: `kube_events`, `cloudevents` (both exported from the start).
+    family pub told_again: IntCounterVec, kept, TOLD_AGAIN(
+        "stalewatch_told_again_total",
+        Counter,
+        "Events and CloudEvents told again after the told state was lost, by notifier (kube_events, cloudevents).",
+        &["notifier"],
+    ) => r.counter_vec_with(TOLD_AGAIN, &["kube_events", "cloudevents"])?;
+    /// Every (reason, result) pair is created by the Events owner, which knows them.
+    family pub kube_events: IntCounterVec, kept, KUBE_EVENTS(
         "stalewatch_kube_events_total",
         Counter,
         "Kubernetes Events by reason and result (published, series, suppressed, dropped, forbidden, failed).",
         &["reason", "result"],
-    );
-    pub const BUILD_INFO: Def = def("stalewatch_build_info", Gauge, "Build information.", &["version"]);
-    pub const VULNERABILITY_INFO: Def = def(
+    ) => r.counter_vec(KUBE_EVENTS)?;
+    /// `stalewatch_build_info{version}`: set once at registration, never read again.
+    #[allow(dead_code)]
+    family build_info: GaugeVec, kept, BUILD_INFO(
+        "stalewatch_build_info",
+        Gauge,
+        "Build information.",
+        &["version"],
+    ) => {
+        let g = r.gauge_vec(BUILD_INFO)?;
+        g.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
+        g
+    };
+    unstored:
+    VULNERABILITY_INFO(
         "stalewatch_container_vulnerability_info",
         Gauge,
         "One series per finding (opt-in, capped): the advisory and package affecting a container.",
-        &[
-            "namespace",
-            "pod",
-            "container",
-            "image",
-            "id",
-            "package",
-            "installed_version",
-            "fixed_version",
-            "severity",
-        ],
+        &["namespace", "pod", "container", "image", "id", "package", "installed_version", "fixed_version", "severity"],
     );
-    pub const VULNERABILITY_INFO_DROPPED: Def = def(
+    VULNERABILITY_INFO_DROPPED(
         "stalewatch_container_vulnerability_info_dropped",
         Gauge,
         "Findings not exported as stalewatch_container_vulnerability_info because of the cap.",
         &[],
     );
 }
-
-/// The table, in `docs/metrics.md`'s order (what the docs are checked against).
-#[cfg(test)]
-pub const DEFS: &[Def] = {
-    use defs::*;
-    &[
-        CONTAINER_VULNERABILITIES,
-        CONTAINER_SCAN_STATUS,
-        CONTAINER_OLDEST_FIX_AGE,
-        CONTAINER_STARTED,
-        CONTAINER_STALE_DIGEST,
-        CONTAINER_DRIFT,
-        CONTAINER_IN_USE,
-        CONTAINER_KNOWN_EXPLOITED,
-        CONTAINER_MAX_EPSS,
-        CONTAINER_SUPPRESSED,
-        KEV_TIMESTAMP,
-        EPSS_TIMESTAMP,
-        VEX_STATEMENTS,
-        VEX_ERRORS,
-        IMAGE_INFO,
-        IMAGE_CREATED,
-        IMAGE_BASE_INFO,
-        IMAGE_REBUILD_FIXABLE,
-        BASE_IMAGE_PRESENT,
-        NOTIFICATIONS,
-        NOTIFICATION_OUTBOX,
-        REDEPLOYS,
-        ADVISORY_UPDATED,
-        ADVISORY_RECORDS,
-        ADVISORY_UPDATE_ERRORS,
-        CONTAINERD_UP,
-        CONTAINERD_RECONNECTS,
-        LAST_RECONCILE,
-        TASK_FAILURES,
-        CONTAINERD_LIST_FAILURES,
-        RUNTIME_CHECK_ERRORS,
-        SCAN_DURATION,
-        REMATCH_DURATION,
-        RUNTIME_CHECK_DURATION,
-        RUNTIME_REFRESH_DURATION,
-        SCAN_ERRORS,
-        LAYERS_READ,
-        IMAGE_READS,
-        SNAPSHOT_VIEWS,
-        LAYER_BYTES,
-        LAYER_CACHE_HITS,
-        STATE_LOAD_ERRORS,
-        STATE_WRITE_ERRORS,
-        TOLD_AGAIN,
-        KUBE_EVENTS,
-        BUILD_INFO,
-        VULNERABILITY_INFO,
-        VULNERABILITY_INFO_DROPPED,
-    ]
-};
 
 /// Registers families from their table rows; a row used with the wrong kind or label count
 /// is a registration error, never a panic.
@@ -500,62 +532,17 @@ pub struct Metrics {
     /// Held while series are rewritten and while they are encoded.
     publish: Mutex<()>,
     exposition: Mutex<Exposition>,
-    container_vulnerabilities: GaugeVec,
-    container_scan_status: GaugeVec,
-    container_oldest_fix_age: GaugeVec,
-    container_started: GaugeVec,
-    container_stale_digest: GaugeVec,
-    container_drift: GaugeVec,
-    container_in_use: GaugeVec,
-    container_known_exploited: GaugeVec,
-    container_max_epss: GaugeVec,
-    container_suppressed: GaugeVec,
-    kev_timestamp: Gauge,
-    epss_timestamp: Gauge,
-    pub vex_statements: Gauge,
-    pub vex_errors: IntCounter,
-    image_info: GaugeVec,
-    image_created: GaugeVec,
-    image_base_info: GaugeVec,
-    image_rebuild_fixable: GaugeVec,
-    base_image_present: GaugeVec,
-    advisory_updated: Gauge,
-    advisory_records: GaugeVec,
-    pub advisory_update_errors: IntCounterVec,
-    pub containerd_up: Gauge,
-    pub containerd_reconnects: IntCounter,
-    pub last_reconcile: Gauge,
-    /// By task (`TASKS`, all exported from the start).
-    pub task_failures: IntCounterVec,
-    /// By (list, reason).
-    pub containerd_list_failures: IntCounterVec,
-    /// By notifier: `kube_events`, `cloudevents` (both exported from the start).
-    pub told_again: IntCounterVec,
-    /// By (check, reason).
-    pub runtime_check_errors: IntCounterVec,
-    pub scan_duration: Histogram,
-    pub rematch_duration: Histogram,
-    pub runtime_check_duration: Histogram,
-    pub runtime_refresh_duration: Histogram,
-    pub scan_errors: IntCounterVec,
-    pub layers_read: IntCounter,
-    /// By source: `content`, `snapshot`, `view`, `proc` (all exported from the start).
-    pub image_reads: IntCounterVec,
-    /// By result: `removed`, `create_failed`, `remove_failed` (all exported from the start).
-    pub snapshot_views: IntCounterVec,
-    pub layer_bytes_decompressed: IntCounter,
-    pub layer_cache_hits: IntCounter,
-    /// By file and reason (`STATE_FILES` × corrupt, wrong_version, unreadable).
-    pub state_load_errors: IntCounterVec,
-    /// By file: `image_cache` (images-v1.json), `layer_cache` (a layer delta), `STATE_FILES`.
-    pub state_write_errors: IntCounterVec,
-    /// Every (reason, result) pair is created by the Events owner, which knows them.
-    pub kube_events: IntCounterVec,
-    notifications: IntCounterVec,
-    notification_outbox: Gauge,
-    redeploys: IntCounterVec,
     /// The opt-in per-finding series, its dropped count and its cap.
     vulnerability_info: Option<(GaugeVec, Gauge, usize)>,
+    /// The table's families (`metric_table!`), reached through `Deref`.
+    families: Families,
+}
+
+impl std::ops::Deref for Metrics {
+    type Target = Families;
+    fn deref(&self) -> &Families {
+        &self.families
+    }
 }
 
 impl Metrics {
@@ -579,14 +566,10 @@ impl Metrics {
 
     /// Registers every metric; `vulnerability_info` is the cap of the opt-in per-finding
     /// series (`None`: not exported).
-    #[allow(clippy::too_many_lines)] // one line per row of the table (issue 27 generates it)
     pub fn register(vulnerability_info: Option<usize>) -> prometheus::Result<Metrics> {
         use defs::*;
         let registry = Registry::new();
         let r = Registrar(&registry);
-        r.gauge_vec(BUILD_INFO)?
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1.0);
         let vulnerability_info = match vulnerability_info {
             Some(limit) => Some((
                 r.gauge_vec(VULNERABILITY_INFO)?,
@@ -596,65 +579,7 @@ impl Metrics {
             None => None,
         };
         Ok(Metrics {
-            container_vulnerabilities: r.gauge_vec(CONTAINER_VULNERABILITIES)?,
-            container_scan_status: r.gauge_vec(CONTAINER_SCAN_STATUS)?,
-            container_oldest_fix_age: r.gauge_vec(CONTAINER_OLDEST_FIX_AGE)?,
-            container_started: r.gauge_vec(CONTAINER_STARTED)?,
-            container_stale_digest: r.gauge_vec(CONTAINER_STALE_DIGEST)?,
-            container_drift: r.gauge_vec(CONTAINER_DRIFT)?,
-            container_in_use: r.gauge_vec(CONTAINER_IN_USE)?,
-            container_known_exploited: r.gauge_vec(CONTAINER_KNOWN_EXPLOITED)?,
-            container_max_epss: r.gauge_vec(CONTAINER_MAX_EPSS)?,
-            container_suppressed: r.gauge_vec(CONTAINER_SUPPRESSED)?,
-            kev_timestamp: r.gauge(KEV_TIMESTAMP)?,
-            epss_timestamp: r.gauge(EPSS_TIMESTAMP)?,
-            vex_statements: r.gauge(VEX_STATEMENTS)?,
-            vex_errors: r.counter(VEX_ERRORS)?,
-            image_info: r.gauge_vec(IMAGE_INFO)?,
-            image_created: r.gauge_vec(IMAGE_CREATED)?,
-            image_base_info: r.gauge_vec(IMAGE_BASE_INFO)?,
-            image_rebuild_fixable: r.gauge_vec(IMAGE_REBUILD_FIXABLE)?,
-            base_image_present: r.gauge_vec(BASE_IMAGE_PRESENT)?,
-            advisory_updated: r.gauge(ADVISORY_UPDATED)?,
-            advisory_records: r.gauge_vec(ADVISORY_RECORDS)?,
-            advisory_update_errors: r.counter_vec(ADVISORY_UPDATE_ERRORS)?,
-            containerd_up: r.gauge(CONTAINERD_UP)?,
-            containerd_reconnects: r.counter(CONTAINERD_RECONNECTS)?,
-            last_reconcile: r.gauge(LAST_RECONCILE)?,
-            task_failures: r.counter_vec_with(TASK_FAILURES, &TASKS)?,
-            told_again: r.counter_vec_with(TOLD_AGAIN, &["kube_events", "cloudevents"])?,
-            containerd_list_failures: r.counter_vec_grid(
-                CONTAINERD_LIST_FAILURES,
-                &["containers", "tasks", "images"],
-                &["deadline", "too_large", "unavailable", "error"],
-            )?,
-            runtime_check_errors: r.counter_vec_grid(
-                RUNTIME_CHECK_ERRORS,
-                &["in_use", "drift"],
-                &["sandboxed", "denied", "read_failed"],
-            )?,
-            scan_duration: r.histogram(SCAN_DURATION)?,
-            rematch_duration: r.histogram(REMATCH_DURATION)?,
-            runtime_check_duration: r.histogram(RUNTIME_CHECK_DURATION)?,
-            runtime_refresh_duration: r.histogram(RUNTIME_REFRESH_DURATION)?,
-            scan_errors: r.counter_vec(SCAN_ERRORS)?,
-            layers_read: r.counter(LAYERS_READ)?,
-            image_reads: r.counter_vec_with(IMAGE_READS, &READ_SOURCES)?,
-            snapshot_views: r.counter_vec_with(SNAPSHOT_VIEWS, &VIEW_RESULTS)?,
-            layer_bytes_decompressed: r.counter(LAYER_BYTES)?,
-            layer_cache_hits: r.counter(LAYER_CACHE_HITS)?,
-            state_load_errors: r.counter_vec_grid(STATE_LOAD_ERRORS, &STATE_FILES, &STATE_LOAD_REASONS)?,
-            state_write_errors: {
-                let c = r.counter_vec(STATE_WRITE_ERRORS)?;
-                for file in ["image_cache", "layer_cache"].iter().chain(STATE_FILES.iter()) {
-                    c.with_label_values(&[file]);
-                }
-                c
-            },
-            kube_events: r.counter_vec(KUBE_EVENTS)?,
-            notifications: r.counter_vec(NOTIFICATIONS)?,
-            notification_outbox: r.gauge(NOTIFICATION_OUTBOX)?,
-            redeploys: r.counter_vec(REDEPLOYS)?,
+            families: Families::register(&r)?,
             vulnerability_info,
             publish: Mutex::new(()),
             exposition: Mutex::new(Exposition {
@@ -669,26 +594,7 @@ impl Metrics {
     /// Rewrites every snapshot-derived series at once.
     pub fn publish(&self, snap: &Snapshot) {
         let _guard = self.publish.lock().unwrap_or_else(|e| e.into_inner());
-        for v in [
-            &self.container_vulnerabilities,
-            &self.container_scan_status,
-            &self.container_oldest_fix_age,
-            &self.container_started,
-            &self.container_stale_digest,
-            &self.container_drift,
-            &self.container_in_use,
-            &self.container_known_exploited,
-            &self.container_max_epss,
-            &self.container_suppressed,
-            &self.image_info,
-            &self.image_created,
-            &self.image_base_info,
-            &self.image_rebuild_fixable,
-            &self.base_image_present,
-            &self.advisory_records,
-        ] {
-            v.reset();
-        }
+        self.families.reset_snapshot_series();
         for (name, present) in &snap.declared_bases {
             self.base_image_present
                 .with_label_values(&[name])
@@ -925,6 +831,42 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_family_of_containers_or_images_is_rewritten_from_each_snapshot() {
+        // A family with a container's or an image's labels that a publish does not reset
+        // keeps the series of a container that is gone. The per-finding family is reset by
+        // its own publish (it is capped, and optional).
+        let per_object: Vec<&str> = DEFS
+            .iter()
+            .filter(|d| {
+                d.labels
+                    .iter()
+                    .any(|l| *l == "pod" || *l == "image_digest" || *l == "image")
+            })
+            .map(|d| d.name)
+            .filter(|n| *n != defs::VULNERABILITY_INFO.name)
+            .collect();
+        assert!(per_object.len() >= 12, "{per_object:?}");
+        let reset = Families::snapshot_series();
+        let missing: Vec<&&str> = per_object.iter().filter(|n| !reset.contains(n)).collect();
+        assert!(missing.is_empty(), "not reset from the snapshot: {missing:?}");
+        // And a publish does drop a gone container's series.
+        let m = Metrics::register(None).unwrap();
+        let mut snap = Snapshot::default();
+        snap.containers.push(ContainerView {
+            namespace: "shop".into(),
+            pod: "gone-0".into(),
+            container: "app".into(),
+            image: "x:1".into(),
+            ..Default::default()
+        });
+        m.publish(&snap);
+        let series = |m: &Metrics| String::from_utf8(m.encode().to_vec()).unwrap();
+        assert!(series(&m).contains("gone-0"));
+        m.publish(&Snapshot::default());
+        assert!(!series(&m).contains("gone-0"), "{}", series(&m));
+    }
 
     /// `docs/metrics.md`'s table: (name, type, labels) per row.
     fn documented() -> Vec<(String, String, Vec<String>)> {
