@@ -20,6 +20,7 @@ use super::notify::Notifier;
 use super::publishing::{Inputs, Publisher};
 use super::redeploy::Redeployer;
 use super::runtime_checks::RuntimeChecks;
+use super::signals::Signal;
 use super::snapshot::Snapshot;
 use super::store::{FindingsStore, Stale};
 use super::telling::Telling;
@@ -195,22 +196,22 @@ impl Engine {
             return;
         };
         if let Err(e) = self.inventory.list(&client).await {
-            self.metrics
-                .containerd_list_failures
-                .with_label_values(&[e.list, e.error.reason()])
-                .inc();
-            tracing::warn!("{e:#}; the last list stays in force");
+            self.metrics.emit(Signal::ContainerdList {
+                list: e.list,
+                reason: e.error.reason(),
+                error: &e,
+            });
             self.inventoried_once = true;
             self.publish();
             return;
         }
         let listed = client.list_images().await;
         if let Err(e) = &listed {
-            self.metrics
-                .containerd_list_failures
-                .with_label_values(&["images", e.reason()])
-                .inc();
-            tracing::warn!("{e:#}; the node's images are those of the last list");
+            self.metrics.emit(Signal::ContainerdList {
+                list: "images",
+                reason: e.reason(),
+                error: e,
+            });
         }
         if let Ok(listed) = &listed {
             let cached: Vec<String> = self.images.cache.images.keys().cloned().collect();

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use stalewatch_core::advisory::Severity;
 
+use super::signals::{LogLimiter, Signal};
 use super::snapshot::{ContainerView, Snapshot, TriageView};
 
 /// What kind of family a metric is.
@@ -529,6 +530,8 @@ struct Exposition {
 
 pub struct Metrics {
     registry: Registry,
+    /// Rate-limits the log lines of counted signals (`emit`).
+    log_limiter: LogLimiter,
     /// Held while series are rewritten and while they are encoded.
     publish: Mutex<()>,
     exposition: Mutex<Exposition>,
@@ -580,6 +583,7 @@ impl Metrics {
         };
         Ok(Metrics {
             families: Families::register(&r)?,
+            log_limiter: LogLimiter::default(),
             vulnerability_info,
             publish: Mutex::new(()),
             exposition: Mutex::new(Exposition {
@@ -589,6 +593,28 @@ impl Metrics {
             }),
             registry,
         })
+    }
+
+    /// Counts a failure and logs it (at most once per `signals::LOG_EVERY` per kind): the one
+    /// way a failure is counted, so its log line and its counter cannot drift apart.
+    pub fn emit(&self, s: Signal) {
+        match &s {
+            Signal::ContainerdList { list, reason, .. } => {
+                self.containerd_list_failures
+                    .with_label_values(&[list, reason])
+                    .inc();
+            }
+            Signal::RuntimeCheck { check, reason, .. } => {
+                self.runtime_check_errors
+                    .with_label_values(&[check, reason.reason()])
+                    .inc();
+            }
+            Signal::Scan { reason, .. } => self.scan_errors.with_label_values(&[reason]).inc(),
+            Signal::AdvisoryUpdate { reason, .. } => {
+                self.advisory_update_errors.with_label_values(&[reason]).inc();
+            }
+        }
+        self.log_limiter.log(&s);
     }
 
     /// Rewrites every snapshot-derived series at once.

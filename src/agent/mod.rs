@@ -24,6 +24,7 @@ pub mod notify;
 mod publishing;
 pub mod redeploy;
 mod runtime_checks;
+mod signals;
 mod snapshot;
 mod state_file;
 mod store;

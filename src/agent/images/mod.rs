@@ -16,6 +16,7 @@ use stalewatch_core::catalog;
 
 use super::config::{Config, Fallback};
 use super::metrics::Metrics;
+use super::signals::Signal;
 use crate::containerd::Containerd;
 use cache::{ImageCache, ImageRecord, LayerCache, ReadCost, ReadFrom};
 use failure::{retry_delay, FailureKind, ScanFailure};
@@ -218,9 +219,11 @@ impl ImageStore {
                 true
             }
             Err((kind, msg)) => {
-                let reason = kind.reason();
-                tracing::warn!(image = %digest, reason, "image scan failed: {msg}");
-                metrics.scan_errors.with_label_values(&[reason]).inc();
+                metrics.emit(Signal::Scan {
+                    reason: kind.reason(),
+                    what: digest,
+                    error: &msg,
+                });
                 let attempts = self.failures.get(digest).map_or(1, |f| f.attempts + 1);
                 self.failures.insert(
                     digest.to_string(),
@@ -308,7 +311,11 @@ impl ReadJob {
             match read {
                 Some(Ok(r)) => {
                     if let Some(reason) = snapshot_failed {
-                        self.metrics.scan_errors.with_label_values(&[reason]).inc();
+                        self.metrics.emit(Signal::Scan {
+                            reason,
+                            what: &self.digest,
+                            error: &"its snapshot could not be read; a later fallback read it",
+                        });
                     }
                     return Ok(r);
                 }

@@ -21,6 +21,7 @@ use stalewatch_core::triage::{EpssScores, ImageIdentity, KevCatalog, VexSet};
 use super::config::Config;
 use super::images::cache::ImageRecord;
 use super::metrics::Metrics;
+use super::signals::Signal;
 use super::snapshot::{DbView, TriageView};
 use crate::db::update::{Change, EcosystemResult};
 use crate::db::{State, Store};
@@ -146,10 +147,11 @@ impl Matching {
                     changed = true;
                 }
                 Ok(_) => {}
-                Err(e) => metrics
-                    .advisory_update_errors
-                    .with_label_values(&[e.reason])
-                    .inc(),
+                Err(e) => metrics.emit(Signal::AdvisoryUpdate {
+                    reason: e.reason,
+                    ecosystem: &r.ecosystem,
+                    error: &e,
+                }),
             }
         }
         changed && self.load_db()

@@ -21,6 +21,7 @@ use super::images::cache::{ImageCache, ImageRecord};
 use super::images::lower_priority;
 use super::inventory::running::RunningContainer;
 use super::metrics::Metrics;
+use super::signals::Signal;
 use super::snapshot::{CheckState, RuntimeCheckStates, Unchecked};
 use super::store::{Drifted, FindingsStore};
 
@@ -256,11 +257,12 @@ impl RuntimeChecks {
     /// Records an attempt, counting each check not made.
     fn record(&mut self, id: &str, in_use: Option<Unchecked>, drift: Option<Unchecked>, metrics: &Metrics) {
         for (check, u) in [("in_use", in_use), ("drift", drift)] {
-            if let Some(u) = u {
-                metrics
-                    .runtime_check_errors
-                    .with_label_values(&[check, u.reason()])
-                    .inc();
+            if let Some(reason) = u {
+                metrics.emit(Signal::RuntimeCheck {
+                    check,
+                    reason,
+                    container: id,
+                });
             }
         }
         self.attempts.insert(
@@ -298,8 +300,12 @@ impl RuntimeChecks {
             }
             Err(e) => {
                 let u = io_reason(&e);
-                tracing::debug!(container = %id, reason = u.reason(), "drift: {e:#}");
-                metrics.scan_errors.with_label_values(&["drift_read"]).inc();
+                let error = format!("{e:#}");
+                metrics.emit(Signal::Scan {
+                    reason: "drift_read",
+                    what: id,
+                    error: &error,
+                });
                 self.record(id, maps_failed, Some(u), metrics);
                 // Retried at the next interval; the image's findings stand meanwhile.
                 self.live.remove(id);
