@@ -23,7 +23,7 @@ pub struct ContentStore {
 
 impl BlobStore for ContentStore {
     fn open_blob(&self, digest: &str) -> anyhow::Result<Box<dyn Read + Send>> {
-        stalewatch_core::image::split_digest(digest)?;
+        stalewatch_core::image::Digest::parse(digest)?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, ContainerdError>>(CHUNKS_IN_FLIGHT);
         let client = self.client.clone();
         let digest = digest.to_string();

@@ -133,8 +133,8 @@ impl OciLayout {
     }
 
     fn blob_path(digest: &str) -> anyhow::Result<String> {
-        let (alg, hex) = meta::split_digest(digest)?;
-        Ok(format!("blobs/{alg}/{hex}"))
+        let d = meta::Digest::parse(digest)?;
+        Ok(format!("blobs/{}/{}", d.algorithm, d.hex))
     }
 }
 
@@ -153,8 +153,7 @@ pub struct DigestMismatch {
 }
 
 fn verify(digest: &str, got: &[u8]) -> anyhow::Result<()> {
-    let (alg, hex) = meta::split_digest(digest)?;
-    if alg == "sha256" && !hex.eq_ignore_ascii_case(&hex::encode(got)) {
+    if meta::Digest::parse(digest)?.matches_sha256(got) == Some(false) {
         return Err(DigestMismatch {
             digest: digest.to_string(),
             actual: hex::encode(got),

@@ -153,15 +153,41 @@ pub fn select_platform<'a>(entries: &'a [Descriptor], arch: &str) -> Result<&'a 
         .ok_or_else(|| ImageError::NoPlatform(format!("linux/{arch}")))
 }
 
-/// Splits `sha256:<hex>` after checking it is safe to use as a file name.
-pub fn split_digest(d: &str) -> Result<(&str, &str), ImageError> {
-    let (alg, hex) = d.split_once(':').ok_or_else(|| ImageError::BadDigest(d.into()))?;
-    let alg_ok = !alg.is_empty() && alg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    let hex_ok = hex.len() >= 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
-    if !alg_ok || !hex_ok {
-        return Err(ImageError::BadDigest(d.into()));
+/// A content digest (`sha256:<hex>`), checked once: an algorithm of lower-case letters and
+/// digits, at least 32 hex digits — safe to use in a path (`blobs/<alg>/<hex>`,
+/// `layers/<alg>-<hex>`), never a `..` or a `/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Digest<'a> {
+    pub algorithm: &'a str,
+    pub hex: &'a str,
+}
+
+impl<'a> Digest<'a> {
+    pub fn parse(d: &'a str) -> Result<Digest<'a>, ImageError> {
+        let (alg, hex) = d.split_once(':').ok_or_else(|| ImageError::BadDigest(d.into()))?;
+        let alg_ok = !alg.is_empty() && alg.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let hex_ok = hex.len() >= 32 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        if !alg_ok || !hex_ok {
+            return Err(ImageError::BadDigest(d.into()));
+        }
+        Ok(Digest { algorithm: alg, hex })
     }
-    Ok((alg, hex))
+
+    /// Whether `bytes_digest` (a SHA-256 of the content) is this digest; `None` for an
+    /// algorithm other than SHA-256, which cannot be checked here.
+    pub fn matches_sha256(&self, sha256: &[u8]) -> Option<bool> {
+        (self.algorithm == "sha256").then(|| self.hex.eq_ignore_ascii_case(&hex_lower(sha256)))
+    }
+}
+
+impl std::fmt::Display for Digest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.algorithm, self.hex)
+    }
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The uncompressed layer digests (`rootfs.diff_ids`) of an image config.
@@ -231,8 +257,19 @@ mod tests {
 
     #[test]
     fn digests_are_checked() {
-        assert!(split_digest("sha256:../../etc/passwd").is_err());
-        assert!(split_digest("sha256").is_err());
-        assert!(split_digest(&format!("sha256:{}", "a".repeat(64))).is_ok());
+        assert!(Digest::parse("sha256:../../etc/passwd").is_err());
+        assert!(Digest::parse("sha256").is_err());
+        assert!(Digest::parse("SHA256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").is_err());
+        let text = format!("sha256:{}", "a".repeat(64));
+        let d = Digest::parse(&text).unwrap();
+        assert_eq!((d.algorithm, d.to_string()), ("sha256", text.clone()));
+        // sha256 of the empty string (`sha256sum </dev/null`).
+        let empty = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let sum = [
+            0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+            0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
+        ];
+        assert_eq!(Digest::parse(empty).unwrap().matches_sha256(&sum), Some(true));
+        assert_eq!(d.matches_sha256(&sum), Some(false));
     }
 }

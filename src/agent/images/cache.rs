@@ -230,8 +230,8 @@ impl LayerCache {
     }
 
     fn path(&self, digest: &str) -> Option<PathBuf> {
-        let (alg, hex) = stalewatch_core::image::split_digest(digest).ok()?;
-        Some(self.dir.join(format!("{alg}-{hex}")))
+        let d = stalewatch_core::image::Digest::parse(digest).ok()?;
+        Some(self.dir.join(format!("{}-{}", d.algorithm, d.hex)))
     }
 
     pub fn get(&self, digest: &str) -> Option<LayerDelta> {
