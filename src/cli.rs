@@ -137,6 +137,13 @@ pub struct AgentArgs {
     /// Where the host's /proc is mounted.
     #[arg(long, env = "STALEWATCH_PROC_ROOT", default_value = "/proc")]
     pub proc_root: PathBuf,
+    /// The node's own packages: `auto` (on when --host-root is a directory), `on`, `off`.
+    #[arg(long, env = "STALEWATCH_NODE_SCAN", value_enum, default_value_t = Switch::Auto)]
+    pub node_scan: Switch,
+    /// Where the host's files are mounted read-only for the node scan: its os-release and
+    /// package databases (and nothing else) are read under it.
+    #[arg(long, env = "STALEWATCH_HOST_ROOT", default_value = "/host")]
+    pub host_root: PathBuf,
     /// How long the engine may go without a heartbeat before `/healthz` fails (default:
     /// `--scan-timeout` plus 10 minutes: one image read may legitimately take that long).
     #[arg(long, env = "STALEWATCH_STUCK_AFTER", value_parser = parse_interval)]

@@ -30,6 +30,8 @@ pub struct Config {
     pub events: Option<EventsConfig>,
     pub node_name: String,
     pub proc_root: PathBuf,
+    /// `--host-root` when the node scan is on (`--node-scan`).
+    pub host_root: Option<PathBuf>,
     /// The engine's silence that fails `/healthz` (`--stuck-after`).
     pub stuck_after: Duration,
     /// Deadline of one containerd call (`--containerd-timeout`).

@@ -16,13 +16,14 @@ use super::lineage::Lineage;
 use super::matching::Matching;
 use super::messages::Msg;
 use super::metrics::Metrics;
+use super::node::NodeScan;
 use super::notify::Notifier;
-use super::publishing::{Inputs, Publisher};
+use super::publishing::{Inputs, NodeFacts, Publisher};
 use super::redeploy::Redeployer;
 use super::runtime_checks::RuntimeChecks;
 use super::signals::Signal;
 use super::snapshot::Snapshot;
-use super::store::{FindingsStore, Stale};
+use super::store::{FindingsStore, NodeInventory, Stale};
 use super::telling::Telling;
 use crate::containerd::Containerd;
 
@@ -40,6 +41,8 @@ pub struct Engine {
     pub redeployer: Option<Redeployer>,
     /// What every notifier told (one state), and the change list of each snapshot.
     pub telling: Telling,
+    /// The node's own packages (`--node-scan`).
+    pub node: Option<NodeScan>,
     pub metrics: Arc<Metrics>,
     client: Option<Containerd>,
     /// Whether one reconcile finished (readiness needs it).
@@ -69,6 +72,7 @@ impl Engine {
             notifier: None,
             redeployer: None,
             telling,
+            node: None,
             metrics,
             client: None,
             inventoried_once: false,
@@ -129,10 +133,19 @@ impl Engine {
     fn publish(&mut self) {
         let now = crate::clock::now();
         let drifted = self.checks.drifted();
+        let node_name = self.publisher.known().node.to_string();
+        let node = self.node.as_ref().and_then(|n| {
+            Some(NodeInventory {
+                name: &node_name,
+                inventory: n.inventory.as_ref()?,
+                unreadable: &n.unreadable,
+            })
+        });
         self.store.refresh(
             &self.matching,
             &self.images.cache.images,
             &drifted,
+            node,
             now,
             &self.metrics,
         );
@@ -165,6 +178,13 @@ impl Engine {
             advisory_db: super::matching::db_view(&db_state),
             triage: self.matching.triage_view(),
             declared_bases: self.lineage.declared_present(),
+            node: self.node.as_ref().map(|n| NodeFacts {
+                inventory: n.inventory.as_deref(),
+                unreadable: &n.unreadable,
+                kernel: n.kernel.as_ref(),
+                reboot_required: n.reboot_required(),
+                error: n.error.as_deref(),
+            }),
         };
         let snap = Snapshot::build(&inputs, now);
         if self.inventory.listed_once {
@@ -189,6 +209,10 @@ impl Engine {
 
     /// Lists what runs, inventories new images, runs the runtime checks due, publishes.
     async fn reconcile(&mut self) {
+        // The node's own packages need no containerd: checked first, whatever it answers.
+        if let Some(n) = &mut self.node {
+            n.check(&self.metrics).await;
+        }
         let Some(client) = self.client.clone() else {
             // containerd is down: keep serving the last known state.
             self.inventoried_once = true;

@@ -6,10 +6,11 @@
 use serde::Serialize;
 
 use super::snapshot::{
-    CheckState, ContainerReport, ContainerView, DbView, Drift, RuntimeCheckStates, ScanStatus, Snapshot,
-    StaleDigest,
+    CheckState, ContainerReport, ContainerView, DbView, Drift, NodeView, RuntimeCheckStates, ScanStatus,
+    Snapshot, StaleDigest,
 };
 use crate::db::coverage::Gap;
+use stalewatch_core::report::Report;
 
 #[derive(Serialize)]
 pub struct Findings<'a> {
@@ -18,6 +19,32 @@ pub struct Findings<'a> {
     generated_at: &'a str,
     advisory_db: &'a DbView,
     containers: Vec<Container<'a>>,
+    /// With `--node-scan`: the node's own packages (status, kernel) and their report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_scan: Option<NodeScan<'a>>,
+    /// With `--node-scan`: the report v1 of the node's packages (null until matched).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_report: Option<Option<&'a Report>>,
+}
+
+#[derive(Serialize)]
+struct NodeScan<'a> {
+    status: ScanStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    kernel: Option<Kernel<'a>>,
+    reboot_required: bool,
+}
+
+/// The running kernel: its release, and the installed package that is it (`state`
+/// `packaged`), or none (`unknown`); a newer installed one when a reboot would run it.
+#[derive(Serialize)]
+struct Kernel<'a> {
+    release: &'a str,
+    state: &'static str,
+    package: Option<&'a str>,
+    version: Option<&'a str>,
+    newer_installed: Option<&'a str>,
 }
 
 /// One running container.
@@ -66,7 +93,28 @@ impl<'a> Findings<'a> {
             generated_at: &snap.generated_at,
             advisory_db: &snap.advisory_db,
             containers: snap.containers.iter().map(container).collect(),
+            node_scan: snap.node_scan.as_ref().map(node_scan),
+            node_report: snap.node_scan.as_ref().map(|n| n.report.as_deref()),
         }
+    }
+}
+
+fn node_scan(n: &NodeView) -> NodeScan<'_> {
+    NodeScan {
+        status: n.status,
+        error: n.error.as_deref(),
+        kernel: n.kernel.as_ref().map(|k| Kernel {
+            release: &k.release,
+            state: if k.package.is_some() {
+                "packaged"
+            } else {
+                "unknown"
+            },
+            package: k.package.as_ref().map(|p| p.0.as_str()),
+            version: k.package.as_ref().map(|p| p.1.as_str()),
+            newer_installed: k.newer_installed.as_ref().map(|p| p.1.as_str()),
+        }),
+        reboot_required: n.reboot_required,
     }
 }
 

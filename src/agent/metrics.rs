@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use stalewatch_core::advisory::Severity;
 
 use super::signals::{LogLimiter, Signal};
-use super::snapshot::{ContainerView, Snapshot, TriageView};
+use super::snapshot::{ContainerView, NodeView, Snapshot, TriageView};
 
 /// What kind of family a metric is.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -250,6 +250,42 @@ metric_table! {
         "For each --base-image: 1 while the node holds an image of that name, else 0 (no rebuild signal without it).",
         &["base_name"],
     ) => r.gauge_vec(BASE_IMAGE_PRESENT)?;
+    family node_scan_status: GaugeVec, snapshot, NODE_SCAN_STATUS(
+        "stalewatch_node_scan_status",
+        Gauge,
+        "With --node-scan: the scan status of the node's own packages (ok, pending, failed, unsupported_os, no_package_db, no_advisory_feed).",
+        &["status"],
+    ) => r.gauge_vec(NODE_SCAN_STATUS)?;
+    family node_vulnerabilities: GaugeVec, snapshot, NODE_VULNERABILITIES(
+        "stalewatch_node_vulnerabilities",
+        Gauge,
+        "With --node-scan: distinct vulnerabilities affecting the node's own packages (its running kernel's only), counted as a container's are.",
+        &["severity", "fixable"],
+    ) => r.gauge_vec(NODE_VULNERABILITIES)?;
+    family node_known_exploited: GaugeVec, snapshot, NODE_KNOWN_EXPLOITED(
+        "stalewatch_node_known_exploited_vulnerabilities",
+        Gauge,
+        "With --node-scan and a KEV catalog: the node's distinct vulnerabilities in CISA's KEV catalog.",
+        &[],
+    ) => r.gauge_vec(NODE_KNOWN_EXPLOITED)?;
+    family node_oldest_fix_age: GaugeVec, snapshot, NODE_OLDEST_FIX_AGE(
+        "stalewatch_node_oldest_fix_age_seconds",
+        Gauge,
+        "With --node-scan: age of the node's oldest fix that is not installed (0 when none); an estimate.",
+        &[],
+    ) => r.gauge_vec(NODE_OLDEST_FIX_AGE)?;
+    family node_kernel: GaugeVec, snapshot, NODE_KERNEL(
+        "stalewatch_node_kernel_info",
+        Gauge,
+        "With --node-scan: the running kernel (its release) and the installed package it is (state packaged), or none (state unknown).",
+        &["release", "package", "version", "state"],
+    ) => r.gauge_vec(NODE_KERNEL)?;
+    family node_reboot_required: GaugeVec, snapshot, NODE_REBOOT_REQUIRED(
+        "stalewatch_node_reboot_required",
+        Gauge,
+        "With --node-scan: 1 when a newer kernel package than the running one is installed, or the OS wrote /var/run/reboot-required; else 0.",
+        &[],
+    ) => r.gauge_vec(NODE_REBOOT_REQUIRED)?;
     family notifications: IntCounterVec, kept, NOTIFICATIONS(
         "stalewatch_notifications_total",
         Counter,
@@ -661,6 +697,9 @@ impl Metrics {
             }
         }
         self.publish_vulnerability_info(snap);
+        if let Some(n) = &snap.node_scan {
+            self.publish_node(n);
+        }
         if let Some(t) = snap.advisory_db.updated_unix {
             self.advisory_updated.set(t as f64);
         }
@@ -760,6 +799,44 @@ impl Metrics {
     }
 
     /// The opt-in per-finding series: most severe first, at most the cap.
+    /// The node's series (`--node-scan`).
+    fn publish_node(&self, n: &NodeView) {
+        self.node_scan_status
+            .with_label_values(&[n.status.as_str()])
+            .set(1.0);
+        if let Some(k) = &n.kernel {
+            let (package, version) = k.package.clone().unwrap_or_default();
+            let state = if k.package.is_some() {
+                "packaged"
+            } else {
+                "unknown"
+            };
+            self.node_kernel
+                .with_label_values(&[&k.release, &package, &version, state])
+                .set(1.0);
+        }
+        self.node_reboot_required
+            .with_label_values(&[] as &[&str])
+            .set(if n.reboot_required { 1.0 } else { 0.0 });
+        if n.report.is_none() {
+            return;
+        }
+        for sev in Severity::ALL {
+            for fixable in [true, false] {
+                let v = n.vulnerabilities.get(&(sev, fixable)).copied().unwrap_or(0);
+                self.node_vulnerabilities
+                    .with_label_values(&[sev.as_str(), if fixable { "true" } else { "false" }])
+                    .set(v as f64);
+            }
+        }
+        self.node_oldest_fix_age
+            .with_label_values(&[] as &[&str])
+            .set(n.oldest_fix_age as f64);
+        self.node_known_exploited
+            .with_label_values(&[] as &[&str])
+            .set(n.triage.known_exploited as f64);
+    }
+
     fn publish_vulnerability_info(&self, snap: &Snapshot) {
         let Some((info, dropped, limit)) = &self.vulnerability_info else {
             return;
@@ -981,6 +1058,7 @@ mod tests {
             assert!(
                 d.starts_with("stalewatch_container_")
                     || d.starts_with("stalewatch_image_")
+                    || d.starts_with("stalewatch_node_")
                     || *d == "stalewatch_base_image_present"
                     || *d == "stalewatch_notifications_total"
                     || *d == "stalewatch_redeploys_total"

@@ -20,6 +20,7 @@ mod listener;
 mod matching;
 mod messages;
 mod metrics;
+mod node;
 pub mod notify;
 mod publishing;
 pub mod redeploy;
@@ -92,6 +93,10 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         publishing::Publisher::new(&cfg, shared),
         telling::Telling::new(&cfg.state_dir, thresholds(&cfg), &metrics),
     );
+    if let Some(root) = cfg.host_root.clone() {
+        tracing::info!(host_root = %root.display(), "scanning the node's own packages");
+        engine.node = Some(node::NodeScan::new(root, cfg.proc_root.clone()));
+    }
     if let Some(ec) = cfg.events.clone() {
         let days = (cfg.stale_after.as_secs() / 86400) as i64;
         engine.announcer = Some(events::Announcer::start(ec, days, &metrics));

@@ -232,6 +232,21 @@ pub struct DbView {
     pub updated_unix: Option<i64>,
 }
 
+/// The node's own packages (`--node-scan`): its report, status and kernel.
+#[derive(Debug, Clone, Default)]
+pub struct NodeView {
+    pub status: ScanStatus,
+    /// Why the scan failed, when it did.
+    pub error: Option<String>,
+    pub report: Option<Arc<Report>>,
+    pub kernel: Option<stalewatch_core::kernel::RunningKernel>,
+    pub reboot_required: bool,
+    /// (severity, fixable) → distinct vulnerabilities.
+    pub vulnerabilities: BTreeMap<(Severity, bool), u64>,
+    pub triage: TriageCounts,
+    pub oldest_fix_age: i64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub schema: &'static str,
@@ -249,6 +264,8 @@ pub struct Snapshot {
     /// The report of each newer build the node holds of a running container's tag (its stale
     /// digest's current one), by image digest: what a redeploy would run.
     pub newer_reports: BTreeMap<String, Arc<Report>>,
+    /// The node's own packages, when the node scan is on.
+    pub node_scan: Option<NodeView>,
 }
 
 /// Which triage data was in force when the snapshot was built (metrics are absent, not 0,

@@ -81,10 +81,19 @@ impl LiveEntry {
     }
 }
 
+/// The node's own packages, as the node scan found them (`agent/node.rs`).
+pub struct NodeInventory<'a> {
+    pub name: &'a str,
+    pub inventory: &'a Arc<Inventory>,
+    pub unreadable: &'a [stalewatch_core::layer::diagnostics::Unreadable],
+}
+
 #[derive(Default)]
 pub struct FindingsStore {
     images: BTreeMap<String, Arc<Report>>,
     live: BTreeMap<String, LiveEntry>,
+    /// The node's report, with the inventory it was made from.
+    node: Option<(Arc<Inventory>, Arc<Report>)>,
     /// The day (since the epoch) the reports were made: end of life moves with the date.
     day: i64,
 }
@@ -99,6 +108,11 @@ impl FindingsStore {
         self.images.get(digest)
     }
 
+    /// The node's report (`--node-scan`).
+    pub fn node(&self) -> Option<&Arc<Report>> {
+        self.node.as_ref().map(|(_, r)| r)
+    }
+
     /// A drifted container's report of what runs.
     pub fn live(&self, id: &str) -> Option<&LiveReport> {
         self.live.get(id).map(|e| &e.report)
@@ -110,6 +124,7 @@ impl FindingsStore {
             Stale::NewIndex | Stale::NewVex => {
                 self.images.clear();
                 self.live.clear();
+                self.node = None;
             }
             Stale::ImageRead(d) => {
                 self.images.remove(d);
@@ -130,9 +145,18 @@ impl FindingsStore {
         matching: &Matching,
         images: &BTreeMap<String, ImageRecord>,
         drifted: &[Drifted],
+        node: Option<NodeInventory>,
         now: i64,
         metrics: &Metrics,
     ) {
+        // The node's report is stale when the node scan read another inventory (or none).
+        if self
+            .node
+            .as_ref()
+            .is_some_and(|(inv, _)| node.as_ref().is_none_or(|n| !Arc::ptr_eq(inv, n.inventory)))
+        {
+            self.node = None;
+        }
         let current: BTreeMap<&str, &Arc<Inventory>> = drifted.iter().map(|d| (d.id, d.inventory)).collect();
         self.live.retain(|id, e| {
             current
@@ -143,10 +167,12 @@ impl FindingsStore {
             self.day = now.div_euclid(86400);
             self.images.clear();
             self.live.clear();
+            self.node = None;
         }
+        let node_due = node.is_some() && self.node.is_none();
         let images_due = images.keys().any(|d| !self.images.contains_key(d));
         let live_due = drifted.iter().any(|d| !self.live.contains_key(d.id));
-        if !images_due && !live_due {
+        if !images_due && !live_due && !node_due {
             return;
         }
         let Some(mut pass) = matching.pass() else {
@@ -176,6 +202,15 @@ impl FindingsStore {
                     n += 1;
                 }
                 Err(e) => tracing::error!("matching container {}: {e}", d.id),
+            }
+        }
+        if let Some(nd) = node.filter(|_| node_due) {
+            match pass.node_report(nd.name, nd.inventory, nd.unreadable.to_vec(), now) {
+                Ok(r) => {
+                    self.node = Some((nd.inventory.clone(), Arc::new(r)));
+                    n += 1;
+                }
+                Err(e) => tracing::error!("matching the node: {e}"),
             }
         }
         if n > 0 {
@@ -219,6 +254,7 @@ pub fn with_reports(images: Vec<(String, Report)>, drifted: &[Drifted], live: Ve
     let mut store = FindingsStore {
         images: images.into_iter().map(|(d, r)| (d, Arc::new(r))).collect(),
         live: BTreeMap::new(),
+        node: None,
         day: 0,
     };
     for (d, report) in drifted.iter().zip(live) {

@@ -22,6 +22,7 @@ impl AgentArgs {
         let events = self.events_config(&node_name, &mut errors);
         let notify = self.notify_config(&mut errors);
         let redeploy = self.redeploy_config(&node_name, &mut errors);
+        let host_root = self.node_scan_root(&mut errors);
         if !errors.is_empty() {
             bail!("invalid configuration: {}", errors.join("; "));
         }
@@ -55,6 +56,7 @@ impl AgentArgs {
             events,
             node_name,
             proc_root: self.proc_root.clone(),
+            host_root,
             containerd_timeout: self.containerd_timeout,
             stuck_after: self.stuck_after(),
             sandboxed_runtimes: crate::agent::SandboxedRuntimes::new(&self.sandboxed_runtimes),
@@ -186,6 +188,23 @@ impl AgentArgs {
             },
             node_name: node_name.to_string(),
         })
+    }
+
+    /// The host root the node scan reads (`None`: off; `auto`: on where it is a directory).
+    fn node_scan_root(&self, errors: &mut Vec<String>) -> Option<std::path::PathBuf> {
+        let is_dir = self.host_root.is_dir();
+        match self.node_scan {
+            Switch::Off => None,
+            Switch::Auto => is_dir.then(|| self.host_root.clone()),
+            Switch::On if !is_dir => {
+                errors.push(format!(
+                    "--node-scan on: --host-root {} is not a directory",
+                    self.host_root.display()
+                ));
+                None
+            }
+            Switch::On => Some(self.host_root.clone()),
+        }
     }
 
     /// Events on or off (`auto`: in a cluster, or with a kubeconfig), and their settings.

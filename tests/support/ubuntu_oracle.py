@@ -12,7 +12,10 @@ no record of — whose fix then requires Ubuntu Pro. A record with no fixed even
 listed version affected and unfixed. Prints a JSON list of [id, binary, fixed version or null,
 fix requirement or null], sorted.
 """
-import json, subprocess, sys, zipfile
+import json, os, subprocess, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dpkg_osv  # noqa: E402
 
 root, ecosystem, osv_zip = sys.argv[1:4]
 release = ecosystem.removeprefix("Ubuntu:")
@@ -22,34 +25,17 @@ rows = subprocess.run(
      "${Package} ${Version} ${source:Package} ${source:Version}\n"],
     check=True, capture_output=True, text=True).stdout.split("\n")
 
-def lt(a, b):
-    return subprocess.run(["dpkg", "--compare-versions", a, "lt", b]).returncode == 0
+records = dpkg_osv.records(osv_zip, lambda eco: eco in (ecosystem, pro))
 
-records = {}
-with zipfile.ZipFile(osv_zip) as z:
-    for n in z.namelist():
-        rec = json.loads(z.read(n))
-        for a in rec.get("affected", []):
-            records.setdefault((a["package"]["ecosystem"], a["package"]["name"]), []).append((rec["id"], a))
 
 def hits(stream, source, version):
     out = {}
     for rid, a in records.get((stream, source), []):
-        affected = version in a.get("versions", [])
-        fixed = None
-        for r in a.get("ranges", []):
-            if r.get("type") != "ECOSYSTEM":
-                continue
-            intro = [e["introduced"] for e in r["events"] if "introduced" in e]
-            fixes = [e["fixed"] for e in r["events"] if "fixed" in e]
-            if intro and (intro[0] == "0" or not lt(version, intro[0])):
-                if not fixes:
-                    affected = True
-                elif lt(version, fixes[0]):
-                    affected, fixed = True, fixes[0]
+        affected, fixed = dpkg_osv.judge(a, version)
         if affected:
             out[rid] = fixed
     return out
+
 
 result = set()
 for r in rows:

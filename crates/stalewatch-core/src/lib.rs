@@ -8,6 +8,7 @@ pub mod eol;
 pub mod export;
 pub mod gate;
 pub mod image;
+pub mod kernel;
 pub mod layer;
 pub mod lineage;
 pub mod matcher;

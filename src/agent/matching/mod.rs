@@ -238,6 +238,21 @@ impl Pass<'_> {
         Ok(report)
     }
 
+    /// The node's report of its own packages (`node:NAME`).
+    pub fn node_report(
+        &mut self,
+        node: &str,
+        inv: &Inventory,
+        notes: Vec<stalewatch_core::layer::diagnostics::Unreadable>,
+        now: i64,
+    ) -> Result<Report, IndexError> {
+        let findings = self.matcher.match_inventory(inv)?;
+        let target = format!("node:{node}");
+        let mut report = Report::new(&target, inv.without_file_owners(), findings, notes, now);
+        report.apply_triage(&self.triage(None));
+        Ok(report)
+    }
+
     /// A drifted container's report of the packages that run.
     pub fn live_report(&mut self, id: &str, inv: &Inventory, now: i64) -> Result<Report, IndexError> {
         let findings = self.matcher.match_inventory(inv)?;

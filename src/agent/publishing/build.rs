@@ -16,11 +16,14 @@ use crate::agent::images::failure::ScanFailure;
 use crate::agent::inventory::running::RunningContainer;
 use crate::agent::runtime_checks::RuntimeChecks;
 use crate::agent::snapshot::{
-    self, ContainerReport, ContainerView, DbView, ImageView, Notable, ScanStatus, Snapshot, TriageView,
+    self, ContainerReport, ContainerView, DbView, ImageView, NodeView, Notable, ScanStatus, Snapshot,
+    TriageView,
 };
 use crate::agent::store::FindingsStore;
 use crate::db::coverage::{self, Gap};
 use crate::db::State;
+use stalewatch_core::catalog::Inventory;
+use stalewatch_core::layer::diagnostics::Unreadable;
 
 /// What the publishing owner keeps: the node's name, `--stale-after`, when each fix was first
 /// seen.
@@ -53,6 +56,19 @@ pub struct Inputs<'a> {
     pub triage: TriageView,
     /// Each `--base-image` and whether the node holds it (the lineage owner).
     pub declared_bases: Vec<(String, bool)>,
+    /// What the node scan found, when it is on.
+    pub node: Option<NodeFacts<'a>>,
+}
+
+/// The node scan's findings (`agent/node.rs`): its inventory, what it could not read, its
+/// kernel, whether a reboot is due, why it failed.
+#[derive(Clone, Copy)]
+pub struct NodeFacts<'a> {
+    pub inventory: Option<&'a Inventory>,
+    pub unreadable: &'a [Unreadable],
+    pub kernel: Option<&'a stalewatch_core::kernel::RunningKernel>,
+    pub reboot_required: bool,
+    pub error: Option<&'a str>,
 }
 
 /// What one running container adds to a snapshot.
@@ -105,6 +121,7 @@ impl Snapshot {
             triage: inputs.triage,
             image_reports,
             newer_reports,
+            node_scan: inputs.node.as_ref().map(|n| node_view(inputs, n, now)),
         }
     }
 }
@@ -156,8 +173,9 @@ fn container(inputs: &Inputs, rc: &RunningContainer, now: i64) -> ContainerPart 
     view.drift = live.map(|l| l.drift.clone());
     let mut report = report_of(inputs.store, inputs.checks, rc);
     view.coverage_gaps = gaps(rec, inputs);
-    let pending = report.is_none() || index_missing(rec, inputs);
-    let (status, error) = scan_status(rec, pending, !view.coverage_gaps.is_empty());
+    let pending = report.is_none() || index_missing(&rec.inventory, inputs);
+    let gaps = !view.coverage_gaps.is_empty();
+    let (status, error) = scan_status(&rec.inventory, &rec.unreadable, pending, gaps);
     view.scan_status = status;
     view.error = error;
     let Some(report) = report.as_mut() else {
@@ -207,25 +225,53 @@ fn gaps(rec: &ImageRecord, inputs: &Inputs) -> Vec<Gap> {
 
 /// Whether a package of the image needs an awaited ecosystem whose index is not loaded (yet).
 /// Ecosystems not configured, or missing from the advisory source, have none to wait for.
-fn index_missing(rec: &ImageRecord, inputs: &Inputs) -> bool {
-    rec.inventory
-        .packages
+fn index_missing(inv: &Inventory, inputs: &Inputs) -> bool {
+    inv.packages
         .iter()
         .map(|p| stalewatch_core::ecosystem::base(&p.ecosystem))
         .filter(|e| inputs.awaited.contains(*e))
         .any(|e| !inputs.loaded.contains(e))
 }
 
+/// The node's view: its scan status (as an image's), report, kernel and counts.
+fn node_view(inputs: &Inputs, node: &NodeFacts, now: i64) -> NodeView {
+    let mut view = NodeView {
+        kernel: node.kernel.cloned(),
+        reboot_required: node.reboot_required,
+        ..Default::default()
+    };
+    if let Some(e) = node.error {
+        view.status = ScanStatus::Failed;
+        view.error = Some(e.to_string());
+        return view;
+    }
+    let Some(inv) = node.inventory else {
+        return view; // pending: not read yet
+    };
+    let report = inputs.store.node();
+    let gaps = !coverage::gaps(inv, inputs.db_state, Some(inputs.fetched)).is_empty();
+    let pending = report.is_none() || index_missing(inv, inputs);
+    (view.status, view.error) = scan_status(inv, node.unreadable, pending, gaps);
+    if let Some(r) = report {
+        view.vulnerabilities = snapshot::count_vulnerabilities(&r.findings);
+        view.triage = snapshot::triage_counts(r);
+        view.oldest_fix_age = snapshot::oldest_fix_age(&r.findings, inputs.known.first_seen, now);
+        view.report = Some(r.clone());
+    }
+    view
+}
+
 /// An inventoried image's scan status (and the error of a failed one): `pending` while its
 /// report or index is awaited, `no_advisory_feed` with coverage gaps.
-pub fn scan_status(rec: &ImageRecord, pending: bool, gaps: bool) -> (ScanStatus, Option<String>) {
-    let inv = &rec.inventory;
+pub fn scan_status(
+    inv: &Inventory,
+    unreadable: &[Unreadable],
+    pending: bool,
+    gaps: bool,
+) -> (ScanStatus, Option<String>) {
     // A package database the agent found and cannot read (rpm's ndb, a directory per package
     // under status.d) is a failure to scan, never "nothing to scan".
-    let unsupported = rec
-        .unreadable
-        .iter()
-        .find(|u| u.reason == "unsupported_package_db");
+    let unsupported = unreadable.iter().find(|u| u.reason == "unsupported_package_db");
     let status = if let (true, Some(u)) = (inv.databases.is_empty(), unsupported) {
         return (ScanStatus::Failed, Some(format!("{}: {}", u.what, u.detail)));
     } else if inv.databases.is_empty() {
@@ -489,6 +535,7 @@ mod tests {
             advisory_db: DbView::default(),
             triage: TriageView::default(),
             declared_bases: vec![("alpine:3.20".into(), true)],
+            node: None,
         };
         let snap = Snapshot::build(&inputs, NOW);
         let by_id: BTreeMap<&str, &ContainerView> =

@@ -15,7 +15,7 @@ use super::metrics::Metrics;
 use super::runtime_checks::RuntimeChecks;
 use super::snapshot::{self, Snapshot};
 use super::store::FindingsStore;
-pub use build::{Inputs, Known};
+pub use build::{Inputs, Known, NodeFacts};
 
 const FIRST_SEEN_FILE: &str = "fixes-first-seen.json";
 

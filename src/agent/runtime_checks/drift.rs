@@ -88,10 +88,15 @@ pub type DbSignature = Vec<Option<(u64, u64, i64, i64)>>;
 /// signatures mean unchanged databases: no need to read them again. `None` when the root
 /// cannot be opened.
 pub fn db_signature(proc_root: &Path, pid: u32) -> Option<DbSignature> {
+    db_signature_in(&proc_root.join(pid.to_string()).join("root"))
+}
+
+/// [`db_signature`] of the databases under any root (the node scan's host root).
+pub fn db_signature_in(root: &Path) -> Option<DbSignature> {
     use rustix::fs::{openat2, Mode, OFlags, ResolveFlags, CWD};
     let root = openat2(
         CWD,
-        proc_root.join(pid.to_string()).join("root"),
+        root,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
         ResolveFlags::empty(),

@@ -1,0 +1,196 @@
+//! The node is a runtime too (issue 28): with `--node-scan on --host-root /` the agent reads
+//! this machine's own OS packages — a real Debian 12 host — and its findings equal the
+//! independent oracle (`tests/support/debian_oracle.py`: dpkg's own list and
+//! `dpkg --compare-versions` over the Debian records of ../shared/data); the running kernel,
+//! which no installed package is here, is said `unknown`, never left out silently.
+
+mod common;
+
+use common::agent::{value, Agent};
+use common::mirror::Mirror;
+use common::*;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+#[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
+fn this_debian_hosts_own_packages_are_matched_as_dpkg_says_and_its_kernel_is_unknown() {
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    if !os_release.contains("ID=debian") || !os_release.contains("VERSION_ID=\"12\"") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the node test needs a Debian 12 host (this project's CI machine)"
+        );
+        eprintln!("skipped: not a Debian 12 host");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mirror = Mirror::start(shared_data().join("osv"));
+    let agent = Agent::start(
+        &tmp.path().join("no-containerd.sock"),
+        &tmp.path().join("state"),
+        &mirror.url(),
+        &["--ecosystem", "Debian", "--node-scan", "on", "--host-root", "/"],
+    );
+    let doc = |a: &Agent| -> serde_json::Value { serde_json::from_str(&a.findings().1).unwrap() };
+    agent.wait_for("the node matched", Duration::from_secs(120), |a| {
+        doc(a)["node_scan"]["status"] == "ok"
+    });
+    let doc = doc(&agent);
+    let report = &doc["node_report"];
+    assert_eq!(report["target"], "node:test-node");
+    assert_eq!(report["os"]["ecosystem"], "Debian:12");
+    let got: BTreeSet<(String, String)> = string_pairs(&report["findings"], "id", "package")
+        .into_iter()
+        .collect();
+    let out = std::process::Command::new("python3")
+        .arg(project().join("tests/support/debian_oracle.py"))
+        .args(["/", "Debian:12"])
+        .arg(shared_data().join("osv/Debian/all.zip"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want: BTreeSet<(String, String)> = serde_json::from_slice::<Vec<(String, String)>>(&out.stdout)
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(want.len() > 100, "the oracle found {} findings", want.len());
+    let missing: Vec<_> = want.difference(&got).take(10).collect();
+    let extra: Vec<_> = got.difference(&want).take(10).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} findings, the oracle {}: missing {missing:?}, extra {extra:?}",
+        got.len(),
+        want.len()
+    );
+    // Every installed package is listed.
+    let installed = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f", "${db:Status-Status}\n"])
+        .output()
+        .unwrap();
+    let n = String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .filter(|l| *l == "installed")
+        .count();
+    assert_eq!(report["packages"].as_array().unwrap().len(), n);
+
+    // The kernel: this machine's is not packaged, so it is unknown, and said so.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let kernel = &doc["node_scan"]["kernel"];
+    assert_eq!(kernel["release"], release.trim());
+    assert_eq!(kernel["state"], "unknown");
+    let m = agent.metrics();
+    assert_eq!(
+        value(
+            &m,
+            "stalewatch_node_kernel_info",
+            &[
+                ("release", release.trim()),
+                ("package", ""),
+                ("version", ""),
+                ("state", "unknown")
+            ]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        value(&m, "stalewatch_node_scan_status", &[("status", "ok")]),
+        Some(1.0)
+    );
+    let total: f64 = ["critical", "high", "medium", "low", "unknown"]
+        .iter()
+        .flat_map(|s| ["true", "false"].map(|f| (*s, f)))
+        .filter_map(|(s, f)| {
+            value(
+                &m,
+                "stalewatch_node_vulnerabilities",
+                &[("severity", s), ("fixable", f)],
+            )
+        })
+        .sum();
+    assert!(
+        total > 0.0 && total <= got.len() as f64,
+        "{total} vulnerabilities of {} findings",
+        got.len()
+    );
+}
+
+/// A host root shaped like an AKS Ubuntu 22.04 node that installed a newer kernel than it
+/// runs (unattended-upgrades waits for a reboot): the running kernel is the package of its
+/// release, the newer one is not judged, and a reboot is due.
+#[test]
+fn a_newer_kernel_installed_than_runs_wants_a_reboot_and_is_not_judged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let host = tmp.path().join("host");
+    for d in ["etc", "var/lib/dpkg", "proc/sys/kernel"] {
+        std::fs::create_dir_all(host.join(d)).unwrap();
+    }
+    std::fs::write(
+        host.join("etc/os-release"),
+        "NAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nID=ubuntu\nVERSION_CODENAME=jammy\n",
+    )
+    .unwrap();
+    // The release the test sets as running (`uname -r` of an AKS node).
+    std::fs::write(host.join("proc/sys/kernel/osrelease"), "6.8.0-1020-azure\n").unwrap();
+    let stanza = |name: &str, source: &str, version: &str| {
+        format!(
+            "Package: {name}\nStatus: install ok installed\nArchitecture: amd64\nSource: {source}\nVersion: {version}\n\n"
+        )
+    };
+    let status = [
+        stanza(
+            "linux-image-6.8.0-1020-azure",
+            "linux-signed-azure-6.8",
+            "6.8.0-1020.23~22.04.1",
+        ),
+        stanza(
+            "linux-image-6.8.0-1021-azure",
+            "linux-signed-azure-6.8",
+            "6.8.0-1021.25~22.04.1",
+        ),
+        stanza("openssh-server", "openssh", "1:8.9p1-3ubuntu0.10"),
+    ]
+    .concat();
+    std::fs::write(host.join("var/lib/dpkg/status"), status).unwrap();
+    let mirror = Mirror::start(shared_data().join("osv"));
+    let agent = Agent::start(
+        &tmp.path().join("no-containerd.sock"),
+        &tmp.path().join("state"),
+        &mirror.url(),
+        &[
+            "--ecosystem",
+            "Ubuntu",
+            "--node-scan",
+            "on",
+            "--host-root",
+            host.to_str().unwrap(),
+        ],
+    );
+    let doc = |a: &Agent| -> serde_json::Value { serde_json::from_str(&a.findings().1).unwrap() };
+    agent.wait_for("the node matched", Duration::from_secs(60), |a| {
+        !doc(a)["node_report"].is_null()
+    });
+    let doc = doc(&agent);
+    let kernel = &doc["node_scan"]["kernel"];
+    assert_eq!(kernel["state"], "packaged");
+    assert_eq!(kernel["package"], "linux-image-6.8.0-1020-azure");
+    assert_eq!(kernel["version"], "6.8.0-1020.23~22.04.1");
+    assert_eq!(kernel["newer_installed"], "6.8.0-1021.25~22.04.1");
+    assert_eq!(doc["node_scan"]["reboot_required"], true);
+    let names: Vec<&str> = doc["node_report"]["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["linux-image-6.8.0-1020-azure", "openssh-server"],
+        "the installed, not booted, kernel is not judged"
+    );
+    assert_eq!(
+        value(&agent.metrics(), "stalewatch_node_reboot_required", &[]),
+        Some(1.0)
+    );
+}
