@@ -194,3 +194,65 @@ fn a_newer_kernel_installed_than_runs_wants_a_reboot_and_is_not_judged() {
         Some(1.0)
     );
 }
+
+/// The runtime's binaries outside the OS's packages (AKS's moby-containerd): a node root whose
+/// `containerd` is a Go binary built here with golang.org/x/text v0.3.2 is matched against the
+/// Go feed — the real advisories of that version (GO-2020-0015, GO-2021-0113) — while nothing
+/// else of the host is read.
+#[test]
+fn a_runtime_binary_s_go_modules_are_matched_against_the_go_feed() {
+    if !require("go", "node runtime binaries") || !require("strip", "node runtime binaries") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let host = tmp.path().join("host");
+    std::fs::create_dir_all(host.join("etc")).unwrap();
+    std::fs::create_dir_all(host.join("var/lib/dpkg")).unwrap();
+    std::fs::write(host.join("etc/os-release"), "ID=debian\nVERSION_ID=\"12\"\n").unwrap();
+    std::fs::write(
+        host.join("var/lib/dpkg/status"),
+        "Package: base-files\nStatus: install ok installed\nArchitecture: amd64\nVersion: 12.4+deb12u8\n\n",
+    )
+    .unwrap();
+    go_binary(tmp.path(), &host.join("usr/bin/containerd"), true);
+    // A Go binary elsewhere on the host is never opened: only the runtime's paths are.
+    go_binary(tmp.path(), &host.join("opt/other/tool"), true);
+    let mirror = Mirror::start(shared_data().join("osv"));
+    let agent = Agent::start(
+        &tmp.path().join("no-containerd.sock"),
+        &tmp.path().join("state"),
+        &mirror.url(),
+        &[
+            "--ecosystem",
+            "Go",
+            "--ecosystem",
+            "Debian",
+            "--node-scan",
+            "on",
+            "--host-root",
+            host.to_str().unwrap(),
+        ],
+    );
+    let doc = |a: &Agent| -> serde_json::Value { serde_json::from_str(&a.findings().1).unwrap() };
+    agent.wait_for("the node matched", Duration::from_secs(120), |a| {
+        doc(a)["node_scan"]["status"] == "ok"
+    });
+    let report = doc(&agent)["node_report"].clone();
+    let paths: BTreeSet<String> = report["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["ecosystem"] == "Go")
+        .map(|p| p["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(paths, BTreeSet::from(["usr/bin/containerd".to_string()]));
+    let ids: BTreeSet<(String, String)> = string_pairs(&report["findings"], "package", "id")
+        .into_iter()
+        .collect();
+    for id in ["GO-2020-0015", "GO-2021-0113"] {
+        assert!(
+            ids.contains(&("golang.org/x/text".into(), id.into())),
+            "{id}: {ids:?}"
+        );
+    }
+}

@@ -21,7 +21,7 @@ pub struct NodeScan {
     host_root: PathBuf,
     /// Where the running kernel's release is read: the host's `/proc` (`--proc-root`).
     proc_root: PathBuf,
-    signature: Option<DbSignature>,
+    signature: Option<(DbSignature, BinariesSignature)>,
     /// The host's inventory (the running kernel's package only, where it is known).
     pub inventory: Option<Arc<Inventory>>,
     /// What could not be read of it.
@@ -59,7 +59,7 @@ impl NodeScan {
         self.reboot_file = ["var/run/reboot-required", "run/reboot-required"]
             .iter()
             .any(|f| host.join(f).exists());
-        let signature = db_signature_in(&host);
+        let signature = db_signature_in(&host).map(|db| (db, binaries_signature(&host)));
         if self.inventory.is_some() && signature.is_some() && signature == self.signature {
             return;
         }
@@ -111,7 +111,50 @@ fn kernel_release(host_root: &Path, proc_root: &Path) -> String {
     .unwrap_or_default()
 }
 
-/// The host's OS databases, cataloged (blocking).
+/// The container runtime's and the kubelet's binaries, where distributions and AKS put them:
+/// on AKS Ubuntu nodes `moby-containerd` and `moby-runc` come from Microsoft's repository,
+/// which no Ubuntu record covers, so their Go modules are matched against the Go feed.
+pub const RUNTIME_BINARIES: [&str; 10] = [
+    "usr/bin/containerd",
+    "usr/bin/containerd-shim-runc-v2",
+    "usr/bin/runc",
+    "usr/sbin/runc",
+    "usr/bin/kubelet",
+    "usr/local/bin/containerd",
+    "usr/local/bin/containerd-shim-runc-v2",
+    "usr/local/bin/runc",
+    "usr/local/sbin/runc",
+    "usr/local/bin/kubelet",
+];
+
+/// (inode, size, mtime) of each runtime binary, `None` where absent.
+type BinariesSignature = Vec<Option<(u64, u64, i64)>>;
+
+/// The runtime binaries' identity: one replaced outside the package manager is read again too.
+fn binaries_signature(host_root: &Path) -> BinariesSignature {
+    use std::os::unix::fs::MetadataExt;
+    RUNTIME_BINARIES
+        .iter()
+        .map(|b| {
+            let m = std::fs::symlink_metadata(host_root.join(b)).ok()?;
+            Some((m.ino(), m.size(), m.mtime()))
+        })
+        .collect()
+}
+
+/// Leaves out the Go (or Rust) modules of a runtime binary an OS package installed: the
+/// distribution's own advisories judge it (Debian's `containerd`, with its backported fixes).
+/// Microsoft's `moby-*` packages, which no distribution record covers, keep theirs.
+fn judged_by_the_os(inv: &mut Inventory) {
+    let owners = inv.mapped_files.clone();
+    inv.packages.retain(|p| {
+        let binary = RUNTIME_BINARIES.contains(&p.path.as_str()) && !catalog::is_os_package(p);
+        let owner = owners.get(catalog::mapped_key(&p.path));
+        !binary || owner.is_none_or(|o| o.starts_with("moby-"))
+    });
+}
+
+/// The host's OS databases and runtime binaries, cataloged (blocking).
 fn read_host(host_root: &Path, proc_root: &Path) -> anyhow::Result<Host> {
     super::images::lower_priority();
     let mut tree = FileTree::new();
@@ -123,7 +166,15 @@ fn read_host(host_root: &Path, proc_root: &Path) -> anyhow::Result<Host> {
         &Limits::default(),
         &mut diag,
     )?;
+    crate::source::rootfs::read_named_binaries(
+        host_root,
+        &RUNTIME_BINARIES,
+        &mut tree,
+        &Limits::default(),
+        &mut diag,
+    )?;
     let mut inventory = catalog::catalog(&tree, &mut diag);
+    judged_by_the_os(&mut inventory);
     let kernel = kernel::running(&inventory, &kernel_release(host_root, proc_root));
     kernel::only_the_running_kernel(&mut inventory, &kernel);
     Ok(Host {

@@ -142,3 +142,69 @@ pub fn read_into(
     }
     Ok(())
 }
+
+/// Named files of a root, and nothing else: each regular file (never through a symlink) as an
+/// entry, the others skipped. What the node scan reads of the host's runtime binaries.
+struct NamedFiles<'a> {
+    root: &'a Path,
+    names: std::slice::Iter<'a, &'a str>,
+    current: super::current_file::CurrentFile,
+}
+
+impl EntrySource for NamedFiles<'_> {
+    fn next_entry(&mut self) -> Result<Option<Entry>, LayerError> {
+        self.current.set(None, 0);
+        for name in self.names.by_ref() {
+            let full = self.root.join(name);
+            let Ok(meta) = fs::symlink_metadata(&full) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            use std::os::unix::fs::MetadataExt;
+            self.current.set(Some(full), meta.len());
+            return Ok(Some(Entry {
+                path: name.to_string(),
+                kind: stalewatch_core::layer::EntryKind::File,
+                size: meta.len(),
+                mode: meta.mode() & 0o7777,
+                link: String::new(),
+            }));
+        }
+        Ok(None)
+    }
+
+    fn read_data(&mut self, max: u64) -> Result<Vec<u8>, LayerError> {
+        self.current.read(max)
+    }
+
+    fn skip_data(&mut self, n: u64) -> Result<u64, LayerError> {
+        self.current.skip(n)
+    }
+}
+
+/// Reads the executables `names` (paths under `root`) into `tree` through the binary probe
+/// (Go build info, cargo-auditable data): nothing else of the root is listed or opened.
+pub fn read_named_binaries(
+    root: &Path,
+    names: &[&str],
+    tree: &mut FileTree,
+    limits: &Limits,
+    diag: &mut Diagnostics,
+) -> anyhow::Result<()> {
+    let mut src = NamedFiles {
+        root,
+        names: names.iter(),
+        current: Default::default(),
+    };
+    tree.apply_layer_with(
+        &mut src,
+        &|_| false,
+        Some(&catalog::lang::BINARIES),
+        limits,
+        "host",
+        diag,
+    )?;
+    Ok(())
+}
