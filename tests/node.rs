@@ -116,6 +116,32 @@ fn this_debian_hosts_own_packages_are_matched_as_dpkg_says_and_its_kernel_is_unk
     );
 }
 
+/// An agent scanning the node under `host` (no containerd) with these ecosystems, once the
+/// node is matched, and its `/v1/findings`.
+fn node_agent(
+    dir: &std::path::Path,
+    host: &std::path::Path,
+    ecosystems: &[&str],
+) -> (Mirror, Agent, serde_json::Value) {
+    let mirror = Mirror::start(shared_data().join("osv"));
+    let mut args = vec!["--node-scan", "on", "--host-root", host.to_str().unwrap()];
+    for e in ecosystems {
+        args.extend(["--ecosystem", e]);
+    }
+    let agent = Agent::start(
+        &dir.join("no-containerd.sock"),
+        &dir.join("state"),
+        &mirror.url(),
+        &args,
+    );
+    let doc = |a: &Agent| -> serde_json::Value { serde_json::from_str(&a.findings().1).unwrap() };
+    agent.wait_for("the node matched", Duration::from_secs(120), |a| {
+        !doc(a)["node_report"].is_null()
+    });
+    let d = doc(&agent);
+    (mirror, agent, d)
+}
+
 /// A host root shaped like an AKS Ubuntu 22.04 node that installed a newer kernel than it
 /// runs (unattended-upgrades waits for a reboot): the running kernel is the package of its
 /// release, the newer one is not judged, and a reboot is due.
@@ -153,25 +179,7 @@ fn a_newer_kernel_installed_than_runs_wants_a_reboot_and_is_not_judged() {
     ]
     .concat();
     std::fs::write(host.join("var/lib/dpkg/status"), status).unwrap();
-    let mirror = Mirror::start(shared_data().join("osv"));
-    let agent = Agent::start(
-        &tmp.path().join("no-containerd.sock"),
-        &tmp.path().join("state"),
-        &mirror.url(),
-        &[
-            "--ecosystem",
-            "Ubuntu",
-            "--node-scan",
-            "on",
-            "--host-root",
-            host.to_str().unwrap(),
-        ],
-    );
-    let doc = |a: &Agent| -> serde_json::Value { serde_json::from_str(&a.findings().1).unwrap() };
-    agent.wait_for("the node matched", Duration::from_secs(60), |a| {
-        !doc(a)["node_report"].is_null()
-    });
-    let doc = doc(&agent);
+    let (_mirror, agent, doc) = node_agent(tmp.path(), &host, &["Ubuntu"]);
     let kernel = &doc["node_scan"]["kernel"];
     assert_eq!(kernel["state"], "packaged");
     assert_eq!(kernel["package"], "linux-image-6.8.0-1020-azure");
@@ -217,27 +225,9 @@ fn a_runtime_binary_s_go_modules_are_matched_against_the_go_feed() {
     go_binary(tmp.path(), &host.join("usr/bin/containerd"), true);
     // A Go binary elsewhere on the host is never opened: only the runtime's paths are.
     go_binary(tmp.path(), &host.join("opt/other/tool"), true);
-    let mirror = Mirror::start(shared_data().join("osv"));
-    let agent = Agent::start(
-        &tmp.path().join("no-containerd.sock"),
-        &tmp.path().join("state"),
-        &mirror.url(),
-        &[
-            "--ecosystem",
-            "Go",
-            "--ecosystem",
-            "Debian",
-            "--node-scan",
-            "on",
-            "--host-root",
-            host.to_str().unwrap(),
-        ],
-    );
-    let doc = |a: &Agent| -> serde_json::Value { serde_json::from_str(&a.findings().1).unwrap() };
-    agent.wait_for("the node matched", Duration::from_secs(120), |a| {
-        doc(a)["node_scan"]["status"] == "ok"
-    });
-    let report = doc(&agent)["node_report"].clone();
+    let (_mirror, _agent, doc) = node_agent(tmp.path(), &host, &["Go", "Debian"]);
+    assert_eq!(doc["node_scan"]["status"], "ok");
+    let report = doc["node_report"].clone();
     let paths: BTreeSet<String> = report["packages"]
         .as_array()
         .unwrap()
