@@ -7,6 +7,7 @@
 mod common;
 
 use common::agent::{value, Agent};
+use common::cloudevents::Receiver;
 use common::mirror::Mirror;
 use common::*;
 use std::collections::BTreeSet;
@@ -26,11 +27,23 @@ fn this_debian_hosts_own_packages_are_matched_as_dpkg_says_and_its_kernel_is_unk
     }
     let tmp = tempfile::tempdir().unwrap();
     let mirror = Mirror::start(shared_data().join("osv"));
+    let receiver = Receiver::start(&tmp.path().join("receiver"), "202", 0.0);
     let agent = Agent::start(
         &tmp.path().join("no-containerd.sock"),
         &tmp.path().join("state"),
         &mirror.url(),
-        &["--ecosystem", "Debian", "--node-scan", "on", "--host-root", "/"],
+        &[
+            "--ecosystem",
+            "Debian",
+            "--node-scan",
+            "on",
+            "--host-root",
+            "/",
+            "--notify-url",
+            &receiver.url,
+            "--notify-min-severity",
+            "low",
+        ],
     );
     let doc = |a: &Agent| -> serde_json::Value { serde_json::from_str(&a.findings().1).unwrap() };
     agent.wait_for("the node matched", Duration::from_secs(120), |a| {

@@ -42,6 +42,9 @@ pub struct Told {
     /// NEWER`), with when (seconds since the epoch).
     #[serde(default)]
     pub transitions: BTreeMap<String, i64>,
+    /// The node's findings told in `io.stalewatch.node.vulnerable` (`--node-scan`).
+    #[serde(default)]
+    pub node: BTreeSet<String>,
     /// Redeploy candidates offered (namespace, pod, container, newer digest): kept in memory
     /// only, so a restarted agent offers again and the Kubernetes side's checks decide.
     #[serde(skip)]
@@ -90,6 +93,9 @@ pub struct ChangeList {
     pub stale_digest: Vec<(String, String)>,
     /// Redeploy candidates not offered before.
     pub redeploy: Vec<Offer>,
+    /// The node's findings at or above `--notify-min-severity` not told before
+    /// (`io.stalewatch.node.vulnerable`).
+    pub node_vulnerable: BTreeSet<String>,
     /// Whether the persisted part of the told state changed (and should be saved).
     pub told_changed: bool,
 }
@@ -239,6 +245,7 @@ impl ChangeList {
         }
         if let Some(min) = th.notify {
             out.images(told, snap, min, now);
+            out.node(told, snap, min, now);
             out.transitions(told, snap, now);
         }
         if th.redeploy {
@@ -313,6 +320,37 @@ impl ChangeList {
         let before = told.images.len();
         told.images.retain(|d, _| admitted.contains_key(d));
         self.told_changed |= told.images.len() != before;
+    }
+
+    /// The node: its findings at or above the minimum not told yet (once matched); the same
+    /// new set told before is one transition, told once.
+    fn node(&mut self, told: &mut Told, snap: &Snapshot, min: MinSeverity, now: i64) {
+        let Some(report) = snap.node_scan.as_ref().and_then(|n| n.report.as_ref()) else {
+            return; // off, or not matched yet: what was told stands
+        };
+        let admitted: BTreeSet<String> = report
+            .findings
+            .iter()
+            .filter(|f| min.admits(f.severity, f.known_exploited == Some(true)))
+            .map(|f| f.id.to_string())
+            .collect();
+        let new: BTreeSet<String> = admitted.difference(&told.node).cloned().collect();
+        // Fixed ones are forgotten: a relapse is news.
+        let before = told.node.len();
+        told.node.retain(|id| admitted.contains(id));
+        self.told_changed |= told.node.len() != before;
+        if new.is_empty() {
+            return;
+        }
+        told.node.extend(new.iter().cloned());
+        self.told_changed = true;
+        let key = format!(
+            "node_vulnerable {}",
+            new.iter().cloned().collect::<Vec<_>>().join(" ")
+        );
+        if told.transitions.insert(key, now).is_none() {
+            self.node_vulnerable = new;
+        }
     }
 
     /// Transitions: a newer base of a running image, a tag that moved on; each told once.
@@ -603,6 +641,33 @@ pub(crate) mod tests {
         assert!(told
             .transitions
             .contains_key("base_updated sha256:app sha256:new"));
+    }
+
+    #[test]
+    fn the_node_is_told_each_new_set_of_findings_once() {
+        let node = |ids: &[&str]| {
+            let mut snap = snapshot(vec![]);
+            snap.node_scan = Some(crate::agent::snapshot::NodeView {
+                report: Some(report(ids)),
+                ..Default::default()
+            });
+            snap
+        };
+        let mut told = Told::default();
+        let mut tell = |snap: &Snapshot| {
+            let l = ChangeList::between(&mut told, &mut BTreeSet::new(), snap, &ALL, 0);
+            l.node_vulnerable.into_iter().collect::<Vec<_>>()
+        };
+        assert_eq!(tell(&node(&["CVE-1"])), ["CVE-1"]);
+        assert!(tell(&node(&["CVE-1"])).is_empty(), "unchanged");
+        assert_eq!(tell(&node(&["CVE-1", "CVE-2"])), ["CVE-2"], "grew");
+        assert!(tell(&node(&["CVE-1"])).is_empty(), "shrunk");
+        // Not matched yet (a new index): what was told stands.
+        assert!(tell(&snapshot(vec![])).is_empty());
+        // Back after a fix: the same transition as before, whose id a receiver has seen.
+        assert!(tell(&node(&["CVE-1", "CVE-2"])).is_empty(), "recurred");
+        // A new finding beside it is a new transition.
+        assert_eq!(tell(&node(&["CVE-1", "CVE-2", "CVE-3"])), ["CVE-3"]);
     }
 
     #[test]

@@ -64,7 +64,8 @@ impl Telling {
         let list = ChangeList::between(&mut self.told, &mut self.restored, snap, &th, now);
         if self.lost {
             let events = list.pods.len();
-            let cloud = list.vulnerable.len() + list.base_updated.len() + list.stale_digest.len();
+            let node = usize::from(!list.node_vulnerable.is_empty());
+            let cloud = list.vulnerable.len() + list.base_updated.len() + list.stale_digest.len() + node;
             metrics
                 .told_again
                 .with_label_values(&["kube_events"])

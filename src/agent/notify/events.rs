@@ -16,7 +16,8 @@ use crate::agent::snapshot::{ContainerView, Snapshot};
 pub const BASE_UPDATED: &str = "io.stalewatch.image.base_updated";
 pub const STALE_DIGEST: &str = "io.stalewatch.container.stale_digest";
 pub const VULNERABLE: &str = "io.stalewatch.container.vulnerable";
-pub const TYPES: [&str; 3] = [BASE_UPDATED, STALE_DIGEST, VULNERABLE];
+pub const NODE_VULNERABLE: &str = "io.stalewatch.node.vulnerable";
+pub const TYPES: [&str; 4] = [BASE_UPDATED, STALE_DIGEST, VULNERABLE, NODE_VULNERABLE];
 
 /// The schema version of each type's `data` (`docs/schemas/events/<type>.v1.json`).
 pub fn dataschema(kind: &str) -> String {
@@ -195,6 +196,36 @@ pub fn vulnerable(snap: &Snapshot, digest: &str, new: &BTreeSet<String>, now: i6
     parts.extend(ids.iter().copied());
     let id = event_id(VULNERABLE, &parts);
     event(VULNERABLE, id, &snap.node, &image, now, data)
+}
+
+/// `node.vulnerable`: the node's own packages gained findings at or above the minimum (`new`:
+/// the ids not told before), with its running kernel and whether a reboot is due.
+pub fn node_vulnerable(snap: &Snapshot, new: &BTreeSet<String>, now: i64) -> Event {
+    let ids: Vec<&str> = new.iter().map(String::as_str).collect();
+    let n = snap.node_scan.as_ref();
+    let kernel = n.and_then(|n| n.kernel.as_ref());
+    let data = json!({
+        "node": snap.node,
+        "new_ids": ids,
+        "os": n.and_then(|n| n.report.as_ref()).and_then(|r| r.os.as_ref()).map(|o| format!("{} {}", o.id, o.version_id)),
+        "kernel": kernel.map(|k| json!({
+            "release": k.release,
+            "package": k.package.as_ref().map(|p| &p.0),
+            "version": k.package.as_ref().map(|p| &p.1),
+        })),
+        "reboot_required": n.is_some_and(|n| n.reboot_required),
+    });
+    let mut parts = vec![snap.node.as_str()];
+    parts.extend(ids.iter().copied());
+    let id = event_id(NODE_VULNERABLE, &parts);
+    event(
+        NODE_VULNERABLE,
+        id,
+        &snap.node,
+        &format!("node/{}", snap.node),
+        now,
+        data,
+    )
 }
 
 #[cfg(test)]

@@ -116,6 +116,9 @@ impl Notifier {
         for (digest, new) in &list.vulnerable {
             out.push(events::vulnerable(snap, digest, new, now));
         }
+        if !list.node_vulnerable.is_empty() {
+            out.push(events::node_vulnerable(snap, &list.node_vulnerable, now));
+        }
         for e in &out {
             self.enqueue(e);
         }
