@@ -36,6 +36,12 @@ seed chisel_manifest plain < "$tmp/manifest"
 zstd -q -c "$tmp/manifest" | seed chisel_manifest zstd
 for f in /etc/os-release /usr/lib/os-release; do [ -f "$f" ] && seed os_release "$(basename "$(dirname "$f")")" < "$f"; done
 printf 'ID=alpine\nVERSION_ID=3.20.3\nPRETTY_NAME="Alpine Linux v3.20"\n' | seed os_release alpine
+# Ecosystem names and date-times as the data writes them (OSV's ecosystems list, records'
+# published, a KEV release date, an image created with an offset).
+for s in 'Ubuntu:Pro:22.04:LTS' 'Alpine:v3.20' 'PyPI' '2023-01-08T18:02:03.647787998-06:00' \
+    '2024-05-01T12:00:00+02:00' '2026-01-01T00:00:00Z' '2023-03-07T00:00:00+0000'; do
+    printf '%s' "$s" | seed names_and_times "$(printf '%s' "$s" | tr -c 'A-Za-z0-9' _)"
+done
 seed apk_installed installed <<'APK'
 C:Q1Gn8ab0A3w6Zym0gMZ6DQQE6NUSw=
 P:musl

@@ -43,7 +43,17 @@ pub fn rfc3339_seconds(s: &str) -> Option<i64> {
         z if (z.len() == 6 && z.get(3..4) == Some(":") || z.len() == 5)
             && (z.starts_with('+') || z.starts_with('-')) =>
         {
-            let mins = z.get(1..3)?.parse::<i64>().ok()? * 60 + z.get(z.len() - 2..)?.parse::<i64>().ok()?;
+            let digits = |s: &str| {
+                s.bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| s.parse::<i64>().ok())?
+            };
+            let (h, m) = (digits(z.get(1..3)?)?, digits(z.get(z.len() - 2..)?)?);
+            // RFC 3339's offsets: hours 00–23, minutes 00–59.
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let mins = h * 60 + m;
             if z.starts_with('-') {
                 -mins * 60
             } else {
@@ -93,6 +103,13 @@ mod tests {
             assert_eq!(format_rfc3339(secs), text);
             assert_eq!(rfc3339_seconds(text), Some(secs));
         }
+    }
+
+    #[test]
+    fn an_offset_past_rfc_3339_s_bounds_is_no_date() {
+        assert_eq!(rfc3339_seconds("2024-05-01T10:00:00+24:00"), None);
+        assert_eq!(rfc3339_seconds("2024-05-01T10:00:00-00:60"), None);
+        assert_eq!(rfc3339_seconds("2024-05-01T10:00:00+-1:00"), None);
     }
 
     #[test]
