@@ -137,7 +137,8 @@ pub struct AgentArgs {
     /// Where the host's /proc is mounted.
     #[arg(long, env = "STALEWATCH_PROC_ROOT", default_value = "/proc")]
     pub proc_root: PathBuf,
-    /// The node's own packages: `auto` (on when --host-root is a directory), `on`, `off`.
+    /// The node's own packages: `auto` (on when the host's os-release is mounted under
+    /// --host-root), `on`, `off`.
     #[arg(long, env = "STALEWATCH_NODE_SCAN", value_enum, default_value_t = Switch::Auto)]
     pub node_scan: Switch,
     /// Where the host's files are mounted read-only for the node scan: its os-release and

@@ -768,3 +768,39 @@ fn snapshotter_roots_are_mounted_read_only_with_host_propagation() {
     };
     assert_eq!(wanted(agent_mounts(&yaml_docs(&chart))), expected);
 }
+
+/// The node scan's component mounts the host's os-release and dpkg databases read-only under
+/// /host — where `--node-scan auto` looks — and nothing else of the host: never its `/`, its
+/// `/etc` or `/var/lib` whole (the kubelet's keys live there).
+#[test]
+fn the_node_scan_component_mounts_only_os_release_and_the_package_databases() {
+    let test = "node scan component";
+    if !require("kubectl", test) {
+        return;
+    }
+    let base = agent_mounts(&yaml_docs(&kustomize("deploy/base")));
+    let rendered = kustomize_with_component("node-scan");
+    kubernetes_validate(test, &rendered);
+    let with = agent_mounts(&yaml_docs(&rendered));
+    let added: BTreeSet<_> = with.difference(&base).cloned().collect();
+    let none = "None".to_string();
+    assert_eq!(
+        added,
+        BTreeSet::from([
+            ("/host/etc/os-release".to_string(), true, none.clone()),
+            ("/host/var/lib/dpkg".to_string(), true, none),
+        ])
+    );
+    let objects = yaml_docs(&rendered);
+    let ds = objects.iter().find(|o| o["kind"] == "DaemonSet").unwrap();
+    let host_paths: BTreeSet<&str> = ds["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["hostPath"]["path"].as_str())
+        .collect();
+    for broad in ["/", "/etc", "/var", "/var/lib", "/run", "/var/run"] {
+        assert!(!host_paths.contains(broad), "{broad} mounted: {host_paths:?}");
+    }
+    assert!(host_paths.contains("/etc/os-release") && host_paths.contains("/var/lib/dpkg"));
+}

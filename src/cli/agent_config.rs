@@ -190,12 +190,16 @@ impl AgentArgs {
         })
     }
 
-    /// The host root the node scan reads (`None`: off; `auto`: on where it is a directory).
+    /// The host root the node scan reads (`None`: off; `auto`: on where the host's os-release
+    /// is mounted under it — a host root holding only `/proc` is no host to scan).
     fn node_scan_root(&self, errors: &mut Vec<String>) -> Option<std::path::PathBuf> {
         let is_dir = self.host_root.is_dir();
+        let os_release = ["etc/os-release", "usr/lib/os-release"]
+            .iter()
+            .any(|f| self.host_root.join(f).is_file());
         match self.node_scan {
             Switch::Off => None,
-            Switch::Auto => is_dir.then(|| self.host_root.clone()),
+            Switch::Auto => os_release.then(|| self.host_root.clone()),
             Switch::On if !is_dir => {
                 errors.push(format!(
                     "--node-scan on: --host-root {} is not a directory",
