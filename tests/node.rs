@@ -259,3 +259,37 @@ fn a_runtime_binary_s_go_modules_are_matched_against_the_go_feed() {
         );
     }
 }
+
+/// An Azure Linux 3 node (its rpm database built here with rpmbuild, as tests/azure_linux.rs
+/// does): the node's findings are those the feed's own rule gives over its source rpms
+/// (tests/support/azl_oracle.py, rpm's comparison) — the node is matched like an image.
+#[test]
+fn an_azure_linux_node_is_matched_by_source_rpm_like_its_images() {
+    if !require("rpmbuild", "Azure Linux node") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = tmp.path().join("azl");
+    run_script("make-rpm-root.sh", &[fixture.to_str().unwrap(), "azurelinux"]);
+    let host = fixture.join("rpmdb");
+    let (_mirror, _agent, doc) = node_agent(tmp.path(), &host, &["Azure Linux"]);
+    assert_eq!(doc["node_scan"]["status"], "ok");
+    let report = &doc["node_report"];
+    assert_eq!(report["os"]["ecosystem"], "Azure Linux:3");
+    let out = std::process::Command::new("python3")
+        .arg(project().join("tests/support/azl_oracle.py"))
+        .arg(&host)
+        .arg("Azure Linux:3")
+        .arg(shared_data().join("osv/Azure Linux/all.zip"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want: Vec<Vec<String>> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(want.len() >= 10, "{want:?}");
+    assert_eq!(
+        string_rows(&report["findings"], &["id", "package", "severity"]),
+        want
+    );
+    // No kernel rpm in this root: the running kernel is unknown, and said so.
+    assert_eq!(doc["node_scan"]["kernel"]["state"], "unknown");
+}
