@@ -332,3 +332,62 @@ fn every_deploy_manifest_renders_and_passes_a_server_side_dry_run() {
         "{out}"
     );
 }
+
+/// The node scan's Event regards the Node, in namespace `default` as the kubelet's do: a node
+/// that installed a newer kernel than it runs gets `RebootRequired` from the agent's
+/// ServiceAccount with the shipped RBAC, once.
+#[test]
+fn a_node_waiting_for_a_reboot_gets_an_event_on_the_node() {
+    let Some(kube) = KubeLab::start("node events") else {
+        return;
+    };
+    // A real containerd: reconciles complete (and are counted) as on a node.
+    let Some(lab) = Lab::start("node events") else {
+        return;
+    };
+    let sa = kube.agent_kubeconfig();
+    let tmp = tempfile::tempdir().unwrap();
+    let host = ubuntu_node_waiting_for_a_reboot(tmp.path());
+    let site = tmp.path().join("site");
+    write_mirror(&site);
+    let mirror = Mirror::start(site);
+    let args = [
+        "--kube-events",
+        "on",
+        "--kubeconfig",
+        sa.to_str().unwrap(),
+        "--node-scan",
+        "on",
+        "--host-root",
+        host.to_str().unwrap(),
+        // Reconciles every second: the "once" window below spans several.
+        "--reconcile-interval",
+        "1s",
+    ];
+    let agent = Agent::start(&lab.sock, &tmp.path().join("state"), &mirror.url(), &args);
+    agent.wait_for("a RebootRequired Event published", Duration::from_secs(60), |a| {
+        kube_events(&a.metrics(), "RebootRequired", "published") == 1.0
+    });
+    let evs = events(&kube, "default");
+    assert_eq!(evs.len(), 1, "{evs:#?}");
+    let e = &evs[0];
+    assert_eq!(e["reason"], "RebootRequired");
+    assert_eq!(e["type"], "Warning");
+    assert_eq!(e["regarding"]["kind"], "Node");
+    assert_eq!(e["regarding"]["name"], "test-node");
+    assert!(
+        e["note"]
+            .as_str()
+            .unwrap()
+            .contains("kernel 6.8.0-1021.25~22.04.1 is installed but 6.8.0-1020-azure runs"),
+        "{e:#}"
+    );
+    // Later reconciles (at least two in this window) tell nothing more.
+    let reconciled =
+        |a: &Agent| value(&a.metrics(), "stalewatch_last_reconcile_timestamp_seconds", &[]).unwrap();
+    let before = reconciled(&agent);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(reconciled(&agent) >= before + 2.0, "reconciles in the window");
+    assert_eq!(kube_events(&agent.metrics(), "RebootRequired", "published"), 1.0);
+    assert_eq!(events(&kube, "default").len(), 1);
+}

@@ -161,37 +161,7 @@ fn node_agent(
 #[test]
 fn a_newer_kernel_installed_than_runs_wants_a_reboot_and_is_not_judged() {
     let tmp = tempfile::tempdir().unwrap();
-    let host = tmp.path().join("host");
-    for d in ["etc", "var/lib/dpkg", "proc/sys/kernel"] {
-        std::fs::create_dir_all(host.join(d)).unwrap();
-    }
-    std::fs::write(
-        host.join("etc/os-release"),
-        "NAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nID=ubuntu\nVERSION_CODENAME=jammy\n",
-    )
-    .unwrap();
-    // The release the test sets as running (`uname -r` of an AKS node).
-    std::fs::write(host.join("proc/sys/kernel/osrelease"), "6.8.0-1020-azure\n").unwrap();
-    let stanza = |name: &str, source: &str, version: &str| {
-        format!(
-            "Package: {name}\nStatus: install ok installed\nArchitecture: amd64\nSource: {source}\nVersion: {version}\n\n"
-        )
-    };
-    let status = [
-        stanza(
-            "linux-image-6.8.0-1020-azure",
-            "linux-signed-azure-6.8",
-            "6.8.0-1020.23~22.04.1",
-        ),
-        stanza(
-            "linux-image-6.8.0-1021-azure",
-            "linux-signed-azure-6.8",
-            "6.8.0-1021.25~22.04.1",
-        ),
-        stanza("openssh-server", "openssh", "1:8.9p1-3ubuntu0.10"),
-    ]
-    .concat();
-    std::fs::write(host.join("var/lib/dpkg/status"), status).unwrap();
+    let host = ubuntu_node_waiting_for_a_reboot(tmp.path());
     let (_mirror, agent, doc) = node_agent(tmp.path(), &host, &["Ubuntu"]);
     let kernel = &doc["node_scan"]["kernel"];
     assert_eq!(kernel["state"], "packaged");

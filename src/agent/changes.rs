@@ -27,6 +27,9 @@ pub struct Thresholds {
     pub notify: Option<MinSeverity>,
     /// Whether redeploy candidates are wanted (`--redeploy`; its gate has its own maximum).
     pub redeploy: bool,
+    /// Whether containerd has listed what runs: before that an empty snapshot means
+    /// "unknown", and what was told of pods and images stands (the node's part needs none).
+    pub containers_listed: bool,
 }
 
 /// What was told, by every notifier.
@@ -45,10 +48,31 @@ pub struct Told {
     /// The node's findings told in `io.stalewatch.node.vulnerable` (`--node-scan`).
     #[serde(default)]
     pub node: BTreeSet<String>,
+    /// What the node's Events told (`--node-scan`).
+    #[serde(default)]
+    pub node_events: NodeTold,
     /// Redeploy candidates offered (namespace, pod, container, newer digest): kept in memory
     /// only, so a restarted agent offers again and the Kubernetes side's checks decide.
     #[serde(skip)]
     pub offered: BTreeSet<(String, String, String, String)>,
+}
+
+/// What the node's Events told: its admitted fixable findings, and whether a reboot was due.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeTold {
+    pub severe: BTreeSet<String>,
+    pub reboot: bool,
+}
+
+/// The node's facts grew: one Event on the Node, under the most important reason.
+#[derive(Debug, Clone)]
+pub struct NodeNews {
+    pub reason: Reason,
+    /// (severity, id) of each admitted fixable finding, most severe first.
+    pub severe: Vec<(Severity, String)>,
+    pub reboot: bool,
+    /// The running kernel's release, and the newer installed version, when a reboot is due.
+    pub kernel: Option<(String, Option<String>)>,
 }
 
 /// A pod whose facts grew: one Event, under the most important reason.
@@ -79,6 +103,8 @@ pub struct Offer {
 pub struct ChangeList {
     /// Pods whose facts grew (Events).
     pub pods: Vec<PodNews>,
+    /// The node's facts grew (an Event on the Node).
+    pub node_news: Option<NodeNews>,
     /// Pods an earlier run told, looked at for the first time and unchanged: nothing is told,
     /// each counted under the reason it would have had.
     pub recalled: Vec<Reason>,
@@ -111,13 +137,20 @@ pub enum Reason {
     StaleRuntime,
     /// The base OS is past its end of life.
     EndOfLifeBase,
+    /// New fixable vulnerabilities in the node's own packages (`--node-scan`), on the Node.
+    VulnerableNode,
+    /// A newer kernel is installed than the node runs, or the OS asked for a reboot.
+    RebootRequired,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 3] = [
+    pub const ALL: [Reason; 6] = [
         Reason::VulnerableImage,
+        Reason::StaleImage,
         Reason::StaleRuntime,
         Reason::EndOfLifeBase,
+        Reason::VulnerableNode,
+        Reason::RebootRequired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -126,6 +159,8 @@ impl Reason {
             Reason::StaleImage => "StaleImage",
             Reason::StaleRuntime => "StaleRuntime",
             Reason::EndOfLifeBase => "EndOfLifeBase",
+            Reason::VulnerableNode => "VulnerableNode",
+            Reason::RebootRequired => "RebootRequired",
         }
     }
 }
@@ -240,15 +275,21 @@ impl ChangeList {
         now: i64,
     ) -> ChangeList {
         let mut out = ChangeList::default();
+        let listed = th.containers_listed;
         if let Some(min) = th.kube_events {
-            out.pods(told, restored, snap, min);
+            if listed {
+                out.pods(told, restored, snap, min);
+            }
+            out.node_events(told, snap, min);
         }
         if let Some(min) = th.notify {
-            out.images(told, snap, min, now);
+            if listed {
+                out.images(told, snap, min, now);
+                out.transitions(told, snap, now);
+            }
             out.node(told, snap, min, now);
-            out.transitions(told, snap, now);
         }
-        if th.redeploy {
+        if th.redeploy && listed {
             out.offers(told, snap);
         }
         out
@@ -295,6 +336,46 @@ impl ChangeList {
         let before = told.pods.len();
         told.pods.retain(|k, _| present.contains(k));
         self.told_changed |= told.pods.len() != before;
+    }
+
+    /// The node's Event: new admitted fixable findings (VulnerableNode), else a reboot that
+    /// became due (RebootRequired); what was told follows the node (a shrink is forgotten).
+    fn node_events(&mut self, told: &mut Told, snap: &Snapshot, min: MinSeverity) {
+        let Some(n) = snap.node_scan.as_ref() else { return };
+        let Some(report) = n.report.as_ref() else {
+            return; // not matched yet: what was told stands
+        };
+        let mut severe: Vec<(Severity, String)> = report
+            .findings
+            .iter()
+            .filter(|f| f.fixable && min.admits(f.severity, f.known_exploited == Some(true)))
+            .map(|f| (f.severity, f.id.to_string()))
+            .collect();
+        severe.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        severe.dedup_by(|a, b| a.1 == b.1);
+        let now = NodeTold {
+            severe: severe.iter().map(|(_, id)| id.clone()).collect(),
+            reboot: n.reboot_required,
+        };
+        let before = std::mem::replace(&mut told.node_events, now.clone());
+        self.told_changed |= before != now;
+        let reason = if now.severe.difference(&before.severe).next().is_some() {
+            Reason::VulnerableNode
+        } else if now.reboot && !before.reboot {
+            Reason::RebootRequired
+        } else {
+            return;
+        };
+        let kernel = n
+            .kernel
+            .as_ref()
+            .map(|k| (k.release.clone(), k.newer_installed.as_ref().map(|p| p.1.clone())));
+        self.node_news = Some(NodeNews {
+            reason,
+            severe,
+            reboot: now.reboot,
+            kernel,
+        });
     }
 
     /// Images: the findings at or above the minimum not told for the image yet; the same new
@@ -463,6 +544,7 @@ pub(crate) mod tests {
         kube_events: Some(MinSeverity::Severity(Severity::High)),
         notify: Some(MinSeverity::Severity(Severity::High)),
         redeploy: true,
+        containers_listed: true,
     };
 
     fn report(ids: &[&str]) -> Arc<Report> {
@@ -671,6 +753,43 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_node_s_event_is_new_vulnerabilities_else_a_reboot_that_became_due() {
+        let node = |ids: &[&str], reboot: bool| {
+            let mut snap = snapshot(vec![]);
+            snap.node_scan = Some(crate::agent::snapshot::NodeView {
+                report: Some(report(ids)),
+                reboot_required: reboot,
+                ..Default::default()
+            });
+            snap
+        };
+        let events_only = Thresholds {
+            notify: None,
+            redeploy: false,
+            ..ALL
+        };
+        let mut told = Told::default();
+        let mut news = |snap: &Snapshot| {
+            let l = ChangeList::between(&mut told, &mut BTreeSet::new(), snap, &events_only, 0);
+            l.node_news.map(|n| n.reason.as_str())
+        };
+        assert_eq!(news(&node(&["CVE-1"], false)), Some("VulnerableNode"));
+        assert_eq!(news(&node(&["CVE-1"], false)), None, "unchanged");
+        assert_eq!(news(&node(&["CVE-1"], true)), Some("RebootRequired"));
+        assert_eq!(
+            news(&node(&["CVE-1", "CVE-2"], true)),
+            Some("VulnerableNode"),
+            "new findings first"
+        );
+        assert_eq!(news(&node(&[], false)), None, "fixed and rebooted");
+        assert_eq!(
+            news(&node(&["CVE-1"], false)),
+            Some("VulnerableNode"),
+            "a relapse is news"
+        );
+    }
+
+    #[test]
     fn a_notifier_that_is_off_leaves_its_part_of_the_told_state_alone() {
         let snap = snapshot(vec![container("a", "sha256:app", &["CVE-1"])]);
         let mut told = Told::default();
@@ -699,14 +818,14 @@ pub(crate) mod tests {
         let th = Thresholds {
             kube_events: Some(MinSeverity::Severity(Severity::Medium)),
             notify: Some(MinSeverity::Severity(Severity::High)),
-            redeploy: false,
+            ..ALL
         };
         let l = ChangeList::between(&mut Told::default(), &mut BTreeSet::new(), &snap, &th, 0);
         assert_eq!(said(&l), vec!["event a VulnerableImage"]);
         let th = Thresholds {
             kube_events: Some(MinSeverity::Kev),
             notify: Some(MinSeverity::Severity(Severity::Medium)),
-            redeploy: false,
+            ..ALL
         };
         let l = ChangeList::between(&mut Told::default(), &mut BTreeSet::new(), &snap, &th, 0);
         assert_eq!(said(&l), vec!["vulnerable sha256:app CVE-1"]);

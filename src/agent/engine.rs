@@ -187,12 +187,14 @@ impl Engine {
             }),
         };
         let snap = Snapshot::build(&inputs, now);
-        if self.inventory.listed_once {
-            // One change list, computed once, read by every notifier.
-            let settled = self.inventoried_once;
+        {
+            // One change list, computed once, read by every notifier; what concerns pods and
+            // images waits for containerd's first list, the node's does not.
+            let (listed, settled) = (self.inventory.listed_once, self.inventoried_once);
+            let has_db = self.matching.has_db();
             let list = self
                 .telling
-                .changes(&snap, self.matching.has_db(), settled, now, &self.metrics);
+                .changes(&snap, has_db, listed, settled, now, &self.metrics);
             if let Some(a) = &mut self.announcer {
                 a.announce(&list, &self.metrics);
             }

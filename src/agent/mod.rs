@@ -71,6 +71,7 @@ fn thresholds(cfg: &Config) -> changes::Thresholds {
         kube_events: cfg.events.as_ref().map(|e| e.min_severity),
         notify: cfg.notify.as_ref().map(|n| n.min_severity),
         redeploy: cfg.redeploy.is_some(),
+        containers_listed: false,
     }
 }
 

@@ -48,10 +48,12 @@ impl Telling {
     /// The change list of `snap`; the CloudEvents and redeploy parts only with advisory data
     /// (without it no report exists, and every image would look fixed). `settled`: the snapshot
     /// follows a full reconcile (what runs is all read).
+    /// `listed`: containerd has listed what runs (before, pods and images are unknown).
     pub fn changes(
         &mut self,
         snap: &Snapshot,
         with_data: bool,
+        listed: bool,
         settled: bool,
         now: i64,
         metrics: &Metrics,
@@ -59,6 +61,7 @@ impl Telling {
         let th = Thresholds {
             notify: self.thresholds.notify.filter(|_| with_data),
             redeploy: self.thresholds.redeploy && with_data,
+            containers_listed: listed,
             ..self.thresholds
         };
         let list = ChangeList::between(&mut self.told, &mut self.restored, snap, &th, now);
@@ -105,13 +108,16 @@ mod tests {
         let metrics = Metrics::register(Some(10)).unwrap();
         let snap = one_vulnerable_pod();
         let mut t = Telling::new(dir.path(), ALL, &metrics);
-        let first = t.changes(&snap, true, true, 0, &metrics);
+        let first = t.changes(&snap, true, true, true, 0, &metrics);
         let before = ids(&snap, &first);
         assert_eq!(before.len(), 1);
-        assert!(t.changes(&snap, true, true, 0, &metrics).vulnerable.is_empty());
+        assert!(t
+            .changes(&snap, true, true, true, 0, &metrics)
+            .vulnerable
+            .is_empty());
         // A restart with the state intact: nothing is told again.
         let mut t = Telling::new(dir.path(), ALL, &metrics);
-        assert!(t.changes(&snap, true, true, 0, &metrics).pods.is_empty());
+        assert!(t.changes(&snap, true, true, true, 0, &metrics).pods.is_empty());
         assert_eq!(metrics.told_again.with_label_values(&["cloudevents"]).get(), 0);
         // A corrupt state: kept aside (never deleted), counted, and what runs is told again
         // under the ids it had, counted as told again.
@@ -128,13 +134,13 @@ mod tests {
             .with_label_values(&["told", "corrupt"])
             .get();
         assert_eq!(counted, 1);
-        let again = t.changes(&snap, true, true, 0, &metrics);
+        let again = t.changes(&snap, true, true, true, 0, &metrics);
         assert_eq!(ids(&snap, &again), before);
         assert_eq!(again.pods.len(), 1);
         assert_eq!(metrics.told_again.with_label_values(&["cloudevents"]).get(), 1);
         assert_eq!(metrics.told_again.with_label_values(&["kube_events"]).get(), 1);
         // After the first full reconcile, new news is news, not told again.
-        let _ = t.changes(&snap, true, true, 0, &metrics);
+        let _ = t.changes(&snap, true, true, true, 0, &metrics);
         assert_eq!(metrics.told_again.with_label_values(&["cloudevents"]).get(), 1);
     }
 }

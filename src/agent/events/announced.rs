@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use stalewatch_core::advisory::Severity;
 
 pub use crate::agent::changes::Reason;
-use crate::agent::changes::{ChangeList, PodFacts, PodState};
+use crate::agent::changes::{ChangeList, NodeNews, PodFacts, PodState};
 use crate::agent::snapshot::MinSeverity;
 
 /// One Event to publish.
@@ -24,6 +24,9 @@ pub struct Notice {
     /// Stable over identical states: the Event's name derives from it, so a state that
     /// recurs becomes a series of one Event.
     pub fingerprint: String,
+    /// The Event regards the Node (`pod` is then the node's name, `namespace` `default`,
+    /// where the kubelet puts a node's Events), not a pod.
+    pub node: bool,
 }
 
 /// Kubernetes caps an Event's note at 1 KiB.
@@ -158,7 +161,7 @@ fn fingerprint(reason: Reason, state: &PodState) -> String {
 
 /// What has been announced, per pod, and the comparison that yields new notices.
 /// The Events a change list calls for: one per pod whose facts grew.
-pub fn notices(list: &ChangeList, min: MinSeverity, stale_after_days: i64) -> Vec<Notice> {
+pub fn notices(list: &ChangeList, node: &str, min: MinSeverity, stale_after_days: i64) -> Vec<Notice> {
     list.pods
         .iter()
         .map(|n| Notice {
@@ -169,8 +172,51 @@ pub fn notices(list: &ChangeList, min: MinSeverity, stale_after_days: i64) -> Ve
             reason: n.reason,
             note: note(&n.facts, min, stale_after_days),
             fingerprint: fingerprint(n.reason, &n.facts.state),
+            node: false,
         })
+        .chain(list.node_news.as_ref().map(|n| node_notice(n, node, min)))
         .collect()
+}
+
+/// The Event on the Node: its new vulnerabilities (most severe named) and a reboot due.
+fn node_notice(n: &NodeNews, node: &str, min: MinSeverity) -> Notice {
+    let mut parts = Vec::new();
+    if !n.severe.is_empty() {
+        let ids: Vec<&str> = n
+            .severe
+            .iter()
+            .take(NOTE_IDS)
+            .map(|(_, id)| id.as_str())
+            .collect();
+        parts.push(format!(
+            "{} in the node's own packages. Most severe: {}",
+            severe_phrase(&n.severe, min),
+            ids.join(", ")
+        ));
+    }
+    if n.reboot {
+        parts.push(match &n.kernel {
+            Some((release, Some(newer))) => {
+                format!("kernel {newer} is installed but {release} runs: reboot the node to run it")
+            }
+            _ => "the OS asked for a reboot (/var/run/reboot-required)".to_string(),
+        });
+    }
+    let state = PodState {
+        severe: n.severe.iter().map(|(_, id)| id.clone()).collect(),
+        stale: n.reboot.then(|| "reboot".to_string()).into_iter().collect(),
+        ..Default::default()
+    };
+    Notice {
+        namespace: "default".into(),
+        pod: node.to_string(),
+        pod_uid: None,
+        container: String::new(),
+        reason: n.reason,
+        note: truncate(format!("{}.", parts.join("; ")), NOTE_LIMIT),
+        fingerprint: fingerprint(n.reason, &state),
+        node: true,
+    }
 }
 
 #[cfg(test)]
@@ -196,11 +242,12 @@ mod tests {
     ) -> Observation {
         let th = Thresholds {
             kube_events: Some(min),
+            containers_listed: true,
             ..Default::default()
         };
         let list = ChangeList::between(told, restored, snap, &th, 0);
         Observation {
-            notices: notices(&list, min, days),
+            notices: notices(&list, "node-a", min, days),
             suppressed: list.recalled,
             changed: list.told_changed,
         }
@@ -251,6 +298,42 @@ mod tests {
             &mut BTreeSet::new(),
         );
         assert!(obs.notices.is_empty());
+    }
+
+    #[test]
+    fn the_node_s_event_regards_the_node_and_names_the_kernel_to_reboot_into() {
+        let news = NodeNews {
+            reason: Reason::RebootRequired,
+            severe: vec![
+                (Severity::Critical, "CVE-9".into()),
+                (Severity::High, "CVE-8".into()),
+            ],
+            reboot: true,
+            kernel: Some(("6.8.0-1020-azure".into(), Some("6.8.0-1021.25~22.04.1".into()))),
+        };
+        let n = node_notice(&news, "aks-nodepool1-0", HIGH);
+        assert!(n.node);
+        assert_eq!(
+            (n.namespace.as_str(), n.pod.as_str()),
+            ("default", "aks-nodepool1-0")
+        );
+        assert_eq!(
+            n.note,
+            "2 fixable critical/high vulnerabilities (1 critical, 1 high) in the node's own packages. \
+             Most severe: CVE-9, CVE-8; kernel 6.8.0-1021.25~22.04.1 is installed but 6.8.0-1020-azure \
+             runs: reboot the node to run it."
+        );
+        // The same state names the same Event; a reboot done is another state.
+        let again = node_notice(&news, "aks-nodepool1-0", HIGH);
+        assert_eq!(n.fingerprint, again.fingerprint);
+        let rebooted = NodeNews {
+            reboot: false,
+            ..news
+        };
+        assert_ne!(
+            node_notice(&rebooted, "aks-nodepool1-0", HIGH).fingerprint,
+            n.fingerprint
+        );
     }
 
     #[test]

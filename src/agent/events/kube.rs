@@ -199,10 +199,12 @@ async fn publisher(cfg: EventsConfig, mut rx: mpsc::Receiver<Notice>, outcomes: 
         let Some(c) = client.clone() else { continue };
         // The pod list answers for pods without a UID label and names the owner; it is
         // refreshed at most once a minute (Events are rare, lists are not cheap).
-        let stale = pods.0.is_none_or(|t| t.elapsed() > Duration::from_secs(60))
-            || !pods
-                .1
-                .contains_key(&(notice.namespace.clone(), notice.pod.clone()));
+        // A node's Event needs no pod: its owner and UID are not looked up.
+        let stale = !notice.node
+            && (pods.0.is_none_or(|t| t.elapsed() > Duration::from_secs(60))
+                || !pods
+                    .1
+                    .contains_key(&(notice.namespace.clone(), notice.pod.clone())));
         if stale && pods.0.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
             match node_pods(&c, &cfg.node_name).await {
                 Ok(p) => pods = (Some(Instant::now()), p),
@@ -212,7 +214,10 @@ async fn publisher(cfg: EventsConfig, mut rx: mpsc::Receiver<Notice>, outcomes: 
                 }
             }
         }
-        let pod = pods.1.get(&(notice.namespace.clone(), notice.pod.clone()));
+        let pod = pods
+            .1
+            .get(&(notice.namespace.clone(), notice.pod.clone()))
+            .filter(|_| !notice.node);
         let outcome = publish(&c, &cfg.node_name, &notice, pod).await;
         outcomes
             .with_label_values(&[notice.reason.as_str(), outcome.as_str()])
@@ -261,6 +266,7 @@ fn event(node: &str, n: &Notice, pod: Option<&NodePod>, now: MicroTime) -> Event
         ..Default::default()
     };
     let what = About {
+        namespace: n.namespace.clone(),
         name: event_name(n),
         type_: "Warning",
         reason: n.reason.as_str(),
@@ -271,8 +277,9 @@ fn event(node: &str, n: &Notice, pod: Option<&NodePod>, now: MicroTime) -> Event
     event_object(node, what, now)
 }
 
-/// What an Event says, and about which object.
+/// What an Event says, and about which object (the Event lives in `namespace`).
 pub struct About {
+    pub namespace: String,
     pub name: String,
     pub type_: &'static str,
     pub reason: &'static str,
@@ -286,7 +293,7 @@ pub fn event_object(node: &str, what: About, now: MicroTime) -> Event {
     Event {
         metadata: ObjectMeta {
             name: Some(what.name),
-            namespace: what.regarding.namespace.clone(),
+            namespace: Some(what.namespace),
             ..Default::default()
         },
         event_time: Some(now),
@@ -308,7 +315,83 @@ fn classify(e: &kube::Error) -> Outcome {
     }
 }
 
+/// The same state again: the existing Event's count or series extended.
+async fn extend_series<K>(api: &Api<K>, name: &str, patch: &serde_json::Value) -> Outcome
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        Ok(_) => Outcome::Series,
+        Err(e) => {
+            tracing::warn!("extending the series of Event {name}: {e}");
+            classify(&e)
+        }
+    }
+}
+
+/// A Node's Event, as the kubelet writes its own: the core/v1 API (events.k8s.io/v1 wants the
+/// regarded object's namespace to be the Event's, which a cluster-scoped Node has none of), in
+/// namespace `default`, the Node's name as its UID; a recurrence counts in `count`.
+async fn publish_on_node(client: &Client, node: &str, n: &Notice) -> Outcome {
+    use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSource};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let api: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let name = event_name(n);
+    let event = CoreEvent {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            namespace: Some("default".into()),
+            ..Default::default()
+        },
+        involved_object: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Node".into()),
+            name: Some(n.pod.clone()),
+            uid: Some(n.pod.clone()),
+            ..Default::default()
+        },
+        type_: Some("Warning".into()),
+        reason: Some(n.reason.as_str().into()),
+        message: Some(n.note.clone()),
+        action: Some(ACTION.into()),
+        source: Some(EventSource {
+            component: Some(REPORTING_CONTROLLER.into()),
+            host: Some(node.to_string()),
+        }),
+        reporting_component: Some(REPORTING_CONTROLLER.into()),
+        reporting_instance: Some(node.to_string()),
+        first_timestamp: Some(now.clone()),
+        last_timestamp: Some(now.clone()),
+        count: Some(1),
+        ..Default::default()
+    };
+    match api.create(&PostParams::default(), &event).await {
+        Ok(_) => return Outcome::Published,
+        Err(kube::Error::Api(s)) if s.is_already_exists() => {}
+        Err(e) => {
+            tracing::warn!(node = %n.pod, "publishing an Event: {e}");
+            return classify(&e);
+        }
+    }
+    let count = match api.get(&name).await {
+        Ok(ev) => ev.count.unwrap_or(1) + 1,
+        Err(e) => {
+            tracing::warn!("reading Event {name}: {e}");
+            return classify(&e);
+        }
+    };
+    let patch = serde_json::json!({ "count": count, "lastTimestamp": now });
+    extend_series(&api, &name, &patch).await
+}
+
 async fn publish(client: &Client, node: &str, n: &Notice, pod: Option<&NodePod>) -> Outcome {
+    if n.node {
+        return publish_on_node(client, node, n).await;
+    }
     let api: Api<Event> = Api::namespaced(client.clone(), &n.namespace);
     let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
     match api
@@ -335,16 +418,7 @@ async fn publish(client: &Client, node: &str, n: &Notice, pod: Option<&NodePod>)
     let patch = serde_json::json!({
         "series": EventSeries { count, last_observed_time: now },
     });
-    match api
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => Outcome::Series,
-        Err(e) => {
-            tracing::warn!("extending the series of Event {name}: {e}");
-            classify(&e)
-        }
-    }
+    extend_series(&api, &name, &patch).await
 }
 
 #[cfg(test)]
@@ -377,6 +451,7 @@ mod tests {
             reason: super::super::announced::Reason::StaleRuntime,
             note: "x".into(),
             fingerprint: "0123456789abcdef".into(),
+            node: false,
         };
         let name = event_name(&n);
         assert!(name.len() <= 253);
@@ -403,6 +478,7 @@ mod tests {
             reason: super::super::announced::Reason::StaleRuntime,
             note: "x".into(),
             fingerprint: "0123456789abcdef".into(),
+            node: false,
         };
         for i in 0..5 {
             queue.offer(notice(&format!("p{i}")));

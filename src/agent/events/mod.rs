@@ -16,6 +16,8 @@ pub struct Announcer {
     stale_after_days: i64,
     /// `--kube-events-min-severity`.
     min: MinSeverity,
+    /// This node's name (its Events regard the Node of that name).
+    node: String,
 }
 
 impl Announcer {
@@ -23,7 +25,9 @@ impl Announcer {
     pub fn start(cfg: EventsConfig, stale_after_days: i64, metrics: &Metrics) -> Announcer {
         tracing::info!(node = %cfg.node_name, "publishing Kubernetes Events on this node's pods");
         let min = cfg.min_severity;
+        let node = cfg.node_name.clone();
         Announcer {
+            node,
             queue: kube::start_publisher(cfg, metrics.kube_events.clone()),
             stale_after_days,
             min,
@@ -38,7 +42,7 @@ impl Announcer {
                 .with_label_values(&[r.as_str(), "suppressed"])
                 .inc();
         }
-        for n in announced::notices(list, self.min, self.stale_after_days) {
+        for n in announced::notices(list, &self.node, self.min, self.stale_after_days) {
             self.queue.offer(n);
         }
     }

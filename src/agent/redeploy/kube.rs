@@ -246,6 +246,7 @@ async fn done_event(
     };
     let name = event_name(&w.name, reason, &c.newer_digest);
     let what = About {
+        namespace: w.namespace.clone(),
         name,
         type_: "Normal",
         reason,
@@ -281,6 +282,7 @@ async fn blocked_event(
         cfg,
         k,
         About {
+            namespace: c.namespace.clone(),
             name,
             type_: "Warning",
             reason: "RedeployBlocked",
