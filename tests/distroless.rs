@@ -45,6 +45,10 @@ fn debs(test: &str) -> Option<Vec<(String, PathBuf)>> {
     if !require("apt-get", test) || !require("dpkg-deb", test) {
         return None;
     }
+    // The tests of this file run as threads: one downloads while the others wait, so none
+    // looks at a .deb another's apt-get is still writing.
+    static DOWNLOAD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = DOWNLOAD.lock().unwrap_or_else(|e| e.into_inner());
     let dir = project().join("target/test-roots/distroless-debs");
     std::fs::create_dir_all(&dir).unwrap();
     let find = |pkg: &str| -> Option<PathBuf> {
