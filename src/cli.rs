@@ -38,6 +38,21 @@ pub enum Command {
     Db(DbCommand),
     /// Run the node agent: inventory running containers, match, export metrics.
     Agent(Box<AgentArgs>),
+    /// GET each URL and fail unless it answers 200 (and holds `--expect`): `helm test`'s probe.
+    Check(CheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// URLs to GET (an agent's http://…:9477/readyz, /metrics).
+    #[arg(required = true)]
+    pub urls: Vec<String>,
+    /// Text every body must hold (a metric name, say).
+    #[arg(long)]
+    pub expect: Option<String>,
+    /// Deadline of each request.
+    #[arg(long, default_value = "10s", value_parser = parse_interval)]
+    pub timeout: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -115,6 +130,12 @@ pub struct AgentArgs {
     /// A fixable vulnerability whose fix is older than this makes the container a stale runtime.
     #[arg(long, env = "STALEWATCH_STALE_AFTER", default_value = "7d", value_parser = parse_age)]
     pub stale_after: Duration,
+    /// What makes a stale runtime (`stalewatch_container_oldest_fix_age_seconds`, the
+    /// `StaleRuntime` Event): fixes of vulnerabilities at or above this severity (critical,
+    /// high, medium, low), or `unknown` for every one — distributions whose records carry no
+    /// severity (Alpine, Debian) give only `unknown` findings.
+    #[arg(long, env = "STALEWATCH_STALE_MIN_SEVERITY", default_value = "medium", value_parser = parse_severity_or_unknown)]
+    pub stale_min_severity: stalewatch_core::advisory::Severity,
     /// Kubernetes Events on pods: `auto` (on in a cluster or with --kubeconfig), `on`, `off`.
     #[arg(long, env = "STALEWATCH_KUBE_EVENTS", value_enum, default_value_t = Switch::Auto)]
     pub kube_events: Switch,
@@ -293,6 +314,14 @@ fn parse_min_severity(v: &str) -> Result<crate::agent::notify::MinSeverity, Stri
             Ok(sev) if sev != stalewatch_core::advisory::Severity::Unknown => Ok(MinSeverity::Severity(sev)),
             _ => Err("critical, high, medium, low or kev".into()),
         },
+    }
+}
+
+/// A severity floor where `unknown` admits every finding.
+fn parse_severity_or_unknown(v: &str) -> Result<stalewatch_core::advisory::Severity, String> {
+    match v.trim() {
+        s @ ("critical" | "high" | "medium" | "low" | "unknown") => s.parse().map_err(|_| s.to_string()),
+        _ => Err("critical, high, medium, low or unknown".into()),
     }
 }
 
@@ -503,6 +532,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::agent::run(cfg)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Check(a) => crate::check::run(&a.urls, a.expect.as_deref(), a.timeout),
         Command::Db(DbCommand::Status(a)) => {
             let dir = a.db.resolve()?;
             output::print_status(&db::Store::new(&dir).state()?, &dir, a.format)?;

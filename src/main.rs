@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod check;
 mod cli;
 mod clock;
 mod containerd;

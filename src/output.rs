@@ -249,8 +249,8 @@ pub fn print_status(state: &State, dir: &Path, format: StatusFormat) -> anyhow::
     let mut out = std::io::stdout().lock();
     match format {
         StatusFormat::Json => {
-            let v =
-                serde_json::json!({ "db_dir": dir, "ecosystems": state.ecosystems, "feeds": state.feeds });
+            let v = serde_json::json!({ "db_dir": dir, "ecosystems": state.ecosystems, "feeds": state.feeds,
+                "source_synced": state.source_synced });
             serde_json::to_writer_pretty(&mut out, &v)?;
             writeln!(out)?;
         }
@@ -282,6 +282,13 @@ pub fn print_status(state: &State, dir: &Path, format: StatusFormat) -> anyhow::
                 )?;
             }
             write_feeds(&mut out, state)?;
+            match &state.source_synced {
+                Some(s) => writeln!(out, "source last synced: {} (its {})", s.at, s.from)?,
+                None => writeln!(
+                    out,
+                    "source last synced: unknown (no stalewatch-sync.json nor modified_id.csv)"
+                )?,
+            }
         }
     }
     Ok(())

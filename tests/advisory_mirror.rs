@@ -71,10 +71,13 @@ fn mirror_update_is_conditional_and_alpine_images_match_unpacked_roots() {
     // First update: Alpine downloaded; SUSE is not on this mirror (reported, not fatal).
     update(&["Alpine", "SUSE"]);
     let log = mirror.log.lock().unwrap().clone();
-    // Exactly one request per ecosystem, in the order asked, nothing else.
+    // Exactly one request per ecosystem, in the order asked; then the source's own age: its
+    // stalewatch-sync.json (this mirror has none), else the head of its modified_id.csv.
     let want_log = [
         ("/Alpine/all.zip".to_string(), 200),
         ("/SUSE/all.zip".to_string(), 404),
+        ("/stalewatch-sync.json".to_string(), 404),
+        ("/modified_id.csv".to_string(), 200),
     ];
     assert_eq!(log, want_log, "{log:?}");
 
@@ -96,7 +99,17 @@ fn mirror_update_is_conditional_and_alpine_images_match_unpacked_roots() {
     // Second update: one round trip answered 304, index kept, success recorded.
     mirror.log.lock().unwrap().clear();
     update(&["Alpine"]);
-    assert_eq!(mirror.statuses(), vec![304], "conditional request");
+    let log = mirror.log.lock().unwrap().clone();
+    assert_eq!(
+        log[0],
+        ("/Alpine/all.zip".to_string(), 304),
+        "conditional request: {log:?}"
+    );
+    assert_eq!(
+        log.len(),
+        3,
+        "the archive, then the sync time's two files: {log:?}"
+    );
     let again = db_status(&db);
     assert_eq!(again["ecosystems"]["Alpine"]["records"], want["records"]);
     assert!(again["ecosystems"]["Alpine"]["last_success"].is_string());
@@ -401,4 +414,57 @@ fn file_urls_and_directories_are_mirrors_too() {
         db_s,
     ]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// The data's own age: agents refreshing from a mirror whose sync stopped get 304 for every
+/// archive — their last successful refresh moves on — while
+/// `stalewatch_advisory_source_synced_timestamp_seconds` stays the time the mirror's
+/// `stalewatch-sync.json` says; from a source without that file (the OSV bucket's layout, here
+/// the shared mirror), the newest time of its root `modified_id.csv`. Times by `date`.
+#[test]
+fn agents_export_when_their_source_last_synced() {
+    let epoch = |t: &str| -> f64 {
+        let out = Command::new("date")
+            .args(["-u", "-d", t, "+%s"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let site = tmp.path().join("site");
+    std::fs::create_dir_all(site.join("Alpine")).unwrap();
+    std::os::unix::fs::symlink(
+        shared_data().join("osv/Alpine/all.zip"),
+        site.join("Alpine/all.zip"),
+    )
+    .unwrap();
+    std::fs::write(
+        site.join("stalewatch-sync.json"),
+        r#"{"synced_at": "2026-11-20T04:00:00Z"}"#,
+    )
+    .unwrap();
+    let synced =
+        |m: &str| common::agent::value(m, "stalewatch_advisory_source_synced_timestamp_seconds", &[]);
+    let updated = |m: &str| common::agent::value(m, "stalewatch_advisory_db_updated_timestamp_seconds", &[]);
+    for (root, expected) in [
+        (site.clone(), epoch("2026-11-20T04:00:00Z")),
+        // The shared mirror's modified_id.csv starts with its newest record's time.
+        (shared_data().join("osv"), epoch("2026-08-21T20:38:00Z")),
+    ] {
+        let mirror = Mirror::start(root);
+        let state = tmp.path().join(format!("state-{}", expected as i64));
+        let agent = common::agent::Agent::start(
+            &tmp.path().join("no-containerd.sock"),
+            &state,
+            &mirror.url(),
+            &["--advisory-refresh", "1s"],
+        );
+        agent.wait_for("two refreshes", Duration::from_secs(60), |a| {
+            mirror.statuses().iter().filter(|s| **s == 304).count() >= 1 && synced(&a.metrics()).is_some()
+        });
+        let m = agent.metrics();
+        assert_eq!(synced(&m), Some(expected), "{m}");
+        // The refreshes succeed (304 counts as one): the last success is no measure of age.
+        assert!(updated(&m).unwrap() > expected, "{m}");
+    }
 }

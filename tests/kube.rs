@@ -159,6 +159,9 @@ fn events_on_this_nodes_pods_with_the_shipped_rbac() {
         sa.to_str().unwrap(),
         "--stale-after",
         "7d",
+        // The Alpine record carries no severity: only `unknown` lets its fix count.
+        "--stale-min-severity",
+        "unknown",
     ];
     let state = seeded_state(&tmp.path().join("state"));
     let agent = Agent::start(&lab.sock, &state, &mirror.url(), &args);
@@ -335,8 +338,10 @@ fn every_deploy_manifest_renders_and_passes_a_server_side_dry_run() {
 
 /// The node scan's Event regards the Node, in namespace `default` as the kubelet's do: a node
 /// that installed a newer kernel than it runs gets `RebootRequired` from the agent's
-/// ServiceAccount with the shipped RBAC, once.
+/// ServiceAccount with the shipped RBAC, once; and its Node object (an AKS node image label,
+/// the kubelet's nodeInfo) is read with that RBAC into `stalewatch_node_info` and the image's age.
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn a_node_waiting_for_a_reboot_gets_an_event_on_the_node() {
     let Some(kube) = KubeLab::start("node events") else {
         return;
@@ -364,6 +369,35 @@ fn a_node_waiting_for_a_reboot_gets_an_event_on_the_node() {
         "--reconcile-interval",
         "1s",
     ];
+    // The node's Node object, labelled as AKS labels a node of a real node image, with the
+    // nodeInfo a kubelet reports.
+    let node_image = "AKSUbuntu-2204gen2containerd-202511.12.0";
+    kube.apply("apiVersion: v1\nkind: Node\nmetadata:\n  name: test-node\n");
+    let status = serde_json::json!({
+        "apiVersion": "v1", "kind": "Node", "metadata": {"name": "test-node"},
+        "status": {"nodeInfo": {
+            "machineID": "", "systemUUID": "", "bootID": "", "kubeProxyVersion": "", "kubeletVersion": "v1.33.5",
+            "operatingSystem": "linux", "architecture": "amd64",
+            "osImage": "Ubuntu 22.04.5 LTS", "kernelVersion": "6.8.0-1020-azure",
+            "containerRuntimeVersion": "containerd://1.7.27-1"}}
+    });
+    let status_file = tmp.path().join("node-status.json");
+    std::fs::write(&status_file, status.to_string()).unwrap();
+    kube.kubectl(&[
+        "replace",
+        "--raw",
+        "/api/v1/nodes/test-node/status",
+        "-f",
+        status_file.to_str().unwrap(),
+    ]);
+    // Labelled after: a status update may rewrite the metadata it carries.
+    kube.kubectl(&[
+        "label",
+        "node",
+        "test-node",
+        &format!("kubernetes.azure.com/node-image-version={node_image}"),
+        "kubernetes.azure.com/os-sku=Ubuntu",
+    ]);
     let agent = Agent::start(&lab.sock, &tmp.path().join("state"), &mirror.url(), &args);
     agent.wait_for("a RebootRequired Event published", Duration::from_secs(60), |a| {
         kube_events(&a.metrics(), "RebootRequired", "published") == 1.0
@@ -379,7 +413,7 @@ fn a_node_waiting_for_a_reboot_gets_an_event_on_the_node() {
         e["note"]
             .as_str()
             .unwrap()
-            .contains("kernel 6.8.0-1021.25~22.04.1 is installed but 6.8.0-1020-azure runs"),
+            .contains("kernel 6.8.0-1030.35~22.04.1 is installed but 6.8.0-1020-azure runs"),
         "{e:#}"
     );
     // Later reconciles (at least two in this window) tell nothing more.
@@ -390,4 +424,138 @@ fn a_node_waiting_for_a_reboot_gets_an_event_on_the_node() {
     assert!(reconciled(&agent) >= before + 2.0, "reconciles in the window");
     assert_eq!(kube_events(&agent.metrics(), "RebootRequired", "published"), 1.0);
     assert_eq!(events(&kube, "default").len(), 1);
+    // What the Node object says, read with the shipped RBAC (get on nodes).
+    agent.wait_for("the Node object read", Duration::from_secs(30), |a| {
+        let doc: serde_json::Value = serde_json::from_str(&a.findings().1).unwrap();
+        doc["node_scan"]["node"]["node_object"] == "read"
+    });
+    let doc: serde_json::Value = serde_json::from_str(&agent.findings().1).unwrap();
+    let node = &doc["node_scan"]["node"];
+    assert_eq!(node["node_image"], node_image);
+    assert_eq!(node["os_sku"], "Ubuntu");
+    assert_eq!(node["container_runtime"], "containerd://1.7.27-1");
+    let metrics = agent.metrics();
+    assert_eq!(
+        value(
+            &metrics,
+            "stalewatch_node_info",
+            &[
+                ("os_id", "ubuntu"),
+                ("os_version", "22.04"),
+                ("kernel", "6.8.0-1020-azure"),
+                ("node_image", node_image),
+                ("container_runtime", "containerd://1.7.27-1"),
+            ]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    // The image's age from the date its version encodes, to the agent's clock (the test
+    // agent's STALEWATCH_NOW), both by `date`.
+    let epoch = |day: &str| -> f64 {
+        let out = std::process::Command::new("date")
+            .args(["-u", "-d", day, "+%s"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().parse().unwrap()
+    };
+    let now = epoch(common::agent::AGENT_NOW);
+    assert_eq!(
+        value(&metrics, "stalewatch_node_image_age_seconds", &[]),
+        Some(now - epoch("2025-11-12"))
+    );
+    // A reboot is due since the fixed kernel's installation or the agent's first sight of it.
+    assert!(
+        value(
+            &metrics,
+            "stalewatch_node_reboot_required_since_timestamp_seconds",
+            &[]
+        )
+        .unwrap()
+            <= now
+    );
+}
+
+/// New fixable findings at or above `--kube-events-min-severity` (default `high`) in the node's
+/// own packages: `VulnerableNode` on the Node, naming them — regreSSHion (UBUNTU-CVE-2024-6387,
+/// Ubuntu priority high, the shared mirror's record) in the fixture node's openssh; not the
+/// kernel's medium UBUNTU-CVE-2025-21675 — and the reboot that is due besides.
+#[test]
+fn a_node_with_new_severe_fixable_findings_gets_vulnerable_node() {
+    let Some(kube) = KubeLab::start("node events") else {
+        return;
+    };
+    let Some(lab) = Lab::start("node events") else {
+        return;
+    };
+    let sa = kube.agent_kubeconfig();
+    let tmp = tempfile::tempdir().unwrap();
+    let host = ubuntu_node_waiting_for_a_reboot(tmp.path());
+    let site = tmp.path().join("site");
+    write_mirror(&site);
+    let regresshion = read_zip_entry(
+        &shared_data().join("osv/Ubuntu/all.zip"),
+        "UBUNTU-CVE-2024-6387.json",
+    );
+    let kernel =
+        std::fs::read(project().join("tests/fixtures/osv/ubuntu-kernel/UBUNTU-CVE-2025-21675.json")).unwrap();
+    write_osv_zip(
+        &site,
+        "Ubuntu",
+        &[
+            ("UBUNTU-CVE-2024-6387.json", &regresshion),
+            ("UBUNTU-CVE-2025-21675.json", &kernel),
+        ],
+    );
+    let mirror = Mirror::start(site);
+    let args = [
+        "--kube-events",
+        "on",
+        "--kubeconfig",
+        sa.to_str().unwrap(),
+        "--node-scan",
+        "on",
+        "--host-root",
+        host.to_str().unwrap(),
+        "--ecosystem",
+        "Ubuntu",
+        "--reconcile-interval",
+        "1s",
+    ];
+    let agent = Agent::start(&lab.sock, &tmp.path().join("state"), &mirror.url(), &args);
+    agent.wait_for("a VulnerableNode Event published", Duration::from_secs(60), |a| {
+        kube_events(&a.metrics(), "VulnerableNode", "published") == 1.0
+    });
+    let evs = events(&kube, "default");
+    assert_eq!(evs.len(), 1, "{evs:#?}");
+    let e = &evs[0];
+    assert_eq!(e["reason"], "VulnerableNode");
+    assert_eq!(e["regarding"]["kind"], "Node");
+    let note = e["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("1 fixable critical/high vulnerabilities (0 critical, 1 high) in the node's own packages. Most severe: UBUNTU-CVE-2024-6387;"),
+        "{note}"
+    );
+    assert!(!note.contains("UBUNTU-CVE-2025-21675"), "{note}");
+    assert!(
+        note.contains("kernel 6.8.0-1030.35~22.04.1 is installed but 6.8.0-1020-azure runs"),
+        "{note}"
+    );
+    // Told once: later reconciles publish nothing more, and no RebootRequired besides.
+    let reconciled =
+        |a: &Agent| value(&a.metrics(), "stalewatch_last_reconcile_timestamp_seconds", &[]).unwrap();
+    let before = reconciled(&agent);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(reconciled(&agent) >= before + 2.0, "reconciles in the window");
+    assert_eq!(events(&kube, "default").len(), 1);
+    assert_eq!(kube_events(&agent.metrics(), "RebootRequired", "published"), 0.0);
+}
+
+/// One entry of a zip archive.
+fn read_zip_entry(zip: &Path, name: &str) -> Vec<u8> {
+    use std::io::Read;
+    let mut z = zip::ZipArchive::new(std::fs::File::open(zip).unwrap()).unwrap();
+    let mut body = Vec::new();
+    z.by_name(name).unwrap().read_to_end(&mut body).unwrap();
+    body
 }

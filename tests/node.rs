@@ -56,17 +56,7 @@ fn this_debian_hosts_own_packages_are_matched_as_dpkg_says_and_its_kernel_is_unk
     let got: BTreeSet<(String, String)> = string_pairs(&report["findings"], "id", "package")
         .into_iter()
         .collect();
-    let out = std::process::Command::new("python3")
-        .arg(project().join("tests/support/debian_oracle.py"))
-        .args(["/", "Debian:12"])
-        .arg(shared_data().join("osv/Debian/all.zip"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let want: BTreeSet<(String, String)> = serde_json::from_slice::<Vec<(String, String)>>(&out.stdout)
-        .unwrap()
-        .into_iter()
-        .collect();
+    let want = debian_oracle("/");
     assert!(want.len() > 100, "the oracle found {} findings", want.len());
     let missing: Vec<_> = want.difference(&got).take(10).collect();
     let extra: Vec<_> = got.difference(&want).take(10).collect();
@@ -129,6 +119,52 @@ fn this_debian_hosts_own_packages_are_matched_as_dpkg_says_and_its_kernel_is_unk
     );
 }
 
+/// The host root as the DaemonSet mounts it: its own filesystem (here a tmpfs) holding the
+/// host's os-release, and the host's `/var/lib/dpkg` bind-mounted read-only under it — another
+/// filesystem, which the node scan enters (a container root's walk never would). The packages
+/// found are those `dpkg-query` lists installed.
+#[test]
+fn a_host_root_made_of_mounts_is_read_across_them() {
+    let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    if !os_release.contains("ID=debian") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the node test needs a Debian host"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let host = tmp.path().join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    let mount = |args: &[&str]| {
+        let st = std::process::Command::new("mount").args(args).status().unwrap();
+        assert!(st.success(), "mount {args:?}");
+    };
+    mount(&["-t", "tmpfs", "-o", "size=8m", "tmpfs", host.to_str().unwrap()]);
+    let _host = Unmount(host.clone());
+    std::fs::create_dir_all(host.join("etc")).unwrap();
+    std::fs::create_dir_all(host.join("var/lib/dpkg")).unwrap();
+    std::fs::write(host.join("etc/os-release"), &os_release).unwrap();
+    let dpkg = host.join("var/lib/dpkg");
+    mount(&["--bind", "-o", "ro", "/var/lib/dpkg", dpkg.to_str().unwrap()]);
+    let _dpkg = Unmount(dpkg);
+    let (_mirror, _agent, doc) = node_agent(tmp.path(), &host, &["Debian"]);
+    assert_eq!(doc["node_scan"]["status"], "ok", "{:#}", doc["node_scan"]);
+    let installed = std::process::Command::new("dpkg-query")
+        .args(["-W", "-f", "${db:Status-Status}\n"])
+        .output()
+        .unwrap();
+    let installed = String::from_utf8(installed.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| *l == "installed")
+        .count();
+    assert_eq!(
+        doc["node_report"]["packages"].as_array().unwrap().len(),
+        installed
+    );
+}
+
 /// An agent scanning the node under `host` (no containerd) with these ecosystems, once the
 /// node is matched, and its `/v1/findings`.
 fn node_agent(
@@ -136,7 +172,17 @@ fn node_agent(
     host: &std::path::Path,
     ecosystems: &[&str],
 ) -> (Mirror, Agent, serde_json::Value) {
-    let mirror = Mirror::start(shared_data().join("osv"));
+    node_agent_on(dir, host, ecosystems, shared_data().join("osv"))
+}
+
+/// [`node_agent`] against the mirror served from `mirror_root`.
+fn node_agent_on(
+    dir: &std::path::Path,
+    host: &std::path::Path,
+    ecosystems: &[&str],
+    mirror_root: std::path::PathBuf,
+) -> (Mirror, Agent, serde_json::Value) {
+    let mirror = Mirror::start(mirror_root);
     let mut args = vec!["--node-scan", "on", "--host-root", host.to_str().unwrap()];
     for e in ecosystems {
         args.extend(["--ecosystem", e]);
@@ -155,19 +201,36 @@ fn node_agent(
     (mirror, agent, d)
 }
 
-/// A host root shaped like an AKS Ubuntu 22.04 node that installed a newer kernel than it
-/// runs (unattended-upgrades waits for a reboot): the running kernel is the package of its
-/// release, the newer one is not judged, and a reboot is due.
+/// A host root shaped like an AKS Ubuntu 22.04 node that installed the fixed kernel of
+/// USN-7596-1 but still runs the one before (unattended-upgrades waits for a reboot), against
+/// the mirror's Ubuntu records and Canonical's record of CVE-2025-21675
+/// (tests/fixtures/osv/ubuntu-kernel): the running kernel is the package of its release and
+/// carries the finding — its signed image (source `linux-signed-azure-6.8`) matched as the
+/// record's `linux-azure-6.8` — the installed fix is not judged, and a reboot is due.
 #[test]
-fn a_newer_kernel_installed_than_runs_wants_a_reboot_and_is_not_judged() {
+fn a_fixed_kernel_installed_but_not_booted_leaves_the_node_vulnerable_until_a_reboot() {
     let tmp = tempfile::tempdir().unwrap();
     let host = ubuntu_node_waiting_for_a_reboot(tmp.path());
-    let (_mirror, agent, doc) = node_agent(tmp.path(), &host, &["Ubuntu"]);
+    let mirror_root = tmp.path().join("mirror");
+    let mut records = osv_records(&shared_data().join("osv/Ubuntu/all.zip"));
+    let kernel_record = "UBUNTU-CVE-2025-21675.json";
+    records.push((
+        kernel_record.to_string(),
+        std::fs::read(
+            project()
+                .join("tests/fixtures/osv/ubuntu-kernel")
+                .join(kernel_record),
+        )
+        .unwrap(),
+    ));
+    let refs: Vec<(&str, &[u8])> = records.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+    write_osv_zip(&mirror_root, "Ubuntu", &refs);
+    let (_mirror, agent, doc) = node_agent_on(tmp.path(), &host, &["Ubuntu"], mirror_root);
     let kernel = &doc["node_scan"]["kernel"];
     assert_eq!(kernel["state"], "packaged");
     assert_eq!(kernel["package"], "linux-image-6.8.0-1020-azure");
     assert_eq!(kernel["version"], "6.8.0-1020.23~22.04.1");
-    assert_eq!(kernel["newer_installed"], "6.8.0-1021.25~22.04.1");
+    assert_eq!(kernel["newer_installed"], "6.8.0-1030.35~22.04.1");
     assert_eq!(doc["node_scan"]["reboot_required"], true);
     let names: Vec<&str> = doc["node_report"]["packages"]
         .as_array()
@@ -177,13 +240,66 @@ fn a_newer_kernel_installed_than_runs_wants_a_reboot_and_is_not_judged() {
         .collect();
     assert_eq!(
         names,
-        ["linux-image-6.8.0-1020-azure", "openssh-server"],
-        "the installed, not booted, kernel is not judged"
+        [
+            "linux-image-6.8.0-1020-azure",
+            "linux-modules-6.8.0-1020-azure",
+            "openssh-server"
+        ],
+        "the installed, not booted, kernel and its modules are not judged"
+    );
+    // The record's rule, by hand: `linux-azure-6.8` below 6.8.0-1030.35~22.04.1 is affected
+    // (`dpkg --compare-versions 6.8.0-1020.23~22.04.1 lt 6.8.0-1030.35~22.04.1`).
+    assert!(dpkg_lt("6.8.0-1020.23~22.04.1", "6.8.0-1030.35~22.04.1"));
+    let kernel_findings: BTreeSet<(String, String, String)> = doc["node_report"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["id"] == "UBUNTU-CVE-2025-21675")
+        .map(|f| {
+            let s = |k: &str| f[k].as_str().unwrap_or_default().to_string();
+            (s("package"), s("fixed_version"), s("severity"))
+        })
+        .collect();
+    let expected = |package: &str| {
+        (
+            package.to_string(),
+            "6.8.0-1030.35~22.04.1".to_string(),
+            "medium".to_string(),
+        )
+    };
+    assert_eq!(
+        kernel_findings,
+        BTreeSet::from([
+            expected("linux-image-6.8.0-1020-azure"),
+            expected("linux-modules-6.8.0-1020-azure")
+        ])
     );
     assert_eq!(
         value(&agent.metrics(), "stalewatch_node_reboot_required", &[]),
         Some(1.0)
     );
+}
+
+fn dpkg_lt(a: &str, b: &str) -> bool {
+    std::process::Command::new("dpkg")
+        .args(["--compare-versions", a, "lt", b])
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Every record of an OSV `all.zip` (name, bytes).
+fn osv_records(zip: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut z = zip::ZipArchive::new(std::fs::File::open(zip).unwrap()).unwrap();
+    (0..z.len())
+        .map(|i| {
+            let mut f = z.by_index(i).unwrap();
+            let mut body = Vec::new();
+            f.read_to_end(&mut body).unwrap();
+            (f.name().to_string(), body)
+        })
+        .collect()
 }
 
 /// The runtime's binaries outside the OS's packages (AKS's moby-containerd): a node root whose

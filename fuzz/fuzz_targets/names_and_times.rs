@@ -1,8 +1,8 @@
-//! covers: ecosystem, time
+//! covers: ecosystem, time, node_image
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use stalewatch_core::ecosystem::{self, Ecosystem};
-use stalewatch_core::time;
+use stalewatch_core::{node_image, time};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -19,5 +19,9 @@ fuzz_target!(|data: &[u8]| {
     if let Some(secs) = time::rfc3339_seconds(&text).filter(|s| *s < 253_402_300_800) {
         let back = time::format_rfc3339(secs);
         assert_eq!(time::rfc3339_seconds(&back), Some(secs), "{text:?} -> {back}");
+    }
+    // A node image version: a date it encodes is a whole day.
+    if let Some(day) = node_image::build_date(&text) {
+        assert_eq!(day % 86_400, 0, "{text:?}");
     }
 });

@@ -574,7 +574,13 @@ pub(crate) mod tests {
             image_digest: Some(digest.into()),
             scan_status: ScanStatus::Ok,
             report: Some(ContainerReport::new(r.clone())),
-            notable: crate::agent::snapshot::notable(&r.findings, &BTreeMap::new(), 0, 7 * 86_400),
+            notable: crate::agent::snapshot::notable(
+                &r.findings,
+                &BTreeMap::new(),
+                0,
+                7 * 86_400,
+                Severity::Unknown,
+            ),
             ..Default::default()
         };
         (view, r)
@@ -813,7 +819,13 @@ pub(crate) mod tests {
         medium.findings[0].severity = Severity::Medium;
         let medium = Arc::new(medium);
         c.report = Some(ContainerReport::new(medium.clone()));
-        c.notable = crate::agent::snapshot::notable(&medium.findings, &BTreeMap::new(), 0, 7 * 86_400);
+        c.notable = crate::agent::snapshot::notable(
+            &medium.findings,
+            &BTreeMap::new(),
+            0,
+            7 * 86_400,
+            Severity::Unknown,
+        );
         let snap = snapshot(vec![(c, medium)]);
         let th = Thresholds {
             kube_events: Some(MinSeverity::Severity(Severity::Medium)),

@@ -26,12 +26,16 @@ pub struct Config {
     pub http_limits: super::listener::Limits,
     /// Fix age beyond which a container is a stale runtime.
     pub stale_after: Duration,
+    /// `--stale-min-severity`: the least severity whose fix makes a stale runtime.
+    pub stale_min_severity: stalewatch_core::advisory::Severity,
     /// Kubernetes Events (`None`: off).
     pub events: Option<EventsConfig>,
     pub node_name: String,
     pub proc_root: PathBuf,
     /// `--host-root` when the node scan is on (`--node-scan`).
     pub host_root: Option<PathBuf>,
+    /// With the node scan and the Kubernetes API: how to read the agent's own Node object.
+    pub node_object: Option<KubeAccess>,
     /// The engine's silence that fails `/healthz` (`--stuck-after`).
     pub stuck_after: Duration,
     /// Deadline of one containerd call (`--containerd-timeout`).

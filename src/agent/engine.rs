@@ -18,7 +18,7 @@ use super::messages::Msg;
 use super::metrics::Metrics;
 use super::node::NodeScan;
 use super::notify::Notifier;
-use super::publishing::{Inputs, NodeFacts, Publisher};
+use super::publishing::{Inputs, Publisher};
 use super::redeploy::Redeployer;
 use super::runtime_checks::RuntimeChecks;
 use super::signals::Signal;
@@ -164,6 +164,10 @@ impl Engine {
             .remember_fixes(&self.inventory.running, &self.store, &self.checks, now);
         let db_state = self.matching.db_state();
         let awaited = self.matching.awaited_ecosystems(&db_state);
+        let node_object = self
+            .node
+            .as_ref()
+            .and_then(|n| Some(n.object.as_ref()?.borrow().clone()));
         let inputs = Inputs {
             known: self.publisher.known(),
             running: &self.inventory.running,
@@ -178,13 +182,7 @@ impl Engine {
             advisory_db: super::matching::db_view(&db_state),
             triage: self.matching.triage_view(),
             declared_bases: self.lineage.declared_present(),
-            node: self.node.as_ref().map(|n| NodeFacts {
-                inventory: n.inventory.as_deref(),
-                unreadable: &n.unreadable,
-                kernel: n.kernel.as_ref(),
-                reboot_required: n.reboot_required(),
-                error: n.error.as_deref(),
-            }),
+            node: self.node.as_ref().map(|n| n.facts(node_object.as_ref())),
         };
         let snap = Snapshot::build(&inputs, now);
         {

@@ -6,8 +6,8 @@
 use serde::Serialize;
 
 use super::snapshot::{
-    CheckState, ContainerReport, ContainerView, DbView, Drift, NodeView, RuntimeCheckStates, ScanStatus,
-    Snapshot, StaleDigest,
+    CheckState, ContainerReport, ContainerView, DbView, Drift, NodeInfo, NodeView, RuntimeCheckStates,
+    ScanStatus, Snapshot, StaleDigest,
 };
 use crate::db::coverage::Gap;
 use stalewatch_core::report::Report;
@@ -34,6 +34,25 @@ struct NodeScan<'a> {
     error: Option<&'a str>,
     kernel: Option<Kernel<'a>>,
     reboot_required: bool,
+    /// RFC 3339, while a reboot is due.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reboot_required_since: Option<String>,
+    node: Node<'a>,
+}
+
+/// What the node is: its OS, and from its Node object the node image and container runtime.
+#[derive(Serialize)]
+struct Node<'a> {
+    os_id: &'a str,
+    os_version: &'a str,
+    node_image: Option<&'a str>,
+    node_image_age_seconds: Option<i64>,
+    os_sku: Option<&'a str>,
+    container_runtime: Option<&'a str>,
+    /// `read`, `unread` (no Kubernetes API), or `failed` (`node_object_error` says why).
+    node_object: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_object_error: Option<&'a str>,
 }
 
 /// The running kernel: its release, and the installed package that is it (`state`
@@ -115,6 +134,28 @@ fn node_scan(n: &NodeView) -> NodeScan<'_> {
             newer_installed: k.newer_installed.as_ref().map(|p| p.1.as_str()),
         }),
         reboot_required: n.reboot_required,
+        reboot_required_since: n.reboot_since.map(stalewatch_core::time::format_rfc3339),
+        node: node_info(&n.info),
+    }
+}
+
+fn node_info(i: &NodeInfo) -> Node<'_> {
+    fn some(s: &str) -> Option<&str> {
+        (!s.is_empty()).then_some(s)
+    }
+    Node {
+        os_id: &i.os_id,
+        os_version: &i.os_version,
+        node_image: some(&i.node_image),
+        node_image_age_seconds: i.image_age,
+        os_sku: some(&i.os_sku),
+        container_runtime: some(&i.container_runtime),
+        node_object: match (i.object_read, &i.object_error) {
+            (_, Some(_)) => "failed",
+            (true, None) => "read",
+            (false, None) => "unread",
+        },
+        node_object_error: i.object_error.as_deref(),
     }
 }
 

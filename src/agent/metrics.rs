@@ -151,7 +151,7 @@ metric_table! {
     family container_oldest_fix_age: GaugeVec, snapshot, CONTAINER_OLDEST_FIX_AGE(
         "stalewatch_container_oldest_fix_age_seconds",
         Gauge,
-        "Age of the container's oldest fix that is not deployed (0 when none); an estimate.",
+        "Age of the container's oldest fix that is not deployed (0 when none), of findings at or above --stale-min-severity; an estimate.",
         C,
     ) => r.gauge_vec(CONTAINER_OLDEST_FIX_AGE)?;
     family container_started: GaugeVec, snapshot, CONTAINER_STARTED(
@@ -286,6 +286,24 @@ metric_table! {
         "With --node-scan: 1 when a newer kernel package than the running one is installed, or the OS wrote /var/run/reboot-required; else 0.",
         &[],
     ) => r.gauge_vec(NODE_REBOOT_REQUIRED)?;
+    family node_reboot_since: GaugeVec, snapshot, NODE_REBOOT_SINCE(
+        "stalewatch_node_reboot_required_since_timestamp_seconds",
+        Gauge,
+        "With --node-scan, while a reboot is due: since when (the reboot file's time, else the newer kernel's installation, else when the agent first saw it).",
+        &[],
+    ) => r.gauge_vec(NODE_REBOOT_SINCE)?;
+    family node_info: GaugeVec, snapshot, NODE_INFO(
+        "stalewatch_node_info",
+        Gauge,
+        "With --node-scan: 1, labelled with the node's OS (os-release), running kernel, AKS node image and container runtime (its Node object; empty where unknown).",
+        &["os_id", "os_version", "kernel", "node_image", "container_runtime"],
+    ) => r.gauge_vec(NODE_INFO)?;
+    family node_image_age: GaugeVec, snapshot, NODE_IMAGE_AGE(
+        "stalewatch_node_image_age_seconds",
+        Gauge,
+        "With --node-scan and a Node object whose node image version encodes its build date (AKS): seconds since that date.",
+        &[],
+    ) => r.gauge_vec(NODE_IMAGE_AGE)?;
     family notifications: IntCounterVec, kept, NOTIFICATIONS(
         "stalewatch_notifications_total",
         Counter,
@@ -310,6 +328,12 @@ metric_table! {
         "Last successful advisory refresh.",
         &[],
     ) => r.gauge(ADVISORY_UPDATED)?;
+    family advisory_synced: Gauge, kept, ADVISORY_SYNCED(
+        "stalewatch_advisory_source_synced_timestamp_seconds",
+        Gauge,
+        "When the advisory source last synced its data upstream: its stalewatch-sync.json, else the newest time of its modified_id.csv (the OSV bucket's).",
+        &[],
+    ) => r.gauge(ADVISORY_SYNCED)?;
     family advisory_records: GaugeVec, snapshot, ADVISORY_RECORDS(
         "stalewatch_advisory_records",
         Gauge,
@@ -703,6 +727,9 @@ impl Metrics {
         if let Some(t) = snap.advisory_db.updated_unix {
             self.advisory_updated.set(t as f64);
         }
+        if let Some(t) = snap.advisory_db.synced_unix {
+            self.advisory_synced.set(t as f64);
+        }
         for (eco, n) in &snap.advisory_db.records {
             self.advisory_records.with_label_values(&[eco]).set(*n as f64);
         }
@@ -818,6 +845,26 @@ impl Metrics {
         self.node_reboot_required
             .with_label_values(&[] as &[&str])
             .set(if n.reboot_required { 1.0 } else { 0.0 });
+        if let Some(since) = n.reboot_since {
+            self.node_reboot_since
+                .with_label_values(&[] as &[&str])
+                .set(since as f64);
+        }
+        let i = &n.info;
+        self.node_info
+            .with_label_values(&[
+                i.os_id.as_str(),
+                &i.os_version,
+                &i.kernel,
+                &i.node_image,
+                &i.container_runtime,
+            ])
+            .set(1.0);
+        if let Some(age) = i.image_age {
+            self.node_image_age
+                .with_label_values(&[] as &[&str])
+                .set(age as f64);
+        }
         if n.report.is_none() {
             return;
         }

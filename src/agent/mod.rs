@@ -21,6 +21,7 @@ mod matching;
 mod messages;
 mod metrics;
 mod node;
+mod node_object;
 pub mod notify;
 mod publishing;
 pub mod redeploy;
@@ -96,7 +97,11 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     );
     if let Some(root) = cfg.host_root.clone() {
         tracing::info!(host_root = %root.display(), "scanning the node's own packages");
-        engine.node = Some(node::NodeScan::new(root, cfg.proc_root.clone()));
+        let mut scan = node::NodeScan::new(root, cfg.proc_root.clone());
+        if let Some(access) = cfg.node_object.clone() {
+            scan.object = Some(node_object::start(access, cfg.node_name.clone()));
+        }
+        engine.node = Some(scan);
     }
     if let Some(ec) = cfg.events.clone() {
         let days = (cfg.stale_after.as_secs() / 86400) as i64;

@@ -227,9 +227,15 @@ pub struct ImageView {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DbView {
     pub updated_at: Option<String>,
+    /// When the source last synced its data upstream (its `stalewatch-sync.json`, or the
+    /// OSV bucket's newest record), where it says so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_synced_at: Option<String>,
     pub records: BTreeMap<String, u64>,
     #[serde(skip)]
     pub updated_unix: Option<i64>,
+    #[serde(skip)]
+    pub synced_unix: Option<i64>,
 }
 
 /// The node's own packages (`--node-scan`): its report, status and kernel.
@@ -241,10 +247,34 @@ pub struct NodeView {
     pub report: Option<Arc<Report>>,
     pub kernel: Option<stalewatch_core::kernel::RunningKernel>,
     pub reboot_required: bool,
+    /// Since when a reboot is due (Unix seconds), while one is.
+    pub reboot_since: Option<i64>,
+    pub info: NodeInfo,
     /// (severity, fixable) → distinct vulnerabilities.
     pub vulnerabilities: BTreeMap<(Severity, bool), u64>,
     pub triage: TriageCounts,
     pub oldest_fix_age: i64,
+}
+
+/// What the node is: its OS, kernel, node image and container runtime (each empty where
+/// unknown).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub os_id: String,
+    pub os_version: String,
+    pub kernel: String,
+    /// The AKS node image (`kubernetes.azure.com/node-image-version`).
+    pub node_image: String,
+    /// `kubernetes.azure.com/os-sku`.
+    pub os_sku: String,
+    /// `status.nodeInfo.containerRuntimeVersion` (`containerd://1.7.27`).
+    pub container_runtime: String,
+    /// Seconds since the node image was built, where its version encodes the date.
+    pub image_age: Option<i64>,
+    /// Whether the Node object was read.
+    pub object_read: bool,
+    /// Why its last read failed.
+    pub object_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -333,9 +363,15 @@ fn fix_known_at(f: &Finding, first_seen: &BTreeMap<String, i64>) -> Option<i64> 
 
 /// Fix age of the oldest fix not deployed: `now` minus when the fix became known (the
 /// finding's `published`, else when this agent first saw that fixed version).
-pub fn oldest_fix_age(findings: &[Finding], first_seen: &BTreeMap<String, i64>, now: i64) -> i64 {
+pub fn oldest_fix_age(
+    findings: &[Finding],
+    first_seen: &BTreeMap<String, i64>,
+    now: i64,
+    min: Severity,
+) -> i64 {
     findings
         .iter()
+        .filter(|f| f.severity >= min)
         .filter_map(|f| fix_known_at(f, first_seen))
         .min()
         .map(|known| (now - known).max(0))
@@ -376,6 +412,7 @@ pub fn notable(
     first_seen: &BTreeMap<String, i64>,
     now: i64,
     stale_after: i64,
+    stale_min: Severity,
 ) -> Notable {
     let mut out = Notable::default();
     for v in vulnerability::group(findings) {
@@ -388,7 +425,7 @@ pub fn notable(
             .iter()
             .filter_map(|&i| fix_known_at(&findings[i], first_seen))
             .min();
-        if oldest.is_some_and(|known| now - known > stale_after) {
+        if v.severity >= stale_min && oldest.is_some_and(|at| now - at > stale_after) {
             out.stale.push(id.clone());
         }
         let kev = v
@@ -576,6 +613,39 @@ pub(crate) mod tests {
             informational: None,
             ..Default::default()
         }
+    }
+
+    /// `--stale-min-severity`: a fix counts toward a stale runtime (its age, the StaleRuntime
+    /// Event) only for a finding at or above the floor; `unknown` admits every finding, those
+    /// of feeds without severities too.
+    #[test]
+    fn a_stale_runtime_counts_fixes_at_or_above_the_severity_floor() {
+        const DAY: i64 = 86_400;
+        let now = 100 * DAY;
+        let dated = |id: &str, sev: Severity, days_ago: i64| Finding {
+            severity: sev,
+            published: Some(stalewatch_core::time::format_rfc3339(now - days_ago * DAY).into()),
+            ..finding(id, id)
+        };
+        let findings = vec![
+            dated("CVE-OLD-UNKNOWN", Severity::Unknown, 40),
+            dated("CVE-OLD-LOW", Severity::Low, 30),
+            dated("CVE-MEDIUM", Severity::Medium, 20),
+            dated("CVE-YOUNG-HIGH", Severity::High, 2),
+        ];
+        let none = BTreeMap::new();
+        let age = |min| oldest_fix_age(&findings, &none, now, min);
+        assert_eq!(age(Severity::Unknown), 40 * DAY);
+        assert_eq!(age(Severity::Low), 30 * DAY);
+        assert_eq!(age(Severity::Medium), 20 * DAY);
+        assert_eq!(age(Severity::High), 2 * DAY);
+        assert_eq!(age(Severity::Critical), 0);
+        let stale = |min| notable(&findings, &none, now, 7 * DAY, min).stale;
+        assert_eq!(stale(Severity::Medium), ["CVE-MEDIUM"]);
+        assert_eq!(
+            stale(Severity::Unknown),
+            ["CVE-MEDIUM", "CVE-OLD-LOW", "CVE-OLD-UNKNOWN"]
+        );
     }
 
     /// musl's and openssl's file lists, as apk's database gives them (musl's loader, libcrypto).

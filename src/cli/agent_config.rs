@@ -23,6 +23,7 @@ impl AgentArgs {
         let notify = self.notify_config(&mut errors);
         let redeploy = self.redeploy_config(&node_name, &mut errors);
         let host_root = self.node_scan_root(&mut errors);
+        let node_object = host_root.as_ref().and_then(|_| self.kube_access(&node_name));
         if !errors.is_empty() {
             bail!("invalid configuration: {}", errors.join("; "));
         }
@@ -53,10 +54,12 @@ impl AgentArgs {
                 max_header_bytes: self.http_max_header_bytes as usize,
             },
             stale_after: self.stale_after,
+            stale_min_severity: self.stale_min_severity,
             events,
             node_name,
             proc_root: self.proc_root.clone(),
             host_root,
+            node_object,
             containerd_timeout: self.containerd_timeout,
             stuck_after: self.stuck_after(),
             sandboxed_runtimes: crate::agent::SandboxedRuntimes::new(&self.sandboxed_runtimes),
@@ -208,6 +211,17 @@ impl AgentArgs {
                 None
             }
             Switch::On => Some(self.host_root.clone()),
+        }
+    }
+
+    /// The Kubernetes API where there is one (in a cluster, or a kubeconfig) and the node has
+    /// a name to look up.
+    fn kube_access(&self, node_name: &str) -> Option<KubeAccess> {
+        let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+        match &self.kubeconfig {
+            _ if node_name.is_empty() => None,
+            Some(k) => Some(KubeAccess::Kubeconfig(k.clone())),
+            None => in_cluster.then_some(KubeAccess::InCluster),
         }
     }
 

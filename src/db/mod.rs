@@ -3,6 +3,7 @@
 
 pub mod coverage;
 pub mod feeds;
+pub mod freshness;
 pub mod outcome;
 pub mod update;
 
@@ -78,6 +79,9 @@ pub struct State {
     /// The triage feeds (`kev`, `epss`), when configured.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub feeds: BTreeMap<String, feeds::FeedState>,
+    /// When the source last synced its data upstream (`freshness.rs`), where it says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_synced: Option<freshness::SourceSynced>,
 }
 
 pub struct Store {

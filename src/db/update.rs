@@ -371,6 +371,16 @@ pub async fn refresh(
             result,
         });
     }
+    // The data's own age; a source that cannot be asked now keeps what it said last.
+    let synced = match source {
+        Source::Http(base) => super::freshness::http_synced(base, client).await,
+        Source::Dir(d) => Ok(super::freshness::dir_synced(d)),
+    };
+    match synced {
+        Ok(synced) => state.source_synced = synced,
+        Err(e) => tracing::warn!("the advisory source's sync time: {e}"),
+    }
+    store.save_state(&state)?;
     for (feed, src) in [(Feed::Kev, &feeds.kev), (Feed::Epss, &feeds.epss)] {
         let Some(src) = src else { continue };
         let result = super::feeds::refresh(&store, &mut state, feed, src, client).await;

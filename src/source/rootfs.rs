@@ -18,14 +18,21 @@ pub struct Walker<'a> {
 }
 
 impl<'a> Walker<'a> {
-    /// Walks `root/start` (`start` relative, already checked to be a real directory).
-    fn new(root: &Path, start: &str, descend: &'a dyn Fn(&str) -> bool) -> anyhow::Result<Self> {
+    /// Walks `root/start` (`start` relative, already checked to be a real directory), on the
+    /// root's filesystem only unless `across_mounts`.
+    fn new(
+        root: &Path,
+        start: &str,
+        descend: &'a dyn Fn(&str) -> bool,
+        across_mounts: bool,
+    ) -> anyhow::Result<Self> {
         let meta = fs::metadata(root).with_context(|| format!("rootfs {}", root.display()))?;
         if !meta.is_dir() {
             anyhow::bail!("rootfs {} is not a directory", root.display());
         }
         let walk = DirWalk::new(root, start, descend)
             .with_context(|| format!("list {}", root.join(start).display()))?;
+        let walk = if across_mounts { walk.across_mounts() } else { walk };
         Ok(Walker {
             walk,
             current: Default::default(),
@@ -78,6 +85,9 @@ pub enum Scope {
     /// os-release and the OS package databases only (a live container's drift check: no
     /// other file of the container is read).
     OsDatabases,
+    /// The same without dpkg's file lists (a host's run to megabytes), across mounts: the node
+    /// scan's host root is made of narrow mounts (`/host/var/lib/dpkg` from the host).
+    OsDatabasesWithoutFileLists,
 }
 
 type PathFilter = fn(&str) -> bool;
@@ -94,9 +104,12 @@ pub fn read_into(
         Scope::Everything => (catalog::wants, catalog::wants_dir),
         Scope::Packages => (catalog::wants_packages, catalog::wants_dir),
         Scope::OsDatabases => (catalog::wants_os, catalog::wants_os_dir),
+        Scope::OsDatabasesWithoutFileLists => (catalog::wants_os_without_file_lists, catalog::wants_os_dir),
     };
-    let mut walker = Walker::new(root, "", &wants_dir)?;
-    let binaries = (scope != Scope::OsDatabases).then_some(&catalog::lang::BINARIES);
+    let across_mounts = scope == Scope::OsDatabasesWithoutFileLists;
+    let mut walker = Walker::new(root, "", &wants_dir, across_mounts)?;
+    let os_only = matches!(scope, Scope::OsDatabases | Scope::OsDatabasesWithoutFileLists);
+    let binaries = (!os_only).then_some(&catalog::lang::BINARIES);
     tree.apply_layer_with(&mut walker, &wants, binaries, limits, "rootfs", diag)?;
     // Wanted paths that resolve through symlinks into directories not walked yet: list those
     // directories too (one level), until nothing new appears. Each step only lists a real
@@ -136,7 +149,7 @@ pub fn read_into(
             if first_non_dir(root, &dir).is_some() {
                 continue;
             }
-            let mut w = Walker::new(root, &dir, &no_descent)?;
+            let mut w = Walker::new(root, &dir, &no_descent, across_mounts)?;
             tree.apply_layer(&mut w, &keep, limits, "rootfs", diag)?;
         }
     }

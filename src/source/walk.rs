@@ -57,7 +57,8 @@ impl Found {
 pub struct DirWalk<'a> {
     /// Directories being listed, relative to the root.
     stack: Vec<(String, fs::ReadDir)>,
-    root_dev: u64,
+    /// The root's filesystem, which the walk does not leave (`None`: across mounts).
+    root_dev: Option<u64>,
     descend: &'a dyn Fn(&str) -> bool,
 }
 
@@ -68,9 +69,17 @@ impl<'a> DirWalk<'a> {
         let rd = fs::read_dir(root.join(start))?;
         Ok(DirWalk {
             stack: vec![(start.to_string(), rd)],
-            root_dev,
+            root_dev: Some(root_dev),
             descend,
         })
+    }
+
+    /// Enters wanted directories on other filesystems too: a host root made of the narrow
+    /// mounts the node scan asks for (`/host/var/lib/dpkg` bind-mounted from the host), where
+    /// `descend` alone bounds the walk.
+    pub fn across_mounts(mut self) -> Self {
+        self.root_dev = None;
+        self
     }
 
     /// The next entry; a directory is entered (after it is returned) when `descend` says so
@@ -90,7 +99,9 @@ impl<'a> DirWalk<'a> {
             let full = item.path();
             if file_type.is_dir() && (self.descend)(&rel) {
                 // fstatat relative to the open directory: no full path walk.
-                let same_fs = item.metadata().is_ok_and(|m| m.dev() == self.root_dev);
+                let same_fs = self
+                    .root_dev
+                    .is_none_or(|dev| item.metadata().is_ok_and(|m| m.dev() == dev));
                 if let Some(sub) = same_fs.then(|| fs::read_dir(&full).ok()).flatten() {
                     self.stack.push((rel.clone(), sub));
                 }

@@ -14,6 +14,9 @@ pub struct Agent {
     pub log: std::path::PathBuf,
 }
 
+/// The test agent's clock (`STALEWATCH_NOW`).
+pub const AGENT_NOW: &str = "2026-11-29T00:00:00Z";
+
 /// A loopback port nothing listens on now, for programs that cannot bind port 0 and say
 /// which port they got (etcd, kube-apiserver): racy by nature, so its callers retry a start
 /// that lost the port. The agent binds port 0 itself (`Agent::start`).
@@ -84,7 +87,7 @@ impl Agent {
             ])
             .args(["--ecosystem", "Alpine", "--log-level", "debug"])
             .args(extra)
-            .env("STALEWATCH_NOW", "2026-11-29T00:00:00Z")
+            .env("STALEWATCH_NOW", AGENT_NOW)
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)

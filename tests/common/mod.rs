@@ -622,8 +622,19 @@ pub fn helm(args: &[&str], test: &str) -> Option<Output> {
     )
 }
 
-/// `helm template stalewatch deploy/helm/stalewatch --namespace stalewatch EXTRA…`.
+/// `helm template stalewatch deploy/helm/stalewatch --namespace stalewatch EXTRA…`, on a
+/// cluster that has the Prometheus Operator's API (the chart renders its objects only there;
+/// [`helm_template_without_operator`] is the other case).
 pub fn helm_template(extra: &[&str], test: &str) -> Option<String> {
+    let mut args = vec!["--api-versions", "monitoring.coreos.com/v1/PodMonitor"];
+    args.extend(["--api-versions", "monitoring.coreos.com/v1/ServiceMonitor"]);
+    args.extend(["--api-versions", "monitoring.coreos.com/v1/PrometheusRule"]);
+    args.extend(extra);
+    helm_template_without_operator(&args, test)
+}
+
+/// `helm template` as on a cluster without the Prometheus Operator's API.
+pub fn helm_template_without_operator(extra: &[&str], test: &str) -> Option<String> {
     let mut args = vec![
         "template",
         "stalewatch",
@@ -795,7 +806,8 @@ pub fn kustomize_with_component(component: &str) -> String {
 
 /// A host root shaped like an AKS Ubuntu 22.04 node running kernel `6.8.0-1020-azure` (its
 /// release set in `proc/sys/kernel/osrelease`, as the node scan reads it under a host root)
-/// with the newer `linux-image-6.8.0-1021-azure` installed: a reboot is due.
+/// with the newer `linux-image-6.8.0-1030-azure` installed — the fix of USN-7596-1 — a reboot is due;
+/// its `openssh-server` is one the mirror's UBUNTU-CVE-2024-6387 affects (Ubuntu priority high).
 pub fn ubuntu_node_waiting_for_a_reboot(dir: &Path) -> PathBuf {
     let host = dir.join("host");
     for d in ["etc", "var/lib/dpkg", "proc/sys/kernel"] {
@@ -803,7 +815,7 @@ pub fn ubuntu_node_waiting_for_a_reboot(dir: &Path) -> PathBuf {
     }
     std::fs::write(
         host.join("etc/os-release"),
-        "NAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nID=ubuntu\nVERSION_CODENAME=jammy\n",
+        "NAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nVERSION=\"22.04.5 LTS (Jammy Jellyfish)\"\nID=ubuntu\nVERSION_CODENAME=jammy\n",
     )
     .unwrap();
     // The release the test sets as running (`uname -r` of an AKS node).
@@ -820,13 +832,40 @@ pub fn ubuntu_node_waiting_for_a_reboot(dir: &Path) -> PathBuf {
             "6.8.0-1020.23~22.04.1",
         ),
         stanza(
-            "linux-image-6.8.0-1021-azure",
+            "linux-image-6.8.0-1030-azure",
             "linux-signed-azure-6.8",
-            "6.8.0-1021.25~22.04.1",
+            "6.8.0-1030.35~22.04.1",
         ),
-        stanza("openssh-server", "openssh", "1:8.9p1-3ubuntu0.10"),
+        stanza(
+            "linux-modules-6.8.0-1020-azure",
+            "linux-azure-6.8",
+            "6.8.0-1020.23~22.04.1",
+        ),
+        stanza(
+            "linux-modules-6.8.0-1030-azure",
+            "linux-azure-6.8",
+            "6.8.0-1030.35~22.04.1",
+        ),
+        // An affected version of UBUNTU-CVE-2024-6387 (regreSSHion; fixed in 1:8.9p1-3ubuntu0.10).
+        stanza("openssh-server", "openssh", "1:8.9p1-3ubuntu0.7"),
     ]
     .concat();
     std::fs::write(host.join("var/lib/dpkg/status"), status).unwrap();
     host
+}
+
+/// The independent oracle's Debian findings (id, binary package) over the dpkg database under
+/// `root` (tests/support/debian_oracle.py: dpkg's own list and comparison, the shared records).
+pub fn debian_oracle(root: &str) -> std::collections::BTreeSet<(String, String)> {
+    let out = Command::new("python3")
+        .arg(project().join("tests/support/debian_oracle.py"))
+        .args([root, "Debian:12"])
+        .arg(shared_data().join("osv/Debian/all.zip"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Vec<(String, String)>>(&out.stdout)
+        .unwrap()
+        .into_iter()
+        .collect()
 }

@@ -74,14 +74,25 @@ pub fn running(inv: &Inventory, release: &str) -> RunningKernel {
     }
 }
 
-/// Leaves out the kernel packages that do not run (when the running one is known): their
-/// findings are not the node's exposure, the running kernel's are.
+/// Leaves out the kernel packages that do not run (when the running one is known), and the
+/// packages that belong to them (`linux-modules-<release>`, `linux-modules-extra-<release>`
+/// of Debian and Ubuntu): their findings are not the node's exposure, the running kernel's are.
 pub fn only_the_running_kernel(inv: &mut Inventory, k: &RunningKernel) {
     let Some((name, version)) = &k.package else {
         return;
     };
-    inv.packages.retain(|p| {
-        kernel_release(p).is_none() || (p.name == name.as_str() && p.version == version.as_str())
+    let idle: Vec<String> = inv
+        .packages
+        .iter()
+        .filter_map(kernel_release)
+        .filter(|r| *r != k.release && !r.is_empty())
+        .map(|r| format!("-{r}"))
+        .collect();
+    let of_an_idle_kernel =
+        |p: &Package| p.name.starts_with("linux-") && idle.iter().any(|r| p.name.ends_with(r.as_str()));
+    inv.packages.retain(|p| match kernel_release(p) {
+        Some(_) => p.name == name.as_str() && p.version == version.as_str(),
+        None => !of_an_idle_kernel(p),
     });
 }
 
@@ -112,6 +123,8 @@ mod tests {
                 pkg("linux-image-6.8.0-1020-azure", "6.8.0-1020.23~22.04.1", dpkg),
                 pkg("linux-image-6.8.0-1021-azure", "6.8.0-1021.25~22.04.1", dpkg),
                 pkg("linux-image-azure", "6.8.0.1021.25~22.04.1", dpkg),
+                pkg("linux-modules-6.8.0-1020-azure", "6.8.0-1020.23~22.04.1", dpkg),
+                pkg("linux-modules-6.8.0-1021-azure", "6.8.0-1021.25~22.04.1", dpkg),
                 pkg("openssh-server", "1:8.9p1-3ubuntu0.10", dpkg),
             ],
             ..Default::default()
@@ -136,6 +149,7 @@ mod tests {
             [
                 "linux-image-6.8.0-1020-azure",
                 "linux-image-azure",
+                "linux-modules-6.8.0-1020-azure",
                 "openssh-server"
             ]
         );

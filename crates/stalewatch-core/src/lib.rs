@@ -12,6 +12,7 @@ pub mod kernel;
 pub mod layer;
 pub mod lineage;
 pub mod matcher;
+pub mod node_image;
 pub mod os;
 pub mod package;
 pub mod report;

@@ -1,6 +1,7 @@
 //! The matcher: (inventory, advisory index) → findings. Pure and deterministic.
 
 use serde::Serialize;
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -66,16 +67,34 @@ pub struct Finding {
 /// version-release are queried. Its fixed versions carry no epoch (the OVAL conversion drops
 /// them), so an installed epoch is left out of the comparison rather than making every fix
 /// look older.
-fn query_key(p: &Package) -> (&str, &str) {
+fn query_key(p: &Package) -> (Cow<'_, str>, &str) {
     match Scheme::for_ecosystem(&p.ecosystem) {
         Some(Scheme::Rpm) if p.ecosystem.starts_with("Azure Linux:") => {
             let v = p.source_version.as_str();
             let without_epoch = v.split_once(':').map_or(v, |(_, vr)| vr);
-            (&p.source_name, without_epoch)
+            (Cow::Borrowed(&p.source_name), without_epoch)
         }
-        Some(Scheme::Rpm) => (&p.name, &p.version),
-        _ => (&p.source_name, &p.source_version),
+        Some(Scheme::Rpm) => (Cow::Borrowed(&p.name), &p.version),
+        _ if p.source_name.starts_with("linux-signed") => signed_kernel_source(p),
+        _ => (Cow::Borrowed(&p.source_name), &p.source_version),
     }
+}
+
+/// A signed kernel image is built from a `linux-signed-*` source that only wraps the kernel's
+/// own, and the distributions' records name the kernel's source: Canonical's UBUNTU-CVE records
+/// list `linux-azure-6.8`'s binaries without `linux-image-<release>` (its source is
+/// `linux-signed-azure-6.8`), Debian's name `linux` (its images come from
+/// `linux-signed-amd64`). So the kernel's source is queried, at the image's own version — the
+/// kernel's (Debian's signed source carries another, `6.1.119+1` for `6.1.119-1`).
+fn signed_kernel_source(p: &Package) -> (Cow<'_, str>, &str) {
+    let kernel = match (
+        p.ecosystem.starts_with("Debian"),
+        p.source_name.strip_prefix("linux-signed-"),
+    ) {
+        (false, Some(flavour)) => Cow::Owned(format!("linux-{flavour}")),
+        _ => Cow::Borrowed("linux"),
+    };
+    (kernel, &p.version)
 }
 
 /// The advisory ecosystems a package's ecosystem covers: itself, or every product stream
@@ -155,7 +174,7 @@ impl<'a> Matcher<'a> {
             // name its source, else it is taken as a source of its own name.
             let name = match source_unknown(p) {
                 true => self.source_of(p)?.unwrap_or_else(|| p.name.to_string()),
-                false => name.to_string(),
+                false => name.into_owned(),
             };
             let module = package_module(p);
             let key = (p.ecosystem.to_string(), name, version.to_string(), module);

@@ -83,6 +83,20 @@ const RECORDS: &[(&str, &str)] = &[
         {"package":{"ecosystem":"Red Hat:enterprise_linux:9::baseos","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1:3.0.1-41.el9_0"}]}]},
         {"package":{"ecosystem":"Red Hat:enterprise_linux:9::appstream","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"1:3.0.1-41.el9_0"}]}]}]}"#,
     ),
+    // Kernels: the records name the kernel's source, a signed image's source only wraps it.
+    // Canonical's UBUNTU-CVE-2025-21675 (osv/cve/2025, ubuntu-security-notices @021fce0b),
+    // trimmed to its Ubuntu 22.04 `linux-azure-6.8` entry (USN-7596-1's fix).
+    (
+        "Ubuntu",
+        r#"{"id":"UBUNTU-CVE-2025-21675","upstream":["CVE-2025-21675"],"severity":[{"type":"Ubuntu","score":"medium"}],"affected":[
+        {"package":{"ecosystem":"Ubuntu:22.04:LTS","name":"linux-azure-6.8"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"6.8.0-1030.35~22.04.1"}]}]}]}"#,
+    ),
+    (
+        "Debian",
+        r#"{"id":"DEBIAN-CVE-2023-0386","modified":"2023-07-14T07:39:10Z","upstream":["CVE-2023-0386"],"affected":[
+        {"package":{"ecosystem":"Debian:11","name":"linux"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"5.10.179-1"}]}]},
+        {"package":{"ecosystem":"Debian:12","name":"linux"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"6.1.11-1"}]}]}]}"#,
+    ),
 ];
 
 fn db() -> IndexSet {
@@ -409,4 +423,60 @@ fn red_hat_epochs_are_compared_never_dropped() {
     // The same later build with its epoch lost is epoch 0, older than every fix: what a
     // cataloger that drops epochs would report (ours keeps it: tests/os_catalogers.rs).
     assert_eq!(ids("3.0.7-27.el9"), vec!["RHSA-2022:6224"]);
+}
+
+/// A signed kernel image (`linux-image-<release>`, source `linux-signed-*`) is judged by the
+/// kernel's own source, which the records name, at the image's version; its unsigned sibling
+/// and its modules already carry that source.
+#[test]
+fn signed_kernel_images_are_judged_by_the_kernels_own_source() {
+    let ubuntu = "Ubuntu:22.04:LTS";
+    let signed = |name: &str, v: &str| pkg(ubuntu, name, v, Some(("linux-signed-azure-6.8", v)));
+    let found = run(vec![
+        signed("linux-image-6.8.0-1020-azure", "6.8.0-1020.23~22.04.1"),
+        signed("linux-image-6.8.0-1030-azure", "6.8.0-1030.35~22.04.1"),
+        pkg(
+            ubuntu,
+            "linux-modules-6.8.0-1020-azure",
+            "6.8.0-1020.23~22.04.1",
+            Some(("linux-azure-6.8", "6.8.0-1020.23~22.04.1")),
+        ),
+        pkg(
+            "Debian:12",
+            "linux-image-6.1.0-3-amd64",
+            "6.1.8-1",
+            Some(("linux-signed-amd64", "6.1.8+1")),
+        ),
+        pkg(
+            "Debian:12",
+            "linux-image-6.1.0-5-amd64",
+            "6.1.12-1",
+            Some(("linux-signed-amd64", "6.1.12+1")),
+        ),
+    ]);
+    let got: Vec<_> = found.iter().map(brief).collect();
+    let fix = |s: &str| Some(s.to_string());
+    assert_eq!(
+        got,
+        [
+            (
+                "DEBIAN-CVE-2023-0386".into(),
+                "linux-image-6.1.0-3-amd64".into(),
+                fix("6.1.11-1"),
+                Severity::Unknown
+            ),
+            (
+                "UBUNTU-CVE-2025-21675".into(),
+                "linux-image-6.8.0-1020-azure".into(),
+                fix("6.8.0-1030.35~22.04.1"),
+                Severity::Medium
+            ),
+            (
+                "UBUNTU-CVE-2025-21675".into(),
+                "linux-modules-6.8.0-1020-azure".into(),
+                fix("6.8.0-1030.35~22.04.1"),
+                Severity::Medium
+            ),
+        ]
+    );
 }

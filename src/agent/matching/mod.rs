@@ -271,7 +271,10 @@ pub fn db_view(state: &State) -> DbView {
         .filter_map(|e| e.last_success.clone())
         .max();
     let updated_unix = last.as_deref().and_then(rfc3339_seconds);
+    let synced = state.source_synced.as_ref().map(|s| s.at.clone());
     DbView {
+        synced_unix: synced.as_deref().and_then(rfc3339_seconds),
+        source_synced_at: synced,
         updated_at: last,
         records: state
             .ecosystems

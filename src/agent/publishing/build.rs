@@ -14,16 +14,18 @@ use stalewatch_core::report::Report;
 use crate::agent::images::cache::ImageRecord;
 use crate::agent::images::failure::ScanFailure;
 use crate::agent::inventory::running::RunningContainer;
+use crate::agent::node_object::NodeObject;
 use crate::agent::runtime_checks::RuntimeChecks;
 use crate::agent::snapshot::{
-    self, ContainerReport, ContainerView, DbView, ImageView, NodeView, Notable, ScanStatus, Snapshot,
-    TriageView,
+    self, ContainerReport, ContainerView, DbView, ImageView, NodeInfo, NodeView, Notable, ScanStatus,
+    Snapshot, TriageView,
 };
 use crate::agent::store::FindingsStore;
 use crate::db::coverage::{self, Gap};
 use crate::db::State;
 use stalewatch_core::catalog::Inventory;
 use stalewatch_core::layer::diagnostics::Unreadable;
+use stalewatch_core::node_image;
 
 /// What the publishing owner keeps: the node's name, `--stale-after`, when each fix was first
 /// seen.
@@ -32,6 +34,8 @@ pub struct Known<'a> {
     pub node: &'a str,
     /// Seconds.
     pub stale_after: i64,
+    /// `--stale-min-severity`.
+    pub stale_min: stalewatch_core::advisory::Severity,
     pub first_seen: &'a BTreeMap<String, i64>,
 }
 
@@ -68,7 +72,13 @@ pub struct NodeFacts<'a> {
     pub unreadable: &'a [Unreadable],
     pub kernel: Option<&'a stalewatch_core::kernel::RunningKernel>,
     pub reboot_required: bool,
+    /// Since when a reboot is due (Unix seconds).
+    pub reboot_since: Option<i64>,
     pub error: Option<&'a str>,
+    /// The agent's Node object (`None`: not read, or no Kubernetes API), and why its last read
+    /// failed.
+    pub object: Option<&'a NodeObject>,
+    pub object_error: Option<&'a str>,
 }
 
 /// What one running container adds to a snapshot.
@@ -213,8 +223,14 @@ fn container(inputs: &Inputs, rc: &RunningContainer, now: i64) -> ContainerPart 
 fn count(view: &mut ContainerView, report: &ContainerReport, known: Known, now: i64) {
     view.vulnerabilities = snapshot::count_vulnerabilities(&report.findings);
     view.triage = snapshot::triage_counts(&report.report);
-    view.oldest_fix_age = snapshot::oldest_fix_age(&report.findings, known.first_seen, now);
-    view.notable = snapshot::notable(&report.findings, known.first_seen, now, known.stale_after);
+    view.oldest_fix_age = snapshot::oldest_fix_age(&report.findings, known.first_seen, now, known.stale_min);
+    view.notable = snapshot::notable(
+        &report.findings,
+        known.first_seen,
+        now,
+        known.stale_after,
+        known.stale_min,
+    );
 }
 
 /// The image's packages the advisory data cannot match (their ecosystem or release is not on
@@ -238,6 +254,8 @@ fn node_view(inputs: &Inputs, node: &NodeFacts, now: i64) -> NodeView {
     let mut view = NodeView {
         kernel: node.kernel.cloned(),
         reboot_required: node.reboot_required,
+        reboot_since: node.reboot_since.filter(|_| node.reboot_required),
+        info: node_info(node, now),
         ..Default::default()
     };
     if let Some(e) = node.error {
@@ -255,10 +273,31 @@ fn node_view(inputs: &Inputs, node: &NodeFacts, now: i64) -> NodeView {
     if let Some(r) = report {
         view.vulnerabilities = snapshot::count_vulnerabilities(&r.findings);
         view.triage = snapshot::triage_counts(r);
-        view.oldest_fix_age = snapshot::oldest_fix_age(&r.findings, inputs.known.first_seen, now);
+        view.oldest_fix_age =
+            snapshot::oldest_fix_age(&r.findings, inputs.known.first_seen, now, inputs.known.stale_min);
         view.report = Some(r.clone());
     }
     view
+}
+
+/// What the node is (`stalewatch_node_info`): its OS as its os-release says, the kernel it runs,
+/// and from its Node object the node image (and that image's age, where its version is dated)
+/// and the container runtime.
+fn node_info(node: &NodeFacts, now: i64) -> NodeInfo {
+    let os = node.inventory.and_then(|i| i.os.as_ref());
+    let object = node.object.cloned().unwrap_or_default();
+    let built = object.node_image.as_deref().and_then(node_image::build_date);
+    NodeInfo {
+        os_id: os.map(|o| o.id.clone()).unwrap_or_default(),
+        os_version: os.map(|o| o.version_id.clone()).unwrap_or_default(),
+        kernel: node.kernel.map(|k| k.release.clone()).unwrap_or_default(),
+        image_age: built.map(|b| (now - b).max(0)),
+        node_image: object.node_image.unwrap_or_default(),
+        os_sku: object.os_sku.unwrap_or_default(),
+        container_runtime: object.container_runtime.unwrap_or_default(),
+        object_read: node.object.is_some(),
+        object_error: node.object_error.map(str::to_string),
+    }
 }
 
 /// An inventoried image's scan status (and the error of a failed one): `pending` while its
@@ -521,6 +560,8 @@ mod tests {
             known: Known {
                 node: "node-a",
                 stale_after: 7 * DAY,
+                // Every finding counts toward a stale runtime (snapshot.rs tests the floor).
+                stale_min: stalewatch_core::advisory::Severity::Unknown,
                 first_seen: &first_seen,
             },
             running: &rows,

@@ -15,7 +15,7 @@ use super::metrics::Metrics;
 use super::runtime_checks::RuntimeChecks;
 use super::snapshot::{self, Snapshot};
 use super::store::FindingsStore;
-pub use build::{Inputs, Known, NodeFacts};
+pub use build::{Inputs, Known};
 
 const FIRST_SEEN_FILE: &str = "fixes-first-seen.json";
 
@@ -60,6 +60,7 @@ pub struct Publisher {
     pub shared: Arc<Shared>,
     node_name: String,
     stale_after: i64,
+    stale_min: stalewatch_core::advisory::Severity,
     /// When this agent first saw each fix (`fixes-first-seen.json`): the fix age of a finding
     /// whose record has no `published` date.
     first_seen: BTreeMap<String, i64>,
@@ -81,6 +82,7 @@ impl Publisher {
             shared,
             node_name: cfg.node_name.clone(),
             stale_after: cfg.stale_after.as_secs() as i64,
+            stale_min: cfg.stale_min_severity,
             first_seen,
             first_seen_file,
         }
@@ -119,6 +121,7 @@ impl Publisher {
         Known {
             node: &self.node_name,
             stale_after: self.stale_after,
+            stale_min: self.stale_min,
             first_seen: &self.first_seen,
         }
     }

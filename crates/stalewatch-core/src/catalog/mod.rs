@@ -159,6 +159,12 @@ pub fn wants_os(path: &str) -> bool {
         || path == chisel::PATH
 }
 
+/// [`wants_os`] without dpkg's file lists (`info/*.list`, ~8 MB on an 800-package host): the
+/// packages and their versions, not which package owns which file.
+pub fn wants_os_without_file_lists(path: &str) -> bool {
+    wants_os(path) && !is_dpkg_file_list(path)
+}
+
 /// The packages of one image or filesystem, with its OS.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Inventory {
