@@ -215,6 +215,8 @@ start_node() {
     wait_for 120 node_ready || fail kubelet
     wait_for 60 $K -n default get serviceaccount default || fail kcm
     wait_for 60 sh -c "iptables -t nat -S KUBE-SERVICES | grep -qF $SVC_IP/32" || fail kube-proxy
+    # Labelled as AKS labels a node of a real node image (the agent reads its Node at start).
+    $K label --overwrite node "$NODE" "kubernetes.azure.com/node-image-version=$LAB_NODE_IMAGE" >/dev/null
     log "node $NODE Ready"
 }
 
@@ -268,7 +270,7 @@ deploy() {
         helm)
             "$HERE/lab/helm.sh" upgrade --install stalewatch "$REPO/deploy/helm/stalewatch" --namespace stalewatch \
                 --create-namespace --kubeconfig "$S/admin.kubeconfig" -f "$REPO/deploy/lab/values.yaml" \
-                --set mirror.external="http://$ip:$MIRROR_PORT" --set agent.epssSource=off \
+                --set mirror.external="http://$ip:$MIRROR_PORT" --set agent.epssSource=off --set agent.staleMinSeverity=unknown \
                 --set agent.driftInterval="${STALEWATCH_LAB_DRIFT_INTERVAL:-5m}" >&2
             ;;
         kustomize)
@@ -288,6 +290,8 @@ configMapGenerator:
       - STALEWATCH_ADVISORY_SOURCE=http://$ip:$MIRROR_PORT
       - STALEWATCH_KEV_SOURCE=http://$ip:$MIRROR_PORT/kev/known_exploited_vulnerabilities.json
       - STALEWATCH_EPSS_SOURCE=off
+      # The lab's workloads are Alpine images, whose records carry no severity.
+      - STALEWATCH_STALE_MIN_SEVERITY=unknown
       - STALEWATCH_DRIFT_INTERVAL=${STALEWATCH_LAB_DRIFT_INTERVAL:-5m}
 Y
             $K apply -k "$S/deploy" >&2

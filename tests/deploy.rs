@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 fn read(path: &str) -> String {
@@ -117,6 +117,204 @@ fn rules_pass_promtool_check_and_unit_tests() {
             "{a}: needs a firing and a not-firing evaluation ({evals} found)"
         );
     }
+}
+
+/// The chart's rules rendered with `helm template` and these `--set`s: the rule groups (the
+/// PrometheusRule's spec) as YAML text, or `None` without Helm (a failure unless skips are
+/// allowed).
+fn rendered_rules(test: &str, sets: &[&str]) -> Option<String> {
+    let mut args = vec![
+        "--set",
+        "prometheusRule.enabled=true",
+        "--show-only",
+        "templates/prometheusrule.yaml",
+    ];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let text = helm_template(&args, test)?;
+    let spec = text.split("\nspec:\n").nth(1).expect("a PrometheusRule spec");
+    Some(
+        spec.lines()
+            .map(|l| l.strip_prefix("  ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n",
+    )
+}
+
+/// The alerting rules of a rendering, by name.
+fn rules_by_name(groups_yaml: &str) -> BTreeMap<String, serde_json::Value> {
+    let doc = &yaml_docs(groups_yaml)[0];
+    doc["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .filter_map(|r| Some((r["alert"].as_str()?.to_string(), r)))
+        .collect()
+}
+
+#[test]
+fn the_rules_file_is_the_charts_rendering_with_its_defaults() {
+    let Some(rendered) = rendered_rules("rules from the chart", &[]) else {
+        return;
+    };
+    let plain = read("deploy/prometheus/stalewatch-rules.yaml");
+    assert_eq!(
+        yaml_docs(&rendered),
+        yaml_docs(&plain),
+        "deploy/prometheus/stalewatch-rules.yaml is stale: run deploy/prometheus/render-rules.sh"
+    );
+}
+
+/// Every rule's `for`, severity and threshold come from the values, extra labels reach every
+/// alert, a rule can be turned off, runbooks link under the configured base, and the job the
+/// agent rules watch follows nameOverride (a renamed release still alerts on a down agent).
+#[test]
+#[allow(clippy::too_many_lines)] // one rendering, checked rule by rule
+fn every_threshold_for_and_severity_is_a_value() {
+    let test = "rules from values";
+    let defaults: serde_json::Value = yaml_docs(&read("deploy/helm/stalewatch/values.yaml"))[0].clone();
+    let names: Vec<String> = defaults["alerts"]["rules"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let mut sets = vec![
+        "alerts.runbookBaseUrl=https://runbooks.example.org/stalewatch".to_string(),
+        "alerts.additionalLabels.team=platform".to_string(),
+        "alerts.additionalLabels.cluster=aks-west-1".to_string(),
+        "alerts.rules.StalewatchContainerDrift.enabled=false".to_string(),
+        "alerts.rules.StalewatchAdvisoryDataStale.maxAge=36h".to_string(),
+        "alerts.rules.StalewatchTriageDataStale.kevMaxAge=14d".to_string(),
+        "alerts.rules.StalewatchTriageDataStale.epssMaxAge=2d".to_string(),
+        "alerts.rules.StalewatchScanErrors.perHour=7".to_string(),
+        "alerts.rules.StalewatchAdvisoryUpdateErrors.per3h=8".to_string(),
+        "alerts.rules.StalewatchKubeEventsFailing.perHour=9".to_string(),
+        "alerts.rules.StalewatchNotificationsFailing.perHour=4".to_string(),
+        "agent.staleAfter=30d".to_string(),
+        "nameOverride=sw".to_string(),
+    ];
+    for (i, n) in names.iter().enumerate() {
+        sets.push(format!("alerts.rules.{n}.for={}m", 11 + i));
+        sets.push(format!("alerts.rules.{n}.severity=sev{i}"));
+    }
+    let refs: Vec<&str> = sets.iter().map(String::as_str).collect();
+    let Some(rendered) = rendered_rules(test, &refs) else {
+        return;
+    };
+    let rules = rules_by_name(&rendered);
+    for (i, n) in names.iter().enumerate() {
+        if n == "StalewatchContainerDrift" {
+            assert!(!rules.contains_key(n), "a disabled rule is rendered");
+            continue;
+        }
+        let r = rules.get(n).unwrap_or_else(|| panic!("{n} not rendered"));
+        assert_eq!(r["for"], format!("{}m", 11 + i), "{n}");
+        assert_eq!(r["labels"]["severity"], format!("sev{i}"), "{n}");
+        assert_eq!(r["labels"]["team"], "platform", "{n}");
+        assert_eq!(r["labels"]["cluster"], "aks-west-1", "{n}");
+        assert_eq!(
+            r["annotations"]["runbook_url"],
+            format!("https://runbooks.example.org/stalewatch#{}", n.to_lowercase()),
+            "{n}"
+        );
+    }
+    let expr = |n: &str| rules[n]["expr"].as_str().unwrap().to_string();
+    // 30 days, 36 hours, 14 and 2 days, in seconds.
+    assert!(
+        expr("StalewatchStaleRuntime").contains("> 2592000"),
+        "{}",
+        expr("StalewatchStaleRuntime")
+    );
+    assert!(expr("StalewatchAdvisoryDataStale").contains("> 129600"));
+    assert!(expr("StalewatchTriageDataStale").contains("> 1209600"));
+    assert!(expr("StalewatchTriageDataStale").contains("> 172800"));
+    assert!(expr("StalewatchScanErrors").contains("> 7)"));
+    assert!(expr("StalewatchAdvisoryUpdateErrors").contains("> 8)"));
+    assert!(expr("StalewatchKubeEventsFailing").contains("> 9)"));
+    assert!(expr("StalewatchNotificationsFailing").contains("> 4)"));
+    assert!(expr("StalewatchAgentDown").contains(r#"up{job="sw"}"#));
+    assert!(expr("StalewatchAgentAbsent").contains(r#"up{job="sw"}"#));
+    // The renamed release's rules, evaluated: an agent of job "sw" down pages; none of
+    // job "stalewatch" is absent-alerted.
+    let down = names.iter().position(|n| n == "StalewatchAgentDown").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), &rendered).unwrap();
+    std::fs::write(
+        dir.path().join("test.yaml"),
+        r#"rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'up{job="sw",instance="198.18.0.10:9477",node="node-a"}'
+        values: '0x70'
+    alert_rule_test:
+      - eval_time: 5m
+        alertname: StalewatchAgentDown
+        exp_alerts: []
+      - eval_time: 60m
+        alertname: StalewatchAgentDown
+        exp_alerts:
+          - exp_labels: {severity: sevDOWN, team: platform, cluster: aks-west-1}
+            exp_annotations:
+              summary: "1 stalewatch agents are not scraped"
+              description: "Prometheus cannot scrape 1 stalewatch agents: the containers of those nodes are not watched. up == 0 lists them."
+              runbook_url: "https://runbooks.example.org/stalewatch#stalewatchagentdown"
+      - eval_time: 60m
+        alertname: StalewatchAgentAbsent
+        exp_alerts: []
+"#
+        .replace("sevDOWN", &format!("sev{down}")),
+    )
+    .unwrap();
+    if !require("promtool", test) {
+        return;
+    }
+    let out = Command::new("promtool")
+        .args(["test", "rules", "test.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The fleet scenario of issue 29 (deploy/prometheus/scenario-test.py): its committed
+/// expansion is the script's output, names every alert, and passes promtool — one alert per
+/// problem.
+#[test]
+fn the_fleet_scenario_gives_one_alert_per_problem() {
+    let out = Command::new("python3")
+        .arg(project().join("deploy/prometheus/scenario-test.py"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let file = "deploy/prometheus/stalewatch-rules.scenario.test.yaml";
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        read(file),
+        "{file} is stale: run deploy/prometheus/scenario-test.py > {file}"
+    );
+    let scenario = read(file);
+    for a in alerts() {
+        assert!(
+            scenario.contains(&format!("alertname: {a}\n")),
+            "the scenario says nothing of {a}"
+        );
+    }
+    if !require("promtool", "fleet scenario") {
+        return;
+    }
+    let text = promtool(&["test", "rules", file]);
+    assert!(text.contains("SUCCESS"), "{text}");
 }
 
 #[test]
@@ -316,8 +514,18 @@ fn the_chart_lints_clean_and_renders_what_kustomize_renders() {
         let (same, report) = compare_manifests(&kustomize(dir), &helmed);
         assert!(same, "{dir} and the chart ({values:?}) differ:\n{report}");
         let n: usize = report.split_whitespace().next().unwrap().parse().unwrap();
-        assert!(n >= 9, "{dir}: only {n} objects compared: {report}");
+        assert!(n >= 8, "{dir}: only {n} objects compared: {report}");
     }
+    // The chart's own priority class is deploy/components/priority.
+    let helmed = helm_template(&["--set", "priorityClass.create=true"], test).unwrap();
+    let (same, report) = compare_manifests(&kustomize_with_component("priority"), &helmed);
+    assert!(
+        same,
+        "components/priority and priorityClass.create differ:\n{report}"
+    );
+    assert!(
+        helmed.contains("kind: PriorityClass") && helmed.contains("priorityClassName: stalewatch-node-agent")
+    );
     // The comparison can fail: one setting changed is one difference, named.
     let changed = helm_template(&["--set", "agent.logLevel=debug"], test).unwrap();
     let (same, report) = compare_manifests(&kustomize("deploy/base"), &changed);
@@ -386,7 +594,6 @@ fn every_object_the_chart_and_kustomize_render_is_valid_kubernetes() {
         for kind in [
             "daemonset/stalewatch",
             "clusterrole/stalewatch",
-            "cronjob/osv-mirror-sync",
             "deployment/osv-mirror",
         ] {
             assert!(
@@ -401,12 +608,12 @@ fn every_object_the_chart_and_kustomize_render_is_valid_kubernetes() {
 fn the_charts_copies_are_the_shipped_files() {
     for (copy, shipped) in [
         (
-            "deploy/helm/stalewatch/files/stalewatch-rules.yaml",
-            "deploy/prometheus/stalewatch-rules.yaml",
-        ),
-        (
             "deploy/helm/stalewatch/files/mirror-sync.sh",
             "deploy/mirror/sync.sh",
+        ),
+        (
+            "deploy/helm/stalewatch/files/stalewatch-dashboard.json",
+            "deploy/grafana/stalewatch-dashboard.json",
         ),
     ] {
         assert_eq!(
@@ -455,6 +662,7 @@ fn http_server(dir: &std::path::Path) -> (std::process::Child, String) {
 /// asks again with If-Modified-Since (nothing downloaded twice), and refuses a malformed
 /// catalog, keeping the good one it serves.
 #[test]
+#[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn the_mirror_carries_osv_kev_and_epss_and_keeps_good_copies() {
     if !require("curl", "mirror sync") {
         return;
@@ -475,24 +683,47 @@ fn the_mirror_carries_osv_kev_and_epss_and_keeps_good_copies() {
     std::fs::write(up.join("epss.csv.gz"), &epss).unwrap();
     let (mut server, upstream) = http_server(&up);
     let data = tmp.path().join("data");
-    let sync = || {
+    let sync_time = || -> Option<String> {
+        let text = std::fs::read_to_string(data.join("stalewatch-sync.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        Some(v["synced_at"].as_str()?.to_string())
+    };
+    let try_sync = |upstream: &str| {
         let out = Command::new("sh")
             .arg(project().join("deploy/mirror/sync.sh"))
             .env("DATA", &data)
-            .env("UPSTREAM", &upstream)
+            .env("UPSTREAM", upstream)
             .env("ECOSYSTEMS", "Alpine")
             .env("KEV_UPSTREAM", format!("{upstream}/kev.json"))
             .env("EPSS_UPSTREAM", format!("{upstream}/epss.csv.gz"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        format!(
+        let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
-        )
+        );
+        (out.status.success(), text)
     };
+    let sync = || {
+        let (ok, text) = try_sync(&upstream);
+        assert!(ok, "{text}");
+        text
+    };
+    assert_eq!(sync_time(), None);
     let first = sync();
+    // Every ecosystem refreshed: the sync's time is written (RFC 3339, UTC, now).
+    let synced = sync_time().expect("stalewatch-sync.json after a good sync");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let date = Command::new("date")
+        .args(["-u", "-d", &synced, "+%s"])
+        .output()
+        .unwrap();
+    let at: i64 = String::from_utf8(date.stdout).unwrap().trim().parse().unwrap();
+    assert!((now - at).abs() < 60, "{synced}");
     assert!(
         first.contains("Alpine: updated")
             && first.contains("kev: updated")
@@ -512,22 +743,27 @@ fn the_mirror_carries_osv_kev_and_epss_and_keeps_good_copies() {
         again.contains("kev: unchanged") && again.contains("epss: unchanged"),
         "{again}"
     );
-    // A newer but malformed catalog upstream: refused, the good one stays served.
+    // An upstream that fails: the sync fails visibly (exit 1), its time stays the last good one.
     std::thread::sleep(std::time::Duration::from_millis(1100));
+    let before = sync_time();
+    let (ok, text) = try_sync("http://127.0.0.1:9");
+    assert!(!ok && text.contains("Alpine: download failed"), "{text}");
+    assert_eq!(sync_time(), before);
+    // A newer but malformed catalog upstream: refused (the sync fails), the good one stays served.
     std::fs::write(up.join("kev.json"), b"<html>maintenance</html>").unwrap();
-    let bad = sync();
-    assert!(bad.contains("kev: malformed"), "{bad}");
+    let (ok, bad) = try_sync(&upstream);
+    assert!(!ok && bad.contains("kev: malformed"), "{bad}");
     assert_eq!(
         std::fs::read(data.join("kev/known_exploited_vulnerabilities.json")).unwrap(),
         kev
     );
-    agents_read_the_mirror(&data, tmp.path());
+    agents_read_the_mirror(&data, tmp.path(), &sync_time().unwrap());
     let _ = server.kill();
     let _ = server.wait();
 }
 
 /// What the mirror serves is what the agents read: `db update` takes KEV and EPSS from it.
-fn agents_read_the_mirror(data: &std::path::Path, tmp: &std::path::Path) {
+fn agents_read_the_mirror(data: &std::path::Path, tmp: &std::path::Path, synced: &str) {
     let db = tmp.join("db");
     let served = common::mirror::Mirror::start(data.to_path_buf());
     let base = served.url().trim_end_matches('/').to_string();
@@ -556,6 +792,9 @@ fn agents_read_the_mirror(data: &std::path::Path, tmp: &std::path::Path) {
     ]);
     assert_eq!(status["feeds"]["kev"]["version"], "2025.08.25");
     assert_eq!(status["feeds"]["epss"]["entries"], 1);
+    // The data's own age: the mirror's sync time, as its file says.
+    assert_eq!(status["source_synced"]["at"], synced);
+    assert_eq!(status["source_synced"]["from"], "stalewatch-sync.json");
 }
 
 /// Every manifest under `deploy/examples/` parsed as YAML (PyYAML); the Kubernetes kinds
@@ -803,4 +1042,332 @@ fn the_node_scan_component_mounts_only_os_release_and_the_package_databases() {
         assert!(!host_paths.contains(broad), "{broad} mounted: {host_paths:?}");
     }
     assert!(host_paths.contains("/etc/os-release") && host_paths.contains("/var/lib/dpkg"));
+    // The lab (kubectl 1.20's kustomize has no components) carries the same mounts as a patch.
+    let lab = agent_mounts(&yaml_docs(&kustomize("deploy/lab")));
+    assert_eq!(
+        lab, with,
+        "deploy/lab/node-scan.yaml vs deploy/components/node-scan"
+    );
+    let volumes = |objects: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        let ds = objects.iter().find(|o| o["kind"] == "DaemonSet").unwrap();
+        let mut v = ds["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .clone();
+        v.sort_by_key(|x| x["name"].as_str().unwrap_or_default().to_string());
+        v
+    };
+    assert_eq!(volumes(&yaml_docs(&kustomize("deploy/lab"))), volumes(&objects));
+}
+
+/// The chart's CI values (`deploy/helm/stalewatch/ci/*-values.yaml`: defaults, no Prometheus
+/// Operator, kube-prometheus-stack selectors, air-gapped registry, private CA, ServiceMonitor)
+/// lint strictly and render objects Kubernetes 1.30 and 1.33 accept; what each is for shows in
+/// its rendering.
+#[test]
+#[allow(clippy::too_many_lines)] // one check per values file, read top to bottom
+fn every_ci_values_file_lints_and_renders_valid_kubernetes() {
+    let test = "chart ci values";
+    if !require("kubernetes-validate", test) {
+        return;
+    }
+    let dir = project().join("deploy/helm/stalewatch/ci");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with("-values.yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 6, "{files:?}");
+    for f in &files {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        let path = f.to_str().unwrap();
+        let Some(lint) = helm(&["lint", "--strict", "deploy/helm/stalewatch", "-f", path], test) else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&lint.stdout);
+        assert!(
+            lint.status.success() && text.contains("0 chart(s) failed"),
+            "{name}: {text}"
+        );
+        let rendered = helm_template(&["-f", path], test).unwrap();
+        // The operator's kinds have no schemas in kubernetes-validate (their own models check
+        // them in podmonitor_and_prometheusrule_match_the_operator_models).
+        let builtin: String = yaml_docs(&rendered)
+            .into_iter()
+            .filter(|d| {
+                !d["apiVersion"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("monitoring.coreos.com/")
+            })
+            .map(|d| serde_json::to_string(&d).unwrap() + "\n---\n")
+            .collect();
+        for version in ["1.30.0", "1.33.0"] {
+            let file = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(file.path(), &builtin).unwrap();
+            let out = Command::new("kubernetes-validate")
+                .args(["--strict", "-k", version])
+                .arg(file.path())
+                .output()
+                .unwrap();
+            let says = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                out.status.success() && !says.contains("ERROR"),
+                "{name} on {version}:\n{says}"
+            );
+        }
+        let kinds: BTreeSet<String> = yaml_docs(&rendered)
+            .iter()
+            .filter_map(|d| d["kind"].as_str().map(str::to_string))
+            .collect();
+        match name.as_str() {
+            "no-prometheus-operator-values.yaml" => {
+                assert!(
+                    !kinds.contains("PodMonitor") && !kinds.contains("PrometheusRule"),
+                    "{kinds:?}"
+                );
+            }
+            "service-monitor-values.yaml" => {
+                assert!(
+                    kinds.contains("ServiceMonitor") && !kinds.contains("PodMonitor"),
+                    "{kinds:?}"
+                );
+            }
+            "kube-prometheus-stack-values.yaml" => {
+                assert_eq!(
+                    rendered.matches("release: kube-prometheus-stack").count(),
+                    2,
+                    "{name}"
+                );
+                assert!(rendered.contains("https://wiki.example.org/runbooks/stalewatch#stalewatchagentdown"));
+                // The dashboard for Grafana's sidecar, valid JSON inside its ConfigMap.
+                let cm = yaml_docs(&rendered)
+                    .into_iter()
+                    .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["labels"]["grafana_dashboard"] == "1")
+                    .expect("the dashboard ConfigMap");
+                let inside: serde_json::Value =
+                    serde_json::from_str(cm["data"]["stalewatch-dashboard.json"].as_str().unwrap()).unwrap();
+                let shipped: serde_json::Value =
+                    serde_json::from_str(&read("deploy/grafana/stalewatch-dashboard.json")).unwrap();
+                assert_eq!(inside, shipped);
+                assert!(kinds.contains("NetworkPolicy"), "{kinds:?}");
+            }
+            "air-gapped-values.yaml" => {
+                // Every image of the release moved to the internal registry.
+                let images: Vec<&str> = rendered
+                    .lines()
+                    .filter_map(|l| l.trim().strip_prefix("image: "))
+                    .collect();
+                assert!(images.len() >= 3, "{images:?}");
+                assert!(
+                    images
+                        .iter()
+                        .all(|i| i.starts_with("registry.internal.example:5000/")),
+                    "{images:?}"
+                );
+                // The agent's, the mirror's (server and sync in one pod), `helm test`'s pod.
+                assert_eq!(
+                    rendered.matches("- name: internal-registry").count(),
+                    3,
+                    "every pod's pull secret"
+                );
+                // One pod serves and syncs the mirror, on one volume: no CronJob to land on
+                // another node than a ReadWriteOnce disk.
+                assert!(!kinds.contains("CronJob"), "{kinds:?}");
+                let docs = yaml_docs(&rendered);
+                let mirror = docs
+                    .iter()
+                    .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "osv-mirror")
+                    .unwrap();
+                let containers: Vec<&str> = mirror["spec"]["template"]["spec"]["containers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c["name"].as_str().unwrap())
+                    .collect();
+                assert_eq!(containers, ["server", "sync"]);
+                assert_eq!(mirror["spec"]["strategy"]["type"], "Recreate");
+                // No volume provisioner: an emptyDir, no claim; the interval in seconds.
+                assert!(!kinds.contains("PersistentVolumeClaim"), "{kinds:?}");
+                assert!(rendered.contains("{name: INTERVAL, value: \"1800\"}"), "30m");
+                assert!(
+                    rendered.contains("{name: HTTPS_PROXY, value: \"http://proxy.internal.example:3128\"}")
+                );
+            }
+            "private-ca-values.yaml" => {
+                assert!(
+                    rendered.contains("mountPath: /etc/stalewatch/ca")
+                        && rendered.contains("name: internal-ca")
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The chart as a dependency: a parent chart's `global` values are allowed (helm/helm#10392)
+/// and read — `global.imageRegistry` moves the agent's image — and a priority class is named
+/// only when one exists.
+#[test]
+fn the_chart_renders_as_a_dependency_with_global_values() {
+    let test = "umbrella chart";
+    let tmp = tempfile::tempdir().unwrap();
+    let parent = tmp.path().join("platform");
+    std::fs::create_dir_all(parent.join("charts")).unwrap();
+    std::fs::write(
+        parent.join("Chart.yaml"),
+        "apiVersion: v2\nname: platform\nversion: 1.0.0\ndependencies:\n  - name: stalewatch\n    version: \">=0.0.0\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        parent.join("values.yaml"),
+        "global:\n  imageRegistry: registry.corp.example\n  imagePullSecrets: [corp-pull]\n  storageClass: premium\nstalewatch:\n  priorityClass:\n    create: false\n",
+    )
+    .unwrap();
+    let copy = Command::new("cp")
+        .arg("-r")
+        .arg(project().join("deploy/helm/stalewatch"))
+        .arg(parent.join("charts/stalewatch"))
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let Some(out) = helm(
+        &[
+            "template",
+            "platform",
+            parent.to_str().unwrap(),
+            "--namespace",
+            "platform",
+        ],
+        test,
+    ) else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("image: registry.corp.example/stalewatch/stalewatch:"),
+        "{text}"
+    );
+    assert!(text.contains("- name: corp-pull"), "{text}");
+    // priorityClass.create=false and no name: no reference to a class that does not exist.
+    assert!(!text.contains("priorityClassName"), "{text}");
+    assert!(!text.contains("kind: PriorityClass"));
+}
+
+/// `helm test`'s probe (`stalewatch check`, the chart's test pod, templates/tests): 200 with the
+/// expected text passes; a missing text, a 404 and a closed port fail, each said.
+#[test]
+fn the_charts_test_probe_passes_only_on_a_ready_agent() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("metrics"),
+        "stalewatch_build_info{version=\"0.1.0\"} 1\n",
+    )
+    .unwrap();
+    std::fs::write(tmp.path().join("readyz"), "ready\n").unwrap();
+    let (mut server, base) = http_server(tmp.path());
+    let check = |args: &[&str]| {
+        let mut all = vec!["check", "--timeout", "5s"];
+        all.extend(args);
+        let out = stalewatch(&all);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (metrics, readyz) = (format!("{base}/metrics"), format!("{base}/readyz"));
+    let (ok, text) = check(&["--expect", "stalewatch_build_info", &metrics]);
+    assert!(ok, "{text}");
+    let (ok, text) = check(&["--expect", "stalewatch_container_vulnerabilities", &metrics]);
+    assert!(
+        !ok && text.contains("FAILED") && text.contains("without"),
+        "{text}"
+    );
+    let (ok, text) = check(&[&readyz, &format!("{base}/healthz")]);
+    assert!(!ok && text.contains("ok ") && text.contains("HTTP 404"), "{text}");
+    let (ok, text) = check(&["http://127.0.0.1:9/readyz"]);
+    assert!(!ok && text.contains("FAILED"), "{text}");
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// The host's /proc and containerd's root are mounted only for what uses them: /proc for the
+/// runtime checks (`agent.driftInterval`) and the `proc` fallback, the root for the `snapshot`
+/// fallback; with both off, neither.
+#[test]
+fn host_mounts_follow_the_settings() {
+    let test = "chart host mounts";
+    let mounts = |sets: &[&str]| -> Option<BTreeSet<String>> {
+        let mut args = vec![];
+        for s in sets {
+            args.extend(["--set", s]);
+        }
+        let rendered = helm_template(&args, test)?;
+        let docs = yaml_docs(&rendered);
+        let ds = docs.iter().find(|d| d["kind"] == "DaemonSet").unwrap();
+        Some(
+            ds["spec"]["template"]["spec"]["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|v| !v["hostPath"].is_null())
+                .map(|v| v["name"].as_str().unwrap().to_string())
+                .filter(|n| n == "host-proc" || n == "containerd-root")
+                .collect(),
+        )
+    };
+    let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+    let Some(defaults) = mounts(&[]) else {
+        return;
+    };
+    assert_eq!(defaults, set(&["containerd-root", "host-proc"]));
+    let off = ["agent.driftInterval=off", "agent.unpackedFallback=none"];
+    assert_eq!(mounts(&off).unwrap(), set(&[]));
+    assert_eq!(
+        mounts(&["agent.driftInterval=off", "agent.unpackedFallback=proc"]).unwrap(),
+        set(&["host-proc"])
+    );
+    assert_eq!(
+        mounts(&["agent.driftInterval=off", "agent.unpackedFallback=snapshot"]).unwrap(),
+        set(&["containerd-root"])
+    );
+    assert_eq!(
+        mounts(&["agent.driftInterval=5m", "agent.unpackedFallback=none"]).unwrap(),
+        set(&["host-proc"])
+    );
+}
+
+/// On a cluster without the Prometheus Operator's API the chart installs: its defaults make no
+/// PodMonitor nor PrometheusRule there (whose missing CRDs would fail `helm install`), and make
+/// both where the API is.
+#[test]
+fn the_operators_objects_are_made_only_where_its_api_is() {
+    let test = "chart without the operator";
+    let kinds = |rendered: &str| -> BTreeSet<String> {
+        yaml_docs(rendered)
+            .iter()
+            .filter_map(|d| d["kind"].as_str().map(str::to_string))
+            .collect()
+    };
+    let Some(without) = helm_template_without_operator(&[], test) else {
+        return;
+    };
+    let without = kinds(&without);
+    assert!(without.contains("DaemonSet"), "{without:?}");
+    assert!(
+        !without.contains("PodMonitor") && !without.contains("PrometheusRule"),
+        "{without:?}"
+    );
+    let with = kinds(&helm_template(&[], test).unwrap());
+    assert!(
+        with.contains("PodMonitor") && with.contains("PrometheusRule"),
+        "{with:?}"
+    );
 }

@@ -12,6 +12,8 @@ kind: PrometheusRule
 metadata:
   name: stalewatch
   namespace: stalewatch
+  labels:
+    app.kubernetes.io/name: stalewatch
 spec:
 HEAD
     grep -v '^#' stalewatch-rules.yaml | sed 's/^/  /'

@@ -14,6 +14,8 @@ CNI_BIN=${CNI_BIN:-/usr/lib/cni}
 SHARED=${STALEWATCH_SHARED:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}   # the shared corpus beside the project
 S=$LAB/state
 NODE=stalewatch-lab
+# The lab Node's `kubernetes.azure.com/node-image-version`: a real AKS node image's version.
+LAB_NODE_IMAGE=AKSUbuntu-2204gen2containerd-202511.12.0
 BRIDGE=swlab0
 CNI_NET=stalewatch-lab
 # The benchmarking block 198.18.0.0/15 only: this machine may not send to 10/8, 172.16/12 or

@@ -3,8 +3,9 @@ argv[2]: `helm template` of deploy/helm/stalewatch) object by object. Allowed to
 nothing else: Helm's standard labels (helm.sh/chart, app.kubernetes.io/managed-by, /instance,
 /version); the generated ConfigMap's name (kustomize's hash suffix; Helm rolls the pods with a
 checksum/config annotation instead); the Namespace (Helm's --create-namespace makes it); the
-namespace kustomize writes on cluster-scoped objects (the API server ignores it). Prints each
-difference; exits 1 when there is one."""
+namespace kustomize writes on cluster-scoped objects (the API server ignores it); Helm's hooks
+(`helm test`'s pod: not an object of the release). Prints each difference; exits 1 when there
+is one."""
 import re
 import sys
 
@@ -76,6 +77,7 @@ def main():
     kust = [d for d in kust if d["kind"] != "Namespace"]
     key = lambda d: (d["kind"], d["metadata"]["name"])
     k = {key(n): n for n in (normalise(d, names) for d in kust)}
+    helm = [d for d in helm if "helm.sh/hook" not in ((d.get("metadata") or {}).get("annotations") or {})]
     h = {key(n): n for n in (normalise(d, {}) for d in helm)}
     problems = []
     for name in sorted(set(k) | set(h)):

@@ -1,6 +1,6 @@
 {{/* The objects' name: "stalewatch", as in deploy/base, whatever the release is called. */}}
 {{- define "stalewatch.name" -}}
-{{- default "stalewatch" .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- .Values.fullnameOverride | default .Values.nameOverride | default "stalewatch" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{/* Selector labels: those of deploy/base (immutable on a DaemonSet: never add to them). */}}
@@ -11,6 +11,7 @@ app.kubernetes.io/part-of: stalewatch
 
 {{/* Every object's labels: deploy/base's, plus Helm's standard ones. */}}
 {{- define "stalewatch.labels" -}}
+app.kubernetes.io/name: {{ include "stalewatch.name" . }}
 app.kubernetes.io/part-of: stalewatch
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
@@ -22,12 +23,56 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- default (include "stalewatch.name" .) .Values.serviceAccount.name -}}
 {{- end -}}
 
-{{- define "stalewatch.image" -}}
-{{- if .Values.image.digest -}}
-{{ .Values.image.repository }}@{{ .Values.image.digest }}
-{{- else -}}
-{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
+{{/* The registry every image of the release comes from: image.registry, else a parent
+chart's global.imageRegistry; empty: each image's own. */}}
+{{- define "stalewatch.registry" -}}
+{{- $global := .Values.global | default dict -}}
+{{- .Values.image.registry | default $global.imageRegistry | default "" | trimSuffix "/" -}}
 {{- end -}}
+
+{{/* An image reference moved to the release's registry (its first path segment replaced
+when it names a registry host, prefixed otherwise). Args: (list $ "repo[:tag|@digest]"). */}}
+{{- define "stalewatch.moved" -}}
+{{- $root := index . 0 -}}
+{{- $ref := index . 1 -}}
+{{- $registry := include "stalewatch.registry" $root -}}
+{{- if $registry -}}
+{{- $parts := splitn "/" 2 $ref -}}
+{{- $first := $parts._0 -}}
+{{- if and $parts._1 (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) -}}
+{{ $registry }}/{{ $parts._1 }}
+{{- else -}}
+{{ $registry }}/{{ $ref }}
+{{- end -}}
+{{- else -}}
+{{ $ref }}
+{{- end -}}
+{{- end -}}
+
+{{- define "stalewatch.image" -}}
+{{- $ref := "" -}}
+{{- if .Values.image.digest -}}
+{{- $ref = printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- $ref = printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{ include "stalewatch.moved" (list . $ref) }}
+{{- end -}}
+
+{{/* Pull secrets of every pod of the release: imagePullSecrets, and a parent's global ones. */}}
+{{- define "stalewatch.pullSecrets" -}}
+{{- $global := .Values.global | default dict -}}
+{{- $all := concat (.Values.imagePullSecrets | default list) ($global.imagePullSecrets | default list) -}}
+{{- with $all }}
+imagePullSecrets:
+  {{- range . }}
+  {{- if kindIs "string" . }}
+  - name: {{ . }}
+  {{- else }}
+  - {{ toYaml . | nindent 4 | trim }}
+  {{- end }}
+  {{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* Where the agents refresh advisories: an external mirror, the chart's own, or the setting. */}}
