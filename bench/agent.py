@@ -93,7 +93,9 @@ class Agent:
         for flag, default in (("--advisory-refresh", "2s"), ("--reconcile-interval", "30s")):
             if flag not in extra:
                 extra += [flag, default]
-        args = [BIN, "agent", "--containerd-address", sock, "--state-dir", state, "--db-dir", os.path.join(state, "db"),
+        # STALEWATCH_BENCH_WRAP: a profiler the agent runs under ("heaptrack -o FILE", say).
+        wrap = os.environ.get("STALEWATCH_BENCH_WRAP", "").split()
+        args = wrap + [BIN, "agent", "--containerd-address", sock, "--state-dir", state, "--db-dir", os.path.join(state, "db"),
                 "--advisory-source", source, "--listen", f"127.0.0.1:{self.port}", "--log-level", "info"]
         for e in ecosystems:
             args += ["--ecosystem", e]
