@@ -8,7 +8,8 @@ what=${1:-test}
 pairs="protoc:protobuf-compiler umoci:umoci containerd:containerd runc:runc python3:python3 setpriv:util-linux"
 [ "$what" = demo ] || pairs="$pairs skopeo:skopeo rpmbuild:rpm db5.3_load:db5.3-util sqlite3:sqlite3
     dpkg-deb:dpkg promtool:prometheus openssl:openssl kubectl:kubernetes-client debootstrap:debootstrap
-    go:golang-go gem:ruby composer:composer php:php-cli mvn:maven buildah:buildah"
+    go:golang-go gem:ruby composer:composer php:php-cli mvn:maven buildah:buildah
+    busybox:busybox-static docker-registry:docker-registry"
 need=""
 for pair in $pairs; do
     cmd=${pair%%:*}; pkg=${pair#*:}

@@ -40,6 +40,77 @@ pub enum Command {
     Agent(Box<AgentArgs>),
     /// GET each URL and fail unless it answers 200 (and holds `--expect`): `helm test`'s probe.
     Check(CheckArgs),
+    /// Serve a cluster's OSV mirror and keep it synced from upstream (one pod: deploy/mirror).
+    Mirror(MirrorArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MirrorArgs {
+    /// The directory served and synced (`<data>/<Ecosystem>/all.zip`, `kev/`, `epss/`).
+    #[arg(long, env = "STALEWATCH_MIRROR_DATA", default_value = "/data")]
+    pub data: PathBuf,
+    /// Where to sync from: the OSV bucket or another mirror (`<upstream>/<Ecosystem>/all.zip`).
+    #[arg(long, env = "STALEWATCH_MIRROR_UPSTREAM", default_value = DEFAULT_ADVISORY_SOURCE)]
+    pub upstream: String,
+    /// OSV ecosystems to carry (repeatable); default: every one stalewatch reads.
+    #[arg(
+        long = "ecosystem",
+        env = "STALEWATCH_MIRROR_ECOSYSTEMS",
+        value_delimiter = ','
+    )]
+    pub ecosystems: Vec<String>,
+    /// CISA's KEV catalog, or `off`.
+    #[arg(
+        long,
+        env = "STALEWATCH_MIRROR_KEV_UPSTREAM",
+        default_value = "https://www.cisa.gov/sites/default/files/feeds/known_exploited_vulnerabilities.json"
+    )]
+    pub kev_upstream: String,
+    /// FIRST's EPSS scores, or `off`.
+    #[arg(
+        long,
+        env = "STALEWATCH_MIRROR_EPSS_UPSTREAM",
+        default_value = "https://epss.cyentia.com/epss_scores-current.csv.gz"
+    )]
+    pub epss_upstream: String,
+    /// Extra CA certificates (PEM) to trust for the upstream (a TLS-inspecting proxy's).
+    #[arg(long, env = "STALEWATCH_MIRROR_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Time between sync passes.
+    #[arg(long, env = "STALEWATCH_MIRROR_INTERVAL", default_value = "1h", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Where the files, /metrics, /healthz and /readyz are served.
+    #[arg(long, env = "STALEWATCH_MIRROR_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Sync once and exit: 0 when every file was refreshed, 1 when any failed. No server.
+    #[arg(long)]
+    pub once: bool,
+}
+
+impl MirrorArgs {
+    pub fn config(&self) -> anyhow::Result<crate::mirror::Config> {
+        let upstream = |u: &str, what: &str| -> anyhow::Result<Option<String>> {
+            match u {
+                "off" => Ok(None),
+                u if u.starts_with("http://") || u.starts_with("https://") => Ok(Some(u.to_string())),
+                u => bail!("{what} {u:?}: an http:// or https:// URL, or off"),
+            }
+        };
+        let Some(osv) = upstream(&self.upstream, "--upstream")? else {
+            bail!("--upstream cannot be off");
+        };
+        Ok(crate::mirror::Config {
+            data: self.data.clone(),
+            upstream: osv,
+            ecosystems: ecosystems_or_all(&self.ecosystems),
+            kev_upstream: upstream(&self.kev_upstream, "--kev-upstream")?,
+            epss_upstream: upstream(&self.epss_upstream, "--epss-upstream")?,
+            ca_file: self.ca_file.clone(),
+            interval: self.interval,
+            listen: self.listen,
+            once: self.once,
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -533,6 +604,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check(a) => crate::check::run(&a.urls, a.expect.as_deref(), a.timeout),
+        Command::Mirror(a) => crate::mirror::run(a.config()?),
         Command::Db(DbCommand::Status(a)) => {
             let dir = a.db.resolve()?;
             output::print_status(&db::Store::new(&dir).state()?, &dir, a.format)?;

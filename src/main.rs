@@ -9,6 +9,7 @@ mod clock;
 mod containerd;
 mod db;
 mod fail_on;
+mod mirror;
 mod output;
 mod scan;
 mod source;
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
     // The agent logs at info by default (text or JSON); the CLI stays quiet unless asked.
     let (filter, json) = match &args.command {
         cli::Command::Agent(a) => (a.log_level.clone(), a.log_format == cli::LogFormat::Json),
+        cli::Command::Mirror(_) => ("info".into(), false),
         _ => (
             std::env::var("STALEWATCH_LOG").unwrap_or_else(|_| "warn".into()),
             false,

@@ -606,16 +606,10 @@ fn every_object_the_chart_and_kustomize_render_is_valid_kubernetes() {
 
 #[test]
 fn the_charts_copies_are_the_shipped_files() {
-    for (copy, shipped) in [
-        (
-            "deploy/helm/stalewatch/files/mirror-sync.sh",
-            "deploy/mirror/sync.sh",
-        ),
-        (
-            "deploy/helm/stalewatch/files/stalewatch-dashboard.json",
-            "deploy/grafana/stalewatch-dashboard.json",
-        ),
-    ] {
+    for (copy, shipped) in [(
+        "deploy/helm/stalewatch/files/stalewatch-dashboard.json",
+        "deploy/grafana/stalewatch-dashboard.json",
+    )] {
         assert_eq!(
             read(copy),
             read(shipped),
@@ -657,16 +651,14 @@ fn http_server(dir: &std::path::Path) -> (std::process::Child, String) {
     (server, format!("http://127.0.0.1:{port}"))
 }
 
-/// The cluster mirror's sync job (deploy/mirror/sync.sh, run by its CronJob with curl) against
-/// a loopback upstream: it fetches the OSV zip, CISA's KEV catalog and an EPSS file beside it,
-/// asks again with If-Modified-Since (nothing downloaded twice), and refuses a malformed
-/// catalog, keeping the good one it serves.
+/// The cluster mirror's sync (`stalewatch mirror --once`, what its pod runs every interval)
+/// against a loopback upstream (Python's http.server): it fetches the OSV zip, CISA's KEV
+/// catalog and an EPSS file beside it, asks again with If-Modified-Since (nothing downloaded
+/// twice), fails visibly on a dead upstream, and refuses a malformed catalog, keeping the good
+/// one it serves.
 #[test]
 #[allow(clippy::too_many_lines)] // a scenario test that reads top to bottom
 fn the_mirror_carries_osv_kev_and_epss_and_keeps_good_copies() {
-    if !require("curl", "mirror sync") {
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let up = tmp.path().join("upstream");
     std::fs::create_dir_all(up.join("Alpine")).unwrap();
@@ -689,13 +681,12 @@ fn the_mirror_carries_osv_kev_and_epss_and_keeps_good_copies() {
         Some(v["synced_at"].as_str()?.to_string())
     };
     let try_sync = |upstream: &str| {
-        let out = Command::new("sh")
-            .arg(project().join("deploy/mirror/sync.sh"))
-            .env("DATA", &data)
-            .env("UPSTREAM", upstream)
-            .env("ECOSYSTEMS", "Alpine")
-            .env("KEV_UPSTREAM", format!("{upstream}/kev.json"))
-            .env("EPSS_UPSTREAM", format!("{upstream}/epss.csv.gz"))
+        let out = Command::new(common::bin())
+            .args(["mirror", "--once", "--data"])
+            .arg(&data)
+            .args(["--upstream", upstream, "--ecosystem", "Alpine"])
+            .arg(format!("--kev-upstream={upstream}/kev.json"))
+            .arg(format!("--epss-upstream={upstream}/epss.csv.gz"))
             .output()
             .unwrap();
         let text = format!(
@@ -740,8 +731,23 @@ fn the_mirror_carries_osv_kev_and_epss_and_keeps_good_copies() {
     );
     let again = sync();
     assert!(
-        again.contains("kev: unchanged") && again.contains("epss: unchanged"),
+        again.contains("Alpine: unchanged")
+            && again.contains("kev: unchanged")
+            && again.contains("epss: unchanged"),
         "{again}"
+    );
+    // Nothing half-written is left beside the served files (the sync's part files are hidden).
+    let mut names: Vec<String> = walk_names(&data);
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            ".stalewatch-mirror.json",
+            "Alpine/all.zip",
+            "epss/epss_scores-current.csv.gz",
+            "kev/known_exploited_vulnerabilities.json",
+            "stalewatch-sync.json"
+        ]
     );
     // An upstream that fails: the sync fails visibly (exit 1), its time stays the last good one.
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -762,11 +768,106 @@ fn the_mirror_carries_osv_kev_and_epss_and_keeps_good_copies() {
     let _ = server.wait();
 }
 
-/// What the mirror serves is what the agents read: `db update` takes KEV and EPSS from it.
+/// Every file below `dir`, as paths relative to it.
+fn walk_names(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walk_names(&e.path()).into_iter().map(|n| format!("{name}/{n}")));
+        } else {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// `stalewatch mirror` serving `data` on a loopback port (no sync: its upstream refuses every
+/// connection); killed when dropped.
+struct ServedMirror(std::process::Child, String);
+
+impl ServedMirror {
+    fn start(data: &std::path::Path) -> ServedMirror {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(common::bin())
+            .args(["mirror", "--upstream", "http://127.0.0.1:9", "--kev-upstream=off"])
+            .args(["--epss-upstream=off", "--ecosystem", "Alpine", "--data"])
+            .arg(data)
+            .arg(format!("--listen=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        ServedMirror(child, base)
+    }
+}
+
+impl Drop for ServedMirror {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One GET with curl: (status, headers, body).
+fn curl(url: &str, headers: &[String]) -> (u16, String, Vec<u8>) {
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-D", "-", "-o"]).arg(tmp.path());
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    let out = cmd.arg(url).output().unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head, std::fs::read(tmp.path()).unwrap())
+}
+
+/// What the mirror serves is what the agents read: `db update` takes OSV, KEV and EPSS from
+/// `stalewatch mirror`'s server and asks again with the validators it gave (304, as curl
+/// checks too); nothing outside the data nor hidden is served.
 fn agents_read_the_mirror(data: &std::path::Path, tmp: &std::path::Path, synced: &str) {
     let db = tmp.join("db");
-    let served = common::mirror::Mirror::start(data.to_path_buf());
-    let base = served.url().trim_end_matches('/').to_string();
+    let served = ServedMirror::start(data);
+    let base = served.1.clone();
+    let (code, head, body) = curl(&format!("{base}/Alpine/all.zip"), &[]);
+    assert_eq!(code, 200, "{head}");
+    assert_eq!(body, std::fs::read(data.join("Alpine/all.zip")).unwrap());
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {name} in {head}"))
+    };
+    let (etag, modified) = (header("etag"), header("last-modified"));
+    let url = format!("{base}/Alpine/all.zip");
+    assert_eq!(curl(&url, &[format!("If-None-Match: {etag}")]).0, 304);
+    assert_eq!(curl(&url, &[format!("If-Modified-Since: {modified}")]).0, 304);
+    assert_eq!(curl(&url, &["If-None-Match: \"other\"".to_string()]).0, 200);
+    for hidden in [
+        ".stalewatch-mirror.json",
+        "Alpine",
+        "%2e%2e/%2e%2e/etc/passwd",
+        "Alpine/%2e%2e/%2e%2e/x",
+    ] {
+        assert_eq!(curl(&format!("{base}/{hidden}"), &[]).0, 404, "{hidden}");
+    }
     let out = stalewatch(&[
         "db",
         "update",
@@ -795,6 +896,21 @@ fn agents_read_the_mirror(data: &std::path::Path, tmp: &std::path::Path, synced:
     // The data's own age: the mirror's sync time, as its file says.
     assert_eq!(status["source_synced"]["at"], synced);
     assert_eq!(status["source_synced"]["from"], "stalewatch-sync.json");
+    // Asked again: the mirror answers 304, nothing is downloaded nor rebuilt.
+    let again = stalewatch(&[
+        "db",
+        "update",
+        "--advisory-source",
+        &base,
+        "--db-dir",
+        db.to_str().unwrap(),
+        "--ecosystem",
+        "Alpine",
+        "--format",
+        "json",
+    ]);
+    let text = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success() && text.contains("unchanged"), "{text}");
 }
 
 /// Every manifest under `deploy/examples/` parsed as YAML (PyYAML); the Kubernetes kinds
@@ -1191,11 +1307,11 @@ fn every_ci_values_file_lints_and_renders_valid_kubernetes() {
                     .iter()
                     .map(|c| c["name"].as_str().unwrap())
                     .collect();
-                assert_eq!(containers, ["server", "sync"]);
+                assert_eq!(containers, ["mirror"]);
                 assert_eq!(mirror["spec"]["strategy"]["type"], "Recreate");
                 // No volume provisioner: an emptyDir, no claim; the interval in seconds.
                 assert!(!kinds.contains("PersistentVolumeClaim"), "{kinds:?}");
-                assert!(rendered.contains("{name: INTERVAL, value: \"1800\"}"), "30m");
+                assert!(rendered.contains("{name: STALEWATCH_MIRROR_INTERVAL, value: \"30m\"}"));
                 assert!(
                     rendered.contains("{name: HTTPS_PROXY, value: \"http://proxy.internal.example:3128\"}")
                 );

@@ -66,6 +66,17 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
     rt.block_on(run_async(cfg))
 }
 
+/// Serves `router` under the agent's listener limits (its flags' defaults) until SIGTERM: for
+/// the other long-running subcommand, `stalewatch mirror`.
+pub async fn serve_router(listener: tokio::net::TcpListener, router: axum::Router) -> std::io::Result<()> {
+    let limits = HttpLimits {
+        header_timeout: std::time::Duration::from_secs(5),
+        max_connections: 1024,
+        max_header_bytes: 16384,
+    };
+    listener::serve(listener, router, limits, http::shutdown_signal()).await
+}
+
 /// Each notifier's threshold, from its flag; `None` for a notifier that is off.
 fn thresholds(cfg: &Config) -> changes::Thresholds {
     changes::Thresholds {

@@ -13,7 +13,7 @@ use prometheus::IntCounterVec;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::db::write_atomic;
+use crate::db::write_atomic_with;
 
 /// The counters every state file reports to.
 #[derive(Clone)]
@@ -139,18 +139,12 @@ impl<T: Serialize + DeserializeOwned + Default> StateFile<T> {
 
     /// Saves the state; `false` (counted) when it could not be written.
     pub fn save(&self, value: &T) -> bool {
-        let bytes = match serde_json::to_vec(&Out {
+        let out = Out {
             version: self.version,
             data: value,
-        }) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(file = self.label, "not saving {}: {e}", self.path.display());
-                self.counters.write_errors.with_label_values(&[self.label]).inc();
-                return false;
-            }
         };
-        match write_atomic(&self.path, &bytes) {
+        // Written as a stream: never the whole file in memory.
+        match write_atomic_with(&self.path, |w| Ok(serde_json::to_writer(w, &out)?)) {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(file = self.label, "saving {}: {e:#}", self.path.display());

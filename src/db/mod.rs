@@ -112,6 +112,32 @@ pub fn remove_stale_temp_files(dir: &Path, min_age: std::time::Duration) -> usiz
 /// Writes `bytes` to `path` atomically: temp file in the same directory, fsync, rename. The
 /// directory is made again if it was deleted under a running agent.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomic_with(path, |w| Ok(w.write_all(bytes)?))
+}
+
+/// The length of `value`'s JSON, counted as it is encoded (no buffer).
+pub fn json_len<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<u64> {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    serde_json::to_writer(&mut n, value)?;
+    Ok(n.0)
+}
+
+/// [`write_atomic`] for content written as a stream (`write` gets a buffered writer): a large
+/// state file is never held whole in memory.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let dir = path.parent().context("path has no parent")?;
     fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
@@ -121,7 +147,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         // Readable by every reader of a shared database (tempfile creates 0600).
         tmp.as_file().set_permissions(fs::Permissions::from_mode(0o644))?;
     }
-    tmp.write_all(bytes)?;
+    {
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, tmp.as_file_mut());
+        write(&mut out)?;
+        out.flush()?;
+    }
     tmp.as_file().sync_all()?;
     tmp.persist(path)
         .with_context(|| format!("rename into {}", path.display()))?;

@@ -166,17 +166,24 @@ impl Report {
     /// Annotates every finding with the triage data at hand (KEV, EPSS, VEX), moves the
     /// ones a VEX statement rules out into `suppressed`, and counts again.
     pub fn apply_triage(&mut self, triage: &Triage) {
-        let all = std::mem::take(&mut self.findings)
-            .into_iter()
-            .chain(std::mem::take(&mut self.suppressed));
-        for mut f in all {
-            triage.annotate(&mut f);
-            if f.vex.as_ref().is_some_and(|v| v.status.suppresses()) {
-                self.suppressed.push(f);
-            } else {
-                self.findings.push(f);
-            }
+        // Annotated in place; only findings whose VEX status changes side move, so a report
+        // kept for the agent's life is not regrown on every pass (issue 31).
+        let suppresses = |f: &Finding| f.vex.as_ref().is_some_and(|v| v.status.suppresses());
+        for f in self.findings.iter_mut().chain(self.suppressed.iter_mut()) {
+            triage.annotate(f);
         }
+        let to_suppress = self.findings.iter().filter(|f| suppresses(f)).count();
+        let to_report = self.suppressed.iter().filter(|f| !suppresses(f)).count();
+        if to_suppress + to_report > 0 {
+            let all = std::mem::take(&mut self.findings)
+                .into_iter()
+                .chain(std::mem::take(&mut self.suppressed));
+            let (suppressed, findings): (Vec<Finding>, Vec<Finding>) = all.partition(suppresses);
+            self.findings = findings;
+            self.suppressed = suppressed;
+        }
+        self.findings.shrink_to_fit();
+        self.suppressed.shrink_to_fit();
         for f in &mut self.informational {
             triage.annotate(f);
         }

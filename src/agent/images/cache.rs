@@ -11,7 +11,7 @@ use stalewatch_core::layer::cache_entry;
 use stalewatch_core::layer::diagnostics::Unreadable;
 use stalewatch_core::layer::tree::LayerDelta;
 
-use crate::db::write_atomic;
+use crate::db::{json_len, write_atomic, write_atomic_with};
 
 const CACHE_FILE: &str = "images-v1.json";
 /// 2: inventories carry the owners of mappable files (packages in use); 5: packages carry
@@ -51,6 +51,13 @@ struct CacheFile {
 struct CacheFileRef<'a> {
     version: u32,
     images: &'a BTreeMap<String, ImageRecord>,
+}
+
+fn cache_file(images: &BTreeMap<String, ImageRecord>) -> CacheFileRef<'_> {
+    CacheFileRef {
+        version: CACHE_VERSION,
+        images,
+    }
 }
 
 /// Where an image's layers are read from, as `stalewatch_image_reads_total{source}` and
@@ -169,41 +176,39 @@ impl ImageCache {
 
     /// Writes the cache, keeping it under `max_bytes` by dropping images no running container
     /// uses (largest first). Inventories of running images are never dropped to fit.
+    // Sized by counting, written as a stream: the cache is never held whole as JSON (it was
+    // the agent's peak heap, issue 31).
     pub fn save(
         &mut self,
         max_bytes: u64,
         running: &std::collections::BTreeSet<String>,
     ) -> anyhow::Result<()> {
-        let encode = |images: &BTreeMap<String, ImageRecord>| {
-            serde_json::to_vec(&CacheFileRef {
-                version: CACHE_VERSION,
-                images,
-            })
-        };
-        let mut bytes = encode(&self.images)?;
-        if bytes.len() as u64 > max_bytes {
-            let mut idle: Vec<(usize, String)> = self
+        // Sized by counting, written as a stream: the cache is never held whole as JSON
+        // (it was the agent's peak heap, issue 31).
+        let mut size = json_len(&cache_file(&self.images))?;
+        if size > max_bytes {
+            let mut idle: Vec<(u64, String)> = self
                 .images
                 .iter()
                 .filter(|(d, _)| !running.contains(*d))
-                .map(|(d, r)| (serde_json::to_vec(r).map(|v| v.len()).unwrap_or(0), d.clone()))
+                .map(|(d, r)| (json_len(r).unwrap_or(0), d.clone()))
                 .collect();
             idle.sort();
-            let mut size = bytes.len() as u64;
             while size > max_bytes {
                 let Some((n, d)) = idle.pop() else { break };
                 self.images.remove(&d);
-                size = size.saturating_sub(n as u64);
+                size = size.saturating_sub(n);
             }
-            bytes = encode(&self.images)?;
-            if bytes.len() as u64 > max_bytes {
+            size = json_len(&cache_file(&self.images))?;
+            if size > max_bytes {
                 tracing::warn!(
-                    "image cache is {} bytes with running images only, above the {max_bytes} byte bound",
-                    bytes.len()
+                    "image cache is {size} bytes with running images only, above the {max_bytes} byte bound"
                 );
             }
         }
-        write_atomic(&self.path, &bytes)
+        write_atomic_with(&self.path, |w| {
+            Ok(serde_json::to_writer(w, &cache_file(&self.images))?)
+        })
     }
 
     /// Drops images no longer present on the node.

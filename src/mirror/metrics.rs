@@ -1,0 +1,58 @@
+//! The mirror's own series, served on its `/metrics` (docs/metrics.md#the-mirror).
+
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+
+use super::sync::SyncReport;
+
+/// The mirror's own series (docs/metrics.md#mirror).
+#[derive(Clone)]
+pub struct MirrorMetrics {
+    pub registry: Registry,
+    pub syncs: IntCounterVec,
+    pub file_failures: IntCounterVec,
+    pub synced: IntGauge,
+}
+
+impl MirrorMetrics {
+    pub fn new() -> anyhow::Result<MirrorMetrics> {
+        let registry = Registry::new();
+        let syncs = IntCounterVec::new(
+            Opts::new(
+                "stalewatch_mirror_syncs_total",
+                "Sync passes of the mirror, by outcome (ok: every file refreshed; failed: any file not)",
+            ),
+            &["outcome"],
+        )?;
+        let file_failures = IntCounterVec::new(
+            Opts::new("stalewatch_mirror_sync_failures_total", "Files the sync could not refresh (an ecosystem's all.zip, kev, epss): download failed or refused as malformed"),
+            &["file"],
+        )?;
+        let synced = IntGauge::new(
+            "stalewatch_mirror_synced_timestamp_seconds",
+            "When every ecosystem was last refreshed from upstream (the time stalewatch-sync.json holds); 0 before the first good sync",
+        )?;
+        registry.register(Box::new(syncs.clone()))?;
+        registry.register(Box::new(file_failures.clone()))?;
+        registry.register(Box::new(synced.clone()))?;
+        for outcome in ["ok", "failed"] {
+            syncs.with_label_values(&[outcome]);
+        }
+        Ok(MirrorMetrics {
+            registry,
+            syncs,
+            file_failures,
+            synced,
+        })
+    }
+
+    pub fn record(&self, report: &SyncReport) {
+        let outcome = if report.ok() { "ok" } else { "failed" };
+        self.syncs.with_label_values(&[outcome]).inc();
+        for f in &report.failed {
+            self.file_failures.with_label_values(&[f]).inc();
+        }
+        if let Some(at) = report.synced_at {
+            self.synced.set(at);
+        }
+    }
+}
