@@ -1,5 +1,5 @@
 //! The advisory source's own age: when its data was last synced upstream. A cluster mirror
-//! (deploy/mirror/sync.sh) writes `stalewatch-sync.json` (`{"synced_at": "<RFC 3339>"}`) at its
+//! (`stalewatch mirror`, src/mirror) writes `stalewatch-sync.json` (`{"synced_at": "<RFC 3339>"}`) at its
 //! root after a sync where every ecosystem succeeded; the public OSV bucket has no such file,
 //! and its root `modified_id.csv` (newest record first) says the same: the time of its first
 //! line. A mirror whose sync stopped still answers every conditional request with 304 — the

@@ -56,3 +56,47 @@ impl MirrorMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::MirrorMetrics;
+
+    /// docs/mirror.md's table is the registry: every family, its type and labels.
+    #[test]
+    fn the_documented_table_is_the_registry() {
+        let doc = include_str!("../../docs/mirror.md");
+        let documented: Vec<(String, String, String)> = doc
+            .lines()
+            .filter(|l| l.starts_with("| `stalewatch_mirror_"))
+            .map(|l| {
+                let c: Vec<&str> = l.split('|').map(str::trim).collect();
+                (
+                    c[1].trim_matches('`').to_string(),
+                    c[2].to_string(),
+                    c[3].to_string(),
+                )
+            })
+            .collect();
+        let m = MirrorMetrics::new().unwrap();
+        m.file_failures.with_label_values(&["Alpine"]);
+        let mut code: Vec<(String, String, String)> = m
+            .registry
+            .gather()
+            .iter()
+            .map(|f| {
+                let labels = f.get_metric()[0]
+                    .get_label()
+                    .iter()
+                    .map(|l| l.name().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let kind = format!("{:?}", f.get_field_type()).to_lowercase();
+                (f.name().to_string(), kind, labels)
+            })
+            .collect();
+        code.sort();
+        let mut sorted = documented.clone();
+        sorted.sort();
+        assert_eq!(sorted, code);
+    }
+}
