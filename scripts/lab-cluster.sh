@@ -203,6 +203,22 @@ start_node() {
         --hostname-override="$NODE" --bind-address="$ip" --cluster-cidr="$POD_CIDR" \
         --healthz-bind-address=127.0.0.1:10256 --metrics-bind-address=127.0.0.1:10249 \
         --conntrack-max-per-core=0 --conntrack-tcp-timeout-established=0 --conntrack-tcp-timeout-close-wait=0
+    # Cluster DNS: the kube-dns Service (no selector) whose endpoint is dns.py on this host.
+    start dns python3 "$HERE/lab/dns.py" --listen "$ip:53" --api-server "https://127.0.0.1:$API_PORT" \
+        --ca "$P/ca.crt" --token-file "$P/admin.token"
+    $K apply -f - >/dev/null <<Y || fail dns
+apiVersion: v1
+kind: Service
+metadata: {name: kube-dns, namespace: kube-system, labels: {k8s-app: kube-dns}}
+spec:
+  clusterIP: $DNS_IP
+  ports: [{name: dns, port: 53, protocol: UDP}]
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: kube-dns, namespace: kube-system}
+subsets: [{addresses: [{ip: "$ip"}], ports: [{name: dns, port: 53, protocol: UDP}]}]
+Y
     start kubelet "$BIN/kubelet" --kubeconfig="$S/kubelet.kubeconfig" \
         --hostname-override="$NODE" --node-ip="$ip" --root-dir="$S/kubelet" --cert-dir="$S/kubelet/pki" \
         --volume-plugin-dir="$S/kubelet/volume-plugins" --container-runtime=remote \
@@ -211,7 +227,7 @@ start_node() {
         --pod-infra-container-image="$PAUSE_IMAGE" --oom-score-adj=0 \
         --eviction-hard='memory.available<100Mi,nodefs.available<1%,imagefs.available<1%' \
         --image-gc-high-threshold=99 --image-gc-low-threshold=98 --read-only-port=0 \
-        --healthz-bind-address=127.0.0.1 --cluster-dns="$SVC_IP" --cluster-domain=cluster.local
+        --healthz-bind-address=127.0.0.1 --cluster-dns="$DNS_IP" --cluster-domain=cluster.local
     wait_for 120 node_ready || fail kubelet
     wait_for 60 $K -n default get serviceaccount default || fail kcm
     wait_for 60 sh -c "iptables -t nat -S KUBE-SERVICES | grep -qF $SVC_IP/32" || fail kube-proxy
@@ -262,6 +278,11 @@ Y
     log "Prometheus, Alertmanager, the mirror and the operator's CRDs ready"
 }
 
+# The ecosystems the lab's upstream mirror holds, comma-separated (what the chart's mirror syncs).
+lab_ecosystems() {
+    for d in "$S/mirror"/*/all.zip; do basename "$(dirname "$d")"; done | paste -sd, -
+}
+
 deploy() {
     how=$1
     ip=$2
@@ -270,7 +291,10 @@ deploy() {
         helm)
             "$HERE/lab/helm.sh" upgrade --install stalewatch "$REPO/deploy/helm/stalewatch" --namespace stalewatch \
                 --create-namespace --kubeconfig "$S/admin.kubeconfig" -f "$REPO/deploy/lab/values.yaml" \
-                --set mirror.external="http://$ip:$MIRROR_PORT" --set agent.epssSource=off --set agent.staleMinSeverity=unknown \
+                --set mirror.enabled=true --set mirror.persistence=false --set mirror.upstream="http://$ip:$MIRROR_PORT" \
+                --set mirror.ecosystems="{$(lab_ecosystems)}" --set mirror.epssUpstream=off \
+                --set mirror.kevUpstream="http://$ip:$MIRROR_PORT/kev/known_exploited_vulnerabilities.json" \
+                --set agent.advisoryRefresh=20s --set agent.epssSource=off --set agent.staleMinSeverity=unknown \
                 --set agent.driftInterval="${STALEWATCH_LAB_DRIFT_INTERVAL:-5m}" >&2
             ;;
         kustomize)

@@ -271,6 +271,121 @@ impl Cluster {
     }
 }
 
+/// The value of the first sample of `text` whose series starts with `series`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && !l.starts_with('#'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// The Helm release's mirror pod: synced from the lab's upstream, the agent refreshing from it
+/// (through the cluster's DNS name: the lab's DNS), `helm test` passing; then an upstream that
+/// refuses connections fails the sync visibly (its metrics and log).
+#[allow(clippy::too_many_lines)] // a scenario that reads top to bottom
+fn helm_mirror_and_test(lab: &Cluster) {
+    let helm = |args: &[&str]| {
+        let out = Command::new(project().join("scripts/lab/helm.sh"))
+            .args(args)
+            .args([
+                "--namespace",
+                "stalewatch",
+                "--kubeconfig",
+                &lab.env["KUBECONFIG"],
+            ])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let kinds = lab.kubectl(&["-n", "stalewatch", "get", "all,configmap", "-o", "name"]);
+    assert!(!kinds.contains("podmonitor"), "{kinds}");
+    let mirror_pod = || {
+        let pods = lab.json(&[
+            "-n",
+            "stalewatch",
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/name=osv-mirror",
+        ]);
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .cloned()
+    };
+    let mirror_metrics = || -> String {
+        mirror_pod()
+            .filter(ready)
+            .and_then(|p| p["status"]["podIP"].as_str().map(str::to_string))
+            .map(|ip| get_at(&ip, 8080, "/metrics").1)
+            .unwrap_or_default()
+    };
+    wait_until("the mirror pod synced", Duration::from_secs(180), || {
+        sample(&mirror_metrics(), "stalewatch_mirror_syncs_total{outcome=\"ok\"}").unwrap_or(0.0) >= 1.0
+    });
+    let synced = sample(&mirror_metrics(), "stalewatch_mirror_synced_timestamp_seconds").unwrap();
+    assert!(synced > 0.0);
+    // The agent refreshed from it: the data's age is the mirror's sync, from its file.
+    let agent_ip = lab.agent_pod()["status"]["podIP"].as_str().unwrap().to_string();
+    wait_until(
+        "the agent refreshed from the chart's mirror",
+        Duration::from_secs(120),
+        || {
+            let m = get_at(&agent_ip, 9477, "/metrics").1;
+            sample(&m, "stalewatch_advisory_source_synced_timestamp_seconds") == Some(synced)
+        },
+    );
+    let cm = lab.json(&["-n", "stalewatch", "get", "configmap", "stalewatch-config"]);
+    assert_eq!(
+        cm["data"]["STALEWATCH_ADVISORY_SOURCE"], "http://osv-mirror.stalewatch.svc",
+        "{cm:#}"
+    );
+    // `helm test`: the stalewatch image asks the agent through the headless Service's name.
+    let (ok, text) = helm(&["test", "stalewatch", "--logs", "--timeout", "3m"]);
+    assert!(ok && text.contains("Phase:          Succeeded"), "{text}");
+    assert!(
+        text.contains("ok http://stalewatch.stalewatch.svc:9477/readyz"),
+        "{text}"
+    );
+    // A failing upstream: the pass fails, counted per file, and logged.
+    let (ok, text) = helm(&[
+        "upgrade",
+        "stalewatch",
+        &project().join("deploy/helm/stalewatch").to_string_lossy(),
+        "--reuse-values",
+        "--set",
+        "mirror.upstream=http://127.0.0.1:9",
+        "--wait",
+        "--timeout",
+        "3m",
+    ]);
+    assert!(ok, "{text}");
+    wait_until(
+        "the mirror's failed sync counted",
+        Duration::from_secs(120),
+        || {
+            let m = mirror_metrics();
+            sample(&m, "stalewatch_mirror_syncs_total{outcome=\"failed\"}").unwrap_or(0.0) >= 1.0
+                && sample(&m, "stalewatch_mirror_sync_failures_total{file=\"Alpine\"}").unwrap_or(0.0) >= 1.0
+        },
+    );
+    let name = mirror_pod().unwrap()["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let log = lab.kubectl(&["-n", "stalewatch", "logs", &name]);
+    assert!(log.contains("Alpine: download failed"), "{log}");
+}
+
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
@@ -1170,8 +1285,21 @@ fn stalewatch_as_deployed_on_a_real_cluster() {
         "the node's state, as documented"
     );
 
-    // 6. The same agent from the Helm chart: installed, Ready from the state the node kept (no
-    // layer read), and uninstalled without a trace but that state.
+    // 6. The same agent from the Helm chart, on a cluster without the Prometheus Operator's
+    // CRDs (the chart's monitors and rules are made only where their API is), with the chart's
+    // own mirror (`stalewatch mirror`, one pod, an emptyDir: the lab has no volume provisioner)
+    // syncing from the lab's upstream: installed, Ready from the state the node kept (no layer
+    // read), refreshing from the mirror, `helm test` passing; then a failing upstream; and
+    // uninstalled without a trace but that state.
+    lab.kubectl(&[
+        "delete",
+        "crd",
+        "podmonitors.monitoring.coreos.com",
+        "prometheusrules.monitoring.coreos.com",
+        "servicemonitors.monitoring.coreos.com",
+        "--ignore-not-found",
+        "--wait=true",
+    ]);
     let out = Command::new(project().join("scripts/lab-cluster.sh"))
         .args(["deploy", "--helm"])
         .env("STALEWATCH_LAB_DRIFT_INTERVAL", "10s")
@@ -1190,6 +1318,7 @@ fn stalewatch_as_deployed_on_a_real_cluster() {
     let ip = agent["status"]["podIP"].as_str().unwrap().to_string();
     let m = get_at(&ip, 9477, "/metrics").1;
     assert!(m.lines().any(|l| l == "stalewatch_layers_read_total 0"), "{m}");
+    helm_mirror_and_test(&lab);
     let uninstall = Command::new(project().join("scripts/lab/helm.sh"))
         .args([
             "uninstall",

@@ -25,7 +25,7 @@ down() {
         sleep 1
         for id in $($CTR task ls -q 2>/dev/null); do $CTR task rm -f "$id" >/dev/null 2>&1 || true; done
     fi
-    for n in prometheus pod-sd alertmanager mirror webhook containerd apiserver etcd; do stop "$n"; done
+    for n in prometheus pod-sd alertmanager mirror webhook dns containerd apiserver etcd; do stop "$n"; done
     log "containerd, the control plane and the observability stack stopped"
     # After a crash: what still runs in the kubelet's pod cgroups, then shims of this containerd.
     for f in $(find /sys/fs/cgroup/pids/kubepods -name cgroup.procs 2>/dev/null); do

@@ -23,6 +23,8 @@ CNI_NET=stalewatch-lab
 POD_CIDR=198.18.0.0/16
 SVC_CIDR=198.19.0.0/16
 SVC_IP=198.19.0.1
+# The kube-dns Service: its endpoint is scripts/lab/dns.py on the host's address.
+DNS_IP=198.19.0.10
 API_PORT=16443
 ETCD_PORT=23790
 ETCD_PEER_PORT=23800
@@ -38,7 +40,7 @@ SYSCTLS="vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops 
 # Fixed host paths the kubelet, containerd and the CNI plugins create; `down` removes the ones
 # `up` found absent.
 HOST_DIRS="/var/lib/kubelet /var/log/pods /var/log/containers /usr/libexec/kubernetes /run/containerd /var/lib/cni /run/netns"
-COMPONENTS="containerd etcd apiserver kcm scheduler kube-proxy kubelet mirror webhook pod-sd prometheus alertmanager"
+COMPONENTS="containerd etcd apiserver kcm scheduler kube-proxy dns kubelet mirror webhook pod-sd prometheus alertmanager"
 K="$BIN/kubectl --kubeconfig=$S/admin.kubeconfig --cache-dir=$S/kubectl-cache --request-timeout=15s"
 # containerd at the standard paths (as AKS): the DaemonSet mounts them as on any node.
 SOCK=/run/containerd/containerd.sock
