@@ -665,7 +665,7 @@ pub(crate) mod tests {
     /// musl (listed, mapped), openssl (listed, not mapped), tzdata (no file list).
     fn fixture() -> (Report, Inventory, crate::agent::runtime_checks::in_use::Mapped) {
         let mut inv = Inventory {
-            packages: vec![package("musl"), package("openssl"), package("tzdata")],
+            packages: vec![package("musl"), package("openssl"), package("tzdata")].into(),
             databases: vec!["lib/apk/db/installed".into()],
             ..Default::default()
         };

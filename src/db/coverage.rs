@@ -122,7 +122,8 @@ mod tests {
                 "",
             ]
             .map(pkg)
-            .to_vec(),
+            .to_vec()
+            .into(),
             ..Default::default()
         };
         let mut state = State::default();

@@ -90,7 +90,7 @@ pub fn only_the_running_kernel(inv: &mut Inventory, k: &RunningKernel) {
         .collect();
     let of_an_idle_kernel =
         |p: &Package| p.name.starts_with("linux-") && idle.iter().any(|r| p.name.ends_with(r.as_str()));
-    inv.packages.retain(|p| match kernel_release(p) {
+    std::sync::Arc::make_mut(&mut inv.packages).retain(|p| match kernel_release(p) {
         Some(_) => p.name == name.as_str() && p.version == version.as_str(),
         None => !of_an_idle_kernel(p),
     });
@@ -126,7 +126,8 @@ mod tests {
                 pkg("linux-modules-6.8.0-1020-azure", "6.8.0-1020.23~22.04.1", dpkg),
                 pkg("linux-modules-6.8.0-1021-azure", "6.8.0-1021.25~22.04.1", dpkg),
                 pkg("openssh-server", "1:8.9p1-3ubuntu0.10", dpkg),
-            ],
+            ]
+            .into(),
             ..Default::default()
         };
         let k = running(&inv, "6.8.0-1020-azure\n");
@@ -164,7 +165,8 @@ mod tests {
                 "linux-image-6.1.0-28-amd64",
                 "6.1.119-1",
                 "var/lib/dpkg/status",
-            )],
+            )]
+            .into(),
             ..Default::default()
         };
         let k = running(&inv, "6.18.44-fc-v1272");
@@ -180,7 +182,8 @@ mod tests {
             packages: vec![
                 pkg("kernel", "6.6.57.1-3.azl3", rpm),
                 pkg("kernel", "6.6.64.2-1.azl3", rpm),
-            ],
+            ]
+            .into(),
             ..Default::default()
         };
         let k = running(&inv, "6.6.57.1-3.azl3");

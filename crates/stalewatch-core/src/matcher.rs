@@ -165,7 +165,7 @@ impl<'a> Matcher<'a> {
     /// Fails only when an index file is unreadable.
     pub fn match_inventory(&mut self, inv: &Inventory) -> Result<Vec<Finding>, IndexError> {
         let mut findings = Vec::new();
-        for p in &inv.packages {
+        for p in inv.packages.iter() {
             if p.ecosystem.is_empty() {
                 continue;
             }

@@ -87,7 +87,8 @@ pub struct Report {
     pub schema: &'static str,
     pub target: String,
     pub os: Option<ReportOs>,
-    pub packages: Vec<Package>,
+    /// The inventory's own list, shared with it.
+    pub packages: std::sync::Arc<Vec<Package>>,
     pub findings: Vec<Finding>,
     /// Informational advisories that apply (RustSec `unmaintained`, `unsound`): worth knowing,
     /// not vulnerabilities — not in `findings`, the summary, metrics or Events.

@@ -130,7 +130,7 @@ fn run(packages: Vec<Package>) -> Vec<Finding> {
     match_inventory(
         &Inventory {
             os: None,
-            packages,
+            packages: packages.into(),
             databases: vec![],
             ..Default::default()
         },
@@ -338,7 +338,7 @@ fn a_shared_matcher_gives_each_inventory_its_own_findings() {
     ];
     let inv = |packages: &Vec<Package>| Inventory {
         os: None,
-        packages: packages.clone(),
+        packages: packages.clone().into(),
         databases: vec![],
         ..Default::default()
     };

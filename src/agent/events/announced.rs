@@ -397,7 +397,7 @@ mod tests {
                         pretty_name: String::new(),
                         ecosystem: Some("Alpine:v3.16".into()),
                     }),
-                    packages: vec![],
+                    packages: Default::default(),
                     databases: vec!["lib/apk/db/installed".into()],
                     ..Default::default()
                 };

@@ -339,7 +339,7 @@ mod tests {
         let mut cache = ImageCache::load(dir.path());
         let mut rec = record("sha256:01", &[]);
         rec.read_from = ReadFrom::Snapshot;
-        rec.inventory.packages.push(stalewatch_core::package::Package {
+        std::sync::Arc::make_mut(&mut rec.inventory.packages).push(stalewatch_core::package::Package {
             ecosystem: "Debian:12".into(),
             name: "libc6".into(),
             version: "2.36-9".into(),

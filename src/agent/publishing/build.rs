@@ -387,7 +387,8 @@ mod tests {
             packages: packages
                 .iter()
                 .map(|(n, v)| package("Alpine:v3.20", n, v))
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
             databases: vec!["lib/apk/db/installed".into()],
             ..Default::default()
         }
@@ -462,9 +463,9 @@ mod tests {
             layers: Some(1),
         });
         let mut debian = image.clone();
-        debian.packages.push(package("Debian:12", "bash", "5.2"));
+        std::sync::Arc::make_mut(&mut debian.packages).push(package("Debian:12", "bash", "5.2"));
         let mut pypi = image.clone();
-        pypi.packages.push(package("PyPI", "requests", "2.0"));
+        std::sync::Arc::make_mut(&mut pypi.packages).push(package("PyPI", "requests", "2.0"));
         let mut records = BTreeMap::from([
             ("sha256:ok".to_string(), record("sha256:ok", with_files.clone())),
             (

@@ -56,15 +56,16 @@ pub fn compare<'a>(image: &'a Inventory, live: &'a Inventory) -> Drift {
 /// The live inventory a drifted container's findings are matched on: its live OS packages,
 /// and the image's language packages (not read live).
 pub fn with_image_language_packages(mut live: Inventory, image: &Inventory) -> Inventory {
-    live.packages.extend(
+    let packages = std::sync::Arc::make_mut(&mut live.packages);
+    packages.extend(
         image
             .packages
             .iter()
             .filter(|p| !catalog::is_os_package(p))
             .cloned(),
     );
-    live.packages.sort();
-    live.packages.dedup();
+    packages.sort();
+    packages.dedup();
     live
 }
 
@@ -168,7 +169,7 @@ mod tests {
     fn inv(p: Vec<Package>) -> Inventory {
         Inventory {
             os: None,
-            packages: p,
+            packages: p.into(),
             databases: vec!["lib/apk/db/installed".into()],
             ..Default::default()
         }
@@ -218,7 +219,7 @@ mod tests {
     #[test]
     fn language_packages_are_not_drift_and_stay_in_the_live_inventory() {
         let mut image = inv(vec![pkg("musl", "1.2.5-r0")]);
-        image.packages.push(Package {
+        std::sync::Arc::make_mut(&mut image.packages).push(Package {
             ecosystem: "npm".into(),
             name: "lodash".into(),
             version: "4.17.15".into(),
@@ -231,7 +232,7 @@ mod tests {
             introduced_layer: None,
         });
         // A Go binary's module: a language package too, though its path is no manifest.
-        image.packages.push(Package {
+        std::sync::Arc::make_mut(&mut image.packages).push(Package {
             ecosystem: "Go".into(),
             name: "golang.org/x/text".into(),
             version: "v0.3.2".into(),

@@ -169,7 +169,9 @@ pub fn wants_os_without_file_lists(path: &str) -> bool {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Inventory {
     pub os: Option<OsInfo>,
-    pub packages: Vec<Package>,
+    /// Shared (`Arc`): an image's report holds the same list as its cached inventory — one
+    /// copy per image, not two (issue 31). Changed through `Arc::make_mut`.
+    pub packages: Arc<Vec<Package>>,
     /// Package databases found (paths), so "no package database" is distinguishable from
     /// "empty database".
     pub databases: Vec<String>,
@@ -301,18 +303,21 @@ pub fn catalog(tree: &FileTree, diag: &mut Diagnostics) -> Inventory {
     c.note_caps(diag);
     let (lang_packages, manifests) = lang::catalog(tree, diag);
     let mut inv = c.inv;
+    let packages = Arc::make_mut(&mut inv.packages);
     // Moved, not copied, when there are no OS packages: a copy doubles a large lockfile's cost.
-    if inv.packages.is_empty() {
-        inv.packages = lang_packages;
+    if packages.is_empty() {
+        *packages = lang_packages;
     } else {
-        inv.packages.reserve_exact(lang_packages.len());
-        inv.packages.extend(lang_packages);
+        packages.reserve_exact(lang_packages.len());
+        packages.extend(lang_packages);
     }
     inv.databases.extend(manifests);
-    introduced::attribute(tree, &mut inv.packages);
+    let packages = Arc::make_mut(&mut inv.packages);
+    introduced::attribute(tree, packages);
     // In place: equal packages are identical, and a stable sort's buffer is half the list.
-    inv.packages.sort_unstable();
-    inv.packages.dedup();
+    packages.sort_unstable();
+    packages.dedup();
+    packages.shrink_to_fit();
     inv
 }
 
@@ -340,7 +345,7 @@ impl Cataloger<'_> {
     /// Adds one database's packages (and their mappable files' owners).
     fn add(&mut self, kind: &str, path: &str, out: ParseOutcome, diag: &mut Diagnostics) {
         let room = self.max_packages.saturating_sub(self.inv.packages.len());
-        self.inv.packages.reserve_exact(out.packages.len().min(room));
+        Arc::make_mut(&mut self.inv.packages).reserve_exact(out.packages.len().min(room));
         for p in out.packages {
             self.add_package(kind, path, p);
         }
@@ -355,7 +360,7 @@ impl Cataloger<'_> {
         let n = memchr::memmem::find_iter(db, &line_start).count() + usize::from(db.starts_with(field));
         // Lines of the field need not be packages: never more than the cap allows.
         let room = self.max_packages.saturating_sub(self.inv.packages.len());
-        self.inv.packages.reserve_exact(n.min(room));
+        Arc::make_mut(&mut self.inv.packages).reserve_exact(n.min(room));
     }
 
     /// Counts what the caps left out.
@@ -398,7 +403,7 @@ impl Cataloger<'_> {
             self.own_files(&p.name, files);
         }
         let inv = &mut self.inv;
-        inv.packages.push(Package {
+        Arc::make_mut(&mut inv.packages).push(Package {
             ecosystem: self.ecosystem.as_str().into(),
             purl: purl(inv.os.as_ref(), kind, &p).into(),
             name: p.name.into(),
@@ -549,6 +554,25 @@ pub fn is_os_package(p: &Package) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A report made from a cached inventory holds the same package list, not a copy: an
+    /// agent keeps one list per image (issue 31); changing one copy-on-writes the other.
+    #[test]
+    fn a_report_shares_its_inventorys_packages() {
+        let mut tree = crate::layer::tree::FileTree::new();
+        tree.insert_file(
+            "var/lib/dpkg/status",
+            b"Package: bash\nStatus: install ok installed\nVersion: 5.2.15-2+b7\nArchitecture: amd64\n\n"
+                .to_vec(),
+        );
+        let inv = catalog(&tree, &mut Diagnostics::default());
+        assert_eq!(inv.packages.len(), 1, "{inv:?}");
+        let report = crate::report::Report::new("t", inv.without_file_owners(), vec![], vec![], 0);
+        assert!(Arc::ptr_eq(&report.packages, &inv.packages));
+        let mut changed = inv.clone();
+        Arc::make_mut(&mut changed.packages).clear();
+        assert_eq!(report.packages.len(), 1);
+    }
 
     #[test]
     fn wanted_paths() {

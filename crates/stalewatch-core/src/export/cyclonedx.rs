@@ -259,7 +259,8 @@ pub(crate) mod tests {
                     "pkg:npm/lodash@4.17.15",
                     "app/node_modules/lodash/package.json",
                 ),
-            ],
+            ]
+            .into(),
             databases: vec!["lib/apk/db/installed".into()],
             ..Default::default()
         };
