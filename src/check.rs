@@ -5,14 +5,23 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Checks every URL in turn; prints one line each.
-pub fn run(urls: &[String], expect: Option<&str>, timeout: Duration) -> anyhow::Result<ExitCode> {
+/// Checks every URL in turn; prints one line each. `expect`: none, one for every URL, or one
+/// per URL.
+pub fn run(urls: &[String], expect: &[String], timeout: Duration) -> anyhow::Result<ExitCode> {
+    if expect.len() > 1 && expect.len() != urls.len() {
+        anyhow::bail!(
+            "--expect given {} times for {} URLs: once for all, or once per URL",
+            expect.len(),
+            urls.len()
+        );
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let client = reqwest::Client::builder().timeout(timeout).build()?;
     let mut ok = true;
-    for url in urls {
+    for (i, url) in urls.iter().enumerate() {
+        let expect = expect.get(i).or(expect.first()).map(String::as_str);
         let result = rt.block_on(async {
             let resp = client.get(url).send().await?;
             let status = resp.status().as_u16();

@@ -118,9 +118,10 @@ pub struct CheckArgs {
     /// URLs to GET (an agent's http://…:9477/readyz, /metrics).
     #[arg(required = true)]
     pub urls: Vec<String>,
-    /// Text every body must hold (a metric name, say).
+    /// Text a body must hold (a metric name, say): given once, every body; given once per
+    /// URL, each URL's body its own, in order.
     #[arg(long)]
-    pub expect: Option<String>,
+    pub expect: Vec<String>,
     /// Deadline of each request.
     #[arg(long, default_value = "10s", value_parser = parse_interval)]
     pub timeout: Duration,
@@ -603,7 +604,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::agent::run(cfg)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check(a) => crate::check::run(&a.urls, a.expect.as_deref(), a.timeout),
+        Command::Check(a) => crate::check::run(&a.urls, &a.expect, a.timeout),
         Command::Mirror(a) => crate::mirror::run(a.config()?),
         Command::Db(DbCommand::Status(a)) => {
             let dir = a.db.resolve()?;

@@ -1376,6 +1376,38 @@ fn the_chart_renders_as_a_dependency_with_global_values() {
     assert!(!text.contains("kind: PriorityClass"));
 }
 
+/// The chart's `helm test` pod is no agent: no label selector of the release's DaemonSet or
+/// Services matches it (the DaemonSet's controller would adopt it and delete it — seen on the
+/// lab cluster — and the headless Service would send scrapes to it).
+#[test]
+fn the_test_pod_matches_no_selector_of_the_release() {
+    let Some(rendered) = helm_template(&["--set", "mirror.enabled=true"], "helm test pod") else {
+        return;
+    };
+    let docs = yaml_docs(&rendered);
+    let pod = docs
+        .iter()
+        .find(|d| d["kind"] == "Pod" && d["metadata"]["annotations"]["helm.sh/hook"] == "test")
+        .expect("the test pod");
+    let labels = &pod["metadata"]["labels"];
+    let mut selectors = 0;
+    for d in &docs {
+        let selector = match d["kind"].as_str() {
+            Some("DaemonSet" | "Deployment") => &d["spec"]["selector"]["matchLabels"],
+            Some("Service") => &d["spec"]["selector"],
+            _ => continue,
+        };
+        selectors += 1;
+        let matches = selector.as_object().unwrap().iter().all(|(k, v)| &labels[k] == v);
+        assert!(
+            !matches,
+            "{} {} selects the test pod",
+            d["kind"], d["metadata"]["name"]
+        );
+    }
+    assert!(selectors >= 4, "{selectors}");
+}
+
 /// `helm test`'s probe (`stalewatch check`, the chart's test pod, templates/tests): 200 with the
 /// expected text passes; a missing text, a 404 and a closed port fail, each said.
 #[test]
@@ -1409,6 +1441,56 @@ fn the_charts_test_probe_passes_only_on_a_ready_agent() {
     assert!(!ok && text.contains("ok ") && text.contains("HTTP 404"), "{text}");
     let (ok, text) = check(&["http://127.0.0.1:9/readyz"]);
     assert!(!ok && text.contains("FAILED"), "{text}");
+    // One expected text per URL, in order; a count that fits neither way is a usage error.
+    let (ok, text) = check(&[
+        "--expect",
+        "stalewatch_build_info",
+        "--expect",
+        "ready",
+        &metrics,
+        &readyz,
+    ]);
+    assert!(ok, "{text}");
+    let (ok, text) = check(&[
+        "--expect",
+        "ready",
+        "--expect",
+        "stalewatch_build_info",
+        &metrics,
+        &readyz,
+    ]);
+    assert!(!ok && text.matches("FAILED").count() == 2, "{text}");
+    let (ok, _) = check(&["--expect", "a", "--expect", "b", &metrics]);
+    assert!(!ok);
+    // The chart's test pod's own arguments, its agent's address replaced by this server's:
+    // they pass against a ready agent's answers, and fail without its readiness.
+    if let Some(rendered) = helm_template(&[], "helm test pod") {
+        let docs = yaml_docs(&rendered);
+        let pod = docs
+            .iter()
+            .find(|d| d["kind"] == "Pod" && d["metadata"]["annotations"]["helm.sh/hook"] == "test")
+            .expect("the test pod");
+        let containers = pod["spec"]["containers"].as_array().unwrap();
+        assert_eq!(containers.len(), 1, "one container: `helm test --logs` shows it");
+        let args: Vec<String> = containers[0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                let a = a.as_str().unwrap();
+                match a.strip_prefix("http://").and_then(|r| r.split_once('/')) {
+                    Some((_, path)) => format!("{base}/{path}"),
+                    None => a.to_string(),
+                }
+            })
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).skip(1).collect();
+        let (ok, text) = check(&args);
+        assert!(ok, "{args:?}: {text}");
+        std::fs::remove_file(tmp.path().join("readyz")).unwrap();
+        let (ok, text) = check(&args);
+        assert!(!ok && text.contains("readyz"), "{args:?}: {text}");
+    }
     let _ = server.kill();
     let _ = server.wait();
 }
