@@ -5,20 +5,24 @@ MALLOC_ARENA_MAX=2, MALLOC_MMAP_THRESHOLD_=131072) with the agent run under heap
 container is scanned and the agent has settled, it is stopped and heaptrack_print lists the
 biggest consumers at the heap's peak and what is still allocated at the end (the steady set).
 
-Usage: bench/profile-agent.py --rootfs DIR [--images 100] [--out DIR]
+With --synthetic-records N the mirror is instead agent.py's synthetic Debian mirror of N records
+(the 500,000-record setting of the benchmark).
+
+Usage: bench/profile-agent.py --rootfs DIR [--images 100] [--synthetic-records N] [--out DIR]
 Needs: heaptrack, target/release/stalewatch, containerd, runc, umoci, ../shared/data/osv. Root.
 """
 import argparse, os, shutil, signal, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from agent import BIN, OSV, Containerd, metrics, proc_mem, run_distinct_images, value  # noqa: E402
+from agent import BIN, OSV, Containerd, metrics, proc_mem, run_distinct_images, synthetic_mirror, value  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rootfs", required=True)
     ap.add_argument("--images", type=int, default=100)
+    ap.add_argument("--synthetic-records", type=int, default=0)
     ap.add_argument("--out", default="/tmp/stalewatch-profile")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
@@ -28,10 +32,15 @@ def main():
         lab = Containerd(os.path.join(work, "ctrd"))
         run_distinct_images(lab, work, a.rootfs, a.images)
         mirror = os.path.join(work, "mirror")
-        for eco in os.listdir(OSV):
-            if os.path.isdir(os.path.join(OSV, eco)):
-                os.makedirs(os.path.join(mirror, eco))
-                os.symlink(os.path.join(OSV, eco, "all.zip"), os.path.join(mirror, eco, "all.zip"))
+        if a.synthetic_records:
+            status = os.path.join(a.rootfs, "var/lib/dpkg/status")
+            names = sorted({l.split(":", 1)[1].strip().split()[0] for l in open(status) if l.startswith(("Package:", "Source:"))})
+            synthetic_mirror(mirror, a.synthetic_records, names)
+        else:
+            for eco in os.listdir(OSV):
+                if os.path.isdir(os.path.join(OSV, eco)):
+                    os.makedirs(os.path.join(mirror, eco))
+                    os.symlink(os.path.join(OSV, eco, "all.zip"), os.path.join(mirror, eco, "all.zip"))
         state = os.path.join(work, "state")
         env = dict(os.environ, MALLOC_ARENA_MAX="2", MALLOC_MMAP_THRESHOLD_="131072")
         trace = os.path.join(a.out, "agent.zst")
