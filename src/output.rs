@@ -107,7 +107,7 @@ fn reading_order(a: &&Finding, b: &&Finding) -> std::cmp::Ordering {
 /// The findings in reading order, with KEV and EPSS columns when that data was loaded; then
 /// the informational advisories apart.
 fn write_findings(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
-    let mut rows: Vec<&Finding> = r.findings.iter().collect();
+    let mut rows: Vec<&Finding> = r.findings.iter().map(|f| &**f).collect();
     rows.sort_by(reading_order);
     let kev = r.summary.known_exploited.is_some();
     let epss = rows.iter().any(|f| f.epss.is_some());

@@ -816,7 +816,10 @@ pub(crate) mod tests {
     fn each_notifier_admits_its_own_minimum() {
         let (mut c, r) = container("a", "sha256:app", &["CVE-1"]);
         let mut medium = (*r).clone();
-        medium.findings[0].severity = Severity::Medium;
+        medium.findings[0] = Arc::new(stalewatch_core::matcher::Finding {
+            severity: Severity::Medium,
+            ..(*medium.findings[0]).clone()
+        });
         let medium = Arc::new(medium);
         c.report = Some(ContainerReport::new(medium.clone()));
         c.notable = crate::agent::snapshot::notable(

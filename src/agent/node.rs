@@ -195,7 +195,7 @@ fn binaries_signature(host_root: &Path) -> BinariesSignature {
 /// Microsoft's `moby-*` packages, which no distribution record covers, keep theirs.
 fn judged_by_the_os(inv: &mut Inventory, dpkg_owners: &BTreeMap<String, String>) {
     let owners = inv.mapped_files.clone();
-    std::sync::Arc::make_mut(&mut inv.packages).retain(|p| {
+    inv.packages_mut().retain(|p| {
         let binary = RUNTIME_BINARIES.contains(&p.path.as_str()) && !catalog::is_os_package(p);
         let key = catalog::mapped_key(&p.path);
         let owner = owners.get(key).or_else(|| dpkg_owners.get(key));

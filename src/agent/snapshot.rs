@@ -340,7 +340,9 @@ pub fn triage_counts(report: &Report) -> TriageCounts {
 }
 
 /// Counts distinct vulnerabilities by (severity, fixable).
-pub fn count_vulnerabilities(findings: &[Finding]) -> BTreeMap<(Severity, bool), u64> {
+pub fn count_vulnerabilities<F: std::borrow::Borrow<Finding>>(
+    findings: &[F],
+) -> BTreeMap<(Severity, bool), u64> {
     let mut out = BTreeMap::new();
     for v in vulnerability::group(findings) {
         *out.entry((v.severity, v.fixable)).or_default() += 1;
@@ -363,14 +365,15 @@ fn fix_known_at(f: &Finding, first_seen: &BTreeMap<String, i64>) -> Option<i64> 
 
 /// Fix age of the oldest fix not deployed: `now` minus when the fix became known (the
 /// finding's `published`, else when this agent first saw that fixed version).
-pub fn oldest_fix_age(
-    findings: &[Finding],
+pub fn oldest_fix_age<F: std::borrow::Borrow<Finding>>(
+    findings: &[F],
     first_seen: &BTreeMap<String, i64>,
     now: i64,
     min: Severity,
 ) -> i64 {
     findings
         .iter()
+        .map(F::borrow)
         .filter(|f| f.severity >= min)
         .filter_map(|f| fix_known_at(f, first_seen))
         .min()
@@ -407,13 +410,15 @@ pub struct Notable {
     pub fixable: Vec<(String, Severity, bool)>,
 }
 
-pub fn notable(
-    findings: &[Finding],
+pub fn notable<F: std::borrow::Borrow<Finding>>(
+    findings: &[F],
     first_seen: &BTreeMap<String, i64>,
     now: i64,
     stale_after: i64,
     stale_min: Severity,
 ) -> Notable {
+    let findings: Vec<&Finding> = findings.iter().map(F::borrow).collect();
+    let findings = findings.as_slice();
     let mut out = Notable::default();
     for v in vulnerability::group(findings) {
         let Some(id) = v.ids.first() else { continue };
@@ -423,7 +428,7 @@ pub fn notable(
         let oldest = v
             .findings
             .iter()
-            .filter_map(|&i| fix_known_at(&findings[i], first_seen))
+            .filter_map(|&i| fix_known_at(findings[i], first_seen))
             .min();
         if v.severity >= stale_min && oldest.is_some_and(|at| now - at > stale_after) {
             out.stale.push(id.clone());
@@ -503,10 +508,10 @@ impl Serialize for ContainerReport {
             os: &'a Option<stalewatch_core::report::ReportOs>,
             packages: &'a [stalewatch_core::package::Package],
             findings: Annotated<'a>,
-            #[serde(skip_serializing_if = "<[Finding]>::is_empty")]
-            informational: &'a [Finding],
-            #[serde(skip_serializing_if = "<[Finding]>::is_empty")]
-            suppressed: &'a [Finding],
+            #[serde(skip_serializing_if = "<[Arc<Finding>]>::is_empty")]
+            informational: &'a [Arc<Finding>],
+            #[serde(skip_serializing_if = "<[Arc<Finding>]>::is_empty")]
+            suppressed: &'a [Arc<Finding>],
             summary: &'a stalewatch_core::report::Summary,
             unreadable: &'a [stalewatch_core::layer::diagnostics::Unreadable],
             base: &'a Option<stalewatch_core::lineage::Base>,
@@ -559,11 +564,11 @@ pub fn rebuild_fixable(report: &Report) -> Option<(String, u64)> {
         .iter()
         .map(|f| (f.id.as_str(), f.package.as_str()))
         .collect();
-    let findings: Vec<stalewatch_core::matcher::Finding> = report
+    let findings: Vec<&stalewatch_core::matcher::Finding> = report
         .findings
         .iter()
         .filter(|f| fixed.contains(&(&*f.id, &*f.package)))
-        .cloned()
+        .map(|f| &**f)
         .collect();
     Some((r.base_name.clone(), vulnerability::group(&findings).len() as u64))
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use stalewatch_core::catalog::Inventory;
 use stalewatch_core::lineage::{Base, ImageFacts, Rebuild};
-use stalewatch_core::report::Report;
+use stalewatch_core::report::{FindingInterner, Report};
 
 use super::images::cache::ImageRecord;
 use super::matching::Matching;
@@ -96,6 +96,8 @@ pub struct FindingsStore {
     node: Option<(Arc<Inventory>, Arc<Report>)>,
     /// The day (since the epoch) the reports were made: end of life moves with the date.
     day: i64,
+    /// Equal findings of the reports, one allocation each (images of one base share most).
+    interner: FindingInterner,
 }
 
 impl FindingsStore {
@@ -185,7 +187,8 @@ impl FindingsStore {
                 continue;
             }
             match pass.image_report(digest, rec, now) {
-                Ok(r) => {
+                Ok(mut r) => {
+                    self.interner.share(&mut r);
                     self.images.insert(digest.clone(), Arc::new(r));
                     n += 1;
                 }
@@ -197,7 +200,8 @@ impl FindingsStore {
                 continue;
             }
             match pass.live_report(d.id, d.inventory, now) {
-                Ok(report) => {
+                Ok(mut report) => {
+                    self.interner.share(&mut report);
                     self.live.insert(d.id.to_string(), LiveEntry::new(d, report));
                     n += 1;
                 }
@@ -206,7 +210,8 @@ impl FindingsStore {
         }
         if let Some(nd) = node.filter(|_| node_due) {
             match pass.node_report(nd.name, nd.inventory, nd.unreadable.to_vec(), now) {
-                Ok(r) => {
+                Ok(mut r) => {
+                    self.interner.share(&mut r);
                     self.node = Some((nd.inventory.clone(), Arc::new(r)));
                     n += 1;
                 }
@@ -214,6 +219,7 @@ impl FindingsStore {
             }
         }
         if n > 0 {
+            self.interner.prune();
             metrics.rematch_duration.observe(started.elapsed().as_secs_f64());
         }
     }
@@ -230,6 +236,7 @@ impl FindingsStore {
         let next = Arc::make_mut(current);
         next.set_lineage(update.facts.as_ref(), update.base, layers);
         next.rebuild = update.rebuild;
+        self.interner.share(next);
     }
 }
 
@@ -256,6 +263,7 @@ pub fn with_reports(images: Vec<(String, Report)>, drifted: &[Drifted], live: Ve
         live: BTreeMap::new(),
         node: None,
         day: 0,
+        interner: FindingInterner::default(),
     };
     for (d, report) in drifted.iter().zip(live) {
         store.live.insert(d.id.to_string(), LiveEntry::new(d, report));

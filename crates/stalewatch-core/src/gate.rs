@@ -49,7 +49,7 @@ impl std::fmt::Display for Blocked {
 /// Whether `newer` may replace `running`: `Err` says why not. Findings of unknown severity
 /// count toward the totals only.
 pub fn validate(running: &Report, newer: &Report, max: Severity) -> Result<(), Blocked> {
-    let key = |f: &crate::matcher::Finding| (f.id.to_string(), f.package.to_string());
+    let key = |f: &std::sync::Arc<crate::matcher::Finding>| (f.id.to_string(), f.package.to_string());
     let had: BTreeSet<(String, String)> = running.findings.iter().map(key).collect();
     let new_severe: BTreeSet<(String, String)> = newer
         .findings

@@ -252,9 +252,17 @@ pub fn newer_build<'a>(image: &ImageFacts, base: &Base, node: &'a [ImageFacts]) 
 /// Sets each finding's `in_base`: whether the layer that introduced its package is one of the
 /// base's (`image_layers` bottom first; `base_layers` of them are the base's). Unknown when
 /// the base's layers are, or the finding's layer is.
-pub fn mark_in_base(findings: &mut [Finding], image_layers: &[String], base_layers: Option<usize>) {
+pub fn mark_in_base(
+    findings: &mut [std::sync::Arc<Finding>],
+    image_layers: &[String],
+    base_layers: Option<usize>,
+) {
     for f in findings {
-        f.in_base = in_base(f, image_layers, base_layers);
+        let in_base = in_base(f, image_layers, base_layers);
+        // Written only when it differs: a finding shared with other images stays shared.
+        if f.in_base != in_base {
+            std::sync::Arc::make_mut(f).in_base = in_base;
+        }
     }
 }
 
@@ -289,13 +297,15 @@ pub struct Rebuild {
 /// The app's findings in base layers that the newer base no longer has (by id and package:
 /// a package the new base dropped, or holds at a version the advisory does not affect).
 /// `in_base` holds each app finding's [`in_base`], in order.
-pub fn rebuild(
-    app: &[Finding],
+pub fn rebuild<F: std::borrow::Borrow<Finding>>(
+    app: &[F],
     in_base: &[Option<bool>],
     base: &Base,
     new_base: &ImageFacts,
-    new_base_findings: &[Finding],
+    new_base_findings: &[F],
 ) -> Option<Rebuild> {
+    let app: Vec<&Finding> = app.iter().map(F::borrow).collect();
+    let new_base_findings: Vec<&Finding> = new_base_findings.iter().map(F::borrow).collect();
     let still: BTreeSet<(&str, &str)> = new_base_findings.iter().map(|f| (&*f.id, &*f.package)).collect();
     let fixed: BTreeSet<Fixed> = app
         .iter()

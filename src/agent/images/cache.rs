@@ -339,18 +339,20 @@ mod tests {
         let mut cache = ImageCache::load(dir.path());
         let mut rec = record("sha256:01", &[]);
         rec.read_from = ReadFrom::Snapshot;
-        std::sync::Arc::make_mut(&mut rec.inventory.packages).push(stalewatch_core::package::Package {
-            ecosystem: "Debian:12".into(),
-            name: "libc6".into(),
-            version: "2.36-9".into(),
-            source_name: "glibc".into(),
-            source_version: "2.36-9".into(),
-            purl: String::new().into(),
-            path: "var/lib/dpkg/status".into(),
-            arch: "amd64".into(),
-            layer: None,
-            introduced_layer: None,
-        });
+        rec.inventory
+            .packages_mut()
+            .push(stalewatch_core::package::Package {
+                ecosystem: "Debian:12".into(),
+                name: "libc6".into(),
+                version: "2.36-9".into(),
+                source_name: "glibc".into(),
+                source_version: "2.36-9".into(),
+                purl: String::new().into(),
+                path: "var/lib/dpkg/status".into(),
+                arch: "amd64".into(),
+                layer: None,
+                introduced_layer: None,
+            });
         cache.insert("sha256:01".into(), rec.clone());
         cache.save(u64::MAX, &Default::default()).unwrap();
         let loaded = &ImageCache::load(dir.path()).images["sha256:01"];

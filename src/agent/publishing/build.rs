@@ -463,9 +463,9 @@ mod tests {
             layers: Some(1),
         });
         let mut debian = image.clone();
-        std::sync::Arc::make_mut(&mut debian.packages).push(package("Debian:12", "bash", "5.2"));
+        debian.packages_mut().push(package("Debian:12", "bash", "5.2"));
         let mut pypi = image.clone();
-        std::sync::Arc::make_mut(&mut pypi.packages).push(package("PyPI", "requests", "2.0"));
+        pypi.packages_mut().push(package("PyPI", "requests", "2.0"));
         let mut records = BTreeMap::from([
             ("sha256:ok".to_string(), record("sha256:ok", with_files.clone())),
             (

@@ -56,7 +56,7 @@ pub fn compare<'a>(image: &'a Inventory, live: &'a Inventory) -> Drift {
 /// The live inventory a drifted container's findings are matched on: its live OS packages,
 /// and the image's language packages (not read live).
 pub fn with_image_language_packages(mut live: Inventory, image: &Inventory) -> Inventory {
-    let packages = std::sync::Arc::make_mut(&mut live.packages);
+    let packages = live.packages_mut();
     packages.extend(
         image
             .packages
@@ -219,7 +219,7 @@ mod tests {
     #[test]
     fn language_packages_are_not_drift_and_stay_in_the_live_inventory() {
         let mut image = inv(vec![pkg("musl", "1.2.5-r0")]);
-        std::sync::Arc::make_mut(&mut image.packages).push(Package {
+        image.packages_mut().push(Package {
             ecosystem: "npm".into(),
             name: "lodash".into(),
             version: "4.17.15".into(),
@@ -232,7 +232,7 @@ mod tests {
             introduced_layer: None,
         });
         // A Go binary's module: a language package too, though its path is no manifest.
-        std::sync::Arc::make_mut(&mut image.packages).push(Package {
+        image.packages_mut().push(Package {
             ecosystem: "Go".into(),
             name: "golang.org/x/text".into(),
             version: "v0.3.2".into(),

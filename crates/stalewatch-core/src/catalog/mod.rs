@@ -190,6 +190,11 @@ fn is_empty_map(m: &Arc<BTreeMap<String, String>>) -> bool {
 }
 
 impl Inventory {
+    /// The package list to change: this inventory's own (copied first when a report shares it).
+    pub fn packages_mut(&mut self) -> &mut Vec<Package> {
+        Arc::make_mut(&mut self.packages)
+    }
+
     /// A copy without the owners of mapped files (what a report needs).
     pub fn without_file_owners(&self) -> Inventory {
         Inventory {
