@@ -164,6 +164,13 @@ def alpine_node(prefix, n):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def dpkg_names(rootfs):
+    """The binary and source package names of a root's dpkg status, sorted: the names a
+    synthetic mirror gives their share of records."""
+    with open(os.path.join(rootfs, "var/lib/dpkg/status")) as f:
+        return sorted({l.split(":", 1)[1].strip().split()[0] for l in f if l.startswith(("Package:", "Source:"))})
+
+
 def synthetic_mirror(dst, records, names):
     """A Debian mirror of `records` generated OSV records, shaped like the real converter's
     output, spread over 100,000 package names as densely as the real Debian data (about eight
@@ -270,7 +277,7 @@ def main():
         agent.stop()
 
         # The same images against a synthetic Debian index of >= 500,000 records.
-        names = sorted({l.split(":", 1)[1].strip().split()[0] for l in open(os.path.join(a.rootfs, "var/lib/dpkg/status")) if l.startswith(("Package:", "Source:"))})
+        names = dpkg_names(a.rootfs)
         syn = os.path.join(work, "synthetic")
         synthetic_mirror(syn, a.synthetic_records, names)
         agent2 = Agent(lab.sock, os.path.join(work, "state2"), syn, ["Debian"], a.agent_arg)

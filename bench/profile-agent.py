@@ -15,7 +15,7 @@ import argparse, os, shutil, signal, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from agent import BIN, OSV, Containerd, metrics, proc_mem, run_distinct_images, synthetic_mirror, value  # noqa: E402
+from agent import BIN, OSV, Containerd, dpkg_names, metrics, proc_mem, run_distinct_images, synthetic_mirror, value  # noqa: E402
 
 
 def main():
@@ -33,9 +33,7 @@ def main():
         run_distinct_images(lab, work, a.rootfs, a.images)
         mirror = os.path.join(work, "mirror")
         if a.synthetic_records:
-            status = os.path.join(a.rootfs, "var/lib/dpkg/status")
-            names = sorted({l.split(":", 1)[1].strip().split()[0] for l in open(status) if l.startswith(("Package:", "Source:"))})
-            synthetic_mirror(mirror, a.synthetic_records, names)
+            synthetic_mirror(mirror, a.synthetic_records, dpkg_names(a.rootfs))
         else:
             for eco in os.listdir(OSV):
                 if os.path.isdir(os.path.join(OSV, eco)):
