@@ -130,16 +130,39 @@ struct Verdicts {
     fix_requires: Option<Arc<str>>,
 }
 
+/// How many unaffected packages a matcher remembers. Affected ones are always remembered
+/// (their findings are kept anyway); unaffected ones only up to this many, so an inventory of
+/// hundreds of thousands of packages costs a bounded memo, while a node's images — a few
+/// thousand distinct packages — judge each once per index.
+const UNAFFECTED_MEMO_MAX: usize = 16_384;
+
+/// What a package is judged by — (ecosystem, name, version, module stream) — as one key:
+/// each field length-prefixed, so no two tuples share a key whatever bytes they hold. Built
+/// in a reused buffer: a lookup that hits allocates nothing.
+fn write_judged_key(out: &mut Vec<u8>, ecosystem: &str, name: &str, version: &str, module: Option<&str>) {
+    out.clear();
+    for field in [Some(ecosystem), Some(name), Some(version), module] {
+        match field {
+            Some(f) => {
+                out.push(1);
+                out.extend_from_slice(&(f.len() as u64).to_le_bytes());
+                out.extend_from_slice(f.as_bytes());
+            }
+            None => out.push(0),
+        }
+    }
+}
+
 /// A matcher over one index that remembers each (ecosystem, name, version) it has judged:
 /// binary packages of one source, and the images of a node that share a base, are judged
 /// once per index. Findings it makes share their strings (a node's reports repeat the same
 /// packages and ids many times). Create one per index (a new index needs a new matcher).
-/// What a package is judged by: (ecosystem, name, version, module stream).
-type JudgedKey = (String, String, String, Option<String>);
-
 pub struct Matcher<'a> {
     db: &'a IndexSet,
-    memo: HashMap<JudgedKey, Arc<[Verdicts]>>,
+    /// Verdicts by judged key; an unaffected package's are empty.
+    memo: HashMap<Box<[u8]>, Arc<[Verdicts]>>,
+    unaffected_remembered: usize,
+    key: Vec<u8>,
     strings: HashSet<Arc<str>>,
 }
 
@@ -148,6 +171,8 @@ impl<'a> Matcher<'a> {
         Matcher {
             db,
             memo: HashMap::new(),
+            unaffected_remembered: 0,
+            key: Vec::new(),
             strings: HashSet::new(),
         }
     }
@@ -173,15 +198,15 @@ impl<'a> Matcher<'a> {
             // A binary known without its source (a chiseled image): the records' binary lists
             // name its source, else it is taken as a source of its own name.
             let name = match source_unknown(p) {
-                true => self.source_of(p)?.unwrap_or_else(|| p.name.to_string()),
-                false => name.into_owned(),
+                true => Cow::Owned(self.source_of(p)?.unwrap_or_else(|| p.name.to_string())),
+                false => name,
             };
             let module = package_module(p);
-            let key = (p.ecosystem.to_string(), name, version.to_string(), module);
-            let verdicts = match self.memo.get(&key) {
+            write_judged_key(&mut self.key, &p.ecosystem, &name, version, module.as_deref());
+            let verdicts = match self.memo.get(self.key.as_slice()) {
                 Some(v) => v.clone(),
                 None => {
-                    let judged = judge_streams(self.db, &p.ecosystem, &key.1, version, key.3.as_deref())?;
+                    let judged = judge_streams(self.db, &p.ecosystem, &name, version, module.as_deref())?;
                     let v: Arc<[Verdicts]> = judged
                         .into_iter()
                         .map(|((advisory, severity, cvss_score, fixed), needs)| Verdicts {
@@ -195,10 +220,12 @@ impl<'a> Matcher<'a> {
                             cvss_score,
                         })
                         .collect();
-                    // Unaffected packages are not remembered (judging one again is a lookup
-                    // miss): the memo grows with the affected packages, not the inventory.
-                    if !v.is_empty() {
-                        self.memo.insert(key, v.clone());
+                    // Unaffected packages are remembered up to a bound: the memo grows with
+                    // the affected packages, not with a hostile inventory.
+                    let remember = !v.is_empty() || self.unaffected_remembered < UNAFFECTED_MEMO_MAX;
+                    if remember {
+                        self.unaffected_remembered += usize::from(v.is_empty());
+                        self.memo.insert(self.key.as_slice().into(), v.clone());
                     }
                     v
                 }
@@ -358,9 +385,13 @@ fn judge_streams(
     Ok(out)
 }
 
-/// The RPM module stream a package was built in (`nodejs:18`), from its purl's `rpmmod`.
+/// The RPM module stream a package was built in (`nodejs:18`), from its purl's `rpmmod`;
+/// none outside rpm (no other scheme's records have module streams).
 fn package_module(p: &Package) -> Option<String> {
-    crate::package::rpm_module(&p.purl)
+    match Scheme::for_ecosystem(&p.ecosystem) {
+        Some(Scheme::Rpm) => crate::package::rpm_module(&p.purl),
+        _ => None,
+    }
 }
 
 /// Whether an affected entry judges a package, by RPM module stream: a modular entry judges
@@ -449,4 +480,51 @@ pub fn finding_order(a: &Finding, b: &Finding) -> Ordering {
 
 fn sort_findings(findings: &mut [Finding]) {
     findings.sort_by(finding_order);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::advisory::EcosystemIndex;
+
+    fn debian(name: &str, version: &str) -> Package {
+        Package {
+            ecosystem: "Debian:12".into(),
+            name: name.into(),
+            version: version.into(),
+            source_name: name.into(),
+            source_version: version.into(),
+            path: "var/lib/dpkg/status".into(),
+            purl: Default::default(),
+            arch: Default::default(),
+            layer: None,
+            introduced_layer: None,
+        }
+    }
+
+    /// However many unaffected packages an inventory holds, the memo keeps at most
+    /// `UNAFFECTED_MEMO_MAX` of them (and every affected one); past the bound, packages are
+    /// judged afresh and the findings stay the same.
+    #[test]
+    fn the_memo_of_unaffected_packages_is_bounded() {
+        let mut idx = EcosystemIndex::new("Debian");
+        idx.add_record_json(br#"{"id":"DEBIAN-CVE-2023-0464","upstream":["CVE-2023-0464"],"affected":[{"package":{"ecosystem":"Debian:12","name":"openssl"},"ranges":[{"type":"ECOSYSTEM","events":[{"introduced":"0"},{"fixed":"3.0.8-1"}]}]}]}"#);
+        let db = IndexSet::from_indexes(vec![idx]).unwrap();
+        let mut packages: Vec<Package> = (0..UNAFFECTED_MEMO_MAX + 100)
+            .map(|i| debian(&format!("unaffected-{i}"), "1.0-1"))
+            .collect();
+        packages.push(debian("openssl", "3.0.7-1"));
+        let inv = Inventory {
+            packages: packages.into(),
+            ..Default::default()
+        };
+        let mut m = Matcher::new(&db);
+        for _ in 0..2 {
+            let findings = m.match_inventory(&inv).unwrap();
+            assert_eq!(findings.len(), 1);
+            assert_eq!(&*findings[0].id, "DEBIAN-CVE-2023-0464");
+            assert_eq!(m.memo.len(), UNAFFECTED_MEMO_MAX + 1);
+            assert_eq!(m.unaffected_remembered, UNAFFECTED_MEMO_MAX);
+        }
+    }
 }

@@ -335,6 +335,15 @@ fn a_shared_matcher_gives_each_inventory_its_own_findings() {
             pkg("Debian:12", "libssl3", "3.0.7-1", Some(("openssl", "3.0.7-1"))),
             pkg("crates.io", "hyper", "0.14.9", None),
         ],
+        // Unaffected packages are remembered too: the fixed version again, beside an
+        // affected one of the same package.
+        vec![
+            pkg("Debian:12", "libssl3", "3.0.8-1", Some(("openssl", "3.0.8-1"))),
+            pkg("Debian:12", "openssl", "3.0.7-1", None),
+        ],
+        // A memo key that joined its fields without their lengths would give `openssl3` at
+        // `.0.7-1` openssl's verdicts at 3.0.7-1.
+        vec![pkg("Debian:12", "openssl3", ".0.7-1", None)],
     ];
     let inv = |packages: &Vec<Package>| Inventory {
         os: None,
@@ -350,7 +359,7 @@ fn a_shared_matcher_gives_each_inventory_its_own_findings() {
         counts.push(from_shared.len());
     }
     // 3.0.7-1 is affected through both binary packages, 3.0.8-1 is the fix, hyper is affected.
-    assert_eq!(counts, vec![2, 0, 2]);
+    assert_eq!(counts, vec![2, 0, 2, 1, 0]);
 }
 
 /// An rpm built in a module, as the rpm cataloger gives it: its label in the purl.
