@@ -80,6 +80,12 @@ def value(text, name, **labels):
     return total if found else None
 
 
+def first_inventory_seconds(log):
+    """The first image's inventory time an agent logged (the base layer's cold read)."""
+    v, unit = re.search(r"image inventoried in ([0-9.]+)(ms|s)", log).groups()
+    return float(v) / 1000 if unit == "ms" else float(v)
+
+
 def proc_mem(pid):
     status = open(f"/proc/{pid}/status").read()
     get = lambda k: int(re.search(rf"^{k}:\s+(\d+) kB", status, re.M).group(1)) / 1024
@@ -224,9 +230,7 @@ def main():
         m = agent.wait(ok, 900, "all containers scanned")
         t_all = time.time() - t0
         log = open(agent.log).read()
-        first_scan = float(re.search(r"image inventoried in ([0-9.]+)(ms|s)", log).group(1))
-        unit = re.search(r"image inventoried in ([0-9.]+)(ms|s)", log).group(2)
-        first_scan = first_scan / 1000 if unit == "ms" else first_scan
+        first_scan = first_inventory_seconds(log)
         scan_sum = value(m, "stalewatch_scan_duration_seconds_sum")
         records = value(m, "stalewatch_advisory_records")
         n_ecos = sum(1 for l in m.splitlines() if l.startswith("stalewatch_advisory_records{"))
@@ -290,9 +294,19 @@ def main():
         rematch = sorted(rematches)[len(rematches) // 2]
         layers_after = value(m, "stalewatch_layers_read_total")
         agent.stop()
+
+        # The cold read again on a running agent whose index is built (a new image arriving on
+        # a node): a fresh state with the index kept, so no index build shares the two cores.
+        warm = os.path.join(work, "state-index-built")
+        shutil.copytree(os.path.join(work, "state", "db"), os.path.join(warm, "db"))
+        agent3 = Agent(lab.sock, warm, mirror, ecos, a.agent_arg)
+        agent3.wait(ok, 900, "all containers scanned (index built)")
+        cold_read = first_inventory_seconds(open(agent3.log).read())
+        agent3.stop()
         if a.no_synthetic:
             print(f"re-match of {a.images} cached inventories, {len(rematches)} updates: median {rematch * 1000:.1f} ms "
-                  f"(each: {', '.join(f'{r * 1000:.1f}' for r in rematches)}); cold read {first_scan:.3f} s vs gzip|tar {gz:.3f} s: {first_scan / gz:.2f}x; "
+                  f"(each: {', '.join(f'{r * 1000:.1f}' for r in rematches)}); cold read {cold_read:.3f} s vs gzip|tar {gz:.3f} s: {cold_read / gz:.2f}x "
+                  f"(at the agent's start, beside the index build: {first_scan:.3f} s, {first_scan / gz:.2f}x); "
                   f"steady {steady:.1f} MiB, peak {peak:.1f} MiB")
             return
 
@@ -313,8 +327,9 @@ def main():
         print(f"- agent memory with the full shared OSV index ({n_ecos} ecosystems, {records:,.0f} records): peak {peak:.1f} MiB, steady {steady:.1f} MiB")
         print(f"- memory with a synthetic Debian index of {a.synthetic_records:,} records ({idx / 2**20:.0f} MiB on disk): "
               f"peak {syn_peak:.1f} MiB, steady {syn_steady:.1f} MiB (the index is built by the refresh child process, not the agent)")
-        print(f"- cold inventory of the {os.path.getsize(blob) / 2**20:.0f} MiB gzip base layer through containerd: {first_scan:.3f} s; "
-              f"`gzip -dc | tar -t` of the same blob: {gz:.3f} s; ratio {first_scan / gz:.2f}×")
+        print(f"- cold inventory of the {os.path.getsize(blob) / 2**20:.0f} MiB gzip base layer through containerd, on an agent whose index is built: {cold_read:.3f} s; "
+              f"`gzip -dc | tar -t` of the same blob: {gz:.3f} s; ratio {cold_read / gz:.2f}× "
+              f"(at the agent's first start, beside its index build: {first_scan:.3f} s, {first_scan / gz:.2f}×)")
         if runtime_on:
             print(f"- runtime check of one container (its processes' maps, its live package databases' identity): {check_avg * 1000:.3f} ms in steady state; "
                   f"the first check, which reads and catalogs its live dpkg database, {first_check * 1000:.2f} ms; "

@@ -177,6 +177,46 @@ fn containerd_images_scan_like_their_unpacked_roots() {
         assert_eq!(from_archive["findings"], r["findings"], "{name}");
     }
 
+    // A layer blob changed in the content store after the pull: its digest check fails
+    // (containerd serves the file as it is; the gRPC task hashes what it sends).
+    let content = lab
+        .dir
+        .path()
+        .join("root/io.containerd.content.v1.content/blobs/sha256");
+    let manifest: serde_json::Value = {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(gzip.join("index.json")).unwrap()).unwrap();
+        let digest = index["manifests"][0]["digest"].as_str().unwrap();
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        serde_json::from_slice(&std::fs::read(gzip.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+    };
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_string();
+    let blob = content.join(layer.strip_prefix("sha256:").unwrap());
+    let mut other = Vec::new();
+    oci::tar_entry(
+        &mut other,
+        "etc/os-release",
+        b'0',
+        b"ID=alpine\nVERSION_ID=3.19.0\n",
+        "",
+    );
+    oci::tar_end(&mut other);
+    std::fs::write(&blob, oci::gzip(&other)).unwrap();
+    let out = stalewatch(&[
+        "scan",
+        "containerd:example.org/stalewatch/gzip:3.20-upgraded",
+        "--containerd-address",
+        lab.sock.to_str().unwrap(),
+        "--db-dir",
+        db.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("does not match its digest") && stderr.contains(&layer),
+        "{stderr}"
+    );
+
     // Errors: an unknown image, and a socket that is not there.
     let out = stalewatch(&[
         "scan",

@@ -4,12 +4,14 @@
 
 use anyhow::{bail, Context};
 use containerd_client::services::v1::ReadContentRequest;
+use sha2::{Digest, Sha256};
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use tokio_stream::StreamExt;
 
 use crate::containerd::{Containerd, ContainerdError};
-use crate::source::image::BlobStore;
+use crate::source::image::{BlobStore, HashedBlob};
 
 /// Chunks of a blob in flight between the gRPC stream and the reader (containerd sends
 /// 1 MiB messages): bounds memory per blob read to a few MiB whatever the blob's size.
@@ -23,6 +25,28 @@ pub struct ContentStore {
 
 impl BlobStore for ContentStore {
     fn open_blob(&self, digest: &str) -> anyhow::Result<Box<dyn Read + Send>> {
+        self.stream(digest, None)
+    }
+
+    /// The gRPC task hashes each chunk as it arrives: on another core than the reader's,
+    /// whose inflate is a layer read's longest step (issue 31).
+    fn open_hashed_blob(&self, digest: &str) -> anyhow::Result<HashedBlob> {
+        let sha256 = Arc::new(OnceLock::new());
+        Ok(HashedBlob {
+            reader: self.stream(digest, Some(sha256.clone()))?,
+            sha256,
+        })
+    }
+}
+
+impl ContentStore {
+    /// A blob's `Content.Read` stream, hashed into `sha256` by the task when asked (set once
+    /// the whole blob has been sent, before the reader sees its end).
+    fn stream(
+        &self,
+        digest: &str,
+        sha256: Option<Arc<OnceLock<[u8; 32]>>>,
+    ) -> anyhow::Result<Box<dyn Read + Send>> {
         stalewatch_core::image::Digest::parse(digest)?;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, ContainerdError>>(CHUNKS_IN_FLIGHT);
         let client = self.client.clone();
@@ -51,10 +75,16 @@ impl BlobStore for ContentStore {
                     return;
                 }
             };
+            let mut hasher = sha256.as_ref().map(|_| Sha256::new());
             loop {
                 let item = match tokio::time::timeout(client.deadline(), stream.next()).await {
                     Ok(Some(item)) => item,
-                    Ok(None) => return,
+                    Ok(None) => {
+                        if let (Some(h), Some(out)) = (hasher, &sha256) {
+                            let _ = out.set(h.finalize().into());
+                        }
+                        return;
+                    }
                     Err(_) => {
                         let _ = tx.send(Err(stalled())).await;
                         return;
@@ -63,6 +93,9 @@ impl BlobStore for ContentStore {
                 let msg = item
                     .map(|r| r.data)
                     .map_err(|s| ContainerdError::blob(&digest, &s));
+                if let (Some(h), Ok(chunk)) = (hasher.as_mut(), &msg) {
+                    h.update(chunk);
+                }
                 let failed = msg.is_err();
                 // A closed channel means the reader stopped early: stop streaming.
                 if tx.send(msg).await.is_err() || failed {

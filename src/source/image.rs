@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use stalewatch_core::catalog;
 use stalewatch_core::image::{self as meta, Descriptor};
@@ -96,6 +97,34 @@ impl Blobs {
 pub trait BlobStore {
     /// Streams a blob (callers verify the digest as they read).
     fn open_blob(&self, digest: &str) -> anyhow::Result<Box<dyn Read + Send>>;
+
+    /// Streams a blob and hashes it as it passes: its SHA-256 is known once the reader has
+    /// ended. A store that streams from another thread may hash there, off the reader's.
+    fn open_hashed_blob(&self, digest: &str) -> anyhow::Result<HashedBlob> {
+        Ok(HashedBlob::hashed_by_reader(self.open_blob(digest)?))
+    }
+}
+
+/// A blob being streamed, and its SHA-256 once the stream has ended (unset while it has not,
+/// or when it failed).
+pub struct HashedBlob {
+    pub reader: Box<dyn Read + Send>,
+    pub sha256: Arc<OnceLock<[u8; 32]>>,
+}
+
+impl HashedBlob {
+    /// Hashes on the reader's own thread, as the bytes pass.
+    pub fn hashed_by_reader(inner: Box<dyn Read + Send>) -> HashedBlob {
+        let sha256 = Arc::new(OnceLock::new());
+        HashedBlob {
+            reader: Box::new(Hashing {
+                inner,
+                hasher: Some(Sha256::new()),
+                done: sha256.clone(),
+            }),
+            sha256,
+        }
+    }
 }
 
 /// Reads a small blob (index, manifest, config) and checks its digest.
@@ -163,16 +192,27 @@ fn verify(digest: &str, got: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Hashes what passes through, so a layer's digest is checked without a second read.
+/// Hashes what passes through, so a layer's digest is checked without a second read; the
+/// hash is published at the end of the stream.
 struct Hashing<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Option<Sha256>,
+    done: Arc<OnceLock<[u8; 32]>>,
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        match (n, self.hasher.take()) {
+            (0, Some(h)) if !buf.is_empty() => {
+                let _ = self.done.set(h.finalize().into());
+            }
+            (_, Some(mut h)) => {
+                h.update(&buf[..n]);
+                self.hasher = Some(h);
+            }
+            (_, None) => {}
+        }
         Ok(n)
     }
 }
@@ -181,19 +221,19 @@ impl<R: Read> Read for Hashing<R> {
 /// that `digest` (checked when given) covers the whole blob. Returns what `read` made and the
 /// bytes decompressed.
 fn stream_layer<T>(
-    raw: Box<dyn Read + Send>,
+    blob: HashedBlob,
     digest: Option<&str>,
     label: &str,
     limits: &Limits,
     read: impl FnOnce(&mut dyn EntrySource) -> Result<T, stalewatch_core::layer::LayerError>,
 ) -> anyhow::Result<(T, u64)> {
-    let mut hashing = Hashing {
-        inner: raw,
-        hasher: Sha256::new(),
-    };
+    let HashedBlob {
+        reader: mut raw,
+        sha256,
+    } = blob;
     let (made, decompressed_bytes) = {
-        let decompressed = decompress::open(&mut hashing, limits.max_layer_bytes)
-            .with_context(|| format!("layer {label}"))?;
+        let decompressed =
+            decompress::open(&mut raw, limits.max_layer_bytes).with_context(|| format!("layer {label}"))?;
         let mut tar = TarReader::new(decompressed);
         let made = read(&mut tar).with_context(|| format!("layer {label}"))?;
         // Finish the stream so the digest covers the whole blob.
@@ -204,16 +244,19 @@ fn stream_layer<T>(
         {}
         (made, tar.into_inner().read)
     };
-    io::copy(&mut hashing, &mut io::sink()).with_context(|| format!("layer {label}"))?;
+    io::copy(&mut raw, &mut io::sink()).with_context(|| format!("layer {label}"))?;
     if let Some(d) = digest {
-        verify(d, &hashing.hasher.finalize())?;
+        let Some(got) = sha256.get() else {
+            bail!("layer {label}: the blob's stream ended without its digest")
+        };
+        verify(d, got)?;
     }
     Ok((made, decompressed_bytes))
 }
 
 /// Applies one layer blob to the tree. `digest` is checked when given.
 fn apply_layer(
-    raw: Box<dyn Read + Send>,
+    raw: HashedBlob,
     digest: Option<&str>,
     label: &str,
     limits: &Limits,
@@ -293,7 +336,7 @@ pub fn read_image(
 ) -> anyhow::Result<ImageMeta> {
     let (manifest_digest, manifest) = resolve_manifest(store, root)?;
     for layer in &manifest.layers {
-        let raw = store.open_blob(&layer.digest)?;
+        let raw = store.open_hashed_blob(&layer.digest)?;
         apply_layer(raw, Some(&layer.digest), &layer.digest, limits, tree, diag)?;
     }
     Ok(ImageMeta {
@@ -327,7 +370,13 @@ pub fn read_layer_delta(
 ) -> anyhow::Result<(LayerDelta, u64)> {
     let label = layer.digest.as_str();
     let read = |src: &mut dyn EntrySource| cacheable_delta(src, label, limits, diag);
-    stream_layer(store.open_blob(&layer.digest)?, Some(label), label, limits, read)
+    stream_layer(
+        store.open_hashed_blob(&layer.digest)?,
+        Some(label),
+        label,
+        limits,
+        read,
+    )
 }
 
 /// One layer's entries into a delta that can be cached under the layer's digest, whatever
@@ -362,7 +411,8 @@ pub fn read_docker_archive(
     for (layer, label) in entry.layers.iter().zip(&meta.layers) {
         // Newer docker writes layers as `blobs/sha256/<hex>`: the name is the digest.
         let digest = layer.strip_prefix("blobs/sha256/").map(|h| format!("sha256:{h}"));
-        apply_layer(blobs.open(layer)?, digest.as_deref(), label, limits, tree, diag)?;
+        let blob = HashedBlob::hashed_by_reader(blobs.open(layer)?);
+        apply_layer(blob, digest.as_deref(), label, limits, tree, diag)?;
     }
     Ok(meta)
 }
