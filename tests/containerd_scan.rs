@@ -60,6 +60,20 @@ fn layered_image(work: &Path, old: &Path, new: &Path) -> std::path::PathBuf {
     layout
 }
 
+/// `stalewatch scan TARGET` against the lab's containerd and `db`.
+fn scan(lab: &Lab, target: &str, db: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "scan",
+        target,
+        "--containerd-address",
+        lab.sock.to_str().unwrap(),
+        "--db-dir",
+        db.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    stalewatch(&args)
+}
+
 fn archive(layout: &Path, out: &Path) {
     run(
         "tar",
@@ -138,16 +152,7 @@ fn containerd_images_scan_like_their_unpacked_roots() {
         let base = format!("example.org/stalewatch/{name}");
         lab.import(&tar, &base);
         let target = format!("containerd:{base}:3.20-upgraded");
-        let out = stalewatch(&[
-            "scan",
-            &target,
-            "--containerd-address",
-            lab.sock.to_str().unwrap(),
-            "--db-dir",
-            db.to_str().unwrap(),
-            "--format",
-            "json",
-        ]);
+        let out = scan(&lab, &target, &db, &["--format", "json"]);
         assert!(
             out.status.success(),
             "{target}: {}",
@@ -202,14 +207,12 @@ fn containerd_images_scan_like_their_unpacked_roots() {
     );
     oci::tar_end(&mut other);
     std::fs::write(&blob, oci::gzip(&other)).unwrap();
-    let out = stalewatch(&[
-        "scan",
+    let out = scan(
+        &lab,
         "containerd:example.org/stalewatch/gzip:3.20-upgraded",
-        "--containerd-address",
-        lab.sock.to_str().unwrap(),
-        "--db-dir",
-        db.to_str().unwrap(),
-    ]);
+        &db,
+        &[],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -218,14 +221,7 @@ fn containerd_images_scan_like_their_unpacked_roots() {
     );
 
     // Errors: an unknown image, and a socket that is not there.
-    let out = stalewatch(&[
-        "scan",
-        "containerd:example.org/none:1",
-        "--containerd-address",
-        lab.sock.to_str().unwrap(),
-        "--db-dir",
-        db.to_str().unwrap(),
-    ]);
+    let out = scan(&lab, "containerd:example.org/none:1", &db, &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
     let out = stalewatch(&[
