@@ -132,6 +132,53 @@ pub fn json_len<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<u64> {
     Ok(n.0)
 }
 
+/// Writes `value` as JSON to `path` atomically (streamed, never whole in memory) when it
+/// takes at most `max_bytes`: the bytes written, or `None` when it would take more — then
+/// nothing is written, and the caller makes it smaller. One serialisation either way.
+pub fn write_json_within<T: Serialize + ?Sized>(
+    path: &Path,
+    value: &T,
+    max_bytes: u64,
+) -> anyhow::Result<Option<u64>> {
+    struct Within<'a> {
+        out: &'a mut dyn std::io::Write,
+        written: u64,
+        max: u64,
+        over: bool,
+    }
+    impl std::io::Write for Within<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.written.saturating_add(buf.len() as u64) > self.max {
+                self.over = true;
+                return Err(std::io::Error::other("over the size bound"));
+            }
+            let n = self.out.write(buf)?;
+            self.written += n as u64;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.out.flush()
+        }
+    }
+    let (mut written, mut over) = (0, false);
+    let result = write_atomic_with(path, |out| {
+        let mut w = Within {
+            out,
+            written: 0,
+            max: max_bytes,
+            over: false,
+        };
+        let r = serde_json::to_writer(&mut w, value);
+        (written, over) = (w.written, w.over);
+        Ok(r?)
+    });
+    match result {
+        Err(_) if over => Ok(None),
+        Err(e) => Err(e),
+        Ok(()) => Ok(Some(written)),
+    }
+}
+
 /// [`write_atomic`] for content written as a stream (`write` gets a buffered writer): a large
 /// state file is never held whole in memory.
 pub fn write_atomic_with(
@@ -244,5 +291,31 @@ impl ByteSource for FileSource {
         let mut buf = vec![0u8; len];
         self.file.read_exact_at(&mut buf, offset)?;
         Ok(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Within the bound the file is written as `serde_json` writes it; over it, the previous
+    /// file stays as it was and no temporary file is left behind.
+    #[test]
+    fn json_is_written_only_within_its_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let value: BTreeMap<String, Vec<u32>> = [("a".to_string(), vec![1, 2, 3])].into();
+        let expected = serde_json::to_string(&value).unwrap();
+        let len = expected.len() as u64;
+        assert_eq!(write_json_within(&path, &value, len).unwrap(), Some(len));
+        assert_eq!(fs::read_to_string(&path).unwrap(), expected);
+        let bigger: BTreeMap<String, Vec<u32>> = [("a".to_string(), (0..1000).collect())].into();
+        assert_eq!(write_json_within(&path, &bigger, len).unwrap(), None);
+        assert_eq!(fs::read_to_string(&path).unwrap(), expected);
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["state.json"]);
     }
 }

@@ -11,7 +11,7 @@ use stalewatch_core::layer::cache_entry;
 use stalewatch_core::layer::diagnostics::Unreadable;
 use stalewatch_core::layer::tree::LayerDelta;
 
-use crate::db::{json_len, write_atomic, write_atomic_with};
+use crate::db::{json_len, write_atomic, write_json_within};
 
 const CACHE_FILE: &str = "images-v1.json";
 /// 2: inventories carry the owners of mappable files (packages in use); 5: packages carry
@@ -183,32 +183,31 @@ impl ImageCache {
         max_bytes: u64,
         running: &std::collections::BTreeSet<String>,
     ) -> anyhow::Result<()> {
-        // Sized by counting, written as a stream: the cache is never held whole as JSON
-        // (it was the agent's peak heap, issue 31).
-        let mut size = json_len(&cache_file(&self.images))?;
-        if size > max_bytes {
-            let mut idle: Vec<(u64, String)> = self
-                .images
-                .iter()
-                .filter(|(d, _)| !running.contains(*d))
-                .map(|(d, r)| (json_len(r).unwrap_or(0), d.clone()))
-                .collect();
-            idle.sort();
-            while size > max_bytes {
-                let Some((n, d)) = idle.pop() else { break };
-                self.images.remove(&d);
-                size = size.saturating_sub(n);
-            }
-            size = json_len(&cache_file(&self.images))?;
-            if size > max_bytes {
-                tracing::warn!(
-                    "image cache is {size} bytes with running images only, above the {max_bytes} byte bound"
-                );
-            }
+        // Written as a stream, never held whole as JSON (it was the agent's peak heap, issue
+        // 31); serialised once when it fits, as it does but on a full node.
+        if write_json_within(&self.path, &cache_file(&self.images), max_bytes)?.is_some() {
+            return Ok(());
         }
-        write_atomic_with(&self.path, |w| {
-            Ok(serde_json::to_writer(w, &cache_file(&self.images))?)
-        })
+        let mut size = json_len(&cache_file(&self.images))?;
+        let mut idle: Vec<(u64, String)> = self
+            .images
+            .iter()
+            .filter(|(d, _)| !running.contains(*d))
+            .map(|(d, r)| (json_len(r).unwrap_or(0), d.clone()))
+            .collect();
+        idle.sort();
+        while size > max_bytes {
+            let Some((n, d)) = idle.pop() else { break };
+            self.images.remove(&d);
+            size = size.saturating_sub(n);
+        }
+        let written = write_json_within(&self.path, &cache_file(&self.images), u64::MAX)?.unwrap_or(0);
+        if written > max_bytes {
+            tracing::warn!(
+                "image cache is {written} bytes with running images only, above the {max_bytes} byte bound"
+            );
+        }
+        Ok(())
     }
 
     /// Drops images no longer present on the node.
@@ -368,6 +367,10 @@ mod tests {
             cache.insert(d.into(), record(d, &[]));
         }
         let running: std::collections::BTreeSet<String> = ["sha256:02".to_string()].into();
+        // A bound the whole cache fits in exactly keeps every image.
+        let whole = json_len(&cache_file(&cache.images)).unwrap();
+        cache.save(whole, &running).unwrap();
+        assert_eq!(ImageCache::load(dir.path()).images.len(), 3);
         cache.save(1, &running).unwrap();
         assert_eq!(cache.images.keys().collect::<Vec<_>>(), ["sha256:02"]);
         assert_eq!(ImageCache::load(dir.path()).images.len(), 1);
