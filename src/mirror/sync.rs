@@ -96,9 +96,10 @@ pub async fn sync_once(cfg: &Config, client: &reqwest::Client) -> SyncReport {
                 validators.insert(url, v);
             }
             Ok((Fetched::Unchanged, _)) => println!("{name}: unchanged"),
+            // A failure is logged once (the log is the report for failures; stdout lists
+            // what was fetched).
             Err(e) => {
-                println!("{name}: {e:#}");
-                tracing::warn!(file = name, "mirror sync: {e:#}");
+                tracing::warn!(file = name, "mirror sync: {name}: {e:#}");
                 report.failed.push(name);
             }
         }
@@ -108,7 +109,7 @@ pub async fn sync_once(cfg: &Config, client: &reqwest::Client) -> SyncReport {
             match write_atomic(&cfg.data.join(SYNC_FILE), text.as_bytes()) {
                 Ok(()) => report.synced_at = Some(now),
                 Err(e) => {
-                    println!("{SYNC_FILE}: not written: {e:#}");
+                    tracing::warn!(file = SYNC_FILE, "mirror sync: {SYNC_FILE}: not written: {e:#}");
                     report.failed.push(SYNC_FILE.into());
                 }
             }
