@@ -867,15 +867,22 @@ fn agents_read_the_mirror(data: &std::path::Path, tmp: &std::path::Path, synced:
     ] {
         assert_eq!(curl(&format!("{base}/{hidden}"), &[]).0, 404, "{hidden}");
     }
-    let out = stalewatch(&[
-        "db",
-        "update",
-        "--advisory-source",
-        &base,
-        "--db-dir",
-        db.to_str().unwrap(),
-        "--ecosystem",
-        "Alpine",
+    // `db update` of Alpine through the mirror, with more flags.
+    let update = |extra: &[&str]| {
+        let mut args = vec![
+            "db",
+            "update",
+            "--advisory-source",
+            &base,
+            "--db-dir",
+            db.to_str().unwrap(),
+            "--ecosystem",
+            "Alpine",
+        ];
+        args.extend_from_slice(extra);
+        stalewatch(&args)
+    };
+    let out = update(&[
         "--kev-source",
         &format!("{base}/kev/known_exploited_vulnerabilities.json"),
         "--epss-source",
@@ -896,18 +903,7 @@ fn agents_read_the_mirror(data: &std::path::Path, tmp: &std::path::Path, synced:
     assert_eq!(status["source_synced"]["at"], synced);
     assert_eq!(status["source_synced"]["from"], "stalewatch-sync.json");
     // Asked again: the mirror answers 304, nothing is downloaded nor rebuilt.
-    let again = stalewatch(&[
-        "db",
-        "update",
-        "--advisory-source",
-        &base,
-        "--db-dir",
-        db.to_str().unwrap(),
-        "--ecosystem",
-        "Alpine",
-        "--format",
-        "json",
-    ]);
+    let again = update(&["--format", "json"]);
     let text = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success() && text.contains("unchanged"), "{text}");
 }
