@@ -14,6 +14,15 @@ use crate::output::{Format, StatusFormat};
 use crate::{clock, db, output, scan, source, triage};
 
 mod agent_config;
+mod mirror_config;
+mod parse;
+
+pub use parse::Off;
+use parse::{
+    ecosystems_or_all, parse_age, parse_ecosystem, parse_fail_on, parse_feed, parse_interval,
+    parse_min_severity, parse_optional_interval, parse_optional_listen, parse_severity,
+    parse_severity_or_unknown, parse_source,
+};
 
 /// Default public OSV bulk bucket.
 pub const DEFAULT_ADVISORY_SOURCE: &str = "https://osv-vulnerabilities.storage.googleapis.com";
@@ -85,32 +94,6 @@ pub struct MirrorArgs {
     /// Sync once and exit: 0 when every file was refreshed, 1 when any failed. No server.
     #[arg(long)]
     pub once: bool,
-}
-
-impl MirrorArgs {
-    pub fn config(&self) -> anyhow::Result<crate::mirror::Config> {
-        let upstream = |u: &str, what: &str| -> anyhow::Result<Option<String>> {
-            match u {
-                "off" => Ok(None),
-                u if u.starts_with("http://") || u.starts_with("https://") => Ok(Some(u.to_string())),
-                u => bail!("{what} {u:?}: an http:// or https:// URL, or off"),
-            }
-        };
-        let Some(osv) = upstream(&self.upstream, "--upstream")? else {
-            bail!("--upstream cannot be off");
-        };
-        Ok(crate::mirror::Config {
-            data: self.data.clone(),
-            upstream: osv,
-            ecosystems: ecosystems_or_all(&self.ecosystems),
-            kev_upstream: upstream(&self.kev_upstream, "--kev-upstream")?,
-            epss_upstream: upstream(&self.epss_upstream, "--epss-upstream")?,
-            ca_file: self.ca_file.clone(),
-            interval: self.interval,
-            listen: self.listen,
-            once: self.once,
-        })
-    }
 }
 
 #[derive(Args, Debug)]
@@ -364,100 +347,6 @@ pub enum FallbackArg {
     Snapshot,
     Proc,
     None,
-}
-
-/// A flag's value, or `off`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Off<T>(pub Option<T>);
-
-/// A humantime duration (90s, 5m, 1h) of more than zero.
-fn parse_severity(v: &str) -> Result<stalewatch_core::advisory::Severity, String> {
-    match v.trim().parse::<stalewatch_core::advisory::Severity>() {
-        Ok(s) if s != stalewatch_core::advisory::Severity::Unknown => Ok(s),
-        _ => Err("critical, high, medium or low".into()),
-    }
-}
-
-fn parse_min_severity(v: &str) -> Result<crate::agent::notify::MinSeverity, String> {
-    use crate::agent::notify::MinSeverity;
-    match v.trim() {
-        "kev" => Ok(MinSeverity::Kev),
-        s => match s.parse::<stalewatch_core::advisory::Severity>() {
-            Ok(sev) if sev != stalewatch_core::advisory::Severity::Unknown => Ok(MinSeverity::Severity(sev)),
-            _ => Err("critical, high, medium, low or kev".into()),
-        },
-    }
-}
-
-/// A severity floor where `unknown` admits every finding.
-fn parse_severity_or_unknown(v: &str) -> Result<stalewatch_core::advisory::Severity, String> {
-    match v.trim() {
-        s @ ("critical" | "high" | "medium" | "low" | "unknown") => s.parse().map_err(|_| s.to_string()),
-        _ => Err("critical, high, medium, low or unknown".into()),
-    }
-}
-
-fn parse_interval(v: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(v.trim()) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err("must be more than zero".into()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// A humantime duration, zero allowed.
-fn parse_age(v: &str) -> Result<Duration, String> {
-    humantime::parse_duration(v.trim()).map_err(|e| e.to_string())
-}
-
-fn parse_optional_interval(v: &str) -> Result<Off<Duration>, String> {
-    match v.trim() {
-        "off" => Ok(Off(None)),
-        v => parse_interval(v).map(|d| Off(Some(d))),
-    }
-}
-
-fn parse_optional_listen(v: &str) -> Result<Off<SocketAddr>, String> {
-    match v.trim() {
-        "off" | "" => Ok(Off(None)),
-        a => a
-            .parse()
-            .map(|a| Off(Some(a)))
-            .map_err(|e| format!("{e} (an address such as 127.0.0.1:9478, or off)")),
-    }
-}
-
-fn parse_source(v: &str) -> Result<Source, String> {
-    Source::parse(v).map_err(|e| format!("{e:#}"))
-}
-
-fn parse_ecosystem(v: &str) -> Result<String, String> {
-    if db::valid_ecosystem_name(v) {
-        Ok(v.to_string())
-    } else {
-        Err("not an OSV ecosystem name (such as Alpine, Debian, \"Rocky Linux\")".into())
-    }
-}
-
-fn parse_fail_on(v: &str) -> Result<FailOn, String> {
-    FailOn::parse(v)
-}
-
-/// A feed's source, or `off` (a deployment's default turned off).
-fn parse_feed(v: &str) -> Result<Off<FeedSource>, String> {
-    match v.trim() {
-        "off" => Ok(Off(None)),
-        v => FeedSource::parse(v).map(|f| Off(Some(f))),
-    }
-}
-
-/// The ecosystems asked for, or every supported one.
-fn ecosystems_or_all(asked: &[String]) -> Vec<String> {
-    if asked.is_empty() {
-        db::SUPPORTED_ECOSYSTEMS.iter().map(|s| s.to_string()).collect()
-    } else {
-        asked.to_vec()
-    }
 }
 
 #[derive(Subcommand, Debug)]
