@@ -356,19 +356,7 @@ fn a_node_waiting_for_a_reboot_gets_an_event_on_the_node() {
     let site = tmp.path().join("site");
     write_mirror(&site);
     let mirror = Mirror::start(site);
-    let args = [
-        "--kube-events",
-        "on",
-        "--kubeconfig",
-        sa.to_str().unwrap(),
-        "--node-scan",
-        "on",
-        "--host-root",
-        host.to_str().unwrap(),
-        // Reconciles every second: the "once" window below spans several.
-        "--reconcile-interval",
-        "1s",
-    ];
+    let args = node_event_args(&sa, &host, &[]);
     // The node's Node object, labelled as AKS labels a node of a real node image, with the
     // nodeInfo a kubelet reports.
     let node_image = "AKSUbuntu-2204gen2containerd-202511.12.0";
@@ -398,7 +386,12 @@ fn a_node_waiting_for_a_reboot_gets_an_event_on_the_node() {
         &format!("kubernetes.azure.com/node-image-version={node_image}"),
         "kubernetes.azure.com/os-sku=Ubuntu",
     ]);
-    let agent = Agent::start(&lab.sock, &tmp.path().join("state"), &mirror.url(), &args);
+    let agent = Agent::start(
+        &lab.sock,
+        &tmp.path().join("state"),
+        &mirror.url(),
+        &as_strs(&args),
+    );
     agent.wait_for("a RebootRequired Event published", Duration::from_secs(60), |a| {
         kube_events(&a.metrics(), "RebootRequired", "published") == 1.0
     });
@@ -416,12 +409,8 @@ fn a_node_waiting_for_a_reboot_gets_an_event_on_the_node() {
             .contains("kernel 6.8.0-1030.35~22.04.1 is installed but 6.8.0-1020-azure runs"),
         "{e:#}"
     );
-    // Later reconciles (at least two in this window) tell nothing more.
-    let reconciled =
-        |a: &Agent| value(&a.metrics(), "stalewatch_last_reconcile_timestamp_seconds", &[]).unwrap();
-    let before = reconciled(&agent);
-    std::thread::sleep(Duration::from_secs(3));
-    assert!(reconciled(&agent) >= before + 2.0, "reconciles in the window");
+    // Later reconciles tell nothing more.
+    wait_out_two_reconciles(&agent);
     assert_eq!(kube_events(&agent.metrics(), "RebootRequired", "published"), 1.0);
     assert_eq!(events(&kube, "default").len(), 1);
     // What the Node object says, read with the shipped RBAC (get on nodes).
@@ -508,21 +497,13 @@ fn a_node_with_new_severe_fixable_findings_gets_vulnerable_node() {
         ],
     );
     let mirror = Mirror::start(site);
-    let args = [
-        "--kube-events",
-        "on",
-        "--kubeconfig",
-        sa.to_str().unwrap(),
-        "--node-scan",
-        "on",
-        "--host-root",
-        host.to_str().unwrap(),
-        "--ecosystem",
-        "Ubuntu",
-        "--reconcile-interval",
-        "1s",
-    ];
-    let agent = Agent::start(&lab.sock, &tmp.path().join("state"), &mirror.url(), &args);
+    let args = node_event_args(&sa, &host, &["--ecosystem", "Ubuntu"]);
+    let agent = Agent::start(
+        &lab.sock,
+        &tmp.path().join("state"),
+        &mirror.url(),
+        &as_strs(&args),
+    );
     agent.wait_for("a VulnerableNode Event published", Duration::from_secs(60), |a| {
         kube_events(&a.metrics(), "VulnerableNode", "published") == 1.0
     });
@@ -542,13 +523,46 @@ fn a_node_with_new_severe_fixable_findings_gets_vulnerable_node() {
         "{note}"
     );
     // Told once: later reconciles publish nothing more, and no RebootRequired besides.
-    let reconciled =
-        |a: &Agent| value(&a.metrics(), "stalewatch_last_reconcile_timestamp_seconds", &[]).unwrap();
-    let before = reconciled(&agent);
-    std::thread::sleep(Duration::from_secs(3));
-    assert!(reconciled(&agent) >= before + 2.0, "reconciles in the window");
+    wait_out_two_reconciles(&agent);
     assert_eq!(events(&kube, "default").len(), 1);
     assert_eq!(kube_events(&agent.metrics(), "RebootRequired", "published"), 0.0);
+}
+
+/// The node-event tests' agent flags: Events on through the shipped RBAC's kubeconfig `sa`,
+/// the node scan of `host`, a reconcile every second (so a "told once" window spans several),
+/// then `extra`.
+fn node_event_args(sa: &Path, host: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--kube-events",
+        "on",
+        "--kubeconfig",
+        sa.to_str().unwrap(),
+        "--node-scan",
+        "on",
+        "--host-root",
+        host.to_str().unwrap(),
+        "--reconcile-interval",
+        "1s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn as_strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// Sleeps through at least two of the agent's reconciles (asserted), the window in which a
+/// told fact must not be told again.
+fn wait_out_two_reconciles(agent: &Agent) {
+    let reconciled =
+        |a: &Agent| value(&a.metrics(), "stalewatch_last_reconcile_timestamp_seconds", &[]).unwrap();
+    let before = reconciled(agent);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(reconciled(agent) >= before + 2.0, "reconciles in the window");
 }
 
 /// One entry of a zip archive.
