@@ -184,7 +184,7 @@ impl ImageCache {
         running: &std::collections::BTreeSet<String>,
     ) -> anyhow::Result<()> {
         // Written as a stream, never held whole as JSON (it was the agent's peak heap, issue
-        // 31); serialised once when it fits, as it does but on a full node.
+        // 31); serialised once when it fits, again only after dropping images to make it fit.
         if write_json_within(&self.path, &cache_file(&self.images), max_bytes)?.is_some() {
             return Ok(());
         }
