@@ -49,18 +49,8 @@ fn mirror_update_is_conditional_and_alpine_images_match_unpacked_roots() {
     let mirror = Mirror::start(shared_data().join("osv"));
     let url = mirror.url();
     let update = |ecos: &[&str]| {
-        let mut args = vec![
-            "db",
-            "update",
-            "--advisory-source",
-            &url,
-            "--db-dir",
-            db.to_str().unwrap(),
-        ];
-        for e in ecos {
-            args.extend(["--ecosystem", e]);
-        }
-        let out = stalewatch(&args);
+        let flags: Vec<&str> = ecos.iter().flat_map(|e| ["--ecosystem", e]).collect();
+        let out = db_update(&url, &db, &flags);
         assert!(
             out.status.success(),
             "db update: {}",

@@ -868,20 +868,8 @@ fn agents_read_the_mirror(data: &std::path::Path, tmp: &std::path::Path, synced:
         assert_eq!(curl(&format!("{base}/{hidden}"), &[]).0, 404, "{hidden}");
     }
     // `db update` of Alpine through the mirror, with more flags.
-    let update = |extra: &[&str]| {
-        let mut args = vec![
-            "db",
-            "update",
-            "--advisory-source",
-            &base,
-            "--db-dir",
-            db.to_str().unwrap(),
-            "--ecosystem",
-            "Alpine",
-        ];
-        args.extend_from_slice(extra);
-        stalewatch(&args)
-    };
+    let update =
+        |extra: &[&str]| common::db_update(&base, &db, &[&["--ecosystem", "Alpine"], extra].concat());
     let out = update(&[
         "--kev-source",
         &format!("{base}/kev/known_exploited_vulnerabilities.json"),

@@ -233,23 +233,27 @@ pub fn shared_db(db: &Path, ecosystems: &[&str]) {
 /// Builds the indexes of `ecosystems` with `db update` from a directory source (the OSV
 /// bucket's layout: `<Ecosystem>/all.zip`).
 pub fn db_from(source: &Path, db: &Path, ecosystems: &[&str]) {
-    let mut args = vec![
-        "db",
-        "update",
-        "--advisory-source",
-        source.to_str().unwrap(),
-        "--db-dir",
-        db.to_str().unwrap(),
-    ];
-    for e in ecosystems {
-        args.extend(["--ecosystem", e]);
-    }
-    let out = stalewatch(&args);
+    let flags: Vec<&str> = ecosystems.iter().flat_map(|e| ["--ecosystem", e]).collect();
+    let out = db_update(source.to_str().unwrap(), db, &flags);
     assert!(
         out.status.success(),
         "db update: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `stalewatch db update` from `source` (a URL or a directory) into `db`, with `extra` flags.
+pub fn db_update(source: &str, db: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "db",
+        "update",
+        "--advisory-source",
+        source,
+        "--db-dir",
+        db.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    stalewatch(&args)
 }
 
 /// Validates a CycloneDX 1.5 JSON document against the official schema (the validator of
